@@ -1,0 +1,43 @@
+//! `timeglass`: the command line. Only argument parsing, wiring, and turning
+//! errors into one readable line live here.
+
+mod args;
+mod export;
+mod failure;
+mod inject;
+mod requests;
+mod run;
+mod ui;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => run::run(a),
+        Command::Requests(a) => requests::requests(a),
+        Command::Export(a) => export::export(a),
+        Command::Ui(a) => ui::ui(a),
+        Command::Completions(a) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(a.shell, &mut cmd, "timeglass", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(failure) => {
+            // A closed pipe (`timeglass requests | head`) is not an error.
+            if failure.is_broken_pipe() {
+                return ExitCode::SUCCESS;
+            }
+            let _ = writeln!(std::io::stderr(), "timeglass: error: {failure}");
+            failure.exit_code()
+        }
+    }
+}

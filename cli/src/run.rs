@@ -1,0 +1,275 @@
+//! `timeglass run -- CMD...`: start the app with the marker injected, record
+//! until it exits, store everything.
+
+use std::io::ErrorKind;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, ExitStatus};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::iterator::exfiltrator::WithOrigin;
+use signal_hook::iterator::SignalsInfo;
+use signal_hook::low_level::siginfo::Cause;
+use timeglass_recorder::{
+    Follow, Notice, PySpyOptions, Recorder, RecorderOptions, SamplerOptions, Summary,
+};
+use timeglass_store::{ClockMap, NewSession, SessionEnd, Store};
+use timeglass_wire::{env, monotonic_ns};
+
+use crate::args::RunArgs;
+use crate::failure::{Failure, Result};
+use crate::inject;
+
+/// How long a command may run without any Python process in its tree before
+/// `run` says it is not a Python app.
+const PYTHON_GRACE: Duration = Duration::from_secs(5);
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let Some((program, rest)) = args.command.split_first() else {
+        return Err(Failure::usage(
+            "no command to run; put the command that starts your app after `--`, e.g. `timeglass run -- uvicorn app:app`",
+        ));
+    };
+    let name = program.to_string_lossy().into_owned();
+    let package = inject::package_dir()?;
+    let db = args.db.db.clone();
+    let mut store = Store::open(&db)?;
+    let runtime = timeglass_wire::runtime_dir().join(format!("run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&runtime);
+    let _cleanup = RemoveOnDrop(runtime.clone());
+    let pythonpath = inject::pythonpath(&inject::prepare(&package, &runtime)?);
+
+    let unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let clock = ClockMap {
+        mono_ns: monotonic_ns(),
+        unix_ns,
+    };
+    let mut child = Command::new(program)
+        .args(rest)
+        .env(env::RUNTIME_DIR, &runtime)
+        .env(env::AUTO, "1")
+        .env("PYTHONPATH", pythonpath)
+        .spawn()
+        .map_err(|e| spawn_failure(&name, e))?;
+    forward_signals(child.id());
+
+    let session = store.begin_session(&NewSession {
+        command: args
+            .command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        cwd: std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+        rate_hz: args.rate,
+        clock,
+    })?;
+    let options = RecorderOptions {
+        runtime_dir: runtime.clone(),
+        follow: Follow::Directory,
+        sampler: SamplerOptions {
+            rate_hz: args.rate,
+            idle_hz: args.idle_rate,
+        },
+        pyspy: PySpyOptions {
+            gil_only: !args.all_threads,
+            lines: true,
+        },
+    };
+    let rate = args.rate;
+    let recorder = Recorder::start(
+        store,
+        session,
+        options,
+        Box::new(move |n| print_notice(&n, rate)),
+    );
+
+    let started = Instant::now();
+    let status = supervise(&mut child, &recorder, &name, started);
+    let (summary, mut store) = recorder.stop().map_err(|e| Failure::new(e.to_string()))?;
+    let exit_code = status.as_ref().ok().and_then(|s| s.code());
+    store.end_session(
+        session,
+        &SessionEnd {
+            exit_code,
+            samples: summary.request_samples + summary.outside_samples,
+            torn_samples: summary.torn_samples,
+            lost_events: summary.lost_events,
+        },
+    )?;
+    let status = status?;
+    if summary.processes == 0 {
+        return Err(nothing_recorded(&name, status, started.elapsed()));
+    }
+    print_summary(&summary, &db);
+    Ok(ExitCode::from(child_exit_code(status)))
+}
+
+/// Waits for the child, checking once that it is a Python program at all.
+fn supervise(
+    child: &mut Child,
+    recorder: &Recorder,
+    name: &str,
+    started: Instant,
+) -> Result<ExitStatus> {
+    let mut checked = false;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if !checked && started.elapsed() >= PYTHON_GRACE && recorder.processes_seen() == 0 {
+            checked = true;
+            let pids = timeglass_recorder::tree(child.id());
+            if !pids.iter().any(|&p| timeglass_recorder::is_python(p)) {
+                terminate(child);
+                return Err(Failure::usage(format!(
+                    "`{name}` is not a Python process and started none within {} s; `timeglass run` records Python web apps, e.g. `timeglass run -- uvicorn app:app`",
+                    PYTHON_GRACE.as_secs()
+                )));
+            }
+            eprintln!(
+                "timeglass: warning: no FastAPI or Starlette app has started in `{name}` yet; its requests are recorded as soon as one does"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn terminate(child: &mut Child) {
+    let pid = Pid::from_raw(child.id() as i32);
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn spawn_failure(name: &str, e: std::io::Error) -> Failure {
+    match e.kind() {
+        ErrorKind::NotFound => Failure::new(format!(
+            "command not found: `{name}`; is it installed, and is the virtualenv that provides it active?"
+        ))
+        .with_code(127),
+        ErrorKind::PermissionDenied => {
+            Failure::new(format!("cannot execute `{name}`: permission denied")).with_code(126)
+        }
+        _ => Failure::new(format!("cannot start `{name}`: {e}")),
+    }
+}
+
+fn nothing_recorded(name: &str, status: ExitStatus, ran: Duration) -> Failure {
+    let how = match (status.code(), status.signal()) {
+        (Some(code), _) => format!("with status {code}"),
+        (None, Some(sig)) => format!("on signal {sig}"),
+        _ => "".into(),
+    };
+    let code = match child_exit_code(status) {
+        0 => 1,
+        c => c,
+    };
+    Failure::new(format!(
+        "`{name}` exited {how} after {:.1} s, before any FastAPI or Starlette app started; nothing was recorded",
+        ran.as_secs_f64()
+    ))
+    .with_code(code)
+}
+
+/// The child's exit code, shell style (128 + signal when killed).
+fn child_exit_code(status: ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code.clamp(0, 255) as u8,
+        (None, Some(sig)) => (128 + sig).clamp(0, 255) as u8,
+        _ => 1,
+    }
+}
+
+/// Passes SIGINT/SIGTERM/SIGHUP/SIGQUIT sent to `timeglass` on to the app, so
+/// it shuts down gracefully while we keep recording until it has exited.
+/// A Ctrl-C typed in the terminal already reaches the app (same process
+/// group): forwarding it too would count as a second Ctrl-C, which makes
+/// uvicorn quit without finishing its requests.
+fn forward_signals(child: u32) {
+    let Ok(mut signals) = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT]) else {
+        return;
+    };
+    let child = Pid::from_raw(child as i32);
+    let _ = std::thread::Builder::new()
+        .name("timeglass-signals".into())
+        .spawn(move || {
+            for origin in signals.forever() {
+                if matches!(origin.cause, Cause::Kernel) {
+                    continue;
+                }
+                if let Ok(signal) = Signal::try_from(origin.signal) {
+                    let _ = kill(child, signal);
+                }
+            }
+        });
+}
+
+fn print_notice(notice: &Notice, rate: u32) {
+    match notice {
+        Notice::Attached {
+            pid,
+            python_version,
+        } => {
+            eprintln!("timeglass: sampling process {pid} (Python {python_version}) at {rate} Hz")
+        }
+        Notice::AttachFailed { pid, error } => {
+            eprintln!("timeglass: warning: requests of process {pid} are recorded without stacks: {error}")
+        }
+        Notice::Unmarked { pid } => eprintln!(
+            "timeglass: process {pid} has no TimeGlass marker: recording a whole-process profile; for per-request data add `app.add_middleware(TimeGlassMiddleware)` or start the app with `timeglass run`"
+        ),
+        Notice::Marked { pid } => {
+            eprintln!("timeglass: process {pid} started its marker: recording its requests")
+        }
+        Notice::Crashed { pid, requests } => eprintln!(
+            "timeglass: warning: process {pid} died without exiting cleanly after {requests} requests; its supervisor may start a new one"
+        ),
+        Notice::Exited { .. } => {}
+        Notice::StoreFailed { error } => {
+            eprintln!("timeglass: warning: writing the store failed, will retry: {error}")
+        }
+    }
+}
+
+fn print_summary(summary: &Summary, db: &Path) {
+    let processes = match summary.processes {
+        1 => "1 process".to_string(),
+        n => format!("{n} processes"),
+    };
+    eprintln!(
+        "timeglass: recorded {} requests ({} samples in requests, {} outside) from {processes} into `{}`; list them with `timeglass requests`",
+        summary.requests,
+        summary.request_samples,
+        summary.outside_samples,
+        db.display()
+    );
+    if summary.lost_events > 0 {
+        eprintln!(
+            "timeglass: warning: {} marker events were lost before they could be read (the recorder fell behind)",
+            summary.lost_events
+        );
+    }
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,253 @@
+//! The join: two streams meet here.
+//!
+//! * the marker's events say when each request started and ended;
+//! * the sampler's samples each carry the request their thread was running.
+//!
+//! Samples are aggregated per request and stack as they arrive. A request is
+//! handed on once its end event is in and a grace period has passed, so that
+//! samples taken just before the end but delivered after it still count.
+//! Each sample is also checked against its request's time window: the slot
+//! said one thing, the events another, and a sample that falls outside its
+//! request's window is not charged to it.
+
+use std::collections::HashMap;
+
+use timeglass_model::{
+    Frame, ProfiledRequest, Quality, Request, Stack, StackCount, BACKGROUND_FRAME,
+};
+use timeglass_sampler::Sample;
+use timeglass_wire::{Event, RequestEnd, RequestStart, END_CANCELLED, END_ERROR, END_NO_RESPONSE};
+
+/// How long after a request's end its late samples are still awaited.
+pub const GRACE_NS: u64 = 200_000_000;
+
+/// Counters for the session summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JoinStats {
+    /// Samples charged to a request.
+    pub request_samples: u64,
+    /// Samples taken outside any request.
+    pub outside_samples: u64,
+    /// Torn samples (charged to nothing).
+    pub torn_samples: u64,
+    /// Samples whose thread switched requests during the walk (charged to nothing).
+    pub unattributable: u64,
+    /// Samples whose slot named a request but whose time fell outside it.
+    pub out_of_window: u64,
+    /// Requests whose end never arrived (the process stopped mid-request).
+    pub unfinished: u64,
+    /// Events or samples for requests whose start was lost.
+    pub orphans: u64,
+}
+
+#[derive(Default)]
+struct Pending {
+    start: Option<RequestStart>,
+    end: Option<RequestEnd>,
+    /// Charged samples with their times: whether each belongs to the
+    /// response or the background stage is known only once the end arrives.
+    samples: Vec<(u64, Stack)>,
+    switched: u64,
+    torn: u64,
+    last_sample_ns: u64,
+}
+
+/// The join of one recording session (any number of processes).
+#[derive(Default)]
+pub struct Join {
+    pending: HashMap<(u32, u64), Pending>,
+    outside: HashMap<(u32, Stack), u64>,
+    stats: JoinStats,
+}
+
+impl Join {
+    pub fn new() -> Self {
+        Join::default()
+    }
+
+    pub fn stats(&self) -> JoinStats {
+        self.stats
+    }
+
+    /// Takes one marker event from process `pid`.
+    pub fn event(&mut self, pid: u32, event: Event) {
+        match event {
+            Event::RequestStart(start) => {
+                let key = (pid, start.request_id);
+                self.pending.entry(key).or_default().start = Some(start);
+            }
+            Event::RequestEnd(end) => {
+                let key = (pid, end.request_id);
+                self.pending.entry(key).or_default().end = Some(end);
+            }
+            Event::Unknown(_) => {}
+        }
+    }
+
+    /// Takes one sample.
+    pub fn sample(&mut self, sample: Sample) {
+        if sample.quality == Quality::Torn {
+            self.stats.torn_samples += 1;
+            if sample.request_id != 0 {
+                self.pending
+                    .entry((sample.pid, sample.request_id))
+                    .or_default()
+                    .torn += 1;
+            }
+            return;
+        }
+        if sample.request_id == 0 {
+            self.charge_outside(sample.pid, sample.stack);
+            return;
+        }
+        if sample.quality == Quality::Switched {
+            // The thread changed requests while its stack was read: the stack
+            // may be either request's, or the loop's. Counted, never charged:
+            // samples whose slot did not change are the exact ones.
+            self.stats.unattributable += 1;
+            self.pending
+                .entry((sample.pid, sample.request_id))
+                .or_default()
+                .switched += 1;
+            return;
+        }
+        let pending = self
+            .pending
+            .entry((sample.pid, sample.request_id))
+            .or_default();
+        let before_start = pending
+            .start
+            .as_ref()
+            .is_some_and(|s| sample.ts_ns < s.ts_ns);
+        let after_end = pending.end.as_ref().is_some_and(|e| sample.ts_ns > e.ts_ns);
+        if before_start || after_end {
+            self.stats.out_of_window += 1;
+            self.charge_outside(sample.pid, sample.stack);
+            return;
+        }
+        pending.samples.push((sample.ts_ns, sample.stack));
+        pending.last_sample_ns = pending.last_sample_ns.max(sample.ts_ns);
+        self.stats.request_samples += 1;
+    }
+
+    fn charge_outside(&mut self, pid: u32, stack: Stack) {
+        self.stats.outside_samples += 1;
+        *self.outside.entry((pid, stack)).or_insert(0) += 1;
+    }
+
+    /// Requests that ended more than [`GRACE_NS`] before `now_ns`.
+    pub fn finished(&mut self, now_ns: u64) -> Vec<ProfiledRequest> {
+        let done: Vec<(u32, u64)> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.end.as_ref().is_some_and(|e| e.ts_ns + GRACE_NS <= now_ns))
+            .map(|(k, _)| *k)
+            .collect();
+        self.settle(done)
+    }
+
+    /// Everything still pending, at the end of a session or when process
+    /// `pid` (or every process, with `None`) has exited.
+    pub fn flush(&mut self, pid: Option<u32>) -> Vec<ProfiledRequest> {
+        let keys: Vec<(u32, u64)> = self
+            .pending
+            .keys()
+            .filter(|k| pid.is_none_or(|p| k.0 == p))
+            .copied()
+            .collect();
+        self.settle(keys)
+    }
+
+    fn settle(&mut self, keys: Vec<(u32, u64)>) -> Vec<ProfiledRequest> {
+        let mut out = Vec::new();
+        for key in keys {
+            let Some(p) = self.pending.remove(&key) else {
+                continue;
+            };
+            if p.start.is_none() {
+                // The start was lost from the ring (overwritten before it was
+                // read): keep the samples, outside any request.
+                self.stats.orphans += 1;
+                for (_, stack) in p.samples {
+                    *self.outside.entry((key.0, stack)).or_insert(0) += 1;
+                    self.stats.outside_samples += 1;
+                    self.stats.request_samples -= 1;
+                }
+                continue;
+            }
+            out.push(self.finish(key.0, p));
+        }
+        out.sort_by_key(|r| r.request.start_ns);
+        out
+    }
+
+    /// Samples outside any request since the last call, per process.
+    pub fn take_outside(&mut self) -> Vec<(u32, StackCount)> {
+        self.outside
+            .drain()
+            .map(|((pid, stack), samples)| (pid, StackCount { stack, samples }))
+            .collect()
+    }
+
+    fn finish(&mut self, pid: u32, p: Pending) -> ProfiledRequest {
+        let start = p.start.expect("only requests with a start are finished");
+        let (end_ns, response_ns, status, flags, route) = match p.end {
+            Some(e) => (e.ts_ns, e.response_ns, e.status, e.flags, e.route),
+            None => {
+                self.stats.unfinished += 1;
+                (
+                    p.last_sample_ns.max(start.ts_ns),
+                    0,
+                    0,
+                    END_CANCELLED | END_NO_RESPONSE,
+                    String::new(),
+                )
+            }
+        };
+        let response_end_ns = Some(response_ns).filter(|&t| t != 0);
+        let mut counts: HashMap<Stack, u64> = HashMap::new();
+        for (ts, stack) in p.samples {
+            let stack = match response_end_ns {
+                Some(sent) if ts > sent => under_background(&stack),
+                _ => stack,
+            };
+            *counts.entry(stack).or_insert(0) += 1;
+        }
+        let mut stacks: Vec<StackCount> = counts
+            .into_iter()
+            .map(|(stack, samples)| StackCount { stack, samples })
+            .collect();
+        stacks.sort_by(|a, b| {
+            b.samples
+                .cmp(&a.samples)
+                .then_with(|| a.stack.cmp(&b.stack))
+        });
+        ProfiledRequest {
+            request: Request {
+                marker_id: start.request_id,
+                pid,
+                tid: start.tid,
+                method: start.method,
+                path: start.path,
+                route: Some(route).filter(|r| !r.is_empty()),
+                status: Some(status).filter(|s| *s != 0),
+                errored: flags & END_ERROR != 0,
+                cancelled: flags & END_CANCELLED != 0,
+                start_ns: start.ts_ns,
+                end_ns,
+                response_end_ns,
+            },
+            stacks,
+            switched_samples: p.switched,
+            torn_samples: p.torn,
+        }
+    }
+}
+
+/// `stack` under a `[background]` root: the request's background stage.
+fn under_background(stack: &Stack) -> Stack {
+    std::iter::once(Frame::synthetic(BACKGROUND_FRAME))
+        .chain(stack.iter().cloned())
+        .collect::<Vec<Frame>>()
+        .into()
+}

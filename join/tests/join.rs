@@ -1,0 +1,228 @@
+use std::sync::Arc;
+
+use timeglass_join::{Join, GRACE_NS};
+use timeglass_model::{Frame, Quality, Stack};
+use timeglass_sampler::Sample;
+use timeglass_wire::{Event, RequestEnd, RequestStart, END_ERROR};
+
+fn stack(names: &[&str]) -> Stack {
+    names
+        .iter()
+        .map(|n| Frame {
+            name: (*n).into(),
+            filename: "app.py".into(),
+            short: "app.py".into(),
+            line: 1,
+        })
+        .collect::<Vec<_>>()
+        .into()
+}
+
+fn start(id: u64, ts: u64) -> Event {
+    Event::RequestStart(RequestStart {
+        request_id: id,
+        ts_ns: ts,
+        tid: 10,
+        method: "GET".into(),
+        path: format!("/r/{id}"),
+    })
+}
+
+fn end(id: u64, ts: u64, status: u16) -> Event {
+    Event::RequestEnd(RequestEnd {
+        request_id: id,
+        ts_ns: ts,
+        response_ns: ts,
+        status,
+        flags: 0,
+        route: "/r/{id}".into(),
+    })
+}
+
+fn sample(rid: u64, ts: u64, q: Quality, s: &Stack) -> Sample {
+    Sample {
+        pid: 1,
+        tid: 10,
+        ts_ns: ts,
+        request_id: rid,
+        quality: q,
+        stack: Arc::clone(s),
+    }
+}
+
+#[test]
+fn samples_are_charged_to_their_request_and_aggregated_per_stack() {
+    let (a, b) = (
+        stack(&["<module>", "handler", "burn"]),
+        stack(&["<module>", "handler"]),
+    );
+    let mut j = Join::new();
+    j.event(1, start(1, 1_000));
+    for ts in [1_100, 1_200, 1_300] {
+        j.sample(sample(1, ts, Quality::Clean, &a));
+    }
+    j.sample(sample(1, 1_400, Quality::Switched, &b));
+    j.event(1, end(1, 2_000, 200));
+    assert!(
+        j.finished(2_000).is_empty(),
+        "late samples are awaited for the grace period"
+    );
+    let done = j.finished(2_000 + GRACE_NS);
+    assert_eq!(done.len(), 1);
+    let r = &done[0];
+    assert_eq!(
+        (r.request.method.as_str(), r.request.path.as_str()),
+        ("GET", "/r/1")
+    );
+    assert_eq!(r.request.route.as_deref(), Some("/r/{id}"));
+    assert_eq!(r.request.status, Some(200));
+    assert_eq!(r.request.duration_ns(), 1_000);
+    // The switched sample is counted, not charged: its stack may be another request's.
+    assert_eq!(r.samples(), 3);
+    assert_eq!(r.stacks.len(), 1);
+    assert_eq!(r.stacks[0].stack, a);
+    assert_eq!(r.stacks[0].samples, 3);
+    assert_eq!(r.switched_samples, 1);
+    assert_eq!(j.stats().unattributable, 1);
+    assert!(j.take_outside().is_empty());
+}
+
+#[test]
+fn samples_outside_requests_go_to_the_session() {
+    let s = stack(&["<module>", "startup"]);
+    let mut j = Join::new();
+    j.sample(sample(0, 5, Quality::Clean, &s));
+    j.sample(sample(0, 6, Quality::Clean, &s));
+    let outside = j.take_outside();
+    assert_eq!(outside.len(), 1);
+    assert_eq!((outside[0].0, outside[0].1.samples), (1, 2));
+    assert_eq!(j.stats().outside_samples, 2);
+}
+
+#[test]
+fn a_sample_outside_its_requests_window_is_not_charged_to_it() {
+    let s = stack(&["<module>", "x"]);
+    let mut j = Join::new();
+    j.event(1, start(3, 1_000));
+    j.event(1, end(3, 2_000, 200));
+    j.sample(sample(3, 2_500, Quality::Clean, &s));
+    j.sample(sample(3, 500, Quality::Clean, &s));
+    let done = j.flush(None);
+    assert_eq!(done[0].samples(), 0);
+    assert_eq!(j.stats().out_of_window, 2);
+    assert_eq!(j.take_outside()[0].1.samples, 2);
+}
+
+#[test]
+fn torn_samples_are_counted_on_the_request_but_not_in_its_stacks() {
+    let s = stack(&["handler"]);
+    let mut j = Join::new();
+    j.event(1, start(4, 0));
+    j.sample(sample(4, 10, Quality::Torn, &s));
+    j.event(1, end(4, 20, 500));
+    let done = j.flush(Some(1));
+    assert_eq!((done[0].samples(), done[0].torn_samples), (0, 1));
+    assert_eq!(j.stats().torn_samples, 1);
+}
+
+#[test]
+fn a_request_cut_off_by_the_process_exiting_is_kept_as_unfinished() {
+    let s = stack(&["<module>", "handler"]);
+    let mut j = Join::new();
+    j.event(1, start(5, 100));
+    j.sample(sample(5, 900, Quality::Clean, &s));
+    let done = j.flush(Some(1));
+    assert_eq!(done.len(), 1);
+    let r = &done[0].request;
+    assert_eq!((r.status, r.cancelled, r.end_ns), (None, true, 900));
+    assert_eq!(j.stats().unfinished, 1);
+}
+
+#[test]
+fn a_request_whose_start_was_lost_keeps_its_samples_outside() {
+    let s = stack(&["h"]);
+    let mut j = Join::new();
+    j.sample(sample(6, 10, Quality::Clean, &s));
+    j.event(
+        1,
+        Event::RequestEnd(RequestEnd {
+            request_id: 6,
+            ts_ns: 20,
+            response_ns: 0,
+            status: 500,
+            flags: END_ERROR,
+            route: String::new(),
+        }),
+    );
+    assert!(j.finished(20 + GRACE_NS).is_empty());
+    assert_eq!(j.stats().orphans, 1);
+    assert_eq!(j.take_outside()[0].1.samples, 1);
+}
+
+#[test]
+fn requests_of_different_processes_with_the_same_marker_id_stay_apart() {
+    let s = stack(&["h"]);
+    let mut j = Join::new();
+    for pid in [1, 2] {
+        j.event(pid, start(1, 0));
+        j.sample(Sample {
+            pid,
+            ..sample(1, 5, Quality::Clean, &s)
+        });
+        j.event(pid, end(1, 10, 200));
+    }
+    let done = j.flush(None);
+    assert_eq!(done.len(), 2);
+    assert!(done.iter().all(|r| r.samples() == 1));
+}
+
+#[test]
+fn samples_after_the_response_was_sent_form_the_background_stage() {
+    let s = stack(&["<module>", "handler"]);
+    let bg = stack(&["<module>", "send_welcome_email"]);
+    let mut j = Join::new();
+    j.event(1, start(8, 100));
+    j.sample(sample(8, 120, Quality::Clean, &s));
+    j.sample(sample(8, 170, Quality::Clean, &bg));
+    j.sample(sample(8, 180, Quality::Clean, &bg));
+    j.event(
+        1,
+        Event::RequestEnd(RequestEnd {
+            request_id: 8,
+            ts_ns: 200,
+            response_ns: 150,
+            status: 200,
+            flags: 0,
+            route: "/signup".into(),
+        }),
+    );
+    let done = j.flush(None);
+    let r = &done[0];
+    assert_eq!(
+        r.request.duration_ns(),
+        50,
+        "response time ends at the last body chunk"
+    );
+    assert_eq!(r.request.background_ns(), Some(50));
+    let labels: Vec<(String, u64)> = r
+        .stacks
+        .iter()
+        .map(|c| {
+            (
+                c.stack
+                    .iter()
+                    .map(|f| f.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(";"),
+                c.samples,
+            )
+        })
+        .collect();
+    assert_eq!(
+        labels,
+        vec![
+            ("[background];<module>;send_welcome_email".to_string(), 2),
+            ("<module>;handler".to_string(), 1),
+        ]
+    );
+}

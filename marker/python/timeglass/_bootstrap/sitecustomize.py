@@ -1,0 +1,50 @@
+"""TimeGlass bootstrap, put on ``PYTHONPATH`` by ``timeglass run``.
+
+Runs any ``sitecustomize`` it shadows, then (only when ``TIMEGLASS_AUTO=1``) makes every
+Starlette/FastAPI app record its requests. It never raises: at most one ``timeglass: ...``
+line goes to stderr. The variable name mirrors ``timeglass._env.AUTO`` (this file must not
+import the package unless asked to).
+"""
+
+import os
+import sys
+
+
+def _chain_shadowed_sitecustomize() -> None:
+    import importlib.machinery
+    import importlib.util
+
+    here = os.path.realpath(os.path.dirname(__file__))
+    path = [p for p in sys.path if os.path.realpath(p or os.getcwd()) != here]
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+
+def _install_auto() -> None:
+    if os.environ.get("TIMEGLASS_AUTO") == "1":
+        from timeglass import _auto
+
+        _auto.install()
+
+
+def _main() -> None:
+    problems = []
+    for step, what in (
+        (_chain_shadowed_sitecustomize, "the shadowed sitecustomize failed"),
+        (_install_auto, "automatic instrumentation is off"),
+    ):
+        try:
+            step()
+        except BaseException as exc:
+            problems.append(f"{what}: {exc!r}")
+    if problems:
+        try:
+            print("timeglass: " + "; ".join(problems), file=sys.stderr)
+        except BaseException:
+            pass
+
+
+_main()

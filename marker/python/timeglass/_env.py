@@ -1,0 +1,17 @@
+"""Every environment variable the Python side of TimeGlass reads, defined once.
+
+Mirrors ``wire/src/env.rs``; ``tests/test_env.py`` keeps the two in step.
+"""
+
+from typing import Final
+
+#: Directory where markers create their ``<pid>.ring`` files.
+RUNTIME_DIR: Final = "TIMEGLASS_RUNTIME_DIR"
+#: Path of the SQLite store (read by the CLI, not by the marker).
+DB: Final = "TIMEGLASS_DB"
+#: ``1``: the injected ``sitecustomize`` wraps every Starlette/FastAPI app.
+AUTO: Final = "TIMEGLASS_AUTO"
+#: ``0``: the marker passes every request through untouched.
+ENABLED: Final = "TIMEGLASS_ENABLED"
+#: Where the ``timeglass`` Python package lives, if not next to the binary.
+PYTHON_PACKAGE: Final = "TIMEGLASS_PYTHON_PACKAGE"

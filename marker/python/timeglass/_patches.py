@@ -1,0 +1,71 @@
+"""What the marker adds to the running app so work outside the request's own task is attributed.
+
+The native middleware calls :func:`install` with the running loop on the first request it sees
+on a loop whose task factory is not ours. Both patches are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from timeglass import _native
+
+_TaskFactoryFn = Callable[..., "asyncio.Future[Any]"]
+
+_ANYIO_MARK = "__timeglass_bound__"
+
+
+class TaskFactory:
+    """Loop task factory: a task created while a request runs keeps that request's id."""
+
+    __slots__ = ("_previous",)
+
+    def __init__(self, previous: _TaskFactoryFn | None) -> None:
+        self._previous = previous
+
+    def __call__(
+        self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
+    ) -> asyncio.Future[Any]:
+        rid = _native.current_request()
+        if rid and not isinstance(coro, _native.RequestScope):
+            coro = _native.bind_task(rid, coro)
+        if self._previous is not None:
+            return self._previous(loop, coro, **kwargs)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+
+def install(loop: asyncio.AbstractEventLoop) -> None:
+    """Installs the task factory on ``loop`` (chaining any other) and patches anyio once."""
+    patch_anyio_to_thread()
+    previous = loop.get_task_factory()
+    if not isinstance(previous, TaskFactory):
+        factory: Any = TaskFactory(previous)  # typeshed's protocol omits the keyword arguments
+        loop.set_task_factory(factory)
+
+
+def patch_anyio_to_thread() -> None:
+    """Makes ``anyio.to_thread.run_sync`` bind the worker thread to the calling request.
+
+    This is how FastAPI runs sync ``def`` endpoints and dependencies.
+    """
+    try:
+        to_thread: Any = importlib.import_module("anyio.to_thread")
+    except ImportError:
+        return
+    original = to_thread.run_sync
+    if getattr(original, _ANYIO_MARK, False):
+        return
+
+    @functools.wraps(original)
+    async def run_sync(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        rid = _native.current_request()
+        if rid:
+            func = _native.bind(rid, func)
+        return await original(func, *args, **kwargs)
+
+    setattr(run_sync, _ANYIO_MARK, True)
+    to_thread.run_sync = run_sync

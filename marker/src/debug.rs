@@ -1,0 +1,52 @@
+//! Test and debugging helper: reads a ring file back. Not used by the marker itself.
+
+use std::path::PathBuf;
+
+use pyo3::exceptions::PyOSError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use timeglass_wire::{Event, Reader, Region};
+
+/// `_native._read_events(path)`: every event still in the ring file at `path`,
+/// oldest first, as dicts. For tests and debugging only.
+#[pyfunction]
+pub fn _read_events(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyList>> {
+    let region = Region::open(&path).map_err(|e| PyOSError::new_err(e.to_string()))?;
+    let mut events = Vec::new();
+    Reader::new().poll(&region, |kind, bytes| {
+        events.push(Event::decode(kind, bytes));
+    });
+    let out = PyList::empty(py);
+    for event in events {
+        let d = PyDict::new(py);
+        match event {
+            Ok(Event::RequestStart(e)) => {
+                d.set_item("kind", "start")?;
+                d.set_item("request_id", e.request_id)?;
+                d.set_item("ts_ns", e.ts_ns)?;
+                d.set_item("tid", e.tid)?;
+                d.set_item("method", e.method)?;
+                d.set_item("path", e.path)?;
+            }
+            Ok(Event::RequestEnd(e)) => {
+                d.set_item("kind", "end")?;
+                d.set_item("request_id", e.request_id)?;
+                d.set_item("ts_ns", e.ts_ns)?;
+                d.set_item("response_ns", e.response_ns)?;
+                d.set_item("status", e.status)?;
+                d.set_item("flags", e.flags)?;
+                d.set_item("route", e.route)?;
+            }
+            Ok(Event::Unknown(kind)) => {
+                d.set_item("kind", "unknown")?;
+                d.set_item("code", kind)?;
+            }
+            Err(e) => {
+                d.set_item("kind", "undecodable")?;
+                d.set_item("error", e.to_string())?;
+            }
+        }
+        out.append(d)?;
+    }
+    Ok(out)
+}

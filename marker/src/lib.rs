@@ -1,0 +1,80 @@
+//! `timeglass._native`: the part of the TimeGlass marker that runs inside the
+//! profiled app. It records each HTTP request's start and end into this
+//! process's ring file and keeps every thread's slot equal to the request the
+//! thread is executing, for the external sampler to read.
+//!
+//! Rule one: never break the app. Nothing here panics on the request path, and
+//! when the ring cannot be created requests pass through untouched.
+
+mod bind;
+mod debug;
+mod middleware;
+mod scope;
+mod state;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+/// The request the calling thread is executing now; 0 when none.
+#[pyfunction]
+fn current_request() -> u64 {
+    state::current_slot().map_or(0, |s| s.get())
+}
+
+/// The marker's counters, for diagnostics.
+#[pyfunction]
+fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    let region = state::region();
+    d.set_item("enabled", region.is_some())?;
+    d.set_item("pid", std::process::id())?;
+    d.set_item("ring_path", region.map(|r| r.path().to_path_buf()))?;
+    d.set_item("records_written", region.map_or(0, |r| r.records_written()))?;
+    d.set_item("dropped", region.map_or(0, |r| r.dropped()))?;
+    d.set_item("inflight", region.map_or(0, |r| r.inflight()))?;
+    d.set_item(
+        "slotless_threads",
+        region.map_or(0, |r| r.slotless_threads()),
+    )?;
+    Ok(d)
+}
+
+/// Creates this process's ring file now (normally done by the first middleware).
+#[pyfunction]
+fn start() -> bool {
+    state::ensure_region().is_some()
+}
+
+#[pyfunction]
+fn _after_fork_in_child() {
+    state::after_fork_in_child();
+}
+
+#[pyfunction]
+fn _remove_ring_file() {
+    state::remove_ring_file();
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<middleware::TimeGlassMiddleware>()?;
+    m.add_class::<scope::RequestScope>()?;
+    m.add_class::<scope::SendWrapper>()?;
+    m.add_class::<bind::BoundCall>()?;
+    m.add_function(wrap_pyfunction!(current_request, m)?)?;
+    m.add_function(wrap_pyfunction!(bind::bind, m)?)?;
+    m.add_function(wrap_pyfunction!(scope::bind_task, m)?)?;
+    m.add_function(wrap_pyfunction!(stats, m)?)?;
+    m.add_function(wrap_pyfunction!(start, m)?)?;
+    m.add_function(wrap_pyfunction!(debug::_read_events, m)?)?;
+    let after_fork = wrap_pyfunction!(_after_fork_in_child, m)?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("after_in_child", after_fork)?;
+    py.import("os")?
+        .getattr("register_at_fork")?
+        .call((), Some(&kwargs))?;
+    py.import("atexit")?
+        .call_method1("register", (wrap_pyfunction!(_remove_ring_file, m)?,))?;
+    Ok(())
+}

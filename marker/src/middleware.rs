@@ -1,0 +1,158 @@
+//! `TimeGlassMiddleware`: the outermost ASGI wrapper that records each HTTP request.
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+use timeglass_wire::{Event, Region, RequestEnd, RequestStart, END_ERROR, END_NO_RESPONSE};
+
+use crate::scope::{Recording, RequestScope, SendWrapper};
+use crate::state;
+
+/// Scope key holding the request id; an inner marker seeing it passes through.
+const SCOPE_KEY: &str = "timeglass.request";
+
+#[pyclass(module = "timeglass._native", frozen, subclass)]
+pub struct TimeGlassMiddleware {
+    /// The wrapped ASGI app.
+    #[pyo3(get)]
+    app: Py<PyAny>,
+}
+
+#[pymethods]
+impl TimeGlassMiddleware {
+    /// `TimeGlassMiddleware(app)`, or `app.add_middleware(TimeGlassMiddleware)`
+    /// (options are accepted and ignored). Creates this process's ring file.
+    #[new]
+    #[pyo3(signature = (app, *_args, **_options))]
+    fn new(
+        app: Py<PyAny>,
+        _args: &Bound<'_, PyTuple>,
+        _options: Option<&Bound<'_, PyDict>>,
+    ) -> Self {
+        state::ensure_region();
+        TimeGlassMiddleware { app }
+    }
+
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        scope: Bound<'py, PyAny>,
+        receive: Bound<'py, PyAny>,
+        send: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let app = self.app.bind(py);
+        let Some((region, dict)) = state::region().zip(recordable(&scope)) else {
+            return app.call1((scope, receive, send));
+        };
+        let rid = region.next_request_id();
+        if dict.set_item(intern!(py, SCOPE_KEY), rid).is_err() {
+            return app.call1((scope, receive, send));
+        }
+        install_patches(py);
+        region.inc_inflight();
+        state::publish(region, &start_event(rid, &dict));
+        let wrapper = Py::new(py, SendWrapper::new(send.unbind()))?;
+        let awaitable = match app.call1((scope, receive, wrapper.clone_ref(py))) {
+            Ok(a) => a,
+            Err(e) => {
+                end_without_scope(region, rid);
+                return Err(e);
+            }
+        };
+        let recording = Recording {
+            scope: dict.unbind(),
+            send: wrapper,
+        };
+        match RequestScope::new(py, rid, awaitable.clone(), Some(recording)) {
+            Ok(s) => Ok(Bound::new(py, s)?.into_any()),
+            // Not awaitable: hand it back unchanged so the server fails exactly as before.
+            Err(_) => Ok(awaitable),
+        }
+    }
+}
+
+/// The scope as a dict if it is an HTTP request no outer marker is recording.
+fn recordable<'py>(scope: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
+    let py = scope.py();
+    let dict = scope.cast::<PyDict>().ok()?;
+    let kind = dict.get_item(intern!(py, "type")).ok()??;
+    if kind.cast::<PyString>().ok()?.to_str().ok()? != "http" {
+        return None;
+    }
+    if dict.contains(intern!(py, SCOPE_KEY)).unwrap_or(true) {
+        return None;
+    }
+    Some(dict.clone())
+}
+
+fn start_event(rid: u64, scope: &Bound<'_, PyDict>) -> Event {
+    Event::RequestStart(RequestStart {
+        request_id: rid,
+        ts_ns: timeglass_wire::monotonic_ns(),
+        tid: state::gettid(),
+        method: scope_str(scope, intern!(scope.py(), "method")),
+        path: scope_str(scope, intern!(scope.py(), "path")),
+    })
+}
+
+fn scope_str(scope: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> String {
+    scope
+        .get_item(key)
+        .ok()
+        .flatten()
+        .and_then(|v| v.extract::<String>().ok())
+        .unwrap_or_default()
+}
+
+/// The app raised before returning its coroutine.
+fn end_without_scope(region: &Region, rid: u64) {
+    let event = Event::RequestEnd(RequestEnd {
+        request_id: rid,
+        ts_ns: timeglass_wire::monotonic_ns(),
+        response_ns: 0,
+        status: 0,
+        flags: END_ERROR | END_NO_RESPONSE,
+        route: String::new(),
+    });
+    state::publish(region, &event);
+    region.dec_inflight();
+}
+
+/// Makes sure the running loop has the task factory of `timeglass._patches`
+/// (and, through it, that anyio's thread pool is patched). Costs one method
+/// call per request once installed; failures are ignored.
+fn install_patches(py: Python<'_>) {
+    static PATCHES: PyOnceLock<Option<(Py<PyAny>, Py<PyType>)>> = PyOnceLock::new();
+    static GET_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let patches = PATCHES.get_or_init(py, || {
+        let m = py.import("timeglass._patches").ok()?;
+        let install = m.getattr("install").ok()?.unbind();
+        let factory = m
+            .getattr("TaskFactory")
+            .ok()?
+            .cast_into::<PyType>()
+            .ok()?
+            .unbind();
+        Some((install, factory))
+    });
+    let Some((install, factory_type)) = patches else {
+        return;
+    };
+    let Ok(get_loop) = GET_LOOP.import(py, "asyncio.events", "_get_running_loop") else {
+        return;
+    };
+    let Ok(event_loop) = get_loop.call0() else {
+        return;
+    };
+    if event_loop.is_none() {
+        return;
+    }
+    let current = event_loop.call_method0(intern!(py, "get_task_factory"));
+    if current.is_ok_and(|f| f.get_type().is(factory_type.bind(py))) {
+        return;
+    }
+    if let Err(e) = install.bind(py).call1((event_loop,)) {
+        state::warn_once(&format!("cannot follow child tasks: {e}"));
+    }
+}

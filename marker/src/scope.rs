@@ -1,0 +1,369 @@
+//! `RequestScope`: the awaitable around a request's coroutine that keeps the
+//! thread slot equal to the request id while, and only while, the request runs.
+//!
+//! It implements the coroutine protocol itself instead of being an `async`
+//! function, so it adds no Python frame and costs two slot writes per step.
+
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+
+use pyo3::exceptions::{PyStopIteration, PyTypeError};
+use pyo3::ffi;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+use timeglass_wire::{Event, RequestEnd, END_CANCELLED, END_ERROR, END_NO_RESPONSE};
+
+use crate::state;
+
+/// What the end event needs beyond the id; absent for child-task scopes.
+pub struct Recording {
+    pub scope: Py<PyDict>,
+    pub send: Py<SendWrapper>,
+}
+
+/// Wraps a request's coroutine (or a child task's) and switches the thread slot around every step.
+#[pyclass(module = "timeglass._native", frozen)]
+pub struct RequestScope {
+    rid: u64,
+    inner: Py<PyAny>,
+    recording: Option<Recording>,
+    finished: AtomicBool,
+}
+
+/// How the wrapped coroutine finished.
+enum Outcome<'a> {
+    Returned,
+    Raised(&'a PyErr),
+    Abandoned,
+}
+
+impl RequestScope {
+    /// Wraps `awaitable`, taking its `__await__()` iterator unless it already is a coroutine/iterator.
+    pub fn new(
+        py: Python<'_>,
+        rid: u64,
+        awaitable: Bound<'_, PyAny>,
+        recording: Option<Recording>,
+    ) -> PyResult<Self> {
+        let inner = if awaitable.hasattr(intern!(py, "send"))? {
+            awaitable
+        } else {
+            awaitable.call_method0(intern!(py, "__await__"))?
+        };
+        Ok(RequestScope {
+            rid,
+            inner: inner.unbind(),
+            recording,
+            finished: AtomicBool::new(false),
+        })
+    }
+
+    /// One resumption of the inner coroutine with the slot set to our request.
+    fn step<'py>(
+        &self,
+        py: Python<'py>,
+        value: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let slot = state::current_slot();
+        let prev = slot.map(|s| s.set(self.rid));
+        let mut out: *mut ffi::PyObject = std::ptr::null_mut();
+        // SAFETY: both pointers are valid owned references held for the call's duration.
+        let r = unsafe { ffi::PyIter_Send(self.inner.as_ptr(), value.as_ptr(), &mut out) };
+        if let (Some(s), Some(p)) = (slot, prev) {
+            s.set(p);
+        }
+        match r {
+            // SAFETY: PyIter_Send returned a new reference in `out`.
+            ffi::PySendResult::PYGEN_NEXT => Ok(Some(unsafe { Bound::from_owned_ptr(py, out) })),
+            ffi::PySendResult::PYGEN_RETURN => {
+                // SAFETY: as above.
+                let v = unsafe { Bound::from_owned_ptr(py, out) };
+                self.finish(py, Outcome::Returned);
+                if v.is_none() {
+                    Ok(None)
+                } else {
+                    Err(PyStopIteration::new_err((v.unbind(),)))
+                }
+            }
+            ffi::PySendResult::PYGEN_ERROR => {
+                let e = PyErr::fetch(py);
+                self.finish(py, Outcome::Raised(&e));
+                Err(e)
+            }
+        }
+    }
+
+    /// Publishes the end event the first time the request finishes in any way.
+    fn finish(&self, py: Python<'_>, outcome: Outcome<'_>) {
+        if self.finished.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let (Some(rec), Some(region)) = (&self.recording, state::region()) else {
+            return;
+        };
+        let status = rec.send.get().status.load(Ordering::Relaxed);
+        let response_ns = rec.send.get().response_ns.load(Ordering::Relaxed);
+        let mut flags = match outcome {
+            Outcome::Returned => 0,
+            Outcome::Raised(e) if is_cancellation(py, e) => END_CANCELLED,
+            Outcome::Raised(_) => END_ERROR,
+            Outcome::Abandoned => END_CANCELLED,
+        };
+        if status == 0 {
+            flags |= END_NO_RESPONSE;
+        }
+        let event = Event::RequestEnd(RequestEnd {
+            request_id: self.rid,
+            ts_ns: timeglass_wire::monotonic_ns(),
+            response_ns,
+            status,
+            flags,
+            route: route_template(rec.scope.bind(py)),
+        });
+        state::publish(region, &event);
+        region.dec_inflight();
+    }
+}
+
+#[pymethods]
+impl RequestScope {
+    fn __await__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.step(py, &py.None().into_bound(py))
+    }
+
+    fn send<'py>(&self, py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        match self.step(py, value)? {
+            Some(v) => Ok(v),
+            None => Err(PyStopIteration::new_err(())),
+        }
+    }
+
+    /// Forwards the exception exactly as given (1- or 3-argument form).
+    #[pyo3(signature = (typ, val=None, tb=None))]
+    fn throw<'py>(
+        &self,
+        py: Python<'py>,
+        typ: Bound<'py, PyAny>,
+        val: Option<Bound<'py, PyAny>>,
+        tb: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let args = match (val, tb) {
+            (None, None) => PyTuple::new(py, [typ])?,
+            (Some(v), None) => PyTuple::new(py, [typ, v])?,
+            (v, Some(t)) => {
+                PyTuple::new(py, [typ, v.unwrap_or_else(|| py.None().into_bound(py)), t])?
+            }
+        };
+        let slot = state::current_slot();
+        let prev = slot.map(|s| s.set(self.rid));
+        let r = self.inner.bind(py).call_method1(intern!(py, "throw"), args);
+        if let (Some(s), Some(p)) = (slot, prev) {
+            s.set(p);
+        }
+        if let Err(e) = &r {
+            if e.is_instance_of::<PyStopIteration>(py) {
+                self.finish(py, Outcome::Returned);
+            } else {
+                self.finish(py, Outcome::Raised(e));
+            }
+        }
+        r
+    }
+
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let slot = state::current_slot();
+        let prev = slot.map(|s| s.set(self.rid));
+        let r = self.inner.bind(py).call_method0(intern!(py, "close"));
+        if let (Some(s), Some(p)) = (slot, prev) {
+            s.set(p);
+        }
+        self.finish(py, Outcome::Abandoned);
+        r
+    }
+
+    /// The request id this scope publishes while it runs.
+    #[getter]
+    fn request_id(&self) -> u64 {
+        self.rid
+    }
+
+    // Introspection (asyncio's task repr and `Task.get_stack`) sees the inner coroutine.
+    #[getter]
+    fn cr_frame<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.inner_attr(py, intern!(py, "cr_frame"))
+    }
+
+    #[getter]
+    fn cr_await<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.inner_attr(py, intern!(py, "cr_await"))
+    }
+
+    #[getter]
+    fn cr_code<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.inner_attr(py, intern!(py, "cr_code"))
+    }
+
+    #[getter]
+    fn cr_running<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.inner_attr(py, intern!(py, "cr_running"))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let inner = self
+            .inner
+            .bind(py)
+            .repr()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        format!("<RequestScope {} {inner}>", self.rid)
+    }
+}
+
+impl RequestScope {
+    fn inner_attr<'py>(&self, py: Python<'py>, name: &Bound<'py, PyString>) -> Bound<'py, PyAny> {
+        self.inner
+            .bind(py)
+            .getattr(name)
+            .unwrap_or_else(|_| py.None().into_bound(py))
+    }
+}
+
+impl Drop for RequestScope {
+    /// A request whose coroutine is dropped unfinished still gets its end event.
+    fn drop(&mut self) {
+        if self.recording.is_some() && !self.finished.load(Ordering::Relaxed) {
+            let _ = Python::try_attach(|py| self.finish(py, Outcome::Abandoned));
+        }
+    }
+}
+
+/// `asyncio.CancelledError`, looked up once.
+fn is_cancellation(py: Python<'_>, e: &PyErr) -> bool {
+    static CANCELLED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    match CANCELLED.import(py, "asyncio", "CancelledError") {
+        Ok(t) => e.is_instance(py, t),
+        Err(_) => false,
+    }
+}
+
+/// The matched route template, `""` if none matched. Inside a mounted app the
+/// mount's (concrete) path is prefixed, taken from `root_path`.
+fn route_template(scope: &Bound<'_, PyDict>) -> String {
+    route_template_inner(scope).unwrap_or_default()
+}
+
+fn route_template_inner(scope: &Bound<'_, PyDict>) -> Option<String> {
+    let py = scope.py();
+    let route = scope.get_item(intern!(py, "route")).ok()??;
+    let path: String = route.getattr(intern!(py, "path")).ok()?.extract().ok()?;
+    let prefix = mount_prefix(scope).unwrap_or_default();
+    // A `Mount` as the final match (e.g. static files): its own path is already in `root_path`.
+    if !prefix.is_empty() && route.hasattr(intern!(py, "routes")).unwrap_or(false) {
+        return Some(prefix);
+    }
+    Some(prefix + &path)
+}
+
+fn mount_prefix(scope: &Bound<'_, PyDict>) -> Option<String> {
+    let py = scope.py();
+    let app_root: String = scope
+        .get_item(intern!(py, "app_root_path"))
+        .ok()??
+        .extract()
+        .ok()?;
+    let root: String = scope
+        .get_item(intern!(py, "root_path"))
+        .ok()??
+        .extract()
+        .ok()?;
+    root.strip_prefix(&app_root).map(str::to_owned)
+}
+
+/// The `send` callable handed to the app: notes the response status, forwards everything.
+#[pyclass(module = "timeglass._native", frozen)]
+pub struct SendWrapper {
+    send: Py<PyAny>,
+    pub status: AtomicU16,
+    /// When the last body chunk was sent; 0 until then.
+    pub response_ns: AtomicU64,
+}
+
+impl SendWrapper {
+    pub fn new(send: Py<PyAny>) -> Self {
+        SendWrapper {
+            send,
+            status: AtomicU16::new(0),
+            response_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+#[pymethods]
+impl SendWrapper {
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        message: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if self.response_ns.load(Ordering::Relaxed) == 0 {
+            match response_message(&message) {
+                Some(Response::Start(status)) if self.status.load(Ordering::Relaxed) == 0 => {
+                    self.status.store(status, Ordering::Relaxed);
+                }
+                Some(Response::LastChunk) => {
+                    let now = timeglass_wire::monotonic_ns();
+                    self.response_ns.store(now, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+        self.send.bind(py).call1((message,))
+    }
+}
+
+enum Response {
+    /// `http.response.start` with its status.
+    Start(u16),
+    /// The `http.response.body` without `more_body`: the response is complete.
+    LastChunk,
+}
+
+fn response_message(message: &Bound<'_, PyAny>) -> Option<Response> {
+    let py = message.py();
+    let message = message.cast::<PyDict>().ok()?;
+    let kind = message.get_item(intern!(py, "type")).ok()??;
+    match kind.cast::<PyString>().ok()?.to_str().ok()? {
+        "http.response.start" => message
+            .get_item(intern!(py, "status"))
+            .ok()??
+            .extract()
+            .ok()
+            .map(Response::Start),
+        "http.response.body" => {
+            let more = match message.get_item(intern!(py, "more_body")) {
+                Ok(Some(more)) => more.is_truthy().unwrap_or(false),
+                _ => false,
+            };
+            (!more).then_some(Response::LastChunk)
+        }
+        _ => None,
+    }
+}
+
+/// `_native.bind_task(rid, coro)`: a slot-switching scope for a child task of request `rid`.
+#[pyfunction]
+pub fn bind_task(py: Python<'_>, rid: u64, coro: Bound<'_, PyAny>) -> PyResult<RequestScope> {
+    if rid == 0 {
+        return Err(PyTypeError::new_err("request id must not be 0"));
+    }
+    RequestScope::new(py, rid, coro, None)
+}

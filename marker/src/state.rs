@@ -1,0 +1,154 @@
+//! Process-wide marker state: the ring file of this process and each thread's slot.
+//!
+//! The region is created once (or once more in a forked child) and then leaked,
+//! so the hot path reaches it through one atomic load and every `ThreadSlot`
+//! can be `'static`. A fork changes the pid: the child creates its own ring
+//! file and bumps [`GENERATION`], which makes every thread re-claim its slot
+//! in the new file instead of writing into the parent's.
+
+use std::cell::Cell;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use timeglass_wire::{env, Event, Geometry, Region, ThreadSlot};
+
+/// The ring of this process; null when the marker is off or could not start.
+static REGION: AtomicPtr<Region> = AtomicPtr::new(std::ptr::null_mut());
+/// Bumped whenever `REGION` changes; thread slot caches compare against it.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+/// Serialises region creation; holds whether creation was already attempted.
+static INIT: Mutex<bool> = Mutex::new(false);
+/// The "cannot start" warning is printed at most once per process.
+static WARNED: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// (generation, slot) of the calling thread; generation 0 = not looked up yet.
+    static SLOT: Cell<(u64, Option<ThreadSlot<'static>>)> = const { Cell::new((0, None)) };
+    /// Its destructor gives the thread's slot back when the thread exits.
+    static RELEASE_ON_EXIT: ReleaseOnExit = const { ReleaseOnExit };
+}
+
+struct ReleaseOnExit;
+
+impl Drop for ReleaseOnExit {
+    fn drop(&mut self) {
+        let generation = GENERATION.load(Ordering::Acquire);
+        if let Ok((cached, Some(slot))) = SLOT.try_with(Cell::get) {
+            // A slot of an older generation lives in a ring this process no
+            // longer owns (the parent's, after a fork): leave it alone.
+            if cached == generation {
+                slot.release();
+            }
+        }
+    }
+}
+
+/// The ring of this process, if the marker is running.
+#[inline]
+pub fn region() -> Option<&'static Region> {
+    let ptr = REGION.load(Ordering::Acquire);
+    // SAFETY: non-null pointers stored in REGION come from `Box::leak` and are never freed.
+    unsafe { ptr.as_ref() }
+}
+
+/// Whether `TIMEGLASS_ENABLED=0` turned the marker off.
+pub fn disabled_by_env() -> bool {
+    std::env::var_os(env::ENABLED).is_some_and(|v| v == "0")
+}
+
+/// Creates this process's ring file unless that was already tried. Never fails:
+/// a ring that cannot be created leaves the marker passing requests through.
+pub fn ensure_region() -> Option<&'static Region> {
+    if let Some(r) = region() {
+        return Some(r);
+    }
+    let Ok(mut tried) = INIT.lock() else {
+        return None;
+    };
+    if !*tried {
+        *tried = true;
+        install_new_region();
+    }
+    region()
+}
+
+fn install_new_region() {
+    if disabled_by_env() {
+        REGION.store(std::ptr::null_mut(), Ordering::Release);
+        GENERATION.fetch_add(1, Ordering::AcqRel);
+        return;
+    }
+    let dir = timeglass_wire::runtime_dir();
+    let ptr = match Region::create(&dir, std::process::id(), Geometry::default()) {
+        Ok(region) => Box::into_raw(Box::new(region)),
+        Err(e) => {
+            warn_once(&format!("{e}; requests pass through unrecorded"));
+            std::ptr::null_mut()
+        }
+    };
+    REGION.store(ptr, Ordering::Release);
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Prints one `timeglass: ...` line to stderr, once per process. Never panics.
+pub fn warn_once(msg: &str) {
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        let _ = writeln!(std::io::stderr(), "timeglass: {msg}");
+    }
+}
+
+/// The calling thread's slot in the current ring, claimed on first use.
+#[inline]
+pub fn current_slot() -> Option<ThreadSlot<'static>> {
+    let generation = GENERATION.load(Ordering::Acquire);
+    SLOT.try_with(|cell| {
+        let (cached_gen, slot) = cell.get();
+        if cached_gen == generation {
+            return slot;
+        }
+        let slot = region().and_then(|r| r.claim_slot(gettid()));
+        cell.set((generation, slot));
+        // Registers the destructor; fails only while the thread is exiting.
+        let _ = RELEASE_ON_EXIT.try_with(|_| ());
+        slot
+    })
+    .ok()
+    .flatten()
+}
+
+/// Native thread id of the calling thread.
+pub fn gettid() -> u32 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+}
+
+/// Publishes one event; counts it as dropped if the ring refuses it.
+pub fn publish(region: &Region, event: &Event) {
+    let mut buf = Vec::with_capacity(64);
+    let kind = event.encode(&mut buf);
+    region.publish(kind, &buf);
+}
+
+/// `os.register_at_fork(after_in_child=...)`: a child of a marked process gets
+/// its own ring file (the inherited mapping is the parent's).
+pub fn after_fork_in_child() {
+    let Some(old) = region() else {
+        return;
+    };
+    if old.pid() == std::process::id() {
+        return;
+    }
+    // The lock may have been held by another thread of the parent at fork
+    // time; creation in the child is single-threaded anyway.
+    install_new_region();
+}
+
+/// `atexit`: removes this process's ring file. A reader keeps its mapping.
+pub fn remove_ring_file() {
+    if let Some(r) = region() {
+        if r.pid() == std::process::id() {
+            let _ = std::fs::remove_file(r.path());
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Plain data that flows downstream: sampler/marker → join → store → renderers.
+//! No I/O here.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// One Python frame.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Frame {
+    /// Function name (`handler`, `<module>`).
+    pub name: String,
+    /// Absolute filename as the interpreter reports it.
+    pub filename: String,
+    /// Short, import-path-like filename for display (`fastapi/routing.py`).
+    pub short: String,
+    /// Line number being executed; 0 if unknown.
+    pub line: u32,
+}
+
+/// Root frame of samples a request took after its response was sent
+/// (BackgroundTasks): its background stage, apart from its response time.
+pub const BACKGROUND_FRAME: &str = "[background]";
+
+impl Frame {
+    /// The label used in folded stacks and flame graphs: `name (short:line)`,
+    /// the same form py-spy prints; just `name` for synthetic frames.
+    pub fn label(&self) -> String {
+        self.to_string()
+    }
+
+    /// A frame TimeGlass adds (`[background]`, later `[sql] ...`): a bracketed
+    /// name and no file, so renderers can tell it from Python's and hide it.
+    pub fn synthetic(name: &str) -> Frame {
+        Frame {
+            name: name.to_string(),
+            filename: String::new(),
+            short: String::new(),
+            line: 0,
+        }
+    }
+
+    pub fn is_synthetic(&self) -> bool {
+        self.filename.is_empty() && self.name.starts_with('[')
+    }
+}
+
+impl fmt::Display for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_synthetic() {
+            return f.write_str(&self.name);
+        }
+        let file = if self.short.is_empty() {
+            &self.filename
+        } else {
+            &self.short
+        };
+        if self.line > 0 {
+            write!(f, "{} ({}:{})", self.name, file, self.line)
+        } else {
+            write!(f, "{} ({})", self.name, file)
+        }
+    }
+}
+
+/// A call stack, outermost frame first. Shared because many samples carry
+/// the same stack.
+pub type Stack = Arc<[Frame]>;
+
+/// How far a sample can be trusted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Quality {
+    /// The thread's request slot did not change while the stack was read.
+    Clean,
+    /// The thread switched requests during the walk: the stack may belong
+    /// to either. Counted on the request it was running when the walk began,
+    /// never charged to it.
+    Switched,
+    /// The stack itself is damaged (cut short, or frames of two tasks mixed):
+    /// never charged to a request.
+    Torn,
+}
+
+/// A stack with how many samples landed on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackCount {
+    pub stack: Stack,
+    pub samples: u64,
+}
+
+/// A request as the marker reported it, with times on the monotonic clock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The id the marker gave it, unique within its process.
+    pub marker_id: u64,
+    pub pid: u32,
+    /// Native thread id that received the request.
+    pub tid: u32,
+    pub method: String,
+    pub path: String,
+    /// Matched route template; `None` when nothing matched (404s).
+    pub route: Option<String>,
+    /// HTTP status sent; `None` if the app never sent a response start.
+    pub status: Option<u16>,
+    /// The app raised an exception out of the request.
+    pub errored: bool,
+    /// The request was cancelled (client disconnected).
+    pub cancelled: bool,
+    pub start_ns: u64,
+    /// When the app's call returned (after any BackgroundTasks).
+    pub end_ns: u64,
+    /// When the last body chunk was sent; `None` if no response completed.
+    pub response_end_ns: Option<u64>,
+}
+
+impl Request {
+    /// What the client waited: until the last body chunk was sent (or the
+    /// request ended, if it never was).
+    pub fn duration_ns(&self) -> u64 {
+        self.response_end_ns
+            .unwrap_or(self.end_ns)
+            .saturating_sub(self.start_ns)
+    }
+
+    /// Work after the response was sent (BackgroundTasks), if any.
+    pub fn background_ns(&self) -> Option<u64> {
+        self.response_end_ns.map(|r| self.end_ns.saturating_sub(r))
+    }
+}
+
+/// A request with the samples charged to it: what the join hands the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProfiledRequest {
+    pub request: Request,
+    /// Clean samples, aggregated per stack. Those taken after the response
+    /// was sent sit under a [`BACKGROUND_FRAME`] root.
+    pub stacks: Vec<StackCount>,
+    /// `Quality::Switched` samples taken on this request's thread (not in `stacks`).
+    pub switched_samples: u64,
+    /// Torn samples taken on this request's thread while it ran (not in `stacks`).
+    pub torn_samples: u64,
+}
+
+impl ProfiledRequest {
+    pub fn samples(&self) -> u64 {
+        self.stacks.iter().map(|s| s.samples).sum()
+    }
+}
+
+/// Brendan Gregg's folded format: one line per distinct stack,
+/// `outer;...;leaf COUNT`, sorted so output is stable.
+pub fn folded(stacks: &[StackCount]) -> String {
+    let mut lines: Vec<String> = stacks
+        .iter()
+        .filter(|s| s.samples > 0 && !s.stack.is_empty())
+        .map(|s| {
+            let labels: Vec<String> = s
+                .stack
+                .iter()
+                .map(|f| f.label().replace(';', ":"))
+                .collect();
+            format!("{} {}", labels.join(";"), s.samples)
+        })
+        .collect();
+    lines.sort();
+    let mut out = lines.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(name: &str, short: &str, line: u32) -> Frame {
+        Frame {
+            name: name.into(),
+            filename: format!("/abs/{short}"),
+            short: short.into(),
+            line,
+        }
+    }
+
+    #[test]
+    fn folded_lines_are_sorted_labelled_and_counted() {
+        let a: Stack = vec![
+            frame("<module>", "main.py", 1),
+            frame("handler", "app.py", 12),
+        ]
+        .into();
+        let b: Stack = vec![frame("<module>", "main.py", 1), frame("a;b", "x.py", 0)].into();
+        let text = folded(&[
+            StackCount {
+                stack: a,
+                samples: 3,
+            },
+            StackCount {
+                stack: b,
+                samples: 1,
+            },
+        ]);
+        assert_eq!(
+            text,
+            "<module> (main.py:1);a:b (x.py) 1\n<module> (main.py:1);handler (app.py:12) 3\n"
+        );
+        assert_eq!(folded(&[]), "");
+    }
+}

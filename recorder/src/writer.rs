@@ -1,0 +1,468 @@
+//! The writer thread: discovery, ring draining, the join, and the store.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use timeglass_join::Join;
+use timeglass_model::{ProfiledRequest, StackCount};
+use timeglass_store::{Batch, NewProcess, ProcessExit, ProcessId, SessionId, Store};
+use timeglass_wire::{monotonic_ns, Event, Reader, Region, RING_SUFFIX};
+
+use crate::worker::{sample_process, Report};
+use crate::{procs, Follow, Notice, NoticeFn, Progress, RecorderError, RecorderOptions, Summary};
+
+const DISCOVER_EVERY: Duration = Duration::from_millis(100);
+const WRITE_EVERY: Duration = Duration::from_millis(100);
+
+struct Proc {
+    /// `None` while the process is sampled as a whole (it has no marker).
+    region: Option<Arc<Region>>,
+    reader: Reader,
+    process_id: Option<ProcessId>,
+    sampler: Option<JoinHandle<()>>,
+    /// Stops this process's sampler alone.
+    stop: Arc<AtomicBool>,
+    sampler_done: bool,
+    python_version: String,
+    requests: u64,
+    /// Exited and settled; kept for the final summary.
+    reaped: bool,
+}
+
+pub struct Writer {
+    store: Store,
+    session: SessionId,
+    options: RecorderOptions,
+    notify: NoticeFn,
+    stop: Arc<AtomicBool>,
+    progress: Arc<Progress>,
+    join: Join,
+    procs: HashMap<u32, Proc>,
+    /// Ring files of processes outside the followed tree.
+    ignored: HashSet<u32>,
+    /// Whether `Follow::Tree`'s root was looked at for a marker yet.
+    root_checked: bool,
+    tx: Sender<Report>,
+    rx: Receiver<Report>,
+    /// Finished requests not yet in the store (their process row is not
+    /// written yet, or a write failed and will be retried).
+    held: Vec<ProfiledRequest>,
+    outside: Vec<(u32, StackCount)>,
+    summary: Summary,
+}
+
+impl Writer {
+    pub fn new(
+        store: Store,
+        session: SessionId,
+        options: RecorderOptions,
+        notify: NoticeFn,
+        stop: Arc<AtomicBool>,
+        progress: Arc<Progress>,
+    ) -> Writer {
+        let (tx, rx) = channel();
+        Writer {
+            store,
+            session,
+            options,
+            notify,
+            stop,
+            progress,
+            join: Join::new(),
+            procs: HashMap::new(),
+            ignored: HashSet::new(),
+            root_checked: false,
+            tx,
+            rx,
+            held: Vec::new(),
+            outside: Vec::new(),
+            summary: Summary::default(),
+        }
+    }
+
+    pub fn run(mut self) -> Result<(Summary, Store), RecorderError> {
+        let mut last_discover = Instant::now() - DISCOVER_EVERY;
+        let mut last_write = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            if last_discover.elapsed() >= DISCOVER_EVERY {
+                self.discover();
+                last_discover = Instant::now();
+            }
+            // Samplers send a batch every 20 ms while busy; when idle this wakes
+            // only a few times a second.
+            self.receive(Some(Duration::from_millis(50)));
+            self.poll_rings();
+            self.reap();
+            if last_write.elapsed() >= WRITE_EVERY {
+                let done = self.join.finished(monotonic_ns());
+                self.held.extend(done);
+                self.write();
+                last_write = Instant::now();
+            }
+        }
+        self.finish()
+    }
+
+    /// Final pass: stop the samplers, read everything left, store it all.
+    fn finish(mut self) -> Result<(Summary, Store), RecorderError> {
+        self.discover();
+        for proc in self.procs.values() {
+            proc.stop.store(true, Ordering::Relaxed);
+        }
+        for proc in self.procs.values_mut() {
+            if let Some(handle) = proc.sampler.take() {
+                let _ = handle.join();
+            }
+        }
+        self.receive(None);
+        self.poll_rings();
+        let rest = self.join.flush(None);
+        self.held.extend(rest);
+        let pids: Vec<u32> = self.procs.keys().copied().collect();
+        for pid in pids {
+            self.register(pid);
+        }
+        self.try_write()?;
+        for (&pid, proc) in &self.procs {
+            if let Some(region) = &proc.region {
+                self.summary.lost_events += proc.reader.stats().lost_slots + region.dropped();
+            }
+            if proc.reaped {
+                continue;
+            }
+            let exit = if procs::alive(pid) {
+                ProcessExit::Running
+            } else {
+                exit_of(proc)
+            };
+            if exit == ProcessExit::Crashed {
+                self.summary.crashed.push(pid);
+            }
+            if let Some(id) = proc.process_id {
+                self.store.end_process(id)?;
+                self.store.set_process_exit(id, exit)?;
+            }
+        }
+        let stats = self.join.stats();
+        self.summary.request_samples = stats.request_samples;
+        self.summary.outside_samples = stats.outside_samples;
+        self.summary.torn_samples = stats.torn_samples;
+        self.summary.out_of_window = stats.out_of_window;
+        Ok((self.summary, self.store))
+    }
+
+    /// Opens ring files that appeared since the last look.
+    fn discover(&mut self) {
+        let mut tree: Option<Vec<u32>> = None;
+        for (pid, path) in ring_files(&self.options.runtime_dir) {
+            let known = self.procs.get(&pid).map(|p| p.region.is_some());
+            if known == Some(true) || self.ignored.contains(&pid) {
+                continue;
+            }
+            if let Follow::Tree { root } = self.options.follow {
+                // A process never joins a tree after it started, so a ring
+                // outside it can be ignored for good.
+                if !tree.get_or_insert_with(|| procs::tree(root)).contains(&pid) {
+                    self.ignored.insert(pid);
+                    continue;
+                }
+            }
+            if let Ok(region) = Region::open(&path) {
+                self.adopt(pid, Some(Arc::new(region)));
+            }
+        }
+        if let Follow::Tree { root } = self.options.follow {
+            if !self.root_checked {
+                self.root_checked = true;
+                if self.procs.is_empty() && procs::alive(root) {
+                    self.adopt(root, None);
+                    (self.notify)(Notice::Unmarked { pid: root });
+                }
+            }
+        }
+    }
+
+    /// Starts sampling `pid`, with its marker's ring or as a whole process.
+    /// A process sampled as a whole whose marker has now started switches
+    /// to its ring.
+    fn adopt(&mut self, pid: u32, region: Option<Arc<Region>>) {
+        let replaced = match self.procs.remove(&pid) {
+            Some(mut old) => {
+                old.stop.store(true, Ordering::Relaxed);
+                if let Some(handle) = old.sampler.take() {
+                    let _ = handle.join();
+                }
+                // Its last reports, the process out of the map: its `Done`
+                // must not end the sampler that replaces it.
+                self.receive(None);
+                Some(old)
+            }
+            None => {
+                self.progress.processes.fetch_add(1, Ordering::Relaxed);
+                self.summary.processes += 1;
+                None
+            }
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampler = if procs::alive(pid) {
+            let (region, options, stop, tx) = (
+                region.clone(),
+                self.options.clone(),
+                stop.clone(),
+                self.tx.clone(),
+            );
+            std::thread::Builder::new()
+                .name(format!("timeglass-sampler-{pid}"))
+                .spawn(move || sample_process(pid, region, options, stop, tx))
+                .ok()
+        } else {
+            None
+        };
+        let sampler_done = sampler.is_none();
+        let (process_id, python_version, requests) = match &replaced {
+            Some(old) => (old.process_id, old.python_version.clone(), old.requests),
+            None => (None, String::new(), 0),
+        };
+        self.procs.insert(
+            pid,
+            Proc {
+                region,
+                reader: Reader::new(),
+                process_id,
+                sampler,
+                stop,
+                sampler_done,
+                python_version,
+                requests,
+                reaped: false,
+            },
+        );
+        if replaced.is_some() {
+            (self.notify)(Notice::Marked { pid });
+        }
+    }
+
+    fn receive(&mut self, wait: Option<Duration>) {
+        if let Some(wait) = wait {
+            match self.rx.recv_timeout(wait) {
+                Ok(report) => self.handle(report),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        while let Ok(report) = self.rx.try_recv() {
+            self.handle(report);
+        }
+    }
+
+    fn handle(&mut self, report: Report) {
+        match report {
+            Report::Samples(samples) => {
+                for sample in samples {
+                    self.join.sample(sample);
+                }
+            }
+            Report::Attached {
+                pid,
+                python_version,
+            } => {
+                if let Some(proc) = self.procs.get_mut(&pid) {
+                    proc.python_version = python_version.clone();
+                }
+                self.register(pid);
+                (self.notify)(Notice::Attached {
+                    pid,
+                    python_version,
+                });
+            }
+            Report::Done { pid, stats, error } => {
+                self.summary.failed_walks += stats.failed_walks;
+                if let Some(proc) = self.procs.get_mut(&pid) {
+                    proc.sampler_done = true;
+                }
+                if let Some(error) = error {
+                    if procs::alive(pid) {
+                        (self.notify)(Notice::AttachFailed {
+                            pid,
+                            error: error.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn poll_rings(&mut self) {
+        for (&pid, proc) in self.procs.iter_mut() {
+            let Some(region) = &proc.region else {
+                continue;
+            };
+            let join = &mut self.join;
+            proc.reader.poll(region, |kind, bytes| {
+                if let Ok(event) = Event::decode(kind, bytes) {
+                    join.event(pid, event);
+                }
+            });
+        }
+    }
+
+    /// Processes that exited: read their last events and settle their requests.
+    fn reap(&mut self) {
+        let gone: Vec<u32> = self
+            .procs
+            .iter()
+            .filter(|(pid, p)| !p.reaped && p.sampler_done && !procs::alive(**pid))
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in gone {
+            let Some(proc) = self.procs.get_mut(&pid) else {
+                continue;
+            };
+            proc.reaped = true;
+            if let Some(handle) = proc.sampler.take() {
+                let _ = handle.join();
+            }
+            self.receive(None);
+            self.poll_rings();
+            let done = self.join.flush(Some(pid));
+            self.held.extend(done);
+            self.register(pid);
+            self.write();
+            let Some(proc) = self.procs.get_mut(&pid) else {
+                continue;
+            };
+            let exit = exit_of(proc);
+            if let Some(region) = &proc.region {
+                // The marker removes its file at exit; after a crash we do.
+                let _ = std::fs::remove_file(region.path());
+            }
+            if let Some(id) = proc.process_id {
+                let _ = self.store.end_process(id);
+                let _ = self.store.set_process_exit(id, exit);
+            }
+            let requests = proc.requests;
+            if exit == ProcessExit::Crashed {
+                self.summary.crashed.push(pid);
+                (self.notify)(Notice::Crashed { pid, requests });
+            } else {
+                (self.notify)(Notice::Exited { pid, requests });
+            }
+        }
+    }
+
+    /// Writes the process row of `pid` if it is not written yet.
+    fn register(&mut self, pid: u32) {
+        let Some(proc) = self.procs.get_mut(&pid) else {
+            return;
+        };
+        if proc.process_id.is_some() {
+            return;
+        }
+        let new = NewProcess {
+            pid,
+            command_line: procs::cmdline(pid),
+            python_version: Some(proc.python_version.clone()).filter(|v| !v.is_empty()),
+        };
+        match self.store.add_process(self.session, &new) {
+            Ok(id) => proc.process_id = Some(id),
+            Err(e) => (self.notify)(Notice::StoreFailed {
+                error: e.to_string(),
+            }),
+        }
+    }
+
+    /// Like [`Self::try_write`]; on failure says so and keeps everything
+    /// to retry at the next write.
+    fn write(&mut self) {
+        if let Err(e) = self.try_write() {
+            (self.notify)(Notice::StoreFailed {
+                error: e.to_string(),
+            });
+        }
+    }
+
+    /// Stores held requests whose process row exists, and outside samples.
+    /// What cannot be written stays held.
+    fn try_write(&mut self) -> Result<(), RecorderError> {
+        self.outside.extend(self.join.take_outside());
+        let ids: HashMap<u32, ProcessId> = self
+            .procs
+            .iter()
+            .filter_map(|(pid, p)| Some((*pid, p.process_id?)))
+            .collect();
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|r| ids.contains_key(&r.request.pid));
+        let (outside_ready, outside_waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.outside)
+            .into_iter()
+            .partition(|(pid, _)| ids.contains_key(pid));
+        self.held = waiting;
+        self.outside = outside_waiting;
+        if ready.is_empty() && outside_ready.is_empty() {
+            return Ok(());
+        }
+        let batch = Batch {
+            session: self.session,
+            requests: ready
+                .iter()
+                .map(|r| (ids[&r.request.pid], r.clone()))
+                .collect(),
+            outside: outside_ready
+                .iter()
+                .map(|(pid, s)| (ids[pid], s.clone()))
+                .collect(),
+        };
+        match self.store.write(&batch) {
+            Ok(()) => {
+                for r in &ready {
+                    if let Some(proc) = self.procs.get_mut(&r.request.pid) {
+                        proc.requests += 1;
+                    }
+                }
+                self.summary.requests += ready.len() as u64;
+                self.progress
+                    .requests
+                    .fetch_add(ready.len() as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.held.extend(ready);
+                self.outside.extend(outside_ready);
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// How a process that is gone ended. The marker removes its ring file when
+/// the interpreter exits normally: a file still there means it never got
+/// that far, and so does a request still counted in flight.
+fn exit_of(proc: &Proc) -> ProcessExit {
+    match &proc.region {
+        Some(region) if region.path().exists() || region.inflight() > 0 => ProcessExit::Crashed,
+        Some(_) => ProcessExit::Clean,
+        None => ProcessExit::Unknown,
+    }
+}
+
+/// `(pid, path)` of every ring file in `dir`.
+fn ring_files(dir: &std::path::Path) -> Vec<(u32, std::path::PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry
+                .file_name()
+                .to_str()?
+                .strip_suffix(RING_SUFFIX)?
+                .parse::<u32>()
+                .ok()?;
+            Some((pid, entry.path()))
+        })
+        .collect()
+}

@@ -1,0 +1,25 @@
+//! The sampler: reads a Python process's stacks from outside and tags each
+//! one with the request its thread was running at that instant.
+//!
+//! * [`StackSource`] is the seam: [`PySpySource`] reads a live process,
+//!   [`ReplaySource`] plays recorded stacks back for tests.
+//! * [`RequestSlots`] tells which request a thread runs: the marker's shared
+//!   slot table in production, a script in tests.
+//! * [`Sampler`] runs the loop: jittered ticks at the configured rate while a
+//!   request is in flight, a low idle rate otherwise; each tick reads the
+//!   slots, walks the stacks, reads the slots again, and emits [`Sample`]s.
+
+mod pyspy;
+mod replay;
+mod sampler;
+mod source;
+mod timer;
+mod torn;
+
+pub use pyspy::{PySpyOptions, PySpySource, SourceError};
+pub use replay::ReplaySource;
+pub use sampler::{
+    Activity, RequestSlots, Sample, SampleSink, Sampler, SamplerOptions, SamplerStats,
+};
+pub use source::{StackSource, ThreadStack};
+pub use torn::TornDetector;

@@ -1,0 +1,140 @@
+//! The live source: py-spy used as a library. Everything that knows py-spy's
+//! types lives in this file.
+
+use py_spy::config::{LineNo, LockingStrategy};
+use py_spy::{Config, PythonSpy};
+use timeglass_model::Frame;
+
+use crate::{StackSource, ThreadStack};
+
+/// Why a process could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("process {pid} does not exist")]
+    NoSuchProcess { pid: u32 },
+    #[error("permission denied reading process {pid}: reading another process's memory needs ptrace rights. Run `timeglass` as the same user as the app (or with sudo); in a container add `--cap-add SYS_PTRACE`; with Yama `ptrace_scope` >= 1 run `timeglass run` as the app's parent or grant `CAP_SYS_PTRACE`")]
+    PermissionDenied { pid: u32 },
+    #[error("process {pid} is not a Python process this sampler can read: {reason}")]
+    NotPython { pid: u32, reason: String },
+    #[error("could not read the stacks of process {pid}: {reason}")]
+    Read { pid: u32, reason: String },
+}
+
+/// What to read on each walk.
+#[derive(Clone, Copy, Debug)]
+pub struct PySpyOptions {
+    /// Only the thread holding the GIL (cheaper; misses threads running
+    /// native code without the GIL).
+    pub gil_only: bool,
+    /// Read line numbers (about a quarter of the walk's cost).
+    pub lines: bool,
+}
+
+/// Reads a live Python process with py-spy, never pausing it.
+pub struct PySpySource {
+    spy: PythonSpy,
+    pid: u32,
+}
+
+impl PySpySource {
+    pub fn attach(pid: u32, options: PySpyOptions) -> Result<Self, SourceError> {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return Err(SourceError::NoSuchProcess { pid });
+        }
+        let config = Config {
+            // Never pause the app: torn reads are detected downstream instead.
+            blocking: LockingStrategy::NonBlocking,
+            gil_only: options.gil_only,
+            lineno: if options.lines {
+                LineNo::LastInstruction
+            } else {
+                LineNo::NoLine
+            },
+            collect_thread_names: false,
+            ..Config::default()
+        };
+        let spy = PythonSpy::new(pid as py_spy::Pid, &config)
+            .map_err(|e| classify(pid, format!("{e:#}")))?;
+        Ok(PySpySource { spy, pid })
+    }
+
+    /// The interpreter version, as `3.11.7`.
+    pub fn python_version(&self) -> String {
+        self.spy.version.to_string()
+    }
+}
+
+/// Turns py-spy's error (an `anyhow` chain, rendered with `{:#}`) into ours.
+fn classify(pid: u32, text: String) -> SourceError {
+    let lower = text.to_lowercase();
+    if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        SourceError::NoSuchProcess { pid }
+    } else if lower.contains("permission denied") || lower.contains("operation not permitted") {
+        SourceError::PermissionDenied { pid }
+    } else if lower.contains("python")
+        && (lower.contains("find") || lower.contains("version") || lower.contains("unsupported"))
+    {
+        SourceError::NotPython {
+            pid,
+            reason: first_line(&text),
+        }
+    } else {
+        SourceError::Read {
+            pid,
+            reason: first_line(&text),
+        }
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+impl StackSource for PySpySource {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn stacks(&mut self) -> Result<Vec<ThreadStack>, SourceError> {
+        let pid = self.pid;
+        let traces = self
+            .spy
+            .get_stack_traces()
+            .map_err(|e| classify(pid, format!("{e:#}")))?;
+        Ok(traces
+            .into_iter()
+            .map(|t| ThreadStack {
+                tid: t.os_thread_id.map(|t| t as u32),
+                pthread_id: t.thread_id,
+                active: t.active,
+                owns_gil: t.owns_gil,
+                frames: t
+                    .frames
+                    .into_iter()
+                    .rev()
+                    .map(|f| Frame {
+                        short: f.short_filename.unwrap_or_default(),
+                        name: f.name,
+                        filename: f.filename,
+                        line: f.line.max(0) as u32,
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    fn alive(&self) -> bool {
+        std::path::Path::new(&format!("/proc/{}", self.pid)).exists() && !is_zombie(self.pid)
+    }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    // Field 3 of /proc/<pid>/stat, after the parenthesised command name.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}

@@ -1,0 +1,80 @@
+//! The dashboard (`timeglass ui`): an axum server that renders the store as
+//! HTML pages and JSON.
+//!
+//! Every request opens the store afresh, read-only in effect, on a blocking
+//! thread, so SQLite never runs on the async runtime and a store that is
+//! being recorded into is always read as of now. Only loopback `Host`
+//! headers are answered unless the server was bound elsewhere (DNS
+//! rebinding protection, `host.rs`). Page templates and CSS live in
+//! `flamegraph-templates/` and are compiled in.
+
+mod api;
+mod db;
+mod error;
+mod flame;
+mod host;
+mod html;
+mod list;
+mod pages;
+mod serve;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+
+pub use error::ServerError;
+pub use serve::Server;
+
+/// Defaults of [`ServerOptions`].
+pub mod defaults {
+    /// Loopback only: recorded requests may carry secrets.
+    pub const HOST: &str = "127.0.0.1";
+    pub const PORT: u16 = 7477;
+}
+
+/// What `timeglass ui` serves and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// The store to read; it may not exist yet.
+    pub db: PathBuf,
+    /// Address to bind: an IP address or a name (default [`defaults::HOST`]).
+    pub host: String,
+    /// Port to bind, 0 for any free one (default [`defaults::PORT`]).
+    pub port: u16,
+}
+
+impl ServerOptions {
+    pub fn new(db: PathBuf) -> ServerOptions {
+        ServerOptions {
+            db,
+            host: defaults::HOST.to_string(),
+            port: defaults::PORT,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+struct AppState {
+    db: Arc<PathBuf>,
+}
+
+/// The whole dashboard as a router, for [`Server`] and for tests.
+pub fn app(options: &ServerOptions) -> Router {
+    let state = AppState {
+        db: Arc::new(options.db.clone()),
+    };
+    let allowed = host::AllowedHosts::new(&options.host);
+    Router::new()
+        .route("/", get(pages::requests))
+        .route("/requests/{id}", get(pages::request))
+        .route("/assets/requests.js", get(pages::script))
+        .route("/api/v1/requests", get(api::requests))
+        .route("/api/v1/requests/{id}", get(api::request))
+        .route("/api/v1/requests/{id}/folded", get(api::folded))
+        .fallback(pages::not_found)
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(allowed, host::check))
+}

@@ -1,0 +1,69 @@
+//! Binding and running the server with its own runtime, so callers (the
+//! CLI) stay synchronous and never see tokio.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
+
+use crate::{app, ServerError, ServerOptions};
+
+pub struct Server {
+    runtime: Runtime,
+    listener: TcpListener,
+    app: Router,
+    address: SocketAddr,
+}
+
+impl Server {
+    /// Binds the address; requests are served by [`Server::run`].
+    pub fn bind(options: &ServerOptions) -> Result<Server, ServerError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(ServerError::Runtime)?;
+        let bind_error = |source| ServerError::Bind {
+            address: format!("{}:{}", options.host, options.port),
+            source,
+        };
+        let listener = runtime
+            .block_on(TcpListener::bind((options.host.as_str(), options.port)))
+            .map_err(bind_error)?;
+        let address = listener.local_addr().map_err(bind_error)?;
+        Ok(Server {
+            runtime,
+            listener,
+            app: app(options),
+            address,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Where to open the dashboard.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.address)
+    }
+
+    /// Whether other machines may reach it: then anyone who can reach the
+    /// port can read the recorded requests, which may carry secrets.
+    pub fn is_exposed(&self) -> bool {
+        !self.address.ip().is_loopback()
+    }
+
+    /// Serves until the process ends.
+    pub fn run(self) -> Result<(), ServerError> {
+        let Server {
+            runtime,
+            listener,
+            app,
+            ..
+        } = self;
+        runtime
+            .block_on(async move { axum::serve(listener, app).await })
+            .map_err(ServerError::Serve)
+    }
+}

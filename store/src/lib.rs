@@ -1,0 +1,344 @@
+//! The SQLite store: every recorded session, process, request and stack.
+//!
+//! One [`Store`] owns one connection. The recorder's writer thread opens it
+//! with [`Store::open`] and writes a [`Batch`] every ~100 ms; the CLI and the
+//! server open it with [`Store::open_existing`] and read, concurrently (WAL).
+//! Frames and stacks are interned (stacks as a trie of frames), so a sample
+//! costs a few bytes. The schema lives in `schema.rs`, the rest of the crate
+//! is generic over it.
+
+mod clock;
+pub mod dashboard;
+mod error;
+mod open;
+mod read;
+mod schema;
+mod write;
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use timeglass_model::{ProfiledRequest, StackCount};
+
+pub use clock::ClockMap;
+pub use dashboard::RequestPage;
+pub use error::StoreError;
+pub use read::{ProcessRow, RequestQuery, RequestRow, SessionRow};
+pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+
+use open::Found;
+use write::Interner;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct SessionId(pub i64);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ProcessId(pub i64);
+
+/// The start of a `timeglass run`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewSession {
+    /// The profiled command's argv.
+    pub command: Vec<String>,
+    pub cwd: String,
+    pub rate_hz: u32,
+    /// Taken when the session starts; also gives the session's `started_at`.
+    pub clock: ClockMap,
+}
+
+/// A Python process that joined the session (a uvicorn worker).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewProcess {
+    pub pid: u32,
+    pub command_line: Vec<String>,
+    /// `None` if it could not be determined.
+    pub python_version: Option<String>,
+}
+
+/// How a process of a session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessExit {
+    /// Exited normally: its marker removed its ring file.
+    Clean,
+    /// Died without its interpreter's exit handlers running (killed, crashed).
+    Crashed,
+    /// Still running when recording stopped.
+    Running,
+    /// Gone, and nothing tells how (a process sampled without its marker).
+    Unknown,
+}
+
+impl ProcessExit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessExit::Clean => "clean",
+            ProcessExit::Crashed => "crashed",
+            ProcessExit::Running => "running",
+            ProcessExit::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionEnd {
+    pub exit_code: Option<i32>,
+    pub samples: u64,
+    pub torn_samples: u64,
+    pub lost_events: u64,
+}
+
+/// What the writer thread flushes at once; written in one transaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub session: SessionId,
+    pub requests: Vec<(ProcessId, ProfiledRequest)>,
+    /// Samples taken outside any request; added to what is already stored.
+    pub outside: Vec<(ProcessId, StackCount)>,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    interner: Interner,
+    /// Clock maps of the sessions written to, to date requests.
+    clocks: HashMap<SessionId, ClockMap>,
+}
+
+impl Store {
+    /// Opens the store for writing, creating it (and its parent directories)
+    /// if the path is missing or an empty file. Refuses any file that is not
+    /// a TimeGlass database, without changing it.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let create = match open::probe(path)? {
+            Found::Absent => {
+                create_parent(path)?;
+                true
+            }
+            Found::Empty | Found::TimeGlass => false,
+        };
+        Self::connect(path, create)
+    }
+
+    /// Opens an existing store, for readers: a missing or empty file is
+    /// [`StoreError::Missing`].
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        match open::probe(path)? {
+            Found::Absent | Found::Empty => Err(StoreError::Missing {
+                path: path.to_owned(),
+            }),
+            Found::TimeGlass => Self::connect(path, false),
+        }
+    }
+
+    fn connect(path: &Path, create: bool) -> Result<Store, StoreError> {
+        Ok(Store {
+            conn: open::connect(path, create)?,
+            path: path.to_owned(),
+            interner: Interner::default(),
+            clocks: HashMap::new(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn begin_session(&mut self, s: &NewSession) -> Result<SessionId, StoreError> {
+        let command = serde_json::to_string(&s.command).expect("argv serializes");
+        let started_at = clock::rfc3339_ms(s.clock.unix_ns.into());
+        self.conn
+            .prepare_cached(
+                "INSERT INTO sessions (started_at, command, cwd, rate_hz, clock_mono_ns, clock_unix_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    started_at,
+                    command,
+                    s.cwd,
+                    s.rate_hz,
+                    s.clock.mono_ns,
+                    s.clock.unix_ns
+                ])
+            })
+            .map_err(|e| self.sql_err(e))?;
+        let id = SessionId(self.conn.last_insert_rowid());
+        self.clocks.insert(id, s.clock);
+        Ok(id)
+    }
+
+    pub fn add_process(
+        &mut self,
+        session: SessionId,
+        p: &NewProcess,
+    ) -> Result<ProcessId, StoreError> {
+        self.session_clock(session)?;
+        let command_line = serde_json::to_string(&p.command_line).expect("argv serializes");
+        self.conn
+            .prepare_cached(
+                "INSERT INTO processes (session_id, pid, command_line, python_version, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    session.0,
+                    p.pid,
+                    command_line,
+                    p.python_version,
+                    clock::now_rfc3339_ms()
+                ])
+            })
+            .map_err(|e| self.sql_err(e))?;
+        Ok(ProcessId(self.conn.last_insert_rowid()))
+    }
+
+    pub fn end_process(&mut self, process: ProcessId) -> Result<(), StoreError> {
+        let changed = self
+            .conn
+            .prepare_cached("UPDATE processes SET ended_at = ?2 WHERE id = ?1")
+            .and_then(|mut stmt| stmt.execute(params![process.0, clock::now_rfc3339_ms()]))
+            .map_err(|e| self.sql_err(e))?;
+        self.expect_row(changed, "process", process.0)
+    }
+
+    /// Records how the process ended (see [`ProcessExit`]).
+    pub fn set_process_exit(
+        &mut self,
+        process: ProcessId,
+        exit: ProcessExit,
+    ) -> Result<(), StoreError> {
+        let changed = self
+            .conn
+            .prepare_cached("UPDATE processes SET exit = ?2 WHERE id = ?1")
+            .and_then(|mut stmt| stmt.execute(params![process.0, exit.as_str()]))
+            .map_err(|e| self.sql_err(e))?;
+        self.expect_row(changed, "process", process.0)
+    }
+
+    /// Writes the batch in one transaction: all of it or, on error, none.
+    pub fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        let clock = self.session_clock(batch.session)?;
+        let written = write::write_batch(&mut self.conn, &mut self.interner, clock, batch);
+        if let Err(e) = written {
+            // The rollback may have dropped rows the interner already cached.
+            self.interner.clear();
+            return Err(self.sql_err(e));
+        }
+        Ok(())
+    }
+
+    pub fn end_session(&mut self, session: SessionId, end: &SessionEnd) -> Result<(), StoreError> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE sessions SET ended_at = ?2, exit_code = ?3, samples = ?4,
+                     torn_samples = ?5, lost_events = ?6
+                 WHERE id = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    session.0,
+                    clock::now_rfc3339_ms(),
+                    end.exit_code,
+                    end.samples,
+                    end.torn_samples,
+                    end.lost_events
+                ])
+            })
+            .map_err(|e| self.sql_err(e))?;
+        self.expect_row(changed, "session", session.0)
+    }
+
+    /// Newest first.
+    pub fn requests(&self, q: &RequestQuery) -> Result<Vec<RequestRow>, StoreError> {
+        read::requests(&self.conn, q).map_err(|e| self.sql_err(e))
+    }
+
+    pub fn request(&self, id: i64) -> Result<Option<RequestRow>, StoreError> {
+        read::request(&self.conn, id).map_err(|e| self.sql_err(e))
+    }
+
+    /// The request's stacks with full frames, most samples first. Empty for
+    /// an unknown request.
+    pub fn request_stacks(&self, id: i64) -> Result<Vec<StackCount>, StoreError> {
+        read::request_stacks(&self.conn, id).map_err(|e| self.sql_err(e))
+    }
+
+    /// Samples taken outside any request, summed over the session's
+    /// processes, most samples first.
+    pub fn outside_stacks(&self, session: SessionId) -> Result<Vec<StackCount>, StoreError> {
+        read::outside_stacks(&self.conn, session).map_err(|e| self.sql_err(e))
+    }
+
+    /// The session's processes in the order they joined it.
+    pub fn processes(&self, session: SessionId) -> Result<Vec<ProcessRow>, StoreError> {
+        read::processes(&self.conn, session).map_err(|e| self.sql_err(e))
+    }
+
+    /// Newest first.
+    pub fn sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
+        read::sessions(&self.conn).map_err(|e| self.sql_err(e))
+    }
+
+    fn session_clock(&mut self, session: SessionId) -> Result<ClockMap, StoreError> {
+        if let Some(&clock) = self.clocks.get(&session) {
+            return Ok(clock);
+        }
+        let clock = self
+            .conn
+            .prepare_cached("SELECT clock_mono_ns, clock_unix_ns FROM sessions WHERE id = ?1")
+            .and_then(|mut stmt| {
+                stmt.query_row(params![session.0], |r| {
+                    Ok(ClockMap {
+                        mono_ns: r.get(0)?,
+                        unix_ns: r.get(1)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(|e| self.sql_err(e))?
+            .ok_or_else(|| self.unknown("session", session.0))?;
+        self.clocks.insert(session, clock);
+        Ok(clock)
+    }
+
+    fn expect_row(&self, changed: usize, what: &'static str, id: i64) -> Result<(), StoreError> {
+        if changed == 0 {
+            return Err(self.unknown(what, id));
+        }
+        Ok(())
+    }
+
+    fn unknown(&self, what: &'static str, id: i64) -> StoreError {
+        StoreError::UnknownId {
+            path: self.path.clone(),
+            what,
+            id,
+        }
+    }
+
+    fn sql_err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+fn create_parent(path: &Path) -> Result<(), StoreError> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.to_owned(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
+}

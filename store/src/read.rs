@@ -1,0 +1,270 @@
+//! Queries for the CLI and the server: rows, and stacks rebuilt from the trie.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rusqlite::types::Type;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+use timeglass_model::{Frame, StackCount};
+
+use crate::{ProcessId, SessionId};
+
+/// One request as listed by `timeglass requests` and the server.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RequestRow {
+    pub id: i64,
+    pub session_id: SessionId,
+    pub process_id: ProcessId,
+    pub pid: u32,
+    pub tid: u32,
+    pub marker_id: u64,
+    pub method: String,
+    pub path: String,
+    pub route: Option<String>,
+    pub status: Option<u16>,
+    pub errored: bool,
+    pub cancelled: bool,
+    /// Wall-clock start, RFC 3339 UTC with milliseconds.
+    pub start: String,
+    /// Monotonic start and end, as the marker reported them.
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// When the last body chunk was sent, if a response completed.
+    pub response_end_ns: Option<u64>,
+    /// Response time: start to the last body chunk (or to the end, if none was sent).
+    pub duration_ms: f64,
+    /// Work after the response (BackgroundTasks): last body chunk to the end.
+    pub background_ms: Option<f64>,
+    pub samples: u64,
+    pub switched_samples: u64,
+    pub torn_samples: u64,
+}
+
+/// One `timeglass run`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SessionRow {
+    pub id: SessionId,
+    pub started_at: String,
+    /// `None` while recording, or if the recorder died.
+    pub ended_at: Option<String>,
+    pub command: Vec<String>,
+    pub cwd: String,
+    pub rate_hz: u32,
+    pub exit_code: Option<i32>,
+    pub samples: u64,
+    pub torn_samples: u64,
+    pub lost_events: u64,
+    /// Requests recorded so far.
+    pub requests: u64,
+}
+
+/// One process of a session, as `timeglass sessions` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProcessRow {
+    pub id: ProcessId,
+    pub session_id: SessionId,
+    pub pid: u32,
+    pub command_line: Vec<String>,
+    pub python_version: Option<String>,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    /// `clean`, `crashed`, `running` or `unknown`; `None` while recording.
+    pub exit: Option<String>,
+    /// Requests it served that were recorded.
+    pub requests: u64,
+}
+
+/// Which requests to list, newest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestQuery {
+    pub limit: usize,
+    pub session: Option<SessionId>,
+}
+
+const REQUEST_COLUMNS: &str = "r.id, r.session_id, r.process_id, p.pid, r.tid, r.marker_id,
+    r.method, r.path, r.route, r.status, r.errored, r.cancelled, r.started_at,
+    r.start_ns, r.end_ns, r.samples, r.switched_samples, r.torn_samples, r.response_end_ns
+    FROM requests r JOIN processes p ON p.id = r.process_id";
+
+fn request_row(row: &Row<'_>) -> rusqlite::Result<RequestRow> {
+    let start_ns: u64 = row.get(13)?;
+    let end_ns: u64 = row.get(14)?;
+    let response_end_ns: Option<u64> = row.get(18)?;
+    let ms = |ns: u64| ns as f64 / 1e6;
+    Ok(RequestRow {
+        id: row.get(0)?,
+        session_id: SessionId(row.get(1)?),
+        process_id: ProcessId(row.get(2)?),
+        pid: row.get(3)?,
+        tid: row.get(4)?,
+        marker_id: row.get(5)?,
+        method: row.get(6)?,
+        path: row.get(7)?,
+        route: row.get(8)?,
+        status: row.get(9)?,
+        errored: row.get(10)?,
+        cancelled: row.get(11)?,
+        start: row.get(12)?,
+        start_ns,
+        end_ns,
+        response_end_ns,
+        duration_ms: ms(response_end_ns.unwrap_or(end_ns).saturating_sub(start_ns)),
+        background_ms: response_end_ns.map(|r| ms(end_ns.saturating_sub(r))),
+        samples: row.get(15)?,
+        switched_samples: row.get(16)?,
+        torn_samples: row.get(17)?,
+    })
+}
+
+pub fn requests(conn: &Connection, q: &RequestQuery) -> rusqlite::Result<Vec<RequestRow>> {
+    let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+    // `id` breaks ties between requests started in the same millisecond.
+    let order = "ORDER BY r.started_at DESC, r.id DESC LIMIT ?1";
+    match q.session {
+        None => {
+            let sql = format!("SELECT {REQUEST_COLUMNS} {order}");
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![limit], request_row)?;
+            rows.collect()
+        }
+        Some(session) => {
+            let sql = format!("SELECT {REQUEST_COLUMNS} WHERE r.session_id = ?2 {order}");
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![limit, session.0], request_row)?;
+            rows.collect()
+        }
+    }
+}
+
+pub fn request(conn: &Connection, id: i64) -> rusqlite::Result<Option<RequestRow>> {
+    let sql = format!("SELECT {REQUEST_COLUMNS} WHERE r.id = ?1");
+    conn.prepare_cached(&sql)?
+        .query_row(params![id], request_row)
+        .optional()
+}
+
+pub fn sessions(conn: &Connection) -> rusqlite::Result<Vec<SessionRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT s.id, s.started_at, s.ended_at, s.command, s.cwd, s.rate_hz, s.exit_code,
+             s.samples, s.torn_samples, s.lost_events,
+             (SELECT count(*) FROM requests r WHERE r.session_id = s.id)
+         FROM sessions s ORDER BY s.started_at DESC, s.id DESC",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        let command: String = row.get(3)?;
+        let command = serde_json::from_str(&command)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(3, Type::Text, Box::new(e)))?;
+        Ok(SessionRow {
+            id: SessionId(row.get(0)?),
+            started_at: row.get(1)?,
+            ended_at: row.get(2)?,
+            command,
+            cwd: row.get(4)?,
+            rate_hz: row.get(5)?,
+            exit_code: row.get(6)?,
+            samples: row.get(7)?,
+            torn_samples: row.get(8)?,
+            lost_events: row.get(9)?,
+            requests: row.get(10)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Leaf ids with their samples, for one id parameter (`?1`).
+const REQUEST_LEAVES: &str = "SELECT stack_id, samples FROM request_stacks WHERE request_id = ?1";
+const OUTSIDE_LEAVES: &str =
+    "SELECT stack_id, sum(samples) FROM outside_stacks WHERE session_id = ?1 GROUP BY stack_id";
+
+pub fn request_stacks(conn: &Connection, request: i64) -> rusqlite::Result<Vec<StackCount>> {
+    stacks(conn, REQUEST_LEAVES, request)
+}
+
+/// Summed over the session's processes.
+pub fn outside_stacks(conn: &Connection, session: SessionId) -> rusqlite::Result<Vec<StackCount>> {
+    stacks(conn, OUTSIDE_LEAVES, session.0)
+}
+
+/// Stacks for the leaves `leaves_sql` selects, most samples first.
+///
+/// One recursive query loads every trie node on the way to the root (each
+/// once, however many leaves share it); the frames are then assembled in
+/// memory.
+fn stacks(conn: &Connection, leaves_sql: &str, id: i64) -> rusqlite::Result<Vec<StackCount>> {
+    let mut leaves: Vec<(i64, u64)> = conn
+        .prepare_cached(leaves_sql)?
+        .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    leaves.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+
+    let nodes_sql = format!(
+        "WITH RECURSIVE up(id) AS (
+             SELECT stack_id FROM ({leaves_sql}) WHERE stack_id != 0
+             UNION
+             SELECT s.parent_id FROM stacks s JOIN up ON s.id = up.id WHERE s.parent_id != 0
+         )
+         SELECT s.id, s.parent_id, f.name, f.filename, f.short, f.line
+         FROM up JOIN stacks s ON s.id = up.id JOIN frames f ON f.id = s.frame_id"
+    );
+    let mut nodes: HashMap<i64, (i64, Frame)> = HashMap::new();
+    let mut stmt = conn.prepare_cached(&nodes_sql)?;
+    let mut rows = stmt.query(params![id])?;
+    while let Some(row) = rows.next()? {
+        let frame = Frame {
+            name: row.get(2)?,
+            filename: row.get(3)?,
+            short: row.get(4)?,
+            line: row.get(5)?,
+        };
+        nodes.insert(row.get(0)?, (row.get(1)?, frame));
+    }
+
+    leaves
+        .into_iter()
+        .map(|(leaf, samples)| {
+            let stack = walk_to_root(&nodes, leaf)?;
+            Ok(StackCount { stack, samples })
+        })
+        .collect()
+}
+
+fn walk_to_root(nodes: &HashMap<i64, (i64, Frame)>, leaf: i64) -> rusqlite::Result<Arc<[Frame]>> {
+    let mut frames = Vec::new();
+    let mut node = leaf;
+    while node != 0 {
+        let (parent, frame) = nodes.get(&node).ok_or_else(|| {
+            let msg = format!("stack node {node} is missing: the database is damaged");
+            rusqlite::Error::FromSqlConversionFailure(0, Type::Integer, msg.into())
+        })?;
+        frames.push(frame.clone());
+        node = *parent;
+    }
+    frames.reverse();
+    Ok(frames.into())
+}
+
+pub fn processes(conn: &Connection, session: SessionId) -> rusqlite::Result<Vec<ProcessRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.id, p.session_id, p.pid, p.command_line, p.python_version, p.started_at,
+             p.ended_at, p.exit, (SELECT count(*) FROM requests r WHERE r.process_id = p.id)
+         FROM processes p WHERE p.session_id = ?1 ORDER BY p.id",
+    )?;
+    let rows = stmt.query_map(params![session.0], |row| {
+        let command_line: String = row.get(3)?;
+        let command_line = serde_json::from_str(&command_line)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(3, Type::Text, Box::new(e)))?;
+        Ok(ProcessRow {
+            id: ProcessId(row.get(0)?),
+            session_id: SessionId(row.get(1)?),
+            pid: row.get(2)?,
+            command_line,
+            python_version: row.get(4)?,
+            started_at: row.get(5)?,
+            ended_at: row.get(6)?,
+            exit: row.get(7)?,
+            requests: row.get(8)?,
+        })
+    })?;
+    rows.collect()
+}

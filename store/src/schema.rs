@@ -1,0 +1,162 @@
+//! The schema and its migrations: the only place that knows table layouts
+//! by version.
+//!
+//! A new file is version 0; `MIGRATIONS[v]` takes a database from version
+//! `v` to `v + 1`, so creating a store and upgrading an old one run the same
+//! steps. Adding version 2 means appending one script and bumping nothing else.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// `PRAGMA application_id` of every TimeGlass database: "TmGl" in ASCII.
+pub const APPLICATION_ID: i32 = i32::from_be_bytes(*b"TmGl");
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
+
+/// Version 3: how each process ended. `exit` is `clean` (it removed its ring
+/// file at interpreter exit), `crashed` (gone with its ring file still there:
+/// killed, segfault, `os._exit`), `running` (still alive when recording
+/// stopped, as after `timeglass attach`) or `unknown` (gone, sampled without
+/// a marker). NULL while recording, for processes of a recorder that died,
+/// and for rows of version 2.
+const V3: &str = "
+ALTER TABLE processes ADD COLUMN exit TEXT;
+";
+
+/// Version 2: when each request's last body chunk was sent. A request's
+/// response time ends there; what follows (BackgroundTasks) is its
+/// background stage. NULL for requests that never completed a response and
+/// for requests recorded by version 1.
+const V2: &str = "
+ALTER TABLE requests ADD COLUMN response_end_ns INTEGER;
+";
+
+/// Version 1.
+///
+/// Beyond the issue's layout: `sessions` keeps its clock map so request wall
+/// times can be recomputed; `requests` keeps `start_ns`/`end_ns` so durations
+/// are exact; `stacks.parent_id` is 0 (not NULL) for roots because UNIQUE
+/// does not treat NULLs as equal. `requests.started_at` is fixed-width UTC, so
+/// its index serves newest-first listings across sessions (the monotonic
+/// `start_ns` is not comparable across reboots).
+const V1: &str = "
+CREATE TABLE sessions (
+    id            INTEGER PRIMARY KEY,
+    started_at    TEXT NOT NULL,
+    ended_at      TEXT,
+    command       TEXT NOT NULL,  -- JSON array of argv
+    cwd           TEXT NOT NULL,
+    rate_hz       INTEGER NOT NULL,
+    clock_mono_ns INTEGER NOT NULL,
+    clock_unix_ns INTEGER NOT NULL,
+    exit_code     INTEGER,
+    samples       INTEGER NOT NULL DEFAULT 0,
+    torn_samples  INTEGER NOT NULL DEFAULT 0,
+    lost_events   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX sessions_by_start ON sessions(started_at);
+
+CREATE TABLE processes (
+    id             INTEGER PRIMARY KEY,
+    session_id     INTEGER NOT NULL REFERENCES sessions(id),
+    pid            INTEGER NOT NULL,
+    command_line   TEXT NOT NULL,  -- JSON array of argv
+    python_version TEXT,
+    started_at     TEXT NOT NULL,
+    ended_at       TEXT
+);
+CREATE INDEX processes_by_session ON processes(session_id);
+
+CREATE TABLE frames (
+    id       INTEGER PRIMARY KEY,
+    name     TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    short    TEXT NOT NULL,
+    line     INTEGER NOT NULL,
+    UNIQUE (name, filename, line)
+);
+
+-- A trie of frames: a stack is the id of its leaf node.
+CREATE TABLE stacks (
+    id        INTEGER PRIMARY KEY,
+    parent_id INTEGER NOT NULL,  -- 0 for a root
+    frame_id  INTEGER NOT NULL REFERENCES frames(id),
+    UNIQUE (parent_id, frame_id)
+);
+
+CREATE TABLE requests (
+    id               INTEGER PRIMARY KEY,
+    session_id       INTEGER NOT NULL REFERENCES sessions(id),
+    process_id       INTEGER NOT NULL REFERENCES processes(id),
+    marker_id        INTEGER NOT NULL,
+    method           TEXT NOT NULL,
+    path             TEXT NOT NULL,
+    route            TEXT,
+    status           INTEGER,
+    errored          INTEGER NOT NULL,
+    cancelled        INTEGER NOT NULL,
+    tid              INTEGER NOT NULL,
+    start_ns         INTEGER NOT NULL,
+    end_ns           INTEGER NOT NULL,
+    started_at       TEXT NOT NULL,
+    duration_us      INTEGER NOT NULL,
+    samples          INTEGER NOT NULL,
+    switched_samples INTEGER NOT NULL,
+    torn_samples     INTEGER NOT NULL
+);
+CREATE INDEX requests_by_start ON requests(started_at);
+CREATE INDEX requests_by_session ON requests(session_id, started_at);
+
+CREATE TABLE request_stacks (
+    request_id INTEGER NOT NULL REFERENCES requests(id),
+    stack_id   INTEGER NOT NULL,  -- a stacks.id, or 0 for an empty stack
+    samples    INTEGER NOT NULL,
+    PRIMARY KEY (request_id, stack_id)
+) WITHOUT ROWID;
+
+-- Samples taken while no request ran on the thread, accumulated per batch.
+CREATE TABLE outside_stacks (
+    session_id INTEGER NOT NULL REFERENCES sessions(id),
+    process_id INTEGER NOT NULL REFERENCES processes(id),
+    stack_id   INTEGER NOT NULL,  -- a stacks.id, or 0 for an empty stack
+    samples    INTEGER NOT NULL,
+    PRIMARY KEY (session_id, process_id, stack_id)
+) WITHOUT ROWID;
+";
+
+pub fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+pub fn application_id(conn: &Connection) -> rusqlite::Result<i32> {
+    conn.pragma_query_value(None, "application_id", |row| row.get(0))
+}
+
+/// What `migrate` found once it held the write lock.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Migrated {
+    UpToDate,
+    /// Another process upgraded the file to a newer version meanwhile.
+    TooNew(u32),
+}
+
+/// Brings the database to `SCHEMA_VERSION` in one transaction.
+///
+/// The version is read again under the write lock because another
+/// `timeglass` may have created or upgraded the file since we looked.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<Migrated> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let from = user_version(&tx)?;
+    if from > SCHEMA_VERSION {
+        return Ok(Migrated::TooNew(from));
+    }
+    for script in &MIGRATIONS[from as usize..] {
+        tx.execute_batch(script)?;
+    }
+    tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(Migrated::UpToDate)
+}

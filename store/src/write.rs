@@ -1,0 +1,161 @@
+//! Writing batches: interning frames and stacks, one transaction per batch.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use timeglass_model::{Frame, ProfiledRequest};
+
+use crate::clock::{rfc3339_ms, ClockMap};
+use crate::Batch;
+
+/// Ids of frames and trie nodes already in the database, so a repeated
+/// stack costs hash lookups and no query.
+///
+/// Must be cleared when a transaction rolls back: it may hold ids that were
+/// never committed.
+#[derive(Default)]
+pub struct Interner {
+    frames: HashMap<Frame, i64>,
+    /// (parent node, frame) → node; parent 0 is the root.
+    nodes: HashMap<(i64, i64), i64>,
+}
+
+impl Interner {
+    pub fn clear(&mut self) {
+        self.frames.clear();
+        self.nodes.clear();
+    }
+
+    /// The id of the stack's leaf node; 0 for an empty stack.
+    fn stack_id(&mut self, conn: &Connection, stack: &[Frame]) -> rusqlite::Result<i64> {
+        let mut node = 0;
+        for frame in stack {
+            let frame_id = self.frame_id(conn, frame)?;
+            node = self.node_id(conn, node, frame_id)?;
+        }
+        Ok(node)
+    }
+
+    fn frame_id(&mut self, conn: &Connection, frame: &Frame) -> rusqlite::Result<i64> {
+        if let Some(&id) = self.frames.get(frame) {
+            return Ok(id);
+        }
+        let found = conn
+            .prepare_cached(
+                "SELECT id FROM frames WHERE name = ?1 AND filename = ?2 AND line = ?3",
+            )?
+            .query_row(params![frame.name, frame.filename, frame.line], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                conn.prepare_cached(
+                    "INSERT INTO frames (name, filename, short, line) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    frame.name,
+                    frame.filename,
+                    frame.short,
+                    frame.line
+                ])?;
+                conn.last_insert_rowid()
+            }
+        };
+        self.frames.insert(frame.clone(), id);
+        Ok(id)
+    }
+
+    fn node_id(&mut self, conn: &Connection, parent: i64, frame: i64) -> rusqlite::Result<i64> {
+        if let Some(&id) = self.nodes.get(&(parent, frame)) {
+            return Ok(id);
+        }
+        let found = conn
+            .prepare_cached("SELECT id FROM stacks WHERE parent_id = ?1 AND frame_id = ?2")?
+            .query_row(params![parent, frame], |r| r.get(0))
+            .optional()?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                conn.prepare_cached("INSERT INTO stacks (parent_id, frame_id) VALUES (?1, ?2)")?
+                    .execute(params![parent, frame])?;
+                conn.last_insert_rowid()
+            }
+        };
+        self.nodes.insert((parent, frame), id);
+        Ok(id)
+    }
+}
+
+/// Writes the whole batch or nothing.
+pub fn write_batch(
+    conn: &mut Connection,
+    interner: &mut Interner,
+    clock: ClockMap,
+    batch: &Batch,
+) -> rusqlite::Result<()> {
+    // IMMEDIATE: take the write lock up front so a busy database is waited
+    // for by busy_timeout instead of failing mid-transaction.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for (process, request) in &batch.requests {
+        let id = insert_request(&tx, batch.session.0, process.0, clock, request)?;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO request_stacks (request_id, stack_id, samples) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO UPDATE SET samples = samples + excluded.samples",
+        )?;
+        for counted in &request.stacks {
+            let stack = interner.stack_id(&tx, &counted.stack)?;
+            insert.execute(params![id, stack, counted.samples])?;
+        }
+    }
+    let mut outside = tx.prepare_cached(
+        "INSERT INTO outside_stacks (session_id, process_id, stack_id, samples)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT DO UPDATE SET samples = samples + excluded.samples",
+    )?;
+    for (process, counted) in &batch.outside {
+        let stack = interner.stack_id(&tx, &counted.stack)?;
+        outside.execute(params![batch.session.0, process.0, stack, counted.samples])?;
+    }
+    drop(outside);
+    tx.commit()
+}
+
+fn insert_request(
+    conn: &Connection,
+    session: i64,
+    process: i64,
+    clock: ClockMap,
+    profiled: &ProfiledRequest,
+) -> rusqlite::Result<i64> {
+    let r = &profiled.request;
+    let started_at = rfc3339_ms(clock.unix_ns_at(r.start_ns));
+    conn.prepare_cached(
+        "INSERT INTO requests (session_id, process_id, marker_id, method, path, route, status,
+             errored, cancelled, tid, start_ns, end_ns, started_at, duration_us,
+             samples, switched_samples, torn_samples, response_end_ns)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+    )?
+    .execute(params![
+        session,
+        process,
+        r.marker_id,
+        r.method,
+        r.path,
+        r.route,
+        r.status,
+        r.errored,
+        r.cancelled,
+        r.tid,
+        r.start_ns,
+        r.end_ns,
+        started_at,
+        r.duration_ns() / 1000,
+        profiled.samples(),
+        profiled.switched_samples,
+        profiled.torn_samples,
+        r.response_end_ns,
+    ])?;
+    Ok(conn.last_insert_rowid())
+}

@@ -1,0 +1,1 @@
+"""End-to-end tests: the real CLI around the real fixture app (see context.py)."""

@@ -1,0 +1,17 @@
+//! Every environment variable TimeGlass reads, defined once.
+//!
+//! The Python half of the marker reads the same names; `marker/python/timeglass/_env.py`
+//! mirrors this list and a test keeps the two in step.
+
+/// Directory where markers create their `<pid>.ring` files. Set by
+/// `timeglass run` for its child; otherwise a per-user tmpfs directory.
+pub const RUNTIME_DIR: &str = "TIMEGLASS_RUNTIME_DIR";
+/// Path of the SQLite store (`--db` overrides it).
+pub const DB: &str = "TIMEGLASS_DB";
+/// Set to `1` by `timeglass run` in its child: the injected `sitecustomize`
+/// wraps every Starlette/FastAPI app without a code change.
+pub const AUTO: &str = "TIMEGLASS_AUTO";
+/// Set to `0` to turn the marker off entirely (it then passes requests through untouched).
+pub const ENABLED: &str = "TIMEGLASS_ENABLED";
+/// Where the `timeglass` Python package lives, if not next to the binary.
+pub const PYTHON_PACKAGE: &str = "TIMEGLASS_PYTHON_PACKAGE";

@@ -1,0 +1,229 @@
+//! The records carried by the ring, and their byte encoding.
+//!
+//! Little-endian fixed-width fields, then strings as `u32` length + UTF-8
+//! bytes. New kinds get new numbers; a reader skips kinds it does not know.
+
+/// Longest string stored in an event; longer ones are cut at a char boundary.
+pub const MAX_STRING_BYTES: usize = 8 * 1024;
+
+/// The request raised an exception out of the app.
+pub const END_ERROR: u32 = 1;
+/// The request's task was cancelled (typically: the client went away).
+pub const END_CANCELLED: u32 = 2;
+/// The app finished without sending `http.response.start`.
+pub const END_NO_RESPONSE: u32 = 4;
+
+const KIND_REQUEST_START: u16 = 1;
+const KIND_REQUEST_END: u16 = 2;
+
+/// A request entered the app.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestStart {
+    pub request_id: u64,
+    pub ts_ns: u64,
+    /// Native thread id of the thread that received the request.
+    pub tid: u32,
+    pub method: String,
+    pub path: String,
+}
+
+/// A request left the app (its last body chunk was sent, or it failed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestEnd {
+    pub request_id: u64,
+    pub ts_ns: u64,
+    /// When the last body chunk was sent (monotonic ns), 0 if it never was.
+    /// Work after it (BackgroundTasks) is the request's background stage.
+    pub response_ns: u64,
+    /// HTTP status sent, 0 if none was.
+    pub status: u16,
+    /// `END_*` bits.
+    pub flags: u32,
+    /// Matched route template (`/items/{item_id}`), empty if none matched.
+    pub route: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    RequestStart(RequestStart),
+    RequestEnd(RequestEnd),
+    /// A kind this reader does not know (written by a newer marker).
+    Unknown(u16),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("event of kind {kind} is truncated")]
+    Truncated { kind: u16 },
+}
+
+impl Event {
+    /// The ring record kind and payload bytes of this event.
+    pub fn encode(&self, out: &mut Vec<u8>) -> u16 {
+        out.clear();
+        match self {
+            Event::RequestStart(e) => {
+                out.extend_from_slice(&e.request_id.to_le_bytes());
+                out.extend_from_slice(&e.ts_ns.to_le_bytes());
+                out.extend_from_slice(&e.tid.to_le_bytes());
+                put_str(out, &e.method);
+                put_str(out, &e.path);
+                KIND_REQUEST_START
+            }
+            Event::RequestEnd(e) => {
+                out.extend_from_slice(&e.request_id.to_le_bytes());
+                out.extend_from_slice(&e.ts_ns.to_le_bytes());
+                out.extend_from_slice(&e.response_ns.to_le_bytes());
+                out.extend_from_slice(&e.status.to_le_bytes());
+                out.extend_from_slice(&e.flags.to_le_bytes());
+                put_str(out, &e.route);
+                KIND_REQUEST_END
+            }
+            Event::Unknown(kind) => *kind,
+        }
+    }
+
+    pub fn decode(kind: u16, bytes: &[u8]) -> Result<Event, DecodeError> {
+        let mut r = Cursor { bytes, kind };
+        Ok(match kind {
+            KIND_REQUEST_START => Event::RequestStart(RequestStart {
+                request_id: r.u64()?,
+                ts_ns: r.u64()?,
+                tid: r.u32()?,
+                method: r.string()?,
+                path: r.string()?,
+            }),
+            KIND_REQUEST_END => Event::RequestEnd(RequestEnd {
+                request_id: r.u64()?,
+                ts_ns: r.u64()?,
+                response_ns: r.u64()?,
+                status: r.u16()?,
+                flags: r.u32()?,
+                route: r.string()?,
+            }),
+            other => Event::Unknown(other),
+        })
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    let s = truncate_str(s, MAX_STRING_BYTES);
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// `s` cut to at most `max` bytes without splitting a character.
+pub fn truncate_str(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    kind: u16,
+}
+
+impl Cursor<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
+        if self.bytes.len() < n {
+            return Err(DecodeError::Truncated { kind: self.kind });
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
+    }
+
+    fn string(&mut self) -> Result<String, DecodeError> {
+        let len = self.u32()? as usize;
+        // Lossy: a marker bug must never make the recorder fail on bad UTF-8.
+        Ok(String::from_utf8_lossy(self.take(len)?).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_both_kinds() {
+        let events = [
+            Event::RequestStart(RequestStart {
+                request_id: 7,
+                ts_ns: 123_456_789,
+                tid: 4242,
+                method: "GET".into(),
+                path: "/items/3".into(),
+            }),
+            Event::RequestEnd(RequestEnd {
+                request_id: 7,
+                ts_ns: 223_456_789,
+                response_ns: 200_000_000,
+                status: 404,
+                flags: END_ERROR,
+                route: "/items/{item_id}".into(),
+            }),
+        ];
+        let mut buf = Vec::new();
+        for e in events {
+            let kind = e.encode(&mut buf);
+            assert_eq!(Event::decode(kind, &buf).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn truncated_payload_is_an_error_not_a_panic() {
+        let mut buf = Vec::new();
+        let kind = Event::RequestEnd(RequestEnd {
+            request_id: 1,
+            ts_ns: 2,
+            response_ns: 1,
+            status: 200,
+            flags: 0,
+            route: "/x".into(),
+        })
+        .encode(&mut buf);
+        for cut in 0..buf.len() {
+            assert_eq!(
+                Event::decode(kind, &buf[..cut]),
+                Err(DecodeError::Truncated { kind })
+            );
+        }
+    }
+
+    #[test]
+    fn long_strings_are_cut_on_a_char_boundary() {
+        let s = "é".repeat(MAX_STRING_BYTES);
+        let cut = truncate_str(&s, MAX_STRING_BYTES + 1);
+        assert!(cut.len() <= MAX_STRING_BYTES + 1);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn unknown_kinds_are_skipped() {
+        assert_eq!(Event::decode(999, b"whatever"), Ok(Event::Unknown(999)));
+    }
+}

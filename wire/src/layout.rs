@@ -1,0 +1,83 @@
+//! Where everything lives in the file. All offsets are in 8-byte words.
+
+/// First word of every ring file: `TGLASS` then format version 1.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"TGLASS\x00\x01");
+/// Bumped whenever the layout below changes incompatibly.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// Header words (each an `AtomicU64`).
+pub(crate) mod header {
+    pub const MAGIC: usize = 0;
+    pub const VERSION: usize = 1;
+    pub const PID: usize = 2;
+    pub const SLOT_COUNT: usize = 3;
+    pub const RING_SLOTS: usize = 4;
+    /// Next ring position to claim; only ever grows.
+    pub const RING_HEAD: usize = 5;
+    /// Requests started and not yet ended.
+    pub const INFLIGHT: usize = 6;
+    /// Last request id handed out (ids start at 1; 0 means "no request").
+    pub const NEXT_REQUEST_ID: usize = 7;
+    /// Records written into the ring since creation.
+    pub const RECORDS_WRITTEN: usize = 8;
+    /// Events the marker could not publish (too large, no thread slot left...).
+    pub const DROPPED: usize = 9;
+    /// Monotonic time the file was created.
+    pub const CREATED_NS: usize = 10;
+    /// Monotonic time a recorder last read the ring; 0 if none ever did.
+    pub const READER_HEARTBEAT_NS: usize = 11;
+    /// Threads that found the slot table full.
+    pub const SLOTLESS_THREADS: usize = 12;
+    /// Non-zero while a sampler sleeps on `INFLIGHT` (a futex) waiting for a request.
+    pub const SAMPLER_SLEEPING: usize = 13;
+    /// Words reserved for the header (one page).
+    pub const WORDS: usize = 512;
+}
+
+/// Words per thread slot: tid, change counter, request id, spare.
+pub(crate) const SLOT_WORDS: usize = 4;
+/// Words per ring slot: stamp, info, then payload.
+pub(crate) const RING_SLOT_WORDS: usize = 8;
+/// Payload bytes carried by one ring slot.
+pub(crate) const RING_PAYLOAD_BYTES: usize = (RING_SLOT_WORDS - 2) * 8;
+
+/// Sizes of the two tables; fixed when the file is created and recorded in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Number of thread slots.
+    pub slot_count: usize,
+    /// Number of 64-byte ring slots; a power of two.
+    pub ring_slots: usize,
+}
+
+impl Default for Geometry {
+    /// 1024 threads and a 4 MiB ring (about 40,000 request events).
+    fn default() -> Self {
+        Geometry {
+            slot_count: 1024,
+            ring_slots: 1 << 16,
+        }
+    }
+}
+
+impl Geometry {
+    pub(crate) fn slots_offset(&self) -> usize {
+        header::WORDS
+    }
+
+    pub(crate) fn ring_offset(&self) -> usize {
+        self.slots_offset() + self.slot_count * SLOT_WORDS
+    }
+
+    pub(crate) fn total_words(&self) -> usize {
+        self.ring_offset() + self.ring_slots * RING_SLOT_WORDS
+    }
+
+    pub(crate) fn is_valid(&self) -> bool {
+        self.slot_count > 0
+            && self.slot_count <= 1 << 20
+            && self.ring_slots.is_power_of_two()
+            && self.ring_slots >= 64
+            && self.ring_slots <= 1 << 24
+    }
+}

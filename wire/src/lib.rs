@@ -1,0 +1,37 @@
+//! The shared-memory format spoken between the marker (inside the profiled
+//! Python process) and the recorder (the `timeglass` process).
+//!
+//! One file per marked process, named `<pid>.ring` in the runtime directory.
+//! It holds three regions, all made of 8-byte atomics so either side may read
+//! while the other writes:
+//!
+//! * a [`Header`](layout) with the pid, the in-flight request count and the
+//!   ring's write cursor;
+//! * a table of **thread slots**: for each native thread id, the id of the
+//!   request that thread is executing right now, plus a change counter. The
+//!   marker rewrites a slot whenever a request's coroutine is resumed or
+//!   suspended; the sampler reads it just before each stack walk;
+//! * an overwriting multi-producer **event ring** carrying request start/end
+//!   events (and later SQL and HTTP-call events). Producers never wait: when
+//!   nobody reads, old events are overwritten and the reader counts the gap.
+//!
+//! Nothing here makes a system call on the hot path.
+
+mod clock;
+pub mod env;
+mod event;
+mod futex;
+mod layout;
+mod region;
+mod ring;
+mod slots;
+
+pub use clock::monotonic_ns;
+pub use event::{
+    truncate_str, DecodeError, Event, RequestEnd, RequestStart, END_CANCELLED, END_ERROR,
+    END_NO_RESPONSE,
+};
+pub use layout::{Geometry, FORMAT_VERSION, MAGIC};
+pub use region::{ring_path, runtime_dir, Region, RegionError, RING_SUFFIX};
+pub use ring::{ReadStats, Reader, MAX_RECORD_BYTES};
+pub use slots::{SlotReader, SlotSnapshot, ThreadSlot};

@@ -1,0 +1,243 @@
+//! The overwriting multi-producer event ring.
+//!
+//! A record occupies one or more consecutive 64-byte slots:
+//! `[stamp, info, payload x 6 words]`. Producers claim positions with one
+//! `fetch_add` on the header's head and never wait for the reader. Each slot
+//! is a tiny seqlock: `stamp` is `2*pos + 1` while position `pos` is being
+//! written and `2*pos + 2` once it is complete, so the reader can tell a
+//! finished slot from one still being written or already overwritten by a
+//! later lap. `info` packs the record kind, the slot's index within its record
+//! and the record's slot count, which lets the reader resynchronise on a
+//! record boundary after losing slots.
+
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+
+use crate::layout::{header, RING_PAYLOAD_BYTES, RING_SLOT_WORDS};
+use crate::Region;
+
+/// Largest record payload the ring accepts; larger ones are dropped and counted
+/// (the encoders truncate strings well below this).
+pub const MAX_RECORD_BYTES: usize = 64 * 1024 - 4;
+
+/// How long the reader waits for a claimed slot to be completed before it
+/// gives up on it (the writer may have been killed half-way).
+const STALL_LIMIT_POLLS: u32 = 200;
+
+fn pack_info(kind: u16, index: u16, nslots: u16) -> u64 {
+    u64::from(kind) | (u64::from(index) << 16) | (u64::from(nslots) << 32)
+}
+
+fn unpack_info(info: u64) -> (u16, u16, u16) {
+    (info as u16, (info >> 16) as u16, (info >> 32) as u16)
+}
+
+impl Region {
+    fn ring_slot(&self, pos: u64) -> &[AtomicU64] {
+        let g = self.geometry();
+        let index = (pos as usize) & (g.ring_slots - 1);
+        self.words(g.ring_offset() + index * RING_SLOT_WORDS, RING_SLOT_WORDS)
+    }
+
+    /// Appends one record. Never blocks; returns `false` (and counts the drop)
+    /// only when the record is larger than [`MAX_RECORD_BYTES`].
+    pub fn publish(&self, kind: u16, payload: &[u8]) -> bool {
+        let total = payload.len() + 4;
+        let nslots = total.div_ceil(RING_PAYLOAD_BYTES);
+        if payload.len() > MAX_RECORD_BYTES || nslots > self.geometry().ring_slots / 4 {
+            self.count_dropped();
+            return false;
+        }
+        let start = self
+            .word(header::RING_HEAD)
+            .fetch_add(nslots as u64, Ordering::Relaxed);
+        let mut bytes = (payload.len() as u32)
+            .to_le_bytes()
+            .into_iter()
+            .chain(payload.iter().copied());
+        for i in 0..nslots {
+            let pos = start + i as u64;
+            let slot = self.ring_slot(pos);
+            slot[0].store(2 * pos + 1, Ordering::Relaxed);
+            fence(Ordering::Release);
+            slot[1].store(pack_info(kind, i as u16, nslots as u16), Ordering::Relaxed);
+            for word in &slot[2..] {
+                let mut chunk = [0u8; 8];
+                for b in chunk.iter_mut() {
+                    match bytes.next() {
+                        Some(v) => *b = v,
+                        None => break,
+                    }
+                }
+                word.store(u64::from_le_bytes(chunk), Ordering::Relaxed);
+            }
+            slot[0].store(2 * pos + 2, Ordering::Release);
+        }
+        self.word(header::RECORDS_WRITTEN)
+            .fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    fn ring_head(&self) -> u64 {
+        self.word(header::RING_HEAD).load(Ordering::Acquire)
+    }
+}
+
+/// Counters kept by a [`Reader`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    /// Records delivered.
+    pub records: u64,
+    /// Ring slots overwritten or abandoned before they could be read.
+    pub lost_slots: u64,
+}
+
+enum SlotRead {
+    Ready { kind: u16, index: u16, nslots: u16 },
+    NotYet,
+    Lost,
+}
+
+/// Drains a ring in order. One reader per ring.
+pub struct Reader {
+    tail: u64,
+    stats: ReadStats,
+    stalled_polls: u32,
+    buf: Vec<u8>,
+}
+
+impl Default for Reader {
+    fn default() -> Self {
+        Reader::new()
+    }
+}
+
+impl Reader {
+    /// A reader that starts at the oldest record still in the ring.
+    pub fn new() -> Self {
+        Reader {
+            tail: 0,
+            stats: ReadStats::default(),
+            stalled_polls: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn stats(&self) -> ReadStats {
+        self.stats
+    }
+
+    fn read_slot(region: &Region, pos: u64, out: &mut Vec<u8>) -> SlotRead {
+        let slot = region.ring_slot(pos);
+        let done = 2 * pos + 2;
+        let s1 = slot[0].load(Ordering::Acquire);
+        if s1 > done {
+            return SlotRead::Lost;
+        }
+        if s1 != done {
+            return SlotRead::NotYet;
+        }
+        let info = slot[1].load(Ordering::Relaxed);
+        let mark = out.len();
+        for word in &slot[2..] {
+            out.extend_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+        }
+        fence(Ordering::Acquire);
+        if slot[0].load(Ordering::Relaxed) != s1 {
+            out.truncate(mark);
+            return SlotRead::Lost;
+        }
+        let (kind, index, nslots) = unpack_info(info);
+        SlotRead::Ready {
+            kind,
+            index,
+            nslots,
+        }
+    }
+
+    /// Delivers every complete record now in the ring to `sink(kind, payload)`,
+    /// oldest first. Returns the number delivered.
+    pub fn poll(&mut self, region: &Region, mut sink: impl FnMut(u16, &[u8])) -> usize {
+        region.beat();
+        let ring = region.geometry().ring_slots as u64;
+        let head = region.ring_head();
+        if head.saturating_sub(self.tail) > ring {
+            self.stats.lost_slots += head - ring - self.tail;
+            self.tail = head - ring;
+        }
+        let mut delivered = 0;
+        while self.tail < head {
+            match self.read_record(region) {
+                RecordRead::Complete(kind) => {
+                    let len =
+                        u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
+                            as usize;
+                    if 4 + len <= self.buf.len() {
+                        sink(kind, &self.buf[4..4 + len]);
+                        self.stats.records += 1;
+                        delivered += 1;
+                    } else {
+                        self.stats.lost_slots += 1;
+                    }
+                }
+                RecordRead::Skipped => {}
+                RecordRead::Wait => break,
+            }
+        }
+        delivered
+    }
+
+    /// Reads the record starting at `tail` into `buf`, advancing `tail` past
+    /// whatever was consumed.
+    fn read_record(&mut self, region: &Region) -> RecordRead {
+        self.buf.clear();
+        let first = match Self::read_slot(region, self.tail, &mut self.buf) {
+            SlotRead::Ready {
+                kind,
+                index: 0,
+                nslots,
+            } if nslots > 0 => (kind, nslots),
+            SlotRead::Ready { .. } | SlotRead::Lost => {
+                // Overwritten, or the middle of a record whose start we lost:
+                // skip until the next record boundary.
+                self.tail += 1;
+                self.stats.lost_slots += 1;
+                return RecordRead::Skipped;
+            }
+            SlotRead::NotYet => return self.stall(),
+        };
+        let (kind, nslots) = first;
+        for i in 1..u64::from(nslots) {
+            match Self::read_slot(region, self.tail + i, &mut self.buf) {
+                SlotRead::Ready { index, .. } if u64::from(index) == i => {}
+                SlotRead::NotYet => return self.stall(),
+                SlotRead::Ready { .. } | SlotRead::Lost => {
+                    self.tail += i;
+                    self.stats.lost_slots += i;
+                    return RecordRead::Skipped;
+                }
+            }
+        }
+        self.tail += u64::from(nslots);
+        self.stalled_polls = 0;
+        RecordRead::Complete(kind)
+    }
+
+    /// A claimed slot is not complete yet. Wait for it, unless its writer
+    /// seems to have died half-way: then give the slot up.
+    fn stall(&mut self) -> RecordRead {
+        self.stalled_polls += 1;
+        if self.stalled_polls < STALL_LIMIT_POLLS {
+            return RecordRead::Wait;
+        }
+        self.stalled_polls = 0;
+        self.tail += 1;
+        self.stats.lost_slots += 1;
+        RecordRead::Skipped
+    }
+}
+
+enum RecordRead {
+    Complete(u16),
+    Skipped,
+    Wait,
+}

@@ -1,0 +1,205 @@
+use std::sync::Arc;
+use std::thread;
+
+use timeglass_wire::{Geometry, Reader, Region, SlotReader};
+
+fn region(ring_slots: usize) -> (tempfile::TempDir, Region) {
+    let dir = tempfile::tempdir().unwrap();
+    let region = Region::create(
+        dir.path(),
+        4242,
+        Geometry {
+            slot_count: 16,
+            ring_slots,
+        },
+    )
+    .unwrap();
+    (dir, region)
+}
+
+fn drain(reader: &mut Reader, region: &Region) -> Vec<(u16, Vec<u8>)> {
+    let mut out = Vec::new();
+    reader.poll(region, |k, b| out.push((k, b.to_vec())));
+    out
+}
+
+#[test]
+fn records_of_every_size_come_back_in_order() {
+    let (_dir, region) = region(1024);
+    let payloads: Vec<Vec<u8>> = (0..200)
+        .map(|n| (0..n).map(|b| (b * 7 + n) as u8).collect())
+        .collect();
+    let mut reader = Reader::new();
+    let mut got = Vec::new();
+    for (i, p) in payloads.iter().enumerate() {
+        assert!(region.publish(i as u16 + 1, p));
+        if i % 3 == 0 {
+            got.extend(drain(&mut reader, &region));
+        }
+    }
+    got.extend(drain(&mut reader, &region));
+    let want: Vec<(u16, Vec<u8>)> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i as u16 + 1, p.clone()))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(reader.stats().lost_slots, 0);
+}
+
+#[test]
+fn a_reader_that_falls_behind_loses_old_records_and_counts_them() {
+    let (_dir, region) = region(64);
+    for i in 0..500u32 {
+        region.publish(1, &i.to_le_bytes());
+    }
+    let mut reader = Reader::new();
+    let got = drain(&mut reader, &region);
+    // Only the newest lap survives, intact and in order.
+    assert_eq!(got.len(), 64);
+    let values: Vec<u32> = got
+        .iter()
+        .map(|(_, b)| u32::from_le_bytes(b[..4].try_into().unwrap()))
+        .collect();
+    assert_eq!(values, (436..500).collect::<Vec<_>>());
+    assert_eq!(reader.stats().lost_slots, 436);
+}
+
+#[test]
+fn resynchronises_on_a_record_boundary_after_a_lap() {
+    let (_dir, region) = region(64);
+    // 100-byte records take three slots each, so a lap cuts records in half.
+    for i in 0..100u8 {
+        region.publish(2, &[i; 100]);
+    }
+    let mut reader = Reader::new();
+    let got = drain(&mut reader, &region);
+    assert!(!got.is_empty());
+    for (kind, bytes) in &got {
+        assert_eq!(*kind, 2);
+        assert_eq!(bytes.len(), 100);
+        assert!(
+            bytes.iter().all(|b| *b == bytes[0]),
+            "a record mixed two writes"
+        );
+    }
+    assert_eq!(got.last().unwrap().1[0], 99);
+}
+
+#[test]
+fn oversized_records_are_dropped_and_counted() {
+    let (_dir, region) = region(64);
+    assert!(!region.publish(1, &vec![0u8; 64 * 48]));
+    assert_eq!(region.dropped(), 1);
+}
+
+#[test]
+fn concurrent_producers_never_tear_records() {
+    let (_dir, region) = region(1 << 12);
+    let region = Arc::new(region);
+    let writers: Vec<_> = (0..4u8)
+        .map(|w| {
+            let region = region.clone();
+            thread::spawn(move || {
+                for i in 0..20_000u32 {
+                    let mut p = vec![w; 60];
+                    p[..4].copy_from_slice(&i.to_le_bytes());
+                    region.publish(u16::from(w) + 1, &p);
+                }
+            })
+        })
+        .collect();
+    let mut reader = Reader::new();
+    let mut seen = 0u64;
+    let mut last = [None::<u32>; 4];
+    let check = |kind: u16, b: &[u8], last: &mut [Option<u32>; 4]| {
+        let w = (kind - 1) as usize;
+        assert!(b[4..].iter().all(|&x| x as usize == w), "torn record");
+        let i = u32::from_le_bytes(b[..4].try_into().unwrap());
+        if let Some(prev) = last[w] {
+            assert!(i > prev, "records of one writer out of order");
+        }
+        last[w] = Some(i);
+    };
+    while writers.iter().any(|w| !w.is_finished()) {
+        seen += reader.poll(&region, |k, b| check(k, b, &mut last)) as u64;
+    }
+    seen += reader.poll(&region, |k, b| check(k, b, &mut last)) as u64;
+    let lost = reader.stats().lost_slots;
+    assert!(seen > 0);
+    assert_eq!(
+        seen * 2 + lost,
+        80_000 * 2,
+        "every slot is either read or counted lost"
+    );
+}
+
+#[test]
+fn opening_checks_the_file() {
+    let (dir, region) = region(64);
+    let opened = Region::open(region.path()).unwrap();
+    assert_eq!(opened.pid(), 4242);
+    let bogus = dir.path().join("bogus.ring");
+    std::fs::write(&bogus, vec![1u8; 8192]).unwrap();
+    let err = Region::open(&bogus).err().unwrap().to_string();
+    assert!(err.contains("is not a TimeGlass ring file"), "{err}");
+}
+
+#[test]
+fn slots_publish_the_running_request_and_count_changes() {
+    let (_dir, region) = region(64);
+    let slot = region.claim_slot(100).unwrap();
+    let mut reader = SlotReader::new(&region);
+    assert_eq!(reader.read(100).unwrap().request_id, 0);
+    let before = reader.read(100).unwrap();
+    assert_eq!(slot.set(5), 0);
+    let after = reader.read(100).unwrap();
+    assert_eq!(after.request_id, 5);
+    assert_ne!(after.seq, before.seq);
+    assert_eq!(slot.set(0), 5);
+    assert!(reader.read(101).is_none());
+    let me = unsafe { libc::pthread_self() } as u64;
+    assert_eq!(reader.tid_of_pthread(me), Some(100));
+}
+
+#[test]
+fn a_full_slot_table_is_counted_not_fatal() {
+    let (_dir, region) = region(64);
+    for tid in 1..=16 {
+        assert!(region.claim_slot(tid).is_some());
+    }
+    assert!(region.claim_slot(17).is_none());
+    assert_eq!(region.slotless_threads(), 1);
+    // A thread that exits gives its slot back.
+    region.claim_slot(5).unwrap().release();
+    assert!(region.claim_slot(17).is_some());
+    // Existing threads still find their slot.
+    assert!(region.claim_slot(3).is_some());
+}
+
+#[test]
+fn a_sleeping_sampler_wakes_when_a_request_starts() {
+    use std::time::{Duration, Instant};
+    let (_dir, region) = region(64);
+    let region = Arc::new(region);
+    // Nothing in flight: the wait runs to its timeout.
+    let t = Instant::now();
+    assert!(!region.wait_for_request(Duration::from_millis(30)));
+    assert!(t.elapsed() >= Duration::from_millis(25));
+    // A request starting in another thread ends the wait at once.
+    let waiter = {
+        let region = region.clone();
+        thread::spawn(move || {
+            let t = Instant::now();
+            let busy = region.wait_for_request(Duration::from_secs(10));
+            (busy, t.elapsed())
+        })
+    };
+    thread::sleep(Duration::from_millis(50));
+    region.inc_inflight();
+    let (busy, waited) = waiter.join().unwrap();
+    assert!(busy);
+    assert!(waited < Duration::from_secs(5), "woke after {waited:?}");
+    // Already busy: no sleep at all.
+    assert!(region.wait_for_request(Duration::from_secs(10)));
+}
