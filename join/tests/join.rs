@@ -226,3 +226,19 @@ fn samples_after_the_response_was_sent_form_the_background_stage() {
         ]
     );
 }
+
+#[test]
+fn requests_read_from_a_ring_after_the_fact_come_out_without_samples() {
+    // `attach` reads what the marker wrote before anyone listened: whole
+    // requests with no samples, and ends whose start is no longer there.
+    let mut j = Join::new();
+    j.event(1, start(1, 100));
+    j.event(1, end(1, 300, 200));
+    j.event(1, end(0x7f, 250, 200));
+    let done = j.finished(300 + GRACE_NS);
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].request.marker_id, 1);
+    assert_eq!(done[0].request.status, Some(200));
+    assert_eq!(done[0].samples(), 0);
+    assert_eq!(j.stats().orphans, 1);
+}

@@ -32,6 +32,6 @@ pub use event::{
     END_NO_RESPONSE,
 };
 pub use layout::{Geometry, FORMAT_VERSION, MAGIC};
-pub use region::{ring_path, runtime_dir, Region, RegionError, RING_SUFFIX};
+pub use region::{ring_path, runtime_dir, user_runtime_dir, Region, RegionError, RING_SUFFIX};
 pub use ring::{ReadStats, Reader, MAX_RECORD_BYTES};
 pub use slots::{SlotReader, SlotSnapshot, ThreadSlot};

@@ -35,14 +35,20 @@ pub enum RegionError {
 /// The directory where markers create their ring files.
 ///
 /// `TIMEGLASS_RUNTIME_DIR` when set (that is how `timeglass run` points its
-/// child at a private directory); otherwise a per-user directory on tmpfs, so
-/// that `timeglass attach` can find a marker from its pid alone.
+/// child at a private directory); otherwise [`user_runtime_dir`] of the
+/// calling user, so that `timeglass attach` can find a marker from its pid
+/// alone.
 pub fn runtime_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os(env::RUNTIME_DIR).filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
     // SAFETY: getuid never fails.
-    let uid = unsafe { libc::getuid() };
+    user_runtime_dir(unsafe { libc::getuid() })
+}
+
+/// Where the markers of user `uid` put their ring files when no
+/// `TIMEGLASS_RUNTIME_DIR` is set: a directory on tmpfs.
+pub fn user_runtime_dir(uid: u32) -> PathBuf {
     let shm = Path::new("/dev/shm");
     let base = if shm.is_dir() {
         shm.to_path_buf()

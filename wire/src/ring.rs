@@ -122,6 +122,36 @@ impl Reader {
         }
     }
 
+    /// A reader for a ring that was written before anyone read it (`attach`
+    /// to a running app): starts at the oldest record still whole in the
+    /// ring. The laps it never saw are history, not losses: they are not
+    /// counted in [`ReadStats::lost_slots`].
+    pub fn from_oldest(region: &Region) -> Self {
+        let ring = region.geometry().ring_slots as u64;
+        let head = region.ring_head();
+        let mut tail = head.saturating_sub(ring);
+        if tail > 0 {
+            // A full ring: the oldest slots may be the middle of a record
+            // whose start was overwritten, or be overwritten right now.
+            let mut scratch = Vec::new();
+            while tail < head {
+                scratch.clear();
+                match Self::read_slot(region, tail, &mut scratch) {
+                    SlotRead::Ready {
+                        index: 0, nslots, ..
+                    } if nslots > 0 => break,
+                    // Still being written: that is where the newest records are.
+                    SlotRead::NotYet => break,
+                    SlotRead::Ready { .. } | SlotRead::Lost => tail += 1,
+                }
+            }
+        }
+        Reader {
+            tail,
+            ..Reader::new()
+        }
+    }
+
     pub fn stats(&self) -> ReadStats {
         self.stats
     }
