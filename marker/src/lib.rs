@@ -8,6 +8,7 @@
 
 mod bind;
 mod debug;
+mod lifespan;
 mod middleware;
 mod scope;
 mod state;

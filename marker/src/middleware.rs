@@ -6,6 +6,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use timeglass_wire::{Event, Region, RequestEnd, RequestStart, END_ERROR, END_NO_RESPONSE};
 
+use crate::lifespan;
 use crate::scope::{Recording, RequestScope, SendWrapper};
 use crate::state;
 
@@ -43,6 +44,7 @@ impl TimeGlassMiddleware {
     ) -> PyResult<Bound<'py, PyAny>> {
         let app = self.app.bind(py);
         let Some((region, dict)) = state::region().zip(recordable(&scope)) else {
+            let send = lifespan::watch(&scope, send);
             return app.call1((scope, receive, send));
         };
         let rid = region.next_request_id();

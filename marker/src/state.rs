@@ -144,7 +144,8 @@ pub fn after_fork_in_child() {
     install_new_region();
 }
 
-/// `atexit`: removes this process's ring file. A reader keeps its mapping.
+/// `atexit`, and the app's lifespan shutdown: removes this process's ring
+/// file. A reader keeps its mapping.
 pub fn remove_ring_file() {
     if let Some(r) = region() {
         if r.pid() == std::process::id() {

@@ -81,6 +81,47 @@ def test_ring_file_exists_while_running_and_is_removed_at_exit(tmp_path: Path) -
     assert list(tmp_path.iterdir()) == []
 
 
+def test_ring_file_is_removed_when_the_app_shuts_down(tmp_path: Path) -> None:
+    # Servers stopped by SIGTERM may die of it after a clean shutdown, exit
+    # handlers unrun: the lifespan's end is when the marker cleans up.
+    code = """
+    import asyncio, os
+    from timeglass import TimeGlassMiddleware, stats
+
+    async def app(scope, receive, send):
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def main():
+        marker = TimeGlassMiddleware(app)
+        path = stats()["ring_path"]
+        inbox = asyncio.Queue()
+        inbox.put_nowait({"type": "lifespan.startup"})
+        inbox.put_nowait({"type": "lifespan.shutdown"})
+        sent = []
+
+        async def send(message):
+            sent.append((message["type"], os.path.exists(path)))
+
+        await marker({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, send)
+        print(sent)
+        os._exit(0)  # no exit handlers: only the shutdown removed the file
+
+    asyncio.run(main())
+    """
+    p = run_python(code, {_env.RUNTIME_DIR: str(tmp_path)})
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == str(
+        [("lifespan.startup.complete", True), ("lifespan.shutdown.complete", False)]
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_forked_child_gets_its_own_ring(tmp_path: Path) -> None:
     code = """
     import os, asyncio
