@@ -16,10 +16,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-pub use procs::{alive, cmdline, is_python, tree};
-pub use timeglass_sampler::{PySpyOptions, SamplerOptions};
+pub use procs::{alive, cmdline, exe, is_helper, is_python, tree, uid, Inspect};
+pub use timeglass_sampler::{PySpyOptions, SamplerOptions, SourceError, SUPPORTED_PYTHONS};
 pub use timeglass_store::ProcessExit;
 use timeglass_store::{SessionId, Store, StoreError};
+pub use writer::HISTORY;
 
 /// Which processes to record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,8 +29,9 @@ pub enum Follow {
     /// directory is private to the session).
     Directory,
     /// Only `root` and its descendants (`attach`: the directory is shared by
-    /// every marked app of the user). If none of them has a marker, `root`
-    /// is sampled as a whole until one does.
+    /// every marked app of the user). Rings the markers wrote in the last
+    /// [`HISTORY`] before recording started are read too. While none of them
+    /// has a marker, each Python process of the tree is sampled as a whole.
     Tree { root: u32 },
 }
 
@@ -102,6 +104,12 @@ pub struct Progress {
 }
 
 pub type NoticeFn = Box<dyn Fn(Notice) + Send>;
+
+/// Attaches the sampler to `pid` once and lets go, to learn before
+/// recording whether it can read that process; returns its Python version.
+pub fn probe(pid: u32, options: PySpyOptions) -> Result<String, SourceError> {
+    worker::attach(pid, options).map(|source| source.python_version())
+}
 
 /// A running recorder.
 pub struct Recorder {

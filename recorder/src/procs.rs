@@ -65,6 +65,45 @@ pub fn is_python(pid: u32) -> bool {
             .is_ok_and(|maps| maps.contains("libpython"))
 }
 
+/// Whether `pid` is one of `multiprocessing`'s helper processes (resource
+/// tracker, fork server): Python, but it never runs the app.
+pub fn is_helper(pid: u32) -> bool {
+    cmdline(pid).iter().any(|arg| {
+        arg.contains("multiprocessing.resource_tracker")
+            || arg.contains("multiprocessing.semaphore_tracker")
+            || arg.contains("multiprocessing.forkserver")
+    })
+}
+
+/// The user `pid` runs as (the owner of its `/proc` entry).
+pub fn uid(pid: u32) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(format!("/proc/{pid}")).ok().map(|m| m.uid())
+}
+
+/// Why `pid` cannot be looked at.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inspect {
+    /// No such process (or a zombie).
+    Gone,
+    /// It exists, but this user may not read which program it runs.
+    Denied,
+}
+
+/// The executable `pid` runs, which also tells whether we may inspect it:
+/// `/proc/<pid>/exe` needs the same ptrace read access as its memory maps.
+pub fn exe(pid: u32) -> Result<std::path::PathBuf, Inspect> {
+    if !alive(pid) {
+        return Err(Inspect::Gone);
+    }
+    fs::read_link(format!("/proc/{pid}/exe")).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => Inspect::Denied,
+        _ if !alive(pid) => Inspect::Gone,
+        // A kernel thread has no executable: nothing to read there either.
+        _ => Inspect::Denied,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +116,10 @@ mod tests {
         assert!(!is_python(me));
         assert!(cmdline(me)[0].contains("timeglass_recorder"));
         assert!(!alive(u32::MAX - 1));
+        assert!(!is_helper(me));
+        let own = std::os::unix::fs::MetadataExt::uid(&fs::metadata("/proc/self").unwrap());
+        assert_eq!(uid(me), Some(own));
+        assert!(exe(me).is_ok());
+        assert_eq!(exe(u32::MAX - 1), Err(Inspect::Gone));
     }
 }

@@ -5,7 +5,9 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use timeglass_sampler::{PySpySource, Sample, SampleSink, Sampler, SamplerStats, SourceError};
+use timeglass_sampler::{
+    PySpyOptions, PySpySource, Sample, SampleSink, Sampler, SamplerStats, SourceError,
+};
 use timeglass_wire::{Region, SlotReader};
 
 use crate::whole::{AlwaysBusy, NoSlots};
@@ -60,7 +62,7 @@ pub fn sample_process(
     stop: Arc<AtomicBool>,
     tx: Sender<Report>,
 ) {
-    let mut source = match attach(pid, &options) {
+    let mut source = match attach(pid, options.pyspy) {
         Ok(source) => source,
         Err(error) => {
             let _ = tx.send(Report::Done {
@@ -101,14 +103,16 @@ pub fn sample_process(
 
 /// The ring file appears while the interpreter is still importing the app;
 /// py-spy may not find the interpreter state yet: retry briefly.
-fn attach(pid: u32, options: &RecorderOptions) -> Result<PySpySource, SourceError> {
+pub fn attach(pid: u32, options: PySpyOptions) -> Result<PySpySource, SourceError> {
     let mut tries = 0;
     loop {
-        match PySpySource::attach(pid, options.pyspy) {
+        match PySpySource::attach(pid, options) {
             Ok(source) => return Ok(source),
-            Err(e @ (SourceError::NoSuchProcess { .. } | SourceError::PermissionDenied { .. })) => {
-                return Err(e)
-            }
+            Err(
+                e @ (SourceError::NoSuchProcess { .. }
+                | SourceError::PermissionDenied { .. }
+                | SourceError::UnsupportedPython { .. }),
+            ) => return Err(e),
             Err(e) if tries >= 20 => return Err(e),
             Err(_) => {
                 tries += 1;

@@ -17,6 +17,10 @@ use crate::{procs, Follow, Notice, NoticeFn, Progress, RecorderError, RecorderOp
 
 const DISCOVER_EVERY: Duration = Duration::from_millis(100);
 const WRITE_EVERY: Duration = Duration::from_millis(100);
+/// How far back `attach` takes requests the marker wrote before anyone read
+/// its ring: what just happened is why the user attached; a ring of an app
+/// that ran for days holds far older requests, of no use without stacks.
+pub const HISTORY: Duration = Duration::from_secs(60);
 
 struct Proc {
     /// `None` while the process is sampled as a whole (it has no marker).
@@ -44,8 +48,12 @@ pub struct Writer {
     procs: HashMap<u32, Proc>,
     /// Ring files of processes outside the followed tree.
     ignored: HashSet<u32>,
-    /// Whether `Follow::Tree`'s root was looked at for a marker yet.
-    root_checked: bool,
+    /// Processes of the followed tree that are not sampled as a whole
+    /// (not Python, or one of `multiprocessing`'s helpers).
+    not_sampled: HashSet<u32>,
+    /// Events older than this (monotonic ns) are history from before the
+    /// recording and are skipped.
+    history_from_ns: u64,
     tx: Sender<Report>,
     rx: Receiver<Report>,
     /// Finished requests not yet in the store (their process row is not
@@ -65,6 +73,10 @@ impl Writer {
         progress: Arc<Progress>,
     ) -> Writer {
         let (tx, rx) = channel();
+        let history_from_ns = match options.follow {
+            Follow::Directory => 0,
+            Follow::Tree { .. } => monotonic_ns().saturating_sub(HISTORY.as_nanos() as u64),
+        };
         Writer {
             store,
             session,
@@ -75,7 +87,8 @@ impl Writer {
             join: Join::new(),
             procs: HashMap::new(),
             ignored: HashSet::new(),
-            root_checked: false,
+            not_sampled: HashSet::new(),
+            history_from_ns,
             tx,
             rx,
             held: Vec::new(),
@@ -155,18 +168,23 @@ impl Writer {
         Ok((self.summary, self.store))
     }
 
-    /// Opens ring files that appeared since the last look.
+    /// Opens ring files that appeared since the last look; when following
+    /// a tree none of whose processes has a marker, samples its Python
+    /// processes as a whole.
     fn discover(&mut self) {
-        let mut tree: Option<Vec<u32>> = None;
+        let tree = match self.options.follow {
+            Follow::Directory => None,
+            Follow::Tree { root } => Some(procs::tree(root)),
+        };
         for (pid, path) in ring_files(&self.options.runtime_dir) {
             let known = self.procs.get(&pid).map(|p| p.region.is_some());
             if known == Some(true) || self.ignored.contains(&pid) {
                 continue;
             }
-            if let Follow::Tree { root } = self.options.follow {
+            if let Some(tree) = &tree {
                 // A process never joins a tree after it started, so a ring
                 // outside it can be ignored for good.
-                if !tree.get_or_insert_with(|| procs::tree(root)).contains(&pid) {
+                if !tree.contains(&pid) {
                     self.ignored.insert(pid);
                     continue;
                 }
@@ -175,14 +193,26 @@ impl Writer {
                 self.adopt(pid, Some(Arc::new(region)));
             }
         }
-        if let Follow::Tree { root } = self.options.follow {
-            if !self.root_checked {
-                self.root_checked = true;
-                if self.procs.is_empty() && procs::alive(root) {
-                    self.adopt(root, None);
-                    (self.notify)(Notice::Unmarked { pid: root });
-                }
+        if let Some(tree) = tree {
+            if !self.procs.values().any(|p| p.region.is_some()) {
+                self.sample_unmarked(&tree);
             }
+        }
+    }
+
+    /// Samples every Python process of `tree` not sampled yet as a whole: a
+    /// supervisor (uvicorn `--reload`, gunicorn) and each of its workers.
+    fn sample_unmarked(&mut self, tree: &[u32]) {
+        for &pid in tree {
+            if self.procs.contains_key(&pid) || self.not_sampled.contains(&pid) {
+                continue;
+            }
+            if !procs::is_python(pid) || procs::is_helper(pid) {
+                self.not_sampled.insert(pid);
+                continue;
+            }
+            self.adopt(pid, None);
+            (self.notify)(Notice::Unmarked { pid });
         }
     }
 
@@ -230,8 +260,11 @@ impl Writer {
         self.procs.insert(
             pid,
             Proc {
+                reader: region
+                    .as_deref()
+                    .map(Reader::from_oldest)
+                    .unwrap_or_default(),
                 region,
-                reader: Reader::new(),
                 process_id,
                 sampler,
                 stop,
@@ -301,11 +334,14 @@ impl Writer {
                 continue;
             };
             let join = &mut self.join;
-            proc.reader.poll(region, |kind, bytes| {
-                if let Ok(event) = Event::decode(kind, bytes) {
-                    join.event(pid, event);
-                }
-            });
+            let from = self.history_from_ns;
+            proc.reader
+                .poll(region, |kind, bytes| match Event::decode(kind, bytes) {
+                    Ok(Event::RequestStart(s)) if s.ts_ns < from => {}
+                    Ok(Event::RequestEnd(e)) if e.ts_ns < from => {}
+                    Ok(event) => join.event(pid, event),
+                    Err(_) => {}
+                });
         }
     }
 
@@ -438,8 +474,9 @@ impl Writer {
 }
 
 /// How a process that is gone ended. The marker removes its ring file when
-/// the interpreter exits normally: a file still there means it never got
-/// that far, and so does a request still counted in flight.
+/// the server finishes its lifespan shutdown and when the interpreter exits
+/// normally: a file still there means it got to neither, and a request still
+/// counted in flight was cut off.
 fn exit_of(proc: &Proc) -> ProcessExit {
     match &proc.region {
         Some(region) if region.path().exists() || region.inflight() > 0 => ProcessExit::Crashed,

@@ -16,7 +16,7 @@ mod source;
 mod timer;
 mod torn;
 
-pub use pyspy::{PySpyOptions, PySpySource, SourceError};
+pub use pyspy::{PySpyOptions, PySpySource, SourceError, SUPPORTED_PYTHONS};
 pub use replay::ReplaySource;
 pub use sampler::{
     Activity, RequestSlots, Sample, SampleSink, Sampler, SamplerOptions, SamplerStats,

@@ -14,11 +14,16 @@ pub enum SourceError {
     NoSuchProcess { pid: u32 },
     #[error("permission denied reading process {pid}: reading another process's memory needs ptrace rights. Run `timeglass` as the same user as the app (or with sudo); in a container add `--cap-add SYS_PTRACE`; with Yama `ptrace_scope` >= 1 run `timeglass run` as the app's parent or grant `CAP_SYS_PTRACE`")]
     PermissionDenied { pid: u32 },
+    #[error("process {pid} runs Python {version}, which this sampler cannot read (it reads CPython {SUPPORTED_PYTHONS})")]
+    UnsupportedPython { pid: u32, version: String },
     #[error("process {pid} is not a Python process this sampler can read: {reason}")]
     NotPython { pid: u32, reason: String },
     #[error("could not read the stacks of process {pid}: {reason}")]
     Read { pid: u32, reason: String },
 }
+
+/// The interpreters py-spy 0.4.3 has layouts for.
+pub const SUPPORTED_PYTHONS: &str = "2.3 to 2.7 and 3.3 to 3.15";
 
 /// What to read on each walk.
 #[derive(Clone, Copy, Debug)]
@@ -71,6 +76,8 @@ fn classify(pid: u32, text: String) -> SourceError {
         SourceError::NoSuchProcess { pid }
     } else if lower.contains("permission denied") || lower.contains("operation not permitted") {
         SourceError::PermissionDenied { pid }
+    } else if let Some(version) = unsupported_version(&text) {
+        SourceError::UnsupportedPython { pid, version }
     } else if lower.contains("python")
         && (lower.contains("find") || lower.contains("version") || lower.contains("unsupported"))
     {
@@ -84,6 +91,14 @@ fn classify(pid: u32, text: String) -> SourceError {
             reason: first_line(&text),
         }
     }
+}
+
+/// The version in py-spy's "Unsupported version of Python: 3.16.0".
+fn unsupported_version(text: &str) -> Option<String> {
+    const NEEDLE: &str = "unsupported version of python:";
+    let at = text.to_lowercase().find(NEEDLE)?;
+    let version = text[at + NEEDLE.len()..].split_whitespace().next()?;
+    Some(version.to_string())
 }
 
 fn first_line(text: &str) -> String {
@@ -137,4 +152,35 @@ fn is_zombie(pid: u32) -> bool {
                 .map(|(_, rest)| rest.trim_start().starts_with('Z'))
         })
         .unwrap_or(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn py_spys_errors_become_ours() {
+        let me = std::process::id();
+        let err = classify(me, "Unsupported version of Python: 3.16.0a1".into());
+        assert!(
+            matches!(&err, SourceError::UnsupportedPython { version, .. } if version == "3.16.0a1"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("3.3 to 3.15"), "{err}");
+        let err = classify(
+            me,
+            "Failed to get process executable name: Permission denied (os error 13)".into(),
+        );
+        assert!(
+            matches!(err, SourceError::PermissionDenied { .. }),
+            "{err:?}"
+        );
+        let err = classify(
+            me,
+            "Failed to find python version from target process".into(),
+        );
+        assert!(matches!(err, SourceError::NotPython { .. }), "{err:?}");
+        let err = classify(u32::MAX - 1, "anything".into());
+        assert!(matches!(err, SourceError::NoSuchProcess { .. }), "{err:?}");
+    }
 }

@@ -64,7 +64,8 @@ pub struct NewProcess {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProcessExit {
-    /// Exited normally: its marker removed its ring file.
+    /// Exited normally: its marker removed its ring file when the server
+    /// finished its ASGI lifespan shutdown or when the interpreter exited.
     Clean,
     /// Died without its interpreter's exit handlers running (killed, crashed).
     Crashed,

@@ -41,7 +41,7 @@ pub struct RequestRow {
     pub torn_samples: u64,
 }
 
-/// One `timeglass run`.
+/// One `timeglass run` or `timeglass attach`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SessionRow {
     pub id: SessionId,
@@ -57,6 +57,11 @@ pub struct SessionRow {
     pub lost_events: u64,
     /// Requests recorded so far.
     pub requests: u64,
+    /// Python processes recorded (a supervisor's workers, and the ones that
+    /// replaced them).
+    pub processes: u64,
+    /// Processes that died without exiting cleanly (killed, crashed).
+    pub crashed: u64,
 }
 
 /// One process of a session, as `timeglass sessions` shows it.
@@ -148,7 +153,9 @@ pub fn sessions(conn: &Connection) -> rusqlite::Result<Vec<SessionRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT s.id, s.started_at, s.ended_at, s.command, s.cwd, s.rate_hz, s.exit_code,
              s.samples, s.torn_samples, s.lost_events,
-             (SELECT count(*) FROM requests r WHERE r.session_id = s.id)
+             (SELECT count(*) FROM requests r WHERE r.session_id = s.id),
+             (SELECT count(*) FROM processes p WHERE p.session_id = s.id),
+             (SELECT count(*) FROM processes p WHERE p.session_id = s.id AND p.exit = 'crashed')
          FROM sessions s ORDER BY s.started_at DESC, s.id DESC",
     )?;
     let rows = stmt.query_map([], |row| {
@@ -167,6 +174,8 @@ pub fn sessions(conn: &Connection) -> rusqlite::Result<Vec<SessionRow>> {
             torn_samples: row.get(8)?,
             lost_events: row.get(9)?,
             requests: row.get(10)?,
+            processes: row.get(11)?,
+            crashed: row.get(12)?,
         })
     })?;
     rows.collect()

@@ -15,9 +15,10 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
-/// Version 3: how each process ended. `exit` is `clean` (it removed its ring
-/// file at interpreter exit), `crashed` (gone with its ring file still there:
-/// killed, segfault, `os._exit`), `running` (still alive when recording
+/// Version 3: how each process ended. `exit` is `clean` (its marker removed
+/// its ring file at lifespan shutdown or interpreter exit), `crashed` (gone
+/// with its ring file still there, or a request in flight: killed, segfault,
+/// `os._exit`), `running` (still alive when recording
 /// stopped, as after `timeglass attach`) or `unknown` (gone, sampled without
 /// a marker). NULL while recording, for processes of a recorder that died,
 /// and for rows of version 2.

@@ -461,6 +461,11 @@ fn processes_list_how_each_ended() {
             (second, 4343, None, 0, false)
         ]
     );
+    let session = &t.store.sessions().unwrap()[0];
+    assert_eq!(
+        (session.processes, session.crashed, session.requests),
+        (2, 1, 1)
+    );
     assert!(matches!(
         t.store.set_process_exit(ProcessId(77), ProcessExit::Clean),
         Err(StoreError::UnknownId { .. })
