@@ -9,6 +9,8 @@ const EXAMPLES: &str = "\
 Examples:
   timeglass run -- uvicorn app:app            record every request of your app
   timeglass run --rate 2000 -- fastapi dev    sample at 2 kHz
+  timeglass attach --pid 4242 --duration 30   record an app that is already running
+  timeglass sessions                          what was recorded, and which workers crashed
   timeglass requests                          newest requests, slowest first to look at
   timeglass requests --json --limit 500       the same as JSON
   timeglass export --request 42 --format folded -o req42.folded
@@ -30,9 +32,24 @@ pub enum Command {
     /// Run an app and record every request it serves.
     #[command(after_help = "Example:\n  timeglass run -- uvicorn app:app --port 8000")]
     Run(RunArgs),
+    /// Record an app that is already running, until Ctrl-C or `--duration`.
+    #[command(after_help = "\
+Examples:
+  timeglass attach --pid \"$(pgrep -of 'uvicorn app:app')\"
+  timeglass attach --pid 4242 --duration 30
+
+The app keeps running, untouched, when recording stops. With the pid of a
+supervisor (uvicorn --reload, uvicorn --workers, gunicorn) its workers are
+recorded, including new ones it starts. Requests are recorded one by one if the
+app has `app.add_middleware(TimeGlassMiddleware)`; otherwise TimeGlass records a
+whole-process profile (see `timeglass export --session`).")]
+    Attach(AttachArgs),
+    /// List recording sessions, newest first.
+    Sessions(SessionsArgs),
     /// List recorded requests, newest first.
     Requests(RequestsArgs),
-    /// Write one request's stacks in a format other tools read.
+    /// Write one request's stacks, or a session's stacks outside requests, in
+    /// a format other tools read.
     Export(ExportArgs),
     /// Serve the dashboard: recorded requests and their flame graphs in a browser.
     #[command(after_help = "Example:\n  timeglass ui --open")]
@@ -56,11 +73,13 @@ pub struct DbArg {
     pub db: PathBuf,
 }
 
+/// How to sample; shared by `run` and `attach`.
 #[derive(Args)]
-pub struct RunArgs {
+pub struct RecordArgs {
     #[command(flatten)]
     pub db: DbArg,
-    /// Samples per second while a request is in flight.
+    /// Samples per second while a request is in flight (and all the time in
+    /// a process without a marker).
     #[arg(long, value_name = "HZ", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub rate: u32,
     /// Samples per second while no request is in flight.
@@ -71,9 +90,50 @@ pub struct RunArgs {
     /// longer walks leave more samples of switching async requests unattributed.
     #[arg(long)]
     pub all_threads: bool,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub record: RecordArgs,
     /// The command that starts the app, after `--`.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+#[derive(Args)]
+pub struct AttachArgs {
+    #[command(flatten)]
+    pub record: RecordArgs,
+    /// The app's process: uvicorn, gunicorn's master, or `fastapi` (a
+    /// supervisor's workers are followed).
+    #[arg(long, value_name = "PID")]
+    pub pid: u32,
+    /// Stop after this many seconds (default: at Ctrl-C, or when the app exits).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub duration: Option<std::time::Duration>,
+}
+
+fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(seconds > 0.0 && seconds <= 1e9) {
+        return Err(format!("`{text}` is not a positive number of seconds"));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}
+
+#[derive(Args)]
+pub struct SessionsArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// How many sessions to show.
+    #[arg(long, short = 'n', default_value_t = 20)]
+    pub limit: usize,
+    /// Print JSON (an array of objects) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -99,8 +159,18 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// Id of the request, as `timeglass requests` shows it.
+    #[arg(
+        long,
+        value_name = "ID",
+        required_unless_present = "session",
+        conflicts_with = "session"
+    )]
+    pub request: Option<i64>,
+    /// Id of a session, as `timeglass sessions` shows it: its samples taken
+    /// outside any request (start-up, idle time, or everything when the app
+    /// had no marker).
     #[arg(long, value_name = "ID")]
-    pub request: i64,
+    pub session: Option<i64>,
     #[arg(long, value_enum, default_value = "folded")]
     pub format: ExportFormat,
     /// Write to this file instead of standard output.

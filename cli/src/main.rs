@@ -2,11 +2,15 @@
 //! errors into one readable line live here.
 
 mod args;
+mod attach;
 mod export;
 mod failure;
 mod inject;
+mod record;
 mod requests;
 mod run;
+mod sessions;
+mod table;
 mod ui;
 
 use std::io::Write;
@@ -20,6 +24,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => run::run(a),
+        Command::Attach(a) => attach::attach(a),
+        Command::Sessions(a) => sessions::sessions(a),
         Command::Requests(a) => requests::requests(a),
         Command::Export(a) => export::export(a),
         Command::Ui(a) => ui::ui(a),

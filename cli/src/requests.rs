@@ -5,6 +5,7 @@ use timeglass_store::{RequestQuery, RequestRow, Store};
 
 use crate::args::RequestsArgs;
 use crate::failure::Result;
+use crate::table::{local_time, render};
 
 pub fn requests(args: RequestsArgs) -> Result<ExitCode> {
     let store = Store::open_existing(&args.db.db)?;
@@ -24,18 +25,6 @@ pub fn requests(args: RequestsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Local wall-clock time of an RFC 3339 timestamp, to the millisecond.
-fn local_time(rfc3339: &str) -> String {
-    rfc3339
-        .parse::<jiff::Timestamp>()
-        .map(|t| {
-            t.to_zoned(jiff::tz::TimeZone::system())
-                .strftime("%Y-%m-%d %H:%M:%S%.3f")
-                .to_string()
-        })
-        .unwrap_or_else(|_| rfc3339.to_string())
-}
-
 /// Response time, plus the background stage when there was one worth showing.
 fn duration(r: &RequestRow) -> String {
     match r.background_ms {
@@ -46,9 +35,10 @@ fn duration(r: &RequestRow) -> String {
 
 fn table(rows: &[RequestRow]) -> String {
     let header = [
-        "ID", "START", "METHOD", "PATH", "ROUTE", "STATUS", "DURATION", "SAMPLES",
+        "ID", "START", "PID", "METHOD", "PATH", "ROUTE", "STATUS", "DURATION", "SAMPLES",
     ];
-    let cells: Vec<[String; 8]> = rows
+    let right = [true, false, true, false, false, false, true, true, true];
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let status = match (r.status, r.errored) {
@@ -56,9 +46,10 @@ fn table(rows: &[RequestRow]) -> String {
                 (None, true) => "error".into(),
                 (None, false) => "-".into(),
             };
-            [
+            vec![
                 r.id.to_string(),
                 local_time(&r.start),
+                r.pid.to_string(),
                 r.method.clone(),
                 r.path.clone(),
                 r.route.clone().unwrap_or_else(|| "-".into()),
@@ -68,32 +59,5 @@ fn table(rows: &[RequestRow]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    // Numbers right-aligned, text left-aligned.
-    let right = [true, false, false, false, false, true, true, true];
-    let line = |cols: &[String]| {
-        let parts: Vec<String> = cols
-            .iter()
-            .zip(widths)
-            .zip(right)
-            .map(|((c, w), r)| {
-                if r {
-                    format!("{c:>w$}")
-                } else {
-                    format!("{c:<w$}")
-                }
-            })
-            .collect();
-        format!("{}\n", parts.join("  ").trim_end())
-    };
-    let mut out = line(&header.map(String::from));
-    for row in &cells {
-        out.push_str(&line(row));
-    }
-    out
+    render(&header, &right, &cells)
 }

@@ -3,7 +3,7 @@
 
 use std::io::ErrorKind;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, ExitStatus};
 use std::time::{Duration, Instant};
 
@@ -13,15 +13,14 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::iterator::SignalsInfo;
 use signal_hook::low_level::siginfo::Cause;
-use timeglass_recorder::{
-    Follow, Notice, PySpyOptions, Recorder, RecorderOptions, SamplerOptions, Summary,
-};
-use timeglass_store::{ClockMap, NewSession, SessionEnd, Store};
-use timeglass_wire::{env, monotonic_ns};
+use timeglass_recorder::Follow;
+use timeglass_store::Store;
+use timeglass_wire::env;
 
 use crate::args::RunArgs;
 use crate::failure::{Failure, Result};
 use crate::inject;
+use crate::record::{print_summary, Recording, Target};
 
 /// How long a command may run without any Python process in its tree before
 /// `run` says it is not a Python app.
@@ -35,21 +34,12 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let name = program.to_string_lossy().into_owned();
     let package = inject::package_dir()?;
-    let db = args.db.db.clone();
-    let mut store = Store::open(&db)?;
+    let store = Store::open(&args.record.db.db)?;
     let runtime = timeglass_wire::runtime_dir().join(format!("run-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&runtime);
     let _cleanup = RemoveOnDrop(runtime.clone());
     let pythonpath = inject::pythonpath(&inject::prepare(&package, &runtime)?);
 
-    let unix_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
-    let clock = ClockMap {
-        mono_ns: monotonic_ns(),
-        unix_ns,
-    };
     let mut child = Command::new(program)
         .args(rest)
         .env(env::RUNTIME_DIR, &runtime)
@@ -59,7 +49,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .map_err(|e| spawn_failure(&name, e))?;
     forward_signals(child.id());
 
-    let session = store.begin_session(&NewSession {
+    let target = Target {
         command: args
             .command
             .iter()
@@ -68,54 +58,26 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         cwd: std::env::current_dir()
             .map(|d| d.display().to_string())
             .unwrap_or_default(),
-        rate_hz: args.rate,
-        clock,
-    })?;
-    let options = RecorderOptions {
         runtime_dir: runtime.clone(),
         follow: Follow::Directory,
-        sampler: SamplerOptions {
-            rate_hz: args.rate,
-            idle_hz: args.idle_rate,
-        },
-        pyspy: PySpyOptions {
-            gil_only: !args.all_threads,
-            lines: true,
-        },
     };
-    let rate = args.rate;
-    let recorder = Recorder::start(
-        store,
-        session,
-        options,
-        Box::new(move |n| print_notice(&n, rate)),
-    );
-
+    let recording = Recording::start(&args.record, store, target)?;
     let started = Instant::now();
-    let status = supervise(&mut child, &recorder, &name, started);
-    let (summary, mut store) = recorder.stop().map_err(|e| Failure::new(e.to_string()))?;
-    let exit_code = status.as_ref().ok().and_then(|s| s.code());
-    store.end_session(
-        session,
-        &SessionEnd {
-            exit_code,
-            samples: summary.request_samples + summary.outside_samples,
-            torn_samples: summary.torn_samples,
-            lost_events: summary.lost_events,
-        },
-    )?;
+    let status = supervise(&mut child, &recording, &name, started);
+    let (db, session) = (recording.db().to_owned(), recording.session());
+    let summary = recording.finish(status.as_ref().ok().and_then(|s| s.code()))?;
     let status = status?;
     if summary.processes == 0 {
         return Err(nothing_recorded(&name, status, started.elapsed()));
     }
-    print_summary(&summary, &db);
+    print_summary(&summary, &db, session);
     Ok(ExitCode::from(child_exit_code(status)))
 }
 
 /// Waits for the child, checking once that it is a Python program at all.
 fn supervise(
     child: &mut Child,
-    recorder: &Recorder,
+    recording: &Recording,
     name: &str,
     started: Instant,
 ) -> Result<ExitStatus> {
@@ -124,7 +86,7 @@ fn supervise(
         if let Some(status) = child.try_wait()? {
             return Ok(status);
         }
-        if !checked && started.elapsed() >= PYTHON_GRACE && recorder.processes_seen() == 0 {
+        if !checked && started.elapsed() >= PYTHON_GRACE && recording.processes_seen() == 0 {
             checked = true;
             let pids = timeglass_recorder::tree(child.id());
             if !pids.iter().any(|&p| timeglass_recorder::is_python(p)) {
@@ -217,53 +179,6 @@ fn forward_signals(child: u32) {
                 }
             }
         });
-}
-
-fn print_notice(notice: &Notice, rate: u32) {
-    match notice {
-        Notice::Attached {
-            pid,
-            python_version,
-        } => {
-            eprintln!("timeglass: sampling process {pid} (Python {python_version}) at {rate} Hz")
-        }
-        Notice::AttachFailed { pid, error } => {
-            eprintln!("timeglass: warning: requests of process {pid} are recorded without stacks: {error}")
-        }
-        Notice::Unmarked { pid } => eprintln!(
-            "timeglass: process {pid} has no TimeGlass marker: recording a whole-process profile; for per-request data add `app.add_middleware(TimeGlassMiddleware)` or start the app with `timeglass run`"
-        ),
-        Notice::Marked { pid } => {
-            eprintln!("timeglass: process {pid} started its marker: recording its requests")
-        }
-        Notice::Crashed { pid, requests } => eprintln!(
-            "timeglass: warning: process {pid} died without exiting cleanly after {requests} requests; its supervisor may start a new one"
-        ),
-        Notice::Exited { .. } => {}
-        Notice::StoreFailed { error } => {
-            eprintln!("timeglass: warning: writing the store failed, will retry: {error}")
-        }
-    }
-}
-
-fn print_summary(summary: &Summary, db: &Path) {
-    let processes = match summary.processes {
-        1 => "1 process".to_string(),
-        n => format!("{n} processes"),
-    };
-    eprintln!(
-        "timeglass: recorded {} requests ({} samples in requests, {} outside) from {processes} into `{}`; list them with `timeglass requests`",
-        summary.requests,
-        summary.request_samples,
-        summary.outside_samples,
-        db.display()
-    );
-    if summary.lost_events > 0 {
-        eprintln!(
-            "timeglass: warning: {} marker events were lost before they could be read (the recorder fell behind)",
-            summary.lost_events
-        );
-    }
 }
 
 struct RemoveOnDrop(PathBuf);
