@@ -100,16 +100,18 @@ class TestContext:
     def run_app(self) -> Iterator[RunningApp]:
         """Start the app under `timeglass run`; on leaving, stop it with Ctrl-C's SIGINT."""
         port = harness.free_port()
-        argv = [
-            str(self.bin),
-            "run",
-            "--db",
-            str(self.db),
-            "--",
-            *harness.uvicorn_argv(port, python=self.python),
-        ]
+        with self.run_command(harness.uvicorn_argv(port, python=self.python), port) as app:
+            yield app
+
+    @contextmanager
+    def run_command(
+        self, command: list[str], port: int, *, cwd: Path | None = None
+    ) -> Iterator[RunningApp]:
+        """`timeglass run -- COMMAND` serving on `port`; stopped with SIGINT on leaving."""
+        argv = [str(self.bin), "run", "--db", str(self.db), "--", *command]
         env = harness.clean_env({"FIXTURE_DB": str(self.tmp / "fixture.db")})
-        with harness.Process(argv, log_dir=self.tmp / "app", env=env) as process:
+        cwd = cwd or harness.REPO_ROOT
+        with harness.Process(argv, log_dir=self.tmp / "app", env=env, cwd=cwd) as process:
             try:
                 process.wait_for_port(port, timeout=30)
             except harness.HarnessError as error:
@@ -123,6 +125,12 @@ class TestContext:
 
     def requests(self) -> list[dict[str, Any]]:
         result = self.cli_ok("requests", "--db", str(self.db), "--json", "--limit", "1000")
+        rows = json.loads(result.stdout)
+        assert isinstance(rows, list), result.describe()
+        return rows
+
+    def sessions(self) -> list[dict[str, Any]]:
+        result = self.cli_ok("sessions", "--db", str(self.db), "--json", "--limit", "1000")
         rows = json.loads(result.stdout)
         assert isinstance(rows, list), result.describe()
         return rows
