@@ -26,6 +26,7 @@ from tests.following import (
     rows_by_path,
     served_by,
     wait_for_pid,
+    wait_sampled,
 )
 
 pytestmark = pytest.mark.e2e
@@ -167,6 +168,26 @@ def test_attach_to_a_reloader_follows_its_worker_and_the_next_one(ctx: TestConte
     assert exits == {first: "clean", second: "running"}, exits
 
 
+def test_a_reloader_without_marker_gets_its_workers_profiled(ctx: TestContext) -> None:
+    port = harness.free_port()
+    source = copy_app(ctx.tmp / "src", "app.py")
+    command = [str(VENV_BIN / "uvicorn"), "app:app", "--reload", "--port", str(port)]
+    with plain_app(ctx, command, port, cwd=source.parent) as (app, client):
+        worker = served_by(client.get("/pid"))
+        with start_attach(ctx, app.pid, "--duration", "1.5") as recorder:
+            wait_sampled(recorder, 2)
+            while recorder.popen.poll() is None:
+                client.get("/cpu?ms=100")
+            assert recorder.popen.wait(timeout=20) == 0, recorder.describe()
+    assert recorder.stderr().count("app.add_middleware(TimeGlassMiddleware)") == 1
+    # The supervisor and its worker, each as a whole; the work is the worker's.
+    assert process_exits(ctx.db) == {app.pid: "running", worker: "running"}
+    (session,) = ctx.sessions()
+    folded = ctx.cli_ok("export", "--db", str(ctx.db), "--session", str(session["id"]))
+    stacks = parse_folded(folded.stdout)
+    assert sum(s.count for s in stacks if any("burn_cpu" in f for f in s.frames)) >= 100
+
+
 def test_the_app_exiting_while_attached_is_a_normal_end(ctx: TestContext) -> None:
     command, port = uvicorn(ctx, "fixtures.marked_app:app")
     with plain_app(ctx, command, port) as (app, client), attached(ctx, app.pid) as recorder:
@@ -224,3 +245,14 @@ def test_attach_without_ptrace_rights_says_what_to_do(ctx: TestContext) -> None:
     for hint in ("ptrace_scope", "CAP_SYS_PTRACE", "--cap-add SYS_PTRACE", "sudo", "same user"):
         assert hint in stderr, f"{hint!r} missing: {stderr}"
     assert len(stderr.strip().splitlines()) == 1, stderr
+
+
+def test_attach_to_an_app_already_under_run_says_so(ctx: TestContext) -> None:
+    with ctx.run_app() as app:
+        (worker,) = wait_sampled(app.process, 1)
+        result = ctx.cli("attach", "--pid", str(worker), "--db", str(ctx.tmp / "other.db"))
+        # The recording under `run` goes on, undisturbed.
+        assert app.request("GET", "/health").status_code == 200
+    assert_clean_error(result, "already recorded by `timeglass run`", "timeglass requests")
+    assert not (ctx.tmp / "other.db").exists()
+    assert "/health" in {row["path"] for row in ctx.requests()}

@@ -74,6 +74,13 @@ fn check_target(pid: u32, args: &AttachArgs) -> Result<()> {
             "process {pid} (`{command}`) is not a Python process and has no Python child; give the pid of your app's uvicorn, gunicorn or `fastapi` process (`pgrep -af uvicorn` lists them)"
         )));
     };
+    // Its marker writes into that run's private directory: attach would see
+    // no marker, and record a whole-process profile beside the real session.
+    if recorder::environ_var(python, timeglass_wire::env::RUNTIME_DIR).is_some() {
+        return Err(Failure::usage(format!(
+            "process {python} is already recorded by `timeglass run`, whose session has its requests; see them with `timeglass requests`, or attach to an app started without `timeglass run`"
+        )));
+    }
     match recorder::probe(python, pyspy_options(&args.record)) {
         Ok(_) => Ok(()),
         Err(e) => Err(probe_failure(pid, e)),

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-pub use procs::{alive, cmdline, exe, is_helper, is_python, tree, uid, Inspect};
+pub use procs::{alive, cmdline, environ_var, exe, is_helper, is_python, tree, uid, Inspect};
 pub use timeglass_sampler::{PySpyOptions, SamplerOptions, SourceError, SUPPORTED_PYTHONS};
 pub use timeglass_store::ProcessExit;
 use timeglass_store::{SessionId, Store, StoreError};

@@ -75,6 +75,15 @@ pub fn is_helper(pid: u32) -> bool {
     })
 }
 
+/// The value of environment variable `name` in `pid`'s initial environment.
+pub fn environ_var(pid: u32, name: &str) -> Option<String> {
+    let raw = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    raw.split(|b| *b == 0).find_map(|entry| {
+        let value = entry.strip_prefix(name.as_bytes())?.strip_prefix(b"=")?;
+        Some(String::from_utf8_lossy(value).into_owned())
+    })
+}
+
 /// The user `pid` runs as (the owner of its `/proc` entry).
 pub fn uid(pid: u32) -> Option<u32> {
     use std::os::unix::fs::MetadataExt;
@@ -117,6 +126,8 @@ mod tests {
         assert!(cmdline(me)[0].contains("timeglass_recorder"));
         assert!(!alive(u32::MAX - 1));
         assert!(!is_helper(me));
+        assert_eq!(environ_var(me, "PATH"), std::env::var("PATH").ok());
+        assert_eq!(environ_var(me, "TIMEGLASS_NO_SUCH_VARIABLE"), None);
         let own = std::os::unix::fs::MetadataExt::uid(&fs::metadata("/proc/self").unwrap());
         assert_eq!(uid(me), Some(own));
         assert!(exe(me).is_ok());
