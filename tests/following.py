@@ -17,6 +17,7 @@ from fixtures import harness
 CRASHY_APP = harness.REPO_ROOT / "fixtures" / "crashy_app.py"
 VENV_BIN = harness.venv_python().parent
 SAMPLING = re.compile(r"^timeglass: sampling process (\d+) ", re.MULTILINE)
+CRASHED = re.compile(r"^timeglass: warning: process (\d+) died without exiting", re.MULTILINE)
 
 
 def wait_sampled(process: harness.Process, count: int, timeout: float = 30.0) -> list[int]:
@@ -32,6 +33,18 @@ def wait_sampled(process: harness.Process, count: int, timeout: float = 30.0) ->
             return pids
         if time.monotonic() > deadline or process.popen.poll() is not None:
             raise AssertionError(f"{len(pids)} of {count} processes sampled\n{process.describe()}")
+        time.sleep(0.05)
+
+
+def wait_crashed(process: harness.Process, count: int, timeout: float = 30.0) -> list[int]:
+    """Pids `timeglass` said died without exiting cleanly, once there are `count`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = [int(pid) for pid in CRASHED.findall(process.stderr())]
+        if len(pids) >= count:
+            return pids
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(pids)} of {count} crashes reported\n{process.describe()}")
         time.sleep(0.05)
 
 

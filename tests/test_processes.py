@@ -4,6 +4,8 @@ crashes and is restarted (issue: following processes)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections import Counter
 
@@ -20,6 +22,7 @@ from tests.following import (
     rows_by_path,
     served_by,
     spread,
+    wait_crashed,
     wait_for_pid,
     wait_sampled,
 )
@@ -97,42 +100,52 @@ def test_every_gunicorn_worker_is_sampled(ctx: TestContext) -> None:
     assert {pid: exits.get(pid) for pid in workers} == dict.fromkeys(workers, "clean"), exits
 
 
-def test_a_crashed_gunicorn_worker_is_recorded_and_its_replacement_followed(
+def test_crashed_gunicorn_workers_are_recorded_and_their_replacements_followed(
     ctx: TestContext,
 ) -> None:
     port = harness.free_port()
     with ctx.run_command(gunicorn_argv(port, workers=2), port) as app:
         originals = wait_sampled(app.process, 2)
+        # One worker dies mid-request (its request is cut off)...
         with pytest.raises(httpx.TransportError):
             app.client.get("/crash")
-        replacement = wait_sampled(app.process, 3)[2]
-        # Fresh connections until the replacement served three requests.
+        first_replacement = wait_sampled(app.process, 3)[2]
+        (crashed_mid_request,) = wait_crashed(app.process, 1)
+        # ...the other is killed while idle: only its ring file tells.
+        (killed_idle,) = set(originals) - {crashed_mid_request}
+        os.kill(killed_idle, signal.SIGKILL)
+        second_replacement = wait_sampled(app.process, 4)[3]
+        # Fresh connections until each replacement served three requests.
+        replacements = {first_replacement, second_replacement}
         after: dict[str, int] = {}
         deadline = time.monotonic() + 30
-        while list(after.values()).count(replacement) < 3 and time.monotonic() < deadline:
+        while time.monotonic() < deadline and any(
+            list(after.values()).count(pid) < 3 for pid in replacements
+        ):
             path = f"/cpu/after{len(after)}"
-            response = app.client.get(f"{path}?ms=60", headers={"connection": "close"})
+            response = app.client.get(f"{path}?ms=40", headers={"connection": "close"})
             after[path] = served_by(response)
+    assert set(wait_crashed(app.process, 2)) == set(originals)
+    assert not replacements & set(originals)
     rows = ctx.requests()
     (crash,) = [row for row in rows if path_only(row["path"]) == "/crash"]
+    assert crash["pid"] == crashed_mid_request, crash
     assert crash["cancelled"], crash
     assert crash["status"] is None, crash
-    crashed_pid = crash["pid"]
-    assert crashed_pid in originals
-    assert replacement not in originals
     by_path = rows_by_path(rows)
-    mine = [by_path[p] for p, pid in after.items() if pid == replacement]
-    assert len(mine) >= 3, after
-    assert {row["pid"] for row in mine} == {replacement}, mine
-    assert all(row["samples"] >= 1 for row in mine), mine
+    for replacement in replacements:
+        mine = [by_path[p] for p, pid in after.items() if pid == replacement]
+        assert len(mine) >= 3, after
+        assert {row["pid"] for row in mine} == {replacement}, mine
+        assert all(row["samples"] >= 1 for row in mine), mine
     exits = process_exits(ctx.db)
-    assert exits[crashed_pid] == "crashed", exits
-    assert [exits[pid] for pid in originals if pid != crashed_pid] == ["clean"], exits
+    assert {pid: exits[pid] for pid in originals} == dict.fromkeys(originals, "crashed"), exits
+    assert {exits[pid] for pid in replacements} == {"clean"}, exits
     (session,) = ctx.sessions()
-    assert (session["processes"], session["crashed"]) == (3, 1), session
+    assert (session["processes"], session["crashed"]) == (4, 2), session
     table = ctx.cli_ok("sessions", "--db", str(ctx.db)).stdout
     header, line = table.splitlines()[:2]
-    assert (header.split()[-1], line.split()[-1]) == ("CRASHED", "1"), table
+    assert (header.split()[-1], line.split()[-1]) == ("CRASHED", "2"), table
 
 
 def spread_until_two_workers(base_url: str) -> dict[str, int]:
