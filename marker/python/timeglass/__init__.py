@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the exte
 class _PassThrough:
     """Stands in for the native middleware when it cannot be loaded."""
 
-    def __init__(self, app: ASGIApp, *args: object, **options: object) -> None:
+    def __init__(self, app: ASGIApp, *args: Any, **options: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -47,7 +47,7 @@ if _native is not None:
         works. Calling it runs in Rust and returns an awaitable around the app's coroutine.
         """
 
-        def __init__(self, app: ASGIApp, *args: object, **options: object) -> None:
+        def __init__(self, app: ASGIApp, *args: Any, **options: Any) -> None:
             # Servers (uvicorn's `--interface auto`) pick the ASGI version by asking whether
             # `obj.__call__` is a coroutine function; the native slot is not one. This
             # instance attribute answers for it, while `obj(...)` still takes the fast slot.
