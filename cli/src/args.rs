@@ -9,6 +9,8 @@ const EXAMPLES: &str = "\
 Examples:
   timeglass run -- uvicorn app:app            record every request of your app
   timeglass run --rate 2000 -- fastapi dev    sample at 2 kHz
+  timeglass run --ui -- uvicorn app:app       record, and watch requests arrive in a browser
+  timeglass ui --open                         the dashboard over what was recorded
   timeglass requests                          newest requests, slowest first to look at
   timeglass requests --json --limit 500       the same as JSON
   timeglass export --request 42 --format folded -o req42.folded
@@ -71,6 +73,12 @@ pub struct RunArgs {
     /// longer walks leave more samples of switching async requests unattributed.
     #[arg(long)]
     pub all_threads: bool,
+    /// Also serve the dashboard (as `timeglass ui` does) while recording.
+    #[arg(long)]
+    pub ui: bool,
+    /// Port of the dashboard started by `--ui` (0: any free port).
+    #[arg(long, value_name = "PORT", default_value_t = timeglass_server::defaults::PORT, requires = "ui")]
+    pub ui_port: u16,
     /// The command that starts the app, after `--`.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,

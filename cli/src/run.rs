@@ -16,6 +16,7 @@ use signal_hook::low_level::siginfo::Cause;
 use timeglass_recorder::{
     Follow, Notice, PySpyOptions, Recorder, RecorderOptions, SamplerOptions, Summary,
 };
+use timeglass_server::{Server, ServerOptions};
 use timeglass_store::{ClockMap, NewSession, SessionEnd, Store};
 use timeglass_wire::{env, monotonic_ns};
 
@@ -41,6 +42,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&runtime);
     let _cleanup = RemoveOnDrop(runtime.clone());
     let pythonpath = inject::pythonpath(&inject::prepare(&package, &runtime)?);
+    if args.ui {
+        start_dashboard(&db, args.ui_port)?;
+    }
 
     let unix_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -217,6 +221,23 @@ fn forward_signals(child: u32) {
                 }
             }
         });
+}
+
+/// Binds the dashboard before the app starts (so a taken port fails at
+/// once), then serves it on its own thread until `run` exits.
+fn start_dashboard(db: &Path, port: u16) -> Result<()> {
+    let options = ServerOptions {
+        port,
+        ..ServerOptions::new(db.to_path_buf())
+    };
+    let server = Server::bind(&options).map_err(|e| Failure::new(e.to_string()))?;
+    eprintln!("timeglass: dashboard at {}", server.url());
+    std::thread::spawn(move || {
+        if let Err(e) = server.run() {
+            eprintln!("timeglass: warning: the dashboard stopped: {e}");
+        }
+    });
+    Ok(())
 }
 
 fn print_notice(notice: &Notice, rate: u32) {

@@ -13,7 +13,35 @@ pub const APPLICATION_ID: i32 = i32::from_be_bytes(*b"TmGl");
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+// The fourth script is named V5: version 4 (SQL and HTTP capture) lands
+// first; when both are in, this one runs fifth.
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V5];
+
+/// Version 5: what the dashboard needs.
+///
+/// `request_context` holds what each request carried and what its response
+/// started with, as the marker captured it (secrets already redacted):
+/// headers as JSON arrays of `[name, value]`, the raw query string, the first
+/// 16 KiB of the body (`body_bytes` counts all of it), and when the response
+/// started (the end of the handler stage). No row for requests recorded
+/// without context (`TIMEGLASS_CONTEXT=0`, older markers).
+///
+/// `requests_by_route` serves the endpoint view and each route's p95 (an
+/// index-only scan in duration order); `requests_by_duration` the list
+/// sorted by duration.
+const V5: &str = "
+CREATE TABLE request_context (
+    request_id        INTEGER PRIMARY KEY REFERENCES requests(id),
+    request_headers   TEXT NOT NULL,
+    query             TEXT NOT NULL,
+    body              TEXT NOT NULL,
+    body_bytes        INTEGER NOT NULL,
+    response_headers  TEXT NOT NULL,
+    response_start_ns INTEGER
+);
+CREATE INDEX requests_by_route ON requests(method, route, duration_us);
+CREATE INDEX requests_by_duration ON requests(duration_us);
+";
 
 /// Version 3: how each process ended. `exit` is `clean` (it removed its ring
 /// file at interpreter exit), `crashed` (gone with its ring file still there:
