@@ -115,9 +115,9 @@
     })(zoomed, ancestors.length, 0, width, ancestors);
     graph.appendChild(frag);
     reset.disabled = state.zoom.length === 0;
-    zoomPath.textContent = state.zoom.length
-      ? "Zoomed: " + ["all"].concat(state.zoom.map(function (n) { return n.n; })).join(" › ")
-      : "";
+    var names = ["all"].concat(state.zoom.map(function (n) { return n.n; }));
+    if (names.length > 6) names = names.slice(0, 1).concat(["…"], names.slice(-4));
+    zoomPath.textContent = state.zoom.length ? "Zoomed: " + names.join(" › ") : "";
     highlight();
     renderFunctions();
   }

@@ -61,7 +61,7 @@ class RunningApp:
     sent: list[tuple[str, str, int]] = field(default_factory=list)
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = traffic.headers_for(path)
+        headers = {**traffic.headers_for(path), **kwargs.pop("headers", {})}
         response = self.client.request(method, path, headers=headers, **kwargs)
         self.sent.append((method, path, response.status_code))
         return response
@@ -97,14 +97,15 @@ class TestContext:
         return result
 
     @contextmanager
-    def run_app(self) -> Iterator[RunningApp]:
-        """Start the app under `timeglass run`; on leaving, stop it with Ctrl-C's SIGINT."""
+    def run_app(self, *run_args: str) -> Iterator[RunningApp]:
+        """Start the app under `timeglass run [RUN_ARGS]`; on leaving, stop it with SIGINT."""
         port = harness.free_port()
         argv = [
             str(self.bin),
             "run",
             "--db",
             str(self.db),
+            *run_args,
             "--",
             *harness.uvicorn_argv(port, python=self.python),
         ]

@@ -16,7 +16,7 @@ use crate::pages::{request_line, RouteP95};
 use crate::{db, AppState};
 
 /// How often the store is looked at. The recorder writes every 100 ms.
-const POLL: Duration = Duration::from_millis(250);
+const POLL: Duration = Duration::from_millis(150);
 /// Most requests sent per look; the rest follow at the next one.
 const BATCH: usize = 200;
 

@@ -26,9 +26,10 @@ const MIGRATIONS: &[&str] = &[V1, V2, V3, V5];
 /// started (the end of the handler stage). No row for requests recorded
 /// without context (`TIMEGLASS_CONTEXT=0`, older markers).
 ///
-/// `requests_by_route` serves the endpoint view and each route's p95 (an
-/// index-only scan in duration order); `requests_by_duration` the list
-/// sorted by duration.
+/// `requests_by_route` serves the endpoint view, each route's p95 and the
+/// endpoints list from the index alone (durations come out sorted; status
+/// and errored give the error counts); `requests_by_duration` serves the
+/// list sorted by duration.
 const V5: &str = "
 CREATE TABLE request_context (
     request_id        INTEGER PRIMARY KEY REFERENCES requests(id),
@@ -39,7 +40,7 @@ CREATE TABLE request_context (
     response_headers  TEXT NOT NULL,
     response_start_ns INTEGER
 );
-CREATE INDEX requests_by_route ON requests(method, route, duration_us);
+CREATE INDEX requests_by_route ON requests(method, route, duration_us, status, errored);
 CREATE INDEX requests_by_duration ON requests(duration_us);
 ";
 
