@@ -3,7 +3,8 @@
 #   make build   .venv with the dev tools, the `timeglass` CLI and the marker wheel
 #   make test    Rust tests, clippy, fmt, ruff, mypy, marker tests, end-to-end tests
 #   make demo    profile the fixture app for a few seconds and show what was recorded
-#   make bench   wrk against bare uvicorn, marker only, and full `timeglass run`
+#   make bench   wrk against bare uvicorn, marker only, and full `timeglass run`;
+#                dashboard speed over a synthetic 100,000-request store
 #   make fmt     format Rust and Python in place
 #   make clean   remove .venv, build stamps and wheels (not target/ caches)
 
@@ -43,7 +44,13 @@ help:
 # --- build -------------------------------------------------------------------
 
 .PHONY: build
-build: venv cli marker
+build: venv cli marker browser
+
+# The dashboard's browser tests drive Debian's chromium (never a browser that
+# Playwright downloads).
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
 
 .PHONY: venv
 venv: $(STAMPS)/requirements

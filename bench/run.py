@@ -37,7 +37,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from bench import accuracy
+from bench import accuracy, dashboard
 from fixtures import harness
 
 CONFIGS = ("bare", "marker", "full")
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nRaw numbers: {save(measurements, idle, args).relative_to(harness.REPO_ROOT)}")
     marker_cost()
     accuracy.main()
-    return 0
+    return dashboard.main()
 
 
 if __name__ == "__main__":

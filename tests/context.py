@@ -10,7 +10,7 @@ import json
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -61,7 +61,7 @@ class RunningApp:
     sent: list[tuple[str, str, int]] = field(default_factory=list)
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = traffic.headers_for(path)
+        headers = {**traffic.headers_for(path), **kwargs.pop("headers", {})}
         response = self.client.request(method, path, headers=headers, **kwargs)
         self.sent.append((method, path, response.status_code))
         return response
@@ -97,18 +97,24 @@ class TestContext:
         return result
 
     @contextmanager
-    def run_app(self) -> Iterator[RunningApp]:
-        """Start the app under `timeglass run`; on leaving, stop it with Ctrl-C's SIGINT."""
+    def run_app(self, *run_args: str) -> Iterator[RunningApp]:
+        """Start the app under `timeglass run [RUN_ARGS]`; on leaving, stop it with SIGINT."""
         port = harness.free_port()
-        with self.run_command(harness.uvicorn_argv(port, python=self.python), port) as app:
+        argv = harness.uvicorn_argv(port, python=self.python)
+        with self.run_command(argv, port, run_args=run_args) as app:
             yield app
 
     @contextmanager
     def run_command(
-        self, command: list[str], port: int, *, cwd: Path | None = None
+        self,
+        command: list[str],
+        port: int,
+        *,
+        cwd: Path | None = None,
+        run_args: Sequence[str] = (),
     ) -> Iterator[RunningApp]:
-        """`timeglass run -- COMMAND` serving on `port`; stopped with SIGINT on leaving."""
-        argv = [str(self.bin), "run", "--db", str(self.db), "--", *command]
+        """`timeglass run [RUN_ARGS] -- COMMAND` serving on `port`; stopped with SIGINT on leaving."""
+        argv = [str(self.bin), "run", "--db", str(self.db), *run_args, "--", *command]
         env = harness.clean_env({"FIXTURE_DB": str(self.tmp / "fixture.db")})
         cwd = cwd or harness.REPO_ROOT
         with harness.Process(argv, log_dir=self.tmp / "app", env=env, cwd=cwd) as process:

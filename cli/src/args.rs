@@ -11,6 +11,8 @@ Examples:
   timeglass run --rate 2000 -- fastapi dev    sample at 2 kHz
   timeglass attach --pid 4242 --duration 30   record an app that is already running
   timeglass sessions                          what was recorded, and which workers crashed
+  timeglass run --ui -- uvicorn app:app       record, and watch requests arrive in a browser
+  timeglass ui --open                         the dashboard over what was recorded
   timeglass requests                          newest requests, slowest first to look at
   timeglass requests --json --limit 500       the same as JSON
   timeglass export --request 42 --format folded -o req42.folded
@@ -96,6 +98,12 @@ pub struct RecordArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub record: RecordArgs,
+    /// Also serve the dashboard (as `timeglass ui` does) while recording.
+    #[arg(long)]
+    pub ui: bool,
+    /// Port of the dashboard started by `--ui` (0: any free port).
+    #[arg(long, value_name = "PORT", default_value_t = timeglass_server::defaults::PORT, requires = "ui")]
+    pub ui_port: u16,
     /// The command that starts the app, after `--`.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,

@@ -3,7 +3,7 @@
 
 use std::io::ErrorKind;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::iterator::SignalsInfo;
 use signal_hook::low_level::siginfo::Cause;
 use timeglass_recorder::Follow;
+use timeglass_server::{Server, ServerOptions};
 use timeglass_store::Store;
 use timeglass_wire::env;
 
@@ -39,6 +40,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&runtime);
     let _cleanup = RemoveOnDrop(runtime.clone());
     let pythonpath = inject::pythonpath(&inject::prepare(&package, &runtime)?);
+    if args.ui {
+        start_dashboard(&args.record.db.db, args.ui_port)?;
+    }
 
     let mut child = Command::new(program)
         .args(rest)
@@ -179,6 +183,23 @@ fn forward_signals(child: u32) {
                 }
             }
         });
+}
+
+/// Binds the dashboard before the app starts (so a taken port fails at
+/// once), then serves it on its own thread until `run` exits.
+fn start_dashboard(db: &Path, port: u16) -> Result<()> {
+    let options = ServerOptions {
+        port,
+        ..ServerOptions::new(db.to_path_buf())
+    };
+    let server = Server::bind(&options).map_err(|e| Failure::new(e.to_string()))?;
+    eprintln!("timeglass: dashboard at {}", server.url());
+    std::thread::spawn(move || {
+        if let Err(e) = server.run() {
+            eprintln!("timeglass: warning: the dashboard stopped: {e}");
+        }
+    });
+    Ok(())
 }
 
 struct RemoveOnDrop(PathBuf);

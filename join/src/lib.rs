@@ -13,10 +13,13 @@
 use std::collections::HashMap;
 
 use timeglass_model::{
-    Frame, ProfiledRequest, Quality, Request, Stack, StackCount, BACKGROUND_FRAME,
+    Frame, ProfiledRequest, Quality, Request, RequestContext, Stack, StackCount, BACKGROUND_FRAME,
 };
 use timeglass_sampler::Sample;
-use timeglass_wire::{Event, RequestEnd, RequestStart, END_CANCELLED, END_ERROR, END_NO_RESPONSE};
+use timeglass_wire::{
+    Event, RequestEnd, RequestStart, END_CANCELLED, END_ERROR, END_NO_RESPONSE, PHASE_REQUEST,
+    PHASE_RESPONSE,
+};
 
 /// How long after a request's end its late samples are still awaited.
 pub const GRACE_NS: u64 = 200_000_000;
@@ -50,6 +53,7 @@ struct Pending {
     switched: u64,
     torn: u64,
     last_sample_ns: u64,
+    context: Option<RequestContext>,
 }
 
 /// The join of one recording session (any number of processes).
@@ -79,6 +83,16 @@ impl Join {
             Event::RequestEnd(end) => {
                 let key = (pid, end.request_id);
                 self.pending.entry(key).or_default().end = Some(end);
+            }
+            Event::RequestContext(c) => {
+                let key = (pid, c.request_id);
+                let context = self
+                    .pending
+                    .entry(key)
+                    .or_default()
+                    .context
+                    .get_or_insert_default();
+                add_context(context, c);
             }
             Event::Unknown(_) => {}
         }
@@ -240,7 +254,25 @@ impl Join {
             stacks,
             switched_samples: p.switched,
             torn_samples: p.torn,
+            context: p.context,
         }
+    }
+}
+
+/// Adds one phase of a request's context to what arrived before.
+fn add_context(context: &mut RequestContext, event: timeglass_wire::RequestContext) {
+    match event.phase {
+        PHASE_REQUEST => {
+            context.request_headers = event.headers;
+            context.query = event.query;
+        }
+        PHASE_RESPONSE => {
+            context.response_headers = event.headers;
+            context.body = String::from_utf8_lossy(&event.body).into_owned();
+            context.body_bytes = event.body_bytes;
+            context.response_start_ns = Some(event.ts_ns);
+        }
+        _ => {}
     }
 }
 

@@ -242,3 +242,44 @@ fn requests_read_from_a_ring_after_the_fact_come_out_without_samples() {
     assert_eq!(done[0].samples(), 0);
     assert_eq!(j.stats().orphans, 1);
 }
+
+#[test]
+fn context_events_join_their_request() {
+    use timeglass_wire::{RequestContext, PHASE_REQUEST, PHASE_RESPONSE};
+    let mut j = Join::new();
+    j.event(1, start(1, 1_000));
+    j.event(
+        1,
+        Event::RequestContext(RequestContext {
+            request_id: 1,
+            ts_ns: 1_001,
+            phase: PHASE_REQUEST,
+            headers: vec![("accept".into(), "*/*".into())],
+            query: "a=1".into(),
+            ..RequestContext::default()
+        }),
+    );
+    j.event(
+        1,
+        Event::RequestContext(RequestContext {
+            request_id: 1,
+            ts_ns: 1_500,
+            phase: PHASE_RESPONSE,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: b"hi \xff".to_vec(),
+            body_bytes: 40_000,
+            ..RequestContext::default()
+        }),
+    );
+    j.event(1, end(1, 2_000, 200));
+    j.event(1, start(2, 3_000));
+    j.event(1, end(2, 4_000, 200));
+    let done = j.flush(None);
+    let context = done[0].context.as_ref().expect("request 1 has a context");
+    assert_eq!(context.request_headers, [("accept".into(), "*/*".into())]);
+    assert_eq!(context.query, "a=1");
+    assert_eq!(context.body, "hi \u{fffd}");
+    assert_eq!(context.body_bytes, 40_000);
+    assert_eq!(context.response_start_ns, Some(1_500));
+    assert_eq!(done[1].context, None, "no context event, no context");
+}

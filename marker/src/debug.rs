@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList};
 use timeglass_wire::{Event, Reader, Region};
 
 /// `_native._read_events(path)`: every event still in the ring file at `path`,
@@ -36,6 +36,16 @@ pub fn _read_events(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyList>
                 d.set_item("status", e.status)?;
                 d.set_item("flags", e.flags)?;
                 d.set_item("route", e.route)?;
+            }
+            Ok(Event::RequestContext(e)) => {
+                d.set_item("kind", "context")?;
+                d.set_item("request_id", e.request_id)?;
+                d.set_item("ts_ns", e.ts_ns)?;
+                d.set_item("phase", e.phase)?;
+                d.set_item("headers", e.headers)?;
+                d.set_item("query", e.query)?;
+                d.set_item("body", PyBytes::new(py, &e.body))?;
+                d.set_item("body_bytes", e.body_bytes)?;
             }
             Ok(Event::Unknown(kind)) => {
                 d.set_item("kind", "unknown")?;

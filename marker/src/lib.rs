@@ -7,9 +7,11 @@
 //! when the ring cannot be created requests pass through untouched.
 
 mod bind;
+mod context;
 mod debug;
 mod lifespan;
 mod middleware;
+mod redact;
 mod scope;
 mod state;
 
@@ -62,6 +64,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<middleware::TimeGlassMiddleware>()?;
     m.add_class::<scope::RequestScope>()?;
     m.add_class::<scope::SendWrapper>()?;
+    m.add_class::<context::ReceiveWrapper>()?;
+    m.add_class::<context::ReceiveAwait>()?;
     m.add_class::<bind::BoundCall>()?;
     m.add_function(wrap_pyfunction!(current_request, m)?)?;
     m.add_function(wrap_pyfunction!(bind::bind, m)?)?;

@@ -6,6 +6,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use timeglass_wire::{Event, Region, RequestEnd, RequestStart, END_ERROR, END_NO_RESPONSE};
 
+use crate::context::{self, ReceiveWrapper, ResponseContext};
 use crate::lifespan;
 use crate::scope::{Recording, RequestScope, SendWrapper};
 use crate::state;
@@ -54,7 +55,8 @@ impl TimeGlassMiddleware {
         install_patches(py);
         region.inc_inflight();
         state::publish(region, &start_event(rid, &dict));
-        let wrapper = Py::new(py, SendWrapper::new(send.unbind()))?;
+        let (receive, context) = capture_context(region, rid, &dict, receive);
+        let wrapper = Py::new(py, SendWrapper::new(send.unbind(), rid, context))?;
         let awaitable = match app.call1((scope, receive, wrapper.clone_ref(py))) {
             Ok(a) => a,
             Err(e) => {
@@ -71,6 +73,26 @@ impl TimeGlassMiddleware {
             // Not awaitable: hand it back unchanged so the server fails exactly as before.
             Err(_) => Ok(awaitable),
         }
+    }
+}
+
+/// Publishes the request's context and wraps `receive` to see its body,
+/// unless `TIMEGLASS_CONTEXT=0`. On any failure `receive` is left as it was.
+fn capture_context<'py>(
+    region: &Region,
+    rid: u64,
+    scope: &Bound<'py, PyDict>,
+    receive: Bound<'py, PyAny>,
+) -> (Bound<'py, PyAny>, Option<ResponseContext>) {
+    if !context::enabled() {
+        return (receive, None);
+    }
+    state::publish(region, &context::request_event(rid, scope));
+    let response = ResponseContext::new(scope);
+    let wrapper = ReceiveWrapper::new(receive.clone().unbind(), response.capture.clone());
+    match Bound::new(scope.py(), wrapper) {
+        Ok(wrapped) => (wrapped.into_any(), Some(response)),
+        Err(_) => (receive, None),
     }
 }
 

@@ -14,6 +14,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use timeglass_wire::{Event, RequestEnd, END_CANCELLED, END_ERROR, END_NO_RESPONSE};
 
+use crate::context::{self, ResponseContext};
 use crate::state;
 
 /// What the end event needs beyond the id; absent for child-task scopes.
@@ -288,21 +289,38 @@ fn mount_prefix(scope: &Bound<'_, PyDict>) -> Option<String> {
     root.strip_prefix(&app_root).map(str::to_owned)
 }
 
-/// The `send` callable handed to the app: notes the response status, forwards everything.
+/// The `send` callable handed to the app: notes the response status,
+/// publishes the response context, forwards everything.
 #[pyclass(module = "timeglass._native", frozen)]
 pub struct SendWrapper {
     send: Py<PyAny>,
+    rid: u64,
+    /// `None` when contexts are not captured.
+    context: Option<ResponseContext>,
     pub status: AtomicU16,
     /// When the last body chunk was sent; 0 until then.
     pub response_ns: AtomicU64,
 }
 
 impl SendWrapper {
-    pub fn new(send: Py<PyAny>) -> Self {
+    pub fn new(send: Py<PyAny>, rid: u64, context: Option<ResponseContext>) -> Self {
         SendWrapper {
             send,
+            rid,
+            context,
             status: AtomicU16::new(0),
             response_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn publish_context(&self, message: &Bound<'_, PyAny>) {
+        let (Some(context), Some(region)) = (&self.context, state::region()) else {
+            return;
+        };
+        if let Ok(message) = message.cast::<PyDict>() {
+            let event =
+                context::response_event(self.rid, message, &context.content_type, &context.capture);
+            state::publish(region, &event);
         }
     }
 }
@@ -318,6 +336,7 @@ impl SendWrapper {
             match response_message(&message) {
                 Some(Response::Start(status)) if self.status.load(Ordering::Relaxed) == 0 => {
                     self.status.store(status, Ordering::Relaxed);
+                    self.publish_context(&message);
                 }
                 Some(Response::LastChunk) => {
                     let now = timeglass_wire::monotonic_ns();

@@ -40,6 +40,11 @@ def make_app() -> FastAPI:
             "current": _native.current_request(),
         }
 
+    @app.post("/echo")
+    async def echo(request: Request) -> Response:
+        body = await request.body()
+        return Response(body, media_type="application/octet-stream", headers={"set-cookie": "s=1"})
+
     @app.get("/child")
     async def child(request: Request) -> dict[str, Any]:
         async def in_child() -> int:

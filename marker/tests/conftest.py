@@ -27,10 +27,20 @@ from timeglass import _native  # noqa: E402
 Events = list[dict[str, Any]]
 
 
-def read_events() -> Events:
+def read_all_events() -> Events:
     path = _native.stats()["ring_path"]
     assert path is not None, "the marker has no ring file"
     return _native._read_events(path)
+
+
+def read_events() -> Events:
+    """Start and end events (context events are left out: see `contexts_of`)."""
+    return [e for e in read_all_events() if e["kind"] != "context"]
+
+
+def contexts_of(rid: int) -> Events:
+    """Request `rid`'s context events: the request phase (1), then the response's (2)."""
+    return [e for e in read_all_events() if e["kind"] == "context" and e["request_id"] == rid]
 
 
 def events_of(rid: int) -> Events:

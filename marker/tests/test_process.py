@@ -57,6 +57,15 @@ def test_disabled_marker_writes_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_context_capture_can_be_turned_off(tmp_path: Path) -> None:
+    p = run_python(
+        SERVE_ONE.format(tests=str(TESTS_DIR)),
+        {_env.RUNTIME_DIR: str(tmp_path), _env.CONTEXT: "0"},
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split("\n")[:2] == ["200 item 5 5", "True 2"], "start and end only"
+
+
 def test_unwritable_runtime_dir_passes_requests_through(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -76,7 +85,8 @@ def test_ring_file_exists_while_running_and_is_removed_at_exit(tmp_path: Path) -
     p = run_python(code, {_env.RUNTIME_DIR: str(tmp_path)})
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
-    assert lines[1] == "True 2"
+    # start, request context, response context, end
+    assert lines[1] == "True 4"
     assert lines[2].endswith(".ring']")
     assert list(tmp_path.iterdir()) == []
 
@@ -172,7 +182,7 @@ async def main():
 asyncio.run(main())
 from timeglass import _native
 events = _native._read_events(_native.stats()["ring_path"])
-print("events:", [(e["kind"], e.get("route")) for e in events])
+print("events:", [(e["kind"], e.get("route")) for e in events if e["kind"] != "context"])
 """
 
 

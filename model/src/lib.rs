@@ -140,6 +140,30 @@ pub struct ProfiledRequest {
     pub switched_samples: u64,
     /// Torn samples taken on this request's thread while it ran (not in `stacks`).
     pub torn_samples: u64,
+    /// Headers, query string and body, if the marker published them.
+    pub context: Option<RequestContext>,
+}
+
+/// What a request carried and what its response said, as the marker saw it.
+/// Secrets (`Authorization`, cookies, API keys, body fields named like
+/// password/token/secret) were redacted inside the app, before this.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestContext {
+    /// Request headers in the order received, names lowercased.
+    pub request_headers: Vec<(String, String)>,
+    /// The raw query string, without `?`.
+    pub query: String,
+    /// The first bytes of the body the app read (at most the marker's cap),
+    /// as UTF-8 with invalid bytes replaced.
+    pub body: String,
+    /// How many body bytes the app read in all; more than `body` holds when
+    /// the body was cut.
+    pub body_bytes: u64,
+    /// Response headers; empty if no response started.
+    pub response_headers: Vec<(String, String)>,
+    /// When the app started its response (monotonic ns): the end of the
+    /// handler stage and the start of sending.
+    pub response_start_ns: Option<u64>,
 }
 
 impl ProfiledRequest {

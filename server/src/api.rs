@@ -4,14 +4,19 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
-use serde::Serialize;
-use timeglass_store::RequestRow;
+use serde::{Deserialize, Serialize};
+use timeglass_model::StackCount;
+use timeglass_store::{RequestRow, RouteRow};
 
 use crate::error::{ApiError, AppError};
+use crate::flame::{self, Profile};
 use crate::list::{split_page, ListParams};
+use crate::pages::request::RequestDetail;
+use crate::pages::route::{route_key, RouteDetail};
+use crate::profile::View;
 use crate::{db, AppState};
 
-/// One page of `GET /api/v1/requests`, newest first.
+/// One page of `GET /api/v1/requests`, in the list's order.
 #[derive(Serialize)]
 pub struct RequestList {
     pub requests: Vec<RequestRow>,
@@ -33,26 +38,142 @@ pub async fn requests(
     }))
 }
 
+/// The request, its stages, its route's p95 and its context.
 pub async fn request(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-) -> Result<Json<RequestRow>, ApiError> {
-    let row = db::read(state.db, move |store| {
-        store.request(id)?.ok_or(AppError::NoRequest(id))
-    })
-    .await?;
-    Ok(Json(row))
+) -> Result<Json<RequestDetail>, ApiError> {
+    let detail = db::read(state.db, move |store| RequestDetail::read(store, id)).await?;
+    Ok(Json(detail))
+}
+
+/// `?mine=true&hide_synthetic=true` choose the view; `icicle` the SVG's direction.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ProfileParams {
+    pub mine: bool,
+    pub hide_synthetic: bool,
+    pub icicle: bool,
+}
+
+impl ProfileParams {
+    fn view(&self) -> View {
+        View {
+            mine: self.mine,
+            hide_synthetic: self.hide_synthetic,
+        }
+    }
+}
+
+/// The call tree and functions the flame graph draws.
+pub async fn request_profile(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Query(params): Query<ProfileParams>,
+) -> Result<Json<Profile>, ApiError> {
+    let stacks = request_stacks(&state, id).await?;
+    Ok(Json(Profile::new(&params.view().apply(&stacks))))
 }
 
 /// The request's stacks in the folded format (`timeglass export --format folded`).
 pub async fn folded(
     State(state): State<AppState>,
     Path(id): Path<i64>,
+    Query(params): Query<ProfileParams>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let text = db::read(state.db, move |store| {
+    let stacks = request_stacks(&state, id).await?;
+    let text = timeglass_model::folded(&params.view().apply(&stacks));
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
+}
+
+/// inferno's standalone SVG of the request, to download or open alone.
+pub async fn request_svg(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Query(params): Query<ProfileParams>,
+) -> Result<impl IntoResponse, ApiError> {
+    let stacks = request_stacks(&state, id).await?;
+    svg_response(&format!("request {id}"), &params, &stacks)
+}
+
+async fn request_stacks(state: &AppState, id: i64) -> Result<Vec<StackCount>, AppError> {
+    db::read(state.db.clone(), move |store| {
         store.request(id)?.ok_or(AppError::NoRequest(id))?;
-        Ok(timeglass_model::folded(&store.request_stacks(id)?))
+        Ok(store.request_stacks(id)?)
+    })
+    .await
+}
+
+pub async fn routes(State(state): State<AppState>) -> Result<Json<Vec<RouteRow>>, ApiError> {
+    Ok(Json(db::read(state.db, |store| Ok(store.routes()?)).await?))
+}
+
+pub async fn route(
+    State(state): State<AppState>,
+    Path(key): Path<(String, String)>,
+) -> Result<Json<RouteDetail>, ApiError> {
+    let (method, route) = route_key(key);
+    let detail = db::read(state.db, move |store| {
+        RouteDetail::read(store, &method, &route)
     })
     .await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
+    Ok(Json(detail))
+}
+
+/// The flame graph merged over every request of the route: its call tree
+/// as JSON at `.../{route}/profile`, inferno's SVG at `.../{route}/flamegraph.svg`
+/// (the route itself is a wildcard, so the suffix is read here).
+pub async fn route_profile_or_svg(
+    State(state): State<AppState>,
+    Path((method, rest)): Path<(String, String)>,
+    Query(params): Query<ProfileParams>,
+) -> Result<axum::response::Response, ApiError> {
+    let (rest, svg) = match (
+        rest.strip_suffix("/profile"),
+        rest.strip_suffix("/flamegraph.svg"),
+    ) {
+        (Some(route), _) => (route.to_string(), false),
+        (None, Some(route)) => (route.to_string(), true),
+        _ => return Err(AppError::NoPage.into()),
+    };
+    let (method, route) = route_key((method, rest));
+    let stacks = route_stacks(&state, (method.clone(), route.clone())).await?;
+    if svg {
+        return Ok(svg_response(&format!("{method} {route}"), &params, &stacks)?.into_response());
+    }
+    Ok(Json(Profile::new(&params.view().apply(&stacks))).into_response())
+}
+
+async fn route_stacks(
+    state: &AppState,
+    (method, route): (String, String),
+) -> Result<Vec<StackCount>, AppError> {
+    db::read(state.db.clone(), move |store| {
+        let stacks = store.route_stacks(&method, &route)?;
+        if stacks.is_empty() && store.route_sample(&method, &route)?.durations_us.is_empty() {
+            return Err(AppError::NoRoute(method, route));
+        }
+        Ok(stacks)
+    })
+    .await
+}
+
+fn svg_response(
+    title: &str,
+    params: &ProfileParams,
+    stacks: &[StackCount],
+) -> Result<impl IntoResponse, ApiError> {
+    let svg = flame::svg(title, &params.view().apply(stacks), params.icicle)?
+        .ok_or_else(|| AppError::BadInput("no samples: there is no flame graph to draw".into()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            // inferno's SVG carries its own script and styles.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            ),
+        ],
+        svg,
+    ))
 }

@@ -34,6 +34,8 @@ pub enum AppError {
     NoStore(PathBuf),
     #[error("no request with id {0}")]
     NoRequest(i64),
+    #[error("no request of `{0} {1}` was recorded")]
+    NoRoute(String, String),
     #[error("no page at this address")]
     NoPage,
     #[error("{0}")]
@@ -58,9 +60,10 @@ impl From<StoreError> for AppError {
 impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
-            AppError::NoStore(_) | AppError::NoRequest(_) | AppError::NoPage => {
-                StatusCode::NOT_FOUND
-            }
+            AppError::NoStore(_)
+            | AppError::NoRequest(_)
+            | AppError::NoRoute(..)
+            | AppError::NoPage => StatusCode::NOT_FOUND,
             AppError::BadInput(_) => StatusCode::BAD_REQUEST,
             AppError::Store(_) | AppError::Flame(_) | AppError::Task(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR

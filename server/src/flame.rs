@@ -1,40 +1,133 @@
-//! Renderers of one request's stacks: the interactive flame graph (inferno)
-//! and the top functions by self and total samples.
+//! Renderers of a set of stacks: the call tree the dashboard's flame graph
+//! draws (`flamegraph-templates/flame.js`), the functions by self and total
+//! samples, and inferno's standalone SVG for downloading.
 
 use std::collections::{HashMap, HashSet};
 
 use inferno::flamegraph::color::{MultiPalette, Palette};
-use inferno::flamegraph::{self, Options};
+use inferno::flamegraph::{self, Direction, Options};
+use serde::Serialize;
 use timeglass_model::{Frame, StackCount};
 
 use crate::error::AppError;
+use crate::profile::{kind, Kind};
 
-/// The flame graph as an `<svg>` element to put inline in a page, with
-/// inferno's script (click to zoom, Ctrl-F to search); `None` without samples.
-pub fn svg(title: &str, stacks: &[StackCount]) -> Result<Option<String>, AppError> {
-    let folded = timeglass_model::folded(stacks);
-    if folded.is_empty() {
-        return Ok(None);
+/// One node of the call tree. Field names are short: a merged tree can have
+/// thousands of nodes and travels as JSON.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Node {
+    /// Function name.
+    pub n: String,
+    /// Short file name; empty for synthetic frames.
+    pub f: String,
+    /// The line of this function with the most samples here.
+    pub l: u32,
+    /// Samples with this node on the stack.
+    pub v: u64,
+    /// Samples with this node as the innermost frame.
+    pub s: u64,
+    /// 0 app code, 1 library, 2 synthetic.
+    pub k: u8,
+    pub c: Vec<Node>,
+    #[serde(skip)]
+    lines: HashMap<u32, u64>,
+}
+
+/// A profile as the dashboard draws it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Profile {
+    pub samples: u64,
+    /// A root named `all` whose children are the outermost frames.
+    pub tree: Node,
+    /// Most self samples first.
+    pub functions: Vec<FunctionSamples>,
+}
+
+impl Profile {
+    pub fn new(stacks: &[StackCount]) -> Profile {
+        Profile {
+            samples: stacks.iter().map(|s| s.samples).sum(),
+            tree: tree(stacks),
+            functions: functions(stacks),
+        }
     }
-    let mut options = Options::default();
-    options.title = title.to_string();
-    options.count_name = "samples".to_string();
-    options.colors = Palette::Multi(MultiPalette::Python);
-    // The same function gets the same colour on every page.
-    options.hash = true;
-    let mut out = Vec::new();
-    flamegraph::from_lines(&mut options, folded.lines(), &mut out).map_err(AppError::Flame)?;
-    let text = String::from_utf8_lossy(&out);
-    // Inline SVG in HTML takes neither the XML declaration nor the doctype.
-    let start = text.find("<svg").unwrap_or(0);
-    Ok(Some(text[start..].to_string()))
+}
+
+/// Merges stacks into a call tree: frames of the same function (name and
+/// file) under the same parent are one node, whatever their line.
+pub fn tree(stacks: &[StackCount]) -> Node {
+    let mut root = Node {
+        n: "all".to_string(),
+        ..Node::default()
+    };
+    for sc in stacks {
+        root.v += sc.samples;
+        let mut node = &mut root;
+        for frame in sc.stack.iter() {
+            let at = match node
+                .c
+                .iter()
+                .position(|c| c.n == frame.name && c.f == file(frame))
+            {
+                Some(at) => at,
+                None => {
+                    node.c.push(Node {
+                        n: frame.name.clone(),
+                        f: file(frame).to_string(),
+                        k: kind_code(frame),
+                        ..Node::default()
+                    });
+                    node.c.len() - 1
+                }
+            };
+            node = &mut node.c[at];
+            node.v += sc.samples;
+            *node.lines.entry(frame.line).or_default() += sc.samples;
+        }
+        node.s += sc.samples;
+    }
+    finish(&mut root);
+    root
+}
+
+/// Picks each node's line and orders children heaviest first (ties by name,
+/// so the picture is stable).
+fn finish(node: &mut Node) {
+    node.l = node
+        .lines
+        .iter()
+        .max_by_key(|(line, samples)| (**samples, std::cmp::Reverse(**line)))
+        .map_or(0, |(line, _)| *line);
+    node.lines = HashMap::new();
+    node.c
+        .sort_by(|a, b| b.v.cmp(&a.v).then_with(|| a.n.cmp(&b.n)));
+    node.c.iter_mut().for_each(finish);
+}
+
+fn file(frame: &Frame) -> &str {
+    if frame.short.is_empty() {
+        &frame.filename
+    } else {
+        &frame.short
+    }
+}
+
+fn kind_code(frame: &Frame) -> u8 {
+    match kind(frame) {
+        Kind::App => 0,
+        Kind::Library => 1,
+        Kind::Synthetic => 2,
+    }
 }
 
 /// Samples of one function (all its lines together).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FunctionSamples {
-    /// `name (file)`, or the bare name of a synthetic frame (`[background]`).
-    pub function: String,
+    pub name: String,
+    /// Short file name; empty for synthetic frames.
+    pub file: String,
+    /// 0 app code, 1 library, 2 synthetic.
+    pub kind: u8,
     /// Samples whose innermost frame is this function.
     pub self_samples: u64,
     /// Samples with this function anywhere on the stack, counted once per
@@ -44,49 +137,56 @@ pub struct FunctionSamples {
 
 /// Every function on the stacks, most self samples first.
 pub fn functions(stacks: &[StackCount]) -> Vec<FunctionSamples> {
-    let mut by_name: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut by_function: HashMap<(&str, &str), FunctionSamples> = HashMap::new();
     for sc in stacks {
         let mut seen = HashSet::new();
         for frame in sc.stack.iter() {
-            let name = function_name(frame);
-            if seen.insert(name.clone()) {
-                by_name.entry(name).or_default().1 += sc.samples;
+            let key = (frame.name.as_str(), file(frame));
+            let entry = by_function.entry(key).or_insert_with(|| FunctionSamples {
+                name: frame.name.clone(),
+                file: file(frame).to_string(),
+                kind: kind_code(frame),
+                self_samples: 0,
+                total_samples: 0,
+            });
+            if seen.insert(key) {
+                entry.total_samples += sc.samples;
             }
         }
         if let Some(leaf) = sc.stack.last() {
-            by_name.entry(function_name(leaf)).or_default().0 += sc.samples;
+            if let Some(entry) = by_function.get_mut(&(leaf.name.as_str(), file(leaf))) {
+                entry.self_samples += sc.samples;
+            }
         }
     }
-    let mut all: Vec<FunctionSamples> = by_name
-        .into_iter()
-        .map(
-            |(function, (self_samples, total_samples))| FunctionSamples {
-                function,
-                self_samples,
-                total_samples,
-            },
-        )
-        .collect();
+    let mut all: Vec<FunctionSamples> = by_function.into_values().collect();
     all.sort_by(|a, b| {
-        (b.self_samples, b.total_samples, &a.function).cmp(&(
-            a.self_samples,
-            a.total_samples,
-            &b.function,
-        ))
+        (b.self_samples, b.total_samples)
+            .cmp(&(a.self_samples, a.total_samples))
+            .then_with(|| (&a.name, &a.file).cmp(&(&b.name, &b.file)))
     });
     all
 }
 
-fn function_name(frame: &Frame) -> String {
-    if frame.is_synthetic() {
-        return frame.name.clone();
+/// inferno's standalone flame graph (click to zoom, Ctrl-F to search), as
+/// an SVG document; `icicle` puts the root at the top. `None` without samples.
+pub fn svg(title: &str, stacks: &[StackCount], icicle: bool) -> Result<Option<String>, AppError> {
+    let folded = timeglass_model::folded(stacks);
+    if folded.is_empty() {
+        return Ok(None);
     }
-    let file = if frame.short.is_empty() {
-        &frame.filename
-    } else {
-        &frame.short
-    };
-    format!("{} ({file})", frame.name)
+    let mut options = Options::default();
+    options.title = title.to_string();
+    options.count_name = "samples".to_string();
+    options.colors = Palette::Multi(MultiPalette::Python);
+    // The same function gets the same colour in every graph.
+    options.hash = true;
+    if icicle {
+        options.direction = Direction::Inverted;
+    }
+    let mut out = Vec::new();
+    flamegraph::from_lines(&mut options, folded.lines(), &mut out).map_err(AppError::Flame)?;
+    Ok(Some(String::from_utf8_lossy(&out).into_owned()))
 }
 
 #[cfg(test)]
@@ -102,33 +202,48 @@ mod tests {
         }
     }
 
+    fn count(frames: Vec<Frame>, samples: u64) -> StackCount {
+        StackCount {
+            stack: frames.into(),
+            samples,
+        }
+    }
+
     #[test]
     fn self_and_total_count_each_sample_once() {
-        let recursive = StackCount {
-            stack: vec![frame("main", 1), frame("fib", 2), frame("fib", 3)].into(),
-            samples: 4,
-        };
-        let other = StackCount {
-            stack: vec![frame("main", 1), frame("io", 9)].into(),
-            samples: 1,
-        };
+        let recursive = count(vec![frame("main", 1), frame("fib", 2), frame("fib", 3)], 4);
+        let other = count(vec![frame("main", 1), frame("io", 9)], 1);
         let f = functions(&[recursive, other]);
-        let get = |n: &str| f.iter().find(|x| x.function == n).cloned().unwrap();
-        assert_eq!(get("fib (app.py)").self_samples, 4);
-        assert_eq!(get("fib (app.py)").total_samples, 4);
-        assert_eq!(get("main (app.py)").total_samples, 5);
-        assert_eq!(get("main (app.py)").self_samples, 0);
-        assert_eq!(f[0].function, "fib (app.py)");
+        let get = |n: &str| f.iter().find(|x| x.name == n).cloned().unwrap();
+        assert_eq!(get("fib").self_samples, 4);
+        assert_eq!(get("fib").total_samples, 4);
+        assert_eq!(get("main").total_samples, 5);
+        assert_eq!(get("main").self_samples, 0);
+        assert_eq!(f[0].name, "fib");
+    }
+
+    #[test]
+    fn tree_merges_lines_of_a_function_and_keeps_the_hottest() {
+        let t = tree(&[
+            count(vec![frame("main", 1), frame("work", 10)], 3),
+            count(vec![frame("main", 2), frame("work", 11)], 5),
+            count(vec![frame("main", 1)], 1),
+        ]);
+        assert_eq!(t.v, 9);
+        let main = &t.c[0];
+        assert_eq!((main.n.as_str(), main.v, main.s, main.l), ("main", 9, 1, 2));
+        let work = &main.c[0];
+        assert_eq!(
+            (work.v, work.s, work.l, work.f.as_str()),
+            (8, 8, 11, "app.py")
+        );
     }
 
     #[test]
     fn no_samples_no_svg() {
-        assert!(svg("t", &[]).unwrap().is_none());
-        let one = StackCount {
-            stack: vec![frame("main", 1)].into(),
-            samples: 1,
-        };
-        let svg = svg("t", &[one]).unwrap().unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("main (app.py:1)"));
+        assert!(svg("t", &[], false).unwrap().is_none());
+        let one = count(vec![frame("main", 1)], 1);
+        let svg = svg("t", &[one], true).unwrap().unwrap();
+        assert!(svg.contains("<svg") && svg.contains("main (app.py:1)"));
     }
 }

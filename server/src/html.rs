@@ -4,7 +4,6 @@
 use axum::response::Html;
 
 const LAYOUT: &str = include_str!("../../flamegraph-templates/layout.html");
-const STYLE: &str = include_str!("../../flamegraph-templates/style.css");
 
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -41,12 +40,79 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
     out
 }
 
-/// A whole page: `body` (HTML) inside the layout.
-pub fn page(title: &str, body: &str) -> Html<String> {
+/// A whole page: `body` (HTML) inside the layout; `nav` is the current
+/// section (`requests`, `routes`) for the menu.
+pub fn page(title: &str, nav: &str, body: &str) -> Html<String> {
+    let current = |name: &str| match name == nav {
+        true => " aria-current=\"page\"",
+        false => "",
+    };
     Html(fill(
         LAYOUT,
-        &[("title", &escape(title)), ("style", STYLE), ("body", body)],
+        &[
+            ("title", &escape(title)),
+            ("nav_requests", current("requests")),
+            ("nav_routes", current("routes")),
+            ("body", body),
+        ],
     ))
+}
+
+/// Percent-encodes a path, keeping its `/` separators.
+pub fn path_value(path: &str) -> String {
+    path.split('/')
+        .map(query_value)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The endpoint view of `method route`.
+pub fn route_href(method: &str, route: &str) -> String {
+    format!(
+        "/routes/{}/{}",
+        query_value(method),
+        path_value(route.trim_start_matches('/'))
+    )
+}
+
+/// Milliseconds the way people read them: `0.42 ms`, `12.3 ms`, `456 ms`, `1.23 s`.
+pub fn ms(value: f64) -> String {
+    match value {
+        v if v >= 1000.0 => format!("{:.2} s", v / 1000.0),
+        v if v >= 100.0 => format!("{v:.0} ms"),
+        v if v >= 10.0 => format!("{v:.1} ms"),
+        v => format!("{v:.2} ms"),
+    }
+}
+
+/// A number with thousands separators: `12,345`.
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Bytes as `512 B`, `16.0 KiB`, `2.5 MiB`.
+pub fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+/// JSON for a `<script type="application/json">` element: `<` is escaped so
+/// no value can close the element.
+pub fn json_script(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value)
+        .expect("dashboard data serializes")
+        .replace('<', "\\u003c")
 }
 
 /// Percent-encodes a query-string value.
@@ -87,5 +153,18 @@ mod tests {
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
         assert_eq!(query_value("/a b&c"), "%2Fa%20b%26c");
+        assert_eq!(
+            route_href("GET", "/items/{id}"),
+            "/routes/GET/items/%7Bid%7D"
+        );
+        assert_eq!(
+            [0.421, 12.34, 456.7, 1234.0].map(ms),
+            ["0.42 ms", "12.3 ms", "457 ms", "1.23 s"]
+        );
+        assert_eq!(
+            [0, 999, 1000, 1234567].map(count),
+            ["0", "999", "1,000", "1,234,567"]
+        );
+        assert_eq!(json_script(&"</script>"), "\"\\u003c/script>\"");
     }
 }

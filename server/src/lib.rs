@@ -5,18 +5,28 @@
 //! thread, so SQLite never runs on the async runtime and a store that is
 //! being recorded into is always read as of now. Only loopback `Host`
 //! headers are answered unless the server was bound elsewhere (DNS
-//! rebinding protection, `host.rs`). Page templates and CSS live in
-//! `flamegraph-templates/` and are compiled in.
+//! rebinding protection, `host.rs`). Nothing changes data, so every route
+//! is a GET; no CORS headers are sent. Page templates, CSS and JavaScript
+//! live in `flamegraph-templates/` and are compiled in.
+//!
+//! Stacks go through a transform (`profile.rs`: "my code only", synthetic
+//! frames hidden) before a renderer (`flame.rs`: call tree, functions,
+//! inferno SVG).
 
 mod api;
+mod assets;
 mod db;
 mod error;
 mod flame;
+mod headers;
 mod host;
 mod html;
 mod list;
+mod live;
 mod pages;
+mod profile;
 mod serve;
+mod stats;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -68,13 +78,28 @@ pub fn app(options: &ServerOptions) -> Router {
     };
     let allowed = host::AllowedHosts::new(&options.host);
     Router::new()
-        .route("/", get(pages::requests))
-        .route("/requests/{id}", get(pages::request))
-        .route("/assets/requests.js", get(pages::script))
+        .route("/", get(pages::list::requests))
+        .route("/requests/{id}", get(pages::request::request))
+        .route("/routes", get(pages::route::routes))
+        .route("/routes/{method}/{*route}", get(pages::route::route))
+        .route("/assets/{name}", get(assets::asset))
         .route("/api/v1/requests", get(api::requests))
+        .route("/api/v1/requests/stream", get(live::stream))
         .route("/api/v1/requests/{id}", get(api::request))
+        .route("/api/v1/requests/{id}/profile", get(api::request_profile))
         .route("/api/v1/requests/{id}/folded", get(api::folded))
+        .route(
+            "/api/v1/requests/{id}/flamegraph.svg",
+            get(api::request_svg),
+        )
+        .route("/api/v1/routes", get(api::routes))
+        .route("/api/v1/routes/{method}/{*route}", get(api::route))
+        .route(
+            "/api/v1/route-profiles/{method}/{*route}",
+            get(api::route_profile_or_svg),
+        )
         .fallback(pages::not_found)
         .with_state(state)
+        .layer(axum::middleware::from_fn(headers::add))
         .layer(axum::middleware::from_fn_with_state(allowed, host::check))
 }

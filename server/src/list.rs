@@ -1,22 +1,35 @@
-//! The request list's query parameters, shared by the page and the API.
+//! The request list's query parameters, shared by the page, the API and the
+//! live stream, so all three show the same requests.
 
 use serde::Deserialize;
-use timeglass_store::RequestPage;
+use timeglass_store::{RequestFilter, RequestPage, Sort};
 
 use crate::error::AppError;
+use crate::html::query_value;
 
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 1000;
 
-/// `?before=ID&limit=N&q=TEXT&status=5xx`; empty values mean "not set", as
-/// a submitted filter form sends them.
+/// `?q=TEXT&method=GET&status=5xx&min_ms=100&sort=-duration&before=ID&limit=N`;
+/// empty values mean "not set", as a submitted filter form sends them.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct ListParams {
+    pub q: Option<String>,
+    pub method: Option<String>,
+    pub status: Option<String>,
+    pub min_ms: Option<String>,
+    pub sort: Option<String>,
     pub before: Option<String>,
     pub limit: Option<String>,
-    pub q: Option<String>,
-    pub status: Option<String>,
 }
+
+/// The sorts a list offers: `(parameter, sort, label)`.
+pub const SORTS: &[(&str, Sort, &str)] = &[
+    ("-time", Sort::Newest, "newest first"),
+    ("time", Sort::Oldest, "oldest first"),
+    ("-duration", Sort::Slowest, "slowest first"),
+    ("duration", Sort::Fastest, "fastest first"),
+];
 
 impl ListParams {
     /// The page to read: one row more than shown, to know whether more follow.
@@ -24,8 +37,23 @@ impl ListParams {
         Ok(RequestPage {
             limit: self.limit()? + 1,
             before: number(&self.before, "before")?,
+            filter: self.filter()?,
+            sort: self.sort()?,
+        })
+    }
+
+    pub fn filter(&self) -> Result<RequestFilter, AppError> {
+        let min_ms: Option<f64> = number(&self.min_ms, "min_ms")?;
+        if min_ms.is_some_and(|m| !m.is_finite() || m < 0.0) {
+            return Err(AppError::BadInput(
+                "`min_ms` must be a non-negative number".into(),
+            ));
+        }
+        Ok(RequestFilter {
             text: self.text().map(str::to_string),
+            method: self.method()?,
             status_class: self.status_class()?,
+            min_duration_us: min_ms.map(|ms| (ms * 1000.0).round() as u64),
         })
     }
 
@@ -35,12 +63,24 @@ impl ListParams {
     }
 
     pub fn text(&self) -> Option<&str> {
-        self.q.as_deref().map(str::trim).filter(|q| !q.is_empty())
+        set(&self.q)
+    }
+
+    pub fn method(&self) -> Result<Option<String>, AppError> {
+        match set(&self.method) {
+            None => Ok(None),
+            Some(m) if m.len() <= 16 && m.bytes().all(|b| b.is_ascii_alphabetic()) => {
+                Ok(Some(m.to_ascii_uppercase()))
+            }
+            Some(m) => Err(AppError::BadInput(format!(
+                "`method` must be an HTTP method such as GET, not `{m}`"
+            ))),
+        }
     }
 
     /// `2xx` ... `5xx` (or just the digit).
     pub fn status_class(&self) -> Result<Option<u8>, AppError> {
-        let Some(status) = self.status.as_deref().filter(|s| !s.is_empty()) else {
+        let Some(status) = set(&self.status) else {
             return Ok(None);
         };
         let digit = status.strip_suffix("xx").unwrap_or(status);
@@ -51,10 +91,61 @@ impl ListParams {
             ))),
         }
     }
+
+    pub fn sort(&self) -> Result<Sort, AppError> {
+        let Some(sort) = set(&self.sort) else {
+            return Ok(Sort::Newest);
+        };
+        SORTS
+            .iter()
+            .find(|(name, _, _)| *name == sort)
+            .map(|(_, sort, _)| *sort)
+            .ok_or_else(|| {
+                AppError::BadInput(format!(
+                    "`sort` must be one of -time, time, -duration, duration, not `{sort}`"
+                ))
+            })
+    }
+
+    pub fn sort_name(&self) -> &'static str {
+        let sort = self.sort().unwrap_or_default();
+        SORTS
+            .iter()
+            .find(|(_, s, _)| *s == sort)
+            .map_or("-time", |(name, _, _)| name)
+    }
+
+    /// Whether any filter is set (as opposed to paging or sorting).
+    pub fn filtered(&self) -> bool {
+        [&self.q, &self.method, &self.status, &self.min_ms]
+            .iter()
+            .any(|v| set(v).is_some())
+    }
+
+    /// The filters and sort as a query string (`q=a&sort=-duration`), without
+    /// paging; empty if nothing is set. Values are percent-encoded.
+    pub fn query(&self) -> String {
+        let pairs = [
+            ("q", &self.q),
+            ("method", &self.method),
+            ("status", &self.status),
+            ("min_ms", &self.min_ms),
+            ("sort", &self.sort),
+        ];
+        pairs
+            .iter()
+            .filter_map(|(name, value)| set(value).map(|v| format!("{name}={}", query_value(v))))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+fn set(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
 fn number<T: std::str::FromStr>(value: &Option<String>, name: &str) -> Result<Option<T>, AppError> {
-    match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+    match set(value) {
         None => Ok(None),
         Some(v) => v.parse().map(Some).map_err(|_| {
             AppError::BadInput(format!("`{name}` must be a non-negative number, not `{v}`"))
@@ -75,4 +166,55 @@ pub fn split_page<T>(
     rows.truncate(limit);
     let next = rows.last().map(id);
     (rows, next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_parse_and_round_trip() {
+        let p = ListParams {
+            q: Some(" items ".into()),
+            method: Some("post".into()),
+            status: Some("5xx".into()),
+            min_ms: Some("2.5".into()),
+            sort: Some("-duration".into()),
+            before: Some("".into()),
+            limit: None,
+        };
+        let page = p.page().unwrap();
+        assert_eq!(page.limit, DEFAULT_LIMIT + 1);
+        assert_eq!(page.sort, Sort::Slowest);
+        assert_eq!(page.before, None);
+        assert_eq!(
+            page.filter,
+            RequestFilter {
+                text: Some("items".into()),
+                method: Some("POST".into()),
+                status_class: Some(5),
+                min_duration_us: Some(2500),
+            }
+        );
+        assert_eq!(
+            p.query(),
+            "q=items&method=post&status=5xx&min_ms=2.5&sort=-duration"
+        );
+        for bad in [
+            ListParams {
+                sort: Some("size".into()),
+                ..ListParams::default()
+            },
+            ListParams {
+                method: Some("G T".into()),
+                ..ListParams::default()
+            },
+            ListParams {
+                min_ms: Some("-1".into()),
+                ..ListParams::default()
+            },
+        ] {
+            assert!(bad.page().is_err());
+        }
+    }
 }

@@ -10,7 +10,9 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
-use timeglass_model::{Frame, ProfiledRequest, Request as Marked, StackCount, BACKGROUND_FRAME};
+use timeglass_model::{
+    Frame, ProfiledRequest, Request as Marked, RequestContext, StackCount, BACKGROUND_FRAME,
+};
 use timeglass_server::{app, Server, ServerOptions};
 use timeglass_store::{Batch, ClockMap, NewProcess, NewSession, ProcessId, SessionId, Store};
 use tower::ServiceExt;
@@ -144,6 +146,7 @@ fn profiled(request: Marked, stacks: Vec<StackCount>) -> ProfiledRequest {
         stacks,
         switched_samples: 1,
         torn_samples: 0,
+        context: None,
     }
 }
 
@@ -189,7 +192,7 @@ async fn list_page_shows_requests_newest_first() {
     assert!(html.contains("href=\"/requests/1\""));
     assert!(html.contains("/items/{item_id}"));
     assert!(
-        html.contains("status-5xx\">500<"),
+        html.contains("<tr class=\"err\" data-id=\"2\""),
         "5xx rows are marked red"
     );
 }
@@ -204,6 +207,8 @@ async fn list_filters_by_text_and_status_class() {
     assert!(html.contains("value=\"5xx\" selected"));
     let (_, html) = page(world.app(), "/?q=zzz").await;
     assert!(html.contains("No requests match."));
+    let (_, html) = page(world.app(), "/?min_ms=3.5&method=GET").await;
+    assert!(html.contains("value=\"3.5\"") && html.contains("value=\"GET\" selected"));
     let (status, _) = page(world.app(), "/?status=7xx").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
@@ -214,30 +219,332 @@ async fn list_pages_continue_before_the_last_row() {
     let (_, html) = page(world.app(), "/?limit=2").await;
     assert!(html.contains("/nope") && html.contains("/signup") && !html.contains("/upload<"));
     assert!(html.contains("href=\"/?before=3\""), "{html}");
+    let (_, html) = page(world.app(), "/?limit=2&q=%2F").await;
+    assert!(
+        html.contains("href=\"/?q=%2F&amp;before=3\""),
+        "the filter stays: {html}"
+    );
     let (_, html) = page(world.app(), "/?limit=2&before=3").await;
     assert!(html.contains("/upload<") && html.contains("/items/3") && !html.contains("/signup"));
-    assert!(!html.contains("Older"));
+    assert!(!html.contains("Next page"));
 }
 
 #[tokio::test]
-async fn detail_page_has_summary_flame_graph_and_top_functions() {
+async fn detail_page_has_summary_timeline_flame_graph_and_context() {
     let world = World::sample();
     let (status, html) = page(world.app(), "/requests/1").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("<svg") && html.contains("compute_fib (app.py:7)"));
-    assert!(
-        !html.contains("<?xml"),
-        "inline SVG carries no XML declaration"
-    );
-    assert!(html.contains(
-        "<td title=\"compute_fib (app.py)\">compute_fib (app.py)</td><td class=\"num\">5</td>"
-    ));
-    assert!(html.contains("<td title=\"main (app.py)\">main (app.py)</td><td class=\"num\">6</td>"));
-    assert!(html.contains("pid 4242"));
+    assert!(html.contains("pid 4242") && html.contains("thread 99"));
+    assert!(html.contains("href=\"/routes/GET/items/%7Bitem_id%7D\""));
+    // The flame graph's data is in the page; flame.js draws it.
+    let data = embedded_profile(&html);
+    assert_eq!(data["samples"], 6);
+    assert_eq!(data["tree"]["c"][0]["n"], "main");
+    assert_eq!(data["tree"]["c"][0]["c"][0]["c"][0]["n"], "compute_fib");
+    assert!(html.contains("/assets/flame.js") && html.contains("id=\"mine\""));
+    assert!(html.contains("No context was captured"));
 
     let (_, html) = page(world.app(), "/requests/3").await;
-    assert!(html.contains("<dt>Background</dt><dd>8.0 ms</dd>"));
-    assert!(html.contains("[background]"));
+    assert!(html.contains("Background") && html.contains("8.00 ms"));
+    assert!(
+        html.contains("tl-background"),
+        "the timeline shows the background stage"
+    );
+    assert_eq!(embedded_profile(&html)["tree"]["c"][0]["n"], "[background]");
+}
+
+#[tokio::test]
+async fn context_is_shown_and_served_with_redactions_marked() {
+    let mut r = profiled(
+        get("POST", "/login", Some("/login"), Some(200), 0),
+        vec![count(&["main", "login"], 3)],
+    );
+    r.request.response_end_ns = Some(3 * MS);
+    r.request.end_ns = 3 * MS;
+    r.context = Some(RequestContext {
+        request_headers: vec![
+            ("authorization".into(), "[redacted]".into()),
+            ("content-type".into(), "application/json".into()),
+        ],
+        query: "next=%2Fhome&token=[redacted]".into(),
+        body: r#"{"user": "ann", "password": "[redacted]"}"#.into(),
+        body_bytes: 40_000,
+        response_headers: vec![("set-cookie".into(), "[redacted]".into())],
+        response_start_ns: Some(2 * MS),
+    });
+    let world = World::new(vec![r]);
+    let (_, html) = page(world.app(), "/requests/1").await;
+    for part in [
+        "authorization",
+        "application/json",
+        "next",
+        "set-cookie",
+        "&quot;user&quot;",
+    ] {
+        assert!(html.contains(part), "{part} missing");
+    }
+    assert_eq!(html.matches("class=\"redacted\"").count(), 4);
+    assert!(
+        html.contains("of 39.1 KiB"),
+        "a cut body says how much it had"
+    );
+    assert!(html.contains("tl-sending-response"));
+
+    let (_, json) = page(world.app(), "/api/v1/requests/1").await;
+    let detail: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(detail["context"]["body_bytes"], 40_000);
+    assert_eq!(detail["context"]["request_headers"][0][1], "[redacted]");
+    let stages: Vec<&str> = detail["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["handler", "sending response"]);
+}
+
+#[tokio::test]
+async fn profile_api_applies_my_code_only_and_hides_synthetic_frames() {
+    let lib = |name: &str| Frame {
+        name: name.into(),
+        filename: "/venv/lib/python3.12/site-packages/starlette/routing.py".into(),
+        short: "starlette/routing.py".into(),
+        line: 3,
+    };
+    let stacks = vec![
+        StackCount {
+            stack: vec![lib("handle"), frame("handler"), lib("dumps")].into(),
+            samples: 4,
+        },
+        StackCount {
+            stack: vec![Frame::synthetic(BACKGROUND_FRAME), frame("send_email")].into(),
+            samples: 2,
+        },
+    ];
+    let world = World::new(vec![profiled(
+        get("GET", "/a", Some("/a"), Some(200), 0),
+        stacks,
+    )]);
+    let profile = |uri: &'static str| {
+        let app = world.app();
+        async move {
+            let (status, body) = page(app, uri).await;
+            assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()
+        }
+    };
+    let all = profile("/api/v1/requests/1/profile").await;
+    assert_eq!(roots(&all), ["handle", "[background]"]);
+    assert_eq!(all["functions"][0]["name"], "dumps");
+
+    let mine = profile("/api/v1/requests/1/profile?mine=true").await;
+    assert_eq!(roots(&mine), ["handler", "[background]"]);
+    assert_eq!(
+        mine["tree"]["c"][0]["s"], 4,
+        "library time folds into the caller"
+    );
+
+    let plain = profile("/api/v1/requests/1/profile?mine=true&hide_synthetic=true").await;
+    assert_eq!(roots(&plain), ["handler", "send_email"]);
+    assert_eq!(plain["samples"], 6);
+
+    let (status, svg) = page(world.app(), "/api/v1/requests/1/flamegraph.svg?icicle=true").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(svg.contains("<svg") && svg.contains("handler (app.py:7)"));
+}
+
+fn roots(profile: &serde_json::Value) -> Vec<&str> {
+    profile["tree"]["c"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["n"].as_str().unwrap())
+        .collect()
+}
+
+fn embedded_profile(html: &str) -> serde_json::Value {
+    let marker = "id=\"profile-data\">";
+    let start = html.find(marker).expect("profile data") + marker.len();
+    let end = start + html[start..].find("</script>").unwrap();
+    serde_json::from_str(&html[start..end]).unwrap()
+}
+
+#[tokio::test]
+async fn list_marks_requests_slower_than_their_route_p95() {
+    // 30 requests of one route: 1..=30 ms; p95 is the 29th.
+    let requests = (1..=30)
+        .map(|i| {
+            let mut r = get(
+                "GET",
+                &format!("/items/{i}"),
+                Some("/items/{item_id}"),
+                Some(200),
+                i * 100,
+            );
+            r.end_ns = r.start_ns + i * MS;
+            profiled(r, vec![])
+        })
+        .collect();
+    let world = World::new(requests);
+    let (_, html) = page(world.app(), "/").await;
+    assert_eq!(
+        html.matches("class=\"slow\"").count(),
+        1,
+        "only the 30 ms request"
+    );
+    let slow_row = html.lines().find(|l| l.contains("class=\"slow\"")).unwrap();
+    assert!(slow_row.contains("/items/30<"));
+    assert!(slow_row.contains("p95 29.0 ms"));
+}
+
+#[tokio::test]
+async fn list_filters_by_method_and_min_duration_and_sorts_by_duration() {
+    let mut slow = get("POST", "/upload", Some("/upload"), Some(201), 50);
+    slow.end_ns = slow.start_ns + 90 * MS;
+    let world = World::new(vec![
+        profiled(get("GET", "/a", Some("/a"), Some(200), 0), vec![]),
+        profiled(slow, vec![]),
+        profiled(get("GET", "/b", Some("/b"), Some(200), 100), vec![]),
+    ]);
+    let ids = |body: &str| -> Vec<i64> {
+        let list: serde_json::Value = serde_json::from_str(body).unwrap();
+        list["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect()
+    };
+    let (_, body) = page(world.app(), "/api/v1/requests?method=post").await;
+    assert_eq!(ids(&body), [2]);
+    let (_, body) = page(world.app(), "/api/v1/requests?min_ms=10").await;
+    assert_eq!(ids(&body), [2]);
+    let (_, body) = page(world.app(), "/api/v1/requests?sort=-duration").await;
+    assert_eq!(ids(&body)[0], 2);
+    let (_, body) = page(world.app(), "/api/v1/requests?sort=time&limit=1&before=1").await;
+    assert_eq!(ids(&body), [2]);
+    let (_, html) = page(world.app(), "/?sort=-duration").await;
+    assert!(
+        html.contains("data-live=\"off\""),
+        "only newest-first lists take rows live"
+    );
+    let (_, html) = page(world.app(), "/?method=GET").await;
+    assert!(html.contains("data-live=\"on\""));
+    assert!(html.contains("/api/v1/requests/stream?after=3&amp;method=GET"));
+}
+
+#[tokio::test]
+async fn route_view_has_percentiles_histogram_and_merged_flame_graph() {
+    let requests = (1..=10)
+        .map(|i| {
+            let mut r = get(
+                "GET",
+                &format!("/items/{i}"),
+                Some("/items/{item_id}"),
+                Some(200),
+                i * 100,
+            );
+            r.end_ns = r.start_ns + i * MS;
+            if i == 10 {
+                r.status = Some(503);
+            }
+            profiled(r, vec![count(&["main", "handler"], 1)])
+        })
+        .collect();
+    let world = World::new(requests);
+    let (status, html) = page(world.app(), "/routes/GET/items/%7Bitem_id%7D").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("10.0%"), "error rate");
+    assert!(html.contains("class=\"histogram\""));
+    assert_eq!(
+        embedded_profile(&html)["samples"],
+        10,
+        "merged over all requests"
+    );
+
+    let (_, json) = page(world.app(), "/api/v1/routes/GET/items/%7Bitem_id%7D").await;
+    let detail: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(detail["stats"]["count"], 10);
+    assert_eq!(detail["stats"]["p50_ms"], 5.0);
+    assert_eq!(detail["stats"]["p95_ms"], 10.0);
+    assert_eq!(detail["slowest"][0]["id"], 10);
+    let (_, json) = page(
+        world.app(),
+        "/api/v1/route-profiles/GET/items/%7Bitem_id%7D/profile",
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&json).unwrap()["samples"],
+        10
+    );
+
+    let (_, html) = page(world.app(), "/routes").await;
+    assert!(html.contains("href=\"/routes/GET/items/%7Bitem_id%7D\""));
+    let (status, _) = page(world.app(), "/routes/GET/nowhere").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn live_stream_sends_new_matching_requests() {
+    let world = World::sample();
+    let mut request = Request::get("/api/v1/requests/stream?after=2&status=2xx")
+        .header(header::HOST, "localhost")
+        .body(Body::empty())
+        .unwrap();
+    request
+        .headers_mut()
+        .insert(header::ACCEPT, "text/event-stream".parse().unwrap());
+    let response = world.app().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
+    let mut body = response.into_body();
+    let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
+    // Request 3 is a 200; request 4 (a 404) is filtered out.
+    assert!(
+        text.starts_with("event: request\ndata: {\"id\":3,"),
+        "{text}"
+    );
+    assert!(text.contains("/signup"));
+    assert!(!text.contains("/nope"));
+}
+
+#[tokio::test]
+async fn responses_carry_a_strict_policy_and_no_cors() {
+    let world = World::sample();
+    let request = Request::get("/api/v1/requests")
+        .header(header::HOST, "localhost")
+        .header(header::ORIGIN, "http://evil.example")
+        .body(Body::empty())
+        .unwrap();
+    let response = world.app().oneshot(request).await.unwrap();
+    let headers = response.headers();
+    assert!(headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
+    assert!(headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'self'"));
+    assert!(headers["server-timing"]
+        .to_str()
+        .unwrap()
+        .starts_with("app;dur="));
+    let post = Request::post("/api/v1/requests")
+        .header(header::HOST, "localhost")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        world.app().oneshot(post).await.unwrap().status(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "nothing changes data"
+    );
 }
 
 #[tokio::test]
@@ -313,10 +620,10 @@ async fn api_matches_the_store() {
 
     let (_, body) = page(world.app(), "/api/v1/requests/3").await;
     let one: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(
-        one,
-        serde_json::to_value(store.request(3).unwrap().unwrap()).unwrap()
-    );
+    let row = serde_json::to_value(store.request(3).unwrap().unwrap()).unwrap();
+    for (key, value) in row.as_object().unwrap() {
+        assert_eq!(&one[key], value, "{key}");
+    }
 
     let (_, folded) = page(world.app(), "/api/v1/requests/1/folded").await;
     assert_eq!(
@@ -341,6 +648,8 @@ fn serves_over_a_real_socket() {
     let response = raw_get(address, "/requests/1");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("compute_fib"));
+    let response = raw_get(address, "/assets/flame.js");
+    assert!(response.starts_with("HTTP/1.1 200") && response.contains("text/javascript"));
 }
 
 fn raw_get(address: std::net::SocketAddr, path: &str) -> String {

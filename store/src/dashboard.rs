@@ -1,70 +1,344 @@
-//! Queries the dashboard needs beyond the CLI's: one page of requests,
-//! filtered by text and status class, continuing after a given request.
+//! Queries the dashboard needs beyond the CLI's: filtered and sorted pages
+//! of requests, requests newer than one already shown (live updates), the
+//! numbers of one endpoint (method and route), and request contexts.
 
-use rusqlite::{params_from_iter, types::Value};
+use rusqlite::types::{Type, Value};
+use rusqlite::{params, params_from_iter, OptionalExtension};
+use serde::Serialize;
+use timeglass_model::{RequestContext, StackCount};
 
+use crate::read::{request_row, stacks_of_leaves, REQUEST_COLUMNS};
 use crate::{RequestRow, Store, StoreError};
 
-/// One page of requests, newest first (the order of [`Store::requests`]).
+/// Which requests a list shows. Empty fields filter nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestFilter {
+    /// Path or route contains this text (case-insensitive for ASCII).
+    pub text: Option<String>,
+    /// Exactly this method (`GET`).
+    pub method: Option<String>,
+    /// Statuses `class`xx, e.g. 5 for 500-599.
+    pub status_class: Option<u8>,
+    /// Response time of at least this many microseconds.
+    pub min_duration_us: Option<u64>,
+}
+
+/// The order of a list of requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sort {
+    /// Newest first.
+    #[default]
+    Newest,
+    Oldest,
+    /// Longest response time first.
+    Slowest,
+    Fastest,
+}
+
+impl Sort {
+    /// `(key columns, descending)`; `id` breaks ties, in the same direction.
+    fn key(self) -> (&'static str, bool) {
+        match self {
+            Sort::Newest => ("r.started_at", true),
+            Sort::Oldest => ("r.started_at", false),
+            Sort::Slowest => ("r.duration_us", true),
+            Sort::Fastest => ("r.duration_us", false),
+        }
+    }
+}
+
+/// One page of a list of requests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RequestPage {
     pub limit: usize,
-    /// Only requests listed after this one (older, or same start and lower id).
+    /// Only requests listed after this one in `sort` order. An unknown id
+    /// gives an empty page.
     pub before: Option<i64>,
-    /// Only requests whose path or route contains this text (case-insensitive
-    /// for ASCII).
-    pub text: Option<String>,
-    /// Only statuses `class`xx, e.g. 5 for 500-599.
-    pub status_class: Option<u8>,
+    pub filter: RequestFilter,
+    pub sort: Sort,
+}
+
+/// One endpoint as the endpoints page lists it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RouteRow {
+    pub method: String,
+    pub route: String,
+    pub count: u64,
+    /// Responses with a 5xx status, or none because the app raised.
+    pub errors: u64,
+    pub avg_ms: f64,
+    pub max_ms: f64,
+    /// Start of its newest stored request (RFC 3339).
+    pub last: String,
+}
+
+/// What the endpoint view computes its numbers from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteSample {
+    /// Response times of every request of the route, ascending.
+    pub durations_us: Vec<u64>,
+    pub errors: u64,
 }
 
 impl Store {
-    /// Newest first. An unknown `before` id gives an empty page.
     pub fn request_page(&self, page: &RequestPage) -> Result<Vec<RequestRow>, StoreError> {
-        let ids = self.page_ids(page).map_err(|e| self.sql_err(e))?;
-        // Rows by primary key reuse the CLI's column mapping; a page is small.
-        let rows = ids.into_iter().map(|id| self.request(id));
-        rows.filter_map(Result::transpose).collect()
+        let (mut conditions, mut values) = filter_conditions(&page.filter);
+        let (key, descending) = page.sort.key();
+        let (cmp, dir) = if descending {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
+        if let Some(before) = page.before {
+            let column = key.trim_start_matches("r.");
+            conditions.push(format!(
+                "({key}, r.id) {cmp} (SELECT b.{column}, b.id FROM requests b WHERE b.id = ?)"
+            ));
+            values.push(Value::Integer(before));
+        }
+        values.push(Value::Integer(sql_limit(page.limit)));
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS} {} ORDER BY {key} {dir}, r.id {dir} LIMIT ?",
+            where_clause(&conditions)
+        );
+        self.rows(&sql, values)
     }
 
-    fn page_ids(&self, page: &RequestPage) -> rusqlite::Result<Vec<i64>> {
-        let (conditions, mut values) = page_conditions(page);
-        let filter = match conditions.is_empty() {
-            true => String::new(),
-            false => format!("WHERE {}", conditions.join(" AND ")),
-        };
-        values.push(Value::Integer(
-            i64::try_from(page.limit).unwrap_or(i64::MAX),
-        ));
+    /// Requests stored after request `after` (by id: the order they were
+    /// written), oldest first: what a live list has not shown yet.
+    pub fn requests_after(
+        &self,
+        after: i64,
+        filter: &RequestFilter,
+        limit: usize,
+    ) -> Result<Vec<RequestRow>, StoreError> {
+        let (mut conditions, mut values) = filter_conditions(filter);
+        conditions.push("r.id > ?".to_string());
+        values.push(Value::Integer(after));
+        values.push(Value::Integer(sql_limit(limit)));
         let sql = format!(
-            "SELECT r.id FROM requests r {filter} ORDER BY r.started_at DESC, r.id DESC LIMIT ?"
+            "SELECT {REQUEST_COLUMNS} {} ORDER BY r.id ASC LIMIT ?",
+            where_clause(&conditions)
         );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let ids = stmt.query_map(params_from_iter(values), |r| r.get(0))?;
-        ids.collect()
+        self.rows(&sql, values)
+    }
+
+    /// The id of the newest stored request, 0 if there is none.
+    pub fn last_request_id(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT coalesce(max(id), 0) FROM requests", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| self.sql_err(e))
+    }
+
+    /// The 95th percentile of the route's response times (nearest rank), in
+    /// microseconds; `None` for a route with fewer than `min_requests`
+    /// requests (and at least one).
+    pub fn route_p95_us(
+        &self,
+        method: &str,
+        route: &str,
+        min_requests: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let count: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM requests WHERE method = ?1 AND route = ?2")
+            .and_then(|mut s| s.query_row(params![method, route], |r| r.get(0)))
+            .map_err(|e| self.sql_err(e))?;
+        if count == 0 || (count as u64) < min_requests {
+            return Ok(None);
+        }
+        // Nearest rank: the ceil(0.95 n)-th smallest, 0-based offset one less.
+        let offset = (count * 95 + 99) / 100 - 1;
+        self.conn
+            .prepare_cached(
+                "SELECT duration_us FROM requests WHERE method = ?1 AND route = ?2
+                 ORDER BY duration_us LIMIT 1 OFFSET ?3",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![method, route, offset], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(|e| self.sql_err(e))
+    }
+
+    /// Every route with requests, most requests first.
+    pub fn routes(&self) -> Result<Vec<RouteRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                // Aggregates from the route index alone; one row lookup per
+                // route for the newest request's start.
+                "SELECT g.method, g.route, g.n, g.errors, g.avg_us, g.max_us, r.started_at
+                 FROM (SELECT method, route, count(*) AS n,
+                           sum(coalesce(status >= 500, 0) OR (status IS NULL AND errored)) AS errors,
+                           avg(duration_us) AS avg_us, max(duration_us) AS max_us, max(id) AS last_id
+                       FROM requests WHERE route IS NOT NULL GROUP BY method, route) g
+                 JOIN requests r ON r.id = g.last_id
+                 ORDER BY g.n DESC, g.route, g.method",
+            )
+            .map_err(|e| self.sql_err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(RouteRow {
+                    method: r.get(0)?,
+                    route: r.get(1)?,
+                    count: r.get(2)?,
+                    errors: r.get(3)?,
+                    avg_ms: r.get::<_, f64>(4)? / 1000.0,
+                    max_ms: r.get::<_, f64>(5)? / 1000.0,
+                    last: r.get(6)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.sql_err(e))?;
+        Ok(rows)
+    }
+
+    /// The route's response times and error count.
+    pub fn route_sample(&self, method: &str, route: &str) -> Result<RouteSample, StoreError> {
+        let durations_us = self
+            .conn
+            .prepare_cached(
+                "SELECT duration_us FROM requests WHERE method = ?1 AND route = ?2
+                 ORDER BY duration_us",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![method, route], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<u64>>>()
+            })
+            .map_err(|e| self.sql_err(e))?;
+        let errors = self
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FROM requests WHERE method = ?1 AND route = ?2
+                 AND (status >= 500 OR (status IS NULL AND errored))",
+            )
+            .and_then(|mut s| s.query_row(params![method, route], |r| r.get(0)))
+            .map_err(|e| self.sql_err(e))?;
+        Ok(RouteSample {
+            durations_us,
+            errors,
+        })
+    }
+
+    /// The route's slowest requests, slowest first.
+    pub fn route_slowest(
+        &self,
+        method: &str,
+        route: &str,
+        limit: usize,
+    ) -> Result<Vec<RequestRow>, StoreError> {
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS} WHERE r.method = ? AND r.route = ?
+             ORDER BY r.duration_us DESC, r.id DESC LIMIT ?"
+        );
+        let values = vec![
+            Value::Text(method.to_string()),
+            Value::Text(route.to_string()),
+            Value::Integer(sql_limit(limit)),
+        ];
+        self.rows(&sql, values)
+    }
+
+    /// The stacks of every request of the route, summed: one merged profile.
+    pub fn route_stacks(&self, method: &str, route: &str) -> Result<Vec<StackCount>, StoreError> {
+        let leaves = self
+            .conn
+            .prepare_cached(
+                "SELECT rs.stack_id, sum(rs.samples)
+                 FROM requests r JOIN request_stacks rs ON rs.request_id = r.id
+                 WHERE r.method = ?1 AND r.route = ?2 GROUP BY rs.stack_id",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![method, route], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<(i64, u64)>>>()
+            })
+            .map_err(|e| self.sql_err(e))?;
+        stacks_of_leaves(&self.conn, leaves).map_err(|e| self.sql_err(e))
+    }
+
+    /// What the request carried, if its context was captured.
+    pub fn request_context(&self, id: i64) -> Result<Option<RequestContext>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT request_headers, query, body, body_bytes, response_headers,
+                     response_start_ns
+                 FROM request_context WHERE request_id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![id], |r| {
+                    Ok(RequestContext {
+                        request_headers: headers(r.get(0)?, 0)?,
+                        query: r.get(1)?,
+                        body: r.get(2)?,
+                        body_bytes: r.get(3)?,
+                        response_headers: headers(r.get(4)?, 4)?,
+                        response_start_ns: r.get(5)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(|e| self.sql_err(e))
+    }
+
+    fn rows(&self, sql: &str, values: Vec<Value>) -> Result<Vec<RequestRow>, StoreError> {
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut stmt| {
+                stmt.query_map(params_from_iter(values), request_row)?
+                    .collect()
+            })
+            .map_err(|e| self.sql_err(e))
+    }
+}
+
+fn headers(json: String, column: usize) -> rusqlite::Result<Vec<(String, String)>> {
+    serde_json::from_str(&json)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(column, Type::Text, Box::new(e)))
+}
+
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn where_clause(conditions: &[String]) -> String {
+    match conditions.is_empty() {
+        true => String::new(),
+        false => format!("WHERE {}", conditions.join(" AND ")),
     }
 }
 
 /// SQL conditions on `requests r`, with their `?` parameters in order.
-fn page_conditions(page: &RequestPage) -> (Vec<&'static str>, Vec<Value>) {
+///
+/// Columns are written `+r.column`: that keeps SQLite from using their
+/// indexes to filter. Walking the sort key's index and stopping after one
+/// page is faster than collecting every match of a filter (tens of
+/// thousands of GETs) and sorting them.
+fn filter_conditions(filter: &RequestFilter) -> (Vec<String>, Vec<Value>) {
     let mut conditions = Vec::new();
     let mut values = Vec::new();
-    if let Some(before) = page.before {
+    if let Some(text) = filter.text.as_deref().filter(|t| !t.is_empty()) {
         conditions.push(
-            "(r.started_at, r.id) < (SELECT b.started_at, b.id FROM requests b WHERE b.id = ?)",
+            "(r.path LIKE ? ESCAPE '\\' OR coalesce(+r.route, '') LIKE ? ESCAPE '\\')".to_string(),
         );
-        values.push(Value::Integer(before));
-    }
-    if let Some(text) = page.text.as_deref().filter(|t| !t.is_empty()) {
-        conditions.push("(r.path LIKE ? ESCAPE '\\' OR coalesce(r.route, '') LIKE ? ESCAPE '\\')");
         let pattern = like_pattern(text);
         values.push(Value::Text(pattern.clone()));
         values.push(Value::Text(pattern));
     }
-    if let Some(class) = page.status_class {
-        conditions.push("r.status BETWEEN ? AND ?");
+    if let Some(method) = filter.method.as_deref().filter(|m| !m.is_empty()) {
+        conditions.push("+r.method = ?".to_string());
+        values.push(Value::Text(method.to_ascii_uppercase()));
+    }
+    if let Some(class) = filter.status_class {
+        conditions.push("+r.status BETWEEN ? AND ?".to_string());
         values.push(Value::Integer(i64::from(class) * 100));
         values.push(Value::Integer(i64::from(class) * 100 + 99));
+    }
+    if let Some(min) = filter.min_duration_us {
+        conditions.push("+r.duration_us >= ?".to_string());
+        values.push(Value::Integer(i64::try_from(min).unwrap_or(i64::MAX)));
     }
     (conditions, values)
 }

@@ -24,7 +24,7 @@ use serde::Serialize;
 use timeglass_model::{ProfiledRequest, StackCount};
 
 pub use clock::ClockMap;
-pub use dashboard::RequestPage;
+pub use dashboard::{RequestFilter, RequestPage, RouteRow, RouteSample, Sort};
 pub use error::StoreError;
 pub use read::{ProcessRow, RequestQuery, RequestRow, SessionRow};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};

@@ -87,12 +87,13 @@ pub struct RequestQuery {
     pub session: Option<SessionId>,
 }
 
-const REQUEST_COLUMNS: &str = "r.id, r.session_id, r.process_id, p.pid, r.tid, r.marker_id,
+pub(crate) const REQUEST_COLUMNS: &str =
+    "r.id, r.session_id, r.process_id, p.pid, r.tid, r.marker_id,
     r.method, r.path, r.route, r.status, r.errored, r.cancelled, r.started_at,
     r.start_ns, r.end_ns, r.samples, r.switched_samples, r.torn_samples, r.response_end_ns
     FROM requests r JOIN processes p ON p.id = r.process_id";
 
-fn request_row(row: &Row<'_>) -> rusqlite::Result<RequestRow> {
+pub(crate) fn request_row(row: &Row<'_>) -> rusqlite::Result<RequestRow> {
     let start_ns: u64 = row.get(13)?;
     let end_ns: u64 = row.get(14)?;
     let response_end_ns: Option<u64> = row.get(18)?;
@@ -196,29 +197,37 @@ pub fn outside_stacks(conn: &Connection, session: SessionId) -> rusqlite::Result
 }
 
 /// Stacks for the leaves `leaves_sql` selects, most samples first.
+fn stacks(conn: &Connection, leaves_sql: &str, id: i64) -> rusqlite::Result<Vec<StackCount>> {
+    let leaves: Vec<(i64, u64)> = conn
+        .prepare_cached(leaves_sql)?
+        .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    stacks_of_leaves(conn, leaves)
+}
+
+/// Stacks for `(leaf node, samples)` pairs, most samples first.
 ///
 /// One recursive query loads every trie node on the way to the root (each
 /// once, however many leaves share it); the frames are then assembled in
 /// memory.
-fn stacks(conn: &Connection, leaves_sql: &str, id: i64) -> rusqlite::Result<Vec<StackCount>> {
-    let mut leaves: Vec<(i64, u64)> = conn
-        .prepare_cached(leaves_sql)?
-        .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+pub(crate) fn stacks_of_leaves(
+    conn: &Connection,
+    mut leaves: Vec<(i64, u64)>,
+) -> rusqlite::Result<Vec<StackCount>> {
     leaves.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-
-    let nodes_sql = format!(
+    let ids: Vec<i64> = leaves.iter().map(|l| l.0).filter(|&id| id != 0).collect();
+    let ids = serde_json::to_string(&ids).expect("integers serialize");
+    let mut nodes: HashMap<i64, (i64, Frame)> = HashMap::new();
+    let mut stmt = conn.prepare_cached(
         "WITH RECURSIVE up(id) AS (
-             SELECT stack_id FROM ({leaves_sql}) WHERE stack_id != 0
+             SELECT value FROM json_each(?1)
              UNION
              SELECT s.parent_id FROM stacks s JOIN up ON s.id = up.id WHERE s.parent_id != 0
          )
          SELECT s.id, s.parent_id, f.name, f.filename, f.short, f.line
-         FROM up JOIN stacks s ON s.id = up.id JOIN frames f ON f.id = s.frame_id"
-    );
-    let mut nodes: HashMap<i64, (i64, Frame)> = HashMap::new();
-    let mut stmt = conn.prepare_cached(&nodes_sql)?;
-    let mut rows = stmt.query(params![id])?;
+         FROM up JOIN stacks s ON s.id = up.id JOIN frames f ON f.id = s.frame_id",
+    )?;
+    let mut rows = stmt.query(params![ids])?;
     while let Some(row) = rows.next()? {
         let frame = Frame {
             name: row.get(2)?,

@@ -13,7 +13,34 @@ pub const APPLICATION_ID: i32 = i32::from_be_bytes(*b"TmGl");
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+
+/// Version 4: what the dashboard needs.
+///
+/// `request_context` holds what each request carried and what its response
+/// started with, as the marker captured it (secrets already redacted):
+/// headers as JSON arrays of `[name, value]`, the raw query string, the first
+/// 16 KiB of the body (`body_bytes` counts all of it), and when the response
+/// started (the end of the handler stage). No row for requests recorded
+/// without context (`TIMEGLASS_CONTEXT=0`, older markers).
+///
+/// `requests_by_route` serves the endpoint view, each route's p95 and the
+/// endpoints list from the index alone (durations come out sorted; status
+/// and errored give the error counts); `requests_by_duration` serves the
+/// list sorted by duration.
+const V4: &str = "
+CREATE TABLE request_context (
+    request_id        INTEGER PRIMARY KEY REFERENCES requests(id),
+    request_headers   TEXT NOT NULL,
+    query             TEXT NOT NULL,
+    body              TEXT NOT NULL,
+    body_bytes        INTEGER NOT NULL,
+    response_headers  TEXT NOT NULL,
+    response_start_ns INTEGER
+);
+CREATE INDEX requests_by_route ON requests(method, route, duration_us, status, errored);
+CREATE INDEX requests_by_duration ON requests(duration_us);
+";
 
 /// Version 3: how each process ended. `exit` is `clean` (its marker removed
 /// its ring file at lifespan shutdown or interpreter exit), `crashed` (gone

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use timeglass_model::{Frame, ProfiledRequest};
+use timeglass_model::{Frame, ProfiledRequest, RequestContext};
 
 use crate::clock::{rfc3339_ms, ClockMap};
 use crate::Batch;
@@ -100,6 +100,9 @@ pub fn write_batch(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for (process, request) in &batch.requests {
         let id = insert_request(&tx, batch.session.0, process.0, clock, request)?;
+        if let Some(context) = &request.context {
+            insert_context(&tx, id, context)?;
+        }
         let mut insert = tx.prepare_cached(
             "INSERT INTO request_stacks (request_id, stack_id, samples) VALUES (?1, ?2, ?3)
              ON CONFLICT DO UPDATE SET samples = samples + excluded.samples",
@@ -158,4 +161,23 @@ fn insert_request(
         r.response_end_ns,
     ])?;
     Ok(conn.last_insert_rowid())
+}
+
+fn insert_context(conn: &Connection, request: i64, c: &RequestContext) -> rusqlite::Result<()> {
+    let headers = |h: &[(String, String)]| serde_json::to_string(h).expect("strings serialize");
+    conn.prepare_cached(
+        "INSERT INTO request_context (request_id, request_headers, query, body, body_bytes,
+             response_headers, response_start_ns)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        request,
+        headers(&c.request_headers),
+        c.query,
+        c.body,
+        c.body_bytes,
+        headers(&c.response_headers),
+        c.response_start_ns,
+    ])?;
+    Ok(())
 }

@@ -15,3 +15,7 @@ pub const AUTO: &str = "TIMEGLASS_AUTO";
 pub const ENABLED: &str = "TIMEGLASS_ENABLED";
 /// Where the `timeglass` Python package lives, if not next to the binary.
 pub const PYTHON_PACKAGE: &str = "TIMEGLASS_PYTHON_PACKAGE";
+/// Set to `0` to not capture request headers, query strings, bodies and
+/// response headers (the dashboard's context panel). Secrets are redacted
+/// either way.
+pub const CONTEXT: &str = "TIMEGLASS_CONTEXT";

@@ -13,8 +13,21 @@ pub const END_CANCELLED: u32 = 2;
 /// The app finished without sending `http.response.start`.
 pub const END_NO_RESPONSE: u32 = 4;
 
+/// Most body bytes a [`RequestContext`] carries; the rest is only counted.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Most header bytes (names and values) a [`RequestContext`] carries; headers
+/// past it are left out, so one event stays far below the ring's record limit.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// [`RequestContext::phase`]: published when the request enters the app.
+pub const PHASE_REQUEST: u16 = 1;
+/// [`RequestContext::phase`]: published when the app starts its response.
+pub const PHASE_RESPONSE: u16 = 2;
+
 const KIND_REQUEST_START: u16 = 1;
 const KIND_REQUEST_END: u16 = 2;
+// Kinds 3 and 4 are SQL queries and outgoing HTTP calls.
+const KIND_REQUEST_CONTEXT: u16 = 5;
 
 /// A request entered the app.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,10 +56,30 @@ pub struct RequestEnd {
     pub route: String,
 }
 
+/// What a request carried (at [`PHASE_REQUEST`]: its headers and query
+/// string) or what its response started with (at [`PHASE_RESPONSE`]: the
+/// response headers and the request body read so far). Secrets are already
+/// redacted by the marker.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestContext {
+    pub request_id: u64,
+    pub ts_ns: u64,
+    pub phase: u16,
+    /// Names lowercased, in the order sent.
+    pub headers: Vec<(String, String)>,
+    /// The raw query string (request phase).
+    pub query: String,
+    /// The first [`MAX_BODY_BYTES`] of the request body (response phase).
+    pub body: Vec<u8>,
+    /// All body bytes the app read, captured or not.
+    pub body_bytes: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     RequestStart(RequestStart),
     RequestEnd(RequestEnd),
+    RequestContext(RequestContext),
     /// A kind this reader does not know (written by a newer marker).
     Unknown(u16),
 }
@@ -79,6 +112,18 @@ impl Event {
                 put_str(out, &e.route);
                 KIND_REQUEST_END
             }
+            Event::RequestContext(e) => {
+                out.extend_from_slice(&e.request_id.to_le_bytes());
+                out.extend_from_slice(&e.ts_ns.to_le_bytes());
+                out.extend_from_slice(&e.phase.to_le_bytes());
+                put_headers(out, &e.headers);
+                put_str(out, &e.query);
+                let body = &e.body[..e.body.len().min(MAX_BODY_BYTES)];
+                out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+                out.extend_from_slice(body);
+                out.extend_from_slice(&e.body_bytes.to_le_bytes());
+                KIND_REQUEST_CONTEXT
+            }
             Event::Unknown(kind) => *kind,
         }
     }
@@ -101,6 +146,18 @@ impl Event {
                 flags: r.u32()?,
                 route: r.string()?,
             }),
+            KIND_REQUEST_CONTEXT => Event::RequestContext(RequestContext {
+                request_id: r.u64()?,
+                ts_ns: r.u64()?,
+                phase: r.u16()?,
+                headers: r.headers()?,
+                query: r.string()?,
+                body: {
+                    let len = r.u32()? as usize;
+                    r.take(len)?.to_vec()
+                },
+                body_bytes: r.u64()?,
+            }),
             other => Event::Unknown(other),
         })
     }
@@ -110,6 +167,25 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     let s = truncate_str(s, MAX_STRING_BYTES);
     out.extend_from_slice(&(s.len() as u32).to_le_bytes());
     out.extend_from_slice(s.as_bytes());
+}
+
+/// A count, then name and value of each header until [`MAX_HEADER_BYTES`].
+fn put_headers(out: &mut Vec<u8>, headers: &[(String, String)]) {
+    let mut budget = MAX_HEADER_BYTES;
+    let fits: Vec<&(String, String)> = headers
+        .iter()
+        .take_while(|(name, value)| {
+            let size = name.len() + value.len();
+            let fits = size <= budget;
+            budget = budget.saturating_sub(size);
+            fits
+        })
+        .collect();
+    out.extend_from_slice(&(fits.len() as u32).to_le_bytes());
+    for (name, value) in fits {
+        put_str(out, name);
+        put_str(out, value);
+    }
 }
 
 /// `s` cut to at most `max` bytes without splitting a character.
@@ -157,6 +233,16 @@ impl Cursor<'_> {
         ))
     }
 
+    fn headers(&mut self) -> Result<Vec<(String, String)>, DecodeError> {
+        let count = self.u32()? as usize;
+        // Each header takes at least 8 bytes: a corrupt count cannot make us allocate much.
+        let mut headers = Vec::with_capacity(count.min(self.bytes.len() / 8));
+        for _ in 0..count {
+            headers.push((self.string()?, self.string()?));
+        }
+        Ok(headers)
+    }
+
     fn string(&mut self) -> Result<String, DecodeError> {
         let len = self.u32()? as usize;
         // Lossy: a marker bug must never make the recorder fail on bad UTF-8.
@@ -192,6 +278,43 @@ mod tests {
             let kind = e.encode(&mut buf);
             assert_eq!(Event::decode(kind, &buf).unwrap(), e);
         }
+    }
+
+    #[test]
+    fn round_trips_context_and_caps_body_and_headers() {
+        let event = Event::RequestContext(RequestContext {
+            request_id: 9,
+            ts_ns: 5,
+            phase: PHASE_RESPONSE,
+            headers: vec![("content-type".into(), "application/json".into())],
+            query: "a=1".into(),
+            body: b"{\"x\": 1}".to_vec(),
+            body_bytes: 8,
+        });
+        let mut buf = Vec::new();
+        let kind = event.encode(&mut buf);
+        assert_eq!(kind, 5);
+        assert_eq!(Event::decode(kind, &buf).unwrap(), event);
+        for cut in 0..buf.len() {
+            assert!(Event::decode(kind, &buf[..cut]).is_err());
+        }
+
+        let big = Event::RequestContext(RequestContext {
+            headers: (0..100)
+                .map(|i| (format!("x-{i}"), "v".repeat(1000)))
+                .collect(),
+            body: vec![b'a'; MAX_BODY_BYTES * 2],
+            body_bytes: (MAX_BODY_BYTES * 2) as u64,
+            ..RequestContext::default()
+        });
+        big.encode(&mut buf);
+        let Event::RequestContext(back) = Event::decode(kind, &buf).unwrap() else {
+            panic!("not a context");
+        };
+        assert_eq!(back.body.len(), MAX_BODY_BYTES);
+        assert_eq!(back.body_bytes, (MAX_BODY_BYTES * 2) as u64);
+        assert!(back.headers.len() < 17 && back.headers.len() > 10);
+        assert!(buf.len() < crate::MAX_RECORD_BYTES);
     }
 
     #[test]

@@ -28,8 +28,8 @@ mod slots;
 
 pub use clock::monotonic_ns;
 pub use event::{
-    truncate_str, DecodeError, Event, RequestEnd, RequestStart, END_CANCELLED, END_ERROR,
-    END_NO_RESPONSE,
+    truncate_str, DecodeError, Event, RequestContext, RequestEnd, RequestStart, END_CANCELLED,
+    END_ERROR, END_NO_RESPONSE, MAX_BODY_BYTES, MAX_HEADER_BYTES, PHASE_REQUEST, PHASE_RESPONSE,
 };
 pub use layout::{Geometry, FORMAT_VERSION, MAGIC};
 pub use region::{ring_path, runtime_dir, user_runtime_dir, Region, RegionError, RING_SUFFIX};

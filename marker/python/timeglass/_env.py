@@ -15,3 +15,5 @@ AUTO: Final = "TIMEGLASS_AUTO"
 ENABLED: Final = "TIMEGLASS_ENABLED"
 #: Where the ``timeglass`` Python package lives, if not next to the binary.
 PYTHON_PACKAGE: Final = "TIMEGLASS_PYTHON_PACKAGE"
+#: ``0``: no request headers, query strings or bodies are captured.
+CONTEXT: Final = "TIMEGLASS_CONTEXT"

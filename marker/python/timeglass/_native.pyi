@@ -8,6 +8,8 @@ from typing_extensions import disjoint_base
 
 __all__ = [
     "BoundCall",
+    "ReceiveAwait",
+    "ReceiveWrapper",
     "RequestScope",
     "SendWrapper",
     "TimeGlassMiddleware",
@@ -48,6 +50,19 @@ class RequestScope:
 @final
 class SendWrapper:
     def __call__(self, message: Any, /) -> Any: ...
+
+@final
+class ReceiveWrapper:
+    def __call__(self) -> ReceiveAwait: ...
+
+@final
+class ReceiveAwait:
+    def __await__(self) -> Generator[Any, Any, Any]: ...
+    def __iter__(self) -> ReceiveAwait: ...
+    def __next__(self) -> Any: ...
+    def send(self, value: Any) -> Any: ...
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any: ...
+    def close(self) -> Any: ...
 
 @final
 class BoundCall:

@@ -122,6 +122,7 @@ pub fn request(
         stacks,
         switched_samples: 0,
         torn_samples: 0,
+        context: None,
     }
 }
 

@@ -1,0 +1,139 @@
+"""Dashboard speed over a large store, for `make bench`.
+
+Generates a synthetic store (100,000 requests over ten routes of 10,000 each,
+FastAPI-deep stacks, a context per request) with the `synthetic_store` example
+of the server crate, serves it with `timeglass ui`, and times each page and API
+call by the server's own `Server-Timing` header (server time, without the
+client), plus the browser's load time of the main pages when Debian's chromium
+is there. Targets (issue 5): list and its API p95 < 100 ms, request detail with
+its flame graph < 300 ms, endpoint view over 10,000 requests < 300 ms, a page
+usable in the browser in < 2 s.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from fixtures import harness
+
+REQUESTS = 100_000
+ROUNDS = 30
+STORE = harness.REPO_ROOT / "target" / "bench" / f"dashboard-{REQUESTS}.db"
+GENERATOR = harness.REPO_ROOT / "target" / "release" / "examples" / "synthetic_store"
+ROUTE = "/routes/GET/items/%7Bitem_id%7D"
+ROUTE_PROFILE = "/api/v1/route-profiles/GET/items/%7Bitem_id%7D/profile"
+
+# (label, address, target p95 in ms)
+CHECKS = [
+    ("list page", "/", 100),
+    ("list API", "/api/v1/requests", 100),
+    ("list, filtered", "/?q=items&method=GET&status=2xx&min_ms=5", 100),
+    ("list, filter matching nothing", "/?q=no-such-path", 100),
+    ("list, slowest first", "/?sort=-duration", 100),
+    ("list API, page 100", "/api/v1/requests?before=95000", 100),
+    ("request detail + flame graph", "/requests/50000", 300),
+    ("request profile API, my code only", "/api/v1/requests/50000/profile?mine=true", 300),
+    ("endpoint view (10,000 requests)", ROUTE, 300),
+    ("endpoint merged profile API", ROUTE_PROFILE + "?mine=true", 300),
+    ("endpoints list", "/routes", 100),
+]
+
+
+def build_store() -> float:
+    subprocess.run(
+        [
+            "cargo",
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "timeglass-server",
+            "--example",
+            "synthetic_store",
+        ],
+        cwd=harness.REPO_ROOT,
+        check=True,
+    )
+    STORE.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    subprocess.run([str(GENERATOR), str(STORE), str(REQUESTS)], check=True)
+    return time.monotonic() - start
+
+
+def server_ms(response: httpx.Response) -> float:
+    match = re.search(r"dur=([\d.]+)", response.headers.get("server-timing", ""))
+    if response.status_code != 200 or not match:
+        raise RuntimeError(f"{response.url}: {response.status_code} {response.text[:200]}")
+    return float(match.group(1))
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, -(-len(ordered) * 95 // 100) - 1)]
+
+
+def measure(base: str) -> list[tuple[str, float, float, float, int]]:
+    rows = []
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for label, address, target in CHECKS:
+            server_ms(client.get(address))  # warm the page cache
+            times = [server_ms(client.get(address)) for _ in range(ROUNDS)]
+            rows.append((label, statistics.median(times), p95(times), max(times), target))
+    return rows
+
+
+def browser_load(base: str) -> list[tuple[str, float]]:
+    """Milliseconds from navigation to `load` (flame graph drawn) per page."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        return []
+    from playwright.sync_api import sync_playwright
+
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+    out = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=flags)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        for label, address in [("list", "/"), ("request", "/requests/50000"), ("endpoint", ROUTE)]:
+            page.goto(base + address)  # warm
+            start = time.monotonic()
+            page.goto(base + address, wait_until="load")
+            out.append((label, (time.monotonic() - start) * 1000))
+        browser.close()
+    return out
+
+
+def main() -> int:
+    print(f"\nDashboard over {REQUESTS:,} synthetic requests")
+    seconds = build_store()
+    size = STORE.stat().st_size / 2**20
+    print(f"generated {STORE.relative_to(harness.REPO_ROOT)} in {seconds:.1f} s ({size:.0f} MiB)")
+    port = harness.free_port()
+    argv = [str(harness.timeglass_bin()), "ui", "--db", str(STORE), "--port", str(port)]
+    log_dir = STORE.parent / "logs"
+    with harness.Process(argv, log_dir=log_dir, name="ui") as ui:
+        ui.wait_for_port(port)
+        base = f"http://127.0.0.1:{port}"
+        rows = measure(base)
+        loads = browser_load(base)
+    print(f"\n{'server time (ms)':<38} {'p50':>7} {'p95':>7} {'max':>7}  target p95")
+    failed = 0
+    for label, median, high, top, target in rows:
+        ok = high < target
+        failed += not ok
+        verdict = "ok" if ok else "SLOW"
+        print(f"{label:<38} {median:7.1f} {high:7.1f} {top:7.1f}  < {target} ms {verdict}")
+    for label, ms in loads:
+        print(f"browser: {label} page loaded in {ms:.0f} ms (target < 2000 ms)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+// The interactive flame graph: draws the call tree the server sends
+// (`Profile` in server/src/flame.rs) as positioned boxes, with click to zoom,
+// search with highlight, a tooltip, an icicle/flame toggle, and the "my code
+// only" and synthetic-frame toggles (the server applies those: it refetches).
+(function () {
+  "use strict";
+
+  var ROW = 19;          // px per stack level
+  var MIN_WIDTH = 0.6;   // px: narrower boxes (and their children) are not drawn
+  var LABEL_WIDTH = 28;  // px: narrower boxes get no text
+  var STORE_KEY = "timeglass.flame";
+
+  var root = document.getElementById("flame");
+  if (!root) return;
+  var graph = document.getElementById("flame-graph");
+  var tip = document.getElementById("flame-tip");
+  var search = document.getElementById("flame-search");
+  var matched = document.getElementById("matched");
+  var reset = document.getElementById("reset");
+  var zoomPath = document.getElementById("zoom-path");
+  var mine = document.getElementById("mine");
+  var synthetic = document.getElementById("synthetic");
+  var svgLink = document.getElementById("svg-link");
+  var fnTable = document.querySelector("#functions tbody");
+
+  var profile = JSON.parse(document.getElementById("profile-data").textContent);
+  var saved = {};
+  try { saved = JSON.parse(localStorage.getItem(STORE_KEY) || "{}"); } catch (e) { saved = {}; }
+  var state = {
+    dir: saved.dir === "flame" ? "flame" : "icicle",
+    mine: !!saved.mine,
+    synthetic: saved.synthetic !== false,
+    zoom: [],          // the zoomed node and its ancestors, root first
+    pattern: null,
+    fnBy: "self"
+  };
+  var drawn = [];      // box index -> {node, depth, ancestors}
+  var dark = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
+
+  function save() {
+    try {
+      localStorage.setItem(STORE_KEY, JSON.stringify({ dir: state.dir, mine: state.mine, synthetic: state.synthetic }));
+    } catch (e) { /* private mode: settings last for this page only */ }
+  }
+
+  function hash(text) {
+    var h = 2166136261;
+    for (var i = 0; i < text.length; i++) { h ^= text.charCodeAt(i); h = Math.imul(h, 16777619); }
+    return (h >>> 0) / 4294967296;
+  }
+
+  // Warm colours for the app's code, cool greys for libraries, violet for TimeGlass's own frames.
+  function colour(node) {
+    if (node === profile.tree) return dark ? "hsl(215,12%,32%)" : "hsl(215,16%,86%)";
+    var t = hash(node.n + node.f);
+    if (node.k === 2) return dark ? "hsl(268,32%," + (34 + 8 * t) + "%)" : "hsl(268,48%," + (78 + 6 * t) + "%)";
+    if (node.k === 1) return dark ? "hsl(" + (200 + 25 * t) + ",14%," + (28 + 8 * t) + "%)" : "hsl(" + (200 + 25 * t) + ",22%," + (80 + 8 * t) + "%)";
+    return dark ? "hsl(" + (18 + 26 * t) + ",62%," + (38 + 8 * t) + "%)" : "hsl(" + (18 + 26 * t) + ",88%," + (64 + 8 * t) + "%)";
+  }
+
+  function pct(part, whole) {
+    if (!whole) return "0%";
+    var p = part / whole * 100;
+    return (p >= 10 ? p.toFixed(0) : p >= 1 ? p.toFixed(1) : p.toFixed(2)) + "%";
+  }
+
+  function label(node) { return node.f ? node.n + " (" + node.f + ":" + node.l + ")" : node.n; }
+
+  function depthOf(node, limit) {
+    var best = 0;
+    for (var i = 0; i < node.c.length; i++) best = Math.max(best, 1 + depthOf(node.c[i], limit - 1));
+    return best;
+  }
+
+  function render() {
+    graph.textContent = "";
+    drawn = [];
+    if (!profile.samples) {
+      graph.innerHTML = '<p class="muted nosamples">No samples were charged here. Sampling runs at 1 kHz, so requests shorter than a few milliseconds often get none; a route\'s view merges all its requests.</p>';
+      graph.style.height = "auto";
+      renderFunctions();
+      return;
+    }
+    var width = graph.clientWidth;
+    var zoomed = state.zoom.length ? state.zoom[state.zoom.length - 1] : profile.tree;
+    var ancestors = state.zoom.length ? [profile.tree].concat(state.zoom.slice(0, -1)) : [];
+    var levels = ancestors.length + 1 + depthOf(zoomed, 200);
+    graph.style.height = levels * ROW + "px";
+    var frag = document.createDocumentFragment();
+    function top(depth) { return state.dir === "icicle" ? depth * ROW : (levels - 1 - depth) * ROW; }
+    function box(node, depth, x, w, chain, dim) {
+      var el = document.createElement("div");
+      el.className = "fr" + (dim ? " dim" : "");
+      el.style.left = x + "px";
+      el.style.width = Math.max(w - 1, 0.5) + "px";
+      el.style.top = top(depth) + "px";
+      el.style.background = colour(node);
+      el.dataset.i = drawn.length;
+      if (w >= LABEL_WIDTH) el.textContent = node.n;
+      drawn.push({ node: node, depth: depth, chain: chain });
+      frag.appendChild(el);
+      return el;
+    }
+    ancestors.forEach(function (a, i) { box(a, i, 0, width, ancestors.slice(0, i), true); });
+    (function walk(node, depth, x, w, chain) {
+      box(node, depth, x, w, chain, false);
+      var cx = x;
+      var scale = w / node.v;
+      var next = chain.concat([node]);
+      for (var i = 0; i < node.c.length; i++) {
+        var cw = node.c[i].v * scale;
+        if (cw >= MIN_WIDTH) walk(node.c[i], depth + 1, cx, cw, next);
+        cx += cw;
+      }
+    })(zoomed, ancestors.length, 0, width, ancestors);
+    graph.appendChild(frag);
+    reset.disabled = state.zoom.length === 0;
+    var names = ["all"].concat(state.zoom.map(function (n) { return n.n; }));
+    if (names.length > 6) names = names.slice(0, 1).concat(["…"], names.slice(-4));
+    zoomPath.textContent = state.zoom.length ? "Zoomed: " + names.join(" › ") : "";
+    highlight();
+    renderFunctions();
+  }
+
+  function highlight() {
+    var total = 0;
+    var boxes = graph.querySelectorAll(".fr");
+    for (var i = 0; i < boxes.length; i++) {
+      var d = drawn[boxes[i].dataset.i];
+      var hit = !!state.pattern && d.node !== profile.tree && state.pattern.test(d.node.n + " " + d.node.f);
+      boxes[i].classList.toggle("match", hit);
+      if (hit && !boxes[i].classList.contains("dim")) {
+        var counted = d.chain.some(function (a) { return a !== profile.tree && state.pattern.test(a.n + " " + a.f); });
+        if (!counted) total += d.node.v;
+      }
+    }
+    var base = state.zoom.length ? state.zoom[state.zoom.length - 1].v : profile.samples;
+    matched.textContent = state.pattern ? "matched " + pct(Math.min(total, base), base) : "";
+  }
+
+  function renderFunctions() {
+    var key = state.fnBy === "self" ? "self_samples" : "total_samples";
+    var list = profile.functions.slice().sort(function (a, b) { return b[key] - a[key] || (a.name < b.name ? -1 : 1); });
+    var rows = list.filter(function (f) { return f[key] > 0; }).slice(0, 40).map(function (f) {
+      var tr = document.createElement("tr");
+      function td(text, cls) { var c = document.createElement("td"); c.textContent = text; if (cls) c.className = cls; tr.appendChild(c); return c; }
+      var name = td("", "fn-name");
+      var sw = document.createElement("span");
+      sw.className = "sw k" + f.kind;
+      var a = document.createElement("a");
+      a.href = "#flame";
+      a.textContent = f.name;
+      a.title = "Highlight in the flame graph";
+      a.addEventListener("click", function (e) {
+        e.preventDefault();
+        search.value = "^" + f.name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&") + " ";
+        onSearch();
+      });
+      name.appendChild(sw);
+      name.appendChild(a);
+      td(f.file, "code muted");
+      td(String(f.self_samples), "num");
+      td(pct(f.self_samples, profile.samples), "num");
+      td(String(f.total_samples), "num");
+      td(pct(f.total_samples, profile.samples), "num");
+      return tr;
+    });
+    fnTable.textContent = "";
+    rows.forEach(function (r) { fnTable.appendChild(r); });
+  }
+
+  function onSearch() {
+    var text = search.value.trim();
+    if (!text) state.pattern = null;
+    else {
+      try { state.pattern = new RegExp(text, "i"); }
+      catch (e) { state.pattern = new RegExp(text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"), "i"); }
+    }
+    highlight();
+  }
+
+  function showTip(event, d) {
+    var n = d.node;
+    var whole = profile.samples;
+    tip.innerHTML = "";
+    var title = document.createElement("div");
+    title.className = "tip-name";
+    title.textContent = n.n;
+    tip.appendChild(title);
+    if (n.f) {
+      var where = document.createElement("div");
+      where.className = "tip-file";
+      where.textContent = n.f + ":" + n.l;
+      tip.appendChild(where);
+    }
+    var nums = document.createElement("div");
+    nums.textContent = n.v + " samples · " + pct(n.v, whole) + " of all" + (n.s ? " · self " + n.s + " (" + pct(n.s, whole) + ")" : "");
+    tip.appendChild(nums);
+    tip.hidden = false;
+    var box = root.getBoundingClientRect();
+    var x = event.clientX - box.left + 14;
+    var y = event.clientY - box.top + 16;
+    if (x + tip.offsetWidth > box.width) x = Math.max(0, event.clientX - box.left - tip.offsetWidth - 10);
+    tip.style.left = x + "px";
+    tip.style.top = y + "px";
+  }
+
+  graph.addEventListener("mousemove", function (event) {
+    var el = event.target.closest(".fr");
+    if (!el) { tip.hidden = true; return; }
+    showTip(event, drawn[el.dataset.i]);
+  });
+  graph.addEventListener("mouseleave", function () { tip.hidden = true; });
+  graph.addEventListener("click", function (event) {
+    var el = event.target.closest(".fr");
+    if (!el) return;
+    var d = drawn[el.dataset.i];
+    state.zoom = d.node === profile.tree ? [] : d.chain.filter(function (a) { return a !== profile.tree; }).concat([d.node]);
+    render();
+  });
+  reset.addEventListener("click", function () { state.zoom = []; render(); });
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && document.activeElement !== search) { state.zoom = []; render(); }
+  });
+  search.addEventListener("input", onSearch);
+
+  root.querySelectorAll("[data-dir]").forEach(function (b) {
+    b.addEventListener("click", function () { state.dir = b.dataset.dir; save(); syncControls(); render(); });
+  });
+  root.querySelectorAll("[data-by]").forEach(function (b) {
+    b.addEventListener("click", function () { state.fnBy = b.dataset.by; syncControls(); renderFunctions(); });
+  });
+
+  function query() {
+    var q = [];
+    if (state.mine) q.push("mine=true");
+    if (!state.synthetic) q.push("hide_synthetic=true");
+    return q.join("&");
+  }
+
+  function refetch() {
+    root.classList.add("loading");
+    var q = query();
+    fetch(root.dataset.profileUrl + (q ? "?" + q : ""), { headers: { Accept: "application/json" } })
+      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+      .then(function (p) { profile = p; state.zoom = []; render(); })
+      .catch(function () { zoomPath.textContent = "Could not load the flame graph; is `timeglass ui` still running?"; })
+      .finally(function () { root.classList.remove("loading"); });
+  }
+
+  function syncControls() {
+    root.querySelectorAll("[data-dir]").forEach(function (b) { b.classList.toggle("on", b.dataset.dir === state.dir); });
+    root.querySelectorAll("[data-by]").forEach(function (b) { b.classList.toggle("on", b.dataset.by === state.fnBy); });
+    mine.checked = state.mine;
+    synthetic.checked = state.synthetic;
+    var q = query();
+    var dir = state.dir === "icicle" ? "icicle=true" : "";
+    var all = [q, dir].filter(Boolean).join("&");
+    svgLink.href = root.dataset.svgUrl + (all ? "?" + all : "");
+  }
+
+  mine.addEventListener("change", function () { state.mine = mine.checked; save(); syncControls(); refetch(); });
+  synthetic.addEventListener("change", function () { state.synthetic = synthetic.checked; save(); syncControls(); refetch(); });
+
+  var resizeTimer = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(render, 100);
+  });
+
+  syncControls();
+  if (state.mine || !state.synthetic) refetch(); else render();
+})();

@@ -1,0 +1,70 @@
+"""Context events: headers, query string and body as the app saw them, secrets redacted."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from timeglass import TimeGlassMiddleware
+
+from apps import make_app
+from conftest import contexts_of, read_events
+
+pytestmark = pytest.mark.anyio
+
+PHASE_REQUEST, PHASE_RESPONSE = 1, 2
+
+
+def last_rid() -> int:
+    return max(e["request_id"] for e in read_events() if e["kind"] == "start")
+
+
+async def post_echo(
+    client_for: Callable[[Any], httpx.AsyncClient], app: Any, content: bytes, **kw: Any
+) -> httpx.Response:
+    async with client_for(app) as client:
+        return await client.post("/echo?page=2&api_key=k123", content=content, **kw)
+
+
+async def test_request_and_response_context_with_secrets_redacted(client_for: Any) -> None:
+    body = json.dumps({"user": "ann", "password": "hunter2", "nested": {"token": "t0k"}}).encode()
+    headers = {
+        "authorization": "Bearer s3cr3t",
+        "cookie": "session=abc",
+        "x-api-key": "key",
+        "content-type": "application/json",
+        "x-trace": "visible",
+    }
+    r = await post_echo(client_for, TimeGlassMiddleware(make_app()), body, headers=headers)
+    assert r.status_code == 200
+    assert r.content == body, "the app must receive the body untouched"
+    request, response = contexts_of(last_rid())
+    assert (request["phase"], response["phase"]) == (PHASE_REQUEST, PHASE_RESPONSE)
+    sent = dict(request["headers"])
+    assert sent["x-trace"] == "visible"
+    for secret in ("authorization", "cookie", "x-api-key"):
+        assert sent[secret] == "[redacted]"
+    assert request["query"] == "page=2&api_key=[redacted]"
+    stored = json.loads(response["body"])
+    assert stored == {"user": "ann", "password": "[redacted]", "nested": {"token": "[redacted]"}}
+    assert response["body_bytes"] == len(body)
+    got = dict(response["headers"])
+    assert got["set-cookie"] == "[redacted]"
+    assert got["content-type"] == "application/octet-stream"
+    for event in (request, response):
+        flat = repr(event)
+        for secret in ("s3cr3t", "session=abc", "hunter2", "t0k", "k123"):
+            assert secret not in flat
+
+
+async def test_large_bodies_are_cut_but_counted_and_delivered_whole(client_for: Any) -> None:
+    body = b"x" * 100_000
+    r = await post_echo(client_for, TimeGlassMiddleware(make_app()), body)
+    assert r.content == body
+    _, response = contexts_of(last_rid())
+    assert len(response["body"]) == 16 * 1024
+    assert response["body_bytes"] == len(body)

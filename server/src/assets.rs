@@ -1,0 +1,39 @@
+//! The dashboard's CSS and JavaScript, compiled in from `flamegraph-templates/`.
+
+use axum::extract::Path;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use crate::error::AppError;
+
+const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../../flamegraph-templates/style.css"),
+    ),
+    (
+        "list.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../flamegraph-templates/list.js"),
+    ),
+    (
+        "flame.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../flamegraph-templates/flame.js"),
+    ),
+];
+
+pub async fn asset(Path(name): Path<String>) -> Result<impl IntoResponse, AppError> {
+    let (_, content_type, body) = ASSETS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .ok_or(AppError::NoPage)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, *content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        *body,
+    ))
+}

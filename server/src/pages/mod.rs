@@ -1,0 +1,157 @@
+//! The HTML pages. Handlers read the store through `db::read`; rendering is
+//! plain functions from rows to HTML strings, filling the templates of
+//! `flamegraph-templates/`.
+
+pub mod list;
+pub mod request;
+pub mod route;
+
+use std::collections::HashMap;
+
+use axum::response::Html;
+use timeglass_store::{RequestRow, Store};
+
+use crate::error::AppError;
+use crate::html::{escape, fill, local_time, ms, page, route_href};
+
+const MESSAGE: &str = include_str!("../../../flamegraph-templates/message.html");
+
+/// Routes with fewer requests than this get no "slower than p95" mark: their
+/// p95 says little.
+const MIN_REQUESTS_FOR_P95: u64 = 20;
+
+pub async fn not_found() -> AppError {
+    AppError::NoPage
+}
+
+pub fn error_page(error: &AppError) -> Html<String> {
+    let heading = match error {
+        AppError::NoStore(_) => "Nothing recorded yet",
+        AppError::NoRequest(_) | AppError::NoRoute(..) | AppError::NoPage => "Not found",
+        AppError::BadInput(_) => "Bad request",
+        _ => "Something went wrong",
+    };
+    let message = code_spans(&escape(&error.to_string()));
+    let body = fill(MESSAGE, &[("heading", heading), ("message", &message)]);
+    page(heading, "", &body)
+}
+
+/// `` `cmd` `` in an (escaped) message becomes `<code>cmd</code>`.
+fn code_spans(message: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in message.split('`').enumerate() {
+        match i % 2 {
+            1 => out.push_str(&format!("<code>{part}</code>")),
+            _ => out.push_str(part),
+        }
+    }
+    out
+}
+
+/// Each route's p95 response time (ms), for the routes of `rows` that have
+/// enough requests for it to mean something.
+pub struct RouteP95(HashMap<(String, String), f64>);
+
+impl RouteP95 {
+    pub fn read(store: &Store, rows: &[RequestRow]) -> Result<RouteP95, AppError> {
+        let mut p95 = HashMap::new();
+        for r in rows {
+            let Some(route) = &r.route else { continue };
+            let key = (r.method.clone(), route.clone());
+            if p95.contains_key(&key) {
+                continue;
+            }
+            let value = store
+                .route_p95_us(&r.method, route, MIN_REQUESTS_FOR_P95)?
+                .map(|us| us as f64 / 1000.0);
+            p95.insert(key, value.unwrap_or(f64::INFINITY));
+        }
+        Ok(RouteP95(p95))
+    }
+
+    /// The route's p95 if `r` was slower than it.
+    pub fn exceeded_by(&self, r: &RequestRow) -> Option<f64> {
+        let p95 = *self.0.get(&(r.method.clone(), r.route.clone()?))?;
+        (r.duration_ms > p95).then_some(p95)
+    }
+}
+
+/// One row of the request list (also sent by the live stream).
+pub fn request_line(r: &RequestRow, p95: &RouteP95) -> String {
+    let href = format!("/requests/{}", r.id);
+    let status_class = r.status.map_or("status-none".to_string(), |s| {
+        format!("status-{}xx", s / 100)
+    });
+    let mut classes = vec![];
+    if r.status.is_some_and(|s| s >= 500) || (r.status.is_none() && r.errored) {
+        classes.push("err");
+    }
+    let slow = p95.exceeded_by(r);
+    if slow.is_some() {
+        classes.push("slow");
+    }
+    let route = match &r.route {
+        Some(route) => format!(
+            "<a class=\"route\" href=\"{}\">{}</a>",
+            route_href(&r.method, route),
+            escape(route)
+        ),
+        None => "<span class=\"muted\">—</span>".to_string(),
+    };
+    let slow_mark = slow.map_or(String::new(), |p95| {
+        format!(
+            "<span class=\"badge slow-badge\" title=\"slower than 95% of {} {} (p95 {})\">&gt;p95</span>",
+            escape(&r.method),
+            escape(r.route.as_deref().unwrap_or("")),
+            ms(p95)
+        )
+    });
+    format!(
+        "<tr class=\"{classes}\" data-id=\"{id}\" data-href=\"{href}\">\
+         <td class=\"time\"><a href=\"{href}\">{time}</a></td>\
+         <td><span class=\"method m-{method_class}\">{method}</span></td>\
+         <td class=\"path\"><a href=\"{href}\">{path}</a></td>\
+         <td class=\"code\">{route}</td>\
+         <td class=\"num\"><span class=\"status {status_class}\">{status}</span></td>\
+         <td class=\"num dur\">{slow_mark}{bar}<span class=\"dur-text\">{duration}</span>{background}</td>\
+         <td class=\"num muted\">{samples}</td></tr>\n",
+        classes = classes.join(" "),
+        id = r.id,
+        time = escape(&local_time(&r.start)),
+        method_class = escape(&r.method.to_ascii_lowercase()),
+        method = escape(&r.method),
+        path = escape(&r.path),
+        status = status_text(r),
+        bar = duration_bar(r.duration_ms),
+        duration = ms(r.duration_ms),
+        background = background(r),
+        samples = r.samples,
+    )
+}
+
+/// A bar on a log scale from 0.1 ms to 10 s, so rows compare at a glance.
+fn duration_bar(duration_ms: f64) -> String {
+    let share = ((duration_ms.max(0.1).log10() + 1.0) / 5.0).clamp(0.02, 1.0);
+    format!(
+        "<span class=\"bar\"><span style=\"width:{:.0}%\"></span></span>",
+        share * 100.0
+    )
+}
+
+pub fn status_text(r: &RequestRow) -> String {
+    match (r.status, r.errored) {
+        (Some(s), _) => s.to_string(),
+        (None, true) => "error".to_string(),
+        (None, false) => "—".to_string(),
+    }
+}
+
+fn background(r: &RequestRow) -> String {
+    match r.background_ms {
+        Some(bg) if bg >= 1.0 => format!(
+            "<span class=\"bg muted\" title=\"background work after the response was sent\">+{}</span>",
+            ms(bg)
+        ),
+        _ => "<span class=\"bg\"></span>".to_string(),
+    }
+}

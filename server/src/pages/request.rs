@@ -1,0 +1,371 @@
+//! One request (`/requests/{id}`): summary, timeline of its stages, flame
+//! graph with its functions, and the context it carried.
+
+use axum::extract::{Path, State};
+use axum::response::Html;
+use serde::Serialize;
+use timeglass_model::RequestContext;
+use timeglass_store::{RequestRow, Store};
+
+use crate::error::AppError;
+use crate::flame::Profile;
+use crate::html::{bytes, escape, fill, json_script, local_time, ms, page, route_href};
+use crate::pages::status_text;
+use crate::{db, AppState};
+
+const REQUEST: &str = include_str!("../../../flamegraph-templates/request.html");
+const FLAME: &str = include_str!("../../../flamegraph-templates/flame.html");
+
+/// Everything the page shows, also served as JSON (`/api/v1/requests/{id}`).
+#[derive(Serialize)]
+pub struct RequestDetail {
+    #[serde(flatten)]
+    pub request: RequestRow,
+    pub route_p95_ms: Option<f64>,
+    pub stages: Vec<Stage>,
+    pub context: Option<RequestContext>,
+}
+
+/// A span of the request's wall time, from its start.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Stage {
+    pub name: &'static str,
+    pub start_ms: f64,
+    pub end_ms: f64,
+}
+
+impl RequestDetail {
+    pub fn read(store: &Store, id: i64) -> Result<RequestDetail, AppError> {
+        let request = store.request(id)?.ok_or(AppError::NoRequest(id))?;
+        let route_p95_ms = match &request.route {
+            Some(route) => store
+                .route_p95_us(&request.method, route, super::MIN_REQUESTS_FOR_P95)?
+                .map(|us| us as f64 / 1000.0),
+            None => None,
+        };
+        let context = store.request_context(id)?;
+        let stages = stages(&request, context.as_ref());
+        Ok(RequestDetail {
+            request,
+            route_p95_ms,
+            stages,
+            context,
+        })
+    }
+}
+
+/// The request's wall time split at the response start (when the context
+/// says when it was), the last body chunk, and the end of the app's call.
+pub fn stages(r: &RequestRow, context: Option<&RequestContext>) -> Vec<Stage> {
+    let at = |ns: u64| ns.saturating_sub(r.start_ns) as f64 / 1e6;
+    let end = at(r.end_ns);
+    let sent = r.response_end_ns.map(at).map(|t| t.min(end));
+    let started = context
+        .and_then(|c| c.response_start_ns)
+        .map(at)
+        .filter(|&t| t <= sent.unwrap_or(end));
+    let mut out = Vec::new();
+    let handler_end = started.or(sent).unwrap_or(end);
+    let handler = match started.or(sent) {
+        Some(_) if started.is_none() => "handler and response",
+        _ => "handler",
+    };
+    out.push(Stage {
+        name: handler,
+        start_ms: 0.0,
+        end_ms: handler_end,
+    });
+    if let (Some(started), Some(sent)) = (started, sent) {
+        out.push(Stage {
+            name: "sending response",
+            start_ms: started,
+            end_ms: sent,
+        });
+    }
+    if let Some(sent) = sent.filter(|&s| end > s) {
+        out.push(Stage {
+            name: "background",
+            start_ms: sent,
+            end_ms: end,
+        });
+    }
+    out
+}
+
+pub async fn request(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Html<String>, AppError> {
+    db::read(state.db, move |store| {
+        let detail = RequestDetail::read(store, id)?;
+        let stacks = store.request_stacks(id)?;
+        Ok(request_page(&detail, &Profile::new(&stacks)))
+    })
+    .await
+}
+
+fn request_page(d: &RequestDetail, profile: &Profile) -> Html<String> {
+    let r = &d.request;
+    let title = format!("{} {}", r.method, r.path);
+    let route = match &r.route {
+        Some(route) => format!(
+            "<a class=\"route\" href=\"{}\" title=\"all requests of this endpoint\">{} {}</a>",
+            route_href(&r.method, route),
+            escape(&r.method),
+            escape(route)
+        ),
+        None => "<span class=\"muted\">no matching route</span>".to_string(),
+    };
+    let status_class = r.status.map_or("status-none".to_string(), |s| {
+        format!("status-{}xx", s / 100)
+    });
+    let id = r.id.to_string();
+    let body = fill(
+        REQUEST,
+        &[
+            ("method", &escape(&r.method)),
+            ("method_class", &escape(&r.method.to_ascii_lowercase())),
+            ("path", &escape(&r.path)),
+            ("status", &status_text(r)),
+            ("status_class", &status_class),
+            ("route", &route),
+            ("summary", &summary(d)),
+            ("timeline", &timeline(&d.stages)),
+            (
+                "flame",
+                &flame_section(profile, &format!("/api/v1/requests/{id}")),
+            ),
+            ("context", &context_panel(d.context.as_ref())),
+            ("id", &id),
+        ],
+    );
+    page(&title, "requests", &body)
+}
+
+/// The flame graph with its controls and function table; `api` is where its
+/// profile (`{api}/profile`) and SVG (`{api}/flamegraph.svg`) are.
+pub fn flame_section(profile: &Profile, api: &str) -> String {
+    fill(
+        FLAME,
+        &[
+            ("profile_url", &escape(&format!("{api}/profile"))),
+            ("svg_url", &escape(&format!("{api}/flamegraph.svg"))),
+            ("profile_json", &json_script(profile)),
+        ],
+    )
+}
+
+fn tile(label: &str, value: &str, note: &str) -> String {
+    format!("<div class=\"tile\"><div class=\"label\">{label}</div><div class=\"value\">{value}</div><div class=\"note\">{note}</div></div>")
+}
+
+fn summary(d: &RequestDetail) -> String {
+    let r = &d.request;
+    let mut tiles = vec![];
+    let vs_p95 = match d.route_p95_ms {
+        Some(p95) if p95 > 0.0 && r.duration_ms > p95 => format!(
+            "<span class=\"warn\">{:.1}× the route's p95 ({})</span>",
+            r.duration_ms / p95,
+            ms(p95)
+        ),
+        Some(p95) => format!("route p95 {}", ms(p95)),
+        None => String::new(),
+    };
+    tiles.push(tile("Duration", &ms(r.duration_ms), &vs_p95));
+    if let Some(bg) = r.background_ms.filter(|bg| *bg > 0.0) {
+        tiles.push(tile("Background", &ms(bg), "after the response was sent"));
+    }
+    tiles.push(tile(
+        "Status",
+        &status_text(r),
+        match (r.errored, r.cancelled) {
+            (true, _) => "the app raised an exception",
+            (_, true) => "cancelled (client went away)",
+            _ => "",
+        },
+    ));
+    let started = local_time(&r.start);
+    let (date, time) = started.split_once(' ').unwrap_or(("", &started));
+    tiles.push(tile("Started", &escape(time), &escape(date)));
+    tiles.push(tile(
+        "Samples",
+        &r.samples.to_string(),
+        &format!(
+            "<span title=\"samples taken while the thread switched requests, or with a damaged stack: counted, never charged\">{} switched · {} torn</span>",
+            r.switched_samples, r.torn_samples
+        ),
+    ));
+    tiles.push(tile(
+        "Process",
+        &format!("pid {}", r.pid),
+        &format!("thread {}", r.tid),
+    ));
+    if let Some(c) = d.context.as_ref().filter(|c| c.body_bytes > 0) {
+        tiles.push(tile("Request body", &bytes(c.body_bytes), ""));
+    }
+    tiles.concat()
+}
+
+/// The stages as bars on one axis, to scale.
+fn timeline(stages: &[Stage]) -> String {
+    let total = stages
+        .iter()
+        .map(|s| s.end_ms)
+        .fold(0.0_f64, f64::max)
+        .max(1e-6);
+    let pct = |t: f64| t / total * 100.0;
+    let rows: String = stages
+        .iter()
+        .map(|s| {
+            let class = s.name.replace(' ', "-");
+            format!(
+                "<div class=\"tl-row\"><div class=\"tl-label\">{name}</div><div class=\"tl-track\">\
+                 <div class=\"tl-bar tl-{class}\" style=\"left:{left:.3}%;width:{width:.3}%\" title=\"{name}: {from} → {to}\"></div></div>\
+                 <div class=\"tl-dur\">{dur}</div></div>",
+                name = s.name,
+                left = pct(s.start_ms),
+                width = pct(s.end_ms - s.start_ms).max(0.3),
+                from = ms(s.start_ms),
+                to = ms(s.end_ms),
+                dur = ms(s.end_ms - s.start_ms),
+            )
+        })
+        .collect();
+    let ticks: String = (0..=4)
+        .map(|i| {
+            let t = total * f64::from(i) / 4.0;
+            format!("<span style=\"left:{}%\">{}</span>", i * 25, ms(t))
+        })
+        .collect();
+    format!("{rows}<div class=\"tl-row tl-axis-row\"><div class=\"tl-label\"></div><div class=\"tl-axis\">{ticks}</div><div class=\"tl-dur\"></div></div>")
+}
+
+fn context_panel(context: Option<&RequestContext>) -> String {
+    let Some(c) = context else {
+        return "<p class=\"muted\">No context was captured for this request (recorded with \
+                <code>TIMEGLASS_CONTEXT=0</code>, or by an older marker).</p>"
+            .to_string();
+    };
+    let query = match c.query.is_empty() {
+        true => "<p class=\"muted\">none</p>".to_string(),
+        false => headers_table(&query_pairs(&c.query)),
+    };
+    let body = match c.body_bytes {
+        0 => "<p class=\"muted\">none</p>".to_string(),
+        n if (c.body.len() as u64) < n => format!(
+            "<p class=\"muted\">first {} of {}</p><pre class=\"body\">{}</pre>",
+            bytes(c.body.len() as u64),
+            bytes(n),
+            redacted_spans(&escape(&c.body))
+        ),
+        _ => format!(
+            "<pre class=\"body\">{}</pre>",
+            redacted_spans(&escape(&pretty(&c.body)))
+        ),
+    };
+    format!(
+        "<div class=\"ctx\"><section><h3>Request headers</h3>{}</section>\
+         <section><h3>Query string</h3>{query}</section>\
+         <section><h3>Request body</h3>{body}</section>\
+         <section><h3>Response headers</h3>{}</section></div>",
+        headers_table(&c.request_headers),
+        headers_table(&c.response_headers)
+    )
+}
+
+/// A whole JSON body, indented; anything else as it is.
+fn pretty(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .filter(|v| v.is_object() || v.is_array())
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| body.to_string())
+}
+
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+fn headers_table(headers: &[(String, String)]) -> String {
+    if headers.is_empty() {
+        return "<p class=\"muted\">none</p>".to_string();
+    }
+    let rows: String = headers
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "<tr><th>{}</th><td>{}</td></tr>",
+                escape(name),
+                redacted_spans(&escape(value))
+            )
+        })
+        .collect();
+    format!("<table class=\"kv\">{rows}</table>")
+}
+
+/// Marks the marker's `[redacted]` placeholders (in escaped HTML).
+fn redacted_spans(html: &str) -> String {
+    html.replace(
+        "[redacted]",
+        "<span class=\"redacted\" title=\"redacted by the marker before it was stored\">[redacted]</span>",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(start: u64, response_end: Option<u64>, end: u64) -> RequestRow {
+        RequestRow {
+            id: 1,
+            session_id: timeglass_store::SessionId(1),
+            process_id: timeglass_store::ProcessId(1),
+            pid: 1,
+            tid: 1,
+            marker_id: 1,
+            method: "GET".into(),
+            path: "/".into(),
+            route: None,
+            status: Some(200),
+            errored: false,
+            cancelled: false,
+            start: String::new(),
+            start_ns: start,
+            end_ns: end,
+            response_end_ns: response_end,
+            duration_ms: 0.0,
+            background_ms: None,
+            samples: 0,
+            switched_samples: 0,
+            torn_samples: 0,
+        }
+    }
+
+    #[test]
+    fn stages_split_at_response_start_last_chunk_and_end() {
+        let context = RequestContext {
+            response_start_ns: Some(4_000_000),
+            ..RequestContext::default()
+        };
+        let s = stages(&row(1_000_000, Some(5_000_000), 9_000_000), Some(&context));
+        let spans: Vec<_> = s.iter().map(|s| (s.name, s.start_ms, s.end_ms)).collect();
+        assert_eq!(
+            spans,
+            [
+                ("handler", 0.0, 3.0),
+                ("sending response", 3.0, 4.0),
+                ("background", 4.0, 8.0)
+            ]
+        );
+        let s = stages(&row(0, Some(2_000_000), 2_000_000), None);
+        assert_eq!(s.len(), 1);
+        assert_eq!((s[0].name, s[0].end_ms), ("handler and response", 2.0));
+    }
+}

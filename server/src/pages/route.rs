@@ -1,0 +1,199 @@
+//! Endpoints: the list of routes (`/routes`) and one route's view
+//! (`/routes/{method}/{route}`): latency numbers, histogram, merged flame
+//! graph and its slowest requests.
+
+use axum::extract::{Path, State};
+use axum::response::Html;
+use serde::Serialize;
+use timeglass_store::{RequestRow, RouteRow, Store};
+
+use crate::error::AppError;
+use crate::flame::Profile;
+use crate::html::{count, escape, fill, local_time, ms, page, query_value, route_href};
+use crate::pages::request::flame_section;
+use crate::pages::{request_line, RouteP95};
+use crate::stats::RouteStats;
+use crate::{db, AppState};
+
+const ROUTE: &str = include_str!("../../../flamegraph-templates/route.html");
+const ROUTES: &str = include_str!("../../../flamegraph-templates/routes.html");
+
+/// How many of a route's slowest requests its view lists.
+const SLOWEST: usize = 10;
+
+/// One route's numbers, as the page shows them and `/api/v1/routes/...` serves them.
+#[derive(Serialize)]
+pub struct RouteDetail {
+    pub method: String,
+    pub route: String,
+    pub stats: RouteStats,
+    pub slowest: Vec<RequestRow>,
+}
+
+impl RouteDetail {
+    pub fn read(store: &Store, method: &str, route: &str) -> Result<RouteDetail, AppError> {
+        let sample = store.route_sample(method, route)?;
+        let stats = RouteStats::new(&sample)
+            .ok_or_else(|| AppError::NoRoute(method.to_string(), route.to_string()))?;
+        Ok(RouteDetail {
+            method: method.to_string(),
+            route: route.to_string(),
+            stats,
+            slowest: store.route_slowest(method, route, SLOWEST)?,
+        })
+    }
+}
+
+/// `(method, route)` from `/routes/{method}/{*route}`: the route's leading
+/// slash is the separator before it.
+pub fn route_key((method, route): (String, String)) -> (String, String) {
+    (method.to_ascii_uppercase(), format!("/{route}"))
+}
+
+pub async fn routes(State(state): State<AppState>) -> Result<Html<String>, AppError> {
+    db::read(state.db, |store| Ok(routes_page(&store.routes()?))).await
+}
+
+pub async fn route(
+    State(state): State<AppState>,
+    Path(key): Path<(String, String)>,
+) -> Result<Html<String>, AppError> {
+    let (method, route) = route_key(key);
+    db::read(state.db, move |store| {
+        let detail = RouteDetail::read(store, &method, &route)?;
+        let profile = Profile::new(&store.route_stacks(&method, &route)?);
+        let p95 = RouteP95::read(store, &detail.slowest)?;
+        Ok(route_page(&detail, &profile, &p95))
+    })
+    .await
+}
+
+fn routes_page(routes: &[RouteRow]) -> Html<String> {
+    let rows: String = routes
+        .iter()
+        .map(|r| {
+            let href = route_href(&r.method, &r.route);
+            let errors = match r.errors {
+                0 => "<span class=\"muted\">0</span>".to_string(),
+                n => format!(
+                    "<span class=\"status status-5xx\">{} ({:.1}%)</span>",
+                    count(n),
+                    n as f64 / r.count as f64 * 100.0
+                ),
+            };
+            format!(
+                "<tr data-href=\"{href}\"><td><span class=\"method m-{mc}\">{m}</span></td>\
+                 <td class=\"code\"><a href=\"{href}\">{route}</a></td><td class=\"num\">{n}</td>\
+                 <td class=\"num\">{errors}</td><td class=\"num\">{avg}</td><td class=\"num\">{max}</td>\
+                 <td class=\"time\">{last}</td></tr>",
+                mc = escape(&r.method.to_ascii_lowercase()),
+                m = escape(&r.method),
+                route = escape(&r.route),
+                n = count(r.count),
+                avg = ms(r.avg_ms),
+                max = ms(r.max_ms),
+                last = escape(&local_time(&r.last)),
+            )
+        })
+        .collect();
+    let content = match routes.is_empty() {
+        true => "<p class=\"empty muted\">No requests with a matching route recorded yet.</p>".to_string(),
+        false => format!("<table class=\"list\"><thead><tr><th>Method</th><th>Route</th><th class=\"num\">Requests</th>\
+             <th class=\"num\">Errors</th><th class=\"num\">Avg</th><th class=\"num\">Max</th><th>Last request</th></tr></thead>\
+             <tbody class=\"rows\">{rows}</tbody></table>"),
+    };
+    page(
+        "Endpoints",
+        "routes",
+        &fill(ROUTES, &[("content", &content)]),
+    )
+}
+
+fn route_page(d: &RouteDetail, profile: &Profile, p95: &RouteP95) -> Html<String> {
+    let s = &d.stats;
+    let tiles: String = [
+        ("Requests", count(s.count)),
+        (
+            "Error rate",
+            format!("{:.1}%", s.error_rate * 100.0),
+        ),
+        ("Average", ms(s.avg_ms)),
+        ("p50", ms(s.p50_ms)),
+        ("p90", ms(s.p90_ms)),
+        ("p95", ms(s.p95_ms)),
+        ("p99", ms(s.p99_ms)),
+        ("Max", ms(s.max_ms)),
+    ]
+    .iter()
+    .map(|(label, value)| {
+        format!("<div class=\"tile\"><div class=\"label\">{label}</div><div class=\"value\">{value}</div></div>")
+    })
+    .collect();
+    let slowest: String = d.slowest.iter().map(|r| request_line(r, p95)).collect();
+    let api = format!(
+        "/api/v1/routes/{}",
+        route_href(&d.method, &d.route).trim_start_matches("/routes/")
+    );
+    let profile_api = api.replacen("/api/v1/routes/", "/api/v1/route-profiles/", 1);
+    let title = format!("{} {}", d.method, d.route);
+    let list = format!(
+        "/?q={}&method={}",
+        query_value(&d.route),
+        query_value(&d.method)
+    );
+    let body = fill(
+        ROUTE,
+        &[
+            ("method", &escape(&d.method)),
+            ("method_class", &escape(&d.method.to_ascii_lowercase())),
+            ("route", &escape(&d.route)),
+            ("list", &escape(&list)),
+            ("api", &escape(&api)),
+            ("tiles", &tiles),
+            ("histogram", &histogram(s)),
+            ("flame", &flame_section(profile, &profile_api)),
+            ("slowest", &slowest),
+        ],
+    );
+    page(&title, "routes", &body)
+}
+
+/// Bars as tall as their share of the fullest bucket, labelled at both ends.
+fn histogram(s: &RouteStats) -> String {
+    let fullest = s
+        .histogram
+        .iter()
+        .map(|b| b.count)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let bars: String = s
+        .histogram
+        .iter()
+        .map(|b| {
+            let mark = if b.from_ms <= s.p95_ms && s.p95_ms < b.to_ms {
+                " p95"
+            } else if b.from_ms <= s.p50_ms && s.p50_ms < b.to_ms {
+                " p50"
+            } else {
+                ""
+            };
+            format!(
+                "<div class=\"hbar{mark}\" title=\"{} – {}: {} requests\"><span style=\"height:{:.1}%\"></span></div>",
+                ms(b.from_ms),
+                ms(b.to_ms),
+                count(b.count),
+                b.count as f64 / fullest as f64 * 100.0
+            )
+        })
+        .collect();
+    let first = s.histogram.first().map_or(0.0, |b| b.from_ms);
+    let last = s.histogram.last().map_or(0.0, |b| b.to_ms);
+    format!(
+        "<div class=\"histogram\">{bars}</div><div class=\"haxis\"><span>{}</span><span class=\"muted\">response time · p50 {} · p95 {}</span><span>{}</span></div>",
+        ms(first),
+        ms(s.p50_ms),
+        ms(s.p95_ms),
+        ms(last)
+    )
+}

@@ -1,0 +1,129 @@
+//! The numbers of one endpoint: latency percentiles and a histogram.
+
+use serde::Serialize;
+use timeglass_store::RouteSample;
+
+/// Bars in a latency histogram.
+const BUCKETS: usize = 24;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RouteStats {
+    pub count: u64,
+    pub errors: u64,
+    /// Share of requests that failed (5xx or no response), 0 to 1.
+    pub error_rate: f64,
+    pub avg_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub histogram: Vec<Bucket>,
+}
+
+/// Requests whose response time is in `[from_ms, to_ms)` (the last bucket
+/// includes its upper bound).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Bucket {
+    pub from_ms: f64,
+    pub to_ms: f64,
+    pub count: u64,
+}
+
+impl RouteStats {
+    /// `None` for a route without requests.
+    pub fn new(sample: &RouteSample) -> Option<RouteStats> {
+        let d = &sample.durations_us;
+        let (&min, &max) = (d.first()?, d.last()?);
+        let count = d.len() as u64;
+        let ms = |us: u64| us as f64 / 1000.0;
+        Some(RouteStats {
+            count,
+            errors: sample.errors,
+            error_rate: sample.errors as f64 / count as f64,
+            avg_ms: ms(d.iter().sum::<u64>()) / count as f64,
+            p50_ms: ms(percentile(d, 50)),
+            p90_ms: ms(percentile(d, 90)),
+            p95_ms: ms(percentile(d, 95)),
+            p99_ms: ms(percentile(d, 99)),
+            max_ms: ms(max),
+            histogram: histogram(d, min, max),
+        })
+    }
+}
+
+/// Nearest rank of `sorted` (ascending, not empty); the same rule as the
+/// store's `route_p95_us`.
+pub fn percentile(sorted: &[u64], p: u64) -> u64 {
+    let n = sorted.len() as u64;
+    let rank = (n * p).div_ceil(100).max(1);
+    sorted[(rank - 1) as usize]
+}
+
+/// Equal-width buckets, or logarithmic ones when the slowest request is more
+/// than 20 times the fastest: latencies have long tails.
+fn histogram(sorted: &[u64], min: u64, max: u64) -> Vec<Bucket> {
+    let (lo, hi) = (min.max(1) as f64, max.max(1) as f64);
+    let log = hi / lo > 20.0;
+    let edge = |i: usize| -> f64 {
+        let t = i as f64 / BUCKETS as f64;
+        match log {
+            true => lo * (hi / lo).powf(t),
+            false => min as f64 + (max - min) as f64 * t,
+        }
+    };
+    let edges: Vec<f64> = (0..=BUCKETS).map(edge).collect();
+    let mut counts = vec![0u64; BUCKETS];
+    for &d in sorted {
+        let at = edges[1..BUCKETS].partition_point(|&e| e <= d as f64);
+        counts[at] += 1;
+    }
+    counts
+        .into_iter()
+        .enumerate()
+        .map(|(i, count)| Bucket {
+            from_ms: edges[i] / 1000.0,
+            to_ms: edges[i + 1] / 1000.0,
+            count,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let d: Vec<u64> = (1..=100).collect();
+        assert_eq!(
+            [50, 90, 95, 99, 100].map(|p| percentile(&d, p)),
+            [50, 90, 95, 99, 100]
+        );
+        assert_eq!(percentile(&[7], 95), 7);
+        assert_eq!(percentile(&[1, 2], 50), 1);
+    }
+
+    #[test]
+    fn stats_and_histogram_count_every_request() {
+        let sample = RouteSample {
+            durations_us: vec![1_000, 2_000, 2_000, 3_000, 100_000],
+            errors: 1,
+        };
+        let s = RouteStats::new(&sample).unwrap();
+        assert_eq!((s.count, s.errors), (5, 1));
+        assert!((s.error_rate - 0.2).abs() < 1e-9);
+        assert!((s.avg_ms - 21.6).abs() < 1e-9);
+        assert_eq!((s.p50_ms, s.p99_ms, s.max_ms), (2.0, 100.0, 100.0));
+        assert_eq!(s.histogram.len(), BUCKETS);
+        assert_eq!(s.histogram.iter().map(|b| b.count).sum::<u64>(), 5);
+        assert_eq!(s.histogram.last().unwrap().count, 1);
+        assert!(RouteStats::new(&RouteSample::default()).is_none());
+        let same = RouteSample {
+            durations_us: vec![5_000; 3],
+            errors: 0,
+        };
+        let s = RouteStats::new(&same).unwrap();
+        assert_eq!(s.histogram.iter().map(|b| b.count).sum::<u64>(), 3);
+    }
+}

@@ -1,0 +1,250 @@
+"""The dashboard in a real browser: headless Chromium (Debian's `chromium`,
+never a downloaded one) driven by Playwright, against `timeglass run --ui`
+recording the fixture app.
+
+Screenshots go to `$TIMEGLASS_SCREENSHOTS` (default: the test's temporary
+directory) so a person can look at what the pages look like.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from fixtures import harness
+from tests.context import RunningApp, TestContext
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SECRET_TOKEN = "Bearer tg-e2e-s3cr3t"
+SECRET_PASSWORD = "hunter2-e2e"
+
+
+@dataclass
+class Dashboard:
+    app: RunningApp
+    url: str
+    shots: Path
+
+    def shot(self, page: Page, name: str) -> None:
+        page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
+
+    def stored(self) -> list[dict[str, object]]:
+        rows = httpx.get(f"{self.url}api/v1/requests?limit=1000", timeout=10).json()["requests"]
+        assert isinstance(rows, list)
+        return rows
+
+    def wait_stored(self, count: int, timeout: float = 10.0) -> list[dict[str, object]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.stored()
+            if len(rows) >= count or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.1)
+
+    def request_id(self, method: str, path: str) -> object:
+        for row in self.stored():
+            if (row["method"], row["path"]) == (method, path):
+                return row["id"]
+        pytest.fail(f"{method} {path} was not recorded")
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    ctx = TestContext(tmp_path_factory.mktemp("dashboard"))
+    shots = Path(os.environ.get("TIMEGLASS_SCREENSHOTS") or ctx.tmp / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    ui_port = harness.free_port()
+    with ctx.run_app("--ui", "--ui-port", str(ui_port)) as app:
+        url = f"http://127.0.0.1:{ui_port}/"
+        app.process.wait_for_port(ui_port)
+        assert f"dashboard at {url}" in app.process.stderr(), app.process.describe()
+        app.request("GET", "/cpu?ms=150")
+        app.request("GET", "/sync-cpu?ms=60")
+        for item in (1, 2, 3):
+            app.request("GET", f"/items/{item}")
+        app.request("GET", "/error")
+        app.request("GET", "/health")
+        app.request(
+            "POST",
+            "/items?api_key=k-e2e",
+            json={"name": "hourglass", "price": 12.5, "password": SECRET_PASSWORD},
+            headers={"Authorization": SECRET_TOKEN},
+        )
+        board = Dashboard(app, url, shots)
+        board.wait_stored(len(app.sent))
+        yield board
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make build` installs Debian's chromium")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    p = context.new_page()
+    errors: list[str] = []
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    yield p
+    context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+def rows(page: Page) -> list[str]:
+    return page.locator("tbody.rows td.path").all_inner_texts()
+
+
+def test_list_shows_the_recorded_requests(dashboard: Dashboard, page: Page) -> None:
+    page.goto(dashboard.url)
+    shown = rows(page)
+    for path in ("/cpu", "/sync-cpu", "/items/1", "/error", "/health"):
+        assert path in shown, shown
+    assert len(shown) == len(dashboard.app.sent)
+    expect(page.locator("tr.err td.path")).to_have_text("/error")
+    expect(page.locator("#live.connected")).to_be_visible()
+    dashboard.shot(page, "list")
+
+
+def test_filtering(dashboard: Dashboard, page: Page) -> None:
+    page.goto(dashboard.url)
+    page.fill("input[name=q]", "items")
+    page.press("input[name=q]", "Enter")
+    page.wait_for_url(re.compile(r"q=items"))
+    assert set(rows(page)) == {"/items/1", "/items/2", "/items/3", "/items"}
+    page.select_option("select[name=method]", "POST")
+    page.wait_for_url(re.compile(r"method=POST"))
+    assert rows(page) == ["/items"]
+    page.goto(dashboard.url)
+    page.select_option("select[name=status]", "5xx")
+    page.wait_for_url(re.compile(r"status=5xx"))
+    assert rows(page) == ["/error"]
+
+
+def test_new_requests_appear_live_and_keep_the_filter(dashboard: Dashboard, page: Page) -> None:
+    page.goto(dashboard.url + "?q=items")
+    before = len(rows(page))
+    dashboard.app.request("GET", "/health")  # filtered out: must not show up
+    sent = time.monotonic()
+    dashboard.app.request("GET", "/items/42")
+    expect(page.locator("tbody.rows td.path", has_text="/items/42")).to_be_visible(timeout=10_000)
+    seen_after = time.monotonic() - sent
+    print(f"/items/42 appeared {seen_after:.2f} s after its response")
+    assert rows(page)[0] == "/items/42"
+    assert len(rows(page)) == before + 1
+    assert "/health" not in rows(page)
+    assert page.input_value("input[name=q]") == "items"
+
+
+def test_clicking_a_row_opens_the_request(dashboard: Dashboard, page: Page) -> None:
+    page.goto(dashboard.url)
+    page.locator("tbody.rows tr", has_text="/cpu").first.locator("td.time").click()
+    page.wait_for_url(re.compile(r"/requests/\d+$"))
+    expect(page.locator("h1")).to_contain_text("/cpu")
+    expect(page.locator(".tile", has_text="Duration")).to_be_visible()
+    expect(page.locator(".tl-bar").first).to_be_visible()
+
+
+def test_flame_graph_zooms_and_search_highlights(dashboard: Dashboard, page: Page) -> None:
+    page.goto(f"{dashboard.url}requests/{dashboard.request_id('GET', '/cpu')}")
+    graph = page.locator("#flame-graph")
+    burner = graph.locator(".fr", has_text=re.compile(r"^burn_cpu_async$"))
+    expect(burner).to_have_count(1)
+    full = graph.bounding_box()
+    assert full is not None
+    before = burner.bounding_box()
+    assert before is not None
+
+    page.fill("#flame-search", "burn_cpu")
+    expect(graph.locator(".fr.match", has_text="burn_cpu_async")).to_have_count(1)
+    expect(page.locator("#matched")).to_contain_text("matched")
+    dashboard.shot(page, "request-search")
+
+    page.locator(".fr", has_text="_run_module_as_main").hover()
+    expect(page.locator("#flame-tip")).to_contain_text("samples")
+    burner.click()
+    expect(page.locator("#zoom-path")).to_contain_text("burn_cpu_async")
+    expect(page.locator("#reset")).to_be_enabled()
+    after = burner.bounding_box()
+    assert after is not None
+    assert after["width"] >= before["width"]
+    assert after["width"] > full["width"] * 0.95
+    dashboard.shot(page, "request-zoomed")
+    page.click("#reset")
+    expect(page.locator("#zoom-path")).to_have_text("")
+
+
+def test_my_code_only_changes_the_graph(dashboard: Dashboard, page: Page) -> None:
+    page.goto(f"{dashboard.url}requests/{dashboard.request_id('GET', '/cpu')}")
+    graph = page.locator("#flame-graph")
+    expect(graph.locator(".fr", has_text="run_until_complete")).not_to_have_count(0)
+    boxes = graph.locator(".fr").count()
+    page.check("#mine")
+    expect(graph.locator(".fr", has_text="run_until_complete")).to_have_count(0)
+    expect(graph.locator(".fr", has_text=re.compile(r"^burn_cpu_async$"))).to_have_count(1)
+    assert graph.locator(".fr").count() < boxes
+    dashboard.shot(page, "request-my-code")
+    page.uncheck("#mine")
+    expect(graph.locator(".fr", has_text="run_until_complete")).not_to_have_count(0)
+
+
+def test_secrets_are_redacted(dashboard: Dashboard, page: Page) -> None:
+    page.goto(f"{dashboard.url}requests/{dashboard.request_id('POST', '/items')}")
+    context = page.locator(".ctx")
+    expect(context).to_contain_text("hourglass")
+    expect(context.locator("tr", has_text="authorization")).to_contain_text("[redacted]")
+    expect(context.locator("tr", has_text="api_key")).to_contain_text("[redacted]")
+    html = page.content()
+    for secret in (SECRET_TOKEN, "tg-e2e-s3cr3t", SECRET_PASSWORD, "k-e2e"):
+        assert secret not in html
+    dashboard.shot(page, "request-context")
+
+
+def test_endpoint_view(dashboard: Dashboard, page: Page) -> None:
+    page.goto(dashboard.url)
+    page.locator("tbody.rows a.route", has_text="/items/{item_id}").first.click()
+    page.wait_for_url(re.compile(r"/routes/GET/items/%7Bitem_id%7D$"))
+    expect(page.locator(".tile", has_text="Requests")).to_contain_text("4")
+    expect(page.locator(".histogram .hbar")).not_to_have_count(0)
+    page.goto(dashboard.url + "routes")
+    page.locator("a", has_text="/cpu").click()
+    page.wait_for_url(re.compile(r"/routes/GET/cpu$"))
+    expect(page.locator(".histogram .hbar")).not_to_have_count(0)
+    expect(page.locator("#flame-graph .fr").first).to_be_visible()
+    dashboard.shot(page, "endpoint")
+
+
+def test_screenshots_were_taken(dashboard: Dashboard) -> None:
+    names = {p.name for p in dashboard.shots.glob("*.png")}
+    assert "list.png" in names, names
+    if os.environ.get("TIMEGLASS_SCREENSHOTS"):
+        return
+    # Keep the last run's pictures where a person can find them.
+    keep = harness.REPO_ROOT / "target" / "screenshots"
+    shutil.rmtree(keep, ignore_errors=True)
+    shutil.copytree(dashboard.shots, keep)
