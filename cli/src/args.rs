@@ -11,6 +11,7 @@ Examples:
   timeglass run --rate 2000 -- fastapi dev    sample at 2 kHz
   timeglass requests                          newest requests, slowest first to look at
   timeglass requests --json --limit 500       the same as JSON
+  timeglass show 42                           one request with its SQL and HTTP calls
   timeglass export --request 42 --format folded -o req42.folded
                                               one request's stacks, for flamegraph tools
 
@@ -32,6 +33,9 @@ pub enum Command {
     Run(RunArgs),
     /// List recorded requests, newest first.
     Requests(RequestsArgs),
+    /// Show one request with its SQL statements and outgoing HTTP calls, in order.
+    #[command(after_help = "Example:\n  timeglass show 42 --json")]
+    Show(ShowArgs),
     /// Write one request's stacks in a format other tools read.
     Export(ExportArgs),
     /// Serve the dashboard: recorded requests and their flame graphs in a browser.
@@ -71,6 +75,14 @@ pub struct RunArgs {
     /// longer walks leave more samples of switching async requests unattributed.
     #[arg(long)]
     pub all_threads: bool,
+    /// Capture SQL statements without their parameters (the values bound to
+    /// `?`/`$1`/`%s`), e.g. when they hold personal data.
+    #[arg(long)]
+    pub no_sql_params: bool,
+    /// Flag a request as a likely N+1 when it runs the same statement (its
+    /// literals and parameters aside) this many times or more.
+    #[arg(long, value_name = "N", default_value_t = timeglass_recorder::defaults::N_PLUS_ONE, value_parser = clap::value_parser!(u64).range(2..))]
+    pub n_plus_one: u64,
     /// The command that starts the app, after `--`.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -84,6 +96,18 @@ pub struct RequestsArgs {
     #[arg(long, short = 'n', default_value_t = 20)]
     pub limit: usize,
     /// Print JSON (an array of objects) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Id of the request, as `timeglass requests` shows it.
+    #[arg(value_name = "ID")]
+    pub request: i64,
+    /// Print JSON (one object with `queries` and `calls`) instead of text.
     #[arg(long)]
     pub json: bool,
 }

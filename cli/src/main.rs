@@ -7,6 +7,7 @@ mod failure;
 mod inject;
 mod requests;
 mod run;
+mod show;
 mod ui;
 
 use std::io::Write;
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Requests(a) => requests::requests(a),
+        Command::Show(a) => show::show(a),
         Command::Export(a) => export::export(a),
         Command::Ui(a) => ui::ui(a),
         Command::Completions(a) => {

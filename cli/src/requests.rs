@@ -25,7 +25,7 @@ pub fn requests(args: RequestsArgs) -> Result<ExitCode> {
 }
 
 /// Local wall-clock time of an RFC 3339 timestamp, to the millisecond.
-fn local_time(rfc3339: &str) -> String {
+pub(crate) fn local_time(rfc3339: &str) -> String {
     rfc3339
         .parse::<jiff::Timestamp>()
         .map(|t| {
@@ -37,18 +37,35 @@ fn local_time(rfc3339: &str) -> String {
 }
 
 /// Response time, plus the background stage when there was one worth showing.
-fn duration(r: &RequestRow) -> String {
+pub(crate) fn duration(r: &RequestRow) -> String {
     match r.background_ms {
         Some(bg) if bg >= 1.0 => format!("{:.1} ms (+{bg:.1} ms background)", r.duration_ms),
         _ => format!("{:.1} ms", r.duration_ms),
     }
 }
 
+fn db_time(r: &RequestRow) -> String {
+    if r.queries == 0 {
+        "-".into()
+    } else {
+        format!("{:.1} ms", r.db_ms)
+    }
+}
+
+/// `12x`: how often the most repeated statement ran, when that flags an N+1.
+fn n_plus_one(r: &RequestRow) -> String {
+    match &r.repeated {
+        Some(rep) => format!("{}x", rep.count),
+        None => String::new(),
+    }
+}
+
 fn table(rows: &[RequestRow]) -> String {
     let header = [
-        "ID", "START", "METHOD", "PATH", "ROUTE", "STATUS", "DURATION", "SAMPLES",
+        "ID", "START", "METHOD", "PATH", "ROUTE", "STATUS", "DURATION", "SAMPLES", "QUERIES", "DB",
+        "N+1",
     ];
-    let cells: Vec<[String; 8]> = rows
+    let cells: Vec<[String; 11]> = rows
         .iter()
         .map(|r| {
             let status = match (r.status, r.errored) {
@@ -65,6 +82,9 @@ fn table(rows: &[RequestRow]) -> String {
                 status,
                 duration(r),
                 r.samples.to_string(),
+                r.queries.to_string(),
+                db_time(r),
+                n_plus_one(r),
             ]
         })
         .collect();
@@ -75,7 +95,9 @@ fn table(rows: &[RequestRow]) -> String {
         }
     }
     // Numbers right-aligned, text left-aligned.
-    let right = [true, false, false, false, false, true, true, true];
+    let right = [
+        true, false, false, false, false, true, true, true, true, true, false,
+    ];
     let line = |cols: &[String]| {
         let parts: Vec<String> = cols
             .iter()

@@ -50,13 +50,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         mono_ns: monotonic_ns(),
         unix_ns,
     };
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(rest)
         .env(env::RUNTIME_DIR, &runtime)
         .env(env::AUTO, "1")
-        .env("PYTHONPATH", pythonpath)
-        .spawn()
-        .map_err(|e| spawn_failure(&name, e))?;
+        .env("PYTHONPATH", pythonpath);
+    if args.no_sql_params {
+        command.env(env::SQL_PARAMS, "0");
+    }
+    let mut child = command.spawn().map_err(|e| spawn_failure(&name, e))?;
     forward_signals(child.id());
 
     let session = store.begin_session(&NewSession {
@@ -82,6 +85,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             gil_only: !args.all_threads,
             lines: true,
         },
+        n_plus_one: args.n_plus_one,
     };
     let rate = args.rate;
     let recorder = Recorder::start(

@@ -44,6 +44,11 @@ impl Drop for ReleaseOnExit {
     }
 }
 
+/// Changes whenever this process's ring does (a fork gives the child its own).
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
+
 /// The ring of this process, if the marker is running.
 #[inline]
 pub fn region() -> Option<&'static Region> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use timeglass_join::Join;
+use timeglass_join::{Join, JoinOptions};
 use timeglass_model::{ProfiledRequest, StackCount};
 use timeglass_store::{Batch, NewProcess, ProcessExit, ProcessId, SessionId, Store};
 use timeglass_wire::{monotonic_ns, Event, Reader, Region, RING_SUFFIX};
@@ -65,6 +65,10 @@ impl Writer {
         progress: Arc<Progress>,
     ) -> Writer {
         let (tx, rx) = channel();
+        let join = Join::with_options(JoinOptions {
+            rate_hz: options.sampler.rate_hz,
+            n_plus_one: options.n_plus_one,
+        });
         Writer {
             store,
             session,
@@ -72,7 +76,7 @@ impl Writer {
             notify,
             stop,
             progress,
-            join: Join::new(),
+            join,
             procs: HashMap::new(),
             ignored: HashSet::new(),
             root_checked: false,

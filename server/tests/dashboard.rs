@@ -140,10 +140,9 @@ fn get(method: &str, path: &str, route: Option<&str>, status: Option<u16>, at_ms
 
 fn profiled(request: Marked, stacks: Vec<StackCount>) -> ProfiledRequest {
     ProfiledRequest {
-        request,
         stacks,
         switched_samples: 1,
-        torn_samples: 0,
+        ..ProfiledRequest::new(request)
     }
 }
 

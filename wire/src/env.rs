@@ -15,3 +15,9 @@ pub const AUTO: &str = "TIMEGLASS_AUTO";
 pub const ENABLED: &str = "TIMEGLASS_ENABLED";
 /// Where the `timeglass` Python package lives, if not next to the binary.
 pub const PYTHON_PACKAGE: &str = "TIMEGLASS_PYTHON_PACKAGE";
+/// Set to `0` to turn off capturing SQL statements and outgoing HTTP calls
+/// (requests are still recorded). On by default.
+pub const CAPTURE: &str = "TIMEGLASS_CAPTURE";
+/// Set to `0` by `timeglass run --no-sql-params`: statements are captured
+/// without their parameters.
+pub const SQL_PARAMS: &str = "TIMEGLASS_SQL_PARAMS";

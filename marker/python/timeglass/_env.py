@@ -15,3 +15,7 @@ AUTO: Final = "TIMEGLASS_AUTO"
 ENABLED: Final = "TIMEGLASS_ENABLED"
 #: Where the ``timeglass`` Python package lives, if not next to the binary.
 PYTHON_PACKAGE: Final = "TIMEGLASS_PYTHON_PACKAGE"
+#: ``0``: SQL statements and outgoing HTTP calls are not captured.
+CAPTURE: Final = "TIMEGLASS_CAPTURE"
+#: ``0`` (``timeglass run --no-sql-params``): statements are captured without parameters.
+SQL_PARAMS: Final = "TIMEGLASS_SQL_PARAMS"

@@ -14,7 +14,11 @@ __all__ = [
     "_read_events",
     "bind",
     "bind_task",
+    "call_end",
+    "configure_capture",
     "current_request",
+    "query_begin",
+    "query_end",
     "start",
     "stats",
 ]
@@ -61,3 +65,23 @@ def bind_task(rid: int, coro: Any) -> RequestScope: ...
 def stats() -> dict[str, Any]: ...
 def start() -> bool: ...
 def _read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]: ...
+def configure_capture(hidden: list[str], library: list[str], params: bool) -> None: ...
+def query_begin() -> int: ...
+def query_end(
+    start_ns: int,
+    driver: str,
+    sql: object,
+    params: object = None,
+    rows: object = None,
+    error: BaseException | None = None,
+    outer: object = None,
+) -> None: ...
+def call_end(
+    start_ns: int,
+    library: str,
+    method: str,
+    url: object,
+    status: object = None,
+    error: BaseException | None = None,
+    outer: object = None,
+) -> None: ...
