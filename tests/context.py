@@ -97,7 +97,12 @@ class TestContext:
         return result
 
     @contextmanager
-    def run_app(self) -> Iterator[RunningApp]:
+    def run_app(
+        self,
+        app: str = harness.APP,
+        env: dict[str, str] | None = None,
+        run_args: tuple[str, ...] = (),
+    ) -> Iterator[RunningApp]:
         """Start the app under `timeglass run`; on leaving, stop it with Ctrl-C's SIGINT."""
         port = harness.free_port()
         argv = [
@@ -105,10 +110,11 @@ class TestContext:
             "run",
             "--db",
             str(self.db),
+            *run_args,
             "--",
-            *harness.uvicorn_argv(port, python=self.python),
+            *harness.uvicorn_argv(port, python=self.python, app=app),
         ]
-        env = harness.clean_env({"FIXTURE_DB": str(self.tmp / "fixture.db")})
+        env = harness.clean_env({"FIXTURE_DB": str(self.tmp / "fixture.db"), **(env or {})})
         with harness.Process(argv, log_dir=self.tmp / "app", env=env) as process:
             try:
                 process.wait_for_port(port, timeout=30)
@@ -126,6 +132,12 @@ class TestContext:
         rows = json.loads(result.stdout)
         assert isinstance(rows, list), result.describe()
         return rows
+
+    def show(self, request_id: object) -> dict[str, Any]:
+        result = self.cli_ok("show", "--db", str(self.db), str(request_id), "--json")
+        shown = json.loads(result.stdout)
+        assert isinstance(shown, dict), result.describe()
+        return shown
 
     def folded(self, request_id: object) -> list[FoldedStack]:
         result = self.cli_ok(
