@@ -67,6 +67,23 @@ pub fn query_end(
     error: Option<&Bound<'_, PyAny>>,
     outer: Option<&Bound<'_, PyAny>>,
 ) {
+    let start = start_ns.extract().unwrap_or(0);
+    record_query(py, start, driver, sql, params, rows, error, outer);
+}
+
+/// Publishes one statement of the calling thread's request; does nothing
+/// outside a request. Never fails.
+#[allow(clippy::too_many_arguments)]
+pub fn record_query(
+    py: Python<'_>,
+    start_ns: u64,
+    driver: &Bound<'_, PyAny>,
+    sql: &Bound<'_, PyAny>,
+    params: Option<&Bound<'_, PyAny>>,
+    rows: Option<&Bound<'_, PyAny>>,
+    error: Option<&Bound<'_, PyAny>>,
+    outer: Option<&Bound<'_, PyAny>>,
+) {
     let end_ns = timeglass_wire::monotonic_ns();
     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let Some((region, request_id)) = recording() else {
@@ -82,7 +99,7 @@ pub fn query_end(
         };
         let event = Event::Query(Query {
             request_id,
-            start_ns: start_ns.extract().unwrap_or(end_ns),
+            start_ns: if start_ns == 0 { end_ns } else { start_ns },
             end_ns,
             rows: rows.and_then(|r| r.extract().ok()).unwrap_or(-1),
             driver: text(driver, 64).0,

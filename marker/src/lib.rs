@@ -14,6 +14,7 @@ mod middleware;
 mod scope;
 mod stack;
 mod state;
+mod timed;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -65,6 +66,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<scope::RequestScope>()?;
     m.add_class::<scope::SendWrapper>()?;
     m.add_class::<bind::BoundCall>()?;
+    m.add_class::<timed::TimedMethod>()?;
+    m.add_class::<timed::BoundTimed>()?;
     m.add_function(wrap_pyfunction!(current_request, m)?)?;
     m.add_function(wrap_pyfunction!(bind::bind, m)?)?;
     m.add_function(wrap_pyfunction!(scope::bind_task, m)?)?;

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void, CStr};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
@@ -55,13 +56,49 @@ struct Defined {
     id: u64,
     /// Ring position when its frames were last published.
     published_at: u64,
+    /// Innermost frames of TimeGlass's own (or a dispatcher's) to leave out.
+    skip: usize,
 }
+
+/// A multiply-rotate hasher for keys of pointers and offsets: the default
+/// SipHash costs more than the rest of a lookup on these short keys, and
+/// nothing here is exposed to hash flooding (keys are our own addresses).
+#[derive(Default)]
+struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_i32(&mut self, n: i32) {
+        self.write_u64(n as u32 as u64);
+    }
+}
+
+type Fast = BuildHasherDefault<FastHasher>;
 
 struct Tables {
     config: Config,
     generation: u64,
-    codes: HashMap<usize, Code>,
-    stacks: HashMap<Vec<(usize, i32)>, Defined>,
+    codes: HashMap<usize, Code, Fast>,
+    stacks: HashMap<Vec<(usize, i32)>, Defined, Fast>,
     next_id: u64,
 }
 
@@ -73,8 +110,8 @@ pub fn configure(config: Config) {
         *t = Some(Tables {
             config,
             generation: 0,
-            codes: HashMap::new(),
-            stacks: HashMap::new(),
+            codes: HashMap::default(),
+            stacks: HashMap::default(),
             next_id: 1,
         });
     }
@@ -218,6 +255,24 @@ impl Tables {
             self.codes.clear();
             self.stacks.clear();
         }
+        let key: Vec<(usize, i32)> = walk.0.iter().map(|w| (w.code, w.at)).collect();
+        let position = region.ring_position();
+        let stale_after = (region.geometry().ring_slots / 2) as u64;
+        if let Some(d) = self.stacks.get_mut(&key) {
+            if position.saturating_sub(d.published_at) <= stale_after {
+                return StackRef {
+                    id: d.id,
+                    frames: None,
+                };
+            }
+            d.published_at = position;
+            let (id, skip) = (d.id, d.skip);
+            return StackRef {
+                id,
+                frames: Some(self.frames(&walk.0[skip..])),
+            };
+        }
+        // A stack not seen before: name its frames.
         for w in &walk.0 {
             if !self.codes.contains_key(&w.code) {
                 // SAFETY: the walk holds the frame, which holds its code.
@@ -232,24 +287,6 @@ impl Tables {
             .iter()
             .take_while(|w| self.codes.get(&w.code).is_some_and(|c| c.hidden))
             .count();
-        let kept = &walk.0[skip..];
-        let key: Vec<(usize, i32)> = kept.iter().map(|w| (w.code, w.at)).collect();
-        let position = region.ring_position();
-        let stale_after = (region.geometry().ring_slots / 2) as u64;
-        if let Some(d) = self.stacks.get_mut(&key) {
-            if position.saturating_sub(d.published_at) <= stale_after {
-                return StackRef {
-                    id: d.id,
-                    frames: None,
-                };
-            }
-            d.published_at = position;
-            let id = d.id;
-            return StackRef {
-                id,
-                frames: Some(self.frames(kept)),
-            };
-        }
         if self.stacks.len() >= MAX_STACKS {
             self.stacks.clear();
         }
@@ -260,11 +297,12 @@ impl Tables {
             Defined {
                 id,
                 published_at: position,
+                skip,
             },
         );
         StackRef {
             id,
-            frames: Some(self.frames(kept)),
+            frames: Some(self.frames(&walk.0[skip..])),
         }
     }
 

@@ -130,7 +130,7 @@ pub fn gettid() -> u32 {
 
 /// Publishes one event; counts it as dropped if the ring refuses it.
 pub fn publish(region: &Region, event: &Event) {
-    let mut buf = Vec::with_capacity(64);
+    let mut buf = Vec::with_capacity(256);
     let kind = event.encode(&mut buf);
     region.publish(kind, &buf);
 }

@@ -4,7 +4,8 @@ Drivers built in C (``sqlite3``, ``psycopg2``) cannot be patched in place: their
 hands out subclasses of the connection class the app asked for, whose cursors are timed
 subclasses of the cursor class it asked for (``isinstance`` still holds). The others get their
 statement methods wrapped; SQLAlchemy is followed through its own event hooks, and the driver
-under it then records nothing twice.
+under it then records nothing twice. Sync statement methods are wrapped in
+``_native.TimedMethod`` (timed in Rust, no Python frame added); async ones in Python.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from timeglass import _native
 from timeglass._capture import (
     IN_ORM,
     MARK,
@@ -26,7 +28,6 @@ from timeglass._capture import (
     end,
     record,
     rows_or_unknown,
-    timed,
     timed_async,
     wrap,
 )
@@ -120,22 +121,10 @@ def _sqlite_connection(base: Any) -> Any:
     def cursor(self: Any, factory: Any = sqlite3.Cursor, *args: Any, **kwargs: Any) -> Any:
         return base.cursor(self, _sqlite_cursor(factory), *args, **kwargs)
 
-    # The C `Connection.execute` makes a plain cursor: go through ours instead.
-    def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return self.cursor().execute(*args, **kwargs)
-
-    def executemany(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return self.cursor().executemany(*args, **kwargs)
-
-    def executescript(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return self.cursor().executescript(*args, **kwargs)
-
-    namespace = {
-        "cursor": cursor,
-        "execute": execute,
-        "executemany": executemany,
-        "executescript": executescript,
-    }
+    # The C `Connection.execute` makes a plain cursor of its own: time it here.
+    namespace: dict[str, Any] = {"cursor": cursor}
+    for name in ("execute", "executemany", "executescript"):
+        namespace[name] = _native.TimedMethod(getattr(base, name), "sqlite3", True, IN_ORM)
     cls = _sqlite_classes.setdefault(base, _subclass(base, namespace))
     return cls
 
@@ -150,7 +139,7 @@ def _sqlite_cursor(base: Any) -> Any:
     cls = _sqlite_classes.get(base)
     if cls is None:
         namespace = {
-            name: timed(getattr(base, name), "sqlite3", _sql_params, _rowcount)
+            name: _native.TimedMethod(getattr(base, name), "sqlite3", True, IN_ORM)
             for name in ("execute", "executemany", "executescript")
         }
         cls = _sqlite_classes.setdefault(base, _subclass(base, namespace))
@@ -275,44 +264,23 @@ def _pg_extract(cursor: Any) -> Extract:
     return extract
 
 
-def _timed_cursor(original: Callable[..., Any], driver: str, is_async: bool) -> Any:
-    """``timed``/``timed_async`` whose statement may be a composed ``sql.SQL`` object."""
+def _timed_async_cursor(original: Callable[..., Any], driver: str) -> Any:
+    """``timed_async`` whose statement may be a composed ``sql.SQL`` object."""
     if getattr(original, MARK, False):
         return original
-    bind = _pg_extract
-
-    if is_async:
-
-        @functools.wraps(original)
-        async def amethod(self: Any, *args: Any, **kwargs: Any) -> Any:
-            start = begin()
-            if not start or IN_ORM.get():
-                return await original(self, *args, **kwargs)
-            try:
-                result = await original(self, *args, **kwargs)
-            except BaseException as exc:
-                record(start, driver, bind(self), args, kwargs, -1, exc)
-                raise
-            rows = rows_or_unknown(_rowcount, self, result)
-            record(start, driver, bind(self), args, kwargs, rows, None)
-            return result
-
-        setattr(amethod, MARK, True)
-        return amethod
 
     @functools.wraps(original)
-    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         start = begin()
         if not start or IN_ORM.get():
-            return original(self, *args, **kwargs)
+            return await original(self, *args, **kwargs)
         try:
-            result = original(self, *args, **kwargs)
+            result = await original(self, *args, **kwargs)
         except BaseException as exc:
-            record(start, driver, bind(self), args, kwargs, -1, exc)
+            record(start, driver, _pg_extract(self), args, kwargs, -1, exc)
             raise
-        record(
-            start, driver, bind(self), args, kwargs, rows_or_unknown(_rowcount, self, result), None
-        )
+        rows = rows_or_unknown(_rowcount, self, result)
+        record(start, driver, _pg_extract(self), args, kwargs, rows, None)
         return result
 
     setattr(method, MARK, True)
@@ -320,9 +288,9 @@ def _timed_cursor(original: Callable[..., Any], driver: str, is_async: bool) -> 
 
 
 def _patch_psycopg(module: Any) -> None:
-    for cls, is_async in ((module.Cursor, False), (module.AsyncCursor, True)):
-        for name in ("execute", "executemany"):
-            wrap(cls, name, functools.partial(_timed_cursor, driver="psycopg", is_async=is_async))
+    for name in ("execute", "executemany"):
+        wrap(module.Cursor, name, lambda m: _native.TimedMethod(m, "psycopg", False, IN_ORM))
+        wrap(module.AsyncCursor, name, lambda m: _timed_async_cursor(m, "psycopg"))
 
 
 _pg2_classes: dict[type, type] = {}
@@ -379,7 +347,7 @@ def _pg2_cursor(base: Any) -> Any:
     cls = _pg2_classes.get(base)
     if cls is None:
         namespace = {
-            name: _timed_cursor(getattr(base, name), "psycopg2", False)
+            name: _native.TimedMethod(getattr(base, name), "psycopg2", False, IN_ORM)
             for name in ("execute", "executemany")
         }
         cls = _pg2_classes.setdefault(base, _subclass(base, namespace))

@@ -8,9 +8,11 @@ from typing_extensions import disjoint_base
 
 __all__ = [
     "BoundCall",
+    "BoundTimed",
     "RequestScope",
     "SendWrapper",
     "TimeGlassMiddleware",
+    "TimedMethod",
     "_read_events",
     "bind",
     "bind_task",
@@ -52,6 +54,24 @@ class RequestScope:
 @final
 class SendWrapper:
     def __call__(self, message: Any, /) -> Any: ...
+
+@final
+class TimedMethod:
+    @property
+    def original(self) -> Callable[..., Any]: ...
+    def __new__(
+        cls,
+        original: Callable[..., Any],
+        driver: str,
+        rows_from_result: bool,
+        suppress: Any = None,
+    ) -> TimedMethod: ...
+    def __get__(self, obj: Any, owner: Any = None) -> Any: ...
+    def __call__(self, target: Any, *args: Any, **kwargs: Any) -> Any: ...
+
+@final
+class BoundTimed:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
 
 @final
 class BoundCall:
