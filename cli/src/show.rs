@@ -106,9 +106,11 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 
 /// Start offset and duration, the same width for queries and calls.
 fn head(start_ms: f64, duration_ms: f64, what: &str) -> String {
-    format!("  +{start_ms:>9.3} ms  {duration_ms:>9.3} ms  {what}\n")
+    let start = format!("+{start_ms:.3} ms");
+    format!("  {start:>12}  {duration_ms:>9.3} ms  {what}\n")
 }
 
+/// Lines under a statement start where its text does.
 const INDENT: &str = "                              ";
 
 fn query_text(q: &QueryRow) -> String {
