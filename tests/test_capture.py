@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from fixtures import harness
-from tests.context import FoldedStack, RunningApp, TestContext
+from tests.context import FoldedStack, RunningApp, TestContext, parse_folded
 
 pytestmark = pytest.mark.e2e
 
@@ -157,6 +157,13 @@ def test_waiting_on_a_statement_shows_under_the_line_that_ran_it(captured: Captu
     assert row["samples"] == sum(
         s.count for s in captured.folded("/sqlite/n-plus-one") if not s.frames[-1].startswith("[")
     )
+    # The waits can be left out: then only what was sampled remains.
+    result = captured.ctx.cli_ok(
+        "export", "--db", str(captured.ctx.db), "--request", str(row["id"]), "--sampled-only"
+    )
+    sampled = parse_folded(result.stdout)
+    assert not [s for s in sampled if s.frames[-1].startswith(("[sql]", "[http]"))]
+    assert sum(s.count for s in sampled) == row["samples"]
 
 
 @pytest.mark.parametrize("path", ["/mixed/sync", "/mixed/async"])

@@ -127,6 +127,10 @@ pub struct ExportArgs {
     pub request: i64,
     #[arg(long, value_enum, default_value = "folded")]
     pub format: ExportFormat,
+    /// Leave out the time spent waiting on SQL statements and HTTP calls
+    /// (the `[sql] ...`/`[http] ...` frames): only what was sampled.
+    #[arg(long)]
+    pub sampled_only: bool,
     /// Write to this file instead of standard output.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,

@@ -15,7 +15,10 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
             args.db.db.display()
         )));
     }
-    let stacks = store.request_stacks(args.request)?;
+    let mut stacks = store.request_stacks(args.request)?;
+    if args.sampled_only {
+        stacks.retain(|s| !s.stack.last().is_some_and(timeglass_model::Frame::is_wait));
+    }
     let text = match args.format {
         ExportFormat::Folded => timeglass_model::folded(&stacks),
     };
