@@ -1,11 +1,14 @@
 """`make bench`: what TimeGlass costs a FastAPI app, measured with wrk.
 
-Three configurations of the same single-worker uvicorn serving the fixture app:
+Four configurations of the same single-worker uvicorn serving the fixture app:
 
-  bare    uvicorn fixtures.demo_app:app
-  marker  the same, with the marker injected (PYTHONPATH + TIMEGLASS_AUTO=1) and
-          no recorder: the per-request cost inside the app alone
-  full    timeglass run -- uvicorn ...: marker plus the sampling recorder
+  bare       uvicorn fixtures.demo_app:app
+  marker     the same, with the marker injected (PYTHONPATH + TIMEGLASS_AUTO=1) and
+             no recorder: the per-request cost inside the app alone
+  full       timeglass run -- uvicorn ...: marker plus the sampling recorder, capturing
+             every SQL statement
+  nocapture  the same with TIMEGLASS_CAPTURE=0: what capturing statements costs is
+             `full` against this, on /queries (10 small SQLite statements per request)
 
 They are interleaved (ABCABC...) over several short rounds so drift on the
 machine (thermal, other load) spreads over all of them, and medians are
@@ -40,11 +43,14 @@ from typing import TypeVar
 from bench import accuracy, dashboard
 from fixtures import harness
 
-CONFIGS = ("bare", "marker", "full")
-ENDPOINTS = ("/health", "/cpu?ms=5")
+CONFIGS = ("bare", "marker", "full", "nocapture")
+ENDPOINTS = ("/health", "/cpu?ms=5", "/queries?n=10")
+# Capture must keep at least this share of the throughput without it.
+CAPTURE_FLOOR = 0.95
 UVICORN_QUIET = ("--no-access-log", "--log-level", "warning")
 RESULTS_DIR = harness.REPO_ROOT / "bench-results"
 MARKER_COST = harness.REPO_ROOT / "marker" / "bench" / "marker_cost.py"
+CAPTURE_COST = harness.REPO_ROOT / "marker" / "bench" / "capture_cost.py"
 
 
 T = TypeVar("T")
@@ -141,8 +147,10 @@ def serve(config: str, port: int, work: Path, marker: dict[str, str]) -> Iterato
     if config == "marker":
         env.update(marker)
     argv = app
-    if config == "full":
+    if config in ("full", "nocapture"):
         argv = [str(harness.timeglass_bin()), "run", "--db", str(work / "bench.db"), "--", *app]
+    if config == "nocapture":
+        env["TIMEGLASS_CAPTURE"] = "0"
     with harness.Process(argv, log_dir=work / "logs", name=config, env=env) as process:
         try:
             process.wait_for_port(port)
@@ -185,12 +193,14 @@ def one_round(
     base = f"http://127.0.0.1:{port}"
     measurements = []
     idle_cpu = None
+    # Without capture only the statements endpoint differs from `full`.
+    endpoints = ENDPOINTS[-1:] if config == "nocapture" else ENDPOINTS
     with serve(config, port, work, marker) as server:
-        for endpoint in ENDPOINTS:
+        for endpoint in endpoints:
             wrk(base + endpoint, args.warmup, args)
-        for endpoint in ENDPOINTS:
+        for endpoint in endpoints:
             load = partial(wrk, base + endpoint, args.duration, args)
-            if config == "full":
+            if config in ("full", "nocapture"):
                 result, cpu = cpu_percent_during(server.pid, load)
             else:
                 result, cpu = load(), None
@@ -243,6 +253,15 @@ def report(measurements: list[Measurement], idle: list[float]) -> None:
     if errors:
         print(f"\n  warning: wrk saw {errors} socket errors or non-2xx responses")
 
+    queries = ENDPOINTS[-1]
+    on = median([m.wrk.requests_per_s for m in by_key[("full", queries)]])
+    off = median([m.wrk.requests_per_s for m in by_key[("nocapture", queries)]])
+    verdict = "ok" if on / off >= CAPTURE_FLOOR else f"BELOW the {CAPTURE_FLOOR:.2f} floor"
+    print(
+        f"\nSQL capture on {queries}: {on:.1f} req/s with, {off:.1f} without,"
+        f" ratio {on / off:.3f} ({verdict})"
+    )
+
     print("\nRecorder CPU (the `timeglass` process only, percent of one core, median)\n")
     for endpoint in ENDPOINTS:
         cpu = [m.recorder_cpu_percent for m in by_key[("full", endpoint)]]
@@ -274,6 +293,8 @@ def marker_cost() -> None:
         return
     print("\nMarker cost per request (marker/bench/marker_cost.py)\n", flush=True)
     subprocess.run([str(harness.venv_python()), str(MARKER_COST)], check=False)
+    print("\nCapture cost per SQL statement (marker/bench/capture_cost.py)\n", flush=True)
+    subprocess.run([str(harness.venv_python()), str(CAPTURE_COST)], check=False)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

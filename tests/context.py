@@ -97,12 +97,17 @@ class TestContext:
         return result
 
     @contextmanager
-    def run_app(self, *run_args: str) -> Iterator[RunningApp]:
-        """Start the app under `timeglass run [RUN_ARGS]`; on leaving, stop it with SIGINT."""
+    def run_app(
+        self,
+        *run_args: str,
+        app: str = harness.APP,
+        env: dict[str, str] | None = None,
+    ) -> Iterator[RunningApp]:
+        """Start `app` under `timeglass run [RUN_ARGS]`; on leaving, stop it with SIGINT."""
         port = harness.free_port()
-        argv = harness.uvicorn_argv(port, python=self.python)
-        with self.run_command(argv, port, run_args=run_args) as app:
-            yield app
+        argv = harness.uvicorn_argv(port, python=self.python, app=app)
+        with self.run_command(argv, port, run_args=run_args, env=env) as app_:
+            yield app_
 
     @contextmanager
     def run_command(
@@ -112,10 +117,11 @@ class TestContext:
         *,
         cwd: Path | None = None,
         run_args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
     ) -> Iterator[RunningApp]:
-        """`timeglass run [RUN_ARGS] -- COMMAND` serving on `port`; stopped with SIGINT on leaving."""
+        """`timeglass run [RUN_ARGS] -- COMMAND` on `port`; stopped with SIGINT on leaving."""
         argv = [str(self.bin), "run", "--db", str(self.db), *run_args, "--", *command]
-        env = harness.clean_env({"FIXTURE_DB": str(self.tmp / "fixture.db")})
+        env = harness.clean_env({"FIXTURE_DB": str(self.tmp / "fixture.db"), **(env or {})})
         cwd = cwd or harness.REPO_ROOT
         with harness.Process(argv, log_dir=self.tmp / "app", env=env, cwd=cwd) as process:
             try:
@@ -140,6 +146,12 @@ class TestContext:
         rows = json.loads(result.stdout)
         assert isinstance(rows, list), result.describe()
         return rows
+
+    def show(self, request_id: object) -> dict[str, Any]:
+        result = self.cli_ok("show", "--db", str(self.db), str(request_id), "--json")
+        shown = json.loads(result.stdout)
+        assert isinstance(shown, dict), result.describe()
+        return shown
 
     def folded(self, request_id: object) -> list[FoldedStack]:
         result = self.cli_ok(

@@ -15,6 +15,7 @@ Examples:
   timeglass ui --open                         the dashboard over what was recorded
   timeglass requests                          newest requests, slowest first to look at
   timeglass requests --json --limit 500       the same as JSON
+  timeglass show 42                           one request with its SQL and HTTP calls
   timeglass export --request 42 --format folded -o req42.folded
                                               one request's stacks, for flamegraph tools
 
@@ -50,6 +51,9 @@ whole-process profile (see `timeglass export --session`).")]
     Sessions(SessionsArgs),
     /// List recorded requests, newest first.
     Requests(RequestsArgs),
+    /// Show one request with its SQL statements and outgoing HTTP calls, in order.
+    #[command(after_help = "Example:\n  timeglass show 42 --json")]
+    Show(ShowArgs),
     /// Write one request's stacks, or a session's stacks outside requests, in
     /// a format other tools read.
     Export(ExportArgs),
@@ -92,6 +96,10 @@ pub struct RecordArgs {
     /// longer walks leave more samples of switching async requests unattributed.
     #[arg(long)]
     pub all_threads: bool,
+    /// Flag a request as a likely N+1 when it runs the same statement (its
+    /// literals and parameters aside) this many times or more.
+    #[arg(long, value_name = "N", default_value_t = timeglass_recorder::defaults::N_PLUS_ONE, value_parser = clap::value_parser!(u64).range(2..))]
+    pub n_plus_one: u64,
 }
 
 #[derive(Args)]
@@ -104,6 +112,10 @@ pub struct RunArgs {
     /// Port of the dashboard started by `--ui` (0: any free port).
     #[arg(long, value_name = "PORT", default_value_t = timeglass_server::defaults::PORT, requires = "ui")]
     pub ui_port: u16,
+    /// Capture SQL statements without their parameters (the values bound to
+    /// `?`/`$1`/`%s`), e.g. when they hold personal data.
+    #[arg(long)]
+    pub no_sql_params: bool,
     /// The command that starts the app, after `--`.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -156,6 +168,18 @@ pub struct RequestsArgs {
     pub json: bool,
 }
 
+#[derive(Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Id of the request, as `timeglass requests` shows it.
+    #[arg(value_name = "ID")]
+    pub request: i64,
+    /// Print JSON (one object with `queries` and `calls`) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ExportFormat {
     /// Brendan Gregg's folded stacks: `outer;...;leaf COUNT` per line.
@@ -181,6 +205,10 @@ pub struct ExportArgs {
     pub session: Option<i64>,
     #[arg(long, value_enum, default_value = "folded")]
     pub format: ExportFormat,
+    /// Leave out the time spent waiting on SQL statements and HTTP calls
+    /// (the `[sql] ...`/`[http] ...` frames): only what was sampled.
+    #[arg(long)]
+    pub sampled_only: bool,
     /// Write to this file instead of standard output.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,

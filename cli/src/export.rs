@@ -9,12 +9,15 @@ use crate::failure::{Failure, Result};
 
 pub fn export(args: ExportArgs) -> Result<ExitCode> {
     let store = Store::open_existing(&args.db.db)?;
-    let stacks = match (args.request, args.session) {
+    let mut stacks = match (args.request, args.session) {
         (Some(request), _) => request_stacks(&store, request, &args)?,
         (None, Some(session)) => session_stacks(&store, session, &args)?,
         // clap requires one of the two.
         (None, None) => return Err(Failure::usage("give `--request ID` or `--session ID`")),
     };
+    if args.sampled_only {
+        stacks.retain(|s| !s.stack.last().is_some_and(timeglass_model::Frame::is_wait));
+    }
     let text = match args.format {
         ExportFormat::Folded => timeglass_model::folded(&stacks),
     };

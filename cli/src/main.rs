@@ -10,6 +10,7 @@ mod record;
 mod requests;
 mod run;
 mod sessions;
+mod show;
 mod table;
 mod ui;
 
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         Command::Attach(a) => attach::attach(a),
         Command::Sessions(a) => sessions::sessions(a),
         Command::Requests(a) => requests::requests(a),
+        Command::Show(a) => show::show(a),
         Command::Export(a) => export::export(a),
         Command::Ui(a) => ui::ui(a),
         Command::Completions(a) => {

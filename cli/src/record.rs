@@ -55,6 +55,7 @@ impl Recording {
                 idle_hz: args.idle_rate,
             },
             pyspy: pyspy_options(args),
+            n_plus_one: args.n_plus_one,
         };
         let rate = args.rate;
         let hinted = AtomicBool::new(false);

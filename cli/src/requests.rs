@@ -26,18 +26,37 @@ pub fn requests(args: RequestsArgs) -> Result<ExitCode> {
 }
 
 /// Response time, plus the background stage when there was one worth showing.
-fn duration(r: &RequestRow) -> String {
+pub(crate) fn duration(r: &RequestRow) -> String {
     match r.background_ms {
         Some(bg) if bg >= 1.0 => format!("{:.1} ms (+{bg:.1} ms background)", r.duration_ms),
         _ => format!("{:.1} ms", r.duration_ms),
     }
 }
 
+fn db_time(r: &RequestRow) -> String {
+    if r.queries == 0 {
+        "-".into()
+    } else {
+        format!("{:.1} ms", r.db_ms)
+    }
+}
+
+/// `12x`: how often the most repeated statement ran, when that flags an N+1.
+fn n_plus_one(r: &RequestRow) -> String {
+    match &r.repeated {
+        Some(rep) => format!("{}x", rep.count),
+        None => String::new(),
+    }
+}
+
 fn table(rows: &[RequestRow]) -> String {
     let header = [
         "ID", "START", "PID", "METHOD", "PATH", "ROUTE", "STATUS", "DURATION", "SAMPLES",
+        "QUERIES", "DB", "N+1",
     ];
-    let right = [true, false, true, false, false, false, true, true, true];
+    let right = [
+        true, false, true, false, false, false, true, true, true, true, true, false,
+    ];
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -56,6 +75,9 @@ fn table(rows: &[RequestRow]) -> String {
                 status,
                 duration(r),
                 r.samples.to_string(),
+                r.queries.to_string(),
+                db_time(r),
+                n_plus_one(r),
             ]
         })
         .collect();

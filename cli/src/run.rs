@@ -44,13 +44,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         start_dashboard(&args.record.db.db, args.ui_port)?;
     }
 
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(rest)
         .env(env::RUNTIME_DIR, &runtime)
         .env(env::AUTO, "1")
-        .env("PYTHONPATH", pythonpath)
-        .spawn()
-        .map_err(|e| spawn_failure(&name, e))?;
+        .env("PYTHONPATH", pythonpath);
+    if args.no_sql_params {
+        command.env(env::SQL_PARAMS, "0");
+    }
+    let mut child = command.spawn().map_err(|e| spawn_failure(&name, e))?;
     forward_signals(child.id());
 
     let target = Target {

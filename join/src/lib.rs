@@ -3,6 +3,10 @@
 //! * the marker's events say when each request started and ended;
 //! * the sampler's samples each carry the request their thread was running.
 //!
+//! The marker also reports each SQL statement and outgoing HTTP call with the
+//! request that issued it; their wall time joins the request's flame graph
+//! as weighted synthetic frames under the code that waited (`waits.rs`).
+//!
 //! Samples are aggregated per request and stack as they arrive. A request is
 //! handed on once its end event is in and a grace period has passed, so that
 //! samples taken just before the end but delivered after it still count.
@@ -10,10 +14,14 @@
 //! said one thing, the events another, and a sample that falls outside its
 //! request's window is not charged to it.
 
+mod sql;
+mod waits;
+
 use std::collections::HashMap;
 
 use timeglass_model::{
-    Frame, ProfiledRequest, Quality, Request, RequestContext, Stack, StackCount, BACKGROUND_FRAME,
+    Frame, HttpCall, ProfiledRequest, Quality, Request, RequestContext, SqlQuery, Stack,
+    StackCount, BACKGROUND_FRAME,
 };
 use timeglass_sampler::Sample;
 use timeglass_wire::{
@@ -21,8 +29,36 @@ use timeglass_wire::{
     PHASE_RESPONSE,
 };
 
+pub use sql::{label as sql_label, normalize as normalize_sql};
+pub use waits::CALLER_FRAMES;
+
 /// How long after a request's end its late samples are still awaited.
 pub const GRACE_NS: u64 = 200_000_000;
+
+/// How the join weighs and judges what requests waited on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JoinOptions {
+    /// The sampling rate while requests run: a wait of one second weighs
+    /// this many samples.
+    pub rate_hz: u32,
+    /// A request running the same normalised statement this many times or
+    /// more is flagged as a likely N+1.
+    pub n_plus_one: u64,
+}
+
+pub mod defaults {
+    pub const RATE_HZ: u32 = 1000;
+    pub const N_PLUS_ONE: u64 = 5;
+}
+
+impl Default for JoinOptions {
+    fn default() -> Self {
+        JoinOptions {
+            rate_hz: defaults::RATE_HZ,
+            n_plus_one: defaults::N_PLUS_ONE,
+        }
+    }
+}
 
 /// Counters for the session summary.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,20 +89,31 @@ struct Pending {
     switched: u64,
     torn: u64,
     last_sample_ns: u64,
+    queries: Vec<SqlQuery>,
+    calls: Vec<HttpCall>,
     context: Option<RequestContext>,
 }
 
 /// The join of one recording session (any number of processes).
 #[derive(Default)]
 pub struct Join {
+    options: JoinOptions,
     pending: HashMap<(u32, u64), Pending>,
     outside: HashMap<(u32, Stack), u64>,
+    stacks: waits::Stacks,
     stats: JoinStats,
 }
 
 impl Join {
     pub fn new() -> Self {
         Join::default()
+    }
+
+    pub fn with_options(options: JoinOptions) -> Self {
+        Join {
+            options,
+            ..Join::default()
+        }
     }
 
     pub fn stats(&self) -> JoinStats {
@@ -93,6 +140,16 @@ impl Join {
                     .context
                     .get_or_insert_default();
                 add_context(context, c);
+            }
+            Event::Query(q) => {
+                let key = (pid, q.request_id);
+                let query = self.stacks.query(pid, q);
+                self.pending.entry(key).or_default().queries.push(query);
+            }
+            Event::Call(c) => {
+                let key = (pid, c.request_id);
+                let call = self.stacks.call(pid, c);
+                self.pending.entry(key).or_default().calls.push(call);
             }
             Event::Unknown(_) => {}
         }
@@ -169,6 +226,9 @@ impl Join {
             .filter(|k| pid.is_none_or(|p| k.0 == p))
             .copied()
             .collect();
+        if let Some(pid) = pid {
+            self.stacks.forget(pid);
+        }
         self.settle(keys)
     }
 
@@ -236,6 +296,20 @@ impl Join {
                 .cmp(&a.samples)
                 .then_with(|| a.stack.cmp(&b.stack))
         });
+        let mut queries = p.queries;
+        let mut calls = p.calls;
+        queries.sort_by_key(|q| q.start_ns);
+        calls.sort_by_key(|c| c.start_ns);
+        let timed = queries
+            .iter()
+            .map(|q| (q.stack.clone(), waits::sql_frame(q), q.start_ns, q.end_ns))
+            .chain(
+                calls
+                    .iter()
+                    .map(|c| (c.stack.clone(), waits::http_frame(c), c.start_ns, c.end_ns)),
+            );
+        let waits = waits::weigh(timed, response_end_ns, self.options.rate_hz);
+        let n_plus_one = waits::n_plus_one(&queries, self.options.n_plus_one);
         ProfiledRequest {
             request: Request {
                 marker_id: start.request_id,
@@ -254,6 +328,10 @@ impl Join {
             stacks,
             switched_samples: p.switched,
             torn_samples: p.torn,
+            queries,
+            calls,
+            waits,
+            n_plus_one,
             context: p.context,
         }
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
-use timeglass_wire::{Event, Reader, Region};
+use timeglass_wire::{Event, Reader, Region, StackRef};
 
 /// `_native._read_events(path)`: every event still in the ring file at `path`,
 /// oldest first, as dicts. For tests and debugging only.
@@ -47,6 +47,32 @@ pub fn _read_events(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyList>
                 d.set_item("body", PyBytes::new(py, &e.body))?;
                 d.set_item("body_bytes", e.body_bytes)?;
             }
+            Ok(Event::Query(q)) => {
+                d.set_item("kind", "query")?;
+                d.set_item("request_id", q.request_id)?;
+                d.set_item("start_ns", q.start_ns)?;
+                d.set_item("end_ns", q.end_ns)?;
+                d.set_item("rows", q.rows)?;
+                d.set_item("driver", q.driver)?;
+                d.set_item("sql", q.sql)?;
+                d.set_item("sql_len", q.sql_len)?;
+                d.set_item("params", q.params)?;
+                d.set_item("params_len", q.params_len)?;
+                d.set_item("error", q.error)?;
+                set_stack(&d, &q.stack)?;
+            }
+            Ok(Event::Call(c)) => {
+                d.set_item("kind", "call")?;
+                d.set_item("request_id", c.request_id)?;
+                d.set_item("start_ns", c.start_ns)?;
+                d.set_item("end_ns", c.end_ns)?;
+                d.set_item("method", c.method)?;
+                d.set_item("url", c.url)?;
+                d.set_item("status", c.status)?;
+                d.set_item("error", c.error)?;
+                d.set_item("library", c.library)?;
+                set_stack(&d, &c.stack)?;
+            }
             Ok(Event::Unknown(kind)) => {
                 d.set_item("kind", "unknown")?;
                 d.set_item("code", kind)?;
@@ -59,4 +85,17 @@ pub fn _read_events(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyList>
         out.append(d)?;
     }
     Ok(out)
+}
+
+/// `stack_id`, and `frames` as `(name, short, line, library)` tuples when
+/// this event defines the stack.
+fn set_stack(d: &Bound<'_, PyDict>, stack: &StackRef) -> PyResult<()> {
+    d.set_item("stack_id", stack.id)?;
+    let frames = stack.frames.as_ref().map(|frames| {
+        frames
+            .iter()
+            .map(|f| (f.name.clone(), f.short.clone(), f.line, f.library))
+            .collect::<Vec<_>>()
+    });
+    d.set_item("frames", frames)
 }

@@ -1,19 +1,23 @@
 //! `timeglass._native`: the part of the TimeGlass marker that runs inside the
 //! profiled app. It records each HTTP request's start and end into this
 //! process's ring file and keeps every thread's slot equal to the request the
-//! thread is executing, for the external sampler to read.
+//! thread is executing, for the external sampler to read. It also times the
+//! SQL statements and outgoing HTTP calls that `timeglass._capture` reports.
 //!
 //! Rule one: never break the app. Nothing here panics on the request path, and
 //! when the ring cannot be created requests pass through untouched.
 
 mod bind;
+mod capture;
 mod context;
 mod debug;
 mod lifespan;
 mod middleware;
 mod redact;
 mod scope;
+mod stack;
 mod state;
+mod timed;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -67,12 +71,18 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<context::ReceiveWrapper>()?;
     m.add_class::<context::ReceiveAwait>()?;
     m.add_class::<bind::BoundCall>()?;
+    m.add_class::<timed::TimedMethod>()?;
+    m.add_class::<timed::BoundTimed>()?;
     m.add_function(wrap_pyfunction!(current_request, m)?)?;
     m.add_function(wrap_pyfunction!(bind::bind, m)?)?;
     m.add_function(wrap_pyfunction!(scope::bind_task, m)?)?;
     m.add_function(wrap_pyfunction!(stats, m)?)?;
     m.add_function(wrap_pyfunction!(start, m)?)?;
     m.add_function(wrap_pyfunction!(debug::_read_events, m)?)?;
+    m.add_function(wrap_pyfunction!(capture::configure_capture, m)?)?;
+    m.add_function(wrap_pyfunction!(capture::query_begin, m)?)?;
+    m.add_function(wrap_pyfunction!(capture::query_end, m)?)?;
+    m.add_function(wrap_pyfunction!(capture::call_end, m)?)?;
     let after_fork = wrap_pyfunction!(_after_fork_in_child, m)?;
     let kwargs = PyDict::new(py);
     kwargs.set_item("after_in_child", after_fork)?;

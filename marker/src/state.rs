@@ -44,6 +44,11 @@ impl Drop for ReleaseOnExit {
     }
 }
 
+/// Changes whenever this process's ring does (a fork gives the child its own).
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
+
 /// The ring of this process, if the marker is running.
 #[inline]
 pub fn region() -> Option<&'static Region> {
@@ -125,7 +130,7 @@ pub fn gettid() -> u32 {
 
 /// Publishes one event; counts it as dropped if the ring refuses it.
 pub fn publish(region: &Region, event: &Event) {
-    let mut buf = Vec::with_capacity(64);
+    let mut buf = Vec::with_capacity(256);
     let kind = event.encode(&mut buf);
     region.publish(kind, &buf);
 }

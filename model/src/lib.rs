@@ -23,6 +23,13 @@ pub struct Frame {
 /// (BackgroundTasks): its background stage, apart from its response time.
 pub const BACKGROUND_FRAME: &str = "[background]";
 
+/// Prefix of the synthetic leaf frames standing for time spent waiting on a
+/// SQL statement (`[sql] SELECT ... FROM items`).
+pub const SQL_FRAME_PREFIX: &str = "[sql] ";
+/// Prefix of the synthetic leaf frames standing for time spent waiting on an
+/// outgoing HTTP call (`[http] GET api.example.com`).
+pub const HTTP_FRAME_PREFIX: &str = "[http] ";
+
 impl Frame {
     /// The label used in folded stacks and flame graphs: `name (short:line)`,
     /// the same form py-spy prints; just `name` for synthetic frames.
@@ -43,6 +50,24 @@ impl Frame {
 
     pub fn is_synthetic(&self) -> bool {
         self.filename.is_empty() && self.name.starts_with('[')
+    }
+
+    /// A synthetic frame for time spent waiting on a query or an HTTP call
+    /// (not sampled: added from the marker's timings). Hide stacks ending in
+    /// one to see only what was sampled.
+    pub fn is_wait(&self) -> bool {
+        self.is_synthetic()
+            && (self.name.starts_with(SQL_FRAME_PREFIX) || self.name.starts_with(HTTP_FRAME_PREFIX))
+    }
+
+    /// `file:line in function`, the way a user looks for the line.
+    pub fn location(&self) -> String {
+        let file = if self.short.is_empty() {
+            &self.filename
+        } else {
+            &self.short
+        };
+        format!("{file}:{} in {}", self.line, self.name)
     }
 }
 
@@ -129,6 +154,74 @@ impl Request {
     }
 }
 
+/// A SQL statement a request ran, as the marker timed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SqlQuery {
+    /// The statement, cut to a few KiB.
+    pub sql: String,
+    /// Length of the whole statement, in characters.
+    pub sql_len: u64,
+    /// Literals and parameters replaced by `?`, whitespace collapsed: the
+    /// key that groups repeated statements.
+    pub normalized: String,
+    /// The parameters as Python `repr`s them, cut to a few KiB; `None` when
+    /// not recorded.
+    pub params: Option<String>,
+    pub params_len: u64,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// Rows returned or affected, when the driver said.
+    pub rows: Option<i64>,
+    pub driver: String,
+    /// `ExceptionType: message` when it raised.
+    pub error: Option<String>,
+    /// A few frames of the code that issued it, innermost first, starting at
+    /// the app's own code when there is any.
+    pub caller: Vec<Frame>,
+    /// The whole issuing stack, outermost first: where its wait goes in the
+    /// flame graph. Empty if unknown.
+    pub stack: Stack,
+}
+
+/// An outgoing HTTP call a request made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpCall {
+    pub method: String,
+    /// Secret-looking query values and passwords redacted.
+    pub url: String,
+    /// `None` when no response came.
+    pub status: Option<u16>,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub error: Option<String>,
+    /// `httpx` or `requests`.
+    pub library: String,
+    /// As for [`SqlQuery::caller`].
+    pub caller: Vec<Frame>,
+    pub stack: Stack,
+}
+
+impl SqlQuery {
+    pub fn duration_ns(&self) -> u64 {
+        self.end_ns.saturating_sub(self.start_ns)
+    }
+}
+
+impl HttpCall {
+    pub fn duration_ns(&self) -> u64 {
+        self.end_ns.saturating_sub(self.start_ns)
+    }
+}
+
+/// The same normalised statement run many times by one request: a likely N+1.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repeated {
+    pub normalized: String,
+    pub count: u64,
+    /// `file:line in function` of the app's line that ran it most often.
+    pub caller: Option<String>,
+}
+
 /// A request with the samples charged to it: what the join hands the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProfiledRequest {
@@ -140,6 +233,17 @@ pub struct ProfiledRequest {
     pub switched_samples: u64,
     /// Torn samples taken on this request's thread while it ran (not in `stacks`).
     pub torn_samples: u64,
+    /// Statements in the order they started.
+    pub queries: Vec<SqlQuery>,
+    /// Outgoing HTTP calls in the order they started.
+    pub calls: Vec<HttpCall>,
+    /// Time waited on queries and calls, in sample units (wall time x the
+    /// sampling rate), as stacks ending in a synthetic `[sql]`/`[http]`
+    /// frame under the frame that waited. Kept apart from `stacks`: these
+    /// were timed, not sampled.
+    pub waits: Vec<StackCount>,
+    /// The most repeated statement, when it ran often enough to be a likely N+1.
+    pub n_plus_one: Option<Repeated>,
     /// Headers, query string and body, if the marker published them.
     pub context: Option<RequestContext>,
 }
@@ -167,8 +271,33 @@ pub struct RequestContext {
 }
 
 impl ProfiledRequest {
+    /// A request with only its marker data: no samples, queries or calls yet.
+    pub fn new(request: Request) -> Self {
+        ProfiledRequest {
+            request,
+            stacks: Vec::new(),
+            switched_samples: 0,
+            torn_samples: 0,
+            queries: Vec::new(),
+            calls: Vec::new(),
+            waits: Vec::new(),
+            n_plus_one: None,
+            context: None,
+        }
+    }
+
+    /// Samples taken (waits are not samples).
     pub fn samples(&self) -> u64 {
         self.stacks.iter().map(|s| s.samples).sum()
+    }
+
+    /// Summed durations of its queries (concurrent ones each count in full).
+    pub fn db_ns(&self) -> u64 {
+        self.queries.iter().map(SqlQuery::duration_ns).sum()
+    }
+
+    pub fn http_ns(&self) -> u64 {
+        self.calls.iter().map(HttpCall::duration_ns).sum()
     }
 }
 

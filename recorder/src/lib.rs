@@ -43,7 +43,12 @@ pub struct RecorderOptions {
     pub follow: Follow,
     pub sampler: SamplerOptions,
     pub pyspy: PySpyOptions,
+    /// A request running one normalised statement this many times or more
+    /// is flagged as a likely N+1 ([`defaults::N_PLUS_ONE`] by default).
+    pub n_plus_one: u64,
 }
+
+pub use timeglass_join::defaults;
 
 /// Things worth telling the user while recording, one line each.
 #[derive(Clone, Debug, PartialEq, Eq)]

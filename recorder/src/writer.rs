@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use timeglass_join::Join;
+use timeglass_join::{Join, JoinOptions};
 use timeglass_model::{ProfiledRequest, StackCount};
 use timeglass_store::{Batch, NewProcess, ProcessExit, ProcessId, SessionId, Store};
 use timeglass_wire::{monotonic_ns, Event, Reader, Region, RING_SUFFIX};
@@ -77,6 +77,10 @@ impl Writer {
             Follow::Directory => 0,
             Follow::Tree { .. } => monotonic_ns().saturating_sub(HISTORY.as_nanos() as u64),
         };
+        let join = Join::with_options(JoinOptions {
+            rate_hz: options.sampler.rate_hz,
+            n_plus_one: options.n_plus_one,
+        });
         Writer {
             store,
             session,
@@ -84,7 +88,7 @@ impl Writer {
             notify,
             stop,
             progress,
-            join: Join::new(),
+            join,
             procs: HashMap::new(),
             ignored: HashSet::new(),
             not_sampled: HashSet::new(),

@@ -102,6 +102,7 @@ fn attach_reads_its_trees_rings_from_their_recent_history() {
                 gil_only: true,
                 lines: false,
             },
+            n_plus_one: timeglass_recorder::defaults::N_PLUS_ONE,
         },
         Box::new(move |n| seen.lock().unwrap().push(n)),
     );

@@ -242,6 +242,10 @@ fn generate(out: &std::path::Path, total: u64) -> Result<(), timeglass_store::St
                 stacks: stacks(&mut rng, route, samples),
                 switched_samples: rng.below(2),
                 torn_samples: 0,
+                queries: Vec::new(),
+                calls: Vec::new(),
+                waits: Vec::new(),
+                n_plus_one: None,
                 context: Some(context(method, &path)),
             },
         ));

@@ -142,11 +142,9 @@ fn get(method: &str, path: &str, route: Option<&str>, status: Option<u16>, at_ms
 
 fn profiled(request: Marked, stacks: Vec<StackCount>) -> ProfiledRequest {
     ProfiledRequest {
-        request,
         stacks,
         switched_samples: 1,
-        torn_samples: 0,
-        context: None,
+        ..ProfiledRequest::new(request)
     }
 }
 

@@ -1,4 +1,5 @@
-//! The SQLite store: every recorded session, process, request and stack.
+//! The SQLite store: every recorded session, process, request and stack,
+//! and the SQL statements and HTTP calls of each request.
 //!
 //! One [`Store`] owns one connection. The recorder's writer thread opens it
 //! with [`Store::open`] and writes a [`Batch`] every ~100 ms; the CLI and the
@@ -26,7 +27,7 @@ use timeglass_model::{ProfiledRequest, StackCount};
 pub use clock::ClockMap;
 pub use dashboard::{RequestFilter, RequestPage, RouteRow, RouteSample, Sort};
 pub use error::StoreError;
-pub use read::{ProcessRow, RequestQuery, RequestRow, SessionRow};
+pub use read::{CallRow, ProcessRow, QueryRow, RequestQuery, RequestRow, SessionRow};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
 use open::Found;
@@ -269,6 +270,18 @@ impl Store {
     /// an unknown request.
     pub fn request_stacks(&self, id: i64) -> Result<Vec<StackCount>, StoreError> {
         read::request_stacks(&self.conn, id).map_err(|e| self.sql_err(e))
+    }
+
+    /// The SQL statements the request ran, in the order they started. Empty
+    /// for an unknown request.
+    pub fn request_queries(&self, id: i64) -> Result<Vec<QueryRow>, StoreError> {
+        read::request_queries(&self.conn, id).map_err(|e| self.sql_err(e))
+    }
+
+    /// The outgoing HTTP calls the request made, in the order they started.
+    /// Empty for an unknown request.
+    pub fn request_calls(&self, id: i64) -> Result<Vec<CallRow>, StoreError> {
+        read::request_calls(&self.conn, id).map_err(|e| self.sql_err(e))
     }
 
     /// Samples taken outside any request, summed over the session's

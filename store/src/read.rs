@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
-use timeglass_model::{Frame, StackCount};
+use timeglass_model::{Frame, Repeated, StackCount};
 
 use crate::{ProcessId, SessionId};
 
@@ -39,6 +39,59 @@ pub struct RequestRow {
     pub samples: u64,
     pub switched_samples: u64,
     pub torn_samples: u64,
+    /// SQL statements it ran.
+    pub queries: u64,
+    /// Their summed durations.
+    pub db_ms: f64,
+    /// Outgoing HTTP calls it made.
+    pub calls: u64,
+    /// Their summed durations.
+    pub http_ms: f64,
+    /// It ran one normalised statement often enough to be a likely N+1.
+    pub n_plus_one: bool,
+    /// That statement, how often it ran and from which line; `None` unless `n_plus_one`.
+    pub repeated: Option<Repeated>,
+}
+
+/// One SQL statement of a request, as `timeglass show` lists it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct QueryRow {
+    /// The statement, cut to 8 KiB (`sql_length` tells how long it was).
+    pub sql: String,
+    /// Length of the whole statement, in characters.
+    pub sql_length: u64,
+    /// Literals and parameters replaced by `?`: what repeated statements share.
+    pub normalized: String,
+    /// The parameters as Python shows them, cut to 2 KiB; `None` when not recorded.
+    pub params: Option<String>,
+    pub params_length: u64,
+    /// Since the request started.
+    pub start_ms: f64,
+    pub duration_ms: f64,
+    /// Rows returned or affected, when the driver said.
+    pub rows: Option<i64>,
+    pub driver: String,
+    pub error: Option<String>,
+    /// The code that ran it, innermost frame first.
+    pub caller: Vec<Frame>,
+}
+
+/// One outgoing HTTP call of a request.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CallRow {
+    pub method: String,
+    /// Secret-looking query values and passwords redacted.
+    pub url: String,
+    /// `None` when no response came.
+    pub status: Option<u16>,
+    /// Since the request started.
+    pub start_ms: f64,
+    pub duration_ms: f64,
+    pub error: Option<String>,
+    /// `httpx` or `requests`.
+    pub library: String,
+    /// The code that made it, innermost frame first.
+    pub caller: Vec<Frame>,
 }
 
 /// One `timeglass run` or `timeglass attach`.
@@ -90,7 +143,9 @@ pub struct RequestQuery {
 pub(crate) const REQUEST_COLUMNS: &str =
     "r.id, r.session_id, r.process_id, p.pid, r.tid, r.marker_id,
     r.method, r.path, r.route, r.status, r.errored, r.cancelled, r.started_at,
-    r.start_ns, r.end_ns, r.samples, r.switched_samples, r.torn_samples, r.response_end_ns
+    r.start_ns, r.end_ns, r.samples, r.switched_samples, r.torn_samples, r.response_end_ns,
+    r.queries, r.db_us, r.calls, r.http_us, r.n_plus_one_count, r.n_plus_one_sql,
+    r.n_plus_one_caller
     FROM requests r JOIN processes p ON p.id = r.process_id";
 
 pub(crate) fn request_row(row: &Row<'_>) -> rusqlite::Result<RequestRow> {
@@ -98,6 +153,15 @@ pub(crate) fn request_row(row: &Row<'_>) -> rusqlite::Result<RequestRow> {
     let end_ns: u64 = row.get(14)?;
     let response_end_ns: Option<u64> = row.get(18)?;
     let ms = |ns: u64| ns as f64 / 1e6;
+    let repeated_count: Option<u64> = row.get(23)?;
+    let repeated = match repeated_count {
+        Some(count) => Some(Repeated {
+            count,
+            normalized: row.get::<_, Option<String>>(24)?.unwrap_or_default(),
+            caller: row.get(25)?,
+        }),
+        None => None,
+    };
     Ok(RequestRow {
         id: row.get(0)?,
         session_id: SessionId(row.get(1)?),
@@ -120,7 +184,71 @@ pub(crate) fn request_row(row: &Row<'_>) -> rusqlite::Result<RequestRow> {
         samples: row.get(15)?,
         switched_samples: row.get(16)?,
         torn_samples: row.get(17)?,
+        queries: row.get(19)?,
+        db_ms: row.get::<_, u64>(20)? as f64 / 1e3,
+        calls: row.get(21)?,
+        http_ms: row.get::<_, u64>(22)? as f64 / 1e3,
+        n_plus_one: repeated.is_some(),
+        repeated,
     })
+}
+
+/// Milliseconds between two monotonic readings, negative if `ns` is earlier.
+fn offset_ms(ns: i64, since: i64) -> f64 {
+    (ns - since) as f64 / 1e6
+}
+
+fn caller(row: &Row<'_>, index: usize) -> rusqlite::Result<Vec<Frame>> {
+    let text: String = row.get(index)?;
+    serde_json::from_str(&text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))
+}
+
+pub fn request_queries(conn: &Connection, request: i64) -> rusqlite::Result<Vec<QueryRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT q.sql, q.sql_length, q.normalized, q.params, q.params_length, q.start_ns,
+             q.duration_ns, q.rows, q.driver, q.error, q.caller, r.start_ns
+         FROM queries q JOIN requests r ON r.id = q.request_id
+         WHERE q.request_id = ?1 ORDER BY q.seq",
+    )?;
+    let rows = stmt.query_map(params![request], |row| {
+        Ok(QueryRow {
+            sql: row.get(0)?,
+            sql_length: row.get(1)?,
+            normalized: row.get(2)?,
+            params: row.get(3)?,
+            params_length: row.get(4)?,
+            start_ms: offset_ms(row.get(5)?, row.get(11)?),
+            duration_ms: row.get::<_, u64>(6)? as f64 / 1e6,
+            rows: row.get(7)?,
+            driver: row.get(8)?,
+            error: row.get(9)?,
+            caller: caller(row, 10)?,
+        })
+    })?;
+    rows.collect()
+}
+
+pub fn request_calls(conn: &Connection, request: i64) -> rusqlite::Result<Vec<CallRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.method, c.url, c.status, c.start_ns, c.duration_ns, c.error, c.library,
+             c.caller, r.start_ns
+         FROM calls c JOIN requests r ON r.id = c.request_id
+         WHERE c.request_id = ?1 ORDER BY c.seq",
+    )?;
+    let rows = stmt.query_map(params![request], |row| {
+        Ok(CallRow {
+            method: row.get(0)?,
+            url: row.get(1)?,
+            status: row.get(2)?,
+            start_ms: offset_ms(row.get(3)?, row.get(8)?),
+            duration_ms: row.get::<_, u64>(4)? as f64 / 1e6,
+            error: row.get(5)?,
+            library: row.get(6)?,
+            caller: caller(row, 7)?,
+        })
+    })?;
+    rows.collect()
 }
 
 pub fn requests(conn: &Connection, q: &RequestQuery) -> rusqlite::Result<Vec<RequestRow>> {

@@ -13,7 +13,54 @@ pub const APPLICATION_ID: i32 = i32::from_be_bytes(*b"TmGl");
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+
+/// Version 5: what each request waited on. Every SQL statement and outgoing
+/// HTTP call, in `queries` and `calls` (times on the marker's monotonic
+/// clock, like `requests.start_ns`; `caller` is a JSON array of frames,
+/// innermost first), and per request their counts, total time, and the most
+/// repeated statement when it ran often enough to be a likely N+1
+/// (`n_plus_one_count` NULL otherwise). Rows of earlier versions get zeros.
+const V5: &str = "
+ALTER TABLE requests ADD COLUMN queries INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN db_us INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN calls INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN http_us INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN n_plus_one_count INTEGER;
+ALTER TABLE requests ADD COLUMN n_plus_one_sql TEXT;
+ALTER TABLE requests ADD COLUMN n_plus_one_caller TEXT;
+
+CREATE TABLE queries (
+    request_id    INTEGER NOT NULL REFERENCES requests(id),
+    seq           INTEGER NOT NULL,  -- order of start within the request
+    sql           TEXT NOT NULL,     -- cut to 8 KiB
+    sql_length    INTEGER NOT NULL,  -- of the whole statement, in characters
+    normalized    TEXT NOT NULL,
+    params        TEXT,              -- NULL when not recorded
+    params_length INTEGER NOT NULL,
+    start_ns      INTEGER NOT NULL,
+    duration_ns   INTEGER NOT NULL,
+    rows          INTEGER,
+    driver        TEXT NOT NULL,
+    error         TEXT,
+    caller        TEXT NOT NULL,
+    PRIMARY KEY (request_id, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE calls (
+    request_id  INTEGER NOT NULL REFERENCES requests(id),
+    seq         INTEGER NOT NULL,
+    method      TEXT NOT NULL,
+    url         TEXT NOT NULL,  -- secret-looking values already redacted
+    status      INTEGER,
+    start_ns    INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    error       TEXT,
+    library     TEXT NOT NULL,
+    caller      TEXT NOT NULL,
+    PRIMARY KEY (request_id, seq)
+) WITHOUT ROWID;
+";
 
 /// Version 4: what the dashboard needs.
 ///

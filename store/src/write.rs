@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use timeglass_model::{Frame, ProfiledRequest, RequestContext};
+use timeglass_model::{Frame, HttpCall, ProfiledRequest, RequestContext, SqlQuery};
 
 use crate::clock::{rfc3339_ms, ClockMap};
 use crate::Batch;
@@ -107,10 +107,13 @@ pub fn write_batch(
             "INSERT INTO request_stacks (request_id, stack_id, samples) VALUES (?1, ?2, ?3)
              ON CONFLICT DO UPDATE SET samples = samples + excluded.samples",
         )?;
-        for counted in &request.stacks {
+        // Waits end in a synthetic frame, so they never share a row with samples.
+        for counted in request.stacks.iter().chain(&request.waits) {
             let stack = interner.stack_id(&tx, &counted.stack)?;
             insert.execute(params![id, stack, counted.samples])?;
         }
+        insert_queries(&tx, id, &request.queries)?;
+        insert_calls(&tx, id, &request.calls)?;
     }
     let mut outside = tx.prepare_cached(
         "INSERT INTO outside_stacks (session_id, process_id, stack_id, samples)
@@ -137,8 +140,10 @@ fn insert_request(
     conn.prepare_cached(
         "INSERT INTO requests (session_id, process_id, marker_id, method, path, route, status,
              errored, cancelled, tid, start_ns, end_ns, started_at, duration_us,
-             samples, switched_samples, torn_samples, response_end_ns)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+             samples, switched_samples, torn_samples, response_end_ns,
+             queries, db_us, calls, http_us, n_plus_one_count, n_plus_one_sql, n_plus_one_caller)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+             ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
     )?
     .execute(params![
         session,
@@ -159,6 +164,13 @@ fn insert_request(
         profiled.switched_samples,
         profiled.torn_samples,
         r.response_end_ns,
+        profiled.queries.len(),
+        profiled.db_ns() / 1000,
+        profiled.calls.len(),
+        profiled.http_ns() / 1000,
+        profiled.n_plus_one.as_ref().map(|n| n.count),
+        profiled.n_plus_one.as_ref().map(|n| &n.normalized),
+        profiled.n_plus_one.as_ref().and_then(|n| n.caller.as_ref()),
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -180,4 +192,57 @@ fn insert_context(conn: &Connection, request: i64, c: &RequestContext) -> rusqli
         c.response_start_ns,
     ])?;
     Ok(())
+}
+
+fn insert_queries(conn: &Connection, request: i64, queries: &[SqlQuery]) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO queries (request_id, seq, sql, sql_length, normalized, params, params_length,
+             start_ns, duration_ns, rows, driver, error, caller)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?;
+    for (seq, q) in queries.iter().enumerate() {
+        insert.execute(params![
+            request,
+            seq,
+            q.sql,
+            q.sql_len,
+            q.normalized,
+            q.params,
+            q.params_len,
+            q.start_ns,
+            q.duration_ns(),
+            q.rows,
+            q.driver,
+            q.error,
+            caller_json(&q.caller),
+        ])?;
+    }
+    Ok(())
+}
+
+fn insert_calls(conn: &Connection, request: i64, calls: &[HttpCall]) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO calls (request_id, seq, method, url, status, start_ns, duration_ns, error,
+             library, caller)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    for (seq, c) in calls.iter().enumerate() {
+        insert.execute(params![
+            request,
+            seq,
+            c.method,
+            c.url,
+            c.status,
+            c.start_ns,
+            c.duration_ns(),
+            c.error,
+            c.library,
+            caller_json(&c.caller),
+        ])?;
+    }
+    Ok(())
+}
+
+fn caller_json(frames: &[Frame]) -> String {
+    serde_json::to_string(frames).expect("frames serialize")
 }

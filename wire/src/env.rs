@@ -19,3 +19,9 @@ pub const PYTHON_PACKAGE: &str = "TIMEGLASS_PYTHON_PACKAGE";
 /// response headers (the dashboard's context panel). Secrets are redacted
 /// either way.
 pub const CONTEXT: &str = "TIMEGLASS_CONTEXT";
+/// Set to `0` to turn off capturing SQL statements and outgoing HTTP calls
+/// (requests are still recorded). On by default.
+pub const CAPTURE: &str = "TIMEGLASS_CAPTURE";
+/// Set to `0` by `timeglass run --no-sql-params`: statements are captured
+/// without their parameters.
+pub const SQL_PARAMS: &str = "TIMEGLASS_SQL_PARAMS";

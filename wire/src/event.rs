@@ -2,6 +2,9 @@
 //!
 //! Little-endian fixed-width fields, then strings as `u32` length + UTF-8
 //! bytes. New kinds get new numbers; a reader skips kinds it does not know.
+//! The SQL and HTTP-call events are in `capture.rs`.
+
+use crate::capture::{Call, Query};
 
 /// Longest string stored in an event; longer ones are cut at a char boundary.
 pub const MAX_STRING_BYTES: usize = 8 * 1024;
@@ -26,7 +29,8 @@ pub const PHASE_RESPONSE: u16 = 2;
 
 const KIND_REQUEST_START: u16 = 1;
 const KIND_REQUEST_END: u16 = 2;
-// Kinds 3 and 4 are SQL queries and outgoing HTTP calls.
+const KIND_QUERY: u16 = 3;
+const KIND_CALL: u16 = 4;
 const KIND_REQUEST_CONTEXT: u16 = 5;
 
 /// A request entered the app.
@@ -79,6 +83,10 @@ pub struct RequestContext {
 pub enum Event {
     RequestStart(RequestStart),
     RequestEnd(RequestEnd),
+    /// A SQL statement a request ran.
+    Query(Query),
+    /// An outgoing HTTP call a request made.
+    Call(Call),
     RequestContext(RequestContext),
     /// A kind this reader does not know (written by a newer marker).
     Unknown(u16),
@@ -124,6 +132,14 @@ impl Event {
                 out.extend_from_slice(&e.body_bytes.to_le_bytes());
                 KIND_REQUEST_CONTEXT
             }
+            Event::Query(q) => {
+                q.encode(out);
+                KIND_QUERY
+            }
+            Event::Call(c) => {
+                c.encode(out);
+                KIND_CALL
+            }
             Event::Unknown(kind) => *kind,
         }
     }
@@ -158,12 +174,14 @@ impl Event {
                 },
                 body_bytes: r.u64()?,
             }),
+            KIND_QUERY => Event::Query(Query::decode(&mut r)?),
+            KIND_CALL => Event::Call(Call::decode(&mut r)?),
             other => Event::Unknown(other),
         })
     }
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     let s = truncate_str(s, MAX_STRING_BYTES);
     out.extend_from_slice(&(s.len() as u32).to_le_bytes());
     out.extend_from_slice(s.as_bytes());
@@ -200,12 +218,16 @@ pub fn truncate_str(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-struct Cursor<'a> {
+pub(crate) struct Cursor<'a> {
     bytes: &'a [u8],
     kind: u16,
 }
 
 impl Cursor<'_> {
+    pub(crate) fn remaining(&self) -> usize {
+        self.bytes.len()
+    }
+
     fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
         if self.bytes.len() < n {
             return Err(DecodeError::Truncated { kind: self.kind });
@@ -215,19 +237,19 @@ impl Cursor<'_> {
         Ok(head)
     }
 
-    fn u64(&mut self) -> Result<u64, DecodeError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
 
-    fn u32(&mut self) -> Result<u32, DecodeError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_le_bytes(
             self.take(4)?.try_into().expect("4 bytes"),
         ))
     }
 
-    fn u16(&mut self) -> Result<u16, DecodeError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_le_bytes(
             self.take(2)?.try_into().expect("2 bytes"),
         ))
@@ -243,7 +265,7 @@ impl Cursor<'_> {
         Ok(headers)
     }
 
-    fn string(&mut self) -> Result<String, DecodeError> {
+    pub(crate) fn string(&mut self) -> Result<String, DecodeError> {
         let len = self.u32()? as usize;
         // Lossy: a marker bug must never make the recorder fail on bad UTF-8.
         Ok(String::from_utf8_lossy(self.take(len)?).into_owned())

@@ -12,11 +12,12 @@
 //!   marker rewrites a slot whenever a request's coroutine is resumed or
 //!   suspended; the sampler reads it just before each stack walk;
 //! * an overwriting multi-producer **event ring** carrying request start/end
-//!   events (and later SQL and HTTP-call events). Producers never wait: when
+//!   events, SQL statements and outgoing HTTP calls. Producers never wait: when
 //!   nobody reads, old events are overwritten and the reader counts the gap.
 //!
 //! Nothing here makes a system call on the hot path.
 
+mod capture;
 mod clock;
 pub mod env;
 mod event;
@@ -26,6 +27,10 @@ mod region;
 mod ring;
 mod slots;
 
+pub use capture::{
+    frame_bytes, Call, Query, StackFrame, StackRef, MAX_ERROR_BYTES, MAX_PARAMS_BYTES,
+    MAX_SQL_BYTES, MAX_STACK_BYTES,
+};
 pub use clock::monotonic_ns;
 pub use event::{
     truncate_str, DecodeError, Event, RequestContext, RequestEnd, RequestStart, END_CANCELLED,

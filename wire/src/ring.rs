@@ -80,6 +80,12 @@ impl Region {
     fn ring_head(&self) -> u64 {
         self.word(header::RING_HEAD).load(Ordering::Acquire)
     }
+
+    /// Ring positions claimed so far. A record published at position `p` is
+    /// certainly overwritten once this passes `p + ring_slots`.
+    pub fn ring_position(&self) -> u64 {
+        self.word(header::RING_HEAD).load(Ordering::Relaxed)
+    }
 }
 
 /// Counters kept by a [`Reader`].

@@ -23,7 +23,14 @@ _CACHE_ATTR = "_timeglass_marker"
 
 
 def install() -> None:
-    """Patches Starlette now if it is imported, otherwise as soon as it is."""
+    """Patches Starlette now if it is imported, otherwise as soon as it is; hooks the database
+    drivers and HTTP clients before the app imports them (``_capture``)."""
+    try:
+        from timeglass import _capture
+
+        _capture.install()
+    except Exception as exc:
+        print(f"timeglass: SQL and HTTP capture is off ({exc!r})", file=sys.stderr)
     module = sys.modules.get(_TARGET)
     if module is not None:
         patch_starlette(module)

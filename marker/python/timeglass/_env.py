@@ -17,3 +17,7 @@ ENABLED: Final = "TIMEGLASS_ENABLED"
 PYTHON_PACKAGE: Final = "TIMEGLASS_PYTHON_PACKAGE"
 #: ``0``: no request headers, query strings or bodies are captured.
 CONTEXT: Final = "TIMEGLASS_CONTEXT"
+#: ``0``: SQL statements and outgoing HTTP calls are not captured.
+CAPTURE: Final = "TIMEGLASS_CAPTURE"
+#: ``0`` (``timeglass run --no-sql-params``): statements are captured without parameters.
+SQL_PARAMS: Final = "TIMEGLASS_SQL_PARAMS"

@@ -8,15 +8,21 @@ from typing_extensions import disjoint_base
 
 __all__ = [
     "BoundCall",
+    "BoundTimed",
     "ReceiveAwait",
     "ReceiveWrapper",
     "RequestScope",
     "SendWrapper",
     "TimeGlassMiddleware",
+    "TimedMethod",
     "_read_events",
     "bind",
     "bind_task",
+    "call_end",
+    "configure_capture",
     "current_request",
+    "query_begin",
+    "query_end",
     "start",
     "stats",
 ]
@@ -65,6 +71,24 @@ class ReceiveAwait:
     def close(self) -> Any: ...
 
 @final
+class TimedMethod:
+    @property
+    def original(self) -> Callable[..., Any]: ...
+    def __new__(
+        cls,
+        original: Callable[..., Any],
+        driver: str,
+        rows_from_result: bool,
+        suppress: Any = None,
+    ) -> TimedMethod: ...
+    def __get__(self, obj: Any, owner: Any = None) -> Any: ...
+    def __call__(self, target: Any, *args: Any, **kwargs: Any) -> Any: ...
+
+@final
+class BoundTimed:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+@final
 class BoundCall:
     @property
     def func(self) -> Callable[..., Any]: ...
@@ -76,3 +100,23 @@ def bind_task(rid: int, coro: Any) -> RequestScope: ...
 def stats() -> dict[str, Any]: ...
 def start() -> bool: ...
 def _read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]: ...
+def configure_capture(hidden: list[str], library: list[str], params: bool) -> None: ...
+def query_begin() -> int: ...
+def query_end(
+    start_ns: int,
+    driver: str,
+    sql: object,
+    params: object = None,
+    rows: object = None,
+    error: BaseException | None = None,
+    outer: object = None,
+) -> None: ...
+def call_end(
+    start_ns: int,
+    library: str,
+    method: str,
+    url: object,
+    status: object = None,
+    error: BaseException | None = None,
+    outer: object = None,
+) -> None: ...

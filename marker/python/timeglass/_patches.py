@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from timeglass import _native
+from timeglass import _capture, _native
 
 _TaskFactoryFn = Callable[..., "asyncio.Future[Any]"]
 
@@ -39,8 +39,10 @@ class TaskFactory:
 
 
 def install(loop: asyncio.AbstractEventLoop) -> None:
-    """Installs the task factory on ``loop`` (chaining any other) and patches anyio once."""
+    """Installs the task factory on ``loop`` (chaining any other), patches anyio once, and
+    starts capturing SQL statements and HTTP calls (``_capture``)."""
     patch_anyio_to_thread()
+    _capture.install()
     previous = loop.get_task_factory()
     if not isinstance(previous, TaskFactory):
         factory: Any = TaskFactory(previous)  # typeshed's protocol omits the keyword arguments

@@ -345,6 +345,12 @@ mod tests {
             samples: 0,
             switched_samples: 0,
             torn_samples: 0,
+            queries: 0,
+            db_ms: 0.0,
+            calls: 0,
+            http_ms: 0.0,
+            n_plus_one: false,
+            repeated: None,
         }
     }
 

@@ -105,7 +105,8 @@ pub fn request(
 ) -> ProfiledRequest {
     let start_ns = CLOCK.mono_ns + start_ms * 1_000_000;
     ProfiledRequest {
-        request: Request {
+        stacks,
+        ..ProfiledRequest::new(Request {
             marker_id,
             pid: 4242,
             tid: 7,
@@ -118,11 +119,7 @@ pub fn request(
             start_ns,
             end_ns: start_ns + dur_ms * 1_000_000,
             response_end_ns: Some(start_ns + dur_ms * 1_000_000),
-        },
-        stacks,
-        switched_samples: 0,
-        torn_samples: 0,
-        context: None,
+        })
     }
 }
 

@@ -1,0 +1,271 @@
+//! What a request waited on: the marker's query and call events turned into
+//! model records, their time turned into weighted synthetic stacks, and
+//! repeated statements flagged.
+
+use std::collections::HashMap;
+
+use timeglass_model::{
+    Frame, HttpCall, Repeated, SqlQuery, Stack, StackCount, BACKGROUND_FRAME, HTTP_FRAME_PREFIX,
+    SQL_FRAME_PREFIX,
+};
+use timeglass_wire::{Call, Query, StackFrame, StackRef};
+
+use crate::sql;
+
+/// How many frames of the issuing code a query or call keeps for display.
+pub const CALLER_FRAMES: usize = 8;
+
+/// Stacks the marker defined, per process: later events name them by id.
+#[derive(Default)]
+pub struct Stacks {
+    by_id: HashMap<(u32, u64), Issuer>,
+}
+
+/// A resolved issuing stack.
+#[derive(Clone, Default)]
+struct Issuer {
+    stack: Stack,
+    caller: Vec<Frame>,
+}
+
+/// A process's stacks beyond this many are forgotten all at once; the marker
+/// sends every stack again before its last copy can have left the ring.
+const MAX_STACKS_PER_SESSION: usize = 100_000;
+
+impl Stacks {
+    fn resolve(&mut self, pid: u32, r: StackRef) -> Issuer {
+        let Some(frames) = r.frames else {
+            return self.by_id.get(&(pid, r.id)).cloned().unwrap_or_default();
+        };
+        let issuer = Issuer {
+            caller: caller(&frames),
+            stack: frames.into_iter().map(frame).collect::<Vec<_>>().into(),
+        };
+        if self.by_id.len() >= MAX_STACKS_PER_SESSION {
+            self.by_id.clear();
+        }
+        self.by_id.insert((pid, r.id), issuer.clone());
+        issuer
+    }
+
+    /// Forgets a process's stacks (it exited).
+    pub fn forget(&mut self, pid: u32) {
+        self.by_id.retain(|(p, _), _| *p != pid);
+    }
+
+    pub fn query(&mut self, pid: u32, q: Query) -> SqlQuery {
+        let issuer = self.resolve(pid, q.stack);
+        SqlQuery {
+            normalized: sql::normalize(&q.sql),
+            sql: q.sql,
+            sql_len: q.sql_len,
+            params: q.params,
+            params_len: q.params_len,
+            start_ns: q.start_ns,
+            end_ns: q.end_ns.max(q.start_ns),
+            rows: Some(q.rows).filter(|&r| r >= 0),
+            driver: q.driver,
+            error: q.error,
+            caller: issuer.caller,
+            stack: issuer.stack,
+        }
+    }
+
+    pub fn call(&mut self, pid: u32, c: Call) -> HttpCall {
+        let issuer = self.resolve(pid, c.stack);
+        HttpCall {
+            method: c.method,
+            url: c.url,
+            status: Some(c.status).filter(|&s| s != 0),
+            start_ns: c.start_ns,
+            end_ns: c.end_ns.max(c.start_ns),
+            error: c.error,
+            library: c.library,
+            caller: issuer.caller,
+            stack: issuer.stack,
+        }
+    }
+}
+
+fn frame(f: StackFrame) -> Frame {
+    Frame {
+        name: f.name,
+        filename: f.filename,
+        short: f.short,
+        line: f.line,
+    }
+}
+
+/// Up to [`CALLER_FRAMES`] frames of the app's own code, innermost first; the
+/// innermost frames of any kind if the stack has none of the app's.
+fn caller(frames: &[StackFrame]) -> Vec<Frame> {
+    let own: Vec<Frame> = frames
+        .iter()
+        .rev()
+        .filter(|f| !f.library)
+        .take(CALLER_FRAMES)
+        .cloned()
+        .map(frame)
+        .collect();
+    if !own.is_empty() {
+        return own;
+    }
+    frames
+        .iter()
+        .rev()
+        .take(CALLER_FRAMES)
+        .cloned()
+        .map(frame)
+        .collect()
+}
+
+/// The flame-graph frame of a query.
+pub fn sql_frame(q: &SqlQuery) -> Frame {
+    Frame::synthetic(&format!("{SQL_FRAME_PREFIX}{}", sql::label(&q.normalized)))
+}
+
+/// The flame-graph frame of a call: method and host.
+pub fn http_frame(c: &HttpCall) -> Frame {
+    Frame::synthetic(&format!("{HTTP_FRAME_PREFIX}{} {}", c.method, host(&c.url)))
+}
+
+/// `host[:port]` of a URL; the URL itself if it has no recognisable host.
+fn host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.is_empty() {
+        url
+    } else {
+        host
+    }
+}
+
+/// Wall time per synthetic stack, converted to samples at `rate_hz`.
+/// Waits that ended after the response was sent go under `[background]`,
+/// like the samples of that stage. Sub-sample remainders are rounded per
+/// stack, so many short identical waits still add up.
+pub fn weigh(
+    waits: impl Iterator<Item = (Stack, Frame, u64, u64)>,
+    response_end_ns: Option<u64>,
+    rate_hz: u32,
+) -> Vec<StackCount> {
+    let mut wall: HashMap<Stack, u64> = HashMap::new();
+    for (stack, leaf, start_ns, end_ns) in waits {
+        let background = response_end_ns.is_some_and(|sent| start_ns >= sent);
+        let frames = background
+            .then(|| Frame::synthetic(BACKGROUND_FRAME))
+            .into_iter()
+            .chain(stack.iter().cloned())
+            .chain(std::iter::once(leaf));
+        let full: Stack = frames.collect::<Vec<_>>().into();
+        *wall.entry(full).or_insert(0) += end_ns.saturating_sub(start_ns);
+    }
+    let mut out: Vec<StackCount> = wall
+        .into_iter()
+        .filter_map(|(stack, ns)| {
+            let samples = (u128::from(ns) * u128::from(rate_hz) + 500_000_000) / 1_000_000_000;
+            let samples = u64::try_from(samples).unwrap_or(u64::MAX);
+            (samples > 0).then_some(StackCount { stack, samples })
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.samples
+            .cmp(&a.samples)
+            .then_with(|| a.stack.cmp(&b.stack))
+    });
+    out
+}
+
+/// The most repeated normalised statement, if it ran `threshold` times or more.
+pub fn n_plus_one(queries: &[SqlQuery], threshold: u64) -> Option<Repeated> {
+    let mut groups: HashMap<&str, Vec<&SqlQuery>> = HashMap::new();
+    for q in queries {
+        groups.entry(&q.normalized).or_default().push(q);
+    }
+    let (normalized, group) = groups
+        .into_iter()
+        .filter(|(_, g)| g.len() as u64 >= threshold.max(1))
+        .max_by(|a, b| a.1.len().cmp(&b.1.len()).then_with(|| b.0.cmp(a.0)))?;
+    let mut lines: HashMap<String, usize> = HashMap::new();
+    for q in &group {
+        if let Some(f) = q.caller.first() {
+            *lines.entry(f.location()).or_insert(0) += 1;
+        }
+    }
+    let caller = lines
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
+        .map(|(line, _)| line);
+    Some(Repeated {
+        normalized: normalized.to_string(),
+        count: group.len() as u64,
+        caller,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(name: &str, library: bool) -> StackFrame {
+        StackFrame {
+            name: name.into(),
+            filename: format!("/x/{name}.py"),
+            short: format!("{name}.py"),
+            line: 3,
+            library,
+        }
+    }
+
+    #[test]
+    fn caller_prefers_the_apps_own_frames() {
+        let frames = vec![
+            f("main", true),
+            f("handler", false),
+            f("helper", false),
+            f("driver", true),
+        ];
+        let names: Vec<String> = caller(&frames).into_iter().map(|f| f.name).collect();
+        assert_eq!(names, ["helper", "handler"]);
+        let lib = vec![f("a", true), f("b", true)];
+        let names: Vec<String> = caller(&lib).into_iter().map(|f| f.name).collect();
+        assert_eq!(names, ["b", "a"]);
+    }
+
+    #[test]
+    fn hosts_come_out_of_urls() {
+        assert_eq!(
+            host("https://u:p@api.example.com:8443/x?y=1"),
+            "api.example.com:8443"
+        );
+        assert_eq!(host("http://127.0.0.1:9/"), "127.0.0.1:9");
+        assert_eq!(host("weird"), "weird");
+    }
+
+    #[test]
+    fn waits_weigh_wall_time_in_samples() {
+        let s: Stack = vec![Frame::synthetic("[x]")].into();
+        let leaf = Frame::synthetic("[sql] SELECT 1");
+        // Ten 0.3 ms waits at 1 kHz: 3 samples together, none alone.
+        let waits = (0..10).map(|i| {
+            (
+                s.clone(),
+                leaf.clone(),
+                i * 1_000_000,
+                i * 1_000_000 + 300_000,
+            )
+        });
+        let out = weigh(waits, None, 1000);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].samples, 3);
+        assert_eq!(out[0].stack.last(), Some(&leaf));
+        let late = weigh(
+            std::iter::once((s.clone(), leaf, 10, 5_000_010)),
+            Some(10),
+            1000,
+        );
+        assert_eq!(late[0].stack[0].name, BACKGROUND_FRAME);
+        assert_eq!(late[0].samples, 5);
+    }
+}

@@ -1,0 +1,273 @@
+"""Captures the SQL statements and outgoing HTTP calls each request makes.
+
+:func:`install` patches every supported driver that is imported now and, through an import
+hook, every one imported later. Under ``timeglass run`` it runs at interpreter start-up; with
+the explicit middleware line, on the first request. The patches (``_drivers.py``) call
+``_native.query_begin()`` before a statement, which costs one slot read and answers 0 outside a
+request, and ``_native.query_end(...)``/``_native.call_end(...)`` after it, which time it,
+capture the calling stack and publish it. A patch never raises into the app and never changes
+what a driver returns or raises. ``TIMEGLASS_CAPTURE=0`` leaves every driver untouched.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import re
+import site
+import sys
+import sysconfig
+import threading
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from timeglass import _env, _native
+
+MARK = "__timeglass_capture__"
+
+begin = _native.query_begin
+end = _native.query_end
+call_end = _native.call_end
+
+#: True while SQLAlchemy times a statement: the driver below it must not record it again.
+#: A context variable, so concurrent requests on one loop do not see each other's.
+IN_ORM: contextvars.ContextVar[bool] = contextvars.ContextVar("timeglass_in_orm", default=False)
+
+Extract = Callable[[tuple[Any, ...], dict[str, Any]], tuple[Any, Any]]
+Rows = Callable[[Any, Any], Any]
+
+_lock = threading.Lock()
+_installed = False
+_warned: set[str] = set()
+
+
+@dataclass(frozen=True)
+class Driver:
+    """A library whose statements or calls are captured once it is imported."""
+
+    module: str
+    #: Versions the patch knows, ``(low, high)``: low <= (major, minor) < high. None: any.
+    versions: tuple[tuple[int, int], tuple[int, int]] | None
+    patch: Callable[[types.ModuleType], None]
+
+
+def install() -> None:
+    """Patches the drivers now imported and hooks the import of the others. Idempotent."""
+    global _installed
+    with _lock:
+        if _installed or os.environ.get(_env.CAPTURE) == "0":
+            return
+        _installed = True
+    from timeglass import _drivers
+
+    try:
+        params = os.environ.get(_env.SQL_PARAMS) != "0"
+        _native.configure_capture(_hidden_prefixes(), _library_prefixes(), params)
+    except Exception as exc:
+        warn("capture", f"SQL and HTTP capture is off: {exc!r}")
+        return
+    for driver in _drivers.DRIVERS:
+        module = sys.modules.get(driver.module)
+        if module is not None:
+            patch(driver, module)
+    sys.meta_path.insert(0, _ImportHook({d.module: d for d in _drivers.DRIVERS}))
+
+
+def patch(driver: Driver, module: types.ModuleType) -> None:
+    """Applies one driver's patch once, or says in one line why it cannot."""
+    if getattr(module, MARK, False):
+        return
+    try:
+        setattr(module, MARK, True)
+        version = str(getattr(module, "__version__", "") or "")
+        if driver.versions is not None and not _known(version, *driver.versions):
+            low, high = driver.versions
+            known = f">={low[0]}.{low[1]},<{high[0]}.{high[1]}"
+            warn(
+                driver.module,
+                f"{driver.module} {version or '(no version)'} is not a version TimeGlass "
+                f"knows ({known}); its statements are not captured, the app runs as before",
+            )
+            return
+        driver.patch(module)
+    except Exception as exc:
+        warn(driver.module, f"cannot capture {driver.module}: {exc!r}; the app runs as before")
+
+
+def warn(key: str, message: str) -> None:
+    """One ``timeglass: warning: ...`` line on stderr per key, never an exception."""
+    if key in _warned:
+        return
+    _warned.add(key)
+    try:
+        print(f"timeglass: warning: {message}", file=sys.stderr, flush=True)
+    except Exception:
+        pass
+
+
+def _known(version: str, low: tuple[int, int], high: tuple[int, int]) -> bool:
+    match = re.match(r"(\d+)\.(\d+)", version)
+    if match is None:
+        return False
+    found = (int(match.group(1)), int(match.group(2)))
+    return low <= found < high
+
+
+def _with_sep(paths: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for p in paths:
+        for variant in (p, os.path.realpath(p)):
+            prefix = variant.rstrip(os.sep) + os.sep
+            if variant and prefix not in out:
+                out.append(prefix)
+    return out
+
+
+def _hidden_prefixes() -> list[str]:
+    """Our own wrappers, and SQLAlchemy's event dispatch that calls our hooks."""
+    hidden = [os.path.dirname(os.path.abspath(__file__))]
+    try:
+        spec = importlib.util.find_spec("sqlalchemy")
+    except (ImportError, ValueError):
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        hidden.append(os.path.join(location, "event"))
+    return _with_sep(hidden)
+
+
+def _library_prefixes() -> list[str]:
+    """Installed packages, the standard library and scripts: not the app's own code."""
+    paths = sysconfig.get_paths()
+    found = [paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib", "scripts")]
+    found += [p for p in sys.path if "site-packages" in p or "dist-packages" in p]
+    try:
+        found += [*site.getsitepackages(), site.getusersitepackages()]
+    except AttributeError:  # some embedded interpreters have a reduced `site`
+        pass
+    return _with_sep([p for p in found if p])
+
+
+class _ImportHook(importlib.abc.MetaPathFinder):
+    """Patches a driver right after its module is first executed."""
+
+    def __init__(self, drivers: dict[str, Driver]) -> None:
+        self._drivers = drivers
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: types.ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        driver = self._drivers.get(fullname)
+        if driver is None:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _PatchingLoader(spec.loader, driver)
+                return spec
+        return None
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    def __init__(self, inner: importlib.abc.Loader, driver: Driver) -> None:
+        self._inner = inner
+        self._driver = driver
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return self._inner.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        self._inner.exec_module(module)
+        patch(self._driver, module)
+
+    def __getattr__(self, name: str) -> Any:
+        # Resource readers and `get_data` callers see the real loader.
+        return getattr(self._inner, name)
+
+
+# --- wrappers the driver patches are made of ------------------------------------------------
+
+
+def record(
+    start: int,
+    driver: str,
+    extract: Extract,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    rows: Any,
+    error: BaseException | None,
+) -> None:
+    try:
+        sql, params = extract(args, kwargs)
+        end(start, driver, sql, params, rows, error)
+    except Exception:
+        pass
+
+
+def rows_or_unknown(rows: Rows, target: Any, result: Any) -> Any:
+    try:
+        return rows(target, result)
+    except Exception:
+        return -1
+
+
+def timed(original: Callable[..., Any], driver: str, extract: Extract, rows: Rows) -> Any:
+    """A sync statement method that records itself when it runs under a request."""
+    if getattr(original, MARK, False):
+        return original
+
+    @functools.wraps(original)
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        start = begin()
+        if not start or IN_ORM.get():
+            return original(self, *args, **kwargs)
+        try:
+            result = original(self, *args, **kwargs)
+        except BaseException as exc:
+            record(start, driver, extract, args, kwargs, -1, exc)
+            raise
+        record(start, driver, extract, args, kwargs, rows_or_unknown(rows, self, result), None)
+        return result
+
+    setattr(method, MARK, True)
+    return method
+
+
+def timed_async(original: Callable[..., Any], driver: str, extract: Extract, rows: Rows) -> Any:
+    """An ``async`` statement method that records itself when it runs under a request."""
+    if getattr(original, MARK, False):
+        return original
+
+    @functools.wraps(original)
+    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        start = begin()
+        if not start or IN_ORM.get():
+            return await original(self, *args, **kwargs)
+        try:
+            result = await original(self, *args, **kwargs)
+        except BaseException as exc:
+            record(start, driver, extract, args, kwargs, -1, exc)
+            raise
+        record(start, driver, extract, args, kwargs, rows_or_unknown(rows, self, result), None)
+        return result
+
+    setattr(method, MARK, True)
+    return method
+
+
+def wrap(cls: type, name: str, make: Callable[[Callable[..., Any]], Any]) -> None:
+    """Replaces ``cls.name`` (defined on ``cls`` itself) with ``make(original)``."""
+    original = cls.__dict__.get(name)
+    if original is None:
+        raise AttributeError(f"{cls.__qualname__}.{name} is missing")
+    setattr(cls, name, make(original))
