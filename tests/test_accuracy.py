@@ -98,7 +98,7 @@ def test_work_in_a_child_task_is_charged_to_its_request(session: Session) -> Non
     own, _, neither = attribution.judge(
         session.recorded.folded(row["id"]), "burn_in_child_task", set()
     )
-    assert own >= 150, (own, neither)
+    assert own >= 100, (own, neither)
     assert own / (own + neither) >= 0.95, (own, neither)
 
 
@@ -124,7 +124,7 @@ def test_background_tasks_are_a_stage_of_their_request_not_its_response_time(
                 in_background += count
             else:
                 in_response += count
-    assert in_background >= 100, folded
+    assert in_background >= 70, folded
     assert in_response == 0, folded
 
 
@@ -134,4 +134,5 @@ def test_a_streamed_response_ends_with_its_last_chunk(session: Session) -> None:
     assert row["duration_ms"] >= 250, row
     assert (row["background_ms"] or 0.0) < 50, row
     own, _, _ = attribution.judge(session.recorded.folded(row["id"]), "burn_while_streaming", set())
-    assert own >= 120, own
+    # At 1 kHz ~200 samples; the floor leaves room for a busy machine's slower sampler.
+    assert own >= 80, own
