@@ -3,6 +3,7 @@
 //! repeated statements flagged.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use timeglass_model::{
     Frame, HttpCall, Repeated, SqlQuery, Stack, StackCount, BACKGROUND_FRAME, HTTP_FRAME_PREFIX,
@@ -19,7 +20,13 @@ pub const CALLER_FRAMES: usize = 8;
 #[derive(Default)]
 pub struct Stacks {
     by_id: HashMap<(u32, u64), Issuer>,
+    /// Normalised text per statement text: apps run few distinct statements
+    /// many times, and normalising tokenises the whole statement.
+    normalized: HashMap<String, String>,
 }
+
+/// The normalisation cache is dropped whole beyond this many statements.
+const MAX_NORMALIZED: usize = 10_000;
 
 /// A resolved issuing stack.
 #[derive(Clone, Default)]
@@ -55,8 +62,19 @@ impl Stacks {
 
     pub fn query(&mut self, pid: u32, q: Query) -> SqlQuery {
         let issuer = self.resolve(pid, q.stack);
+        let normalized = match self.normalized.get(&q.sql) {
+            Some(n) => n.clone(),
+            None => {
+                if self.normalized.len() >= MAX_NORMALIZED {
+                    self.normalized.clear();
+                }
+                let n = sql::normalize(&q.sql);
+                self.normalized.insert(q.sql.clone(), n.clone());
+                n
+            }
+        };
         SqlQuery {
-            normalized: sql::normalize(&q.sql),
+            normalized,
             sql: q.sql,
             sql_len: q.sql_len,
             params: q.params,
@@ -150,16 +168,28 @@ pub fn weigh(
     response_end_ns: Option<u64>,
     rate_hz: u32,
 ) -> Vec<StackCount> {
-    let mut wall: HashMap<Stack, u64> = HashMap::new();
+    // Statements repeated from one line share their issuing stack (one `Arc`
+    // per stack the marker sent), so group by its address first and build
+    // each full stack once per group, not once per statement.
+    let mut grouped: HashMap<(bool, usize, Frame), (Stack, u64)> = HashMap::new();
     for (stack, leaf, start_ns, end_ns) in waits {
         let background = response_end_ns.is_some_and(|sent| start_ns >= sent);
+        let key = (
+            background,
+            Arc::as_ptr(&stack) as *const Frame as usize,
+            leaf,
+        );
+        grouped.entry(key).or_insert_with(|| (stack, 0)).1 += end_ns.saturating_sub(start_ns);
+    }
+    let mut wall: HashMap<Stack, u64> = HashMap::new();
+    for ((background, _, leaf), (stack, ns)) in grouped {
         let frames = background
             .then(|| Frame::synthetic(BACKGROUND_FRAME))
             .into_iter()
             .chain(stack.iter().cloned())
             .chain(std::iter::once(leaf));
         let full: Stack = frames.collect::<Vec<_>>().into();
-        *wall.entry(full).or_insert(0) += end_ns.saturating_sub(start_ns);
+        *wall.entry(full).or_insert(0) += ns;
     }
     let mut out: Vec<StackCount> = wall
         .into_iter()
