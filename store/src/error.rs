@@ -7,20 +7,20 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
-        "no TimeGlass database at `{path}`\n\
-         hint: record some requests first with `timeglass run -- uvicorn app:app`"
+        "no TimeGlass database at `{path}`; record some requests first with \
+         `timeglass run -- uvicorn app:app`"
     )]
     Missing { path: PathBuf },
 
     #[error(
-        "`{path}` is not a TimeGlass database ({reason}); TimeGlass left it unchanged\n\
-         hint: point TimeGlass at another file, or move this one out of the way"
+        "`{path}` is not a TimeGlass database ({reason}); TimeGlass left it unchanged; \
+         point TimeGlass at another file, or move this one out of the way"
     )]
     NotTimeGlass { path: PathBuf, reason: String },
 
     #[error(
-        "`{path}` was written by a newer TimeGlass (schema version {found}; this build knows up to {known})\n\
-         hint: upgrade TimeGlass to read it; TimeGlass left it unchanged"
+        "`{path}` was written by a newer TimeGlass (schema version {found}; this build knows up to {known}); \
+         upgrade TimeGlass to read it; TimeGlass left it unchanged"
     )]
     TooNew {
         path: PathBuf,
