@@ -899,3 +899,23 @@ async fn hiding_synthetic_frames_drops_the_waits_and_their_time() {
     assert_eq!(sampled["functions"][0]["name"], "render");
     assert_eq!(sampled["functions"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn endpoint_view_shows_queries_per_request_and_db_share() {
+    let mut plain = get("GET", "/orders", Some("/orders"), Some(200), 40);
+    plain.end_ns = 60 * MS;
+    let world = World::new(vec![io_request(), profiled(plain, vec![])]);
+    let (status, body) = page(world.app(), "/api/v1/routes/GET/orders").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let detail: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let stats = &detail["stats"];
+    assert_eq!(stats["avg_queries"], 3.5);
+    assert_eq!(stats["n_plus_one"], 1);
+    assert!((stats["db_share"].as_f64().unwrap() - 3.5 / 40.0).abs() < 1e-9);
+    let (_, html) = page(world.app(), "/routes/GET/orders").await;
+    assert!(
+        html.contains("<div class=\"label\">Queries / request</div><div class=\"value\">3.5</div>")
+    );
+    assert!(html.contains("N+1</span> in 1 request<"));
+    assert!(html.contains("<div class=\"label\">DB time share</div><div class=\"value\">9%</div>"));
+}
