@@ -37,6 +37,10 @@ CHROMIUM_FLAGS = [
 ]
 SECRET_TOKEN = "Bearer tg-e2e-s3cr3t"
 SECRET_PASSWORD = "hunter2-e2e"
+# `/queries?n=100` runs one statement 100 times: an N+1 (the threshold is 5),
+# and enough database time for its `[sql]` wait to weigh in the flame graph.
+N_QUERIES = 100
+STATEMENT = "SELECT price FROM items WHERE id = ?"
 
 
 @dataclass
@@ -47,6 +51,9 @@ class Dashboard:
 
     def shot(self, page: Page, name: str) -> None:
         page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
+
+    def shot_of(self, page: Page, selector: str, name: str) -> None:
+        page.locator(selector).screenshot(path=str(self.shots / f"{name}.png"))
 
     def stored(self) -> list[dict[str, object]]:
         rows = httpx.get(f"{self.url}api/v1/requests?limit=1000", timeout=10).json()["requests"]
@@ -84,6 +91,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
             app.request("GET", f"/items/{item}")
         app.request("GET", "/error")
         app.request("GET", "/health")
+        app.request("GET", f"/queries?n={N_QUERIES}")
         app.request(
             "POST",
             "/items?api_key=k-e2e",
@@ -237,6 +245,58 @@ def test_endpoint_view(dashboard: Dashboard, page: Page) -> None:
     expect(page.locator(".histogram .hbar")).not_to_have_count(0)
     expect(page.locator("#flame-graph .fr").first).to_be_visible()
     dashboard.shot(page, "endpoint")
+
+
+def test_queries_show_in_the_list_the_detail_and_the_timeline(
+    dashboard: Dashboard, page: Page
+) -> None:
+    stored = next(r for r in dashboard.stored() if r["path"] == "/queries")
+    assert (stored["queries"], stored["n_plus_one"]) == (N_QUERIES, True), stored
+
+    page.goto(dashboard.url)
+    row = page.locator("tbody.rows tr", has_text="/queries")
+    expect(row.locator("td.queries")).to_contain_text(str(N_QUERIES))
+    badge = row.locator(".nplus1-badge")
+    expect(badge).to_be_visible()
+    ran = rf"ran {N_QUERIES}\u00d7 from .*demo_app\.py:\d+"
+    expect(badge).to_have_attribute("title", re.compile(ran))
+    health = page.locator("tbody.rows tr", has_text="/health")
+    expect(health.locator(".nplus1-badge")).to_have_count(0)
+    dashboard.shot(page, "list-queries")
+
+    row.locator("td.time").click()
+    page.wait_for_url(re.compile(r"/requests/\d+$"))
+    expect(page.locator(".tile", has_text="Queries")).to_contain_text(str(N_QUERIES))
+    statements = page.locator("#statements tbody tr")
+    expect(statements).to_have_count(N_QUERIES)
+    sql = statements.locator("td.sql").all_inner_texts()
+    assert all(STATEMENT in text and f"({i + 1},)" in text for i, text in enumerate(sql)), sql
+    callers = statements.locator("td.caller").all_inner_texts()
+    assert all("demo_app.py" in c and "ten_queries" in c for c in callers), callers
+    expect(page.locator("#repeated tr.nplus1")).to_contain_text(f"{N_QUERIES}\u00d7")
+    expect(page.locator("#queries .nplus1-note")).to_be_visible()
+
+    bars = page.locator(".tl-lane .tl-bar.tl-query")
+    expect(bars).to_have_count(N_QUERIES)
+    expect(bars.first).to_have_attribute("title", re.compile(re.escape(STATEMENT)))
+    lefts = [b.bounding_box()["x"] for b in bars.all()]  # type: ignore[index]
+    assert lefts == sorted(lefts), "bars sit at their statements' offsets, in order"
+    dashboard.shot(page, "request-queries")
+    dashboard.shot_of(page, ".tiles", "request-queries-tiles")
+    dashboard.shot_of(page, ".timeline", "request-queries-timeline")
+    dashboard.shot_of(page, "#queries", "request-queries-panel")
+
+    # The [sql] waits are in the flame graph, under the line that waited,
+    # until synthetic frames are hidden.
+    sql_frame = re.compile(r"^\[sql\] SELECT \.\.\. FROM items")
+    waits = page.locator("#flame-graph .fr", has_text=sql_frame)
+    expect(waits).not_to_have_count(0)
+    expect(page.locator("#flame-graph .fr", has_text="ten_queries")).not_to_have_count(0)
+    page.uncheck("#synthetic")
+    expect(waits).to_have_count(0)
+    expect(page.locator("#flame-graph .fr", has_text=re.compile(r"^\[sql\]"))).to_have_count(0)
+    page.check("#synthetic")
+    expect(waits).not_to_have_count(0)
 
 
 def test_screenshots_were_taken(dashboard: Dashboard) -> None:

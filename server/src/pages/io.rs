@@ -173,9 +173,9 @@ fn statements_table(
         })
         .collect();
     format!(
-        "<table class=\"list statements\" id=\"statements\"><thead><tr>\
+        "<div class=\"scroll\"><table class=\"list statements\" id=\"statements\"><thead><tr>\
          <th class=\"num\">#</th><th class=\"num\">Start</th><th class=\"num\">Duration</th><th class=\"num\">Rows</th>\
-         <th>Driver</th><th>Statement</th><th>Called from</th></tr></thead><tbody>{rows}</tbody></table>"
+         <th>Driver</th><th>Statement</th><th>Called from</th></tr></thead><tbody>{rows}</tbody></table></div>"
     )
 }
 

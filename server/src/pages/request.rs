@@ -238,9 +238,9 @@ fn io_tile(label: &str, n: u64, total_ms: f64, duration_ms: f64, what: &str) -> 
     if n == 0 {
         return tile(label, "0", "");
     }
-    let share = match duration_ms > 0.0 {
+    let note = match duration_ms > 0.0 {
         true => format!(
-            " · {:.0}% of the response",
+            "<span title=\"{what}\">{:.0}% of the response time</span>",
             (total_ms / duration_ms * 100.0).min(100.0)
         ),
         false => String::new(),
@@ -248,7 +248,7 @@ fn io_tile(label: &str, n: u64, total_ms: f64, duration_ms: f64, what: &str) -> 
     tile(
         label,
         &format!("{n} <span class=\"sub\">in {}</span>", ms(total_ms)),
-        &format!("{what}{share}"),
+        &note,
     )
 }
 
