@@ -346,21 +346,24 @@ fn call(route: usize) -> Option<(&'static str, &'static str)> {
 impl Io {
     fn new(rng: &mut Rng, route: usize, start_ns: u64, duration_ns: u64) -> Io {
         let base = base(route);
-        let mut plan: Vec<(String, String)> = Vec::new();
+        let mut plan: Vec<(String, String, u64)> = Vec::new();
         for (text, repeats) in statements(rng, route) {
             for _ in 0..repeats {
-                let sql = text.replace("{}", &rng.below(1000).to_string());
+                // As asyncpg sends it: a placeholder, its value apart.
+                let sql = text.replace("{}", "$1");
                 let normalized = timeglass_join::normalize_sql(&sql);
-                plan.push((sql, normalized));
+                plan.push((sql, normalized, rng.below(1000)));
             }
         }
         let call = call(route);
-        // Waits take 20-80% of the request, shared out evenly with jitter.
-        let waits = plan.len() as u64 + u64::from(call.is_some());
-        let budget = duration_ns as f64 * (0.2 + 0.6 * rng.unit());
+        // Statements take 20-60% of the request, shared out evenly with
+        // jitter; a call takes 10-30%.
+        let statements = plan.len().max(1) as f64;
+        let db = duration_ns as f64 * (0.2 + 0.4 * rng.unit());
+        let http = duration_ns as f64 * (0.1 + 0.2 * rng.unit());
         let mut at = start_ns + duration_ns / 20;
-        let mut next = |rng: &mut Rng| {
-            let took = (budget / waits.max(1) as f64 * (0.5 + rng.unit())) as u64;
+        let mut next = |rng: &mut Rng, budget: f64| {
+            let took = (budget * (0.5 + rng.unit())) as u64;
             let began = at;
             at += took + took / 10;
             (began, (began + took).min(start_ns + duration_ns))
@@ -371,14 +374,14 @@ impl Io {
             (vec![site, base[base.len() - 1].clone()], stack.into())
         };
         let mut queries = Vec::new();
-        for (i, (sql, normalized)) in plan.into_iter().enumerate() {
-            let (begin, end) = next(rng);
+        for (i, (sql, normalized, value)) in plan.into_iter().enumerate() {
+            let (begin, end) = next(rng, db / statements);
             let (caller, stack) = caller(&format!("load_{route}"), 30 + i.min(1) as u32);
             queries.push(SqlQuery {
                 sql_len: sql.len() as u64,
                 sql,
                 normalized,
-                params: Some(format!("({},)", rng.below(1000))),
+                params: Some(format!("({value},)")),
                 params_len: 6,
                 start_ns: begin,
                 end_ns: end,
@@ -391,7 +394,7 @@ impl Io {
         }
         let calls: Vec<HttpCall> = call
             .map(|(method, url)| {
-                let (begin, end) = next(rng);
+                let (begin, end) = next(rng, http);
                 let (caller, stack) = caller("fetch_remote", 60);
                 HttpCall {
                     method: method.to_string(),
