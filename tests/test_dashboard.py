@@ -298,6 +298,12 @@ def test_queries_show_in_the_list_the_detail_and_the_timeline(
     page.check("#synthetic")
     expect(waits).not_to_have_count(0)
 
+    page.goto(dashboard.url + "routes/GET/queries")
+    tile = page.locator(".tile", has_text="Queries / request")
+    expect(tile).to_contain_text(f"{N_QUERIES:.1f}")
+    expect(tile.locator(".nplus1-badge")).to_be_visible()
+    expect(page.locator(".tile", has_text="DB time share")).to_contain_text("%")
+
 
 def test_screenshots_were_taken(dashboard: Dashboard) -> None:
     names = {p.name for p in dashboard.shots.glob("*.png")}
