@@ -8,9 +8,11 @@ directory) so a person can look at what the pages look like.
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -101,6 +103,44 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         board = Dashboard(app, url, shots)
         board.wait_stored(len(app.sent))
         yield board
+
+
+class _Slow(http.server.BaseHTTPRequestHandler):
+    """A real HTTP server for the app to call: slow enough for its wait to weigh."""
+
+    def do_GET(self) -> None:
+        time.sleep(0.03)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def outgoing(tmp_path_factory: pytest.TempPathFactory, dashboard: Dashboard) -> Iterator[Dashboard]:
+    """fixtures/capture_app.py under `timeglass run --ui`, having made one httpx call."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ctx = TestContext(tmp_path_factory.mktemp("outgoing"))
+    env = {
+        "CAPTURE_SQLITE": str(ctx.tmp / "app.db"),
+        "CAPTURE_HTTP": f"http://127.0.0.1:{server.server_address[1]}",
+    }
+    ui_port = harness.free_port()
+    try:
+        with ctx.run_app(
+            "--ui", "--ui-port", str(ui_port), app="fixtures.capture_app:app", env=env
+        ) as app:
+            app.process.wait_for_port(ui_port)
+            assert app.request("GET", "/http/httpx").status_code == 200
+            board = Dashboard(app, f"http://127.0.0.1:{ui_port}/", dashboard.shots)
+            board.wait_stored(1)
+            yield board
+    finally:
+        server.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -303,6 +343,33 @@ def test_queries_show_in_the_list_the_detail_and_the_timeline(
     expect(tile).to_contain_text(f"{N_QUERIES:.1f}")
     expect(tile.locator(".nplus1-badge")).to_be_visible()
     expect(page.locator(".tile", has_text="DB time share")).to_contain_text("%")
+
+
+def test_outgoing_calls_show_in_the_calls_panel_and_the_timeline(
+    outgoing: Dashboard, page: Page
+) -> None:
+    page.goto(f"{outgoing.url}requests/{outgoing.request_id('GET', '/http/httpx')}")
+    expect(page.locator(".tile", has_text="HTTP calls")).to_contain_text("1")
+    calls = page.locator("#calls tbody tr")
+    expect(calls).to_have_count(1)
+    expect(calls).to_contain_text("/echo?api_key=REDACTED&q=shoes")
+    expect(calls.locator("td").nth(2)).to_have_text("200")
+    expect(calls).to_contain_text("httpx")
+    bar = page.locator(".tl-lane .tl-bar.tl-call")
+    expect(bar).to_have_count(1)
+    expect(bar).to_have_attribute("title", re.compile(r"GET http://127\.0\.0\.1:\d+/echo"))
+    box = bar.bounding_box()
+    track = page.locator(".tl-lane .tl-track").bounding_box()
+    assert box is not None
+    assert track is not None
+    # The server takes 30 ms; the request, with the app's start-up work, up to ~100 ms.
+    assert box["width"] > track["width"] * 0.15, (box, track)
+    waits = page.locator("#flame-graph .fr", has_text=re.compile(r"^\[http\] GET 127\.0\.0\.1"))
+    expect(waits).to_have_count(1)
+    outgoing.shot(page, "request-calls")
+    page.uncheck("#synthetic")
+    expect(waits).to_have_count(0)
+    page.check("#synthetic")
 
 
 def test_screenshots_were_taken(dashboard: Dashboard) -> None:
