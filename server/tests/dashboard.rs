@@ -735,12 +735,9 @@ fn frame_at(name: &str, line: u32) -> Frame {
 fn io_request() -> ProfiledRequest {
     let mut r = get("GET", "/orders", Some("/orders"), Some(200), 0);
     r.end_ns = 20 * MS;
-    let mut queries = vec![statement(
-        "SELECT * FROM orders",
-        "SELECT * FROM orders",
-        1,
-        10,
-    )];
+    let mut first = statement("SELECT * FROM orders", "SELECT * FROM orders", 1, 10);
+    first.error = Some("OperationalError: database is locked".into());
+    let mut queries = vec![first];
     for i in 0..6 {
         queries.push(statement(
             &format!("SELECT name FROM items WHERE id = {i}"),
@@ -853,7 +850,12 @@ async fn detail_lists_statements_groups_repeats_and_draws_them_on_the_timeline()
     assert!(html.contains("<div class=\"value\">1 <span class=\"sub\">in 6.00 ms</span></div>"));
     assert!(html.contains("<tr class=\"group nplus1\"><td class=\"num\"><span class=\"badge nplus1-badge\" title=\"likely N+1\">N+1</span> 6×</td><td class=\"num\">3.00 ms</td>"), "{html}");
     assert_eq!(html.matches("<tr class=\"stmt nplus1\">").count(), 6);
-    assert_eq!(html.matches("<tr class=\"stmt\">").count(), 1);
+    assert_eq!(html.matches("<tr class=\"stmt err\">").count(), 1);
+    assert!(html.contains("<div class=\"q-error\">OperationalError: database is locked</div>"));
+    assert_eq!(
+        html.matches("class=\"tl-bar tl-query tl-failed\"").count(),
+        1
+    );
     let first = html.find("SELECT * FROM orders</code>").unwrap();
     let last = html
         .find("SELECT name FROM items WHERE id = 5</code>")
@@ -863,7 +865,7 @@ async fn detail_lists_statements_groups_repeats_and_draws_them_on_the_timeline()
     assert!(html.contains("app.py:12 in load_items"));
     assert!(html.contains("https://api.example.com/rates?key=[redacted]"));
     // One bar per statement and call, at its offset: 20 ms long, the call at 10 ms.
-    assert_eq!(html.matches("class=\"tl-bar tl-query\"").count(), 7);
+    assert_eq!(html.matches("class=\"tl-bar tl-query\"").count(), 6);
     assert!(
         html.contains(
             "class=\"tl-bar tl-call\" style=\"left:50.000%;width:30.000%\" \
