@@ -1,7 +1,8 @@
 """Dashboard speed over a large store, for `make bench`.
 
 Generates a synthetic store (100,000 requests over ten routes of 10,000 each,
-FastAPI-deep stacks, a context per request) with the `synthetic_store` example
+FastAPI-deep stacks, a context per request, SQL statements and outgoing calls
+on most routes, some N+1s) with the `synthetic_store` example
 of the server crate, serves it with `timeglass ui`, and times each page and API
 call by the server's own `Server-Timing` header (server time, without the
 client), plus the browser's load time of the main pages when Debian's chromium
@@ -39,6 +40,9 @@ CHECKS = [
     ("list, slowest first", "/?sort=-duration", 100),
     ("list API, page 100", "/api/v1/requests?before=95000", 100),
     ("request detail + flame graph", "/requests/50000", 300),
+    # GET /orders/{order_id}: statements (often an N+1) and an outgoing call.
+    ("request detail with queries and a call", "/requests/50005", 300),
+    ("request API with queries and a call", "/api/v1/requests/50005", 300),
     ("request profile API, my code only", "/api/v1/requests/50000/profile?mine=true", 300),
     ("endpoint view (10,000 requests)", ROUTE, 300),
     ("endpoint merged profile API", ROUTE_PROFILE + "?mine=true", 300),

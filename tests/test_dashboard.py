@@ -8,9 +8,11 @@ directory) so a person can look at what the pages look like.
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +39,10 @@ CHROMIUM_FLAGS = [
 ]
 SECRET_TOKEN = "Bearer tg-e2e-s3cr3t"
 SECRET_PASSWORD = "hunter2-e2e"
+# `/queries?n=100` runs one statement 100 times: an N+1 (the threshold is 5),
+# and enough database time for its `[sql]` wait to weigh in the flame graph.
+N_QUERIES = 100
+STATEMENT = "SELECT price FROM items WHERE id = ?"
 
 
 @dataclass
@@ -47,6 +53,9 @@ class Dashboard:
 
     def shot(self, page: Page, name: str) -> None:
         page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
+
+    def shot_of(self, page: Page, selector: str, name: str) -> None:
+        page.locator(selector).screenshot(path=str(self.shots / f"{name}.png"))
 
     def stored(self) -> list[dict[str, object]]:
         rows = httpx.get(f"{self.url}api/v1/requests?limit=1000", timeout=10).json()["requests"]
@@ -84,6 +93,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
             app.request("GET", f"/items/{item}")
         app.request("GET", "/error")
         app.request("GET", "/health")
+        app.request("GET", f"/queries?n={N_QUERIES}")
         app.request(
             "POST",
             "/items?api_key=k-e2e",
@@ -93,6 +103,44 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         board = Dashboard(app, url, shots)
         board.wait_stored(len(app.sent))
         yield board
+
+
+class _Slow(http.server.BaseHTTPRequestHandler):
+    """A real HTTP server for the app to call: slow enough for its wait to weigh."""
+
+    def do_GET(self) -> None:
+        time.sleep(0.03)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def outgoing(tmp_path_factory: pytest.TempPathFactory, dashboard: Dashboard) -> Iterator[Dashboard]:
+    """fixtures/capture_app.py under `timeglass run --ui`, having made one httpx call."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ctx = TestContext(tmp_path_factory.mktemp("outgoing"))
+    env = {
+        "CAPTURE_SQLITE": str(ctx.tmp / "app.db"),
+        "CAPTURE_HTTP": f"http://127.0.0.1:{server.server_address[1]}",
+    }
+    ui_port = harness.free_port()
+    try:
+        with ctx.run_app(
+            "--ui", "--ui-port", str(ui_port), app="fixtures.capture_app:app", env=env
+        ) as app:
+            app.process.wait_for_port(ui_port)
+            assert app.request("GET", "/http/httpx").status_code == 200
+            board = Dashboard(app, f"http://127.0.0.1:{ui_port}/", dashboard.shots)
+            board.wait_stored(1)
+            yield board
+    finally:
+        server.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -237,6 +285,91 @@ def test_endpoint_view(dashboard: Dashboard, page: Page) -> None:
     expect(page.locator(".histogram .hbar")).not_to_have_count(0)
     expect(page.locator("#flame-graph .fr").first).to_be_visible()
     dashboard.shot(page, "endpoint")
+
+
+def test_queries_show_in_the_list_the_detail_and_the_timeline(
+    dashboard: Dashboard, page: Page
+) -> None:
+    stored = next(r for r in dashboard.stored() if r["path"] == "/queries")
+    assert (stored["queries"], stored["n_plus_one"]) == (N_QUERIES, True), stored
+
+    page.goto(dashboard.url)
+    row = page.locator("tbody.rows tr", has_text="/queries")
+    expect(row.locator("td.queries")).to_contain_text(str(N_QUERIES))
+    badge = row.locator(".nplus1-badge")
+    expect(badge).to_be_visible()
+    ran = rf"ran {N_QUERIES}\u00d7 from .*demo_app\.py:\d+"
+    expect(badge).to_have_attribute("title", re.compile(ran))
+    health = page.locator("tbody.rows tr", has_text="/health")
+    expect(health.locator(".nplus1-badge")).to_have_count(0)
+    dashboard.shot(page, "list-queries")
+
+    row.locator("td.time").click()
+    page.wait_for_url(re.compile(r"/requests/\d+$"))
+    expect(page.locator(".tile", has_text="Queries")).to_contain_text(str(N_QUERIES))
+    statements = page.locator("#statements tbody tr")
+    expect(statements).to_have_count(N_QUERIES)
+    sql = statements.locator("td.sql").all_inner_texts()
+    assert all(STATEMENT in text and f"({i + 1},)" in text for i, text in enumerate(sql)), sql
+    callers = statements.locator("td.caller").all_inner_texts()
+    assert all("demo_app.py" in c and "ten_queries" in c for c in callers), callers
+    expect(page.locator("#repeated tr.nplus1")).to_contain_text(f"{N_QUERIES}\u00d7")
+    expect(page.locator("#queries .nplus1-note")).to_be_visible()
+
+    bars = page.locator(".tl-lane .tl-bar.tl-query")
+    expect(bars).to_have_count(N_QUERIES)
+    expect(bars.first).to_have_attribute("title", re.compile(re.escape(STATEMENT)))
+    lefts = [b.bounding_box()["x"] for b in bars.all()]  # type: ignore[index]
+    assert lefts == sorted(lefts), "bars sit at their statements' offsets, in order"
+    dashboard.shot(page, "request-queries")
+    dashboard.shot_of(page, ".tiles", "request-queries-tiles")
+    dashboard.shot_of(page, ".timeline", "request-queries-timeline")
+    dashboard.shot_of(page, "#queries", "request-queries-panel")
+
+    # The [sql] waits are in the flame graph, under the line that waited,
+    # until synthetic frames are hidden.
+    sql_frame = re.compile(r"^\[sql\] SELECT \.\.\. FROM items")
+    waits = page.locator("#flame-graph .fr", has_text=sql_frame)
+    expect(waits).not_to_have_count(0)
+    expect(page.locator("#flame-graph .fr", has_text="ten_queries")).not_to_have_count(0)
+    page.uncheck("#synthetic")
+    expect(waits).to_have_count(0)
+    expect(page.locator("#flame-graph .fr", has_text=re.compile(r"^\[sql\]"))).to_have_count(0)
+    page.check("#synthetic")
+    expect(waits).not_to_have_count(0)
+
+    page.goto(dashboard.url + "routes/GET/queries")
+    tile = page.locator(".tile", has_text="Queries / request")
+    expect(tile).to_contain_text(f"{N_QUERIES:.1f}")
+    expect(tile.locator(".nplus1-badge")).to_be_visible()
+    expect(page.locator(".tile", has_text="DB time share")).to_contain_text("%")
+
+
+def test_outgoing_calls_show_in_the_calls_panel_and_the_timeline(
+    outgoing: Dashboard, page: Page
+) -> None:
+    page.goto(f"{outgoing.url}requests/{outgoing.request_id('GET', '/http/httpx')}")
+    expect(page.locator(".tile", has_text="HTTP calls")).to_contain_text("1")
+    calls = page.locator("#calls tbody tr")
+    expect(calls).to_have_count(1)
+    expect(calls).to_contain_text("/echo?api_key=REDACTED&q=shoes")
+    expect(calls.locator("td").nth(2)).to_have_text("200")
+    expect(calls).to_contain_text("httpx")
+    bar = page.locator(".tl-lane .tl-bar.tl-call")
+    expect(bar).to_have_count(1)
+    expect(bar).to_have_attribute("title", re.compile(r"GET http://127\.0\.0\.1:\d+/echo"))
+    box = bar.bounding_box()
+    track = page.locator(".tl-lane .tl-track").bounding_box()
+    assert box is not None
+    assert track is not None
+    # The server takes 30 ms; the request, with the app's start-up work, up to ~100 ms.
+    assert box["width"] > track["width"] * 0.15, (box, track)
+    waits = page.locator("#flame-graph .fr", has_text=re.compile(r"^\[http\] GET 127\.0\.0\.1"))
+    expect(waits).to_have_count(1)
+    outgoing.shot(page, "request-calls")
+    page.uncheck("#synthetic")
+    expect(waits).to_have_count(0)
+    page.check("#synthetic")
 
 
 def test_screenshots_were_taken(dashboard: Dashboard) -> None:

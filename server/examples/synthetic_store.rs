@@ -1,14 +1,21 @@
 //! Writes a synthetic store for `make bench` (bench/dashboard.py): N requests
 //! over ten routes of N/10 requests each, with FastAPI-deep stacks, a few
-//! distinct stacks per request, long-tailed durations, and a context per
-//! request. Deterministic: the same N gives the same store.
+//! distinct stacks per request, long-tailed durations, a context per
+//! request, and SQL statements and outgoing HTTP calls on most routes (90% of
+//! requests run statements, 30% call out, about 9% are N+1s).
+//! Deterministic: the same N gives the same store.
 //!
 //! `cargo run --release -p timeglass-server --example synthetic_store -- OUT.db [N]`
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use timeglass_model::{Frame, ProfiledRequest, Request, RequestContext, StackCount};
+use std::collections::HashMap;
+
+use timeglass_model::{
+    Frame, HttpCall, ProfiledRequest, Repeated, Request, RequestContext, SqlQuery, Stack,
+    StackCount, HTTP_FRAME_PREFIX, SQL_FRAME_PREFIX,
+};
 use timeglass_store::{Batch, ClockMap, NewProcess, NewSession, Store};
 
 const ROUTES: &[(&str, &str)] = &[
@@ -98,18 +105,23 @@ fn frame(name: &str, short: &str, line: u32) -> Frame {
     }
 }
 
-fn stacks(rng: &mut Rng, route: usize, samples: u64) -> Vec<StackCount> {
+/// The framework's frames down to the route's handler.
+fn base(route: usize) -> Vec<Frame> {
     let handler = frame(
         &format!("handler_{route}"),
         "app/main.py",
         10 + route as u32,
     );
-    let base: Vec<Frame> = FRAMEWORK
+    FRAMEWORK
         .iter()
         .enumerate()
         .map(|(i, (n, f))| frame(n, f, 20 + i as u32))
         .chain(std::iter::once(handler))
-        .collect();
+        .collect()
+}
+
+fn stacks(rng: &mut Rng, route: usize, samples: u64) -> Vec<StackCount> {
+    let base = base(route);
     let distinct = 1 + rng.below(6);
     let mut out = Vec::new();
     let mut left = samples;
@@ -222,6 +234,7 @@ fn generate(out: &std::path::Path, total: u64) -> Result<(), timeglass_store::St
             _ => 200,
         };
         let samples = duration_ns / 1_000_000;
+        let io = Io::new(&mut rng, route, start_ns, duration_ns);
         batch.push((
             process,
             ProfiledRequest {
@@ -242,10 +255,10 @@ fn generate(out: &std::path::Path, total: u64) -> Result<(), timeglass_store::St
                 stacks: stacks(&mut rng, route, samples),
                 switched_samples: rng.below(2),
                 torn_samples: 0,
-                queries: Vec::new(),
-                calls: Vec::new(),
-                waits: Vec::new(),
-                n_plus_one: None,
+                queries: io.queries,
+                calls: io.calls,
+                waits: io.waits,
+                n_plus_one: io.n_plus_one,
                 context: Some(context(method, &path)),
             },
         ));
@@ -263,4 +276,195 @@ fn generate(out: &std::path::Path, total: u64) -> Result<(), timeglass_store::St
         outside: vec![],
     })?;
     Ok(())
+}
+
+/// What a request waited on, as the join would hand it to the store.
+struct Io {
+    queries: Vec<SqlQuery>,
+    calls: Vec<HttpCall>,
+    waits: Vec<StackCount>,
+    n_plus_one: Option<Repeated>,
+}
+
+/// Statements a route runs: `(text with {} for a number, repeats)`; a
+/// statement repeated 5 times or more is an N+1.
+fn statements(rng: &mut Rng, route: usize) -> Vec<(&'static str, u64)> {
+    let n_plus_one = |rng: &mut Rng, percent: u64| match rng.below(100) < percent {
+        true => 5 + rng.below(26),
+        false => 1 + rng.below(3),
+    };
+    match route {
+        0 | 8 => vec![("SELECT id, name, price FROM items WHERE id = {}", 1)],
+        1 => vec![
+            ("SELECT id, name, price FROM items ORDER BY id LIMIT {}", 1),
+            (
+                "SELECT name FROM tags WHERE item_id = {}",
+                n_plus_one(rng, 25),
+            ),
+        ],
+        2 => vec![
+            (
+                "INSERT INTO items (name, price) VALUES ('hourglass', {})",
+                1,
+            ),
+            ("SELECT id FROM items WHERE rowid = {}", 1),
+        ],
+        3 => vec![
+            ("SELECT id, email FROM users WHERE id = {}", 1),
+            ("SELECT count(*) FROM orders WHERE user_id = {}", 1),
+        ],
+        4 => vec![
+            ("SELECT * FROM orders WHERE id = {}", 1),
+            (
+                "SELECT * FROM order_lines WHERE id = {}",
+                n_plus_one(rng, 40),
+            ),
+        ],
+        5 => vec![
+            ("INSERT INTO orders (user_id, total) VALUES ({}, 99.5)", 1),
+            ("UPDATE stock SET count = count - 1 WHERE item_id = {}", 2),
+        ],
+        6 => vec![("SELECT id, name FROM items WHERE name LIKE '%{}%'", 1)],
+        9 => vec![(
+            "SELECT sum(total) FROM orders WHERE day = {}",
+            n_plus_one(rng, 30),
+        )],
+        _ => vec![],
+    }
+}
+
+/// The outgoing call a route makes, if any.
+fn call(route: usize) -> Option<(&'static str, &'static str)> {
+    match route {
+        4 => Some(("GET", "https://payments.example.com/v1/charges/{}")),
+        5 => Some(("POST", "https://payments.example.com/v1/charges")),
+        6 => Some(("GET", "http://search.internal:9200/items/_search?q={}")),
+        _ => None,
+    }
+}
+
+impl Io {
+    fn new(rng: &mut Rng, route: usize, start_ns: u64, duration_ns: u64) -> Io {
+        let base = base(route);
+        let mut plan: Vec<(String, String, u64)> = Vec::new();
+        for (text, repeats) in statements(rng, route) {
+            for _ in 0..repeats {
+                // As asyncpg sends it: a placeholder, its value apart.
+                let sql = text.replace("{}", "$1");
+                let normalized = timeglass_join::normalize_sql(&sql);
+                plan.push((sql, normalized, rng.below(1000)));
+            }
+        }
+        let call = call(route);
+        // Statements take 20-60% of the request, shared out evenly with
+        // jitter; a call takes 10-30%.
+        let statements = plan.len().max(1) as f64;
+        let db = duration_ns as f64 * (0.2 + 0.4 * rng.unit());
+        let http = duration_ns as f64 * (0.1 + 0.2 * rng.unit());
+        let mut at = start_ns + duration_ns / 20;
+        let mut next = |rng: &mut Rng, budget: f64| {
+            let took = (budget * (0.5 + rng.unit())) as u64;
+            let began = at;
+            at += took + took / 10;
+            (began, (began + took).min(start_ns + duration_ns))
+        };
+        let caller = |name: &str, line: u32| -> (Vec<Frame>, Stack) {
+            let site = frame(name, "app/repository.py", line);
+            let stack: Vec<Frame> = base.iter().cloned().chain([site.clone()]).collect();
+            (vec![site, base[base.len() - 1].clone()], stack.into())
+        };
+        let mut queries = Vec::new();
+        for (i, (sql, normalized, value)) in plan.into_iter().enumerate() {
+            let (begin, end) = next(rng, db / statements);
+            let (caller, stack) = caller(&format!("load_{route}"), 30 + i.min(1) as u32);
+            queries.push(SqlQuery {
+                sql_len: sql.len() as u64,
+                sql,
+                normalized,
+                params: Some(format!("({value},)")),
+                params_len: 6,
+                start_ns: begin,
+                end_ns: end,
+                rows: Some(rng.below(20) as i64),
+                driver: "asyncpg".to_string(),
+                error: (rng.below(500) == 0).then(|| "UniqueViolationError: duplicate key".into()),
+                caller,
+                stack,
+            });
+        }
+        let calls: Vec<HttpCall> = call
+            .map(|(method, url)| {
+                let (begin, end) = next(rng, http);
+                let (caller, stack) = caller("fetch_remote", 60);
+                HttpCall {
+                    method: method.to_string(),
+                    url: url.replace("{}", &rng.below(1000).to_string()),
+                    status: Some(if rng.below(50) == 0 { 503 } else { 200 }),
+                    start_ns: begin,
+                    end_ns: end,
+                    error: None,
+                    library: "httpx".to_string(),
+                    caller,
+                    stack,
+                }
+            })
+            .into_iter()
+            .collect();
+        Io {
+            waits: weigh(&queries, &calls),
+            n_plus_one: n_plus_one(&queries),
+            queries,
+            calls,
+        }
+    }
+}
+
+/// Wall time per wait stack at 1000 Hz, as the join weighs it.
+fn weigh(queries: &[SqlQuery], calls: &[HttpCall]) -> Vec<StackCount> {
+    let mut wall: HashMap<Stack, u64> = HashMap::new();
+    let sql = queries.iter().map(|q| {
+        let label = timeglass_join::sql_label(&q.normalized);
+        let leaf = Frame::synthetic(&format!("{SQL_FRAME_PREFIX}{label}"));
+        (&q.stack, leaf, q.end_ns - q.start_ns)
+    });
+    let http = calls.iter().map(|c| {
+        let host = c.url.split('/').nth(2).unwrap_or("");
+        let leaf = Frame::synthetic(&format!("{HTTP_FRAME_PREFIX}{} {host}", c.method));
+        (&c.stack, leaf, c.end_ns - c.start_ns)
+    });
+    for (stack, leaf, ns) in sql.chain(http) {
+        let full: Stack = stack
+            .iter()
+            .cloned()
+            .chain([leaf])
+            .collect::<Vec<_>>()
+            .into();
+        *wall.entry(full).or_default() += ns;
+    }
+    wall.into_iter()
+        .map(|(stack, ns)| StackCount {
+            stack,
+            samples: (ns + 500_000) / 1_000_000,
+        })
+        .filter(|s| s.samples > 0)
+        .collect()
+}
+
+/// The statement run 5 times or more, if any.
+fn n_plus_one(queries: &[SqlQuery]) -> Option<Repeated> {
+    let mut counts: HashMap<&str, u64> = HashMap::new();
+    for q in queries {
+        *counts.entry(&q.normalized).or_default() += 1;
+    }
+    let (normalized, count) = counts.into_iter().max_by_key(|(n, c)| (*c, *n))?;
+    let caller = queries
+        .iter()
+        .find(|q| q.normalized == normalized)
+        .and_then(|q| q.caller.first())
+        .map(Frame::location);
+    (count >= 5).then(|| Repeated {
+        normalized: normalized.to_string(),
+        count,
+        caller,
+    })
 }

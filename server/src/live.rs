@@ -9,6 +9,7 @@ use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream};
 use serde::{Deserialize, Serialize};
+use timeglass_store::RequestRow;
 
 use crate::error::ApiError;
 use crate::list::ListParams;
@@ -27,10 +28,12 @@ pub struct After {
     after: i64,
 }
 
-/// One `request` event: the row as the list renders it, and its id.
+/// One `request` event: the request as `/api/v1/requests` lists it (queries,
+/// DB time and N+1 flag included), and its row as the list renders it.
 #[derive(Serialize)]
 struct NewRequest {
-    id: i64,
+    #[serde(flatten)]
+    request: RequestRow,
     html: String,
 }
 
@@ -53,10 +56,10 @@ pub async fn stream(
             rows.retain(|r| r.id <= last);
             let p95 = RouteP95::read(store, &rows)?;
             let lines: Vec<NewRequest> = rows
-                .iter()
+                .into_iter()
                 .map(|r| NewRequest {
-                    id: r.id,
-                    html: request_line(r, &p95),
+                    html: request_line(&r, &p95),
+                    request: r,
                 })
                 .collect();
             Ok((lines, last))
@@ -66,7 +69,7 @@ pub async fn stream(
             Ok((lines, last)) => {
                 // Requests the filter hides move the cursor on too.
                 let next = match lines.len() {
-                    BATCH => lines.last().map_or(after, |l| l.id),
+                    BATCH => lines.last().map_or(after, |l| l.request.id),
                     _ => last.max(after),
                 };
                 let events: Vec<Event> = lines

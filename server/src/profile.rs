@@ -79,6 +79,11 @@ impl View {
         .into();
         let mut merged: std::collections::HashMap<Arc<[Frame]>, u64> = Default::default();
         for sc in stacks {
+            // A wait was timed, not sampled: hidden, its time goes too, rather
+            // than to the frame that waited as if that had run.
+            if self.hide_synthetic && sc.stack.last().is_some_and(Frame::is_wait) {
+                continue;
+            }
             let kept: Vec<Frame> = sc
                 .stack
                 .iter()

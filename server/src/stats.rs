@@ -19,6 +19,12 @@ pub struct RouteStats {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub histogram: Vec<Bucket>,
+    /// SQL statements per request, on average.
+    pub avg_queries: f64,
+    /// Share of the summed response time spent waiting on SQL, 0 to 1.
+    pub db_share: f64,
+    /// Requests flagged as likely N+1s.
+    pub n_plus_one: u64,
 }
 
 /// Requests whose response time is in `[from_ms, to_ms)` (the last bucket
@@ -48,6 +54,12 @@ impl RouteStats {
             p99_ms: ms(percentile(d, 99)),
             max_ms: ms(max),
             histogram: histogram(d, min, max),
+            avg_queries: sample.queries as f64 / count as f64,
+            db_share: match d.iter().sum::<u64>() {
+                0 => 0.0,
+                total => (sample.db_us as f64 / total as f64).min(1.0),
+            },
+            n_plus_one: sample.n_plus_one,
         })
     }
 }
@@ -109,11 +121,17 @@ mod tests {
         let sample = RouteSample {
             durations_us: vec![1_000, 2_000, 2_000, 3_000, 100_000],
             errors: 1,
+            queries: 12,
+            db_us: 54_000,
+            n_plus_one: 1,
         };
         let s = RouteStats::new(&sample).unwrap();
         assert_eq!((s.count, s.errors), (5, 1));
         assert!((s.error_rate - 0.2).abs() < 1e-9);
         assert!((s.avg_ms - 21.6).abs() < 1e-9);
+        assert!((s.avg_queries - 2.4).abs() < 1e-9);
+        assert!((s.db_share - 0.5).abs() < 1e-9);
+        assert_eq!(s.n_plus_one, 1);
         assert_eq!((s.p50_ms, s.p99_ms, s.max_ms), (2.0, 100.0, 100.0));
         assert_eq!(s.histogram.len(), BUCKETS);
         assert_eq!(s.histogram.iter().map(|b| b.count).sum::<u64>(), 5);
@@ -121,7 +139,7 @@ mod tests {
         assert!(RouteStats::new(&RouteSample::default()).is_none());
         let same = RouteSample {
             durations_us: vec![5_000; 3],
-            errors: 0,
+            ..RouteSample::default()
         };
         let s = RouteStats::new(&same).unwrap();
         assert_eq!(s.histogram.iter().map(|b| b.count).sum::<u64>(), 3);

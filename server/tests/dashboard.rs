@@ -705,3 +705,219 @@ async fn print_p50(world: &World, label: &str, uri: &str) {
     times.sort();
     println!("{label} `{uri}`: p50 {:?}, max {:?}", times[25], times[49]);
 }
+
+fn statement(sql: &str, normalized: &str, at_ms: u64, line: u32) -> timeglass_model::SqlQuery {
+    timeglass_model::SqlQuery {
+        sql: sql.into(),
+        sql_len: sql.len() as u64,
+        normalized: normalized.into(),
+        params: Some("(3,)".into()),
+        params_len: 4,
+        start_ns: at_ms * MS,
+        end_ns: at_ms * MS + MS / 2,
+        rows: Some(1),
+        driver: "sqlite3".into(),
+        error: None,
+        caller: vec![frame_at("load_items", line)],
+        stack: vec![frame("main"), frame_at("load_items", line)].into(),
+    }
+}
+
+fn frame_at(name: &str, line: u32) -> Frame {
+    Frame {
+        line,
+        ..frame(name)
+    }
+}
+
+/// A request that ran one statement six times (an N+1), another once, and
+/// made one HTTP call; its waits are `[sql]`/`[http]` stacks.
+fn io_request() -> ProfiledRequest {
+    let mut r = get("GET", "/orders", Some("/orders"), Some(200), 0);
+    r.end_ns = 20 * MS;
+    let mut first = statement("SELECT * FROM orders", "SELECT * FROM orders", 1, 10);
+    first.error = Some("OperationalError: database is locked".into());
+    let mut queries = vec![first];
+    for i in 0..6 {
+        queries.push(statement(
+            &format!("SELECT name FROM items WHERE id = {i}"),
+            "SELECT name FROM items WHERE id = ?",
+            2 + i,
+            12,
+        ));
+    }
+    let calls = vec![timeglass_model::HttpCall {
+        method: "GET".into(),
+        url: "https://api.example.com/rates?key=[redacted]".into(),
+        status: Some(503),
+        start_ns: 10 * MS,
+        end_ns: 16 * MS,
+        error: None,
+        library: "httpx".into(),
+        caller: vec![frame("fetch_rates")],
+        stack: vec![frame("main"), frame("fetch_rates")].into(),
+    }];
+    ProfiledRequest {
+        stacks: vec![count(&["main", "render"], 3)],
+        waits: vec![
+            count(&["main", "load_items", "[sql] SELECT name FROM items"], 3),
+            count(&["main", "fetch_rates", "[http] GET api.example.com"], 6),
+        ],
+        queries,
+        calls,
+        n_plus_one: Some(timeglass_model::Repeated {
+            normalized: "SELECT name FROM items WHERE id = ?".into(),
+            count: 6,
+            caller: Some("app.py:12 in load_items".into()),
+        }),
+        ..ProfiledRequest::new(r)
+    }
+}
+
+#[tokio::test]
+async fn list_shows_queries_db_time_and_the_n_plus_one_flag() {
+    let world = World::new(vec![
+        io_request(),
+        profiled(get("GET", "/plain", Some("/plain"), Some(200), 30), vec![]),
+    ]);
+    let (status, body) = page(world.app(), "/api/v1/requests").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let rows = list["requests"].as_array().unwrap();
+    let orders = rows.iter().find(|r| r["path"] == "/orders").unwrap();
+    assert_eq!(orders["queries"], 7);
+    assert_eq!(orders["db_ms"], 3.5);
+    assert_eq!(orders["calls"], 1);
+    assert_eq!(orders["n_plus_one"], true);
+    assert_eq!(orders["repeated"]["count"], 6);
+    let plain = rows.iter().find(|r| r["path"] == "/plain").unwrap();
+    assert_eq!(
+        (plain["queries"].clone(), plain["n_plus_one"].clone()),
+        (0.into(), false.into())
+    );
+
+    let (_, html) = page(world.app(), "/").await;
+    assert!(
+        html.contains("<th class=\"num\" title=\"SQL statements the request ran\">Queries</th>")
+    );
+    assert_eq!(
+        html.matches("class=\"badge nplus1-badge\"").count(),
+        1,
+        "{html}"
+    );
+    assert!(html.contains(
+        "title=\"likely N+1: SELECT name FROM items WHERE id = ? ran 6× from app.py:12 in load_items\""
+    ));
+    assert!(html.contains("<td class=\"num db\"><span title=\"18% of the response time waiting on the database\">3.50 ms</span></td>"), "{html}");
+
+    // The live stream sends the same fields with the row.
+    let stream = world.app().oneshot(
+        Request::get("/api/v1/requests/stream?after=0")
+            .header(header::HOST, "localhost")
+            .body(Body::empty())
+            .unwrap(),
+    );
+    let response = stream.await.unwrap();
+    let mut body = response.into_body();
+    let frame = body.frame().await.unwrap().unwrap();
+    let text = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
+    let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+    let event: serde_json::Value = serde_json::from_str(data).unwrap();
+    assert_eq!(
+        (event["id"].clone(), event["n_plus_one"].clone()),
+        (1.into(), true.into())
+    );
+    assert!(event["html"].as_str().unwrap().contains("nplus1-badge"));
+}
+
+#[tokio::test]
+async fn detail_lists_statements_groups_repeats_and_draws_them_on_the_timeline() {
+    let world = World::new(vec![io_request()]);
+    let (status, body) = page(world.app(), "/api/v1/requests/1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let detail: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let statements = detail["statements"].as_array().unwrap();
+    assert_eq!(statements.len(), 7);
+    assert_eq!(statements[0]["sql"], "SELECT * FROM orders");
+    assert_eq!(statements[6]["sql"], "SELECT name FROM items WHERE id = 5");
+    assert_eq!(statements[6]["start_ms"], 7.0);
+    assert_eq!(detail["http_calls"][0]["status"], 503);
+
+    let (status, html) = page(world.app(), "/requests/1").await;
+    assert_eq!(status, StatusCode::OK);
+    // Tiles, the groups (the N+1 highlighted), every statement in order.
+    assert!(html.contains("<div class=\"value\">7 <span class=\"sub\">in 3.50 ms</span></div>"));
+    assert!(html.contains("<div class=\"value\">1 <span class=\"sub\">in 6.00 ms</span></div>"));
+    assert!(html.contains("<tr class=\"group nplus1\"><td class=\"num\"><span class=\"badge nplus1-badge\" title=\"likely N+1\">N+1</span> 6×</td><td class=\"num\">3.00 ms</td>"), "{html}");
+    assert_eq!(html.matches("<tr class=\"stmt nplus1\">").count(), 6);
+    assert_eq!(html.matches("<tr class=\"stmt err\">").count(), 1);
+    assert!(html.contains("<div class=\"q-error\">OperationalError: database is locked</div>"));
+    assert_eq!(
+        html.matches("class=\"tl-bar tl-query tl-failed\"").count(),
+        1
+    );
+    let first = html.find("SELECT * FROM orders</code>").unwrap();
+    let last = html
+        .find("SELECT name FROM items WHERE id = 5</code>")
+        .unwrap();
+    assert!(first < last);
+    assert!(html.contains("<code>(3,)</code>"));
+    assert!(html.contains("app.py:12 in load_items"));
+    assert!(html.contains("https://api.example.com/rates?key=[redacted]"));
+    // One bar per statement and call, at its offset: 20 ms long, the call at 10 ms.
+    assert_eq!(html.matches("class=\"tl-bar tl-query\"").count(), 6);
+    assert!(
+        html.contains(
+            "class=\"tl-bar tl-call\" style=\"left:50.000%;width:30.000%\" \
+         title=\"6.00 ms at 10.0 ms: GET https://api.example.com/rates?key=[redacted] → 503\""
+        ),
+        "{html}"
+    );
+    assert!(html.contains("title=\"0.50 ms at 1.00 ms (sqlite3, 1 rows): SELECT * FROM orders\""));
+}
+
+#[tokio::test]
+async fn hiding_synthetic_frames_drops_the_waits_and_their_time() {
+    let world = World::new(vec![io_request()]);
+    let json = |uri: &'static str| {
+        let app = world.app();
+        async move {
+            let (status, body) = page(app, uri).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()
+        }
+    };
+    let all = json("/api/v1/requests/1/profile").await;
+    assert_eq!(all["samples"], 12);
+    let names: Vec<&str> = all["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"[http] GET api.example.com"), "{names:?}");
+    let sampled = json("/api/v1/requests/1/profile?hide_synthetic=true").await;
+    assert_eq!(sampled["samples"], 3, "only what was sampled remains");
+    assert_eq!(sampled["functions"][0]["name"], "render");
+    assert_eq!(sampled["functions"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn endpoint_view_shows_queries_per_request_and_db_share() {
+    let mut plain = get("GET", "/orders", Some("/orders"), Some(200), 40);
+    plain.end_ns = 60 * MS;
+    let world = World::new(vec![io_request(), profiled(plain, vec![])]);
+    let (status, body) = page(world.app(), "/api/v1/routes/GET/orders").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let detail: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let stats = &detail["stats"];
+    assert_eq!(stats["avg_queries"], 3.5);
+    assert_eq!(stats["n_plus_one"], 1);
+    assert!((stats["db_share"].as_f64().unwrap() - 3.5 / 40.0).abs() < 1e-9);
+    let (_, html) = page(world.app(), "/routes/GET/orders").await;
+    assert!(
+        html.contains("<div class=\"label\">Queries / request</div><div class=\"value\">3.5</div>")
+    );
+    assert!(html.contains("N+1</span> in 1 request<"));
+    assert!(html.contains("<div class=\"label\">DB time share</div><div class=\"value\">9%</div>"));
+}

@@ -78,6 +78,11 @@ pub struct RouteSample {
     /// Response times of every request of the route, ascending.
     pub durations_us: Vec<u64>,
     pub errors: u64,
+    /// SQL statements its requests ran, and their summed time.
+    pub queries: u64,
+    pub db_us: u64,
+    /// Its requests flagged as likely N+1s.
+    pub n_plus_one: u64,
 }
 
 impl Store {
@@ -209,17 +214,26 @@ impl Store {
                     .collect::<rusqlite::Result<Vec<u64>>>()
             })
             .map_err(|e| self.sql_err(e))?;
-        let errors = self
+        let (errors, queries, db_us, n_plus_one) = self
             .conn
             .prepare_cached(
-                "SELECT count(*) FROM requests WHERE method = ?1 AND route = ?2
-                 AND (status >= 500 OR (status IS NULL AND errored))",
+                "SELECT coalesce(sum(status >= 500 OR (status IS NULL AND errored)), 0),
+                     coalesce(sum(queries), 0), coalesce(sum(db_us), 0),
+                     count(n_plus_one_count)
+                 FROM requests WHERE method = ?1 AND route = ?2",
             )
-            .and_then(|mut s| s.query_row(params![method, route], |r| r.get(0)))
+            .and_then(|mut s| {
+                s.query_row(params![method, route], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+            })
             .map_err(|e| self.sql_err(e))?;
         Ok(RouteSample {
             durations_us,
             errors,
+            queries,
+            db_us,
+            n_plus_one,
         })
     }
 

@@ -2,6 +2,7 @@
 //! plain functions from rows to HTML strings, filling the templates of
 //! `flamegraph-templates/`.
 
+pub mod io;
 pub mod list;
 pub mod request;
 pub mod route;
@@ -114,6 +115,8 @@ pub fn request_line(r: &RequestRow, p95: &RouteP95) -> String {
          <td class=\"code\">{route}</td>\
          <td class=\"num\"><span class=\"status {status_class}\">{status}</span></td>\
          <td class=\"num dur\">{slow_mark}{bar}<span class=\"dur-text\">{duration}</span>{background}</td>\
+         <td class=\"num queries\">{queries}</td>\
+         <td class=\"num db\">{db}</td>\
          <td class=\"num muted\">{samples}</td></tr>\n",
         classes = classes.join(" "),
         id = r.id,
@@ -125,7 +128,41 @@ pub fn request_line(r: &RequestRow, p95: &RouteP95) -> String {
         bar = duration_bar(r.duration_ms),
         duration = ms(r.duration_ms),
         background = background(r),
+        queries = queries_cell(r),
+        db = db_cell(r),
         samples = r.samples,
+    )
+}
+
+/// The query count, with an N+1 badge whose tooltip says what repeated and where.
+fn queries_cell(r: &RequestRow) -> String {
+    let badge = match &r.repeated {
+        Some(rep) if r.n_plus_one => format!(
+            "<span class=\"badge nplus1-badge\" title=\"likely N+1: {} ran {}× from {}\">N+1</span>",
+            escape(&rep.normalized),
+            rep.count,
+            escape(rep.caller.as_deref().unwrap_or("an unknown line"))
+        ),
+        _ => String::new(),
+    };
+    match r.queries {
+        0 => format!("{badge}<span class=\"muted\">0</span>"),
+        n => format!("{badge}{n}"),
+    }
+}
+
+/// Time spent in queries, with its share of the response time.
+fn db_cell(r: &RequestRow) -> String {
+    if r.queries == 0 {
+        return "<span class=\"muted\">—</span>".to_string();
+    }
+    let share = match r.duration_ms > 0.0 {
+        true => (r.db_ms / r.duration_ms * 100.0).min(100.0),
+        false => 0.0,
+    };
+    format!(
+        "<span title=\"{share:.0}% of the response time waiting on the database\">{}</span>",
+        ms(r.db_ms)
     )
 }
 

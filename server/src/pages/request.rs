@@ -5,11 +5,12 @@ use axum::extract::{Path, State};
 use axum::response::Html;
 use serde::Serialize;
 use timeglass_model::RequestContext;
-use timeglass_store::{RequestRow, Store};
+use timeglass_store::{CallRow, QueryRow, RequestRow, Store};
 
 use crate::error::AppError;
 use crate::flame::Profile;
 use crate::html::{bytes, escape, fill, json_script, local_time, ms, page, route_href};
+use crate::pages::io::{calls_panel, queries_panel};
 use crate::pages::status_text;
 use crate::{db, AppState};
 
@@ -24,6 +25,12 @@ pub struct RequestDetail {
     pub route_p95_ms: Option<f64>,
     pub stages: Vec<Stage>,
     pub context: Option<RequestContext>,
+    /// Its SQL statements and outgoing HTTP calls, in the order they started
+    /// (`statements` and `http_calls`: `queries` and `calls` are their counts).
+    #[serde(rename = "statements")]
+    pub query_rows: Vec<QueryRow>,
+    #[serde(rename = "http_calls")]
+    pub call_rows: Vec<CallRow>,
 }
 
 /// A span of the request's wall time, from its start.
@@ -46,6 +53,8 @@ impl RequestDetail {
         let context = store.request_context(id)?;
         let stages = stages(&request, context.as_ref());
         Ok(RequestDetail {
+            query_rows: store.request_queries(id)?,
+            call_rows: store.request_calls(id)?,
             request,
             route_p95_ms,
             stages,
@@ -130,11 +139,15 @@ fn request_page(d: &RequestDetail, profile: &Profile) -> Html<String> {
             ("status_class", &status_class),
             ("route", &route),
             ("summary", &summary(d)),
-            ("timeline", &timeline(&d.stages)),
+            ("timeline", &timeline(d)),
             (
                 "flame",
                 &flame_section(profile, &format!("/api/v1/requests/{id}")),
             ),
+            ("queries_title", &queries_title(r)),
+            ("queries", &queries_panel(r, &d.query_rows)),
+            ("calls_title", &calls_title(r)),
+            ("calls", &calls_panel(&d.call_rows)),
             ("context", &context_panel(d.context.as_ref())),
             ("id", &id),
         ],
@@ -195,6 +208,20 @@ fn summary(d: &RequestDetail) -> String {
             r.switched_samples, r.torn_samples
         ),
     ));
+    tiles.push(io_tile(
+        "Queries",
+        r.queries,
+        r.db_ms,
+        r.duration_ms,
+        "waiting on the database",
+    ));
+    tiles.push(io_tile(
+        "HTTP calls",
+        r.calls,
+        r.http_ms,
+        r.duration_ms,
+        "waiting on outgoing calls",
+    ));
     tiles.push(tile(
         "Process",
         &format!("pid {}", r.pid),
@@ -206,14 +233,141 @@ fn summary(d: &RequestDetail) -> String {
     tiles.concat()
 }
 
-/// The stages as bars on one axis, to scale.
-fn timeline(stages: &[Stage]) -> String {
+/// A count and the time it took, with its share of the response time.
+fn io_tile(label: &str, n: u64, total_ms: f64, duration_ms: f64, what: &str) -> String {
+    if n == 0 {
+        return tile(label, "0", "");
+    }
+    let note = match duration_ms > 0.0 {
+        true => format!(
+            "<span title=\"{what}\">{:.0}% of the response time</span>",
+            (total_ms / duration_ms * 100.0).min(100.0)
+        ),
+        false => String::new(),
+    };
+    tile(
+        label,
+        &format!("{n} <span class=\"sub\">in {}</span>", ms(total_ms)),
+        &note,
+    )
+}
+
+fn queries_title(r: &RequestRow) -> String {
+    let flag = match r.n_plus_one {
+        true => " <span class=\"badge nplus1-badge\">N+1</span>",
+        false => "",
+    };
+    format!(
+        "Queries <span class=\"muted\">{} · {}</span>{flag}",
+        r.queries,
+        ms(r.db_ms)
+    )
+}
+
+fn calls_title(r: &RequestRow) -> String {
+    format!(
+        "Outgoing calls <span class=\"muted\">{} · {}</span>",
+        r.calls,
+        ms(r.http_ms)
+    )
+}
+
+/// A bar of the timeline: where, what it is called, its tooltip.
+struct Bar {
+    start_ms: f64,
+    end_ms: f64,
+    class: &'static str,
+    title: String,
+}
+
+/// Statements and calls are cut to this many characters in a bar's tooltip.
+const BAR_TITLE_CHARS: usize = 300;
+
+fn cut(text: &str) -> String {
+    match text.char_indices().nth(BAR_TITLE_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// The stages as bars on one axis, to scale, then a lane of the request's
+/// queries and one of its calls, each bar at its real offset.
+fn timeline(d: &RequestDetail) -> String {
+    let stages = &d.stages;
+    let queries: Vec<Bar> = d
+        .query_rows
+        .iter()
+        .map(|q| Bar {
+            start_ms: q.start_ms.max(0.0),
+            end_ms: q.start_ms.max(0.0) + q.duration_ms,
+            class: if q.error.is_some() {
+                "tl-query tl-failed"
+            } else {
+                "tl-query"
+            },
+            title: format!(
+                "{} at {} ({}{}): {}",
+                ms(q.duration_ms),
+                ms(q.start_ms),
+                q.driver,
+                q.rows.map_or(String::new(), |n| format!(", {n} rows")),
+                cut(&q.sql)
+            ),
+        })
+        .collect();
+    let calls: Vec<Bar> = d
+        .call_rows
+        .iter()
+        .map(|c| Bar {
+            start_ms: c.start_ms.max(0.0),
+            end_ms: c.start_ms.max(0.0) + c.duration_ms,
+            class: if c.error.is_some() {
+                "tl-call tl-failed"
+            } else {
+                "tl-call"
+            },
+            title: format!(
+                "{} at {}: {} {} → {}",
+                ms(c.duration_ms),
+                ms(c.start_ms),
+                c.method,
+                cut(&c.url),
+                c.status
+                    .map_or("no response".to_string(), |s| s.to_string())
+            ),
+        })
+        .collect();
     let total = stages
         .iter()
         .map(|s| s.end_ms)
+        .chain(queries.iter().chain(&calls).map(|b| b.end_ms))
         .fold(0.0_f64, f64::max)
         .max(1e-6);
     let pct = |t: f64| t / total * 100.0;
+    let lane = |name: &str, bars: &[Bar], sum_ms: f64| -> String {
+        if bars.is_empty() {
+            return String::new();
+        }
+        let bars: String = bars
+            .iter()
+            .map(|b| {
+                format!(
+                    "<div class=\"tl-bar {class}\" style=\"left:{left:.3}%;width:{width:.3}%\" title=\"{title}\"></div>",
+                    class = b.class,
+                    left = pct(b.start_ms),
+                    width = pct(b.end_ms - b.start_ms).max(0.15),
+                    title = escape(&b.title),
+                )
+            })
+            .collect();
+        format!(
+            "<div class=\"tl-row tl-lane\"><div class=\"tl-label\">{name}</div><div class=\"tl-track\">{bars}</div>\
+             <div class=\"tl-dur\" title=\"summed; overlapping waits count twice\">{}</div></div>",
+            ms(sum_ms)
+        )
+    };
+    let database = lane("database", &queries, d.request.db_ms);
+    let outgoing = lane("outgoing calls", &calls, d.request.http_ms);
     let rows: String = stages
         .iter()
         .map(|s| {
@@ -237,7 +391,7 @@ fn timeline(stages: &[Stage]) -> String {
             format!("<span style=\"left:{}%\">{}</span>", i * 25, ms(t))
         })
         .collect();
-    format!("{rows}<div class=\"tl-row tl-axis-row\"><div class=\"tl-label\"></div><div class=\"tl-axis\">{ticks}</div><div class=\"tl-dur\"></div></div>")
+    format!("{rows}{database}{outgoing}<div class=\"tl-row tl-axis-row\"><div class=\"tl-label\"></div><div class=\"tl-axis\">{ticks}</div><div class=\"tl-dur\"></div></div>")
 }
 
 fn context_panel(context: Option<&RequestContext>) -> String {

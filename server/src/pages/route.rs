@@ -123,10 +123,21 @@ fn route_page(d: &RouteDetail, profile: &Profile, p95: &RouteP95) -> Html<String
         ("p95", ms(s.p95_ms)),
         ("p99", ms(s.p99_ms)),
         ("Max", ms(s.max_ms)),
+        ("Queries / request", format!("{:.1}", s.avg_queries)),
+        ("DB time share", format!("{:.0}%", s.db_share * 100.0)),
     ]
     .iter()
     .map(|(label, value)| {
-        format!("<div class=\"tile\"><div class=\"label\">{label}</div><div class=\"value\">{value}</div></div>")
+        let note = match *label {
+            "Queries / request" if s.n_plus_one > 0 => format!(
+                "<div class=\"note\"><span class=\"badge nplus1-badge\">N+1</span> in {} request{}</div>",
+                count(s.n_plus_one),
+                if s.n_plus_one == 1 { "" } else { "s" }
+            ),
+            "DB time share" => "<div class=\"note\">of the response time</div>".to_string(),
+            _ => String::new(),
+        };
+        format!("<div class=\"tile\"><div class=\"label\">{label}</div><div class=\"value\">{value}</div>{note}</div>")
     })
     .collect();
     let slowest: String = d.slowest.iter().map(|r| request_line(r, p95)).collect();
