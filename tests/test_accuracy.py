@@ -35,20 +35,25 @@ class Session:
         return [self.recorded.judge(r, own, BURNER_FUNCTIONS) for r in self.rows_for(path)]
 
 
-@pytest.fixture(scope="module")
-def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
-    tmp: Path = tmp_path_factory.mktemp("accuracy")
+# Walks that race a 1 ms switch are charged to no request (switched or torn);
+# on a busy 2-core VM fewer than 1 in 6 are charged. Below this many charged
+# samples a burn says too little to judge, and the recording is made again.
+MIN_SAMPLES = 25
+ATTEMPTS = 3
+
+
+def record(tmp: Path) -> Session:
     with attribution.recording(tmp) as (client, recorded):
         assert client.get("/health").status_code == 200
         # 1. Two async requests interleaving on one loop, 1 ms slices.
-        assert attribution.together(client, ["/burn/alpha?ms=400", "/burn/beta?ms=400"]) == [
+        assert attribution.together(client, ["/burn/alpha?ms=800", "/burn/beta?ms=800"]) == [
             200,
             200,
         ]
         # 2. A known split: 70% in one function, 30% in another.
         assert client.get("/split?ms=600&slice_ms=10").status_code == 200
         # 3. A sync endpoint (thread pool) and an async one at the same time.
-        assert attribution.together(client, ["/sync-burn/gamma?ms=400", "/burn/delta?ms=400"]) == [
+        assert attribution.together(client, ["/sync-burn/gamma?ms=800", "/burn/delta?ms=800"]) == [
             200,
             200,
         ]
@@ -64,10 +69,21 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
     return Session(recorded, recorded.rows(), headers)
 
 
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
+    """A recording with enough charged samples to judge; the same judgement on every try."""
+    for attempt in range(ATTEMPTS):
+        recorded = record(tmp_path_factory.mktemp(f"accuracy-{attempt}"))
+        burns = [r for r in recorded.rows if "burn/" in r["path"]]
+        if all(r["samples"] >= MIN_SAMPLES for r in burns):
+            break
+    return recorded
+
+
 def test_concurrent_async_requests_keep_their_own_samples(session: Session) -> None:
     for path in ("/burn/alpha", "/burn/beta"):
         (judged,) = session.judged(path)
-        assert judged.samples >= 50, judged
+        assert judged.samples >= MIN_SAMPLES, judged
         assert judged.other == 0, f"{path}: {judged.other} samples of the other request"
         assert judged.own_share >= 0.95, judged
 
@@ -85,7 +101,7 @@ def test_a_known_split_is_measured_within_five_points(session: Session) -> None:
 def test_sync_and_async_requests_at_once_each_get_only_their_own(session: Session) -> None:
     for path in ("/sync-burn/gamma", "/burn/delta"):
         (judged,) = session.judged(path)
-        assert judged.samples >= 50, judged
+        assert judged.samples >= MIN_SAMPLES, judged
         assert judged.other == 0, f"{path}: {judged.other} samples of the other request"
         assert judged.own_share >= 0.95, judged
 
