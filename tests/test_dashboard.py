@@ -321,6 +321,12 @@ def test_queries_show_in_the_list_the_detail_and_the_timeline(
     expect(bars.first).to_have_attribute("title", re.compile(re.escape(STATEMENT)))
     lefts = [b.bounding_box()["x"] for b in bars.all()]  # type: ignore[index]
     assert lefts == sorted(lefts), "bars sit at their statements' offsets, in order"
+    # FastAPI marks when it calls the endpoint: what ran before is its own stage.
+    stages = httpx.get(f"{dashboard.url}api/v1/requests/{stored['id']}", timeout=10).json()
+    names = [s["name"] for s in stages["stages"]]
+    assert names[:2] == ["middleware & dependencies", "handler"], stages["stages"]
+    assert 0 < stages["stages"][0]["end_ms"] < stages["stages"][1]["end_ms"], stages["stages"]
+    expect(page.locator(".timeline")).to_contain_text("middleware & dependencies")
     dashboard.shot(page, "request-queries")
     dashboard.shot_of(page, ".tiles", "request-queries-tiles")
     dashboard.shot_of(page, ".timeline", "request-queries-timeline")

@@ -25,8 +25,8 @@ use timeglass_model::{
 };
 use timeglass_sampler::Sample;
 use timeglass_wire::{
-    Event, RequestEnd, RequestStart, END_CANCELLED, END_ERROR, END_NO_RESPONSE, PHASE_REQUEST,
-    PHASE_RESPONSE,
+    Event, RequestEnd, RequestStart, END_CANCELLED, END_ERROR, END_NO_RESPONSE, PHASE_HANDLER,
+    PHASE_REQUEST, PHASE_RESPONSE,
 };
 
 pub use sql::{label as sql_label, normalize as normalize_sql};
@@ -349,6 +349,11 @@ fn add_context(context: &mut RequestContext, event: timeglass_wire::RequestConte
             context.body = String::from_utf8_lossy(&event.body).into_owned();
             context.body_bytes = event.body_bytes;
             context.response_start_ns = Some(event.ts_ns);
+        }
+        // The first call only: an app that calls into FastAPI twice for one
+        // request still entered its handler once, first.
+        PHASE_HANDLER => {
+            context.handler_start_ns.get_or_insert(event.ts_ns);
         }
         _ => {}
     }

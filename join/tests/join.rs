@@ -245,7 +245,7 @@ fn requests_read_from_a_ring_after_the_fact_come_out_without_samples() {
 
 #[test]
 fn context_events_join_their_request() {
-    use timeglass_wire::{RequestContext, PHASE_REQUEST, PHASE_RESPONSE};
+    use timeglass_wire::{RequestContext, PHASE_HANDLER, PHASE_REQUEST, PHASE_RESPONSE};
     let mut j = Join::new();
     j.event(1, start(1, 1_000));
     j.event(
@@ -259,6 +259,17 @@ fn context_events_join_their_request() {
             ..RequestContext::default()
         }),
     );
+    for ts_ns in [1_200, 1_300] {
+        j.event(
+            1,
+            Event::RequestContext(RequestContext {
+                request_id: 1,
+                ts_ns,
+                phase: PHASE_HANDLER,
+                ..RequestContext::default()
+            }),
+        );
+    }
     j.event(
         1,
         Event::RequestContext(RequestContext {
@@ -281,5 +292,10 @@ fn context_events_join_their_request() {
     assert_eq!(context.body, "hi \u{fffd}");
     assert_eq!(context.body_bytes, 40_000);
     assert_eq!(context.response_start_ns, Some(1_500));
+    assert_eq!(
+        context.handler_start_ns,
+        Some(1_200),
+        "the first handler call"
+    );
     assert_eq!(done[1].context, None, "no context event, no context");
 }

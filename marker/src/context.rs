@@ -15,9 +15,12 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
-use timeglass_wire::{env, Event, RequestContext, MAX_BODY_BYTES, PHASE_REQUEST, PHASE_RESPONSE};
+use timeglass_wire::{
+    env, Event, RequestContext, MAX_BODY_BYTES, PHASE_HANDLER, PHASE_REQUEST, PHASE_RESPONSE,
+};
 
 use crate::redact::{self, REDACTED};
+use crate::state;
 
 /// Whether contexts are captured (`TIMEGLASS_CONTEXT` is not `0`), read once.
 pub fn enabled() -> bool {
@@ -68,6 +71,33 @@ pub fn request_event(rid: u64, scope: &Bound<'_, PyDict>) -> Event {
         body: Vec::new(),
         body_bytes: 0,
     })
+}
+
+/// `_native.mark_handler()`: FastAPI is calling the endpoint function of the
+/// request the calling thread runs; what came before was middleware, routing
+/// and dependencies. Does nothing outside a recorded request or with
+/// contexts off. Never raises.
+#[pyfunction]
+pub fn mark_handler() {
+    if !enabled() {
+        return;
+    }
+    let Some(region) = state::region() else {
+        return;
+    };
+    let rid = state::current_slot().map_or(0, |s| s.get());
+    if rid == 0 {
+        return;
+    }
+    state::publish(
+        region,
+        &Event::RequestContext(RequestContext {
+            request_id: rid,
+            ts_ns: timeglass_wire::monotonic_ns(),
+            phase: PHASE_HANDLER,
+            ..RequestContext::default()
+        }),
+    );
 }
 
 /// The context event published when request `rid`'s response starts: its

@@ -39,7 +39,8 @@ def read_events() -> Events:
 
 
 def contexts_of(rid: int) -> Events:
-    """Request `rid`'s context events: the request phase (1), then the response's (2)."""
+    """Request `rid`'s context events: the request phase (1), the endpoint call (3, FastAPI
+    only), then the response's (2)."""
     return [e for e in read_all_events() if e["kind"] == "context" and e["request_id"] == rid]
 
 

@@ -16,7 +16,7 @@ from conftest import contexts_of, read_events
 
 pytestmark = pytest.mark.anyio
 
-PHASE_REQUEST, PHASE_RESPONSE = 1, 2
+PHASE_REQUEST, PHASE_RESPONSE, PHASE_HANDLER = 1, 2, 3
 
 
 def last_rid() -> int:
@@ -42,8 +42,12 @@ async def test_request_and_response_context_with_secrets_redacted(client_for: An
     r = await post_echo(client_for, TimeGlassMiddleware(make_app()), body, headers=headers)
     assert r.status_code == 200
     assert r.content == body, "the app must receive the body untouched"
-    request, response = contexts_of(last_rid())
-    assert (request["phase"], response["phase"]) == (PHASE_REQUEST, PHASE_RESPONSE)
+    request, handler, response = contexts_of(last_rid())
+    phases = (request["phase"], handler["phase"], response["phase"])
+    assert phases == (PHASE_REQUEST, PHASE_HANDLER, PHASE_RESPONSE)
+    # FastAPI called the endpoint after the request entered and before it responded.
+    assert request["ts_ns"] <= handler["ts_ns"] <= response["ts_ns"]
+    assert handler["headers"] == [] and handler["body"] == b""
     sent = dict(request["headers"])
     assert sent["x-trace"] == "visible"
     for secret in ("authorization", "cookie", "x-api-key"):
@@ -65,6 +69,7 @@ async def test_large_bodies_are_cut_but_counted_and_delivered_whole(client_for: 
     body = b"x" * 100_000
     r = await post_echo(client_for, TimeGlassMiddleware(make_app()), body)
     assert r.content == body
-    _, response = contexts_of(last_rid())
+    response = contexts_of(last_rid())[-1]
+    assert response["phase"] == PHASE_RESPONSE
     assert len(response["body"]) == 16 * 1024
     assert response["body_bytes"] == len(body)

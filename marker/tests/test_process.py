@@ -85,8 +85,8 @@ def test_ring_file_exists_while_running_and_is_removed_at_exit(tmp_path: Path) -
     p = run_python(code, {_env.RUNTIME_DIR: str(tmp_path)})
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
-    # start, request context, response context, end
-    assert lines[1] == "True 4"
+    # start, request context, endpoint call (FastAPI), response context, end
+    assert lines[1] == "True 5"
     assert lines[2].endswith(".ring']")
     assert list(tmp_path.iterdir()) == []
 

@@ -268,6 +268,10 @@ pub struct RequestContext {
     /// When the app started its response (monotonic ns): the end of the
     /// handler stage and the start of sending.
     pub response_start_ns: Option<u64>,
+    /// When FastAPI called the endpoint function (monotonic ns): the end of
+    /// the middleware-and-dependencies stage. `None` for apps that are not
+    /// FastAPI and for requests that never reached an endpoint.
+    pub handler_start_ns: Option<u64>,
 }
 
 impl ProfiledRequest {

@@ -172,6 +172,7 @@ fn context(method: &str, path: &str) -> RequestContext {
         body,
         response_headers: vec![("content-type".to_string(), "application/json".to_string())],
         response_start_ns: None,
+        handler_start_ns: None,
     }
 }
 

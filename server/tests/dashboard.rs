@@ -269,6 +269,7 @@ async fn context_is_shown_and_served_with_redactions_marked() {
         body_bytes: 40_000,
         response_headers: vec![("set-cookie".into(), "[redacted]".into())],
         response_start_ns: Some(2 * MS),
+        handler_start_ns: Some(MS / 2),
     });
     let world = World::new(vec![r]);
     let (_, html) = page(world.app(), "/requests/1").await;
@@ -298,7 +299,10 @@ async fn context_is_shown_and_served_with_redactions_marked() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(stages, ["handler", "sending response"]);
+    assert_eq!(
+        stages,
+        ["middleware & dependencies", "handler", "sending response"]
+    );
 }
 
 #[tokio::test]

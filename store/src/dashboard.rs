@@ -278,7 +278,7 @@ impl Store {
         self.conn
             .prepare_cached(
                 "SELECT request_headers, query, body, body_bytes, response_headers,
-                     response_start_ns
+                     response_start_ns, handler_start_ns
                  FROM request_context WHERE request_id = ?1",
             )
             .and_then(|mut s| {
@@ -290,6 +290,7 @@ impl Store {
                         body_bytes: r.get(3)?,
                         response_headers: headers(r.get(4)?, 4)?,
                         response_start_ns: r.get(5)?,
+                        handler_start_ns: r.get(6)?,
                     })
                 })
                 .optional()

@@ -67,9 +67,11 @@ CREATE TABLE calls (
 /// `request_context` holds what each request carried and what its response
 /// started with, as the marker captured it (secrets already redacted):
 /// headers as JSON arrays of `[name, value]`, the raw query string, the first
-/// 16 KiB of the body (`body_bytes` counts all of it), and when the response
-/// started (the end of the handler stage). No row for requests recorded
-/// without context (`TIMEGLASS_CONTEXT=0`, older markers).
+/// 16 KiB of the body (`body_bytes` counts all of it), when FastAPI called
+/// the endpoint function (the end of the middleware-and-dependencies stage;
+/// NULL for other apps) and when the response started (the end of the
+/// handler stage). No row for requests recorded without context
+/// (`TIMEGLASS_CONTEXT=0`, older markers).
 ///
 /// `requests_by_route` serves the endpoint view, each route's p95 and the
 /// endpoints list from the index alone (durations come out sorted; status
@@ -83,7 +85,8 @@ CREATE TABLE request_context (
     body              TEXT NOT NULL,
     body_bytes        INTEGER NOT NULL,
     response_headers  TEXT NOT NULL,
-    response_start_ns INTEGER
+    response_start_ns INTEGER,
+    handler_start_ns  INTEGER
 );
 CREATE INDEX requests_by_route ON requests(method, route, duration_us, status, errored);
 CREATE INDEX requests_by_duration ON requests(duration_us);

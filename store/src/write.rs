@@ -179,8 +179,8 @@ fn insert_context(conn: &Connection, request: i64, c: &RequestContext) -> rusqli
     let headers = |h: &[(String, String)]| serde_json::to_string(h).expect("strings serialize");
     conn.prepare_cached(
         "INSERT INTO request_context (request_id, request_headers, query, body, body_bytes,
-             response_headers, response_start_ns)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             response_headers, response_start_ns, handler_start_ns)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         request,
@@ -190,6 +190,7 @@ fn insert_context(conn: &Connection, request: i64, c: &RequestContext) -> rusqli
         c.body_bytes,
         headers(&c.response_headers),
         c.response_start_ns,
+        c.handler_start_ns,
     ])?;
     Ok(())
 }

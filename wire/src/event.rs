@@ -26,6 +26,9 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const PHASE_REQUEST: u16 = 1;
 /// [`RequestContext::phase`]: published when the app starts its response.
 pub const PHASE_RESPONSE: u16 = 2;
+/// [`RequestContext::phase`]: published when FastAPI calls the endpoint
+/// function, after middleware, routing and dependencies (no headers, no body).
+pub const PHASE_HANDLER: u16 = 3;
 
 const KIND_REQUEST_START: u16 = 1;
 const KIND_REQUEST_END: u16 = 2;

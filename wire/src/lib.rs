@@ -34,7 +34,8 @@ pub use capture::{
 pub use clock::monotonic_ns;
 pub use event::{
     truncate_str, DecodeError, Event, RequestContext, RequestEnd, RequestStart, END_CANCELLED,
-    END_ERROR, END_NO_RESPONSE, MAX_BODY_BYTES, MAX_HEADER_BYTES, PHASE_REQUEST, PHASE_RESPONSE,
+    END_ERROR, END_NO_RESPONSE, MAX_BODY_BYTES, MAX_HEADER_BYTES, PHASE_HANDLER, PHASE_REQUEST,
+    PHASE_RESPONSE,
 };
 pub use layout::{Geometry, FORMAT_VERSION, MAGIC};
 pub use region::{ring_path, runtime_dir, user_runtime_dir, Region, RegionError, RING_SUFFIX};

@@ -39,9 +39,10 @@ class TaskFactory:
 
 
 def install(loop: asyncio.AbstractEventLoop) -> None:
-    """Installs the task factory on ``loop`` (chaining any other), patches anyio once, and
-    starts capturing SQL statements and HTTP calls (``_capture``)."""
+    """Installs the task factory on ``loop`` (chaining any other), patches anyio and FastAPI
+    once, and starts capturing SQL statements and HTTP calls (``_capture``)."""
     patch_anyio_to_thread()
+    patch_fastapi_endpoint()
     _capture.install()
     previous = loop.get_task_factory()
     if not isinstance(previous, TaskFactory):
@@ -71,3 +72,30 @@ def patch_anyio_to_thread() -> None:
 
     setattr(run_sync, _ANYIO_MARK, True)
     to_thread.run_sync = run_sync
+
+
+_FASTAPI_MARK = "__timeglass_handler__"
+
+
+def patch_fastapi_endpoint() -> None:
+    """Marks when FastAPI calls a request's endpoint function.
+
+    What runs before it (middleware, routing, dependencies) is the request's first stage
+    on the dashboard's timeline. ``fastapi.routing`` looks the function up at each call,
+    so replacing the module attribute is enough; an app without FastAPI is left alone.
+    """
+    try:
+        routing: Any = importlib.import_module("fastapi.routing")
+    except Exception:  # not installed, or broken: nothing to mark
+        return
+    original = getattr(routing, "run_endpoint_function", None)
+    if original is None or getattr(original, _FASTAPI_MARK, False):
+        return
+
+    @functools.wraps(original)
+    async def run_endpoint_function(*args: Any, **kwargs: Any) -> Any:
+        _native.mark_handler()
+        return await original(*args, **kwargs)
+
+    setattr(run_endpoint_function, _FASTAPI_MARK, True)
+    routing.run_endpoint_function = run_endpoint_function

@@ -79,9 +79,21 @@ pub fn stages(r: &RequestRow, context: Option<&RequestContext>) -> Vec<Stage> {
         Some(_) if started.is_none() => "handler and response",
         _ => "handler",
     };
+    let handler_start = context
+        .and_then(|c| c.handler_start_ns)
+        .map(at)
+        .filter(|&t| t <= handler_end)
+        .unwrap_or(0.0);
+    if handler_start > 0.0 {
+        out.push(Stage {
+            name: "middleware & dependencies",
+            start_ms: 0.0,
+            end_ms: handler_start,
+        });
+    }
     out.push(Stage {
         name: handler,
-        start_ms: 0.0,
+        start_ms: handler_start,
         end_ms: handler_end,
     });
     if let (Some(started), Some(sent)) = (started, sent) {
@@ -527,5 +539,24 @@ mod tests {
         let s = stages(&row(0, Some(2_000_000), 2_000_000), None);
         assert_eq!(s.len(), 1);
         assert_eq!((s[0].name, s[0].end_ms), ("handler and response", 2.0));
+    }
+
+    #[test]
+    fn a_fastapi_request_starts_with_its_middleware_and_dependencies() {
+        let context = RequestContext {
+            handler_start_ns: Some(1_500_000),
+            response_start_ns: Some(4_000_000),
+            ..RequestContext::default()
+        };
+        let s = stages(&row(1_000_000, Some(5_000_000), 5_000_000), Some(&context));
+        let spans: Vec<_> = s.iter().map(|s| (s.name, s.start_ms, s.end_ms)).collect();
+        assert_eq!(
+            spans,
+            [
+                ("middleware & dependencies", 0.0, 0.5),
+                ("handler", 0.5, 3.0),
+                ("sending response", 3.0, 4.0),
+            ]
+        );
     }
 }
