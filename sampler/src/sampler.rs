@@ -261,8 +261,11 @@ impl Sampler {
                 let period = if busy { busy_period } else { idle_period };
                 // Fixed-rate: the next tick is due one period after this one
                 // was due, so sleep overshoot does not lower the rate. A walk
-                // slower than the period still leaves half a period of rest.
-                next = (next + self.jitter.around(period)).max(Instant::now() + period / 2);
+                // slower than the period still leaves a quarter period of
+                // rest, so the sampler never takes a whole core; with half a
+                // period, walks of 0.6 ms (a VM with slow syscalls) held
+                // 1 kHz down to ~880 Hz.
+                next = (next + self.jitter.around(period)).max(Instant::now() + period / 4);
                 if !source.alive() {
                     return Ok(());
                 }
