@@ -51,7 +51,7 @@ def record(tmp: Path) -> Session:
             200,
         ]
         # 2. A known split: 70% in one function, 30% in another.
-        assert client.get("/split?ms=600&slice_ms=10").status_code == 200
+        assert client.get("/split?ms=600&slice_ms=20").status_code == 200
         # 3. A sync endpoint (thread pool) and an async one at the same time.
         assert attribution.together(client, ["/sync-burn/gamma?ms=800", "/burn/delta?ms=800"]) == [
             200,
@@ -95,6 +95,8 @@ def test_a_known_split_is_measured_within_five_points(session: Session) -> None:
     )
     assert seventy + thirty >= 300, (seventy, thirty)
     share = seventy / (seventy + thirty)
+    # Uncharged walks cluster at the suspend after each slice (after g), so
+    # the slices are 20 ms: at 10 ms a machine with many torn walks read 0.75.
     assert 0.65 <= share <= 0.75, f"f got {share:.3f} of the samples (70% expected)"
 
 
