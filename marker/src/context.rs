@@ -14,12 +14,13 @@ use pyo3::exceptions::PyStopIteration;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyString};
 use timeglass_wire::{
     env, Event, RequestContext, MAX_BODY_BYTES, PHASE_HANDLER, PHASE_REQUEST, PHASE_RESPONSE,
 };
 
 use crate::redact::{self, REDACTED};
+use crate::scope::throw_args;
 use crate::state;
 
 /// Whether contexts are captured (`TIMEGLASS_CONTEXT` is not `0`), read once.
@@ -289,13 +290,7 @@ impl ReceiveAwait {
         val: Option<Bound<'py, PyAny>>,
         tb: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let args = match (val, tb) {
-            (None, None) => PyTuple::new(py, [typ])?,
-            (Some(v), None) => PyTuple::new(py, [typ, v])?,
-            (v, Some(t)) => {
-                PyTuple::new(py, [typ, v.unwrap_or_else(|| py.None().into_bound(py)), t])?
-            }
-        };
+        let args = throw_args(py, typ, val, tb)?;
         let r = self.inner.bind(py).call_method1(intern!(py, "throw"), args);
         if let Err(e) = &r {
             if e.is_instance_of::<PyStopIteration>(py) {

@@ -157,13 +157,7 @@ impl RequestScope {
         val: Option<Bound<'py, PyAny>>,
         tb: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let args = match (val, tb) {
-            (None, None) => PyTuple::new(py, [typ])?,
-            (Some(v), None) => PyTuple::new(py, [typ, v])?,
-            (v, Some(t)) => {
-                PyTuple::new(py, [typ, v.unwrap_or_else(|| py.None().into_bound(py)), t])?
-            }
-        };
+        let args = throw_args(py, typ, val, tb)?;
         let slot = state::current_slot();
         let prev = slot.map(|s| s.set(self.rid));
         let r = self.inner.bind(py).call_method1(intern!(py, "throw"), args);
@@ -385,4 +379,19 @@ pub fn bind_task(py: Python<'_>, rid: u64, coro: Bound<'_, PyAny>) -> PyResult<R
         return Err(PyTypeError::new_err("request id must not be 0"));
     }
     RequestScope::new(py, rid, coro, None)
+}
+
+/// The arguments of `throw` as the caller gave them (1- or 3-argument form),
+/// for awaitables that forward `throw` to the coroutine they wrap.
+pub(crate) fn throw_args<'py>(
+    py: Python<'py>,
+    typ: Bound<'py, PyAny>,
+    val: Option<Bound<'py, PyAny>>,
+    tb: Option<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    match (val, tb) {
+        (None, None) => PyTuple::new(py, [typ]),
+        (Some(v), None) => PyTuple::new(py, [typ, v]),
+        (v, Some(t)) => PyTuple::new(py, [typ, v.unwrap_or_else(|| py.None().into_bound(py)), t]),
+    }
 }
