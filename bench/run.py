@@ -40,7 +40,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from bench import accuracy, dashboard
+from bench import accuracy, dashboard, walk
 from fixtures import harness
 
 CONFIGS = ("bare", "marker", "full", "nocapture")
@@ -341,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     report(measurements, idle)
     print(f"\nRaw numbers: {save(measurements, idle, args).relative_to(harness.REPO_ROOT)}")
     marker_cost()
+    print()
+    walk.main()
     accuracy.main()
     return dashboard.main()
 

@@ -96,6 +96,10 @@ pub struct RecordArgs {
     /// longer walks leave more samples of switching async requests unattributed.
     #[arg(long)]
     pub all_threads: bool,
+    /// Read stacks with py-spy's own walker even on CPython 3.11, where
+    /// TimeGlass's code-object cache is used otherwise (for comparing them).
+    #[arg(long, hide = true)]
+    pub pyspy_walker: bool,
     /// Flag a request as a likely N+1 when it runs the same statement (its
     /// literals and parameters aside) this many times or more.
     #[arg(long, value_name = "N", default_value_t = timeglass_recorder::defaults::N_PLUS_ONE, value_parser = clap::value_parser!(u64).range(2..))]

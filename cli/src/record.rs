@@ -35,6 +35,7 @@ pub fn pyspy_options(args: &RecordArgs) -> PySpyOptions {
     PySpyOptions {
         gil_only: !args.all_threads,
         lines: true,
+        pyspy_walker: args.pyspy_walker,
     }
 }
 

@@ -101,6 +101,7 @@ fn attach_reads_its_trees_rings_from_their_recent_history() {
             pyspy: PySpyOptions {
                 gil_only: true,
                 lines: false,
+                pyspy_walker: false,
             },
             n_plus_one: timeglass_recorder::defaults::N_PLUS_ONE,
         },

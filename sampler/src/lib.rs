@@ -15,6 +15,7 @@ mod sampler;
 mod source;
 mod timer;
 mod torn;
+mod walk311;
 
 pub use pyspy::{PySpyOptions, PySpySource, SourceError, SUPPORTED_PYTHONS};
 pub use replay::ReplaySource;

@@ -31,6 +31,7 @@ fn attach(pid: u32) -> PySpySource {
             PySpyOptions {
                 gil_only: false,
                 lines: true,
+                pyspy_walker: false,
             },
         ) {
             Ok(s) => return s,
@@ -74,6 +75,7 @@ fn a_missing_process_is_a_clear_error() {
         PySpyOptions {
             gil_only: false,
             lines: true,
+            pyspy_walker: false,
         },
     )
     .err()
@@ -90,9 +92,96 @@ fn a_process_that_is_not_python_is_named_as_such() {
         PySpyOptions {
             gil_only: false,
             lines: true,
+            pyspy_walker: false,
         },
     )
     .err()
     .unwrap();
     assert!(matches!(err, SourceError::NotPython { .. }), "{err}");
+}
+
+/// A process spinning at a fixed place, under coroutines, methods and
+/// non-ASCII names (Latin-1 and wider), so that every walk of it is the same.
+const FIXED_PLACE: &str = r#"
+import asyncio
+
+class Shop:
+    def größe(self, n):
+        if n == 0:
+            return Ωmega()
+        return self.größe(n - 1)
+
+def Ωmega():
+    while True: pass
+
+async def deeper(n):
+    if n == 0:
+        return Shop().größe(25)
+    return await deeper(n - 1)
+
+asyncio.run(deeper(10))
+"#;
+
+fn attach_with(pid: u32, pyspy_walker: bool) -> PySpySource {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let options = PySpyOptions {
+            gil_only: true,
+            lines: true,
+            pyspy_walker,
+        };
+        let why = match PySpySource::attach(pid, options) {
+            Ok(mut s) => {
+                // Until the spin starts the stack is still moving.
+                if s.stacks().is_ok_and(|t| t.iter().any(spinning)) {
+                    return s;
+                }
+                "the process never reached its spin".to_string()
+            }
+            Err(e) => format!("attach failed: {e}"),
+        };
+        assert!(Instant::now() < deadline, "{why}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn spinning(stack: &timeglass_sampler::ThreadStack) -> bool {
+    stack.frames.last().is_some_and(|f| f.name == "Ωmega")
+}
+
+#[test]
+fn the_cached_walker_reads_what_py_spy_reads() {
+    if !python_minor_is(11) {
+        eprintln!("skipped: the cached walker reads CPython 3.11 only");
+        return;
+    }
+    let child = python(FIXED_PLACE);
+    let mut reference = attach_with(child.0.id(), true);
+    let mut cached = attach_with(child.0.id(), false);
+    assert_eq!(reference.walker(), "py-spy");
+    assert_eq!(cached.walker(), "cached");
+    let expected = reference.stacks().unwrap();
+    assert_eq!(expected.len(), 1, "only the GIL holder");
+    let names: Vec<&str> = expected[0].frames.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names.first(), Some(&"<module>"));
+    assert_eq!(names.iter().filter(|n| **n == "Shop.größe").count(), 26);
+    assert_eq!(names.iter().filter(|n| **n == "deeper").count(), 11);
+    let mut same = 0;
+    for _ in 0..50 {
+        // Every walk after the first is served from the cache.
+        if cached.stacks().unwrap() == expected {
+            same += 1;
+        }
+    }
+    assert_eq!(same, 50, "the cached walker differed from py-spy's");
+    let mut lines = expected[0].frames.iter().map(|f| f.line);
+    assert!(lines.all(|l| l > 0), "{expected:?}");
+}
+
+fn python_minor_is(minor: u32) -> bool {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.version_info[1])"])
+        .output()
+        .expect("python3 on PATH");
+    String::from_utf8_lossy(&out.stdout).trim() == minor.to_string()
 }
