@@ -75,6 +75,14 @@ def test_durations_are_plausible(recording: Recording) -> None:
     assert all(d >= 195 for d in cpu[5:]), cpu
 
 
+def test_a_response_ends_when_its_last_chunk_is_written(recording: Recording) -> None:
+    # No endpoint here has background tasks: what follows the response is
+    # only the app unwinding. Writing the last chunk to the socket belongs to
+    # the response, not to a background stage.
+    after = sorted(float(r["background_ms"] or 0) for r in recording.rows)
+    assert after[len(after) // 2] < 0.5, after
+
+
 def test_starts_are_rfc3339_within_the_run(recording: Recording) -> None:
     slack = timedelta(seconds=5)
     for row in recording.rows:

@@ -10,8 +10,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use pyo3::exceptions::PyStopIteration;
-use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
@@ -20,8 +18,8 @@ use timeglass_wire::{
 };
 
 use crate::redact::{self, REDACTED};
-use crate::scope::throw_args;
 use crate::state;
+use crate::watched::{watch, OnReturn};
 
 /// Whether contexts are captured (`TIMEGLASS_CONTEXT` is not `0`), read once.
 pub fn enabled() -> bool {
@@ -38,6 +36,28 @@ pub struct BodyCapture {
 }
 
 impl BodyCapture {
+    /// Copies the body chunk of an `http.request` message.
+    pub fn add_from_message(&self, message: &Bound<'_, PyAny>) {
+        let py = message.py();
+        let Ok(dict) = message.cast::<PyDict>() else {
+            return;
+        };
+        let is_body = dict
+            .get_item(intern!(py, "type"))
+            .ok()
+            .flatten()
+            .and_then(|t| t.cast_into::<PyString>().ok())
+            .is_some_and(|t| t.to_str().is_ok_and(|t| t == "http.request"));
+        if !is_body {
+            return;
+        }
+        if let Ok(Some(body)) = dict.get_item(intern!(py, "body")) {
+            if let Ok(bytes) = body.cast::<PyBytes>() {
+                self.add(bytes.as_bytes());
+            }
+        }
+    }
+
     fn add(&self, chunk: &[u8]) {
         self.total.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         if let Ok(mut first) = self.first.lock() {
@@ -200,110 +220,8 @@ impl ReceiveWrapper {
 impl ReceiveWrapper {
     fn __call__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let awaitable = self.receive.bind(py).call0()?;
-        let inner = match awaitable.hasattr(intern!(py, "send")) {
-            Ok(true) => awaitable.clone(),
-            _ => match awaitable.call_method0(intern!(py, "__await__")) {
-                Ok(it) => it,
-                // Not awaitable: the app will fail on it exactly as without us.
-                Err(_) => return Ok(awaitable),
-            },
-        };
-        let waiting = ReceiveAwait {
-            inner: inner.unbind(),
-            capture: self.capture.clone(),
-        };
-        Ok(Bound::new(py, waiting)?.into_any())
-    }
-}
-
-/// One pending `receive()`: forwards the coroutine protocol to the server's
-/// awaitable and copies the body out of the message it returns.
-#[pyclass(module = "timeglass._native", frozen)]
-pub struct ReceiveAwait {
-    inner: Py<PyAny>,
-    capture: Arc<BodyCapture>,
-}
-
-impl ReceiveAwait {
-    fn step<'py>(&self, py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let mut out: *mut ffi::PyObject = std::ptr::null_mut();
-        // SAFETY: both pointers are valid owned references held for the call's duration.
-        let r = unsafe { ffi::PyIter_Send(self.inner.as_ptr(), value.as_ptr(), &mut out) };
-        match r {
-            // SAFETY: PyIter_Send returned a new reference in `out`.
-            ffi::PySendResult::PYGEN_NEXT => Ok(unsafe { Bound::from_owned_ptr(py, out) }),
-            ffi::PySendResult::PYGEN_RETURN => {
-                // SAFETY: as above.
-                let message = unsafe { Bound::from_owned_ptr(py, out) };
-                self.note(&message);
-                Err(PyStopIteration::new_err((message.unbind(),)))
-            }
-            ffi::PySendResult::PYGEN_ERROR => Err(PyErr::fetch(py)),
-        }
-    }
-
-    fn note(&self, message: &Bound<'_, PyAny>) {
-        let py = message.py();
-        let Ok(dict) = message.cast::<PyDict>() else {
-            return;
-        };
-        let is_body = dict
-            .get_item(intern!(py, "type"))
-            .ok()
-            .flatten()
-            .and_then(|t| t.cast_into::<PyString>().ok())
-            .is_some_and(|t| t.to_str().is_ok_and(|t| t == "http.request"));
-        if !is_body {
-            return;
-        }
-        if let Ok(Some(body)) = dict.get_item(intern!(py, "body")) {
-            if let Ok(bytes) = body.cast::<PyBytes>() {
-                self.capture.add(bytes.as_bytes());
-            }
-        }
-    }
-}
-
-#[pymethods]
-impl ReceiveAwait {
-    fn __await__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    fn __iter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.step(py, &py.None().into_bound(py))
-    }
-
-    fn send<'py>(&self, py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        self.step(py, value)
-    }
-
-    #[pyo3(signature = (typ, val=None, tb=None))]
-    fn throw<'py>(
-        &self,
-        py: Python<'py>,
-        typ: Bound<'py, PyAny>,
-        val: Option<Bound<'py, PyAny>>,
-        tb: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let args = throw_args(py, typ, val, tb)?;
-        let r = self.inner.bind(py).call_method1(intern!(py, "throw"), args);
-        if let Err(e) = &r {
-            if e.is_instance_of::<PyStopIteration>(py) {
-                if let Ok(message) = e.value(py).getattr(intern!(py, "value")) {
-                    self.note(&message);
-                }
-            }
-        }
-        r
-    }
-
-    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.inner.bind(py).call_method0(intern!(py, "close"))
+        let on_return = OnReturn::Received(self.capture.clone());
+        Ok(watch(awaitable, on_return).unwrap_or_else(|untouched| untouched))
     }
 }
 

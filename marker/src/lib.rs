@@ -18,6 +18,7 @@ mod scope;
 mod stack;
 mod state;
 mod timed;
+mod watched;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -69,7 +70,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<scope::RequestScope>()?;
     m.add_class::<scope::SendWrapper>()?;
     m.add_class::<context::ReceiveWrapper>()?;
-    m.add_class::<context::ReceiveAwait>()?;
+    m.add_class::<watched::Watched>()?;
     m.add_class::<bind::BoundCall>()?;
     m.add_class::<timed::TimedMethod>()?;
     m.add_class::<timed::BoundTimed>()?;

@@ -16,6 +16,7 @@ use timeglass_wire::{Event, RequestEnd, END_CANCELLED, END_ERROR, END_NO_RESPONS
 
 use crate::context::{self, ResponseContext};
 use crate::state;
+use crate::watched::{watch, OnReturn};
 
 /// What the end event needs beyond the id; absent for child-task scopes.
 pub struct Recording {
@@ -292,7 +293,8 @@ pub struct SendWrapper {
     /// `None` when contexts are not captured.
     context: Option<ResponseContext>,
     pub status: AtomicU16,
-    /// When the last body chunk was sent; 0 until then.
+    /// When the last body chunk was written (its `send` returned); 0 until
+    /// then.
     pub response_ns: AtomicU64,
 }
 
@@ -317,29 +319,47 @@ impl SendWrapper {
             state::publish(region, &event);
         }
     }
+
+    /// Stamps the response's end, once.
+    pub fn mark_response_sent(&self) {
+        let now = timeglass_wire::monotonic_ns();
+        let _ = self
+            .response_ns
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+    }
 }
 
 #[pymethods]
 impl SendWrapper {
     fn __call__<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         py: Python<'py>,
         message: Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if self.response_ns.load(Ordering::Relaxed) == 0 {
+        let this = slf.get();
+        let mut last_chunk = false;
+        if this.response_ns.load(Ordering::Relaxed) == 0 {
             match response_message(&message) {
-                Some(Response::Start(status)) if self.status.load(Ordering::Relaxed) == 0 => {
-                    self.status.store(status, Ordering::Relaxed);
-                    self.publish_context(&message);
+                Some(Response::Start(status)) if this.status.load(Ordering::Relaxed) == 0 => {
+                    this.status.store(status, Ordering::Relaxed);
+                    this.publish_context(&message);
                 }
-                Some(Response::LastChunk) => {
-                    let now = timeglass_wire::monotonic_ns();
-                    self.response_ns.store(now, Ordering::Relaxed);
-                }
+                Some(Response::LastChunk) => last_chunk = true,
                 _ => {}
             }
         }
-        self.send.bind(py).call1((message,))
+        let sending = this.send.bind(py).call1((message,))?;
+        if !last_chunk {
+            return Ok(sending);
+        }
+        // The response has ended when the server has written the last chunk,
+        // not when the app handed it over.
+        Ok(
+            watch(sending, OnReturn::Sent(slf.clone().unbind())).unwrap_or_else(|untouched| {
+                this.mark_response_sent();
+                untouched
+            }),
+        )
     }
 }
 
