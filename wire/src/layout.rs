@@ -1,9 +1,9 @@
 //! Where everything lives in the file. All offsets are in 8-byte words.
 
-/// First word of every ring file: `TGLASS` then format version 1.
+/// First word of every ring file (the format version is the next word).
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TGLASS\x00\x01");
 /// Bumped whenever the layout below changes incompatibly.
-pub const FORMAT_VERSION: u64 = 1;
+pub const FORMAT_VERSION: u64 = 2;
 
 /// Header words (each an `AtomicU64`).
 pub(crate) mod header {

@@ -8,7 +8,15 @@
 //! finished slot from one still being written or already overwritten by a
 //! later lap. `info` packs the record kind, the slot's index within its record
 //! and the record's slot count, which lets the reader resynchronise on a
-//! record boundary after losing slots.
+//! record boundary after losing slots, plus a 16-bit check of the slot's
+//! position and contents.
+//!
+//! The stamp alone cannot see one race: a producer descheduled between
+//! claiming a position and finishing its slot while the whole ring laps it,
+//! so that a later producer writes the same slot at the same time. The slot
+//! can then hold words of both, under a stamp that says complete. The check,
+//! written after the payload by whichever producer finished last, no longer
+//! matches what the reader finds there, and the slot is counted lost.
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
@@ -29,6 +37,29 @@ fn pack_info(kind: u16, index: u16, nslots: u16) -> u64 {
 
 fn unpack_info(info: u64) -> (u16, u16, u16) {
     (info as u16, (info >> 16) as u16, (info >> 32) as u16)
+}
+
+const CHECK_SHIFT: u32 = 48;
+
+/// Mixes a slot's position, its info and its payload words into 16 bits.
+#[derive(Clone, Copy)]
+struct SlotCheck(u64);
+
+impl SlotCheck {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+
+    fn new(pos: u64, info: u64) -> Self {
+        SlotCheck((pos ^ info.rotate_left(17)).wrapping_mul(Self::K))
+    }
+
+    fn add(&mut self, word: u64) {
+        let h = (self.0 ^ word).wrapping_mul(Self::K);
+        self.0 = h ^ (h >> 29);
+    }
+
+    fn value(self) -> u64 {
+        self.0 >> CHECK_SHIFT
+    }
 }
 
 impl Region {
@@ -59,7 +90,8 @@ impl Region {
             let slot = self.ring_slot(pos);
             slot[0].store(2 * pos + 1, Ordering::Relaxed);
             fence(Ordering::Release);
-            slot[1].store(pack_info(kind, i as u16, nslots as u16), Ordering::Relaxed);
+            let info = pack_info(kind, i as u16, nslots as u16);
+            let mut check = SlotCheck::new(pos, info);
             for word in &slot[2..] {
                 let mut chunk = [0u8; 8];
                 for b in chunk.iter_mut() {
@@ -68,8 +100,11 @@ impl Region {
                         None => break,
                     }
                 }
-                word.store(u64::from_le_bytes(chunk), Ordering::Relaxed);
+                let value = u64::from_le_bytes(chunk);
+                check.add(value);
+                word.store(value, Ordering::Relaxed);
             }
+            slot[1].store(info | (check.value() << CHECK_SHIFT), Ordering::Relaxed);
             slot[0].store(2 * pos + 2, Ordering::Release);
         }
         self.word(header::RECORDS_WRITTEN)
@@ -172,13 +207,17 @@ impl Reader {
         if s1 != done {
             return SlotRead::NotYet;
         }
-        let info = slot[1].load(Ordering::Relaxed);
+        let stored = slot[1].load(Ordering::Relaxed);
+        let info = stored & ((1 << CHECK_SHIFT) - 1);
+        let mut check = SlotCheck::new(pos, info);
         let mark = out.len();
         for word in &slot[2..] {
-            out.extend_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+            let value = word.load(Ordering::Relaxed);
+            check.add(value);
+            out.extend_from_slice(&value.to_le_bytes());
         }
         fence(Ordering::Acquire);
-        if slot[0].load(Ordering::Relaxed) != s1 {
+        if slot[0].load(Ordering::Relaxed) != s1 || stored >> CHECK_SHIFT != check.value() {
             out.truncate(mark);
             return SlotRead::Lost;
         }
@@ -276,4 +315,53 @@ enum RecordRead {
     Complete(u16),
     Skipped,
     Wait,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Geometry;
+
+    fn region() -> (tempfile::TempDir, Region) {
+        let dir = tempfile::tempdir().unwrap();
+        let geometry = Geometry {
+            slot_count: 16,
+            ring_slots: 64,
+        };
+        let region = Region::create(dir.path(), 4242, geometry).unwrap();
+        (dir, region)
+    }
+
+    #[test]
+    fn a_slot_written_over_by_a_lapping_producer_is_lost_not_delivered() {
+        let (_dir, region) = region();
+        assert!(region.publish(7, &[1; 40]));
+        assert!(region.publish(7, &[2; 40]));
+        // A producer that claimed this slot a lap later wrote one word into
+        // it without its stamp showing: the stamp still says complete.
+        region.ring_slot(0)[3].store(u64::MAX, Ordering::Relaxed);
+        let mut reader = Reader::new();
+        let mut got = Vec::new();
+        reader.poll(&region, |_, b| got.push(b.to_vec()));
+        assert_eq!(got, vec![vec![2; 40]]);
+        assert_eq!(reader.stats().lost_slots, 1);
+    }
+
+    #[test]
+    fn a_whole_slot_from_another_lap_is_lost_not_delivered() {
+        let (_dir, region) = region();
+        assert!(region.publish(7, &[1; 40]));
+        assert!(region.publish(7, &[2; 40]));
+        // Slot 1's words, intact, under slot 0's stamp: what a lagging
+        // producer's late "complete" stamp leaves over a later lap's record.
+        let (first, second) = (region.ring_slot(0), region.ring_slot(1));
+        for (a, b) in first[1..].iter().zip(&second[1..]) {
+            a.store(b.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        let mut reader = Reader::new();
+        let mut got = Vec::new();
+        reader.poll(&region, |_, b| got.push(b.to_vec()));
+        assert_eq!(got, vec![vec![2; 40]]);
+        assert_eq!(reader.stats().lost_slots, 1);
+    }
 }

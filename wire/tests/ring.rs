@@ -155,7 +155,14 @@ fn concurrent_producers_never_tear_records() {
     while writers.iter().any(|w| !w.is_finished()) {
         seen += reader.poll(&region, |k, b| check(k, b, &mut last)) as u64;
     }
-    seen += reader.poll(&region, |k, b| check(k, b, &mut last)) as u64;
+    // A producer lapped while it wrote leaves a slot whose stamp went back;
+    // the reader waits a while for it, then gives it up.
+    for _ in 0..1000 {
+        seen += reader.poll(&region, |k, b| check(k, b, &mut last)) as u64;
+        if seen * 2 + reader.stats().lost_slots == 80_000 * 2 {
+            break;
+        }
+    }
     let lost = reader.stats().lost_slots;
     assert!(seen > 0);
     assert_eq!(
