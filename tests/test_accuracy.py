@@ -61,7 +61,9 @@ def record(tmp: Path) -> Session:
         child = client.get("/child-task?ms=300")
         assert child.status_code == 200
         headers = dict(child.headers)
-        # 5. BackgroundTasks after the response; 6. a streamed body.
+        # 5. Work handed to a thread pool with run_in_executor and to_thread.
+        assert client.get("/executor?ms=150").status_code == 200
+        # 6. BackgroundTasks after the response; 7. a streamed body.
         assert client.get("/background?ms=200").status_code == 200
         streamed = client.get("/stream?chunks=10&ms=20")
         assert streamed.status_code == 200
@@ -118,6 +120,15 @@ def test_work_in_a_child_task_is_charged_to_its_request(session: Session) -> Non
     )
     assert own >= 100, (own, neither)
     assert own / (own + neither) >= 0.95, (own, neither)
+
+
+def test_work_handed_to_a_thread_pool_is_charged_to_its_request(session: Session) -> None:
+    (row,) = session.rows_for("/executor")
+    folded = session.recorded.folded(row["id"])
+    for function in ("burn_in_executor", "burn_in_to_thread"):
+        own, _, _ = attribution.judge(folded, function, set())
+        # 150 ms in a pool thread holding the GIL: ~150 walks at 1 kHz.
+        assert own >= 60, (function, own, folded[:2000])
 
 
 def test_samples_between_requests_go_to_no_request(session: Session) -> None:

@@ -45,6 +45,23 @@ def make_app() -> FastAPI:
         body = await request.body()
         return Response(body, media_type="application/octet-stream", headers={"set-cookie": "s=1"})
 
+    @app.get("/pool")
+    async def pool(request: Request) -> dict[str, Any]:
+        def fails() -> None:
+            raise LookupError("from the pool")
+
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, fails)
+        except LookupError as e:
+            error = str(e)
+        return {
+            "rid": request.scope.get("timeglass.request", 0),
+            "executor": await loop.run_in_executor(None, _native.current_request),
+            "to_thread": await asyncio.to_thread(_native.current_request),
+            "error": error,
+        }
+
     @app.get("/child")
     async def child(request: Request) -> dict[str, Any]:
         async def in_child() -> int:

@@ -32,6 +32,16 @@ async def test_sync_endpoint_in_thread_pool_sees_its_request(client_for: Any) ->
     assert body["current"] == body["rid"] > 0
 
 
+async def test_work_submitted_to_a_thread_pool_sees_its_request(client_for: Any) -> None:
+    async with client_for(TimeGlassMiddleware(make_app())) as client:
+        body = (await client.get("/pool")).json()
+    assert body["executor"] == body["to_thread"] == body["rid"] > 0
+    assert body["error"] == "from the pool", "the exception reaches the app unchanged"
+    # Outside a request the pool's work is left unbound.
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(None, _native.current_request) == 0
+
+
 async def test_child_task_sees_its_request(client_for: Any) -> None:
     async with client_for(TimeGlassMiddleware(make_app())) as client:
         body = (await client.get("/child")).json()

@@ -7,6 +7,7 @@ on a loop whose task factory is not ours. Both patches are idempotent.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import importlib
 from collections.abc import Callable, Coroutine
@@ -16,7 +17,7 @@ from timeglass import _capture, _native
 
 _TaskFactoryFn = Callable[..., "asyncio.Future[Any]"]
 
-_ANYIO_MARK = "__timeglass_bound__"
+_BOUND_MARK = "__timeglass_bound__"
 
 
 class TaskFactory:
@@ -39,9 +40,10 @@ class TaskFactory:
 
 
 def install(loop: asyncio.AbstractEventLoop) -> None:
-    """Installs the task factory on ``loop`` (chaining any other), patches anyio and FastAPI
-    once, and starts capturing SQL statements and HTTP calls (``_capture``)."""
+    """Installs the task factory on ``loop`` (chaining any other), patches anyio, thread
+    pools and FastAPI once, and starts capturing SQL statements and HTTP calls (``_capture``)."""
     patch_anyio_to_thread()
+    patch_thread_pool_submit()
     patch_fastapi_endpoint()
     _capture.install()
     previous = loop.get_task_factory()
@@ -60,7 +62,7 @@ def patch_anyio_to_thread() -> None:
     except ImportError:
         return
     original = to_thread.run_sync
-    if getattr(original, _ANYIO_MARK, False):
+    if getattr(original, _BOUND_MARK, False):
         return
 
     @functools.wraps(original)
@@ -70,8 +72,30 @@ def patch_anyio_to_thread() -> None:
             func = _native.bind(rid, func)
         return await original(func, *args, **kwargs)
 
-    setattr(run_sync, _ANYIO_MARK, True)
+    setattr(run_sync, _BOUND_MARK, True)
     to_thread.run_sync = run_sync
+
+
+def patch_thread_pool_submit() -> None:
+    """Makes work a request submits to a ``ThreadPoolExecutor`` run bound to that request.
+
+    ``loop.run_in_executor`` (asyncio's and uvloop's) and ``asyncio.to_thread`` both end in
+    ``ThreadPoolExecutor.submit``. Work submitted outside a request is left as it is.
+    """
+    pool: Any = concurrent.futures.ThreadPoolExecutor
+    original = pool.submit
+    if getattr(original, _BOUND_MARK, False):
+        return
+
+    @functools.wraps(original)
+    def submit(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        rid = _native.current_request()
+        if rid:
+            fn = _native.bind(rid, fn)
+        return original(self, fn, *args, **kwargs)
+
+    setattr(submit, _BOUND_MARK, True)
+    pool.submit = submit
 
 
 _FASTAPI_MARK = "__timeglass_handler__"
