@@ -194,3 +194,17 @@ def assert_served_rows_match(ctx: TestContext, served: dict[str, int]) -> None:
     assert len({row["session_id"] for row in rows}) == 1
     table = ctx.cli_ok("requests", "--db", str(ctx.db), "--limit", "1").stdout
     assert table.split()[2] == "PID", table
+
+
+def test_a_server_stopped_without_a_lifespan_is_no_crash(ctx: TestContext) -> None:
+    # With `--lifespan off` nothing marks the shutdown but uvicorn's own, and
+    # uvicorn re-raises the SIGTERM it caught afterwards, so atexit never runs.
+    port = harness.free_port()
+    command = harness.uvicorn_argv(port, "--lifespan", "off", app="fixtures.crashy_app:app")
+    with ctx.run_command(command, port) as app:
+        pid = served_by(app.request("GET", "/pid"))
+        os.kill(pid, signal.SIGTERM)
+        app.process.popen.wait(timeout=30)
+    (session,) = ctx.sessions()
+    assert session["crashed"] == 0, session
+    assert process_exits(ctx.db) == {pid: "clean"}

@@ -58,8 +58,10 @@ fn _after_fork_in_child() {
     state::after_fork_in_child();
 }
 
+/// `_native.stopped()`: the server stopped gracefully; what lets the
+/// recorder tell this process's end from a crash (its ring file goes).
 #[pyfunction]
-fn _remove_ring_file() {
+fn stopped() {
     state::remove_ring_file();
 }
 
@@ -79,6 +81,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(scope::bind_task, m)?)?;
     m.add_function(wrap_pyfunction!(stats, m)?)?;
     m.add_function(wrap_pyfunction!(start, m)?)?;
+    m.add_function(wrap_pyfunction!(stopped, m)?)?;
     m.add_function(wrap_pyfunction!(debug::_read_events, m)?)?;
     m.add_function(wrap_pyfunction!(capture::configure_capture, m)?)?;
     m.add_function(wrap_pyfunction!(capture::query_begin, m)?)?;
@@ -92,6 +95,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         .getattr("register_at_fork")?
         .call((), Some(&kwargs))?;
     py.import("atexit")?
-        .call_method1("register", (wrap_pyfunction!(_remove_ring_file, m)?,))?;
+        .call_method1("register", (wrap_pyfunction!(stopped, m)?,))?;
     Ok(())
 }
