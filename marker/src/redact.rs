@@ -61,18 +61,98 @@ pub fn urlencoded(text: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The body with secret fields redacted, judged by its content type: JSON
-/// and form bodies are rewritten, anything else is kept as it is.
+/// The body with secret fields redacted, judged by its content type: JSON,
+/// form and multipart form bodies are rewritten, anything else is kept as it
+/// is.
 pub fn body(content_type: &str, body: &[u8]) -> Vec<u8> {
-    let content_type = content_type.to_ascii_lowercase();
-    if content_type.contains("x-www-form-urlencoded") {
+    let lower = content_type.to_ascii_lowercase();
+    if lower.contains("x-www-form-urlencoded") {
         return urlencoded(body);
     }
+    if lower.contains("multipart/form-data") {
+        if let Some(boundary) = multipart_boundary(content_type) {
+            return multipart(body, boundary.as_bytes());
+        }
+    }
+    let content_type = lower;
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if content_type.contains("json") || matches!(first, Some(b'{' | b'[')) {
         return json(body);
     }
     body.to_vec()
+}
+
+/// The `boundary` parameter of a multipart content type (case kept; it may
+/// be quoted).
+fn multipart_boundary(content_type: &str) -> Option<&str> {
+    content_type.split(';').find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| value.trim().trim_matches('"'))
+            .filter(|b| !b.is_empty())
+    })
+}
+
+/// A `multipart/form-data` body with the content of every part whose field
+/// name says it holds a secret replaced by `[redacted]`. A body cut inside
+/// such a part has the rest of it hidden.
+pub fn multipart(body: &[u8], boundary: &[u8]) -> Vec<u8> {
+    let delimiter = [b"--".as_slice(), boundary].concat();
+    let mut out = Vec::with_capacity(body.len());
+    let mut at = 0;
+    while let Some(found) = find(&body[at..], &delimiter) {
+        // Up to and including this delimiter and its line.
+        let part_start = at + found + delimiter.len();
+        let headers_start = match find(&body[part_start..], b"\r\n") {
+            Some(eol) => part_start + eol + 2,
+            None => body.len(),
+        };
+        out.extend_from_slice(&body[at..headers_start]);
+        at = headers_start;
+        let Some(headers_len) = find(&body[at..], b"\r\n\r\n") else {
+            break;
+        };
+        let content_start = at + headers_len + 4;
+        let headers = &body[at..content_start];
+        out.extend_from_slice(headers);
+        at = content_start;
+        let content_end = find(&body[at..], &[b"\r\n".as_slice(), &delimiter].concat())
+            .map_or(body.len(), |end| at + end);
+        if part_name(headers).is_some_and(secret_name) {
+            out.extend_from_slice(REDACTED.as_bytes());
+        } else {
+            out.extend_from_slice(&body[at..content_end]);
+        }
+        at = content_end;
+    }
+    out.extend_from_slice(&body[at..]);
+    out
+}
+
+/// The `name` parameter of a part's `Content-Disposition: form-data;
+/// name="..."` (not `filename`).
+fn part_name(headers: &[u8]) -> Option<&[u8]> {
+    let line = headers.split(|&b| b == b'\n').find(|line| {
+        line.to_ascii_lowercase()
+            .starts_with(b"content-disposition:")
+    })?;
+    line.split(|&b| b == b';').find_map(|param| {
+        let param = param.trim_ascii();
+        let value = param
+            .get(..5)
+            .filter(|key| key.eq_ignore_ascii_case(b"name="))
+            .map(|_| &param[5..])?;
+        Some(
+            value
+                .strip_prefix(b"\"")
+                .map_or(value, |v| v.strip_suffix(b"\"").unwrap_or(v)),
+        )
+    })
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Replaces the value of every object member whose key names a secret with
@@ -177,6 +257,46 @@ mod tests {
             b"user=a&password=[redacted]".to_vec()
         );
         assert_eq!(body("text/plain", b"password=b"), b"password=b".to_vec());
+    }
+
+    #[test]
+    fn multipart_secret_parts_are_redacted() {
+        let form = b"--XyZ\r\n\
+Content-Disposition: form-data; name=\"username\"\r\n\r\n\
+ada\r\n\
+--XyZ\r\n\
+Content-Disposition: form-data; name=\"password\"\r\n\r\n\
+hunter2\r\n\
+--XyZ\r\n\
+Content-Disposition: form-data; filename=\"token.txt\"; name=\"upload\"\r\n\
+Content-Type: text/plain\r\n\r\n\
+file text\r\n\
+--XyZ--\r\n";
+        let redacted = body_text("multipart/form-data; boundary=XyZ", form);
+        assert!(redacted.contains("ada\r\n"), "{redacted}");
+        assert!(
+            redacted.contains("name=\"password\"\r\n\r\n[redacted]\r\n--XyZ"),
+            "{redacted}"
+        );
+        assert!(!redacted.contains("hunter2"), "{redacted}");
+        assert!(
+            redacted.contains("file text"),
+            "a file named token.txt is no secret field"
+        );
+        assert!(redacted.ends_with("--XyZ--\r\n"), "{redacted}");
+        // A quoted boundary, and a body cut inside the secret.
+        let cut = b"--b\r\nContent-Disposition: form-data; name=\"api_key\"\r\n\r\nsk-12";
+        let redacted = body_text("multipart/form-data; boundary=\"b\"", cut);
+        assert!(redacted.ends_with("\r\n\r\n[redacted]"), "{redacted}");
+        // No boundary: kept as it is (nothing to split on).
+        assert_eq!(
+            body("multipart/form-data", b"password"),
+            b"password".to_vec()
+        );
+    }
+
+    fn body_text(content_type: &str, raw: &[u8]) -> String {
+        String::from_utf8(body(content_type, raw)).unwrap()
     }
 
     #[test]

@@ -65,6 +65,21 @@ async def test_request_and_response_context_with_secrets_redacted(client_for: An
             assert secret not in flat
 
 
+async def test_multipart_form_secrets_are_redacted(client_for: Any) -> None:
+    async with client_for(TimeGlassMiddleware(make_app())) as client:
+        r = await client.post(
+            "/echo",
+            data={"username": "ann", "password": "hunter2"},
+            files={"avatar": ("me.txt", b"file body", "text/plain")},
+        )
+    assert r.status_code == 200
+    assert b"hunter2" in r.content, "the app must receive the body untouched"
+    stored = contexts_of(last_rid())[-1]["body"]
+    assert b"hunter2" not in stored
+    assert b'name="password"\r\n\r\n[redacted]\r\n' in stored
+    assert b"ann" in stored and b"file body" in stored
+
+
 async def test_large_bodies_are_cut_but_counted_and_delivered_whole(client_for: Any) -> None:
     body = b"x" * 100_000
     r = await post_echo(client_for, TimeGlassMiddleware(make_app()), body)
