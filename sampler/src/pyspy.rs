@@ -41,12 +41,13 @@ pub struct PySpyOptions {
 
 /// Reads a live Python process with py-spy, never pausing it.
 ///
-/// py-spy finds the interpreter and reads any version; for CPython 3.11
-/// with `gil_only` a walker that caches code objects ([`Walker311`])
-/// reads the stacks instead, at a fraction of the cost.
+/// py-spy finds the interpreter and reads any version; for CPython 3.11 a
+/// walker that caches code objects ([`Walker311`]) reads the stacks
+/// instead, at a fraction of the cost.
 pub struct PySpySource {
     spy: PythonSpy,
     pid: u32,
+    gil_only: bool,
     cached: Option<Walker311>,
 }
 
@@ -69,8 +70,7 @@ impl PySpySource {
         };
         let spy = PythonSpy::new(pid as py_spy::Pid, &config)
             .map_err(|e| classify(pid, format!("{e:#}")))?;
-        let cached = (options.gil_only
-            && !options.pyspy_walker
+        let cached = (!options.pyspy_walker
             && spy.version.major == 3
             && spy.version.minor == 11
             && spy.addresses.threadstate_address != 0)
@@ -82,7 +82,12 @@ impl PySpySource {
                     options.lines,
                 )
             });
-        Ok(PySpySource { spy, pid, cached })
+        Ok(PySpySource {
+            spy,
+            pid,
+            gil_only: options.gil_only,
+            cached,
+        })
     }
 
     /// Which walker reads the stacks: `cached` or `py-spy`.
@@ -144,7 +149,11 @@ impl StackSource for PySpySource {
     fn stacks(&mut self) -> Result<Vec<ThreadStack>, SourceError> {
         let pid = self.pid;
         if let Some(walker) = self.cached.as_mut() {
-            let stacks = walker.gil_holder();
+            let stacks = if self.gil_only {
+                walker.gil_holder()
+            } else {
+                walker.all_threads(self.spy.addresses.interpreter_address)
+            };
             return stacks.map_err(|_| {
                 if self.alive() {
                     SourceError::Read {

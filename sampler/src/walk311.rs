@@ -18,6 +18,7 @@
 //! same address is read afresh. Frames whose code cannot be read are skipped,
 //! as py-spy skips them; the torn-stack detector downstream judges the rest.
 //!
+//! It walks either the GIL holder only (the default) or every thread.
 //! Only the interpreter layout of 3.11 is described here (the layouts are
 //! stable within a minor version); other versions use py-spy's walker.
 
@@ -163,8 +164,12 @@ struct BytesObject {
 const FRAME_BYTES: usize = offset_of!(InterpreterFrame, owner) + 1;
 const CODE_HEAD_BYTES: usize = offset_of!(CodeObject, co_linetable) + size_of::<usize>();
 const THREAD_BYTES: usize = size_of::<ThreadState>();
+/// `PyInterpreterState.threads.head` (after `next` and `threads.next_unique_id`).
+const INTERPRETER_THREADS_HEAD: usize = 16;
 /// Deeper chains are loops read from torn memory.
 const MAX_FRAMES: usize = 4096;
+/// Longer thread lists are loops read from torn memory.
+const MAX_THREADS: usize = 4096;
 /// Longer names or filenames are garbage read from torn memory.
 const MAX_TEXT: usize = 64 * 1024;
 /// Larger line tables are garbage (CPython's biggest are a few hundred KiB).
@@ -207,7 +212,7 @@ struct CodeInfo {
     line_table: Vec<u8>,
 }
 
-/// Walks the GIL holder's stack in a CPython 3.11 process.
+/// Walks stacks in a CPython 3.11 process.
 pub struct Walker311 {
     pid: Pid,
     /// Address of `_PyRuntime.gilstate.tstate_current`.
@@ -236,34 +241,67 @@ impl Walker311 {
 
     /// The stack of the thread holding the GIL; none when no thread holds it.
     pub fn gil_holder(&mut self) -> Result<Vec<ThreadStack>, ReadFailed> {
-        let mut word_buf = [0u8; 8];
-        self.read(&mut [(self.current_tstate, &mut word_buf[..])])?;
-        let tstate = usize::from_ne_bytes(word_buf);
-        if tstate == 0 {
+        let holder = self.read_word(self.current_tstate)?;
+        if holder == 0 {
             return Ok(Vec::new());
         }
         let mut thread = [0u8; THREAD_BYTES];
-        self.read(&mut [(tstate, &mut thread[..])])?;
-        let cframe = word(&thread, offset_of!(ThreadState, cframe));
-        let pthread_id = word(&thread, offset_of!(ThreadState, thread_id)) as u64;
-        let tid = word(&thread, offset_of!(ThreadState, native_thread_id)) as u32;
+        self.read(&mut [(holder, &mut thread[..])])?;
+        Ok(vec![self.thread_stack(&thread, true, None)?])
+    }
+
+    /// The stack of every thread of the interpreter at `interpreter`, with
+    /// whether each is running on a CPU from `/proc` (as py-spy does).
+    pub fn all_threads(&mut self, interpreter: usize) -> Result<Vec<ThreadStack>, ReadFailed> {
+        let holder = self.read_word(self.current_tstate)?;
+        let mut next = self.read_word(interpreter + INTERPRETER_THREADS_HEAD)?;
+        let mut stacks = Vec::new();
+        let mut thread = [0u8; THREAD_BYTES];
+        while next != 0 {
+            if stacks.len() >= MAX_THREADS {
+                return Err(ReadFailed);
+            }
+            let address = next;
+            self.read(&mut [(address, &mut thread[..])])?;
+            next = word(&thread, offset_of!(ThreadState, next));
+            let tid = word(&thread, offset_of!(ThreadState, native_thread_id)) as u32;
+            let running = running_on_cpu(self.pid, tid);
+            stacks.push(self.thread_stack(&thread, address == holder, running)?);
+        }
+        Ok(stacks)
+    }
+
+    /// One thread's stack from its `PyThreadState`; `running` is what the OS
+    /// says, when asked.
+    fn thread_stack(
+        &mut self,
+        thread: &[u8],
+        owns_gil: bool,
+        running: Option<bool>,
+    ) -> Result<ThreadStack, ReadFailed> {
+        let cframe = word(thread, offset_of!(ThreadState, cframe));
+        let pthread_id = word(thread, offset_of!(ThreadState, thread_id)) as u64;
+        let tid = word(thread, offset_of!(ThreadState, native_thread_id)) as u32;
         let mut frames = Vec::new();
         if cframe != 0 {
-            self.read(&mut [(
-                cframe + offset_of!(CFrame, current_frame),
-                &mut word_buf[..],
-            )])?;
-            self.walk(usize::from_ne_bytes(word_buf), &mut frames)?;
+            let first = self.read_word(cframe + offset_of!(CFrame, current_frame))?;
+            self.walk(first, &mut frames)?;
         }
         frames.reverse();
-        let active = frames.last().is_none_or(|leaf| !looks_idle(leaf));
-        Ok(vec![ThreadStack {
+        let active = running.unwrap_or(true) && frames.last().is_none_or(|leaf| !looks_idle(leaf));
+        Ok(ThreadStack {
             tid: (tid != 0).then_some(tid),
             pthread_id,
             active,
-            owns_gil: true,
+            owns_gil,
             frames,
-        }])
+        })
+    }
+
+    fn read_word(&self, address: usize) -> Result<usize, ReadFailed> {
+        let mut buf = [0u8; 8];
+        self.read(&mut [(address, &mut buf[..])])?;
+        Ok(usize::from_ne_bytes(buf))
     }
 
     /// Pushes the frames from `frame` outwards, leaf first.
@@ -547,6 +585,14 @@ fn decode_text(raw: &[u8], kind: usize) -> Option<String> {
             .collect(),
         _ => None,
     }
+}
+
+/// Whether the OS has thread `tid` running or runnable (`R` in
+/// `/proc/PID/task/TID/stat`); `None` when it cannot tell.
+fn running_on_cpu(pid: Pid, tid: u32) -> Option<bool> {
+    let stat = std::fs::read(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    stat.get(close + 2).map(|&state| state == b'R')
 }
 
 /// py-spy's rule for a thread that is waiting, not running.

@@ -185,3 +185,57 @@ fn python_minor_is(minor: u32) -> bool {
         .expect("python3 on PATH");
     String::from_utf8_lossy(&out.stdout).trim() == minor.to_string()
 }
+
+/// Three threads: one spinning (holds the GIL), one asleep in `time.sleep`,
+/// one waiting on an event (py-spy's idle rule), so every walk is the same.
+const THREE_THREADS: &str = r#"
+import threading, time
+
+def dozing():
+    time.sleep(3600)
+
+def waiting(event):
+    event.wait()
+
+threading.Thread(target=dozing, name="dozing", daemon=True).start()
+threading.Thread(target=waiting, args=(threading.Event(),), daemon=True).start()
+time.sleep(0.2)
+
+def Ωmega():
+    while True: pass
+
+Ωmega()
+"#;
+
+#[test]
+fn the_cached_walker_reads_every_thread_as_py_spy_does() {
+    if !python_minor_is(11) {
+        eprintln!("skipped: the cached walker reads CPython 3.11 only");
+        return;
+    }
+    let child = python(THREE_THREADS);
+    let pid = child.0.id();
+    let _ready = attach_with(pid, true);
+    let options = |pyspy_walker| PySpyOptions {
+        gil_only: false,
+        lines: true,
+        pyspy_walker,
+    };
+    let mut reference = PySpySource::attach(pid, options(true)).unwrap();
+    let mut cached = PySpySource::attach(pid, options(false)).unwrap();
+    assert_eq!(cached.walker(), "cached");
+    let expected = reference.stacks().unwrap();
+    assert_eq!(expected.len(), 3, "{expected:?}");
+    let spinning: Vec<_> = expected.iter().filter(|t| t.owns_gil).collect();
+    assert_eq!(spinning.len(), 1);
+    assert!(spinning[0].active);
+    assert_eq!(
+        expected.iter().filter(|t| !t.active).count(),
+        2,
+        "{expected:?}"
+    );
+    let same = (0..50)
+        .filter(|_| cached.stacks().unwrap() == expected)
+        .count();
+    assert_eq!(same, 50, "the cached walker differed from py-spy's");
+}
