@@ -20,7 +20,7 @@ fn query(start_ns: u64, sql: &str, error: Option<&str>) -> SqlQuery {
         rows: error.is_none().then_some(3),
         driver: "sqlite3".into(),
         error: error.map(Into::into),
-        caller: vec![frame("loop_items", 12), frame("handler", 40)],
+        caller: vec![frame("loop_items", 12), frame("handler", 40)].into(),
         stack: stack(&[("main", 1), ("handler", 40), ("loop_items", 12)]),
     }
 }
@@ -46,7 +46,7 @@ fn queries_and_calls_round_trip_with_offsets_and_request_totals() {
         end_ns: start + 30 * MS,
         error: Some("ConnectError: refused".into()),
         library: "httpx".into(),
-        caller: vec![frame("fetch", 3)],
+        caller: vec![frame("fetch", 3)].into(),
         stack: stack(&[("main", 1), ("fetch", 3)]),
     }];
     let mut wait_frames: Vec<Frame> = r.queries[0].stack.to_vec();
