@@ -15,6 +15,9 @@ machine (thermal, other load) spreads over all of them, and medians are
 reported. Each round starts a fresh server. The recorder's own CPU use is read
 from /proc/<pid>/stat of the `timeglass` process only, not the app's.
 
+`--capture-only` runs just `full` and `nocapture` on /queries, then the
+per-statement cost, and skips the accuracy and dashboard parts.
+
 Stdlib only; run from the repository root as `python -m bench.run`.
 """
 
@@ -194,7 +197,8 @@ def one_round(
     measurements = []
     idle_cpu = None
     # Without capture only the statements endpoint differs from `full`.
-    endpoints = ENDPOINTS[-1:] if config == "nocapture" else ENDPOINTS
+    only_queries = config == "nocapture" or args.capture_only
+    endpoints = ENDPOINTS[-1:] if only_queries else ENDPOINTS
     with serve(config, port, work, marker) as server:
         for endpoint in endpoints:
             wrk(base + endpoint, args.warmup, args)
@@ -206,7 +210,7 @@ def one_round(
                 result, cpu = load(), None
             measurements.append(Measurement(index, config, endpoint, result, cpu))
             progress(index, args, config, f"{endpoint:<11} {result.requests_per_s:9.1f} req/s", cpu)
-        if config == "full":
+        if config == "full" and not args.capture_only:
             _, idle_cpu = cpu_percent_during(server.pid, partial(time.sleep, args.idle))
             progress(index, args, config, f"{'idle':<11} {'':>15}", idle_cpu)
     return measurements, idle_cpu
@@ -243,9 +247,10 @@ def report(measurements: list[Measurement], idle: list[float]) -> None:
                 continue
             rps = [m.wrk.requests_per_s for m in runs]
             spread = f"{min(rps):.0f}-{max(rps):.0f}"
+            vs_bare = f"{median(rps) / bare:7.3f}x" if by_key[("bare", endpoint)] else f"{'-':>8}"
             print(
                 f"  {config:<8} {endpoint:<11} {median(rps):9.1f} {spread:>15}"
-                f" {median(rps) / bare:7.3f}x"
+                f" {vs_bare}"
                 f" {median([m.wrk.p50_ms for m in runs]):8.2f}"
                 f" {median([m.wrk.p99_ms for m in runs]):8.2f}"
             )
@@ -264,9 +269,13 @@ def report(measurements: list[Measurement], idle: list[float]) -> None:
 
     print("\nRecorder CPU (the `timeglass` process only, percent of one core, median)\n")
     for endpoint in ENDPOINTS:
-        cpu = [m.recorder_cpu_percent for m in by_key[("full", endpoint)]]
-        print(f"  busy on {endpoint:<11} {median([c for c in cpu if c is not None]):6.1f}%")
-    print(f"  idle {'':<14} {median(idle):6.1f}%")
+        for config in ("full", "nocapture"):
+            cpu = [m.recorder_cpu_percent for m in by_key[(config, endpoint)]]
+            known = [c for c in cpu if c is not None]
+            if known:
+                print(f"  {config:<9} busy on {endpoint:<11} {median(known):6.1f}%")
+    if idle:
+        print(f"  full      idle {'':<14} {median(idle):6.1f}%")
 
 
 def save(measurements: list[Measurement], idle: list[float], args: argparse.Namespace) -> Path:
@@ -285,14 +294,10 @@ def save(measurements: list[Measurement], idle: list[float], args: argparse.Name
     return path
 
 
-def marker_cost() -> None:
-    if not MARKER_COST.exists():
-        print(
-            f"\n({MARKER_COST.relative_to(harness.REPO_ROOT)} does not exist yet: no marker cost)"
-        )
-        return
-    print("\nMarker cost per request (marker/bench/marker_cost.py)\n", flush=True)
-    subprocess.run([str(harness.venv_python()), str(MARKER_COST)], check=False)
+def marker_cost(capture_only: bool) -> None:
+    if not capture_only:
+        print("\nMarker cost per request (marker/bench/marker_cost.py)\n", flush=True)
+        subprocess.run([str(harness.venv_python()), str(MARKER_COST)], check=False)
     print("\nCapture cost per SQL statement (marker/bench/capture_cost.py)\n", flush=True)
     subprocess.run([str(harness.venv_python()), str(CAPTURE_COST)], check=False)
 
@@ -306,6 +311,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="1 round of 1 s: a smoke test")
+    parser.add_argument(
+        "--capture-only",
+        action="store_true",
+        help="only full and nocapture on /queries, then the per-statement cost",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.duration, args.idle = 1, 1, 1
@@ -324,14 +334,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     measurements: list[Measurement] = []
     idle: list[float] = []
+    configs = ("full", "nocapture") if args.capture_only else CONFIGS
     print(
-        f"{args.rounds} rounds of {' '.join(CONFIGS)}, {args.duration} s per endpoint,"
+        f"{args.rounds} rounds of {' '.join(configs)}, {args.duration} s per endpoint,"
         f" wrk -t{args.threads} -c{args.connections}, 1 uvicorn worker, {os.cpu_count()} CPUs\n"
     )
     try:
         with tempfile.TemporaryDirectory(prefix="timeglass-bench-") as work, marker_env() as env:
             for index in range(args.rounds):
-                for config in CONFIGS:
+                for config in configs:
                     found, idle_cpu = one_round(index, config, args, Path(work), env)
                     measurements.extend(found)
                     idle.extend([idle_cpu] if idle_cpu is not None else [])
@@ -340,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     report(measurements, idle)
     print(f"\nRaw numbers: {save(measurements, idle, args).relative_to(harness.REPO_ROOT)}")
-    marker_cost()
+    marker_cost(args.capture_only)
+    if args.capture_only:
+        return 0
     print()
     walk.main()
     accuracy.main()

@@ -30,6 +30,7 @@ use timeglass_wire::{
 };
 
 pub use sql::{label as sql_label, normalize as normalize_sql};
+use waits::Leaf;
 pub use waits::CALLER_FRAMES;
 
 /// How long after a request's end its late samples are still awaited.
@@ -302,13 +303,14 @@ impl Join {
         calls.sort_by_key(|c| c.start_ns);
         let timed = queries
             .iter()
-            .map(|q| (q.stack.clone(), waits::sql_frame(q), q.start_ns, q.end_ns))
-            .chain(
-                calls
-                    .iter()
-                    .map(|c| (c.stack.clone(), waits::http_frame(c), c.start_ns, c.end_ns)),
-            );
-        let waits = waits::weigh(timed, response_end_ns, self.options.rate_hz);
+            .map(|q| (&q.stack, Leaf::Sql(&q.normalized), q.start_ns, q.end_ns))
+            .chain(calls.iter().map(|c| {
+                let leaf = Leaf::Http(&c.method, &c.url);
+                (&c.stack, leaf, c.start_ns, c.end_ns)
+            }));
+        let waits = self
+            .stacks
+            .weigh(timed, response_end_ns, self.options.rate_hz);
         let n_plus_one = waits::n_plus_one(&queries, self.options.n_plus_one);
         ProfiledRequest {
             request: Request {

@@ -5,7 +5,13 @@ statements on an SQLite file: once on a connection made before capture was insta
 sqlite3) and once on one made after (every statement timed, its stack captured, an event
 published). Prints microseconds per statement for both and their difference, median of rounds.
 
-    python marker/bench/capture_cost.py [--queries K] [--requests N] [--rounds R]
+The statements run DEPTH Python frames below the request (default 35, about what uvicorn,
+Starlette and FastAPI put above an endpoint), since the issuing stack is walked per statement.
+With `--only plain` or `--only captured` it runs that app alone and prints only its time: for
+instruction counts under `valgrind --tool=callgrind`, which do not drift with the machine's load.
+
+    python marker/bench/capture_cost.py [--queries K] [--requests N] [--rounds R] [--depth D]
+        [--only plain|captured]
 """
 
 from __future__ import annotations
@@ -32,10 +38,16 @@ async def _send(message: Any) -> None:
     return None
 
 
-def make_app(conn: sqlite3.Connection, queries: int) -> Callable[..., Any]:
-    async def app(scope: Any, receive: Any, send: Any) -> None:
+def make_app(conn: sqlite3.Connection, queries: int, depth: int) -> Callable[..., Any]:
+    def run(below: int) -> None:
+        if below > 0:
+            return run(below - 1)
         for i in range(queries):
             conn.execute("SELECT name FROM items WHERE id = ?", (i,)).fetchone()
+        return None
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        run(depth)
         await send(START)
         await send(BODY)
 
@@ -72,6 +84,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=10)
     parser.add_argument("--requests", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--depth", type=int, default=35)
+    parser.add_argument("--only", choices=("plain", "captured"))
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,14 +96,21 @@ def main() -> None:
         plain = sqlite3.connect(path)
         _capture.install()
         captured = sqlite3.connect(path)
-        apps = [TimeGlassMiddleware(make_app(c, args.queries)) for c in (plain, captured)]
+        apps = [
+            TimeGlassMiddleware(make_app(c, args.queries, args.depth)) for c in (plain, captured)
+        ]
+        if args.only:
+            app = apps[0] if args.only == "plain" else apps[1]
+            print(f"{args.only}: {drive(app, args.requests):.3f} s")
+            return
         before = stats()["records_written"]
         off, on = per_query_us(apps, args.requests, args.queries, args.rounds)
         published = stats()["records_written"] - before
     statements = (args.requests // 10 + args.requests * args.rounds) * args.queries
     assert published >= statements, f"only {published} events for {statements} statements"
     print(
-        f"sqlite3, {args.queries} statements per request: plain {off:6.2f} us/statement, "
+        f"sqlite3, {args.queries} statements per request, {args.depth} frames deep: "
+        f"plain {off:6.2f} us/statement, "
         f"captured {on:6.2f} us/statement, capture cost {on - off:5.2f} us/statement"
     )
 

@@ -100,6 +100,11 @@ struct Tables {
     codes: HashMap<usize, Code, Fast>,
     stacks: HashMap<Vec<(usize, i32)>, Defined, Fast>,
     next_id: u64,
+    /// The last walk's buffers, kept for the next: a walk is a few dozen
+    /// frames, and growing fresh vectors to that size cost more than the
+    /// rest of a lookup.
+    walked: Vec<Walked>,
+    key: Vec<(usize, i32)>,
 }
 
 static TABLES: Mutex<Option<Tables>> = Mutex::new(None);
@@ -113,6 +118,8 @@ pub fn configure(config: Config) {
             codes: HashMap::default(),
             stacks: HashMap::default(),
             next_id: 1,
+            walked: Vec::new(),
+            key: Vec::new(),
         });
     }
 }
@@ -124,16 +131,32 @@ struct Walked {
     at: i32,
 }
 
+// SAFETY: a `Walked` holds a frame reference only during a walk, with the
+// GIL held; the buffer kept in `Tables` between walks is always empty.
+unsafe impl Send for Walked {}
+
 /// Owned frame references, released on drop.
 struct Walk(Vec<Walked>);
 
-impl Drop for Walk {
-    fn drop(&mut self) {
-        for w in &self.0 {
+impl Walk {
+    /// Releases the frames and hands the emptied buffer back for reuse.
+    fn release(mut self) -> Vec<Walked> {
+        self.release_frames();
+        std::mem::take(&mut self.0)
+    }
+
+    fn release_frames(&mut self) {
+        for w in self.0.drain(..) {
             // SAFETY: each `frame` is an owned (new) reference taken in `walk`,
             // released once, with the GIL held (we are called with it).
             unsafe { ffi::Py_DECREF(w.frame.cast()) };
         }
+    }
+}
+
+impl Drop for Walk {
+    fn drop(&mut self) {
+        self.release_frames();
     }
 }
 
@@ -154,12 +177,14 @@ pub fn capture(py: Python<'_>, region: &Region, outer: Option<&Bound<'_, PyAny>>
     };
     // SAFETY: the GIL is held; PyEval_GetFrame returns a borrowed reference.
     let current = unsafe { ffi::PyEval_GetFrame() };
-    let mut walk = Walk(Vec::new());
+    let mut walk = Walk(std::mem::take(&mut tables.walked));
     walk_from(py, current, &mut walk);
     if let Some(outer) = outer {
         walk_from(py, outer.as_ptr().cast(), &mut walk);
     }
-    tables.stack(py, region, &walk)
+    let found = tables.stack(py, region, &walk);
+    tables.walked = walk.release();
+    found
 }
 
 /// Appends `frame` and its callers, innermost first. `frame` is borrowed.
@@ -255,10 +280,11 @@ impl Tables {
             self.codes.clear();
             self.stacks.clear();
         }
-        let key: Vec<(usize, i32)> = walk.0.iter().map(|w| (w.code, w.at)).collect();
+        self.key.clear();
+        self.key.extend(walk.0.iter().map(|w| (w.code, w.at)));
         let position = region.ring_position();
         let stale_after = (region.geometry().ring_slots / 2) as u64;
-        if let Some(d) = self.stacks.get_mut(&key) {
+        if let Some(d) = self.stacks.get_mut(self.key.as_slice()) {
             if position.saturating_sub(d.published_at) <= stale_after {
                 return StackRef {
                     id: d.id,
@@ -293,7 +319,7 @@ impl Tables {
         let id = self.next_id;
         self.next_id += 1;
         self.stacks.insert(
-            key,
+            self.key.clone(),
             Defined {
                 id,
                 published_at: position,

@@ -6,7 +6,7 @@
 //! file and bumps [`GENERATION`], which makes every thread re-claim its slot
 //! in the new file instead of writing into the parent's.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -130,9 +130,21 @@ pub fn gettid() -> u32 {
 
 /// Publishes one event; counts it as dropped if the ring refuses it.
 pub fn publish(region: &Region, event: &Event) {
-    let mut buf = Vec::with_capacity(256);
-    let kind = event.encode(&mut buf);
-    region.publish(kind, &buf);
+    thread_local! {
+        /// Every statement publishes an event: one encoding buffer per thread.
+        static BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(256));
+    }
+    let send = |buf: &mut Vec<u8>| {
+        let kind = event.encode(buf);
+        region.publish(kind, buf);
+    };
+    // A thread being torn down has no buffer left: it gets a fresh one.
+    let sent = BUF
+        .try_with(|buf| buf.try_borrow_mut().map(|mut buf| send(&mut buf)).is_ok())
+        .unwrap_or(false);
+    if !sent {
+        send(&mut Vec::with_capacity(256));
+    }
 }
 
 /// `os.register_at_fork(after_in_child=...)`: a child of a marked process gets

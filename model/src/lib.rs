@@ -93,6 +93,10 @@ impl fmt::Display for Frame {
 /// the same stack.
 pub type Stack = Arc<[Frame]>;
 
+/// The frames of the code that issued a statement or call, innermost
+/// first. Shared, as a [`Stack`] is: a line in a loop issues many.
+pub type Caller = Arc<[Frame]>;
+
 /// How far a sample can be trusted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Quality {
@@ -176,8 +180,9 @@ pub struct SqlQuery {
     /// `ExceptionType: message` when it raised.
     pub error: Option<String>,
     /// A few frames of the code that issued it, innermost first, starting at
-    /// the app's own code when there is any.
-    pub caller: Vec<Frame>,
+    /// the app's own code when there is any. Shared by every statement
+    /// issued from the same stack.
+    pub caller: Caller,
     /// The whole issuing stack, outermost first: where its wait goes in the
     /// flame graph. Empty if unknown.
     pub stack: Stack,
@@ -197,7 +202,7 @@ pub struct HttpCall {
     /// `httpx` or `requests`.
     pub library: String,
     /// As for [`SqlQuery::caller`].
-    pub caller: Vec<Frame>,
+    pub caller: Caller,
     pub stack: Stack,
 }
 

@@ -444,11 +444,13 @@ impl Writer {
         if ready.is_empty() && outside_ready.is_empty() {
             return Ok(());
         }
+        // Requests move into the batch (and back if it fails): each holds
+        // every statement of its request, too much to copy.
         let batch = Batch {
             session: self.session,
             requests: ready
-                .iter()
-                .map(|r| (ids[&r.request.pid], r.clone()))
+                .into_iter()
+                .map(|r| (ids[&r.request.pid], r))
                 .collect(),
             outside: outside_ready
                 .iter()
@@ -457,19 +459,18 @@ impl Writer {
         };
         match self.store.write(&batch) {
             Ok(()) => {
-                for r in &ready {
+                for (_, r) in &batch.requests {
                     if let Some(proc) = self.procs.get_mut(&r.request.pid) {
                         proc.requests += 1;
                     }
                 }
-                self.summary.requests += ready.len() as u64;
-                self.progress
-                    .requests
-                    .fetch_add(ready.len() as u64, Ordering::Relaxed);
+                let written = batch.requests.len() as u64;
+                self.summary.requests += written;
+                self.progress.requests.fetch_add(written, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) => {
-                self.held.extend(ready);
+                self.held.extend(batch.requests.into_iter().map(|(_, r)| r));
                 self.outside.extend(outside_ready);
                 Err(e.into())
             }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::collections::HashMap;
 
 use timeglass_model::{
-    Frame, HttpCall, ProfiledRequest, Repeated, Request, RequestContext, SqlQuery, Stack,
+    Caller, Frame, HttpCall, ProfiledRequest, Repeated, Request, RequestContext, SqlQuery, Stack,
     StackCount, HTTP_FRAME_PREFIX, SQL_FRAME_PREFIX,
 };
 use timeglass_store::{Batch, ClockMap, NewProcess, NewSession, Store};
@@ -369,10 +369,13 @@ impl Io {
             at += took + took / 10;
             (began, (began + took).min(start_ns + duration_ns))
         };
-        let caller = |name: &str, line: u32| -> (Vec<Frame>, Stack) {
+        let caller = |name: &str, line: u32| -> (Caller, Stack) {
             let site = frame(name, "app/repository.py", line);
             let stack: Vec<Frame> = base.iter().cloned().chain([site.clone()]).collect();
-            (vec![site, base[base.len() - 1].clone()], stack.into())
+            (
+                vec![site, base[base.len() - 1].clone()].into(),
+                stack.into(),
+            )
         };
         let mut queries = Vec::new();
         for (i, (sql, normalized, value)) in plan.into_iter().enumerate() {

@@ -722,7 +722,7 @@ fn statement(sql: &str, normalized: &str, at_ms: u64, line: u32) -> timeglass_mo
         rows: Some(1),
         driver: "sqlite3".into(),
         error: None,
-        caller: vec![frame_at("load_items", line)],
+        caller: vec![frame_at("load_items", line)].into(),
         stack: vec![frame("main"), frame_at("load_items", line)].into(),
     }
 }
@@ -758,7 +758,7 @@ fn io_request() -> ProfiledRequest {
         end_ns: 16 * MS,
         error: None,
         library: "httpx".into(),
-        caller: vec![frame("fetch_rates")],
+        caller: vec![frame("fetch_rates")].into(),
         stack: vec![frame("main"), frame("fetch_rates")].into(),
     }];
     ProfiledRequest {

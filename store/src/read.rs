@@ -207,8 +207,9 @@ fn caller(row: &Row<'_>, index: usize) -> rusqlite::Result<Vec<Frame>> {
 pub fn request_queries(conn: &Connection, request: i64) -> rusqlite::Result<Vec<QueryRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT q.sql, q.sql_length, q.normalized, q.params, q.params_length, q.start_ns,
-             q.duration_ns, q.rows, q.driver, q.error, q.caller, r.start_ns
+             q.duration_ns, q.rows, q.driver, q.error, k.frames, r.start_ns
          FROM queries q JOIN requests r ON r.id = q.request_id
+             JOIN callers k ON k.id = q.caller_id
          WHERE q.request_id = ?1 ORDER BY q.seq",
     )?;
     let rows = stmt.query_map(params![request], |row| {
@@ -232,8 +233,9 @@ pub fn request_queries(conn: &Connection, request: i64) -> rusqlite::Result<Vec<
 pub fn request_calls(conn: &Connection, request: i64) -> rusqlite::Result<Vec<CallRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT c.method, c.url, c.status, c.start_ns, c.duration_ns, c.error, c.library,
-             c.caller, r.start_ns
+             k.frames, r.start_ns
          FROM calls c JOIN requests r ON r.id = c.request_id
+             JOIN callers k ON k.id = c.caller_id
          WHERE c.request_id = ?1 ORDER BY c.seq",
     )?;
     let rows = stmt.query_map(params![request], |row| {

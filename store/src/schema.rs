@@ -13,7 +13,64 @@ pub const APPLICATION_ID: i32 = i32::from_be_bytes(*b"TmGl");
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+
+/// Version 6: callers stored once. A line in a loop issues the same
+/// statement many times from the same frames; `callers` keeps each distinct
+/// caller (its JSON array of frames, innermost first) once, and `queries`
+/// and `calls` refer to it by `caller_id`. Both tables are rebuilt with
+/// every row of version 5 kept.
+const V6: &str = "
+CREATE TABLE callers (
+    id     INTEGER PRIMARY KEY,
+    frames TEXT NOT NULL UNIQUE
+);
+INSERT OR IGNORE INTO callers (frames) SELECT caller FROM queries ORDER BY request_id, seq;
+INSERT OR IGNORE INTO callers (frames) SELECT caller FROM calls ORDER BY request_id, seq;
+
+CREATE TABLE queries_v6 (
+    request_id    INTEGER NOT NULL REFERENCES requests(id),
+    seq           INTEGER NOT NULL,
+    sql           TEXT NOT NULL,
+    sql_length    INTEGER NOT NULL,
+    normalized    TEXT NOT NULL,
+    params        TEXT,
+    params_length INTEGER NOT NULL,
+    start_ns      INTEGER NOT NULL,
+    duration_ns   INTEGER NOT NULL,
+    rows          INTEGER,
+    driver        TEXT NOT NULL,
+    error         TEXT,
+    caller_id     INTEGER NOT NULL REFERENCES callers(id),
+    PRIMARY KEY (request_id, seq)
+) WITHOUT ROWID;
+INSERT INTO queries_v6
+    SELECT q.request_id, q.seq, q.sql, q.sql_length, q.normalized, q.params, q.params_length,
+        q.start_ns, q.duration_ns, q.rows, q.driver, q.error, c.id
+    FROM queries q JOIN callers c ON c.frames = q.caller;
+DROP TABLE queries;
+ALTER TABLE queries_v6 RENAME TO queries;
+
+CREATE TABLE calls_v6 (
+    request_id  INTEGER NOT NULL REFERENCES requests(id),
+    seq         INTEGER NOT NULL,
+    method      TEXT NOT NULL,
+    url         TEXT NOT NULL,
+    status      INTEGER,
+    start_ns    INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    error       TEXT,
+    library     TEXT NOT NULL,
+    caller_id   INTEGER NOT NULL REFERENCES callers(id),
+    PRIMARY KEY (request_id, seq)
+) WITHOUT ROWID;
+INSERT INTO calls_v6
+    SELECT c.request_id, c.seq, c.method, c.url, c.status, c.start_ns, c.duration_ns, c.error,
+        c.library, k.id
+    FROM calls c JOIN callers k ON k.frames = c.caller;
+DROP TABLE calls;
+ALTER TABLE calls_v6 RENAME TO calls;
+";
 
 /// Version 5: what each request waited on. Every SQL statement and outgoing
 /// HTTP call, in `queries` and `calls` (times on the marker's monotonic
@@ -243,4 +300,134 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<Migrated> {
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(Migrated::UpToDate)
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::{params, Connection};
+    use timeglass_model::Frame;
+
+    use super::*;
+    use crate::read::{self, QueryRow};
+
+    fn frames(names: &[&str]) -> String {
+        let frames: Vec<Frame> = names
+            .iter()
+            .map(|n| Frame {
+                name: n.to_string(),
+                filename: format!("/srv/{n}.py"),
+                short: format!("{n}.py"),
+                line: 7,
+            })
+            .collect();
+        serde_json::to_string(&frames).unwrap()
+    }
+
+    /// A store as version 5 wrote it: two requests, statements with callers
+    /// inline (one repeated, like a loop's), a call sharing one of them.
+    fn version_5() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        for script in &MIGRATIONS[..5] {
+            tx.execute_batch(script).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 5).unwrap();
+        tx.execute_batch(
+            "INSERT INTO sessions (id, started_at, command, cwd, rate_hz, clock_mono_ns,
+                 clock_unix_ns) VALUES (1, '2024-05-01T12:00:00.000Z', '[]', '/', 1000, 0, 0);
+             INSERT INTO processes (id, session_id, pid, command_line, started_at)
+                 VALUES (1, 1, 42, '[]', '2024-05-01T12:00:00.000Z');",
+        )
+        .unwrap();
+        for id in [1, 2] {
+            tx.execute(
+                "INSERT INTO requests (id, session_id, process_id, marker_id, method, path,
+                     errored, cancelled, tid, start_ns, end_ns, started_at, duration_us,
+                     samples, switched_samples, torn_samples, queries)
+                 VALUES (?1, 1, 1, ?1, 'GET', '/q', 0, 0, 7, ?1 * 1000000000,
+                     ?1 * 1000000000 + 5000000, '2024-05-01T12:00:00.000Z', 5000, 0, 0, 0, 3)",
+                params![id],
+            )
+            .unwrap();
+        }
+        let looped = frames(&["load", "handler"]);
+        let other = frames(&["fetch"]);
+        let rows = [
+            (1, 0, "SELECT 1", Some("(1,)"), None, &looped),
+            (1, 1, "SELECT 2", None, Some("OperationalError: x"), &looped),
+            (1, 2, "SELECT 3", Some("(3,)"), None, &other),
+            (2, 0, "SELECT 4", Some("(4,)"), None, &looped),
+        ];
+        for (request, seq, sql, params, error, caller) in rows {
+            tx.execute(
+                "INSERT INTO queries (request_id, seq, sql, sql_length, normalized, params,
+                     params_length, start_ns, duration_ns, rows, driver, error, caller)
+                 VALUES (?1, ?2, ?3, 8, 'SELECT ?', ?4, 4, ?1 * 1000000000 + ?2 * 1000000,
+                     500000, ?2, 'sqlite3', ?5, ?6)",
+                params![request, seq, sql, params, error, caller],
+            )
+            .unwrap();
+        }
+        tx.execute(
+            "INSERT INTO calls (request_id, seq, method, url, status, start_ns, duration_ns,
+                 error, library, caller)
+             VALUES (2, 0, 'GET', 'http://h/', 200, 2001000000, 1000000, NULL, 'httpx', ?1)",
+            params![other],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        conn
+    }
+
+    /// A request's statements read the way version 5 read them.
+    fn v5_queries(conn: &Connection, request: i64) -> Vec<QueryRow> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT q.sql, q.sql_length, q.normalized, q.params, q.params_length,
+                     q.start_ns - r.start_ns, q.duration_ns, q.rows, q.driver, q.error, q.caller
+                 FROM queries q JOIN requests r ON r.id = q.request_id
+                 WHERE q.request_id = ?1 ORDER BY q.seq",
+            )
+            .unwrap();
+        let rows = stmt.query_map(params![request], |row| {
+            Ok(QueryRow {
+                sql: row.get(0)?,
+                sql_length: row.get(1)?,
+                normalized: row.get(2)?,
+                params: row.get(3)?,
+                params_length: row.get(4)?,
+                start_ms: row.get::<_, i64>(5)? as f64 / 1e6,
+                duration_ms: row.get::<_, i64>(6)? as f64 / 1e6,
+                rows: row.get(7)?,
+                driver: row.get(8)?,
+                error: row.get(9)?,
+                caller: serde_json::from_str(&row.get::<_, String>(10)?).unwrap(),
+            })
+        });
+        rows.unwrap().map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn version_5_statements_and_calls_survive_the_move_to_shared_callers() {
+        let mut conn = version_5();
+        let before: Vec<Vec<QueryRow>> = [1, 2].iter().map(|&id| v5_queries(&conn, id)).collect();
+        assert_eq!(before.iter().map(Vec::len).collect::<Vec<_>>(), [3, 1]);
+        assert_eq!(migrate(&mut conn).unwrap(), Migrated::UpToDate);
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+        let count = |table: &str| -> i64 {
+            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(
+            (count("callers"), count("queries"), count("calls")),
+            (2, 4, 1)
+        );
+        for (id, before) in [1, 2].into_iter().zip(before) {
+            assert_eq!(read::request_queries(&conn, id).unwrap(), before);
+        }
+        let calls = read::request_calls(&conn, 2).unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].caller[0].name, "fetch");
+        assert_eq!((calls[0].status, calls[0].start_ms), (Some(200), 1.0));
+    }
 }

@@ -1,9 +1,10 @@
 //! Writing batches: interning frames and stacks, one transaction per batch.
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use timeglass_model::{Frame, HttpCall, ProfiledRequest, RequestContext, SqlQuery};
+use rusqlite::{params, Connection, OptionalExtension, ToSql, TransactionBehavior};
+use timeglass_model::{Caller, Frame, HttpCall, ProfiledRequest, RequestContext, SqlQuery, Stack};
 
 use crate::clock::{rfc3339_ms, ClockMap};
 use crate::Batch;
@@ -18,12 +19,66 @@ pub struct Interner {
     frames: HashMap<Frame, i64>,
     /// (parent node, frame) → node; parent 0 is the root.
     nodes: HashMap<(i64, i64), i64>,
+    /// Stacks and callers the join hands over again and again (one `Arc`
+    /// for every wait of a line, request after request), by address. Each
+    /// entry holds its `Arc`, so the address cannot be reused meanwhile.
+    by_address: HashMap<usize, (Arc<[Frame]>, Interned)>,
 }
+
+#[derive(Clone, Copy)]
+enum Interned {
+    Stack(i64),
+    Caller(i64),
+}
+
+/// The address cache is dropped whole beyond this many entries.
+const MAX_BY_ADDRESS: usize = 4_096;
 
 impl Interner {
     pub fn clear(&mut self) {
         self.frames.clear();
         self.nodes.clear();
+        self.by_address.clear();
+    }
+
+    /// [`Self::stack_id`] of a stack that is handed over again and again.
+    fn shared_stack_id(&mut self, conn: &Connection, stack: &Stack) -> rusqlite::Result<i64> {
+        if let Some((_, Interned::Stack(id))) = self.by_address.get(&address(stack)) {
+            return Ok(*id);
+        }
+        let id = self.stack_id(conn, stack)?;
+        self.remember(stack, Interned::Stack(id));
+        Ok(id)
+    }
+
+    /// The `callers` row of a statement's or call's caller.
+    fn caller_id(&mut self, conn: &Connection, caller: &Caller) -> rusqlite::Result<i64> {
+        if let Some((_, Interned::Caller(id))) = self.by_address.get(&address(caller)) {
+            return Ok(*id);
+        }
+        let frames = serde_json::to_string(&caller[..]).expect("frames serialize");
+        let found = conn
+            .prepare_cached("SELECT id FROM callers WHERE frames = ?1")?
+            .query_row(params![frames], |r| r.get(0))
+            .optional()?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                conn.prepare_cached("INSERT INTO callers (frames) VALUES (?1)")?
+                    .execute(params![frames])?;
+                conn.last_insert_rowid()
+            }
+        };
+        self.remember(caller, Interned::Caller(id));
+        Ok(id)
+    }
+
+    fn remember(&mut self, frames: &Arc<[Frame]>, interned: Interned) {
+        if self.by_address.len() >= MAX_BY_ADDRESS {
+            self.by_address.clear();
+        }
+        self.by_address
+            .insert(address(frames), (frames.clone(), interned));
     }
 
     /// The id of the stack's leaf node; 0 for an empty stack.
@@ -107,13 +162,17 @@ pub fn write_batch(
             "INSERT INTO request_stacks (request_id, stack_id, samples) VALUES (?1, ?2, ?3)
              ON CONFLICT DO UPDATE SET samples = samples + excluded.samples",
         )?;
-        // Waits end in a synthetic frame, so they never share a row with samples.
-        for counted in request.stacks.iter().chain(&request.waits) {
+        for counted in &request.stacks {
             let stack = interner.stack_id(&tx, &counted.stack)?;
             insert.execute(params![id, stack, counted.samples])?;
         }
-        insert_queries(&tx, id, &request.queries)?;
-        insert_calls(&tx, id, &request.calls)?;
+        // Waits end in a synthetic frame, so they never share a row with samples.
+        for counted in &request.waits {
+            let stack = interner.shared_stack_id(&tx, &counted.stack)?;
+            insert.execute(params![id, stack, counted.samples])?;
+        }
+        insert_queries(&tx, interner, id, &request.queries)?;
+        insert_calls(&tx, interner, id, &request.calls)?;
     }
     let mut outside = tx.prepare_cached(
         "INSERT INTO outside_stacks (session_id, process_id, stack_id, samples)
@@ -195,39 +254,97 @@ fn insert_context(conn: &Connection, request: i64, c: &RequestContext) -> rusqli
     Ok(())
 }
 
-fn insert_queries(conn: &Connection, request: i64, queries: &[SqlQuery]) -> rusqlite::Result<()> {
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO queries (request_id, seq, sql, sql_length, normalized, params, params_length,
-             start_ns, duration_ns, rows, driver, error, caller)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )?;
-    for (seq, q) in queries.iter().enumerate() {
-        insert.execute(params![
-            request,
-            seq,
-            q.sql,
-            q.sql_len,
-            q.normalized,
-            q.params,
-            q.params_len,
-            q.start_ns,
-            q.duration_ns(),
-            q.rows,
-            q.driver,
-            q.error,
-            caller_json(&q.caller),
-        ])?;
+/// Statements are inserted this many rows at a time: running an INSERT
+/// costs about as much as the rows it binds, so one for several rows
+/// halves the cost of each. Fewer rows left over go one at a time.
+const QUERY_ROWS_PER_INSERT: usize = 8;
+const QUERY_COLUMNS: usize = 13;
+
+fn insert_queries(
+    conn: &Connection,
+    interner: &mut Interner,
+    request: i64,
+    queries: &[SqlQuery],
+) -> rusqlite::Result<()> {
+    static SQL: OnceLock<(String, String)> = OnceLock::new();
+    let (many, one) = SQL.get_or_init(|| (query_insert(QUERY_ROWS_PER_INSERT), query_insert(1)));
+    let mut chunks = queries.chunks_exact(QUERY_ROWS_PER_INSERT);
+    let mut seq = 0;
+    for chunk in chunks.by_ref() {
+        let mut insert = conn.prepare_cached(many)?;
+        for (i, q) in chunk.iter().enumerate() {
+            let caller = interner.caller_id(conn, &q.caller)?;
+            bind_query(&mut insert, i * QUERY_COLUMNS, request, seq, q, caller)?;
+            seq += 1;
+        }
+        insert.raw_execute()?;
+    }
+    let mut insert = conn.prepare_cached(one)?;
+    for q in chunks.remainder() {
+        let caller = interner.caller_id(conn, &q.caller)?;
+        bind_query(&mut insert, 0, request, seq, q, caller)?;
+        insert.raw_execute()?;
+        seq += 1;
     }
     Ok(())
 }
 
-fn insert_calls(conn: &Connection, request: i64, calls: &[HttpCall]) -> rusqlite::Result<()> {
+fn query_insert(rows: usize) -> String {
+    let row = |r: usize| {
+        let at = (1..=QUERY_COLUMNS).map(|c| format!("?{}", r * QUERY_COLUMNS + c));
+        format!("({})", at.collect::<Vec<_>>().join(", "))
+    };
+    format!(
+        "INSERT INTO queries (request_id, seq, sql, sql_length, normalized, params, params_length,
+             start_ns, duration_ns, rows, driver, error, caller_id)
+         VALUES {}",
+        (0..rows).map(row).collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// Binds one statement's row at parameters `after + 1 ..= after + 13`.
+fn bind_query(
+    insert: &mut rusqlite::Statement<'_>,
+    after: usize,
+    request: i64,
+    seq: usize,
+    q: &SqlQuery,
+    caller: i64,
+) -> rusqlite::Result<()> {
+    let values: [&dyn ToSql; QUERY_COLUMNS] = [
+        &request,
+        &seq,
+        &q.sql,
+        &q.sql_len,
+        &q.normalized,
+        &q.params,
+        &q.params_len,
+        &q.start_ns,
+        &q.duration_ns(),
+        &q.rows,
+        &q.driver,
+        &q.error,
+        &caller,
+    ];
+    for (i, value) in values.into_iter().enumerate() {
+        insert.raw_bind_parameter(after + i + 1, value)?;
+    }
+    Ok(())
+}
+
+fn insert_calls(
+    conn: &Connection,
+    interner: &mut Interner,
+    request: i64,
+    calls: &[HttpCall],
+) -> rusqlite::Result<()> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO calls (request_id, seq, method, url, status, start_ns, duration_ns, error,
-             library, caller)
+             library, caller_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     for (seq, c) in calls.iter().enumerate() {
+        let caller = interner.caller_id(conn, &c.caller)?;
         insert.execute(params![
             request,
             seq,
@@ -238,12 +355,12 @@ fn insert_calls(conn: &Connection, request: i64, calls: &[HttpCall]) -> rusqlite
             c.duration_ns(),
             c.error,
             c.library,
-            caller_json(&c.caller),
+            caller,
         ])?;
     }
     Ok(())
 }
 
-fn caller_json(frames: &[Frame]) -> String {
-    serde_json::to_string(frames).expect("frames serialize")
+fn address(frames: &[Frame]) -> usize {
+    frames.as_ptr() as usize
 }

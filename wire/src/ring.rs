@@ -62,6 +62,22 @@ impl SlotCheck {
     }
 }
 
+/// Bytes `from..from + out.len()` of a record as the ring carries it (its
+/// payload's length as a little-endian `u32`, then the payload), zeros past
+/// its end.
+fn record_bytes(payload: &[u8], from: usize, out: &mut [u8]) {
+    out.fill(0);
+    let len = (payload.len() as u32).to_le_bytes();
+    let mut at = 0;
+    while from + at < len.len() && at < out.len() {
+        out[at] = len[from + at];
+        at += 1;
+    }
+    let start = (from + at).saturating_sub(len.len()).min(payload.len());
+    let n = (payload.len() - start).min(out.len() - at);
+    out[at..at + n].copy_from_slice(&payload[start..start + n]);
+}
+
 impl Region {
     fn ring_slot(&self, pos: u64) -> &[AtomicU64] {
         let g = self.geometry();
@@ -81,10 +97,7 @@ impl Region {
         let start = self
             .word(header::RING_HEAD)
             .fetch_add(nslots as u64, Ordering::Relaxed);
-        let mut bytes = (payload.len() as u32)
-            .to_le_bytes()
-            .into_iter()
-            .chain(payload.iter().copied());
+        let mut chunk = [0u8; RING_PAYLOAD_BYTES];
         for i in 0..nslots {
             let pos = start + i as u64;
             let slot = self.ring_slot(pos);
@@ -92,15 +105,9 @@ impl Region {
             fence(Ordering::Release);
             let info = pack_info(kind, i as u16, nslots as u16);
             let mut check = SlotCheck::new(pos, info);
-            for word in &slot[2..] {
-                let mut chunk = [0u8; 8];
-                for b in chunk.iter_mut() {
-                    match bytes.next() {
-                        Some(v) => *b = v,
-                        None => break,
-                    }
-                }
-                let value = u64::from_le_bytes(chunk);
+            record_bytes(payload, i * RING_PAYLOAD_BYTES, &mut chunk);
+            for (word, bytes) in slot[2..].iter().zip(chunk.chunks_exact(8)) {
+                let value = u64::from_le_bytes(bytes.try_into().expect("chunks of 8"));
                 check.add(value);
                 word.store(value, Ordering::Relaxed);
             }
@@ -363,5 +370,35 @@ mod tests {
         reader.poll(&region, |_, b| got.push(b.to_vec()));
         assert_eq!(got, vec![vec![2; 40]]);
         assert_eq!(reader.stats().lost_slots, 1);
+    }
+
+    #[test]
+    fn record_bytes_are_the_length_then_the_payload_slot_by_slot() {
+        for len in [0, 1, 3, 4, 43, 44, 45, 100, 500] {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
+            let whole: Vec<u8> = (len as u32)
+                .to_le_bytes()
+                .into_iter()
+                .chain(payload.iter().copied())
+                .collect();
+            let slots = whole.len().div_ceil(RING_PAYLOAD_BYTES);
+            let mut out = [0xffu8; RING_PAYLOAD_BYTES];
+            for slot in 0..slots {
+                let from = slot * RING_PAYLOAD_BYTES;
+                record_bytes(&payload, from, &mut out);
+                let to = whole.len().min(from + RING_PAYLOAD_BYTES);
+                assert_eq!(&out[..to - from], &whole[from..to], "len {len} slot {slot}");
+                assert!(
+                    out[to - from..].iter().all(|&b| b == 0),
+                    "len {len} slot {slot}"
+                );
+            }
+        }
+        // Shorter than the length prefix.
+        let mut tiny = [0u8; 2];
+        record_bytes(b"xyz", 0, &mut tiny);
+        assert_eq!(tiny, [3, 0]);
+        record_bytes(b"xyz", 2, &mut tiny);
+        assert_eq!(tiny, [0, 0]);
     }
 }
