@@ -102,6 +102,15 @@ def test_async_cpu_burn_is_sampled(recording: Recording) -> None:
     assert burning >= total / 2, f"only {burning} of {total} samples in burn_cpu_async"
 
 
+def test_timeglass_itself_is_not_in_the_app_stacks(recording: Recording) -> None:
+    # The marker's wrappers are native: no frame of the timeglass package.
+    row = max(recording.require("/cpu"), key=lambda r: float(r["duration_ms"]))
+    stacks = recording.ctx.folded(row["id"])
+    assert stacks
+    ours = [f for s in stacks for f in s.frames if "(timeglass/" in f]
+    assert not ours, ours
+
+
 def test_a_20_ms_cpu_bound_request_gets_15_samples_or_more(recording: Recording) -> None:
     short = [r for r in recording.require("/cpu") if float(r["duration_ms"]) < 100]
     assert len(short) == 5, short

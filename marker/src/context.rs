@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 use timeglass_wire::{
     env, Event, RequestContext, MAX_BODY_BYTES, PHASE_HANDLER, PHASE_REQUEST, PHASE_RESPONSE,
 };
@@ -119,6 +119,35 @@ pub fn mark_handler() {
             ..RequestContext::default()
         }),
     );
+}
+
+/// `_native.MarkHandler(run_endpoint_function)`: FastAPI's function that
+/// calls an endpoint, marking the handler stage first. Returns what the
+/// original returns (its coroutine) and adds no Python frame, so the
+/// profiled stacks show FastAPI's own frames only.
+#[pyclass(module = "timeglass._native", frozen)]
+pub struct MarkHandler {
+    #[pyo3(get)]
+    original: Py<PyAny>,
+}
+
+#[pymethods]
+impl MarkHandler {
+    #[new]
+    fn new(original: Py<PyAny>) -> Self {
+        MarkHandler { original }
+    }
+
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        mark_handler();
+        self.original.bind(py).call(args, kwargs)
+    }
 }
 
 /// The context event published when request `rid`'s response starts: its

@@ -73,6 +73,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<scope::SendWrapper>()?;
     m.add_class::<context::ReceiveWrapper>()?;
     m.add_class::<watched::Watched>()?;
+    m.add_class::<context::MarkHandler>()?;
     m.add_class::<bind::BoundCall>()?;
     m.add_class::<timed::TimedMethod>()?;
     m.add_class::<timed::BoundTimed>()?;

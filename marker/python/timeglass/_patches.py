@@ -98,9 +98,6 @@ def patch_thread_pool_submit() -> None:
     pool.submit = submit
 
 
-_FASTAPI_MARK = "__timeglass_handler__"
-
-
 def patch_fastapi_endpoint() -> None:
     """Marks when FastAPI calls a request's endpoint function.
 
@@ -113,13 +110,7 @@ def patch_fastapi_endpoint() -> None:
     except Exception:  # not installed, or broken: nothing to mark
         return
     original = getattr(routing, "run_endpoint_function", None)
-    if original is None or getattr(original, _FASTAPI_MARK, False):
+    if original is None or isinstance(original, _native.MarkHandler):
         return
-
-    @functools.wraps(original)
-    async def run_endpoint_function(*args: Any, **kwargs: Any) -> Any:
-        _native.mark_handler()
-        return await original(*args, **kwargs)
-
-    setattr(run_endpoint_function, _FASTAPI_MARK, True)
-    routing.run_endpoint_function = run_endpoint_function
+    # Native, so no TimeGlass frame appears in the app's stacks.
+    routing.run_endpoint_function = _native.MarkHandler(original)
