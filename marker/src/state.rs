@@ -122,8 +122,31 @@ pub fn current_slot() -> Option<ThreadSlot<'static>> {
     .flatten()
 }
 
-/// Native thread id of the calling thread.
+/// Forks seen by this process, so that a thread id cached before a fork is
+/// not trusted after it (the forking thread has a new id in the child).
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+/// Native thread id of the calling thread, asked of the kernel once per
+/// thread (and again after a fork): every request's start event carries it,
+/// and a system call per request is measurable on a trivial endpoint.
 pub fn gettid() -> u32 {
+    thread_local! {
+        static TID: Cell<(u64, u32)> = const { Cell::new((u64::MAX, 0)) };
+    }
+    let forks = FORKS.load(Ordering::Relaxed);
+    TID.try_with(|cell| {
+        let (seen, tid) = cell.get();
+        if seen == forks {
+            return tid;
+        }
+        let tid = raw_gettid();
+        cell.set((forks, tid));
+        tid
+    })
+    .unwrap_or_else(|_| raw_gettid())
+}
+
+fn raw_gettid() -> u32 {
     // SAFETY: gettid takes no arguments and cannot fail.
     unsafe { libc::syscall(libc::SYS_gettid) as u32 }
 }
@@ -150,6 +173,7 @@ pub fn publish(region: &Region, event: &Event) {
 /// `os.register_at_fork(after_in_child=...)`: a child of a marked process gets
 /// its own ring file (the inherited mapping is the parent's).
 pub fn after_fork_in_child() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
     let Some(old) = region() else {
         return;
     };

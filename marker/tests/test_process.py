@@ -134,9 +134,24 @@ def test_ring_file_is_removed_when_the_app_shuts_down(tmp_path: Path) -> None:
 
 def test_forked_child_gets_its_own_ring(tmp_path: Path) -> None:
     code = """
-    import os, asyncio
+    import os, asyncio, threading
     from timeglass import TimeGlassMiddleware, _native
-    TimeGlassMiddleware(lambda *a: None)  # creates the parent's ring
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def sent(message):
+        pass
+
+    def one_request():
+        scope = {"type": "http", "method": "GET", "path": "/"}
+        asyncio.run(TimeGlassMiddleware(app)(scope, None, sent))
+
+    def last_start_tid(ring):
+        return [e for e in _native._read_events(ring) if e["kind"] == "start"][-1]["tid"]
+
+    one_request()  # creates the parent's ring; its thread id is known from here on
     parent_ring = _native.stats()["ring_path"]
     pid = os.fork()
     if pid == 0:
@@ -144,6 +159,8 @@ def test_forked_child_gets_its_own_ring(tmp_path: Path) -> None:
         ok = child["ring_path"] != parent_ring and child["pid"] == os.getpid()
         ok = ok and os.path.exists(child["ring_path"])
         ok = ok and _native.bind(3, _native.current_request)() == 3
+        one_request()
+        ok = ok and last_start_tid(child["ring_path"]) == threading.get_native_id()
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     print(os.waitstatus_to_exitcode(status), os.path.exists(parent_ring))
