@@ -205,6 +205,18 @@ impl Sampler {
         let before = self.before.iter().find(|(t, _)| *t == tid).map(|(_, s)| *s);
         match (before, after) {
             (Some(b), Some(a)) if a.seq == b.seq => (b.request_id, Quality::Clean),
+            // Two changes that come back to the same request: it suspended
+            // and resumed during the walk, with no request in between (the
+            // marker always goes through 0 between two requests, which takes
+            // four changes). The stack is that request's or the event loop's
+            // between its steps, never another request's.
+            (Some(b), Some(a))
+                if b.request_id != 0
+                    && a.request_id == b.request_id
+                    && a.seq == b.seq.wrapping_add(2) =>
+            {
+                (b.request_id, Quality::Clean)
+            }
             (Some(b), _) => (b.request_id, Quality::Switched),
             // A thread seen for the first time: only the reading after the walk exists.
             (None, Some(a)) if a.request_id != 0 => (a.request_id, Quality::Switched),

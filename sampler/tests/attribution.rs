@@ -110,6 +110,31 @@ fn a_switch_during_the_walk_keeps_the_request_read_before_and_is_flagged() {
 }
 
 #[test]
+fn a_request_that_suspended_and_resumed_during_the_walk_keeps_its_sample() {
+    // Each walk is read (seq, request) before and after: 5 left and came
+    // back (two changes); then 5 gave way to 6 and came back (four); then 5
+    // gave way to 0 for good (one, but never back).
+    let mut slots = Script::default();
+    slots.set(1, &[(1, 5), (1, 5), (3, 5), (3, 5), (7, 5), (7, 5), (8, 0)]);
+    let walks = vec![
+        vec![stack(1, true, "a")],
+        vec![stack(1, true, "b")],
+        vec![stack(1, true, "c")],
+        vec![stack(1, true, "d")],
+    ];
+    let samples = run(walks, &mut slots);
+    let got: Vec<(u64, Quality)> = samples.iter().map(|s| (s.request_id, s.quality)).collect();
+    assert_eq!(
+        got[1..],
+        [
+            (5, Quality::Clean),
+            (5, Quality::Switched),
+            (5, Quality::Switched)
+        ]
+    );
+}
+
+#[test]
 fn idle_threads_are_not_samples_and_threads_without_slots_are_outside_requests() {
     let mut slots = Script::default();
     slots.set(2, &[(0, 3)]);
