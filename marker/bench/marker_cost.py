@@ -3,6 +3,8 @@
 Drives a trivial ASGI app's coroutine directly (no event loop) N times, with and without
 `TimeGlassMiddleware`, and prints microseconds per request (median of several rounds).
 Then does the same for an app that suspends K times, to get the cost of one task step.
+Last, a FastAPI ``GET /health`` with the scope uvicorn hands over (so request and response
+context are captured as in a real run), bare and marked in alternating rounds.
 
     python bench/marker_cost.py [--requests N] [--rounds R] [--steps K]
 """
@@ -87,5 +89,58 @@ def main() -> None:
             base_cost = m - b
 
 
+HEALTH_SCOPE = {
+    "type": "http",
+    "asgi": {"version": "3.0"},
+    "http_version": "1.1",
+    "method": "GET",
+    "scheme": "http",
+    "path": "/health",
+    "raw_path": b"/health",
+    "query_string": b"",
+    "root_path": "",
+    "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk")],
+    "client": ("127.0.0.1", 50000),
+    "server": ("127.0.0.1", 8000),
+}
+
+
+def fastapi_health(requests: int, rounds: int) -> None:
+    import asyncio
+
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def timed(target: Callable[..., Any], n: int) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await target(dict(HEALTH_SCOPE), receive, _send)
+        return (time.perf_counter() - t0) / n * 1e6
+
+    async def compare() -> tuple[float, float]:
+        marked = TimeGlassMiddleware(app)
+        await timed(marked, n=200)  # the first request installs the marker's patches
+        bare_us, marked_us = [], []
+        for _ in range(rounds):
+            bare_us.append(await timed(app, requests))
+            marked_us.append(await timed(marked, requests))
+        return statistics.median(bare_us), statistics.median(marked_us)
+
+    b, m = asyncio.run(compare())
+    print(
+        f"FastAPI GET /health: bare {b:7.2f} us/request, marked {m:7.2f} us/request, "
+        f"marker cost {m - b:5.2f} us/request ({(m - b) / b * 100:.1f}%)"
+    )
+
+
 if __name__ == "__main__":
     main()
+    fastapi_health(requests=3000, rounds=7)
