@@ -243,8 +243,19 @@ def timed(original: Callable[..., Any], driver: str, extract: Extract, rows: Row
     return method
 
 
-def timed_async(original: Callable[..., Any], driver: str, extract: Extract, rows: Rows) -> Any:
-    """An ``async`` statement method that records itself when it runs under a request."""
+def timed_async(
+    original: Callable[..., Any],
+    driver: str,
+    extract: Extract,
+    rows: Rows,
+    *,
+    extract_for: Callable[[Any], Extract] | None = None,
+) -> Any:
+    """An ``async`` statement method that records itself when it runs under a request.
+
+    ``extract_for(self)``, when given, makes the extract from the object the method is
+    called on (a statement that only that object can render), instead of ``extract``.
+    """
     if getattr(original, MARK, False):
         return original
 
@@ -253,12 +264,13 @@ def timed_async(original: Callable[..., Any], driver: str, extract: Extract, row
         start = begin()
         if not start or IN_ORM.get():
             return await original(self, *args, **kwargs)
+        how = extract if extract_for is None else extract_for(self)
         try:
             result = await original(self, *args, **kwargs)
         except BaseException as exc:
-            record(start, driver, extract, args, kwargs, -1, exc)
+            record(start, driver, how, args, kwargs, -1, exc)
             raise
-        record(start, driver, extract, args, kwargs, rows_or_unknown(rows, self, result), None)
+        record(start, driver, how, args, kwargs, rows_or_unknown(rows, self, result), None)
         return result
 
     setattr(method, MARK, True)

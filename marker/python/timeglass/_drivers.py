@@ -107,43 +107,51 @@ def _subclass(base: type, namespace: dict[str, Any]) -> type:
     return cls
 
 
+def _derived(
+    base: Any, required: type, cache: dict[type, type], namespace: Callable[[Any], dict[str, Any]]
+) -> Any:
+    """The subclass of ``base`` with ``namespace(base)``, made once per class; ``base`` itself
+    when it is not a ``required`` class or is already one of ours."""
+    if not isinstance(base, type) or not issubclass(base, required) or getattr(base, MARK, False):
+        return base
+    cls = cache.get(base)
+    if cls is None:
+        cls = cache.setdefault(base, _subclass(base, namespace(base)))
+    return cls
+
+
+def _timed_methods(
+    base: Any, driver: str, rows_from_result: bool, names: tuple[str, ...]
+) -> dict[str, Any]:
+    return {
+        name: _native.TimedMethod(getattr(base, name), driver, rows_from_result, IN_ORM)
+        for name in names
+    }
+
+
+_SQLITE_STATEMENTS = ("execute", "executemany", "executescript")
+
+
 def _sqlite_connection(base: Any) -> Any:
     import sqlite3
 
-    if not isinstance(base, type) or not issubclass(base, sqlite3.Connection):
-        return base
-    if getattr(base, MARK, False):
-        return base
-    cls = _sqlite_classes.get(base)
-    if cls is not None:
-        return cls
+    def namespace(base: Any) -> dict[str, Any]:
+        def cursor(self: Any, factory: Any = sqlite3.Cursor, *args: Any, **kwargs: Any) -> Any:
+            return base.cursor(self, _sqlite_cursor(factory), *args, **kwargs)
 
-    def cursor(self: Any, factory: Any = sqlite3.Cursor, *args: Any, **kwargs: Any) -> Any:
-        return base.cursor(self, _sqlite_cursor(factory), *args, **kwargs)
+        # The C `Connection.execute` makes a plain cursor of its own: time it here.
+        return {"cursor": cursor, **_timed_methods(base, "sqlite3", True, _SQLITE_STATEMENTS)}
 
-    # The C `Connection.execute` makes a plain cursor of its own: time it here.
-    namespace: dict[str, Any] = {"cursor": cursor}
-    for name in ("execute", "executemany", "executescript"):
-        namespace[name] = _native.TimedMethod(getattr(base, name), "sqlite3", True, IN_ORM)
-    cls = _sqlite_classes.setdefault(base, _subclass(base, namespace))
-    return cls
+    return _derived(base, sqlite3.Connection, _sqlite_classes, namespace)
 
 
 def _sqlite_cursor(base: Any) -> Any:
     import sqlite3
 
-    if not isinstance(base, type) or not issubclass(base, sqlite3.Cursor):
-        return base
-    if getattr(base, MARK, False):
-        return base
-    cls = _sqlite_classes.get(base)
-    if cls is None:
-        namespace = {
-            name: _native.TimedMethod(getattr(base, name), "sqlite3", True, IN_ORM)
-            for name in ("execute", "executemany", "executescript")
-        }
-        cls = _sqlite_classes.setdefault(base, _subclass(base, namespace))
-    return cls
+    def namespace(base: Any) -> dict[str, Any]:
+        return _timed_methods(base, "sqlite3", True, _SQLITE_STATEMENTS)
+
+    return _derived(base, sqlite3.Cursor, _sqlite_classes, namespace)
 
 
 # --- aiosqlite ------------------------------------------------------------------------------
@@ -264,33 +272,14 @@ def _pg_extract(cursor: Any) -> Extract:
     return extract
 
 
-def _timed_async_cursor(original: Callable[..., Any], driver: str) -> Any:
-    """``timed_async`` whose statement may be a composed ``sql.SQL`` object."""
-    if getattr(original, MARK, False):
-        return original
-
-    @functools.wraps(original)
-    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        start = begin()
-        if not start or IN_ORM.get():
-            return await original(self, *args, **kwargs)
-        try:
-            result = await original(self, *args, **kwargs)
-        except BaseException as exc:
-            record(start, driver, _pg_extract(self), args, kwargs, -1, exc)
-            raise
-        rows = rows_or_unknown(_rowcount, self, result)
-        record(start, driver, _pg_extract(self), args, kwargs, rows, None)
-        return result
-
-    setattr(method, MARK, True)
-    return method
-
-
 def _patch_psycopg(module: Any) -> None:
     for name in ("execute", "executemany"):
         wrap(module.Cursor, name, lambda m: _native.TimedMethod(m, "psycopg", False, IN_ORM))
-        wrap(module.AsyncCursor, name, lambda m: _timed_async_cursor(m, "psycopg"))
+        wrap(
+            module.AsyncCursor,
+            name,
+            lambda m: timed_async(m, "psycopg", _sql_params, _rowcount, extract_for=_pg_extract),
+        )
 
 
 _pg2_classes: dict[type, type] = {}
@@ -317,41 +306,31 @@ def _patch_psycopg2(module: Any) -> None:
 def _pg2_connection(base: Any) -> Any:
     ext: Any = importlib.import_module("psycopg2.extensions")
 
-    if not isinstance(base, type) or not issubclass(base, ext.connection):
-        return base
-    if getattr(base, MARK, False):
-        return base
-    cls = _pg2_classes.get(base)
-    if cls is not None:
-        return cls
+    def namespace(base: Any) -> dict[str, Any]:
+        def cursor(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if len(args) > 1:
+                args = (
+                    args[0],
+                    _pg2_cursor(args[1] or self.cursor_factory or ext.cursor),
+                    *args[2:],
+                )
+            else:
+                asked = kwargs.get("cursor_factory") or self.cursor_factory or ext.cursor
+                kwargs["cursor_factory"] = _pg2_cursor(asked)
+            return base.cursor(self, *args, **kwargs)
 
-    def cursor(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if len(args) > 1:
-            args = (args[0], _pg2_cursor(args[1] or self.cursor_factory or ext.cursor), *args[2:])
-        else:
-            asked = kwargs.get("cursor_factory") or self.cursor_factory or ext.cursor
-            kwargs["cursor_factory"] = _pg2_cursor(asked)
-        return parent.cursor(self, *args, **kwargs)
+        return {"cursor": cursor}
 
-    parent: Any = base
-    return _pg2_classes.setdefault(base, _subclass(base, {"cursor": cursor}))
+    return _derived(base, ext.connection, _pg2_classes, namespace)
 
 
 def _pg2_cursor(base: Any) -> Any:
     ext: Any = importlib.import_module("psycopg2.extensions")
 
-    if not isinstance(base, type) or not issubclass(base, ext.cursor):
-        return base
-    if getattr(base, MARK, False):
-        return base
-    cls = _pg2_classes.get(base)
-    if cls is None:
-        namespace = {
-            name: _native.TimedMethod(getattr(base, name), "psycopg2", False, IN_ORM)
-            for name in ("execute", "executemany")
-        }
-        cls = _pg2_classes.setdefault(base, _subclass(base, namespace))
-    return cls
+    def namespace(base: Any) -> dict[str, Any]:
+        return _timed_methods(base, "psycopg2", False, ("execute", "executemany"))
+
+    return _derived(base, ext.cursor, _pg2_classes, namespace)
 
 
 # --- SQLAlchemy -----------------------------------------------------------------------------
