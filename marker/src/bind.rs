@@ -22,13 +22,7 @@ impl BoundCall {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let slot = state::current_slot();
-        let prev = slot.map(|s| s.set(self.rid));
-        let r = self.func.bind(py).call(args, kwargs);
-        if let (Some(s), Some(p)) = (slot, prev) {
-            s.set(p);
-        }
-        r
+        state::as_request(self.rid, || self.func.bind(py).call(args, kwargs))
     }
 }
 

@@ -67,14 +67,11 @@ impl RequestScope {
         py: Python<'py>,
         value: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let slot = state::current_slot();
-        let prev = slot.map(|s| s.set(self.rid));
         let mut out: *mut ffi::PyObject = std::ptr::null_mut();
         // SAFETY: both pointers are valid owned references held for the call's duration.
-        let r = unsafe { ffi::PyIter_Send(self.inner.as_ptr(), value.as_ptr(), &mut out) };
-        if let (Some(s), Some(p)) = (slot, prev) {
-            s.set(p);
-        }
+        let r = state::as_request(self.rid, || unsafe {
+            ffi::PyIter_Send(self.inner.as_ptr(), value.as_ptr(), &mut out)
+        });
         match r {
             // SAFETY: PyIter_Send returned a new reference in `out`.
             ffi::PySendResult::PYGEN_NEXT => Ok(Some(unsafe { Bound::from_owned_ptr(py, out) })),
@@ -159,12 +156,9 @@ impl RequestScope {
         tb: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let args = throw_args(py, typ, val, tb)?;
-        let slot = state::current_slot();
-        let prev = slot.map(|s| s.set(self.rid));
-        let r = self.inner.bind(py).call_method1(intern!(py, "throw"), args);
-        if let (Some(s), Some(p)) = (slot, prev) {
-            s.set(p);
-        }
+        let r = state::as_request(self.rid, || {
+            self.inner.bind(py).call_method1(intern!(py, "throw"), args)
+        });
         if let Err(e) = &r {
             if e.is_instance_of::<PyStopIteration>(py) {
                 self.finish(py, Outcome::Returned);
@@ -176,12 +170,9 @@ impl RequestScope {
     }
 
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let slot = state::current_slot();
-        let prev = slot.map(|s| s.set(self.rid));
-        let r = self.inner.bind(py).call_method0(intern!(py, "close"));
-        if let (Some(s), Some(p)) = (slot, prev) {
-            s.set(p);
-        }
+        let r = state::as_request(self.rid, || {
+            self.inner.bind(py).call_method0(intern!(py, "close"))
+        });
         self.finish(py, Outcome::Abandoned);
         r
     }

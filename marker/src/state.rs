@@ -122,6 +122,19 @@ pub fn current_slot() -> Option<ThreadSlot<'static>> {
     .flatten()
 }
 
+/// Runs `f` with the calling thread's slot set to request `rid`, then puts
+/// back what the slot held (the request this thread ran before, or 0).
+#[inline]
+pub fn as_request<R>(rid: u64, f: impl FnOnce() -> R) -> R {
+    let slot = current_slot();
+    let prev = slot.map(|s| s.set(rid));
+    let r = f();
+    if let (Some(s), Some(p)) = (slot, prev) {
+        s.set(p);
+    }
+    r
+}
+
 /// Forks seen by this process, so that a thread id cached before a fork is
 /// not trusted after it (the forking thread has a new id in the child).
 static FORKS: AtomicU64 = AtomicU64::new(0);
