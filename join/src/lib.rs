@@ -20,10 +20,9 @@ mod waits;
 use std::collections::HashMap;
 
 use timeglass_model::{
-    Frame, HttpCall, ProfiledRequest, Quality, Request, RequestContext, SqlQuery, Stack,
+    Frame, HttpCall, ProfiledRequest, Quality, Request, RequestContext, Sample, SqlQuery, Stack,
     StackCount, BACKGROUND_FRAME,
 };
-use timeglass_sampler::Sample;
 use timeglass_wire::{
     Event, RequestEnd, RequestStart, END_CANCELLED, END_ERROR, END_NO_RESPONSE, PHASE_HANDLER,
     PHASE_REQUEST, PHASE_RESPONSE,
@@ -335,6 +334,9 @@ impl Join {
             waits,
             n_plus_one,
             context: p.context,
+            breakdown: Default::default(),
+            cpu_ns: 0,
+            loop_block: None,
         }
     }
 }

@@ -1,8 +1,7 @@
 use std::sync::Arc;
 
 use timeglass_join::{Join, GRACE_NS};
-use timeglass_model::{Frame, Quality, Stack};
-use timeglass_sampler::Sample;
+use timeglass_model::{Frame, Quality, Sample, Stack, State};
 use timeglass_wire::{Event, RequestEnd, RequestStart, END_ERROR};
 
 fn stack(names: &[&str]) -> Stack {
@@ -46,6 +45,9 @@ fn sample(rid: u64, ts: u64, q: Quality, s: &Stack) -> Sample {
         ts_ns: ts,
         request_id: rid,
         quality: q,
+        state: State::Python,
+        interval_ns: 1_000_000,
+        slot_seq: 0,
         stack: Arc::clone(s),
     }
 }

@@ -60,6 +60,27 @@ impl Frame {
             && (self.name.starts_with(SQL_FRAME_PREFIX) || self.name.starts_with(HTTP_FRAME_PREFIX))
     }
 
+    /// A synthetic leaf that says what a request did instead of running
+    /// Python: native code, blocked, awaiting, queued, waiting for the GIL.
+    pub fn is_state(&self) -> bool {
+        self.is_synthetic()
+            && [
+                NATIVE_FRAME,
+                BLOCKED_FRAME,
+                GIL_WAIT_FRAME,
+                LOOP_BUSY_FRAME,
+                WORKER_WAIT_FRAME,
+            ]
+            .contains(&self.name.as_str())
+            || (self.is_synthetic() && self.name.starts_with(AWAIT_FRAME_PREFIX))
+    }
+
+    /// A leaf whose time was spent off the CPU: waits, blocked calls,
+    /// awaits, queueing. A CPU-time view leaves the stacks ending in one out.
+    pub fn is_off_cpu(&self) -> bool {
+        self.is_wait() || (self.is_state() && self.name != NATIVE_FRAME)
+    }
+
     /// `file:line in function`, the way a user looks for the line.
     pub fn location(&self) -> String {
         let file = if self.short.is_empty() {
@@ -111,6 +132,145 @@ pub enum Quality {
     Torn,
 }
 
+/// What a request was doing at a sampled instant. Every in-flight request
+/// is sampled at every tick in one of these states, so its samples account
+/// for its whole wall time, not only the time it ran Python.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum State {
+    /// Running Python on a thread (it holds the GIL).
+    #[default]
+    Python,
+    /// On a thread, without the GIL, on a CPU: native code that released
+    /// the GIL (argon2, hashlib, zlib, numpy).
+    Native,
+    /// On a thread, without the GIL, off the CPU: a blocking call
+    /// (`time.sleep`, file or socket I/O, a `threading.Lock`).
+    Blocked,
+    /// On a thread, waiting to take the GIL back.
+    GilWait,
+    /// Suspended at an `await`, its awaited object not done yet.
+    Awaiting,
+    /// Suspended but ready to resume: the event loop is busy with other
+    /// work, or a sync call waits for a free worker thread.
+    Queued,
+}
+
+impl State {
+    /// Whether the request used a CPU in this state.
+    pub fn on_cpu(self) -> bool {
+        matches!(self, State::Python | State::Native)
+    }
+}
+
+/// Leaf frame of a sample taken in native code that released the GIL.
+pub const NATIVE_FRAME: &str = "[native, on CPU]";
+/// Leaf frame of a sample taken in a blocking call.
+pub const BLOCKED_FRAME: &str = "[blocked]";
+/// Leaf frame of a sample taken while the thread waited for the GIL.
+pub const GIL_WAIT_FRAME: &str = "[waiting for the GIL]";
+/// Prefix of the leaf frame of a request suspended at an await:
+/// `[await]`, `[await asyncio.sleep]`, `[await asyncio.Lock]`.
+pub const AWAIT_FRAME_PREFIX: &str = "[await";
+/// Leaf frame of a request that could resume but the event loop was busy.
+pub const LOOP_BUSY_FRAME: &str = "[ready, event loop busy]";
+/// Leaf frame of a sync call waiting for a free thread-pool worker.
+pub const WORKER_WAIT_FRAME: &str = "[waiting for a worker thread]";
+
+/// One thread's (or one suspended request's) stack at one instant, charged
+/// to a request (or to none). What the sampler hands the join.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sample {
+    pub pid: u32,
+    /// Native thread id (0 if unknown, or for a suspended request, which is
+    /// on no thread).
+    pub tid: u32,
+    /// `CLOCK_MONOTONIC` just before the walk.
+    pub ts_ns: u64,
+    /// The marker's id of the request the thread ran; 0 for none.
+    pub request_id: u64,
+    pub quality: Quality,
+    /// What the request was doing: running Python, native, blocked, awaiting...
+    pub state: State,
+    /// The wall time this sample stands for: the time since the sampler's
+    /// previous tick, capped at a few periods.
+    pub interval_ns: u64,
+    /// The thread slot's change counter before the walk: two samples of a
+    /// thread with the same counter were taken within one step of the same
+    /// request (it never yielded in between). 0 for suspended requests.
+    pub slot_seq: u64,
+    pub stack: Stack,
+}
+
+/// Where a request's wall time went, from its samples (each weighs the wall
+/// time since the previous tick) and its timed queries and calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeBreakdown {
+    /// Running Python.
+    pub python_ns: u64,
+    /// Native code off the GIL, on a CPU.
+    pub native_ns: u64,
+    /// Blocking calls off the GIL (sleep, I/O, locks).
+    pub blocked_ns: u64,
+    /// Waiting for the GIL.
+    pub gil_wait_ns: u64,
+    /// Waiting on SQL statements (timed by the marker).
+    pub sql_ns: u64,
+    /// Waiting on outgoing HTTP calls (timed by the marker).
+    pub http_ns: u64,
+    /// Suspended at any other await.
+    pub await_ns: u64,
+    /// Ready but not running: event loop busy, or no free worker thread.
+    pub queued_ns: u64,
+}
+
+impl TimeBreakdown {
+    /// CPU time: Python plus native code on a CPU.
+    pub fn cpu_ns(&self) -> u64 {
+        self.python_ns + self.native_ns
+    }
+
+    /// Everything accounted for.
+    pub fn total_ns(&self) -> u64 {
+        self.python_ns
+            + self.native_ns
+            + self.blocked_ns
+            + self.gil_wait_ns
+            + self.sql_ns
+            + self.http_ns
+            + self.await_ns
+            + self.queued_ns
+    }
+
+    /// Adds `ns` to the category of a sample in `state`.
+    pub fn add(&mut self, state: State, ns: u64) {
+        let slot = match state {
+            State::Python => &mut self.python_ns,
+            State::Native => &mut self.native_ns,
+            State::Blocked => &mut self.blocked_ns,
+            State::GilWait => &mut self.gil_wait_ns,
+            State::Awaiting => &mut self.await_ns,
+            State::Queued => &mut self.queued_ns,
+        };
+        *slot += ns;
+    }
+}
+
+/// An `async def` request that held the event loop's thread without
+/// yielding for longer than the threshold: every other request on that loop
+/// waited meanwhile.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoopBlock {
+    /// The longest stretch without yielding.
+    pub blocked_ns: u64,
+    /// When it began (monotonic ns).
+    pub start_ns: u64,
+    /// `file:line in function` of the app's line seen most while it blocked.
+    pub line: Option<String>,
+    /// Marker ids (same process) of the requests that were in flight on the
+    /// same loop meanwhile and so were delayed.
+    pub delayed: Vec<u64>,
+}
+
 /// A stack with how many samples landed on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StackCount {
@@ -119,7 +279,7 @@ pub struct StackCount {
 }
 
 /// A request as the marker reported it, with times on the monotonic clock.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Request {
     /// The id the marker gave it, unique within its process.
     pub marker_id: u64,
@@ -251,6 +411,12 @@ pub struct ProfiledRequest {
     pub n_plus_one: Option<Repeated>,
     /// Headers, query string and body, if the marker published them.
     pub context: Option<RequestContext>,
+    /// Where its wall time went.
+    pub breakdown: TimeBreakdown,
+    /// CPU time its threads used for it (Python and native code).
+    pub cpu_ns: u64,
+    /// Set when it held the event loop too long without yielding.
+    pub loop_block: Option<LoopBlock>,
 }
 
 /// What a request carried and what its response said, as the marker saw it.
@@ -292,6 +458,9 @@ impl ProfiledRequest {
             waits: Vec::new(),
             n_plus_one: None,
             context: None,
+            breakdown: TimeBreakdown::default(),
+            cpu_ns: 0,
+            loop_block: None,
         }
     }
 

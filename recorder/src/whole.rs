@@ -61,6 +61,7 @@ mod tests {
                 pthread_id: 1,
                 active: true,
                 owns_gil: true,
+                on_cpu: None,
                 frames: vec![Frame {
                     name: "<module>".into(),
                     filename: "app.py".into(),

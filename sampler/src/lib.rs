@@ -19,8 +19,7 @@ mod walk311;
 
 pub use pyspy::{PySpyOptions, PySpySource, SourceError, SUPPORTED_PYTHONS};
 pub use replay::ReplaySource;
-pub use sampler::{
-    Activity, RequestSlots, Sample, SampleSink, Sampler, SamplerOptions, SamplerStats,
-};
-pub use source::{StackSource, ThreadStack};
+pub use sampler::{Activity, RequestSlots, SampleSink, Sampler, SamplerOptions, SamplerStats};
+pub use source::{AwaitChain, StackSource, ThreadStack};
+pub use timeglass_model::Sample;
 pub use torn::TornDetector;

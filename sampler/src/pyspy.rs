@@ -177,6 +177,7 @@ impl StackSource for PySpySource {
                 pthread_id: t.thread_id,
                 active: t.active,
                 owns_gil: t.owns_gil,
+                on_cpu: None,
                 frames: t
                     .frames
                     .into_iter()

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use timeglass_model::{Frame, Quality, Stack};
+use timeglass_model::{Frame, Quality, Sample, Stack, State};
 use timeglass_wire::{monotonic_ns, Region, SlotReader, SlotSnapshot};
 
 use crate::timer::Jitter;
@@ -54,20 +54,6 @@ impl Activity for Region {
 /// instead of polling every millisecond. Bounds the marker's wake-up system
 /// calls to a few per second under bursty load.
 const SETTLE: Duration = Duration::from_millis(50);
-
-/// One thread's stack at one instant, charged to a request (or to none).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Sample {
-    pub pid: u32,
-    /// Native thread id (0 if unknown).
-    pub tid: u32,
-    /// `CLOCK_MONOTONIC` just before the walk.
-    pub ts_ns: u64,
-    /// The marker's id of the request the thread ran; 0 for none.
-    pub request_id: u64,
-    pub quality: Quality,
-    pub stack: Stack,
-}
 
 /// Where samples go: the join in production, a `Vec` in tests.
 pub trait SampleSink {
@@ -191,6 +177,9 @@ impl Sampler {
                 ts_ns,
                 request_id,
                 quality,
+                state: State::Python,
+                interval_ns: 0,
+                slot_seq: 0,
                 stack,
             });
         }

@@ -13,16 +13,53 @@ pub struct ThreadStack {
     pub active: bool,
     /// Holds the GIL.
     pub owns_gil: bool,
+    /// What the OS says the thread is doing: on a CPU (running or
+    /// runnable, `R`), off it (sleeping or blocked), or `None` when it was
+    /// not asked. Unlike `active`, no guess from the leaf frame.
+    #[serde(default)]
+    pub on_cpu: Option<bool>,
     /// Outermost frame first.
     pub frames: Vec<Frame>,
+}
+
+/// A suspended coroutine's await chain, read from the coroutine object
+/// without running it: the frames stay put until it resumes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AwaitChain {
+    /// The frames of the coroutines and generators along `cr_await` /
+    /// `gi_yieldfrom`, outermost (the coroutine asked for) first.
+    pub frames: Vec<Frame>,
+    /// The type of the object the innermost one waits on when it is not a
+    /// coroutine or generator (`_asyncio.Future`, `_asyncio.Task`,
+    /// `_GatheringFuture`), as `tp_name` says.
+    pub awaits: Option<String>,
+    /// That object is a future that is already done: the chain can resume
+    /// as soon as the event loop gets to it.
+    pub ready: bool,
+    /// The coroutine was running (not suspended) when it was read.
+    pub running: bool,
 }
 
 /// Where stacks come from: a live process or a recording.
 pub trait StackSource: Send {
     /// The process being read.
     fn pid(&self) -> u32;
-    /// One stack per Python thread, right now.
+    /// One stack per Python thread, right now (or only the GIL holder's,
+    /// as the source was configured).
     fn stacks(&mut self) -> Result<Vec<ThreadStack>, SourceError>;
+    /// The GIL holder's stack plus those of the native threads `tids` (the
+    /// threads running a request), each once, without reading other
+    /// threads where the source can avoid it.
+    fn stacks_with(&mut self, tids: &[u32]) -> Result<Vec<ThreadStack>, SourceError> {
+        let _ = tids;
+        self.stacks()
+    }
+    /// The await chain of the suspended coroutine object at `address`;
+    /// `Ok(None)` when this source cannot read await chains.
+    fn await_chain(&mut self, address: u64) -> Result<Option<AwaitChain>, SourceError> {
+        let _ = address;
+        Ok(None)
+    }
     /// Whether the process still exists; sampling stops once it does not.
     fn alive(&self) -> bool;
 }

@@ -25,6 +25,7 @@ fn stack(tid: u32, active: bool, leaf: &str) -> ThreadStack {
         pthread_id: u64::from(tid) * 1000,
         active,
         owns_gil: active,
+        on_cpu: None,
         frames: vec![root, frame(leaf, "app.py")],
     }
 }

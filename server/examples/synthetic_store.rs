@@ -261,6 +261,7 @@ fn generate(out: &std::path::Path, total: u64) -> Result<(), timeglass_store::St
                 waits: io.waits,
                 n_plus_one: io.n_plus_one,
                 context: Some(context(method, &path)),
+                ..ProfiledRequest::new(Request::default())
             },
         ));
         if batch.len() == 2_000 {
