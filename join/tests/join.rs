@@ -48,6 +48,7 @@ fn sample(rid: u64, ts: u64, q: Quality, s: &Stack) -> Sample {
         state: State::Python,
         interval_ns: 1_000_000,
         slot_seq: 0,
+        cpu_ns: 0,
         stack: Arc::clone(s),
     }
 }

@@ -12,7 +12,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
-use timeglass_wire::{Event, RequestEnd, END_CANCELLED, END_ERROR, END_NO_RESPONSE};
+use timeglass_wire::{Event, RequestEnd, ScopeEntry, END_CANCELLED, END_ERROR, END_NO_RESPONSE};
 
 use crate::context::{self, ResponseContext};
 use crate::state;
@@ -31,6 +31,12 @@ pub struct RequestScope {
     inner: Py<PyAny>,
     recording: Option<Recording>,
     finished: AtomicBool,
+    /// Where the sampler learns whether `inner` runs or is suspended (and
+    /// so reads its await chain); `None` when the table was full or the
+    /// marker is off.
+    entry: Option<ScopeEntry<'static>>,
+    /// The entry was given back (it may already serve another coroutine).
+    released: AtomicBool,
 }
 
 /// How the wrapped coroutine finished.
@@ -53,12 +59,38 @@ impl RequestScope {
         } else {
             awaitable.call_method0(intern!(py, "__await__"))?
         };
+        let entry = state::region().and_then(|r| r.claim_scope(rid, inner.as_ptr() as u64));
         Ok(RequestScope {
             rid,
             inner: inner.unbind(),
             recording,
             finished: AtomicBool::new(false),
+            entry,
+            released: AtomicBool::new(false),
         })
+    }
+
+    /// Runs one step of `inner` (a send, throw or close) with the thread
+    /// slot set to the request and the scope entry saying "running".
+    #[inline]
+    fn stepping<R>(&self, f: impl FnOnce() -> R) -> R {
+        if let Some(e) = &self.entry {
+            e.enter();
+        }
+        let r = state::as_request(self.rid, f);
+        if let Some(e) = &self.entry {
+            e.leave();
+        }
+        r
+    }
+
+    /// Gives the scope entry back, once: the coroutine is done with.
+    fn release(&self) {
+        if let Some(e) = &self.entry {
+            if !self.released.swap(true, Ordering::AcqRel) {
+                e.release();
+            }
+        }
     }
 
     /// One resumption of the inner coroutine with the slot set to our request.
@@ -69,7 +101,7 @@ impl RequestScope {
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let mut out: *mut ffi::PyObject = std::ptr::null_mut();
         // SAFETY: both pointers are valid owned references held for the call's duration.
-        let r = state::as_request(self.rid, || unsafe {
+        let r = self.stepping(|| unsafe {
             ffi::PyIter_Send(self.inner.as_ptr(), value.as_ptr(), &mut out)
         });
         match r {
@@ -95,6 +127,7 @@ impl RequestScope {
 
     /// Publishes the end event the first time the request finishes in any way.
     fn finish(&self, py: Python<'_>, outcome: Outcome<'_>) {
+        self.release();
         if self.finished.swap(true, Ordering::Relaxed) {
             return;
         }
@@ -156,9 +189,7 @@ impl RequestScope {
         tb: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let args = throw_args(py, typ, val, tb)?;
-        let r = state::as_request(self.rid, || {
-            self.inner.bind(py).call_method1(intern!(py, "throw"), args)
-        });
+        let r = self.stepping(|| self.inner.bind(py).call_method1(intern!(py, "throw"), args));
         if let Err(e) = &r {
             if e.is_instance_of::<PyStopIteration>(py) {
                 self.finish(py, Outcome::Returned);
@@ -170,9 +201,7 @@ impl RequestScope {
     }
 
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let r = state::as_request(self.rid, || {
-            self.inner.bind(py).call_method0(intern!(py, "close"))
-        });
+        let r = self.stepping(|| self.inner.bind(py).call_method0(intern!(py, "close")));
         self.finish(py, Outcome::Abandoned);
         r
     }
@@ -227,6 +256,7 @@ impl RequestScope {
 impl Drop for RequestScope {
     /// A request whose coroutine is dropped unfinished still gets its end event.
     fn drop(&mut self) {
+        self.release();
         if self.recording.is_some() && !self.finished.load(Ordering::Relaxed) {
             let _ = Python::try_attach(|py| self.finish(py, Outcome::Abandoned));
         }

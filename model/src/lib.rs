@@ -198,6 +198,10 @@ pub struct Sample {
     /// thread with the same counter were taken within one step of the same
     /// request (it never yielded in between). 0 for suspended requests.
     pub slot_seq: u64,
+    /// CPU time the thread used for this request in the interval, as the
+    /// kernel counts it (exact when the thread ran only this request in the
+    /// interval, else estimated from the state); 0 off the CPU.
+    pub cpu_ns: u64,
     pub stack: Stack,
 }
 

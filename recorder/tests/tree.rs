@@ -59,6 +59,7 @@ fn attach_reads_its_trees_rings_from_their_recent_history() {
     let geometry = Geometry {
         slot_count: 16,
         ring_slots: 1024,
+        scope_count: 64,
     };
     // A process of our tree (our child) and one outside it (our parent's).
     let child = Sleeper(Command::new("sleep").arg("30").spawn().unwrap());

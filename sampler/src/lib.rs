@@ -9,6 +9,8 @@
 //!   request is in flight, a low idle rate otherwise; each tick reads the
 //!   slots, walks the stacks, reads the slots again, and emits [`Sample`]s.
 
+mod cpu;
+mod leaf;
 mod pyspy;
 mod replay;
 mod sampler;

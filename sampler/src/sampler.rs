@@ -4,9 +4,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use timeglass_model::{Frame, Quality, Sample, Stack, State};
-use timeglass_wire::{monotonic_ns, Region, SlotReader, SlotSnapshot};
+use timeglass_model::{Frame, Quality, Sample, Stack, State, BLOCKED_FRAME, NATIVE_FRAME};
+use timeglass_wire::{monotonic_ns, Region, ScopeSnapshot, SlotReader, SlotSnapshot};
 
+use crate::cpu::ThreadCpu;
+use crate::leaf::await_leaf;
 use crate::timer::Jitter;
 use crate::{SourceError, StackSource, ThreadStack, TornDetector};
 
@@ -18,6 +20,14 @@ pub trait RequestSlots {
     fn read(&mut self, tid: u32) -> Option<SlotSnapshot>;
     /// Maps py-spy's pthread id to a native tid (needed before Python 3.11).
     fn tid_of_pthread(&mut self, pthread_id: u64) -> Option<u32>;
+    /// Every thread whose slot holds a request now, into `out` (cleared).
+    fn running(&mut self, out: &mut Vec<(u32, SlotSnapshot)>) {
+        out.clear();
+    }
+    /// The coroutines of in-flight requests, into `out` (cleared).
+    fn scopes(&mut self, out: &mut Vec<ScopeSnapshot>) {
+        out.clear();
+    }
 }
 
 impl RequestSlots for SlotReader<'_> {
@@ -27,6 +37,14 @@ impl RequestSlots for SlotReader<'_> {
 
     fn tid_of_pthread(&mut self, pthread_id: u64) -> Option<u32> {
         SlotReader::tid_of_pthread(self, pthread_id)
+    }
+
+    fn running(&mut self, out: &mut Vec<(u32, SlotSnapshot)>) {
+        SlotReader::running(self, out);
+    }
+
+    fn scopes(&mut self, out: &mut Vec<ScopeSnapshot>) {
+        self.region().read_scopes(out);
     }
 }
 
@@ -73,6 +91,10 @@ pub struct SamplerOptions {
     pub rate_hz: u32,
     /// Rate while none is (start-up, idle app).
     pub idle_hz: u32,
+    /// Sample every in-flight request at every tick, whatever it does: the
+    /// threads running a request are walked even without the GIL, and a
+    /// suspended request's await chain is read. Off: only the GIL holder.
+    pub wall_clock: bool,
 }
 
 impl Default for SamplerOptions {
@@ -80,6 +102,7 @@ impl Default for SamplerOptions {
         SamplerOptions {
             rate_hz: 1000,
             idle_hz: 10,
+            wall_clock: true,
         }
     }
 }
@@ -95,6 +118,13 @@ pub struct SamplerStats {
     pub samples: u64,
     pub torn: u64,
     pub switched: u64,
+    /// Samples of suspended requests (read from their await chains).
+    pub suspended: u64,
+    /// Await chains read (once per suspension).
+    pub chains_read: u64,
+    /// Walks of request threads saved because the thread had not run since
+    /// the last tick (its stack could not have changed).
+    pub walks_saved: u64,
 }
 
 pub struct Sampler {
@@ -107,7 +137,31 @@ pub struct Sampler {
     /// walk: a thread that takes the GIL next needs its slot read before it.
     known_tids: HashMap<u32, u64>,
     stats: SamplerStats,
+    /// When the previous tick began (monotonic ns); 0 before the first.
+    last_tick_ns: u64,
+    running: Vec<(u32, SlotSnapshot)>,
+    scopes: Vec<ScopeSnapshot>,
+    cpu: ThreadCpu,
+    /// Per request thread: the slot, CPU time and stack at its last tick,
+    /// for CPU deltas and for threads that have not run since.
+    threads: HashMap<u32, ThreadMemo>,
+    /// Await chains of suspended coroutines, by (address, step counter):
+    /// a coroutine's chain does not change until it resumes.
+    chains: HashMap<(u64, u64), Option<(Stack, State)>>,
 }
+
+/// What one request thread looked like at its last tick.
+struct ThreadMemo {
+    slot: SlotSnapshot,
+    cpu_ns: Option<u64>,
+    /// The stack walked then, without its state leaf; `None` if not walked.
+    stack: Option<(Stack, bool)>,
+    tick: u64,
+}
+
+/// A tick's interval is capped at this many periods (the first tick after
+/// an idle spell stands for the time since the request started, at most).
+const MAX_INTERVAL_PERIODS: u64 = 4;
 
 impl Sampler {
     pub fn new(options: SamplerOptions) -> Self {
@@ -118,6 +172,12 @@ impl Sampler {
             before: Vec::new(),
             known_tids: HashMap::new(),
             stats: SamplerStats::default(),
+            last_tick_ns: 0,
+            running: Vec::new(),
+            scopes: Vec::new(),
+            cpu: ThreadCpu::default(),
+            threads: HashMap::new(),
+            chains: HashMap::new(),
         }
     }
 
@@ -125,13 +185,17 @@ impl Sampler {
         self.stats
     }
 
-    /// One walk: read the slots, read the stacks, read the slots again.
+    /// One tick: read the slots, read the stacks, read the slots again.
+    /// With wall-clock sampling, also the threads running a request
+    /// (GIL or not) and the await chains of suspended requests, so every
+    /// in-flight request gets a sample.
     pub fn tick(
         &mut self,
         source: &mut dyn StackSource,
         slots: &mut dyn RequestSlots,
         sink: &mut dyn SampleSink,
     ) -> Result<(), SourceError> {
+        let wall = self.options.wall_clock;
         // The slot must be read immediately before the walk: read after, it
         // was right only 55-71% of the time (SAMPLER-NOTES.md).
         self.before.clear();
@@ -140,9 +204,58 @@ impl Sampler {
                 self.before.push((tid, snap));
             }
         }
+        if wall {
+            slots.running(&mut self.running);
+            for &(tid, snap) in &self.running {
+                if !self.known_tids.contains_key(&tid) {
+                    self.before.push((tid, snap));
+                }
+            }
+            slots.scopes(&mut self.scopes);
+        }
+        let pid = source.pid();
         let ts_ns = monotonic_ns();
+        let period_ns = 1_000_000_000 / u64::from(self.options.rate_hz.max(1));
+        let interval_ns = if self.last_tick_ns == 0 {
+            period_ns
+        } else {
+            (ts_ns - self.last_tick_ns).min(period_ns * MAX_INTERVAL_PERIODS)
+        };
+        self.last_tick_ns = ts_ns;
         self.stats.walks += 1;
-        let stacks = match source.stacks() {
+        let walk = self.stats.walks;
+        // Request threads: their CPU time now, and which must be walked.
+        // One that has not run since the last tick, still on the same
+        // step of the same request, has the stack it had then.
+        let mut walk_tids = Vec::new();
+        let mut reused: Vec<(u32, Stack, bool)> = Vec::new();
+        let mut cpu_now: HashMap<u32, Option<u64>> = HashMap::new();
+        if wall {
+            for &(tid, snap) in &self.before {
+                if snap.request_id == 0 {
+                    continue;
+                }
+                let now = self.cpu.read(pid, tid);
+                cpu_now.insert(tid, now);
+                let idle_since = self.threads.get(&tid).and_then(|m| {
+                    let same = m.slot == snap && m.tick + 1 == walk;
+                    (same && now.is_some() && m.cpu_ns == now)
+                        .then(|| m.stack.clone())
+                        .flatten()
+                });
+                match idle_since {
+                    Some((stack, torn)) => reused.push((tid, stack, torn)),
+                    None => walk_tids.push(tid),
+                }
+            }
+        }
+        let walked =
+            if wall && (!walk_tids.is_empty() || !reused.is_empty() || !self.scopes.is_empty()) {
+                source.stacks_with(&walk_tids)
+            } else {
+                source.stacks()
+            };
+        let stacks = match walked {
             Ok(stacks) => stacks,
             Err(SourceError::Read { .. }) if source.alive() => {
                 self.stats.failed_walks += 1;
@@ -150,38 +263,254 @@ impl Sampler {
             }
             Err(e) => return Err(e),
         };
-        let walk = self.stats.walks;
         if walk.is_multiple_of(FORGET_AFTER_WALKS) {
             self.known_tids
                 .retain(|_, seen| walk - *seen < FORGET_AFTER_WALKS);
+            let known = &self.known_tids;
+            self.threads
+                .retain(|tid, m| walk - m.tick < FORGET_AFTER_WALKS && known.contains_key(tid));
+            self.cpu.retain(|tid| known.contains_key(&tid));
         }
-        let pid = source.pid();
+        // Requests seen on a thread this tick: they are not suspended.
+        let mut on_thread: Vec<u64> = Vec::new();
+        let mut walked_tids: Vec<u32> = Vec::new();
         for stack in stacks {
             let tid = stack.tid.or_else(|| slots.tid_of_pthread(stack.pthread_id));
             if let Some(tid) = tid {
                 self.known_tids.insert(tid, walk);
+                walked_tids.push(tid);
             }
-            if !stack.active {
+            let before = tid.and_then(|t| self.slot_before(t));
+            let runs_request = wall && before.is_some_and(|b| b.request_id != 0);
+            if !stack.active && !runs_request {
                 continue;
             }
             let (request_id, mut quality) = self.attribute(tid, slots);
-            if self.torn.is_torn(stack.pthread_id, &stack.frames) {
+            let torn = self.torn.is_torn(stack.pthread_id, &stack.frames);
+            if torn {
                 quality = Quality::Torn;
             }
-            self.count(quality);
+            let state = if runs_request {
+                thread_state(&stack)
+            } else {
+                State::Python
+            };
             let ThreadStack { frames, .. } = stack;
-            let stack: Stack = frames.into_iter().collect::<Vec<Frame>>().into();
-            sink.sample(Sample {
-                pid,
-                tid: tid.unwrap_or(0),
-                ts_ns,
-                request_id,
-                quality,
-                state: State::Python,
-                interval_ns: 0,
-                slot_seq: 0,
+            let stack: Stack = frames.into();
+            let cpu_ns = self.cpu_of(tid, before, state, interval_ns, &cpu_now);
+            if let (true, Some(tid), Some(b)) = (runs_request, tid, before) {
+                self.remember(
+                    tid,
+                    b,
+                    cpu_now.get(&tid).copied().flatten(),
+                    Some((stack.clone(), torn)),
+                    walk,
+                );
+            }
+            if request_id != 0 {
+                on_thread.push(request_id);
+            }
+            self.emit(
+                sink,
+                Sample {
+                    pid,
+                    tid: tid.unwrap_or(0),
+                    ts_ns,
+                    request_id,
+                    quality,
+                    state,
+                    interval_ns,
+                    slot_seq: before.map_or(0, |b| b.seq),
+                    cpu_ns,
+                    stack: if runs_request {
+                        with_state_leaf(&stack, state)
+                    } else {
+                        stack
+                    },
+                },
+            );
+        }
+        // Threads that had not run since the last tick: blocked all along,
+        // with the stack they had (unless the walk read them anyway).
+        for (tid, stack, torn) in reused {
+            if walked_tids.contains(&tid) {
+                continue;
+            }
+            self.known_tids.insert(tid, walk);
+            let Some(b) = self.slot_before(tid) else {
+                continue;
+            };
+            self.stats.walks_saved += 1;
+            let (request_id, mut quality) = self.attribute(Some(tid), slots);
+            if torn {
+                quality = Quality::Torn;
+            }
+            self.remember(
+                tid,
+                b,
+                cpu_now.get(&tid).copied().flatten(),
+                Some((stack.clone(), torn)),
+                walk,
+            );
+            on_thread.push(request_id);
+            self.emit(
+                sink,
+                Sample {
+                    pid,
+                    tid,
+                    ts_ns,
+                    request_id,
+                    quality,
+                    state: State::Blocked,
+                    interval_ns,
+                    slot_seq: b.seq,
+                    cpu_ns: 0,
+                    stack: with_state_leaf(&stack, State::Blocked),
+                },
+            );
+        }
+        if wall && !self.scopes.is_empty() {
+            self.suspended(source, slots, sink, &on_thread, pid, ts_ns, interval_ns)?;
+        }
+        Ok(())
+    }
+
+    fn slot_before(&self, tid: u32) -> Option<SlotSnapshot> {
+        self.before.iter().find(|(t, _)| *t == tid).map(|(_, s)| *s)
+    }
+
+    fn remember(
+        &mut self,
+        tid: u32,
+        slot: SlotSnapshot,
+        cpu_ns: Option<u64>,
+        stack: Option<(Stack, bool)>,
+        tick: u64,
+    ) {
+        self.threads.insert(
+            tid,
+            ThreadMemo {
+                slot,
+                cpu_ns,
                 stack,
-            });
+                tick,
+            },
+        );
+    }
+
+    /// The CPU time a request thread's sample stands for: the kernel's
+    /// count since the last tick when the thread ran only this request
+    /// meanwhile (the same slot at both ticks), else the interval when the
+    /// sample is on a CPU.
+    fn cpu_of(
+        &self,
+        tid: Option<u32>,
+        before: Option<SlotSnapshot>,
+        state: State,
+        interval_ns: u64,
+        cpu_now: &HashMap<u32, Option<u64>>,
+    ) -> u64 {
+        let (Some(tid), Some(b)) = (tid, before) else {
+            return 0;
+        };
+        let exact = self.threads.get(&tid).and_then(|m| {
+            let now = cpu_now.get(&tid).copied().flatten()?;
+            let then = m.cpu_ns?;
+            (m.slot == b && m.tick + 1 == self.stats.walks).then(|| now.saturating_sub(then))
+        });
+        match exact {
+            Some(ns) => ns,
+            None if state.on_cpu() => interval_ns,
+            None => 0,
+        }
+    }
+
+    fn emit(&mut self, sink: &mut dyn SampleSink, sample: Sample) {
+        self.count(sample.quality);
+        sink.sample(sample);
+    }
+
+    /// One sample per in-flight request seen on no thread: its most
+    /// recently suspended coroutine's await chain, read once per suspension.
+    #[allow(clippy::too_many_arguments)]
+    fn suspended(
+        &mut self,
+        source: &mut dyn StackSource,
+        slots: &mut dyn RequestSlots,
+        sink: &mut dyn SampleSink,
+        on_thread: &[u64],
+        pid: u32,
+        ts_ns: u64,
+        interval_ns: u64,
+    ) -> Result<(), SourceError> {
+        let mut latest: HashMap<u64, ScopeSnapshot> = HashMap::new();
+        for scope in self.scopes.iter().filter(|s| s.suspended()) {
+            if on_thread.contains(&scope.request_id) {
+                continue;
+            }
+            let best = latest.entry(scope.request_id).or_insert(*scope);
+            if scope.order > best.order {
+                *best = *scope;
+            }
+        }
+        let mut read_any = false;
+        let mut found = Vec::with_capacity(latest.len());
+        for scope in latest.into_values() {
+            let key = (scope.coroutine, scope.step);
+            let known = self.chains.get(&key).cloned();
+            let chain = match known {
+                Some(chain) => chain,
+                None => {
+                    read_any = true;
+                    self.stats.chains_read += 1;
+                    let read = match source.await_chain(scope.coroutine) {
+                        Ok(Some(chain)) if !chain.running && !chain.frames.is_empty() => {
+                            let (leaf, state) = await_leaf(&chain);
+                            let mut frames = chain.frames;
+                            frames.push(leaf);
+                            Some((Stack::from(frames), state))
+                        }
+                        Ok(None) => return Ok(()),
+                        Ok(Some(_)) | Err(SourceError::Read { .. }) => None,
+                        Err(e) => return Err(e),
+                    };
+                    self.chains.insert(key, read.clone());
+                    read
+                }
+            };
+            if let Some((stack, state)) = chain {
+                found.push((scope, stack, state));
+            }
+        }
+        // A coroutine that resumed while its chain was read may have moved:
+        // such a sample is counted, never charged (as a switched walk).
+        if read_any {
+            slots.scopes(&mut self.scopes);
+        }
+        let live: Vec<(u64, u64)> = self.scopes.iter().map(|s| (s.coroutine, s.step)).collect();
+        self.chains.retain(|key, _| live.contains(key));
+        for (scope, stack, state) in found {
+            let still = live.contains(&(scope.coroutine, scope.step));
+            self.stats.suspended += 1;
+            self.emit(
+                sink,
+                Sample {
+                    pid,
+                    tid: 0,
+                    ts_ns,
+                    request_id: scope.request_id,
+                    quality: if still {
+                        Quality::Clean
+                    } else {
+                        Quality::Switched
+                    },
+                    state,
+                    interval_ns,
+                    slot_seq: 0,
+                    cpu_ns: 0,
+                    stack,
+                },
+            );
         }
         Ok(())
     }
@@ -282,4 +611,32 @@ impl Sampler {
         }
         Ok(())
     }
+}
+
+/// What a thread running a request is doing, from its GIL ownership and
+/// what the OS says.
+fn thread_state(stack: &ThreadStack) -> State {
+    match (stack.owns_gil, stack.on_cpu) {
+        (true, Some(false)) => State::Blocked,
+        (true, _) => State::Python,
+        (false, Some(true)) => State::Native,
+        (false, Some(false)) => State::Blocked,
+        (false, None) if stack.active => State::Native,
+        (false, None) => State::Blocked,
+    }
+}
+
+/// `stack` with the leaf frame that names `state` (none for Python).
+fn with_state_leaf(stack: &Stack, state: State) -> Stack {
+    let leaf = match state {
+        State::Native => NATIVE_FRAME,
+        State::Blocked => BLOCKED_FRAME,
+        _ => return stack.clone(),
+    };
+    stack
+        .iter()
+        .cloned()
+        .chain(std::iter::once(Frame::synthetic(leaf)))
+        .collect::<Vec<Frame>>()
+        .into()
 }

@@ -294,7 +294,7 @@ impl Walker311 {
             pthread_id,
             active,
             owns_gil,
-            on_cpu: running,
+            on_cpu: None,
             frames,
         })
     }

@@ -3,7 +3,7 @@
 /// First word of every ring file (the format version is the next word).
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TGLASS\x00\x01");
 /// Bumped whenever the layout below changes incompatibly.
-pub const FORMAT_VERSION: u64 = 2;
+pub const FORMAT_VERSION: u64 = 3;
 
 /// Header words (each an `AtomicU64`).
 pub(crate) mod header {
@@ -30,24 +30,41 @@ pub(crate) mod header {
     pub const SLOTLESS_THREADS: usize = 12;
     /// Non-zero while a sampler sleeps on `INFLIGHT` (a futex) waiting for a request.
     pub const SAMPLER_SLEEPING: usize = 13;
+    /// Number of entries in the scope table.
+    pub const SCOPE_COUNT: usize = 14;
+    /// One past the highest scope entry ever claimed: readers scan no further.
+    pub const SCOPE_HIGH: usize = 15;
+    /// Bumped at every suspend of a scope: orders a request's scopes by how
+    /// recently each suspended.
+    pub const SUSPEND_CLOCK: usize = 16;
+    /// Scopes that found the scope table full (their waits go unsampled).
+    pub const SCOPELESS: usize = 17;
+    /// Bumped whenever a thread claims a slot: a reader rescans then.
+    pub const SLOT_CLAIMS: usize = 18;
     /// Words reserved for the header (one page).
     pub const WORDS: usize = 512;
 }
 
-/// Words per thread slot: tid, change counter, request id, spare.
+/// Words per thread slot: tid, change counter, request id, pthread id.
 pub(crate) const SLOT_WORDS: usize = 4;
+/// Words per scope entry: request id, coroutine address, step counter,
+/// suspend order.
+pub(crate) const SCOPE_WORDS: usize = 4;
 /// Words per ring slot: stamp, info, then payload.
 pub(crate) const RING_SLOT_WORDS: usize = 8;
 /// Payload bytes carried by one ring slot.
 pub(crate) const RING_PAYLOAD_BYTES: usize = (RING_SLOT_WORDS - 2) * 8;
 
-/// Sizes of the two tables; fixed when the file is created and recorded in it.
+/// Sizes of the three tables; fixed when the file is created and recorded in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
     /// Number of thread slots.
     pub slot_count: usize,
     /// Number of 64-byte ring slots; a power of two.
     pub ring_slots: usize,
+    /// Number of scope entries: coroutines of in-flight requests (and their
+    /// child tasks) at once.
+    pub scope_count: usize,
 }
 
 impl Default for Geometry {
@@ -56,6 +73,7 @@ impl Default for Geometry {
         Geometry {
             slot_count: 1024,
             ring_slots: 1 << 16,
+            scope_count: 4096,
         }
     }
 }
@@ -69,8 +87,12 @@ impl Geometry {
         self.slots_offset() + self.slot_count * SLOT_WORDS
     }
 
-    pub(crate) fn total_words(&self) -> usize {
+    pub(crate) fn scopes_offset(&self) -> usize {
         self.ring_offset() + self.ring_slots * RING_SLOT_WORDS
+    }
+
+    pub(crate) fn total_words(&self) -> usize {
+        self.scopes_offset() + self.scope_count * SCOPE_WORDS
     }
 
     pub(crate) fn is_valid(&self) -> bool {
@@ -79,5 +101,7 @@ impl Geometry {
             && self.ring_slots.is_power_of_two()
             && self.ring_slots >= 64
             && self.ring_slots <= 1 << 24
+            && self.scope_count > 0
+            && self.scope_count <= 1 << 20
     }
 }

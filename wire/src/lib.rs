@@ -13,7 +13,10 @@
 //!   suspended; the sampler reads it just before each stack walk;
 //! * an overwriting multi-producer **event ring** carrying request start/end
 //!   events, SQL statements and outgoing HTTP calls. Producers never wait: when
-//!   nobody reads, old events are overwritten and the reader counts the gap.
+//!   nobody reads, old events are overwritten and the reader counts the gap;
+//! * a **scope table**: the coroutine of each in-flight request (and of its
+//!   child tasks), and whether it is running or suspended, so the sampler
+//!   can read a suspended request's await chain.
 //!
 //! Nothing here makes a system call on the hot path.
 
@@ -25,6 +28,7 @@ mod futex;
 mod layout;
 mod region;
 mod ring;
+mod scopes;
 mod slots;
 
 pub use capture::{
@@ -40,4 +44,5 @@ pub use event::{
 pub use layout::{Geometry, FORMAT_VERSION, MAGIC};
 pub use region::{ring_path, runtime_dir, user_runtime_dir, Region, RegionError, RING_SUFFIX};
 pub use ring::{ReadStats, Reader, MAX_RECORD_BYTES};
+pub use scopes::{ScopeEntry, ScopeSnapshot};
 pub use slots::{SlotReader, SlotSnapshot, ThreadSlot};

@@ -63,7 +63,7 @@ pub fn ring_path(dir: &Path, pid: u32) -> PathBuf {
     dir.join(format!("{pid}{RING_SUFFIX}"))
 }
 
-/// A mapped ring file: header, thread slots and event ring.
+/// A mapped ring file: header, thread slots, event ring and scope table.
 pub struct Region {
     map: MmapRaw,
     geometry: Geometry,
@@ -111,6 +111,7 @@ impl Region {
         h(header::PID).store(u64::from(pid), Ordering::Relaxed);
         h(header::SLOT_COUNT).store(geometry.slot_count as u64, Ordering::Relaxed);
         h(header::RING_SLOTS).store(geometry.ring_slots as u64, Ordering::Relaxed);
+        h(header::SCOPE_COUNT).store(geometry.scope_count as u64, Ordering::Relaxed);
         h(header::CREATED_NS).store(crate::monotonic_ns(), Ordering::Relaxed);
         h(header::MAGIC).store(MAGIC, Ordering::Release);
         fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
@@ -153,6 +154,7 @@ impl Region {
             geometry: Geometry {
                 slot_count: 0,
                 ring_slots: 0,
+                scope_count: 0,
             },
             path: path.into(),
         };
@@ -169,6 +171,7 @@ impl Region {
         let geometry = Geometry {
             slot_count: region.word(header::SLOT_COUNT).load(Ordering::Relaxed) as usize,
             ring_slots: region.word(header::RING_SLOTS).load(Ordering::Relaxed) as usize,
+            scope_count: region.word(header::SCOPE_COUNT).load(Ordering::Relaxed) as usize,
         };
         if !geometry.is_valid() {
             return Err(RegionError::Damaged {

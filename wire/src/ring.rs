@@ -334,6 +334,7 @@ mod tests {
         let geometry = Geometry {
             slot_count: 16,
             ring_slots: 64,
+            scope_count: 64,
         };
         let region = Region::create(dir.path(), 4242, geometry).unwrap();
         (dir, region)

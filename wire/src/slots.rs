@@ -77,6 +77,8 @@ impl Region {
                 // SAFETY: pthread_self never fails. The slot is claimed by the calling thread.
                 let pthread = unsafe { libc::pthread_self() } as u64;
                 words[PTHREAD].store(pthread, Ordering::Release);
+                self.word(header::SLOT_CLAIMS)
+                    .fetch_add(1, Ordering::Release);
                 return Some(ThreadSlot { words });
             }
         }
@@ -99,6 +101,8 @@ pub struct SlotReader<'a> {
     region: &'a Region,
     index: HashMap<u32, usize>,
     by_pthread: HashMap<u64, u32>,
+    /// `SLOT_CLAIMS` when the index was last rebuilt.
+    claims: u64,
 }
 
 impl<'a> SlotReader<'a> {
@@ -107,7 +111,13 @@ impl<'a> SlotReader<'a> {
             region,
             index: HashMap::new(),
             by_pthread: HashMap::new(),
+            claims: u64::MAX,
         }
+    }
+
+    /// The ring file this reader reads.
+    pub fn region(&self) -> &'a Region {
+        self.region
     }
 
     fn table(&self) -> &'a [AtomicU64] {
@@ -117,6 +127,10 @@ impl<'a> SlotReader<'a> {
     }
 
     fn rescan(&mut self) {
+        self.claims = self
+            .region
+            .word(header::SLOT_CLAIMS)
+            .load(Ordering::Acquire);
         self.index.clear();
         self.by_pthread.clear();
         for (i, words) in self.table().chunks_exact(SLOT_WORDS).enumerate() {
@@ -157,8 +171,75 @@ impl<'a> SlotReader<'a> {
         self.by_pthread.get(&pthread_id).copied()
     }
 
+    /// Every thread whose slot holds a request right now, appended to `out`
+    /// (cleared first): the threads a wall-clock sampler must walk even
+    /// when they do not hold the GIL. Rescans the table only when a thread
+    /// claimed a slot since the last scan.
+    pub fn running(&mut self, out: &mut Vec<(u32, SlotSnapshot)>) {
+        out.clear();
+        let claims = self
+            .region
+            .word(header::SLOT_CLAIMS)
+            .load(Ordering::Acquire);
+        if claims != self.claims {
+            self.rescan();
+        }
+        let table = self.table();
+        for (&tid, &at) in &self.index {
+            let w = &table[at..at + SLOT_WORDS];
+            let seq = w[SEQ].load(Ordering::Acquire);
+            let request_id = w[RID].load(Ordering::Acquire);
+            if request_id != 0 && w[TID].load(Ordering::Acquire) == u64::from(tid) {
+                out.push((tid, SlotSnapshot { seq, request_id }));
+            }
+        }
+    }
+
     /// Just the change counter of `tid`'s slot (after a stack walk).
     pub fn seq(&mut self, tid: u32) -> Option<u64> {
         self.read(tid).map(|s| s.seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Geometry;
+
+    #[test]
+    fn running_lists_the_threads_that_hold_a_request_and_sees_new_claims() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = Region::create(dir.path(), 1, Geometry::default()).unwrap();
+        let reader_region = Region::open(marker.path()).unwrap();
+        let mut reader = SlotReader::new(&reader_region);
+        let mut out = Vec::new();
+        let a = marker.claim_slot(100).unwrap();
+        a.set(7);
+        reader.running(&mut out);
+        assert_eq!(
+            out,
+            [(
+                100,
+                SlotSnapshot {
+                    seq: 1,
+                    request_id: 7
+                }
+            )]
+        );
+        // A thread claiming its slot later is found without waiting for a miss.
+        let b = marker.claim_slot(200).unwrap();
+        b.set(9);
+        a.set(0);
+        reader.running(&mut out);
+        assert_eq!(
+            out,
+            [(
+                200,
+                SlotSnapshot {
+                    seq: 1,
+                    request_id: 9
+                }
+            )]
+        );
     }
 }

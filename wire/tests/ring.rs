@@ -11,6 +11,7 @@ fn region(ring_slots: usize) -> (tempfile::TempDir, Region) {
         Geometry {
             slot_count: 16,
             ring_slots,
+            scope_count: 64,
         },
     )
     .unwrap();
