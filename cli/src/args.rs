@@ -104,6 +104,14 @@ pub struct RecordArgs {
     /// literals and parameters aside) this many times or more.
     #[arg(long, value_name = "N", default_value_t = timeglass_recorder::defaults::N_PLUS_ONE, value_parser = clap::value_parser!(u64).range(2..))]
     pub n_plus_one: u64,
+    /// Flag an `async def` request that holds the event loop this many
+    /// milliseconds without yielding (every other request waits meanwhile).
+    #[arg(long, value_name = "MS", default_value_t = timeglass_recorder::defaults::LOOP_BLOCK_MS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub loop_block_ms: u64,
+    /// Sample only the thread holding the GIL, as TimeGlass did before it
+    /// sampled wall-clock time (for comparing the two).
+    #[arg(long, hide = true)]
+    pub gil_only_samples: bool,
 }
 
 #[derive(Args)]

@@ -54,9 +54,11 @@ impl Recording {
             sampler: SamplerOptions {
                 rate_hz: args.rate,
                 idle_hz: args.idle_rate,
+                wall_clock: !args.gil_only_samples,
             },
             pyspy: pyspy_options(args),
             n_plus_one: args.n_plus_one,
+            loop_block_ms: args.loop_block_ms,
         };
         let rate = args.rate;
         let hinted = AtomicBool::new(false);

@@ -16,6 +16,7 @@
 
 mod sql;
 mod waits;
+mod wall;
 
 use std::collections::HashMap;
 
@@ -31,6 +32,7 @@ use timeglass_wire::{
 pub use sql::{label as sql_label, normalize as normalize_sql};
 use waits::Leaf;
 pub use waits::CALLER_FRAMES;
+use wall::{Charged, Prefixes, Recent, Window};
 
 /// How long after a request's end its late samples are still awaited.
 pub const GRACE_NS: u64 = 200_000_000;
@@ -44,11 +46,15 @@ pub struct JoinOptions {
     /// A request running the same normalised statement this many times or
     /// more is flagged as a likely N+1.
     pub n_plus_one: u64,
+    /// An `async def` request that holds the event loop's thread this long
+    /// without yielding is flagged as blocking the loop.
+    pub loop_block_ns: u64,
 }
 
 pub mod defaults {
     pub const RATE_HZ: u32 = 1000;
     pub const N_PLUS_ONE: u64 = 5;
+    pub const LOOP_BLOCK_MS: u64 = 20;
 }
 
 impl Default for JoinOptions {
@@ -56,6 +62,7 @@ impl Default for JoinOptions {
         JoinOptions {
             rate_hz: defaults::RATE_HZ,
             n_plus_one: defaults::N_PLUS_ONE,
+            loop_block_ns: defaults::LOOP_BLOCK_MS * 1_000_000,
         }
     }
 }
@@ -85,7 +92,7 @@ struct Pending {
     end: Option<RequestEnd>,
     /// Charged samples with their times: whether each belongs to the
     /// response or the background stage is known only once the end arrives.
-    samples: Vec<(u64, Stack)>,
+    samples: Vec<Charged>,
     switched: u64,
     torn: u64,
     last_sample_ns: u64,
@@ -101,6 +108,8 @@ pub struct Join {
     pending: HashMap<(u32, u64), Pending>,
     outside: HashMap<(u32, Stack), u64>,
     stacks: waits::Stacks,
+    prefixes: Prefixes,
+    recent: Recent,
     stats: JoinStats,
 }
 
@@ -167,6 +176,9 @@ impl Join {
             }
             return;
         }
+        if sample.tid != 0 {
+            self.prefixes.learn(sample.pid, &sample.stack);
+        }
         if sample.request_id == 0 {
             self.charge_outside(sample.pid, sample.stack);
             return;
@@ -196,8 +208,22 @@ impl Join {
             self.charge_outside(sample.pid, sample.stack);
             return;
         }
-        pending.samples.push((sample.ts_ns, sample.stack));
         pending.last_sample_ns = pending.last_sample_ns.max(sample.ts_ns);
+        let charged = Charged {
+            ts_ns: sample.ts_ns,
+            state: sample.state,
+            interval_ns: sample.interval_ns,
+            tid: sample.tid,
+            slot_seq: sample.slot_seq,
+            cpu_ns: sample.cpu_ns,
+            stack: sample.stack,
+        };
+        if charged.suspended() {
+            if let Some(root) = charged.stack.first() {
+                self.prefixes.want(sample.pid, root);
+            }
+        }
+        pending.samples.push(charged);
         self.stats.request_samples += 1;
     }
 
@@ -228,6 +254,7 @@ impl Join {
             .collect();
         if let Some(pid) = pid {
             self.stacks.forget(pid);
+            self.prefixes.forget(pid);
         }
         self.settle(keys)
     }
@@ -242,8 +269,8 @@ impl Join {
                 // The start was lost from the ring (overwritten before it was
                 // read): keep the samples, outside any request.
                 self.stats.orphans += 1;
-                for (_, stack) in p.samples {
-                    *self.outside.entry((key.0, stack)).or_insert(0) += 1;
+                for charged in p.samples {
+                    *self.outside.entry((key.0, charged.stack)).or_insert(0) += 1;
                     self.stats.outside_samples += 1;
                     self.stats.request_samples -= 1;
                 }
@@ -279,14 +306,68 @@ impl Join {
             }
         };
         let response_end_ns = Some(response_ns).filter(|&t| t != 0);
+        let mut samples = p.samples;
+        samples.sort_by_key(|s| s.ts_ns);
+        for s in &mut samples {
+            // The first sample stands for no time before the request began.
+            s.interval_ns = s.interval_ns.min(s.ts_ns.saturating_sub(start.ts_ns));
+        }
+        let sql_windows: Vec<(u64, u64)> =
+            p.queries.iter().map(|q| (q.start_ns, q.end_ns)).collect();
+        let http_windows: Vec<(u64, u64)> =
+            p.calls.iter().map(|c| (c.start_ns, c.end_ns)).collect();
+        let waits_at: Vec<(u64, u64)> = sql_windows.iter().chain(&http_windows).copied().collect();
+        let response_until = response_end_ns.unwrap_or(end_ns);
+        let cpu_ns = samples.iter().map(|s| s.cpu_ns).sum();
+        let loop_block = wall::loop_block(&samples, start.tid, self.options.loop_block_ns).map(
+            |(mut block, block_end)| {
+                block.delayed =
+                    self.delayed_by(pid, start.tid, start.request_id, block.start_ns, block_end);
+                block
+            },
+        );
+        // Off-CPU samples inside a timed query or call are that wait: its
+        // weighted `[sql]`/`[http]` stack stands for them.
+        samples.retain(|s| !wall::inside_wait(s, &waits_at));
+        let in_response: Vec<Charged> = samples
+            .iter()
+            .filter(|s| s.ts_ns <= response_until)
+            .cloned()
+            .collect();
+        let breakdown = wall::breakdown(
+            &in_response,
+            &sql_windows,
+            &http_windows,
+            start.ts_ns,
+            response_until,
+        );
+        // A chain whose root was first seen after the thread samples that
+        // show what runs it learns from this request's own thread samples.
+        if samples.iter().any(Charged::suspended) {
+            for s in samples.iter().filter(|s| !s.suspended()) {
+                self.prefixes.learn(pid, &s.stack);
+            }
+        }
         let mut counts: HashMap<Stack, u64> = HashMap::new();
-        for (ts, stack) in p.samples {
+        for charged in samples {
+            let stack = if charged.suspended() {
+                self.prefixes.apply(pid, &charged.stack)
+            } else {
+                charged.stack
+            };
             let stack = match response_end_ns {
-                Some(sent) if ts > sent => under_background(&stack),
+                Some(sent) if charged.ts_ns > sent => under_background(&stack),
                 _ => stack,
             };
             *counts.entry(stack).or_insert(0) += 1;
         }
+        self.recent.push(Window {
+            pid,
+            tid: start.tid,
+            marker_id: start.request_id,
+            start_ns: start.ts_ns,
+            end_ns,
+        });
         let mut stacks: Vec<StackCount> = counts
             .into_iter()
             .map(|(stack, samples)| StackCount { stack, samples })
@@ -334,10 +415,38 @@ impl Join {
             waits,
             n_plus_one,
             context: p.context,
-            breakdown: Default::default(),
-            cpu_ns: 0,
-            loop_block: None,
+            breakdown,
+            cpu_ns,
+            loop_block,
         }
+    }
+
+    /// Requests of process `pid` received on loop thread `tid` (other than
+    /// `rid`) that were in flight during `[from, to)`: a loop block delayed
+    /// them.
+    fn delayed_by(&self, pid: u32, tid: u32, rid: u64, from: u64, to: u64) -> Vec<u64> {
+        let pending = self.pending.iter().filter_map(|(&(p, _), pending)| {
+            let start = pending.start.as_ref()?;
+            Some(Window {
+                pid: p,
+                tid: start.tid,
+                marker_id: start.request_id,
+                start_ns: start.ts_ns,
+                end_ns: pending.end.as_ref().map_or(u64::MAX, |e| e.ts_ns),
+            })
+        });
+        let mut ids: Vec<u64> = self
+            .recent
+            .iter()
+            .copied()
+            .chain(pending)
+            .filter(|w| w.pid == pid && w.tid == tid && w.marker_id != rid)
+            .filter(|w| w.start_ns < to && w.end_ns > from)
+            .map(|w| w.marker_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 }
 

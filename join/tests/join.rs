@@ -7,11 +7,14 @@ use timeglass_wire::{Event, RequestEnd, RequestStart, END_ERROR};
 fn stack(names: &[&str]) -> Stack {
     names
         .iter()
-        .map(|n| Frame {
-            name: (*n).into(),
-            filename: "app.py".into(),
-            short: "app.py".into(),
-            line: 1,
+        .map(|n| match n.starts_with('[') {
+            true => Frame::synthetic(n),
+            false => Frame {
+                name: (*n).into(),
+                filename: "app.py".into(),
+                short: "app.py".into(),
+                line: 1,
+            },
         })
         .collect::<Vec<_>>()
         .into()
@@ -301,4 +304,85 @@ fn context_events_join_their_request() {
         "the first handler call"
     );
     assert_eq!(done[1].context, None, "no context event, no context");
+}
+
+fn wall_sample(rid: u64, ts: u64, tid: u32, seq: u64, state: State, s: &Stack) -> Sample {
+    Sample {
+        tid,
+        state,
+        slot_seq: seq,
+        cpu_ns: if state.on_cpu() { 1_000_000 } else { 0 },
+        ..sample(rid, ts, Quality::Clean, s)
+    }
+}
+
+#[test]
+fn wall_clock_samples_add_up_to_the_duration_by_state() {
+    const MS: u64 = 1_000_000;
+    let thread = stack(&["<module>", "run_asgi", "app", "handler"]);
+    let chain = stack(&["app", "handler", "[await asyncio.sleep]"]);
+    let mut j = Join::new();
+    j.event(1, start(1, 0));
+    // 15 ms of Python on the loop thread (tid 10), one step...
+    for t in 1..=15 {
+        j.sample(wall_sample(1, t * MS, 10, 4, State::Python, &thread));
+    }
+    // ... then 60 ms suspended at an await, read from its chain (tid 0).
+    for t in 16..=75 {
+        j.sample(wall_sample(1, t * MS, 0, 0, State::Awaiting, &chain));
+    }
+    j.event(1, end(1, 75 * MS, 200));
+    let r = j.flush(None).pop().unwrap();
+    let b = r.breakdown;
+    assert_eq!(b.python_ns, 15 * MS);
+    assert_eq!(b.await_ns, 60 * MS);
+    assert_eq!(b.total_ns(), r.request.duration_ns());
+    assert_eq!(r.cpu_ns, 15 * MS);
+    assert!(r.loop_block.is_none(), "15 ms is under the threshold");
+    // The chain sits under the frames that stepped it on the loop thread.
+    let waiting = r
+        .stacks
+        .iter()
+        .find(|s| s.stack.last().unwrap().name == "[await asyncio.sleep]")
+        .unwrap();
+    let names: Vec<&str> = waiting.stack.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "<module>",
+            "run_asgi",
+            "app",
+            "handler",
+            "[await asyncio.sleep]"
+        ]
+    );
+    assert_eq!(waiting.samples, 60);
+}
+
+#[test]
+fn a_long_step_on_the_loop_thread_is_a_loop_block_naming_the_requests_it_delayed() {
+    const MS: u64 = 1_000_000;
+    let blocking = stack(&["<module>", "handler", "[blocked]"]);
+    let other = stack(&["app", "[ready, event loop busy]"]);
+    let mut j = Join::new();
+    j.event(1, start(1, 0));
+    j.event(1, start(2, 5 * MS));
+    for t in 1..=60 {
+        j.sample(wall_sample(1, t * MS, 10, 6, State::Blocked, &blocking));
+    }
+    for t in 6..=60 {
+        j.sample(wall_sample(2, t * MS, 0, 0, State::Queued, &other));
+    }
+    j.event(1, end(1, 61 * MS, 200));
+    j.event(1, end(2, 62 * MS, 200));
+    let done = j.flush(None);
+    let blocker = done.iter().find(|r| r.request.marker_id == 1).unwrap();
+    let block = blocker.loop_block.as_ref().expect("flagged");
+    assert_eq!(block.blocked_ns, 60 * MS);
+    assert_eq!(block.delayed, [2]);
+    assert_eq!(block.line.as_deref(), Some("app.py:1 in handler"));
+    assert_eq!(blocker.breakdown.blocked_ns, 60 * MS);
+    let delayed = done.iter().find(|r| r.request.marker_id == 2).unwrap();
+    assert!(delayed.loop_block.is_none());
+    assert_eq!(delayed.breakdown.queued_ns, 55 * MS);
 }

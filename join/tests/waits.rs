@@ -71,6 +71,7 @@ fn queries_join_their_request_with_stacks_weights_and_an_n_plus_one_flag() {
     let mut j = Join::with_options(JoinOptions {
         rate_hz: 1000,
         n_plus_one: 5,
+        ..JoinOptions::default()
     });
     j.event(7, start(1, 0));
     j.event(7, start(2, 0));

@@ -46,6 +46,9 @@ pub struct RecorderOptions {
     /// A request running one normalised statement this many times or more
     /// is flagged as a likely N+1 ([`defaults::N_PLUS_ONE`] by default).
     pub n_plus_one: u64,
+    /// An `async def` request holding the event loop this long without
+    /// yielding is flagged ([`defaults::LOOP_BLOCK_MS`] by default).
+    pub loop_block_ms: u64,
 }
 
 pub use timeglass_join::defaults;

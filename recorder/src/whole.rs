@@ -81,6 +81,7 @@ mod tests {
         let mut sampler = Sampler::new(SamplerOptions {
             rate_hz: 1000,
             idle_hz: 1,
+            wall_clock: true,
         });
         let mut samples: Vec<Sample> = Vec::new();
         let started = std::time::Instant::now();

@@ -80,6 +80,7 @@ impl Writer {
         let join = Join::with_options(JoinOptions {
             rate_hz: options.sampler.rate_hz,
             n_plus_one: options.n_plus_one,
+            loop_block_ns: options.loop_block_ms.saturating_mul(1_000_000),
         });
         Writer {
             store,

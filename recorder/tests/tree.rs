@@ -98,6 +98,7 @@ fn attach_reads_its_trees_rings_from_their_recent_history() {
             sampler: SamplerOptions {
                 rate_hz: 100,
                 idle_hz: 10,
+                wall_clock: true,
             },
             pyspy: PySpyOptions {
                 gil_only: true,
@@ -105,6 +106,7 @@ fn attach_reads_its_trees_rings_from_their_recent_history() {
                 pyspy_walker: false,
             },
             n_plus_one: timeglass_recorder::defaults::N_PLUS_ONE,
+            loop_block_ms: timeglass_recorder::defaults::LOOP_BLOCK_MS,
         },
         Box::new(move |n| seen.lock().unwrap().push(n)),
     );

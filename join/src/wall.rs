@@ -1,0 +1,337 @@
+//! Wall-clock accounting: where each request's time went (its samples'
+//! states, its timed waits), its CPU time, the prefixes that put a
+//! suspended request's await chain under the frames that run it, and the
+//! `async def` steps that held the event loop too long.
+
+use std::collections::{HashMap, VecDeque};
+
+use timeglass_model::{Frame, LoopBlock, Stack, State, TimeBreakdown};
+
+/// A sample charged to a request, kept until the request is settled.
+#[derive(Clone, Debug)]
+pub(crate) struct Charged {
+    pub ts_ns: u64,
+    pub stack: Stack,
+    pub state: State,
+    pub interval_ns: u64,
+    pub tid: u32,
+    pub slot_seq: u64,
+    pub cpu_ns: u64,
+}
+
+impl Charged {
+    /// Read from an await chain, not from a thread.
+    pub fn suspended(&self) -> bool {
+        self.tid == 0
+    }
+}
+
+/// Whether a frame is library code (installed packages, the standard
+/// library) rather than the app's own.
+pub(crate) fn is_library(frame: &Frame) -> bool {
+    let f = &frame.filename;
+    frame.is_synthetic()
+        || f.is_empty()
+        || f.starts_with('<')
+        || f.contains("/site-packages/")
+        || f.contains("/dist-packages/")
+        || f.contains("/lib/python3")
+        || f.contains("/lib/pypy")
+}
+
+/// Merged time windows `[start, end)`, clipped to `[from, to)`.
+pub(crate) fn union_ns(windows: impl Iterator<Item = (u64, u64)>, from: u64, to: u64) -> u64 {
+    let mut spans: Vec<(u64, u64)> = windows
+        .map(|(s, e)| (s.max(from), e.min(to)))
+        .filter(|(s, e)| e > s)
+        .collect();
+    spans.sort_unstable();
+    let mut total = 0;
+    let mut current: Option<(u64, u64)> = None;
+    for (s, e) in spans {
+        current = match current {
+            Some((cs, ce)) if s <= ce => Some((cs, ce.max(e))),
+            Some((cs, ce)) => {
+                total += ce - cs;
+                Some((s, e))
+            }
+            None => Some((s, e)),
+        };
+    }
+    total + current.map_or(0, |(s, e)| e - s)
+}
+
+/// The wall time of a request's samples and waits, by category. Samples
+/// off the CPU inside a timed query or call are that wait's time (the
+/// caller drops them from the flame graph for the same reason).
+pub(crate) fn breakdown(
+    samples: &[Charged],
+    sql: &[(u64, u64)],
+    http: &[(u64, u64)],
+    start_ns: u64,
+    end_ns: u64,
+) -> TimeBreakdown {
+    let mut b = TimeBreakdown::default();
+    for s in samples {
+        b.add(s.state, s.interval_ns);
+    }
+    b.sql_ns = union_ns(sql.iter().copied(), start_ns, end_ns);
+    b.http_ns = union_ns(http.iter().copied(), start_ns, end_ns);
+    b
+}
+
+/// Whether a sample falls inside one of `windows` and was spent off the
+/// CPU: the timed wait accounts for it already.
+pub(crate) fn inside_wait(sample: &Charged, windows: &[(u64, u64)]) -> bool {
+    !sample.state.on_cpu()
+        && windows
+            .iter()
+            .any(|&(s, e)| s <= sample.ts_ns && sample.ts_ns <= e)
+}
+
+/// Frames that run a suspended request's outermost coroutine, learned from
+/// thread samples of the same process: `<module>` down to the frame that
+/// stepped it (uvicorn's `run_asgi`, the loop's `Handle._run`).
+#[derive(Default)]
+pub(crate) struct Prefixes {
+    /// Per process, per root frame (name, file): the frames above it.
+    learned: HashMap<(u32, String, String), Stack>,
+    /// Roots seen in suspended samples whose prefix is not known yet.
+    wanted: HashMap<u32, Vec<(String, String)>>,
+}
+
+/// Roots wanted per process beyond this are not looked for.
+const MAX_WANTED: usize = 64;
+
+impl Prefixes {
+    /// Notes the root of a suspended sample.
+    pub fn want(&mut self, pid: u32, root: &Frame) {
+        let key = (pid, root.name.clone(), root.filename.clone());
+        if self.learned.contains_key(&key) {
+            return;
+        }
+        let wanted = self.wanted.entry(pid).or_default();
+        let root = (root.name.clone(), root.filename.clone());
+        if !wanted.contains(&root) && wanted.len() < MAX_WANTED {
+            wanted.push(root);
+        }
+    }
+
+    /// Looks for wanted roots in a thread sample's stack.
+    pub fn learn(&mut self, pid: u32, stack: &Stack) {
+        let Some(wanted) = self.wanted.get_mut(&pid) else {
+            return;
+        };
+        wanted.retain(|(name, file)| {
+            let Some(at) = stack
+                .iter()
+                .position(|f| &f.name == name && &f.filename == file)
+            else {
+                return true;
+            };
+            let prefix: Stack = stack[..at].to_vec().into();
+            let key = (pid, name.clone(), file.clone());
+            self.learned.insert(key, prefix);
+            false
+        });
+    }
+
+    /// `stack` under the frames that run its root, when they are known.
+    pub fn apply(&self, pid: u32, stack: &Stack) -> Stack {
+        let Some(root) = stack.first() else {
+            return stack.clone();
+        };
+        match self
+            .learned
+            .get(&(pid, root.name.clone(), root.filename.clone()))
+        {
+            Some(prefix) if !prefix.is_empty() => prefix
+                .iter()
+                .chain(stack.iter())
+                .cloned()
+                .collect::<Vec<_>>()
+                .into(),
+            _ => stack.clone(),
+        }
+    }
+
+    pub fn forget(&mut self, pid: u32) {
+        self.learned.retain(|(p, _, _), _| *p != pid);
+        self.wanted.remove(&pid);
+    }
+}
+
+/// A settled or pending request's window, for naming the requests a loop
+/// block delayed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Window {
+    pub pid: u32,
+    pub tid: u32,
+    pub marker_id: u64,
+    pub start_ns: u64,
+    /// `u64::MAX` while it has not ended.
+    pub end_ns: u64,
+}
+
+/// Windows of recently settled requests, kept this long.
+const RECENT_NS: u64 = 30_000_000_000;
+/// At most this many recent windows.
+const MAX_RECENT: usize = 100_000;
+
+#[derive(Default)]
+pub(crate) struct Recent {
+    windows: VecDeque<Window>,
+}
+
+impl Recent {
+    pub fn push(&mut self, w: Window) {
+        self.windows.push_back(w);
+        let newest = self.windows.iter().map(|w| w.end_ns).max().unwrap_or(0);
+        while self.windows.len() > MAX_RECENT
+            || self
+                .windows
+                .front()
+                .is_some_and(|f| f.end_ns.saturating_add(RECENT_NS) < newest)
+        {
+            self.windows.pop_front();
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Window> {
+        self.windows.iter()
+    }
+}
+
+/// The longest stretch a request held its event loop's thread (`loop_tid`,
+/// the thread that received it) without yielding, when it is longer than
+/// `threshold_ns`: consecutive thread samples with the same slot counter.
+pub(crate) fn loop_block(
+    samples: &[Charged],
+    loop_tid: u32,
+    threshold_ns: u64,
+) -> Option<(LoopBlock, u64)> {
+    let mut best: Option<(u64, u64, usize, usize)> = None; // (span, start, from, to)
+    let on_loop: Vec<usize> = (0..samples.len())
+        .filter(|&i| samples[i].tid == loop_tid && loop_tid != 0)
+        .collect();
+    let mut i = 0;
+    while i < on_loop.len() {
+        let first = &samples[on_loop[i]];
+        let mut j = i;
+        while j + 1 < on_loop.len() && samples[on_loop[j + 1]].slot_seq == first.slot_seq {
+            j += 1;
+        }
+        let last = &samples[on_loop[j]];
+        let start = first.ts_ns.saturating_sub(first.interval_ns);
+        let span = last.ts_ns - start;
+        if span > threshold_ns && best.is_none_or(|b| span > b.0) {
+            best = Some((span, start, i, j));
+        }
+        i = j + 1;
+    }
+    let (span, start, from, to) = best?;
+    let mut lines: HashMap<String, u64> = HashMap::new();
+    for &k in &on_loop[from..=to] {
+        let own = samples[k].stack.iter().rev().find(|f| !is_library(f));
+        if let Some(frame) = own {
+            *lines.entry(frame.location()).or_insert(0) += 1;
+        }
+    }
+    let line = lines
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
+        .map(|(l, _)| l);
+    Some((
+        LoopBlock {
+            blocked_ns: span,
+            start_ns: start,
+            line,
+            delayed: Vec::new(),
+        },
+        start + span,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(name: &str, file: &str) -> Frame {
+        Frame {
+            name: name.into(),
+            filename: file.into(),
+            short: file.rsplit('/').next().unwrap().into(),
+            line: 7,
+        }
+    }
+
+    fn charged(ts: u64, tid: u32, seq: u64, state: State, leaf: &str) -> Charged {
+        Charged {
+            ts_ns: ts,
+            stack: vec![
+                frame("run", "/usr/lib/python3.12/asyncio/runners.py"),
+                frame(leaf, "/app/main.py"),
+            ]
+            .into(),
+            state,
+            interval_ns: 1_000_000,
+            tid,
+            slot_seq: seq,
+            cpu_ns: 0,
+        }
+    }
+
+    #[test]
+    fn windows_are_merged_and_clipped() {
+        let w = [(10, 20), (15, 30), (40, 50), (45, 46), (90, 200)];
+        assert_eq!(union_ns(w.iter().copied(), 0, 100), 20 + 10 + 10);
+        assert_eq!(union_ns(std::iter::empty(), 0, 100), 0);
+    }
+
+    #[test]
+    fn the_longest_step_on_the_loop_thread_is_the_block() {
+        let ms = 1_000_000;
+        let mut samples = vec![charged(ms, 9, 2, State::Python, "quick")];
+        for t in 3..=40 {
+            samples.push(charged(t * ms, 9, 4, State::Blocked, "sleepy"));
+        }
+        // A worker thread's long step is no loop block.
+        for t in 3..=90 {
+            samples.push(charged(t * ms, 11, 8, State::Blocked, "sync"));
+        }
+        samples.sort_by_key(|s| s.ts_ns);
+        let (block, end) = loop_block(&samples, 9, 20 * ms).unwrap();
+        assert_eq!(block.blocked_ns, 38 * ms);
+        assert_eq!(block.start_ns, 2 * ms);
+        assert_eq!(end, 40 * ms);
+        assert_eq!(block.line.as_deref(), Some("main.py:7 in sleepy"));
+        assert!(loop_block(&samples, 9, 50 * ms).is_none());
+    }
+
+    #[test]
+    fn prefixes_put_a_chain_under_the_frames_that_step_it() {
+        let mut p = Prefixes::default();
+        let chain: Stack = vec![
+            frame("app", "/s/starlette/applications.py"),
+            frame("h", "/app/main.py"),
+        ]
+        .into();
+        p.want(1, &chain[0]);
+        let thread: Stack = vec![
+            frame("<module>", "/venv/bin/uvicorn"),
+            frame("run_asgi", "/s/uvicorn/h11_impl.py"),
+            frame("app", "/s/starlette/applications.py"),
+            frame("other", "/app/main.py"),
+        ]
+        .into();
+        p.learn(2, &thread);
+        assert_eq!(
+            p.apply(1, &chain).len(),
+            2,
+            "another process's stack teaches nothing"
+        );
+        p.learn(1, &thread);
+        let names: Vec<String> = p.apply(1, &chain).iter().map(|f| f.name.clone()).collect();
+        assert_eq!(names, ["<module>", "run_asgi", "app", "h"]);
+    }
+}
