@@ -17,7 +17,7 @@ mod sampler;
 mod source;
 mod timer;
 mod torn;
-mod walk311;
+mod walk;
 
 pub use pyspy::{PySpyOptions, PySpySource, SourceError, SUPPORTED_PYTHONS};
 pub use replay::ReplaySource;

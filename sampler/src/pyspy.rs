@@ -5,8 +5,9 @@ use py_spy::config::{LineNo, LockingStrategy};
 use py_spy::{Config, PythonSpy};
 use timeglass_model::Frame;
 
-use crate::walk311::Walker311;
-use crate::{StackSource, ThreadStack};
+use crate::walk::layout::{DebugOffsetsError, Layout, DEBUG_OFFSETS_BYTES};
+use crate::walk::{Roots, Walker};
+use crate::{AwaitChain, StackSource, ThreadStack};
 
 /// Why a process could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,8 @@ pub enum SourceError {
     NotPython { pid: u32, reason: String },
     #[error("could not read the stacks of process {pid}: {reason}")]
     Read { pid: u32, reason: String },
+    #[error("process {pid} runs a free-threaded CPython {version} (built with `Py_GIL_DISABLED`): free-threaded builds are not supported yet; run the app on the regular build of the same Python")]
+    FreeThreaded { pid: u32, version: String },
 }
 
 /// The interpreters py-spy 0.4.3 has layouts for.
@@ -41,14 +44,17 @@ pub struct PySpyOptions {
 
 /// Reads a live Python process with py-spy, never pausing it.
 ///
-/// py-spy finds the interpreter and reads any version; for CPython 3.11 a
-/// walker that caches code objects ([`Walker311`]) reads the stacks
-/// instead, at a fraction of the cost.
+/// py-spy finds the interpreter and reads any version; for CPython 3.10 to
+/// 3.13 (and 3.14, from its published debug offsets) a walker that caches
+/// code objects ([`Walker`]) reads the stacks instead, at a fraction of the
+/// cost, and reads await chains.
 pub struct PySpySource {
     spy: PythonSpy,
     pid: u32,
     gil_only: bool,
-    cached: Option<Walker311>,
+    cached: Option<Walker>,
+    /// The cached walker for await chains, even when py-spy walks stacks.
+    chains: Option<Walker>,
 }
 
 impl PySpySource {
@@ -68,25 +74,23 @@ impl PySpySource {
             collect_thread_names: false,
             ..Config::default()
         };
+        if let Some(version) = free_threaded_binary(pid) {
+            return Err(SourceError::FreeThreaded { pid, version });
+        }
         let spy = PythonSpy::new(pid as py_spy::Pid, &config)
             .map_err(|e| classify(pid, format!("{e:#}")))?;
-        let cached = (!options.pyspy_walker
-            && spy.version.major == 3
-            && spy.version.minor == 11
-            && spy.addresses.threadstate_address != 0)
-            .then(|| {
-                Walker311::new(
-                    pid,
-                    spy.addresses.threadstate_address,
-                    spy.dockerized,
-                    options.lines,
-                )
-            });
+        let chains = cached_walker(&spy, pid, options.lines)?;
+        let cached = if options.pyspy_walker {
+            None
+        } else {
+            cached_walker(&spy, pid, options.lines)?
+        };
         Ok(PySpySource {
             spy,
             pid,
             gil_only: options.gil_only,
             cached,
+            chains,
         })
     }
 
@@ -99,10 +103,118 @@ impl PySpySource {
         }
     }
 
+    /// Whether the cached walker's layout (read from `_Py_DebugOffsets` on
+    /// 3.13+) is the built-in table of its version; `None` without one.
+    #[doc(hidden)]
+    pub fn layout_is_builtin(&self) -> Option<bool> {
+        let layout = self.chains.as_ref()?.layout();
+        let builtin = Layout::for_version(self.spy.version.major, self.spy.version.minor)?;
+        Some(layout == builtin)
+    }
+
     /// The interpreter version, as `3.11.7`.
     pub fn python_version(&self) -> String {
         self.spy.version.to_string()
     }
+}
+
+/// The cached walker for the process py-spy attached to, when its version
+/// has a layout; a free-threaded build is refused.
+fn cached_walker(spy: &PythonSpy, pid: u32, lines: bool) -> Result<Option<Walker>, SourceError> {
+    let (major, minor) = (spy.version.major, spy.version.minor);
+    if spy.addresses.interpreter_address == 0 {
+        return Ok(None);
+    }
+    let info = py_spy::python_process_info::PythonProcessInfo::new(&spy.process).ok();
+    let symbol = |name: &str| {
+        info.as_ref()
+            .and_then(|i| i.get_symbol(name))
+            .map(|&a| a as usize)
+    };
+    let mut roots = Roots {
+        interpreter: spy.addresses.interpreter_address,
+        gil: spy.addresses.threadstate_address,
+        coroutine_type: symbol("PyCoro_Type"),
+        generator_type: symbol("PyGen_Type"),
+        async_generator_type: symbol("PyAsyncGen_Type"),
+    };
+    let layout = if Layout::has_debug_offsets(major, minor) {
+        match symbol("_PyRuntime").map(|runtime| debug_layout(pid, runtime)) {
+            Some(Ok((layout, interpreter))) => {
+                roots.interpreter = interpreter;
+                layout
+            }
+            Some(Err(DebugOffsetsError::FreeThreaded)) => {
+                return Err(SourceError::FreeThreaded {
+                    pid,
+                    version: spy.version.to_string(),
+                })
+            }
+            // Unreadable: the built-in table, where there is one.
+            _ => match Layout::for_version(major, minor) {
+                Some(layout) => layout.clone(),
+                None => return Ok(None),
+            },
+        }
+    } else {
+        match Layout::for_version(major, minor) {
+            Some(layout) => layout.clone(),
+            None => return Ok(None),
+        }
+    };
+    if let Some(ceval_gil) = layout.interp_ceval_gil {
+        let memory = crate::walk::read_word(pid, roots.interpreter + ceval_gil);
+        match memory {
+            Some(gil) if gil != 0 => roots.gil = gil,
+            _ => return Ok(None),
+        }
+    }
+    if roots.gil == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Walker::new(pid, layout, roots, spy.dockerized, lines)))
+}
+
+/// The layout `_Py_DebugOffsets` at `runtime` (`_PyRuntime`) describes, and
+/// the interpreter it points to.
+fn debug_layout(pid: u32, runtime: usize) -> Result<(Layout, usize), DebugOffsetsError> {
+    let bytes = crate::walk::read_bytes(pid, runtime, DEBUG_OFFSETS_BYTES)
+        // 3.13's table is shorter; it may end near the end of a mapping.
+        .or_else(|| crate::walk::read_bytes(pid, runtime, 73 * 8))
+        .ok_or(DebugOffsetsError::NoCookie)?;
+    let offsets = Layout::from_debug_offsets(&bytes)?;
+    let interpreter = crate::walk::read_word(pid, runtime + offsets.interpreters_head)
+        .filter(|&a| a != 0)
+        .ok_or(DebugOffsetsError::Implausible)?;
+    Ok((offsets.layout, interpreter))
+}
+
+/// `3.13t` when the process runs a free-threaded interpreter binary
+/// (`python3.13t`, or one linked to `libpython3.13t.so`).
+fn free_threaded_binary(pid: u32) -> Option<String> {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let names = std::iter::once(exe.to_string_lossy().into_owned()).chain(
+        maps.lines()
+            .filter_map(|l| l.split_whitespace().nth(5).map(String::from)),
+    );
+    names
+        .into_iter()
+        .find_map(|path| free_threaded_name(path.rsplit('/').next()?))
+}
+
+/// `3.13t` for `python3.13t` or `libpython3.13t.so.1.0`.
+fn free_threaded_name(name: &str) -> Option<String> {
+    let rest = name
+        .strip_prefix("libpython")
+        .or_else(|| name.strip_prefix("python"))?;
+    let version = rest.split(".so").next()?;
+    let digits = version.strip_suffix('t')?;
+    let mut parts = digits.split('.');
+    let ok = parts.next()?.parse::<u32>().is_ok()
+        && parts.next()?.parse::<u32>().is_ok()
+        && parts.next().is_none();
+    ok.then(|| version.to_string())
 }
 
 /// Turns py-spy's error (an `anyhow` chain, rendered with `{:#}`) into ours.
@@ -147,25 +259,75 @@ impl StackSource for PySpySource {
     }
 
     fn stacks(&mut self) -> Result<Vec<ThreadStack>, SourceError> {
-        let pid = self.pid;
         if let Some(walker) = self.cached.as_mut() {
             let stacks = if self.gil_only {
                 walker.gil_holder()
             } else {
-                walker.all_threads(self.spy.addresses.interpreter_address)
+                walker.all_threads()
             };
-            return stacks.map_err(|_| {
-                if self.alive() {
-                    SourceError::Read {
-                        pid,
-                        reason: "a frame could not be read (the stack changed during the walk)"
-                            .into(),
-                    }
-                } else {
-                    SourceError::NoSuchProcess { pid }
-                }
-            });
+            return stacks.map_err(|_| self.read_failed());
         }
+        self.pyspy_stacks()
+    }
+
+    fn stacks_with(&mut self, tids: &[u32]) -> Result<Vec<ThreadStack>, SourceError> {
+        if let Some(walker) = self.cached.as_mut() {
+            return walker.stacks_with(tids).map_err(|_| self.read_failed());
+        }
+        // py-spy reads every thread anyway: keep the GIL holder and `tids`.
+        let mut stacks = self.pyspy_all_threads()?;
+        let mut seen = std::collections::HashSet::new();
+        stacks.retain(|s| {
+            (s.owns_gil || s.tid.is_some_and(|t| tids.contains(&t))) && seen.insert(s.tid)
+        });
+        Ok(stacks)
+    }
+
+    fn await_chain(&mut self, address: u64) -> Result<Option<AwaitChain>, SourceError> {
+        let Some(walker) = self.chains.as_mut().filter(|w| w.reads_await_chains()) else {
+            return Ok(None);
+        };
+        match walker.await_chain(address as usize) {
+            Ok(chain) => Ok(Some(chain)),
+            Err(_) if !self.alive() => Err(SourceError::NoSuchProcess { pid: self.pid }),
+            Err(_) => Err(SourceError::Read {
+                pid: self.pid,
+                reason: format!("no coroutine could be read at {address:#x}"),
+            }),
+        }
+    }
+
+    fn alive(&self) -> bool {
+        std::path::Path::new(&format!("/proc/{}", self.pid)).exists() && !is_zombie(self.pid)
+    }
+}
+
+impl PySpySource {
+    fn read_failed(&self) -> SourceError {
+        if self.alive() {
+            SourceError::Read {
+                pid: self.pid,
+                reason: "a frame could not be read (the stack changed during the walk)".into(),
+            }
+        } else {
+            SourceError::NoSuchProcess { pid: self.pid }
+        }
+    }
+
+    /// Every thread with py-spy's walker, whatever `gil_only` says.
+    fn pyspy_all_threads(&mut self) -> Result<Vec<ThreadStack>, SourceError> {
+        if !self.spy.config.gil_only {
+            return self.pyspy_stacks();
+        }
+        self.spy.config.gil_only = false;
+        let stacks = self.pyspy_stacks();
+        self.spy.config.gil_only = true;
+        stacks
+    }
+
+    fn pyspy_stacks(&mut self) -> Result<Vec<ThreadStack>, SourceError> {
+        let pid = self.pid;
+        let gil_only = self.spy.config.gil_only;
         let traces = self
             .spy
             .get_stack_traces()
@@ -177,7 +339,10 @@ impl StackSource for PySpySource {
                 pthread_id: t.thread_id,
                 active: t.active,
                 owns_gil: t.owns_gil,
-                on_cpu: None,
+                on_cpu: t
+                    .os_thread_id
+                    .filter(|_| !gil_only)
+                    .and_then(|tid| crate::walk::running_on_cpu(pid, tid as u32)),
                 frames: t
                     .frames
                     .into_iter()
@@ -191,10 +356,6 @@ impl StackSource for PySpySource {
                     .collect(),
             })
             .collect())
-    }
-
-    fn alive(&self) -> bool {
-        std::path::Path::new(&format!("/proc/{}", self.pid)).exists() && !is_zombie(self.pid)
     }
 }
 
@@ -212,6 +373,24 @@ fn is_zombie(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_threaded_binaries_are_told_by_name() {
+        assert_eq!(free_threaded_name("python3.13t").as_deref(), Some("3.13t"));
+        assert_eq!(
+            free_threaded_name("libpython3.14t.so.1.0").as_deref(),
+            Some("3.14t")
+        );
+        assert_eq!(free_threaded_name("python3.13"), None);
+        assert_eq!(free_threaded_name("libpython3.12.so.1.0"), None);
+        assert_eq!(free_threaded_name("python3"), None);
+        assert_eq!(free_threaded_name("pythont"), None);
+        let err = SourceError::FreeThreaded {
+            pid: 7,
+            version: "3.13t".into(),
+        };
+        assert!(err.to_string().contains("not supported yet"), "{err}");
+    }
 
     #[test]
     fn py_spys_errors_become_ours() {

@@ -1,9 +1,15 @@
-//! The live source against a real Python process.
+//! The live source against real Python processes, on every interpreter
+//! found: `TIMEGLASS_PYTHONS` (colon-separated paths) when set, else
+//! `$(pyenv root)/versions/3.1{0,1,2,3}.*/bin/python3` and `python3` on PATH.
+//! Under `CI`, a missing 3.10, 3.11, 3.12 or 3.13 fails the run.
 
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use timeglass_sampler::{PySpyOptions, PySpySource, SourceError, StackSource};
+use timeglass_sampler::{PySpyOptions, PySpySource, SourceError, StackSource, ThreadStack};
 
 struct Kill(Child);
 
@@ -14,26 +20,135 @@ impl Drop for Kill {
     }
 }
 
-fn python(code: &str) -> Kill {
-    let child = Command::new("python3")
-        .args(["-c", code])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("python3 on PATH");
-    Kill(child)
+/// One interpreter to test with.
+#[derive(Clone, Debug)]
+struct Python {
+    path: PathBuf,
+    minor: u32,
 }
 
-fn attach(pid: u32) -> PySpySource {
+impl Python {
+    fn run(&self, code: &str) -> Kill {
+        let child = Command::new(&self.path)
+            .args(["-c", code])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.path.display()));
+        Kill(child)
+    }
+}
+
+fn minor_of(path: &PathBuf) -> Option<u32> {
+    let out = Command::new(path)
+        .args([
+            "-c",
+            "import sys; print(sys.version_info[0], sys.version_info[1])",
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut parts = text.split_whitespace();
+    (parts.next()? == "3").then_some(())?;
+    parts.next()?.parse().ok()
+}
+
+/// The interpreters to test, one per minor version, each 3.10+.
+fn pythons() -> Vec<Python> {
+    let candidates: Vec<PathBuf> = match std::env::var("TIMEGLASS_PYTHONS") {
+        Ok(list) if !list.is_empty() => list.split(':').map(PathBuf::from).collect(),
+        _ => {
+            let root = Command::new("pyenv")
+                .arg("root")
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .filter(|r| !r.is_empty())
+                .or_else(|| std::env::var("PYENV_ROOT").ok())
+                .or_else(|| std::env::var("HOME").ok().map(|h| format!("{h}/.pyenv")));
+            let mut found = Vec::new();
+            if let Some(Ok(entries)) = root.map(|r| std::fs::read_dir(format!("{r}/versions"))) {
+                let mut names: Vec<String> = entries
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| {
+                        ["3.10.", "3.11.", "3.12.", "3.13."]
+                            .iter()
+                            .any(|p| n.starts_with(p))
+                    })
+                    .filter(|n| n.chars().all(|c| c.is_ascii_digit() || c == '.'))
+                    .collect();
+                names.sort();
+                found.extend(
+                    names
+                        .iter()
+                        .map(|n| PathBuf::from(format!("{}/versions/{n}/bin/python3", root_dir()))),
+                );
+            }
+            found.push(PathBuf::from("python3"));
+            found
+        }
+    };
+    let mut by_minor = BTreeMap::new();
+    for path in candidates {
+        if let Some(minor) = minor_of(&path).filter(|m| *m >= 10) {
+            by_minor.entry(minor).or_insert(Python { path, minor });
+        }
+    }
+    if std::env::var_os("CI").is_some() {
+        for minor in 10..=13 {
+            assert!(
+                by_minor.contains_key(&minor),
+                "CPython 3.{minor} is expected under CI but was not found \
+                 (set TIMEGLASS_PYTHONS or install it with pyenv)"
+            );
+        }
+    }
+    assert!(!by_minor.is_empty(), "no CPython 3.10+ found to test with");
+    by_minor.into_values().collect()
+}
+
+fn root_dir() -> String {
+    Command::new("pyenv")
+        .arg("root")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|r| !r.is_empty())
+        .or_else(|| std::env::var("PYENV_ROOT").ok())
+        .unwrap_or_else(|| format!("{}/.pyenv", std::env::var("HOME").unwrap_or_default()))
+}
+
+/// Runs `test` once per interpreter; fails with every interpreter's failure.
+fn on_every_python(test: impl Fn(&Python) + std::panic::RefUnwindSafe) {
+    let mut failures = Vec::new();
+    for python in pythons() {
+        if let Err(e) = std::panic::catch_unwind(|| test(&python)) {
+            let why = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            failures.push(format!(
+                "CPython 3.{} ({}): {why}",
+                python.minor,
+                python.path.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn options(gil_only: bool, pyspy_walker: bool) -> PySpyOptions {
+    PySpyOptions {
+        gil_only,
+        lines: true,
+        pyspy_walker,
+    }
+}
+
+fn attach(pid: u32, options: PySpyOptions) -> PySpySource {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match PySpySource::attach(
-            pid,
-            PySpyOptions {
-                gil_only: false,
-                lines: true,
-                pyspy_walker: false,
-            },
-        ) {
+        match PySpySource::attach(pid, options) {
             Ok(s) => return s,
             Err(e) if Instant::now() > deadline => panic!("attach failed: {e}"),
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
@@ -41,45 +156,68 @@ fn attach(pid: u32) -> PySpySource {
     }
 }
 
+/// Attaches once the GIL holder's leaf frame is `leaf`.
+fn attach_at(pid: u32, options: PySpyOptions, leaf: &str) -> PySpySource {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let why = match PySpySource::attach(pid, options) {
+            Ok(mut s) => {
+                let at_leaf = |t: &ThreadStack| t.frames.last().is_some_and(|f| f.name == leaf);
+                // Until the spin starts the stack is still moving.
+                match s.stacks() {
+                    Ok(t) if t.iter().any(at_leaf) => return s,
+                    Ok(t) => format!("the process never reached {leaf}: {t:?}"),
+                    Err(e) => format!("py-spy's walk failed on this machine: {e}"),
+                }
+            }
+            Err(e) => format!("attach failed: {e}"),
+        };
+        assert!(Instant::now() < deadline, "{why}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn reads_a_busy_python_thread_outermost_first() {
-    let child = python(
-        "def timeglass_burn():\n    while True:\n        sum(range(1000))\ntimeglass_burn()\n",
-    );
-    let mut source = attach(child.0.id());
-    assert!(source.python_version().starts_with('3'));
-    let mut seen = 0;
-    for _ in 0..50 {
-        let Ok(stacks) = source.stacks() else {
-            continue;
-        };
-        for s in stacks.iter().filter(|s| s.active) {
-            let names: Vec<&str> = s.frames.iter().map(|f| f.name.as_str()).collect();
-            if names.first() == Some(&"<module>") && names.contains(&"timeglass_burn") {
-                assert!(s.tid.is_some(), "3.11+ reports native tids");
-                seen += 1;
+    on_every_python(|python| {
+        let child = python.run(
+            "def timeglass_burn():\n    while True:\n        sum(range(1000))\ntimeglass_burn()\n",
+        );
+        let mut source = attach(child.0.id(), options(false, false));
+        assert!(source
+            .python_version()
+            .starts_with(&format!("3.{}", python.minor)));
+        assert_eq!(source.walker(), "cached");
+        let mut seen = 0;
+        for _ in 0..50 {
+            let Ok(stacks) = source.stacks() else {
+                continue;
+            };
+            for s in stacks.iter().filter(|s| s.active) {
+                let names: Vec<&str> = s.frames.iter().map(|f| f.name.as_str()).collect();
+                if names.first() == Some(&"<module>") && names.contains(&"timeglass_burn") {
+                    assert_eq!(
+                        s.tid.is_some(),
+                        python.minor >= 11,
+                        "3.11+ reports native tids"
+                    );
+                    seen += 1;
+                }
             }
         }
-    }
-    assert!(
-        seen >= 40,
-        "only {seen} of 50 walks showed the busy function"
-    );
-    assert!(source.alive());
+        assert!(
+            seen >= 40,
+            "only {seen} of 50 walks showed the busy function"
+        );
+        assert!(source.alive());
+    });
 }
 
 #[test]
 fn a_missing_process_is_a_clear_error() {
-    let err = PySpySource::attach(
-        u32::MAX - 7,
-        PySpyOptions {
-            gil_only: false,
-            lines: true,
-            pyspy_walker: false,
-        },
-    )
-    .err()
-    .unwrap();
+    let err = PySpySource::attach(u32::MAX - 7, options(false, false))
+        .err()
+        .unwrap();
     assert!(matches!(err, SourceError::NoSuchProcess { .. }), "{err}");
 }
 
@@ -87,16 +225,9 @@ fn a_missing_process_is_a_clear_error() {
 fn a_process_that_is_not_python_is_named_as_such() {
     let child = Kill(Command::new("sleep").arg("30").spawn().unwrap());
     std::thread::sleep(Duration::from_millis(100));
-    let err = PySpySource::attach(
-        child.0.id(),
-        PySpyOptions {
-            gil_only: false,
-            lines: true,
-            pyspy_walker: false,
-        },
-    )
-    .err()
-    .unwrap();
+    let err = PySpySource::attach(child.0.id(), options(false, false))
+        .err()
+        .unwrap();
     assert!(matches!(err, SourceError::NotPython { .. }), "{err}");
 }
 
@@ -122,68 +253,47 @@ async def deeper(n):
 asyncio.run(deeper(10))
 "#;
 
-fn attach_with(pid: u32, pyspy_walker: bool) -> PySpySource {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let options = PySpyOptions {
-            gil_only: true,
-            lines: true,
-            pyspy_walker,
-        };
-        let why = match PySpySource::attach(pid, options) {
-            Ok(mut s) => {
-                // Until the spin starts the stack is still moving.
-                if s.stacks().is_ok_and(|t| t.iter().any(spinning)) {
-                    return s;
-                }
-                "the process never reached its spin".to_string()
-            }
-            Err(e) => format!("attach failed: {e}"),
-        };
-        assert!(Instant::now() < deadline, "{why}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn spinning(stack: &timeglass_sampler::ThreadStack) -> bool {
-    stack.frames.last().is_some_and(|f| f.name == "Ωmega")
-}
-
 #[test]
 fn the_cached_walker_reads_what_py_spy_reads() {
-    if !python_minor_is(11) {
-        eprintln!("skipped: the cached walker reads CPython 3.11 only");
-        return;
-    }
-    let child = python(FIXED_PLACE);
-    let mut reference = attach_with(child.0.id(), true);
-    let mut cached = attach_with(child.0.id(), false);
-    assert_eq!(reference.walker(), "py-spy");
-    assert_eq!(cached.walker(), "cached");
-    let expected = reference.stacks().unwrap();
-    assert_eq!(expected.len(), 1, "only the GIL holder");
-    let names: Vec<&str> = expected[0].frames.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(names.first(), Some(&"<module>"));
-    assert_eq!(names.iter().filter(|n| **n == "Shop.größe").count(), 26);
-    assert_eq!(names.iter().filter(|n| **n == "deeper").count(), 11);
-    let mut same = 0;
-    for _ in 0..50 {
-        // Every walk after the first is served from the cache.
-        if cached.stacks().unwrap() == expected {
-            same += 1;
-        }
-    }
-    assert_eq!(same, 50, "the cached walker differed from py-spy's");
-    let mut lines = expected[0].frames.iter().map(|f| f.line);
-    assert!(lines.all(|l| l > 0), "{expected:?}");
-}
-
-fn python_minor_is(minor: u32) -> bool {
-    let out = Command::new("python3")
-        .args(["-c", "import sys; print(sys.version_info[1])"])
-        .output()
-        .expect("python3 on PATH");
-    String::from_utf8_lossy(&out.stdout).trim() == minor.to_string()
+    on_every_python(|python| {
+        let child = python.run(FIXED_PLACE);
+        let pid = child.0.id();
+        let mut reference = attach_at(pid, options(true, true), "Ωmega");
+        let mut cached = attach_at(pid, options(true, false), "Ωmega");
+        assert_eq!(reference.walker(), "py-spy");
+        assert_eq!(cached.walker(), "cached");
+        let expected = reference.stacks().unwrap();
+        assert_eq!(expected.len(), 1, "only the GIL holder");
+        let names: Vec<&str> = expected[0].frames.iter().map(|f| f.name.as_str()).collect();
+        // 3.10 has no qualified names: py-spy shows the plain name.
+        let method = if python.minor >= 11 {
+            "Shop.größe"
+        } else {
+            "größe"
+        };
+        assert_eq!(names.first(), Some(&"<module>"));
+        assert_eq!(
+            names.iter().filter(|n| **n == method).count(),
+            26,
+            "{names:?}"
+        );
+        assert_eq!(
+            names.iter().filter(|n| **n == "deeper").count(),
+            11,
+            "{names:?}"
+        );
+        let same = (0..50)
+            .filter(|_| cached.stacks().unwrap() == expected)
+            .count();
+        assert_eq!(
+            same,
+            50,
+            "the cached walker differed from py-spy's: {:?} vs {expected:?}",
+            cached.stacks()
+        );
+        let mut lines = expected[0].frames.iter().map(|f| f.line);
+        assert!(lines.all(|l| l > 0), "{expected:?}");
+    });
 }
 
 /// Three threads: one spinning (holds the GIL), one asleep in `time.sleep`,
@@ -207,35 +317,179 @@ def Ωmega():
 Ωmega()
 "#;
 
+fn leaf(stack: &ThreadStack) -> &str {
+    stack.frames.last().map_or("", |f| f.name.as_str())
+}
+
 #[test]
 fn the_cached_walker_reads_every_thread_as_py_spy_does() {
-    if !python_minor_is(11) {
-        eprintln!("skipped: the cached walker reads CPython 3.11 only");
-        return;
-    }
-    let child = python(THREE_THREADS);
-    let pid = child.0.id();
-    let _ready = attach_with(pid, true);
-    let options = |pyspy_walker| PySpyOptions {
-        gil_only: false,
-        lines: true,
-        pyspy_walker,
-    };
-    let mut reference = PySpySource::attach(pid, options(true)).unwrap();
-    let mut cached = PySpySource::attach(pid, options(false)).unwrap();
-    assert_eq!(cached.walker(), "cached");
-    let expected = reference.stacks().unwrap();
-    assert_eq!(expected.len(), 3, "{expected:?}");
-    let spinning: Vec<_> = expected.iter().filter(|t| t.owns_gil).collect();
-    assert_eq!(spinning.len(), 1);
-    assert!(spinning[0].active);
-    assert_eq!(
-        expected.iter().filter(|t| !t.active).count(),
-        2,
-        "{expected:?}"
-    );
-    let same = (0..50)
-        .filter(|_| cached.stacks().unwrap() == expected)
-        .count();
-    assert_eq!(same, 50, "the cached walker differed from py-spy's");
+    on_every_python(|python| {
+        let child = python.run(THREE_THREADS);
+        let pid = child.0.id();
+        let mut reference = attach_at(pid, options(false, true), "Ωmega");
+        let mut cached = attach_at(pid, options(false, false), "Ωmega");
+        assert_eq!(cached.walker(), "cached");
+        let expected = reference.stacks().unwrap();
+        assert_eq!(expected.len(), 3, "{expected:?}");
+        let spinning: Vec<_> = expected.iter().filter(|t| t.owns_gil).collect();
+        assert_eq!(spinning.len(), 1);
+        assert_eq!(leaf(spinning[0]), "Ωmega");
+        assert!(spinning[0].active);
+        // 3.10 has no native tids, so py-spy cannot ask the OS and only its
+        // idle rule (the thread waiting on an event) applies.
+        let idle = if python.minor >= 11 { 2 } else { 1 };
+        assert_eq!(
+            expected.iter().filter(|t| !t.active).count(),
+            idle,
+            "{expected:?}"
+        );
+        let same = (0..50)
+            .filter(|_| cached.stacks().unwrap() == expected)
+            .count();
+        assert_eq!(
+            same,
+            50,
+            "the cached walker differed from py-spy's: {:?} vs {expected:?}",
+            cached.stacks()
+        );
+        let stacks = cached.stacks().unwrap();
+        for stack in &stacks {
+            let want = if python.minor >= 11 {
+                // What the OS says: spinning runs, the others sleep.
+                Some(leaf(stack) == "Ωmega")
+            } else {
+                // 3.10 keeps no native tids to ask the OS with.
+                None
+            };
+            assert_eq!(stack.on_cpu, want, "{stack:?}");
+        }
+    });
+}
+
+#[test]
+fn stacks_with_reads_the_gil_holder_and_the_threads_asked_for() {
+    on_every_python(|python| {
+        let child = python.run(THREE_THREADS);
+        let pid = child.0.id();
+        let mut cached = attach_at(pid, options(true, false), "Ωmega");
+        let mut reference = attach_at(pid, options(true, true), "Ωmega");
+        let mut all = attach_at(pid, options(false, false), "Ωmega");
+        let every = all.stacks().unwrap();
+        let leaves = |stacks: &[ThreadStack]| {
+            let mut l: Vec<String> = stacks.iter().map(|s| leaf(s).to_string()).collect();
+            l.sort();
+            l
+        };
+        if python.minor < 11 {
+            // No native tids in 3.10's thread states: every thread is read.
+            assert_eq!(cached.stacks_with(&[1]).unwrap(), every);
+            return;
+        }
+        let dozing = every
+            .iter()
+            .find(|s| leaf(s) == "sleep" || leaf(s) == "dozing");
+        let dozing = dozing.unwrap_or_else(|| panic!("no dozing thread in {every:?}"));
+        let tid = dozing.tid.unwrap();
+        for source in [&mut cached, &mut reference] {
+            let only_holder = source.stacks_with(&[]).unwrap();
+            assert_eq!(leaves(&only_holder), ["Ωmega"], "{only_holder:?}");
+            assert!(only_holder[0].owns_gil && only_holder[0].on_cpu == Some(true));
+            let unknown = source.stacks_with(&[u32::MAX - 3]).unwrap();
+            assert_eq!(leaves(&unknown), ["Ωmega"]);
+            for _ in 0..50 {
+                let with = source.stacks_with(&[tid, tid]).unwrap();
+                assert_eq!(with.len(), 2, "{with:?}");
+                let doze = with.iter().find(|s| s.tid == Some(tid)).unwrap();
+                assert_eq!(doze, dozing);
+                assert_eq!(doze.on_cpu, Some(false));
+                assert!(!doze.owns_gil);
+            }
+        }
+    });
+}
+
+#[test]
+fn the_published_debug_offsets_are_the_built_in_table() {
+    on_every_python(|python| {
+        let child = python.run(FIXED_PLACE);
+        let source = attach_at(child.0.id(), options(true, false), "Ωmega");
+        // 3.13's `_Py_DebugOffsets` against the table the walker would use
+        // without it; earlier versions publish none.
+        assert_eq!(source.layout_is_builtin(), Some(true));
+    });
+}
+
+/// What `chains.py` printed about one coroutine.
+fn reported(report: &serde_json::Value, key: &str) -> (u64, Vec<(String, u32)>, Option<String>) {
+    let entry = &report[key];
+    let frames = entry["frames"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .map(|f| {
+                    (
+                        f[0].as_str().unwrap().to_string(),
+                        f[1].as_u64().unwrap() as u32,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (
+        entry["id"].as_u64().unwrap(),
+        frames,
+        entry["awaits"].as_str().map(String::from),
+    )
+}
+
+#[test]
+fn await_chains_are_what_python_reports() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/live/chains.py");
+    on_every_python(|python| {
+        let mut child = Kill(
+            Command::new(&python.path)
+                .arg(script)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut line = String::new();
+        BufReader::new(child.0.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_str(&line).expect(&line);
+        for pyspy_walker in [false, true] {
+            let mut source = attach(child.0.id(), options(true, pyspy_walker));
+            for key in ["sleeping", "waiting", "ready", "generator"] {
+                let (id, frames, awaits) = reported(&report, key);
+                let chain = source.await_chain(id).unwrap().expect("reads await chains");
+                let got: Vec<(String, u32)> = chain
+                    .frames
+                    .iter()
+                    .map(|f| (f.name.clone(), f.line))
+                    .collect();
+                assert_eq!(got, frames, "{key}: {chain:?}");
+                assert_eq!(chain.awaits, awaits, "{key}");
+                assert!(!chain.running, "{key}");
+                assert_eq!(chain.ready, key == "ready", "{key}: {chain:?}");
+            }
+            let names: Vec<_> = reported(&report, "sleeping").1;
+            assert_eq!(names.first().map(|f| f.0.as_str()), Some("outer"));
+            assert_eq!(names.last().map(|f| f.0.as_str()), Some("sleep"));
+            let running = &report["running"];
+            let chain = source
+                .await_chain(running["id"].as_u64().unwrap())
+                .unwrap()
+                .unwrap();
+            assert!(chain.running, "{chain:?}");
+            assert_eq!(chain.frames.len(), 1, "{chain:?}");
+            assert_eq!(chain.frames[0].name, "main");
+            assert_eq!(
+                u64::from(chain.frames[0].line),
+                running["line"].as_u64().unwrap()
+            );
+            // Not a coroutine: an error, not a panic or a guess.
+            assert!(source.await_chain(8).is_err());
+        }
+    });
 }

@@ -1,0 +1,314 @@
+//! The code-object cache and the line tables.
+//!
+//! Code objects almost never change, so what was learned about one (its
+//! names, filename and line table) is kept by address. An entry is trusted
+//! only while the pointers in the code object's head (filename, name,
+//! qualified name, line table) and its first line are what they were when it
+//! was learned, so a code object freed and replaced at the same address is
+//! read afresh.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use timeglass_model::Frame;
+
+use super::layout::{Layout, LineFormat};
+use super::memory::{int, word, Memory};
+
+/// The cache is dropped when it holds more code objects than this (an app
+/// that keeps compiling code, e.g. templates); it refills within a few walks.
+const MAX_CACHED_CODE: usize = 200_000;
+
+/// What a code object's head says; a cached entry is valid while it matches.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct CodeHead {
+    filename: usize,
+    name: usize,
+    qualname: usize,
+    line_table: usize,
+    first_line: i32,
+}
+
+impl CodeHead {
+    pub fn parse(layout: &Layout, bytes: &[u8]) -> Self {
+        CodeHead {
+            filename: word(bytes, layout.code_filename),
+            name: word(bytes, layout.code_name),
+            qualname: layout.code_qualname.map_or(0, |at| word(bytes, at)),
+            line_table: word(bytes, layout.code_line_table),
+            first_line: int(bytes, layout.code_first_line),
+        }
+    }
+}
+
+/// What is kept about one code object.
+pub struct CodeInfo {
+    head: CodeHead,
+    /// The frame as shown, but for its line.
+    pub frame: Frame,
+    /// A shim py-spy does not show (3.13's `<shim>` entry frames).
+    pub shim: bool,
+    line_table: Vec<u8>,
+}
+
+/// Code objects by address, and shortened filenames.
+pub struct CodeCache {
+    code: HashMap<usize, Arc<CodeInfo>>,
+    short: HashMap<String, String>,
+    /// The target's root directory as seen from here (`/proc/PID/root`)
+    /// when it runs in another mount namespace, for shortening filenames.
+    root: Option<String>,
+}
+
+impl CodeCache {
+    pub fn new(root: Option<String>) -> Self {
+        CodeCache {
+            code: HashMap::new(),
+            short: HashMap::new(),
+            root,
+        }
+    }
+
+    /// The code object at `address` whose head is `head`, learned afresh
+    /// when its head changed; `None` when it cannot be read (a torn read).
+    pub fn get(
+        &mut self,
+        memory: &Memory,
+        layout: &Layout,
+        address: usize,
+        head: CodeHead,
+    ) -> Option<Arc<CodeInfo>> {
+        if let Some(info) = self.code.get(&address) {
+            if info.head == head {
+                return Some(Arc::clone(info));
+            }
+        }
+        let info = Arc::new(self.learn(memory, layout, head)?);
+        if self.code.len() >= MAX_CACHED_CODE {
+            self.code.clear();
+        }
+        self.code.insert(address, Arc::clone(&info));
+        Some(info)
+    }
+
+    /// Reads the head of the code object at `address` and then as [`get`].
+    pub fn read(
+        &mut self,
+        memory: &Memory,
+        layout: &Layout,
+        address: usize,
+    ) -> Option<Arc<CodeInfo>> {
+        let mut head = vec![0u8; layout.code_head_bytes];
+        memory.read(&mut [(address, &mut head[..])]).ok()?;
+        self.get(memory, layout, address, CodeHead::parse(layout, &head))
+    }
+
+    fn learn(&mut self, memory: &Memory, layout: &Layout, head: CodeHead) -> Option<CodeInfo> {
+        let filename = memory.text(layout, head.filename).ok()?;
+        // 3.10 has no `co_qualname`: py-spy shows the plain name there.
+        let name = match head.qualname {
+            0 => memory.text(layout, head.name).ok()?,
+            qualname => memory
+                .text(layout, qualname)
+                .or_else(|_| memory.text(layout, head.name))
+                .ok()?,
+        };
+        let line_table = memory.bytes(layout, head.line_table).ok()?;
+        let short = self.shorten(&filename);
+        Some(CodeInfo {
+            head,
+            shim: filename.is_empty() || filename == "<shim>",
+            frame: Frame {
+                name,
+                filename,
+                short,
+                line: 0,
+            },
+            line_table,
+        })
+    }
+
+    /// `fastapi/routing.py` for `/venv/.../site-packages/fastapi/routing.py`:
+    /// the path from the outermost directory of its package, as py-spy shows.
+    fn shorten(&mut self, filename: &str) -> String {
+        if let Some(short) = self.short.get(filename) {
+            return short.clone();
+        }
+        let seen_from_here = match &self.root {
+            Some(root) if Path::new(&format!("{root}{filename}")).exists() => {
+                format!("{root}{filename}")
+            }
+            _ => filename.to_string(),
+        };
+        let full = Path::new(&seen_from_here);
+        let mut package_parent = full;
+        while let Some(parent) = package_parent.parent() {
+            package_parent = parent;
+            if !parent.join("__init__.py").exists() {
+                break;
+            }
+        }
+        let short = full
+            .strip_prefix(package_parent)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.short.insert(filename.to_string(), short.clone());
+        short
+    }
+}
+
+impl CodeInfo {
+    /// The line a frame of this code is on. `instr` is what the frame says:
+    /// 3.10's `f_lasti`, or 3.11+'s instruction pointer (then `code` is the
+    /// code object's address, as the pointer is into it).
+    pub fn line(&self, layout: &Layout, code: usize, instr: usize) -> u32 {
+        let line = match layout.line_format {
+            LineFormat::Pairs310 => line_at_310(
+                &self.line_table,
+                self.head.first_line,
+                2 * instr as i32 as isize,
+            ),
+            LineFormat::Locations311 => {
+                let offset = instr as isize - (code + layout.code_code) as isize;
+                line_at_311(&self.line_table, self.head.first_line, offset)
+            }
+        };
+        line.max(0) as u32
+    }
+}
+
+/// 3.10's line table, as py-spy reads it: pairs of (bytecode delta, signed
+/// line delta); a line delta of -128 means "no line" and is passed over.
+fn line_at_310(table: &[u8], first_line: i32, offset: isize) -> i32 {
+    let mut line = first_line;
+    let mut end: isize = 0;
+    for pair in table.chunks_exact(2) {
+        let line_delta = pair[1] as i8;
+        if line_delta == -128 {
+            continue;
+        }
+        line = line.wrapping_add(i32::from(line_delta));
+        end += pair[0] as isize;
+        if end > offset {
+            break;
+        }
+    }
+    line
+}
+
+/// The line of the instruction `offset` bytes into the code, walking the
+/// 3.11+ location table from `first_line`.
+fn line_at_311(table: &[u8], first_line: i32, offset: isize) -> i32 {
+    let mut line = first_line;
+    let mut end: isize = 0;
+    let mut at = 0;
+    while at < table.len() {
+        let entry = table[at];
+        at += 1;
+        end += (((entry & 7) as isize) + 1) * 2;
+        let delta = match (entry >> 3) & 15 {
+            // No location: the line stays as it was.
+            15 => 0,
+            // Long form: line delta, end line, start and end columns.
+            14 => {
+                let delta = signed_varint(table, &mut at);
+                for _ in 0..3 {
+                    varint(table, &mut at);
+                }
+                delta
+            }
+            // No columns: just a line delta.
+            13 => signed_varint(table, &mut at),
+            // One-line form: the delta is in the code, two column bytes.
+            code @ 10..=12 => {
+                at += 2;
+                i32::from(code) - 10
+            }
+            // Short form: same line, one column byte.
+            _ => {
+                at += 1;
+                0
+            }
+        };
+        line = line.wrapping_add(delta);
+        if end > offset {
+            break;
+        }
+    }
+    line
+}
+
+fn varint(table: &[u8], at: &mut usize) -> u32 {
+    let mut value = 0u32;
+    let mut shift = 0;
+    while let Some(&byte) = table.get(*at) {
+        *at += 1;
+        value |= u32::from(byte & 63).wrapping_shl(shift);
+        shift += 6;
+        if byte & 64 == 0 {
+            break;
+        }
+    }
+    value
+}
+
+fn signed_varint(table: &[u8], at: &mut usize) -> i32 {
+    let value = varint(table, at);
+    if value & 1 != 0 {
+        -((value >> 1) as i32)
+    } else {
+        (value >> 1) as i32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_table_forms_give_their_lines() {
+        // Entries: (code << 3) | (units - 1), with bit 7 set.
+        let short = |units: u8| 0x80 | (units - 1); // code 0: same line, 1 column byte
+        let one_line = |delta: u8, units: u8| 0x80 | ((10 + delta) << 3) | (units - 1);
+        let no_column = |units: u8| 0x80 | (13 << 3) | (units - 1);
+        let table = [
+            short(2),
+            0, // bytes 0..4: line 10
+            one_line(2, 1),
+            0,
+            0, // bytes 4..6: line 12
+            no_column(3),
+            0b0000_0111,      // -3 (signed varint: 3 << 1 | 1): bytes 6..12, line 9
+            0x80 | (15 << 3), // no location: bytes 12..14 keep line 9
+            0x80 | (14 << 3), // long form: bytes 14..16
+            0b0000_1010,      // +5
+            0,
+            0,
+            0, // line 14
+        ];
+        let at = |offset| line_at_311(&table, 10, offset);
+        assert_eq!(at(-2), 10, "the instruction before the first");
+        assert_eq!(at(0), 10);
+        assert_eq!(at(2), 10);
+        assert_eq!(at(4), 12);
+        assert_eq!(at(6), 9);
+        assert_eq!(at(10), 9);
+        assert_eq!(at(12), 9);
+        assert_eq!(at(14), 14);
+        assert_eq!(at(400), 14, "past the end keeps the last line");
+    }
+
+    #[test]
+    fn pair_table_gives_its_lines() {
+        // (bytes, line delta): 6 bytes on +0, 4 on +2, no line for 2, 8 on -1.
+        let table = [6, 0, 4, 2, 2, 0x80, 8, 0xff];
+        let at = |offset| line_at_310(&table, 20, offset);
+        assert_eq!(at(0), 20);
+        assert_eq!(at(5), 20);
+        assert_eq!(at(6), 22);
+        assert_eq!(at(9), 22);
+        assert_eq!(at(10), 21, "the no-line pair is passed over");
+        assert_eq!(at(100), 21);
+    }
+}

@@ -1,0 +1,381 @@
+//! A stack walker for CPython 3.10 to 3.13 (and, from its published debug
+//! offsets, 3.14) that caches code objects.
+//!
+//! py-spy's walker copies every frame's code object, name, qualified name,
+//! filename and line table on every walk: about eight `process_vm_readv`
+//! calls per frame. Code objects almost never change, so this walker keeps
+//! what it learned about each one ([`code`]), keyed by address, and per walk
+//! reads only:
+//!
+//! * the pointer to the thread holding the GIL, that thread's state and its
+//!   current frame pointer;
+//! * per frame, the frame and the head of its code object, both in one
+//!   vectored read (the code of frame *n* is read together with frame
+//!   *n + 1*).
+//!
+//! Frames whose code cannot be read are skipped, as py-spy skips them; the
+//! torn-stack detector downstream judges the rest. All version knowledge is
+//! in [`layout`]; the await chains of suspended coroutines are in [`chain`].
+
+mod chain;
+mod code;
+pub mod layout;
+mod memory;
+
+use std::collections::{HashMap, HashSet};
+
+use timeglass_model::Frame;
+
+use crate::ThreadStack;
+use code::{CodeCache, CodeHead};
+use layout::{FrameKind, GilKind, Layout};
+pub use memory::ReadFailed;
+use memory::{int, word, Memory};
+
+/// Deeper chains are loops read from torn memory.
+const MAX_FRAMES: usize = 4096;
+/// Longer thread lists are loops read from torn memory.
+const MAX_THREADS: usize = 4096;
+
+/// Where the walker starts: addresses in the target, found at attach.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Roots {
+    /// The `PyInterpreterState`.
+    pub interpreter: usize,
+    /// 3.10/3.11: `&_PyRuntime.gilstate.tstate_current`; 3.12+: the
+    /// `_gil_runtime_state` (what `interp->ceval.gil` points to).
+    pub gil: usize,
+    /// `PyCoro_Type`, `PyGen_Type`, `PyAsyncGen_Type`, when the binary's
+    /// symbols say (else types are told by name).
+    pub coroutine_type: Option<usize>,
+    pub generator_type: Option<usize>,
+    pub async_generator_type: Option<usize>,
+}
+
+/// Walks stacks in one CPython process.
+pub struct Walker {
+    memory: Memory,
+    layout: Layout,
+    roots: Roots,
+    lines: bool,
+    code: CodeCache,
+    /// Native tid → thread state address, from the last scan of the
+    /// interpreter's thread list; checked against the thread state read.
+    threads: HashMap<u32, usize>,
+    /// Type address → `tp_name`, `tp_base`.
+    types: HashMap<usize, (String, usize)>,
+}
+
+impl Walker {
+    /// With `lines` false every frame's line is 0, as with py-spy's `NoLine`.
+    pub fn new(pid: u32, layout: Layout, roots: Roots, dockerized: bool, lines: bool) -> Self {
+        Walker {
+            memory: Memory::new(pid),
+            layout,
+            roots,
+            lines,
+            code: CodeCache::new(dockerized.then(|| format!("/proc/{pid}/root"))),
+            threads: HashMap::new(),
+            types: HashMap::new(),
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The stack of the thread holding the GIL; none when no thread holds it.
+    pub fn gil_holder(&mut self) -> Result<Vec<ThreadStack>, ReadFailed> {
+        let holder = self.holder()?;
+        if holder == 0 {
+            return Ok(Vec::new());
+        }
+        let thread = self.thread(holder)?;
+        Ok(vec![self.thread_stack(&thread, true, None)?])
+    }
+
+    /// The stack of every thread, with whether each is on a CPU.
+    pub fn all_threads(&mut self) -> Result<Vec<ThreadStack>, ReadFailed> {
+        let holder = self.holder()?;
+        let mut stacks = Vec::new();
+        for (address, thread) in self.scan()? {
+            let on_cpu = self.on_cpu(&thread);
+            stacks.push(self.thread_stack(&thread, address == holder, on_cpu)?);
+        }
+        Ok(stacks)
+    }
+
+    /// The GIL holder's stack and those of the threads with native ids
+    /// `tids`, each once, reading no other thread state (but for a rescan
+    /// of the thread list when a tid is not where it was last seen).
+    /// 3.10 records no native tids, so there every thread is read.
+    pub fn stacks_with(&mut self, tids: &[u32]) -> Result<Vec<ThreadStack>, ReadFailed> {
+        if self.layout.thread_native_id.is_none() {
+            return self.all_threads();
+        }
+        let holder = self.holder()?;
+        let mut stacks = Vec::new();
+        let mut done = HashSet::new();
+        if holder != 0 {
+            let thread = self.thread(holder)?;
+            let on_cpu = self.on_cpu(&thread);
+            done.insert(self.native_id(&thread));
+            stacks.push(self.thread_stack(&thread, true, on_cpu)?);
+        }
+        let mut rescanned = false;
+        for &tid in tids {
+            if !done.insert(Some(tid)) {
+                continue;
+            }
+            let Some((address, thread)) = self.find_thread(tid, &mut rescanned)? else {
+                continue;
+            };
+            let on_cpu = self.on_cpu(&thread);
+            stacks.push(self.thread_stack(&thread, address == holder, on_cpu)?);
+        }
+        Ok(stacks)
+    }
+
+    /// The thread state of native thread `tid`: where it was last seen if
+    /// it is still there, else from a fresh scan (at most one per call).
+    fn find_thread(
+        &mut self,
+        tid: u32,
+        rescanned: &mut bool,
+    ) -> Result<Option<(usize, Vec<u8>)>, ReadFailed> {
+        if let Some(&address) = self.threads.get(&tid) {
+            if let Ok(thread) = self.thread(address) {
+                if self.is_thread(&thread, tid) {
+                    return Ok(Some((address, thread)));
+                }
+            }
+        }
+        if !*rescanned {
+            *rescanned = true;
+            self.scan()?;
+            if let Some(&address) = self.threads.get(&tid) {
+                let thread = self.thread(address)?;
+                if self.is_thread(&thread, tid) {
+                    return Ok(Some((address, thread)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn is_thread(&self, thread: &[u8], tid: u32) -> bool {
+        self.native_id(thread) == Some(tid)
+            && word(thread, self.layout.thread_interp) == self.roots.interpreter
+    }
+
+    /// Every thread state of the interpreter, head first; refreshes the
+    /// tid → thread state map.
+    fn scan(&mut self) -> Result<Vec<(usize, Vec<u8>)>, ReadFailed> {
+        let mut next = self
+            .memory
+            .word(self.roots.interpreter + self.layout.interp_threads_head)?;
+        let mut threads = Vec::new();
+        while next != 0 {
+            if threads.len() >= MAX_THREADS {
+                return Err(ReadFailed);
+            }
+            let thread = self.thread(next)?;
+            let address = next;
+            next = word(&thread, self.layout.thread_next);
+            threads.push((address, thread));
+        }
+        self.threads = threads
+            .iter()
+            .filter_map(|(address, thread)| Some((self.native_id(thread)?, *address)))
+            .collect();
+        Ok(threads)
+    }
+
+    fn thread(&self, address: usize) -> Result<Vec<u8>, ReadFailed> {
+        let mut thread = vec![0u8; self.layout.thread_bytes];
+        self.memory.read(&mut [(address, &mut thread[..])])?;
+        Ok(thread)
+    }
+
+    fn native_id(&self, thread: &[u8]) -> Option<u32> {
+        let tid = word(thread, self.layout.thread_native_id?) as u32;
+        (tid != 0).then_some(tid)
+    }
+
+    /// What the OS says of a thread; `None` without a native tid (3.10).
+    fn on_cpu(&self, thread: &[u8]) -> Option<bool> {
+        running_on_cpu(self.memory.pid().as_raw() as u32, self.native_id(thread)?)
+    }
+
+    /// The thread state holding the GIL, or 0.
+    fn holder(&self) -> Result<usize, ReadFailed> {
+        match self.layout.gil {
+            GilKind::TstateCurrent => self.memory.word(self.roots.gil),
+            GilKind::RuntimeState {
+                last_holder,
+                locked,
+            } => {
+                let mut gil = [0u8; 32];
+                let wanted = &mut gil[..(last_holder + 8).max(locked + 4)];
+                self.memory.read(&mut [(self.roots.gil, &mut wanted[..])])?;
+                Ok(if int(wanted, locked) != 0 {
+                    word(wanted, last_holder)
+                } else {
+                    0
+                })
+            }
+        }
+    }
+
+    /// One thread's stack from its thread state; `on_cpu` is what the OS
+    /// says, when asked.
+    fn thread_stack(
+        &mut self,
+        thread: &[u8],
+        owns_gil: bool,
+        on_cpu: Option<bool>,
+    ) -> Result<ThreadStack, ReadFailed> {
+        let layout = &self.layout;
+        let pointer = word(thread, layout.thread_frame);
+        let first = match layout.frame_kind {
+            FrameKind::Object | FrameKind::Direct => pointer,
+            FrameKind::ViaCFrame if pointer == 0 => 0,
+            FrameKind::ViaCFrame => self.memory.word(pointer + layout.cframe_current_frame)?,
+        };
+        let mut frames = Vec::new();
+        self.walk(first, &mut frames)?;
+        frames.reverse();
+        let active = on_cpu.unwrap_or(true) && frames.last().is_none_or(|leaf| !looks_idle(leaf));
+        Ok(ThreadStack {
+            tid: self.native_id(thread),
+            pthread_id: word(thread, self.layout.thread_id) as u64,
+            active,
+            owns_gil,
+            on_cpu,
+            frames,
+        })
+    }
+
+    /// Pushes the frames from `frame` outwards, leaf first.
+    fn walk(&mut self, mut frame: usize, out: &mut Vec<Frame>) -> Result<(), ReadFailed> {
+        let mut frame_buf = vec![0u8; self.layout.frame_bytes];
+        let mut head_buf = vec![0u8; self.layout.code_head_bytes];
+        // The code object (and the frame's instruction) read with the next
+        // frame.
+        let mut pending: Option<(usize, usize)> = None;
+        let mut seen = 0;
+        while frame != 0 || pending.is_some() {
+            seen += 1;
+            if seen > MAX_FRAMES {
+                return Err(ReadFailed);
+            }
+            let read_frame = frame != 0;
+            let code_read = match (read_frame, pending) {
+                (true, Some((code, _))) => self
+                    .memory
+                    .read(&mut [(frame, &mut frame_buf[..]), (code, &mut head_buf[..])])
+                    .map(|()| true),
+                (true, None) => self
+                    .memory
+                    .read(&mut [(frame, &mut frame_buf[..])])
+                    .map(|()| false),
+                (false, Some((code, _))) => {
+                    Ok(self.memory.read(&mut [(code, &mut head_buf[..])]).is_ok())
+                }
+                (false, None) => unreachable!("the loop ends when there is nothing to read"),
+            };
+            let code_read = match code_read {
+                Ok(read) => read,
+                // A frame that cannot be read ends the walk as py-spy's does;
+                // when the read failed with a code head, try the frame alone
+                // (the code object may be the unreadable one).
+                Err(ReadFailed) if pending.is_some() => {
+                    self.memory.read(&mut [(frame, &mut frame_buf[..])])?;
+                    false
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some((code, instr)) = pending.take() {
+                if code_read {
+                    if let Some(shown) = self.frame_of(code, instr, &head_buf) {
+                        out.push(shown);
+                    }
+                }
+            }
+            if read_frame {
+                let (code, instr, previous) = self.parse_frame(&frame_buf);
+                frame = previous;
+                if code != 0 {
+                    pending = Some((code, instr));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A frame's code object (0 for a frame py-spy does not show), its
+    /// instruction (see [`code::CodeInfo::line`]) and the next frame out.
+    fn parse_frame(&self, frame: &[u8]) -> (usize, usize, usize) {
+        let layout = &self.layout;
+        let previous = word(frame, layout.frame_previous);
+        let code = word(frame, layout.frame_code) & !layout.code_tag_bits;
+        let instr = match layout.frame_kind {
+            FrameKind::Object => int(frame, layout.frame_instr) as usize,
+            _ => word(frame, layout.frame_instr),
+        };
+        let owner = layout.frame_owner.map(|at| frame[at]);
+        let skipped =
+            owner.is_some() && (owner == layout.owner_cstack || owner == layout.owner_interpreter);
+        (if skipped { 0 } else { code }, instr, previous)
+    }
+
+    /// The frame shown for `code` at `instr`, from its head; `None` for a
+    /// code object that cannot be read, or a shim.
+    fn frame_of(&mut self, code: usize, instr: usize, head: &[u8]) -> Option<Frame> {
+        let head = CodeHead::parse(&self.layout, head);
+        let info = self.code.get(&self.memory, &self.layout, code, head)?;
+        if info.shim {
+            return None;
+        }
+        let mut shown = info.frame.clone();
+        shown.line = if self.lines {
+            info.line(&self.layout, code, instr)
+        } else {
+            0
+        };
+        Some(shown)
+    }
+}
+
+/// One word of process `pid`'s memory (for finding the roots at attach).
+pub fn read_word(pid: u32, address: usize) -> Option<usize> {
+    Memory::new(pid).word(address).ok()
+}
+
+/// `len` bytes of process `pid`'s memory.
+pub fn read_bytes(pid: u32, address: usize, len: usize) -> Option<Vec<u8>> {
+    let mut bytes = vec![0u8; len];
+    Memory::new(pid)
+        .read(&mut [(address, &mut bytes[..])])
+        .ok()?;
+    Some(bytes)
+}
+
+/// Whether the OS has thread `tid` running or runnable (`R` in
+/// `/proc/PID/task/TID/stat`); `None` when it cannot tell.
+pub fn running_on_cpu(pid: u32, tid: u32) -> Option<bool> {
+    let stat = std::fs::read(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    stat.get(close + 2).map(|&state| state == b'R')
+}
+
+/// py-spy's rule for a thread that is waiting, not running.
+fn looks_idle(leaf: &Frame) -> bool {
+    (leaf.name == "wait" && leaf.filename.ends_with("threading.py"))
+        || (leaf.name == "select" && leaf.filename.ends_with("selectors.py"))
+        || (leaf.name == "poll"
+            && (leaf.filename.ends_with("asyncore.py")
+                || leaf.filename.contains("zmq")
+                || leaf.filename.contains("gevent")
+                || leaf.filename.contains("tornado")))
+}
