@@ -1,7 +1,8 @@
 // The interactive flame graph: draws the call tree the server sends
 // (`Profile` in server/src/flame.rs) as positioned boxes, with click to zoom,
-// search with highlight, a tooltip, an icicle/flame toggle, and the "my code
-// only" and synthetic-frame toggles (the server applies those: it refetches).
+// search with highlight, a tooltip, an icicle/flame toggle, and the wall/CPU,
+// "my code only" and synthetic-frame toggles (the server applies those: it
+// refetches, and the functions table follows).
 (function () {
   "use strict";
 
@@ -30,6 +31,7 @@
     dir: saved.dir === "flame" ? "flame" : "icicle",
     mine: !!saved.mine,
     synthetic: saved.synthetic !== false,
+    cpu: saved.time === "cpu",
     zoom: [],          // the zoomed node and its ancestors, root first
     pattern: null,
     fnBy: "self"
@@ -39,7 +41,7 @@
 
   function save() {
     try {
-      localStorage.setItem(STORE_KEY, JSON.stringify({ dir: state.dir, mine: state.mine, synthetic: state.synthetic }));
+      localStorage.setItem(STORE_KEY, JSON.stringify({ dir: state.dir, mine: state.mine, synthetic: state.synthetic, time: state.cpu ? "cpu" : "wall" }));
     } catch (e) { /* private mode: settings last for this page only */ }
   }
 
@@ -76,7 +78,9 @@
     graph.textContent = "";
     drawn = [];
     if (!profile.samples) {
-      graph.innerHTML = '<p class="muted nosamples">No samples were charged here. Sampling runs at 1 kHz, so requests shorter than a few milliseconds often get none; a route\'s view merges all its requests.</p>';
+      graph.innerHTML = state.cpu
+        ? '<p class="muted nosamples">No CPU time was sampled here: all of it was spent off the CPU (blocked, awaiting, queued). Switch to Wall to see where it waited.</p>'
+        : '<p class="muted nosamples">No samples were charged here. Sampling runs at 1 kHz, so requests shorter than a few milliseconds often get none; a route\'s view merges all its requests.</p>';
       graph.style.height = "auto";
       renderFunctions();
       return;
@@ -227,12 +231,20 @@
   root.querySelectorAll("[data-dir]").forEach(function (b) {
     b.addEventListener("click", function () { state.dir = b.dataset.dir; save(); syncControls(); render(); });
   });
+  root.querySelectorAll("[data-time]").forEach(function (b) {
+    b.addEventListener("click", function () {
+      var cpu = b.dataset.time === "cpu";
+      if (cpu === state.cpu) return;
+      state.cpu = cpu; save(); syncControls(); refetch();
+    });
+  });
   root.querySelectorAll("[data-by]").forEach(function (b) {
     b.addEventListener("click", function () { state.fnBy = b.dataset.by; syncControls(); renderFunctions(); });
   });
 
   function query() {
     var q = [];
+    if (state.cpu) q.push("cpu=true");
     if (state.mine) q.push("mine=true");
     if (!state.synthetic) q.push("hide_synthetic=true");
     return q.join("&");
@@ -250,7 +262,19 @@
 
   function syncControls() {
     root.querySelectorAll("[data-dir]").forEach(function (b) { b.classList.toggle("on", b.dataset.dir === state.dir); });
-    root.querySelectorAll("[data-by]").forEach(function (b) { b.classList.toggle("on", b.dataset.by === state.fnBy); });
+    root.querySelectorAll("[data-time]").forEach(function (b) {
+    b.addEventListener("click", function () {
+      var cpu = b.dataset.time === "cpu";
+      if (cpu === state.cpu) return;
+      state.cpu = cpu; save(); syncControls(); refetch();
+    });
+  });
+  root.querySelectorAll("[data-by]").forEach(function (b) { b.classList.toggle("on", b.dataset.by === state.fnBy); });
+    root.querySelectorAll("[data-time]").forEach(function (b) {
+      var on = (b.dataset.time === "cpu") === state.cpu;
+      b.classList.toggle("on", on);
+      b.setAttribute("aria-pressed", on ? "true" : "false");
+    });
     mine.checked = state.mine;
     synthetic.checked = state.synthetic;
     var q = query();
@@ -269,5 +293,5 @@
   });
 
   syncControls();
-  if (state.mine || !state.synthetic) refetch(); else render();
+  if (state.mine || !state.synthetic || state.cpu) refetch(); else render();
 })();

@@ -49,13 +49,29 @@ fn n_plus_one(r: &RequestRow) -> String {
     }
 }
 
+/// CPU time; `-` for requests recorded before it was kept.
+fn cpu_time(r: &RequestRow) -> String {
+    match r.cpu_ms {
+        Some(ms) => format!("{ms:.1} ms"),
+        None => "-".into(),
+    }
+}
+
+/// `blocked 84.0 ms`: how long the request held the event loop, when it did.
+fn loop_block(r: &RequestRow) -> String {
+    match &r.loop_block {
+        Some(block) => format!("blocked {:.1} ms", block.blocked_ms),
+        None => String::new(),
+    }
+}
+
 fn table(rows: &[RequestRow]) -> String {
     let header = [
-        "ID", "START", "PID", "METHOD", "PATH", "ROUTE", "STATUS", "DURATION", "SAMPLES",
-        "QUERIES", "DB", "N+1",
+        "ID", "START", "PID", "METHOD", "PATH", "ROUTE", "STATUS", "DURATION", "CPU", "SAMPLES",
+        "QUERIES", "DB", "N+1", "LOOP",
     ];
     let right = [
-        true, false, true, false, false, false, true, true, true, true, true, false,
+        true, false, true, false, false, false, true, true, true, true, true, true, false, false,
     ];
     let cells: Vec<Vec<String>> = rows
         .iter()
@@ -74,12 +90,41 @@ fn table(rows: &[RequestRow]) -> String {
                 r.route.clone().unwrap_or_else(|| "-".into()),
                 status,
                 duration(r),
+                cpu_time(r),
                 r.samples.to_string(),
                 r.queries.to_string(),
                 db_time(r),
                 n_plus_one(r),
+                loop_block(r),
             ]
         })
         .collect();
     render(&header, &right, &cells)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::show::fixture;
+
+    #[test]
+    fn the_table_has_cpu_time_and_marks_loop_blocks() {
+        let store = fixture::store("requests");
+        let mut rows = store.rows();
+        rows[2].cpu_ms = None;
+        rows[2].breakdown = None;
+        let start = |i: usize| local_time(&rows[i].start);
+        let expected = format!(
+            "ID  START{pad}   PID  METHOD  PATH     ROUTE    STATUS  DURATION      CPU  SAMPLES  QUERIES  DB  N+1  LOOP
+ 1  {}  4242  GET     /report  /report     200  120.0 ms  90.0 ms        0        0   -       blocked 84.0 ms
+ 2  {}  4242  GET     /io      /io         200   40.0 ms   2.5 ms        0        0   -
+ 3  {}  4242  GET     /idle    /idle       200    5.0 ms        -        0        0   -
+",
+            start(0),
+            start(1),
+            start(2),
+            pad = " ".repeat(start(0).chars().count() - "START".len()),
+        );
+        assert_eq!(table(&rows), expected);
+    }
 }

@@ -1,12 +1,12 @@
-//! `timeglass show ID`: one request with its SQL statements and outgoing
-//! HTTP calls, in the order they started.
+//! `timeglass show ID`: one request, where its time went, and its SQL
+//! statements and outgoing HTTP calls in the order they started.
 
 use std::fmt::Write as _;
 use std::io::Write;
 use std::process::ExitCode;
 
 use serde::Serialize;
-use timeglass_store::{CallRow, QueryRow, RequestRow, Store};
+use timeglass_store::{Breakdown, CallRow, LoopBlockRow, QueryRow, RequestRow, Store};
 
 use crate::args::ShowArgs;
 use crate::failure::{Failure, Result};
@@ -74,6 +74,10 @@ fn text(r: &RequestRow, queries: &[QueryRow], calls: &[CallRow]) -> String {
         plural(r.calls, "HTTP call", "HTTP calls"),
         r.http_ms
     );
+    out.push_str(&time_text(r));
+    if let Some(block) = &r.loop_block {
+        out.push_str(&loop_block_text(block));
+    }
     if let Some(rep) = &r.repeated {
         let from = rep
             .caller
@@ -99,6 +103,90 @@ fn text(r: &RequestRow, queries: &[QueryRow], calls: &[CallRow]) -> String {
         out.push_str(&text);
     }
     out
+}
+
+/// How `show` names the categories of a breakdown, in the dashboard's order.
+const CATEGORIES: &[(&str, &str)] = &[
+    ("python", "Python (CPU)"),
+    ("native", "native, off the GIL (CPU)"),
+    ("gil_wait", "waiting for the GIL"),
+    ("blocked", "blocked (sleep, I/O, locks)"),
+    ("sql", "awaiting SQL"),
+    ("http", "awaiting HTTP"),
+    ("await", "awaiting other"),
+    ("queued", "queued (loop busy, no worker)"),
+];
+
+/// CPU time, then one line per non-zero category with its share of the
+/// request's wall time (response and background); nothing for requests
+/// recorded without a breakdown.
+fn time_text(r: &RequestRow) -> String {
+    let Some(b) = r.breakdown.filter(|b| b.total_ms() > 0.0) else {
+        return String::new();
+    };
+    let wall = r.duration_ms + r.background_ms.unwrap_or(0.0);
+    let share = |ms: f64| match wall > 0.0 {
+        true => format!("{:.0}%", ms / wall * 100.0),
+        false => "-".to_string(),
+    };
+    let cpu = r.cpu_ms.unwrap_or_else(|| b.cpu_ms());
+    let mut out = format!(
+        "CPU {cpu:.1} ms ({} of {wall:.1} ms); time went to:\n",
+        share(cpu)
+    );
+    for (label, ms) in categories(&b) {
+        let _ = writeln!(out, "  {label:<30} {ms:>9.1} ms  {:>4}", share(ms));
+    }
+    let rest = wall - b.total_ms();
+    if rest > wall * 0.005 && rest >= 0.05 {
+        let _ = writeln!(
+            out,
+            "  {:<30} {rest:>9.1} ms  {:>4}",
+            "not sampled",
+            share(rest)
+        );
+    }
+    out
+}
+
+fn categories(b: &Breakdown) -> Vec<(&'static str, f64)> {
+    let by_key = b.categories();
+    CATEGORIES
+        .iter()
+        .filter_map(|&(key, label)| {
+            let ms = by_key.iter().find(|(k, _)| *k == key).map_or(0.0, |c| c.1);
+            (ms > 0.0).then_some((label, ms))
+        })
+        .collect()
+}
+
+/// `Blocked the event loop for 84.0 ms at app.py:31 in handler; delayed 3 requests (12, 13, 14)`.
+fn loop_block_text(block: &LoopBlockRow) -> String {
+    let at = block
+        .line
+        .as_deref()
+        .map(|l| format!(" at {l}"))
+        .unwrap_or_default();
+    let delayed = match block.delayed_marker_ids.len() {
+        0 => String::new(),
+        n => {
+            let ids: Vec<String> = block.delayed.iter().map(i64::to_string).collect();
+            let missing = n - block.delayed.len().min(n);
+            let listed = match (ids.is_empty(), missing) {
+                (true, _) => " (none of them recorded)".to_string(),
+                (false, 0) => format!(" ({})", ids.join(", ")),
+                (false, m) => format!(" ({}; {m} not recorded)", ids.join(", ")),
+            };
+            format!(
+                "; delayed {}{listed}",
+                plural(n as u64, "request", "requests")
+            )
+        }
+    };
+    format!(
+        "Blocked the event loop for {:.1} ms{at}{delayed}\n",
+        block.blocked_ms
+    )
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {
@@ -161,5 +249,185 @@ fn one_line(sql: &str, full_chars: u64) -> String {
         format!("{shown} ... ({full_chars} characters)")
     } else {
         shown
+    }
+}
+
+/// A store written with known breakdowns, for the tests of `show` and
+/// `requests`: request 1 blocked the loop and delayed marker ids 2 and 99
+/// (99 is never stored), request 2 waited on I/O, request 3 has no samples.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use std::path::PathBuf;
+
+    use timeglass_model::{LoopBlock, ProfiledRequest, Request, TimeBreakdown};
+    use timeglass_store::{Batch, ClockMap, NewProcess, NewSession, RequestRow, Store};
+
+    const MS: u64 = 1_000_000;
+
+    pub struct Fixture {
+        pub path: PathBuf,
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            if let Some(dir) = self.path.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    impl Fixture {
+        pub fn rows(&self) -> Vec<RequestRow> {
+            let store = Store::open_existing(&self.path).unwrap();
+            (1..=3)
+                .map(|id| store.request(id).unwrap().unwrap())
+                .collect()
+        }
+    }
+
+    fn request(marker_id: u64, path: &str, start_ms: u64, ms: u64) -> ProfiledRequest {
+        ProfiledRequest::new(Request {
+            marker_id,
+            pid: 4242,
+            tid: 7,
+            method: "GET".into(),
+            path: path.into(),
+            route: Some(path.into()),
+            status: Some(200),
+            start_ns: start_ms * MS,
+            end_ns: (start_ms + ms) * MS,
+            response_end_ns: Some((start_ms + ms) * MS),
+            ..Request::default()
+        })
+    }
+
+    pub fn store(name: &str) -> Fixture {
+        let dir = std::env::temp_dir().join(format!("timeglass-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("timeglass.db");
+        let mut store = Store::open(&path).unwrap();
+        let session = store
+            .begin_session(&NewSession {
+                command: vec!["uvicorn".into()],
+                cwd: "/srv".into(),
+                rate_hz: 1000,
+                clock: ClockMap {
+                    mono_ns: 0,
+                    unix_ns: 1_790_000_000_000_000_000,
+                },
+            })
+            .unwrap();
+        let process = store
+            .add_process(
+                session,
+                &NewProcess {
+                    pid: 4242,
+                    command_line: vec!["python".into()],
+                    python_version: None,
+                },
+            )
+            .unwrap();
+        let mut blocker = request(1, "/report", 0, 120);
+        blocker.breakdown = TimeBreakdown {
+            python_ns: 84 * MS,
+            native_ns: 6 * MS,
+            sql_ns: 24 * MS,
+            ..TimeBreakdown::default()
+        };
+        blocker.cpu_ns = 90 * MS;
+        blocker.loop_block = Some(LoopBlock {
+            blocked_ns: 84 * MS,
+            start_ns: 2 * MS,
+            line: Some("app.py:31 in handler".into()),
+            delayed: vec![2, 99],
+        });
+        let mut io = request(2, "/io", 10, 40);
+        io.breakdown = TimeBreakdown {
+            python_ns: 2 * MS,
+            blocked_ns: 20 * MS,
+            await_ns: 10 * MS,
+            queued_ns: 8 * MS,
+            ..TimeBreakdown::default()
+        };
+        io.cpu_ns = 2 * MS + 500_000;
+        let idle = request(3, "/idle", 20, 5);
+        store
+            .write(&Batch {
+                session,
+                requests: vec![(process, blocker), (process, io), (process, idle)],
+                outside: vec![],
+            })
+            .unwrap();
+        Fixture { path }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Everything after the `Started` line, whose time is local.
+    fn after_start(text: &str) -> String {
+        let mut lines = text.lines();
+        let head = lines.next().unwrap().to_string();
+        lines.next().unwrap();
+        let rest: Vec<&str> = lines.collect();
+        format!("{head}\n{}\n", rest.join("\n"))
+    }
+
+    #[test]
+    fn show_prints_the_breakdown_and_the_loop_block() {
+        let store = fixture::store("show");
+        let rows = store.rows();
+        assert_eq!(
+            after_start(&text(&rows[0], &[], &[])),
+            "Request 1: GET /report -> 200 in 120.0 ms (route /report)
+CPU 90.0 ms (75% of 120.0 ms); time went to:
+  Python (CPU)                        84.0 ms   70%
+  native, off the GIL (CPU)            6.0 ms    5%
+  awaiting SQL                        24.0 ms   20%
+  not sampled                          6.0 ms    5%
+Blocked the event loop for 84.0 ms at app.py:31 in handler; delayed 2 requests (2; 1 not recorded)
+"
+        );
+        assert_eq!(
+            after_start(&text(&rows[1], &[], &[])),
+            "Request 2: GET /io -> 200 in 40.0 ms (route /io)
+CPU 2.5 ms (6% of 40.0 ms); time went to:
+  Python (CPU)                         2.0 ms    5%
+  blocked (sleep, I/O, locks)         20.0 ms   50%
+  awaiting other                      10.0 ms   25%
+  queued (loop busy, no worker)        8.0 ms   20%
+"
+        );
+        assert_eq!(
+            after_start(&text(&rows[2], &[], &[])),
+            "Request 3: GET /idle -> 200 in 5.0 ms (route /idle)\n\n",
+            "nothing sampled, nothing to break down"
+        );
+    }
+
+    #[test]
+    fn show_json_carries_the_breakdown_in_ms_cpu_and_the_loop_block() {
+        let store = fixture::store("show-json");
+        let rows = store.rows();
+        let shown = Shown {
+            request: &rows[0],
+            queries: &[],
+            calls: &[],
+        };
+        let json = serde_json::to_value(&shown).unwrap();
+        assert_eq!(json["cpu_ms"], 90.0);
+        assert_eq!(json["breakdown"]["python_ms"], 84.0);
+        assert_eq!(json["breakdown"]["sql_ms"], 24.0);
+        assert_eq!(json["breakdown"]["queued_ms"], 0.0);
+        assert_eq!(json["loop_block"]["blocked_ms"], 84.0);
+        assert_eq!(json["loop_block"]["start_ms"], 2.0);
+        assert_eq!(json["loop_block"]["line"], "app.py:31 in handler");
+        assert_eq!(json["loop_block"]["delayed"], serde_json::json!([2]));
+        assert_eq!(
+            json["loop_block"]["delayed_marker_ids"],
+            serde_json::json!([2, 99])
+        );
     }
 }

@@ -47,12 +47,14 @@ pub async fn request(
     Ok(Json(detail))
 }
 
-/// `?mine=true&hide_synthetic=true` choose the view; `icicle` the SVG's direction.
+/// `?mine=true&hide_synthetic=true&cpu=true` choose the view; `icicle` the SVG's direction.
 #[derive(Clone, Copy, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct ProfileParams {
     pub mine: bool,
     pub hide_synthetic: bool,
+    /// CPU time only instead of wall time.
+    pub cpu: bool,
     pub icicle: bool,
 }
 
@@ -61,6 +63,7 @@ impl ProfileParams {
         View {
             mine: self.mine,
             hide_synthetic: self.hide_synthetic,
+            cpu: self.cpu,
         }
     }
 }

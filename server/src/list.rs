@@ -29,6 +29,8 @@ pub const SORTS: &[(&str, Sort, &str)] = &[
     ("time", Sort::Oldest, "oldest first"),
     ("-duration", Sort::Slowest, "slowest first"),
     ("duration", Sort::Fastest, "fastest first"),
+    ("-cpu", Sort::MostCpu, "most CPU first"),
+    ("cpu", Sort::LeastCpu, "least CPU first"),
 ];
 
 impl ListParams {
@@ -102,7 +104,7 @@ impl ListParams {
             .map(|(_, sort, _)| *sort)
             .ok_or_else(|| {
                 AppError::BadInput(format!(
-                    "`sort` must be one of -time, time, -duration, duration, not `{sort}`"
+                    "`sort` must be one of -time, time, -duration, duration, -cpu, cpu, not `{sort}`"
                 ))
             })
     }

@@ -1,6 +1,7 @@
 //! Transforms of stacks, before any renderer sees them: folding library
-//! frames into the app code that called them ("my code only") and hiding
-//! the synthetic frames TimeGlass adds (`[background]`, `[sql] ...`).
+//! frames into the app code that called them ("my code only"), hiding the
+//! synthetic frames TimeGlass adds (`[background]`, `[sql] ...`, the state
+//! leaves such as `[blocked]`), and keeping CPU time only (the CPU view).
 
 use std::sync::Arc;
 
@@ -58,11 +59,23 @@ pub struct View {
     pub mine: bool,
     /// Hide the synthetic frames.
     pub hide_synthetic: bool,
+    /// CPU time only: leave out the stacks that end off the CPU (waits,
+    /// blocked calls, awaits, queueing); the wall view (default) keeps them.
+    pub cpu: bool,
 }
 
 impl View {
     pub fn is_identity(self) -> bool {
-        !self.mine && !self.hide_synthetic
+        !self.mine && !self.hide_synthetic && !self.cpu
+    }
+
+    /// Whether the stack is left out whole. Hidden synthetic frames take
+    /// their off-CPU time with them too: it was spent waiting, and must not
+    /// become self time of the frame that waited. `[native, on CPU]` is
+    /// CPU time of its caller and stays.
+    fn drops(self, stack: &[Frame]) -> bool {
+        let off_cpu = stack.last().is_some_and(Frame::is_off_cpu);
+        off_cpu && (self.cpu || self.hide_synthetic)
     }
 
     /// The stacks as this view shows them; stacks that become equal are merged.
@@ -79,9 +92,7 @@ impl View {
         .into();
         let mut merged: std::collections::HashMap<Arc<[Frame]>, u64> = Default::default();
         for sc in stacks {
-            // A wait was timed, not sampled: hidden, its time goes too, rather
-            // than to the frame that waited as if that had run.
-            if self.hide_synthetic && sc.stack.last().is_some_and(Frame::is_wait) {
+            if self.drops(&sc.stack) {
                 continue;
             }
             let kept: Vec<Frame> = sc
@@ -195,7 +206,7 @@ mod tests {
         ];
         let mine = View {
             mine: true,
-            hide_synthetic: false,
+            ..View::default()
         }
         .apply(&stacks);
         assert_eq!(names(&mine[0]), ["handler"]);
@@ -205,13 +216,52 @@ mod tests {
         assert_eq!(names(&mine[2]), ["[background]", LIBRARY_ONLY]);
 
         let plain = View {
-            mine: false,
             hide_synthetic: true,
+            ..View::default()
         }
         .apply(&stacks);
         assert!(plain
             .iter()
             .all(|s| !s.stack.iter().any(Frame::is_synthetic)));
         assert_eq!(plain.iter().map(|s| s.samples).sum::<u64>(), 10);
+    }
+
+    #[test]
+    fn the_cpu_view_keeps_python_and_native_and_drops_time_off_the_cpu() {
+        use timeglass_model::{BLOCKED_FRAME, NATIVE_FRAME, SQL_FRAME_PREFIX};
+        let app = |n: &str| f(n, "/srv/app.py", "app.py");
+        let with = |leaf: Frame, samples| StackCount {
+            stack: vec![app("handler"), leaf].into(),
+            samples,
+        };
+        let stacks = vec![
+            with(app("compute"), 5),
+            with(Frame::synthetic(NATIVE_FRAME), 3),
+            with(Frame::synthetic(BLOCKED_FRAME), 7),
+            with(Frame::synthetic("[await asyncio.sleep]"), 11),
+            with(Frame::synthetic(&format!("{SQL_FRAME_PREFIX}SELECT 1")), 13),
+        ];
+        let total = |v: View| v.apply(&stacks).iter().map(|s| s.samples).sum::<u64>();
+        assert_eq!(total(View::default()), 39, "wall: everything");
+        let cpu = View {
+            cpu: true,
+            ..View::default()
+        };
+        assert_eq!(total(cpu), 8);
+        let kept = cpu.apply(&stacks);
+        let leaves: Vec<&str> = kept
+            .iter()
+            .map(|s| s.stack.last().unwrap().name.as_str())
+            .collect();
+        assert_eq!(leaves, ["compute", NATIVE_FRAME]);
+        // Without synthetic frames native time is its caller's self time.
+        let plain = View {
+            hide_synthetic: true,
+            ..View::default()
+        }
+        .apply(&stacks);
+        assert_eq!(names(&plain[0]), ["handler", "compute"]);
+        assert_eq!((names(&plain[1]), plain[1].samples), (vec!["handler"], 3));
+        assert_eq!(plain.len(), 2);
     }
 }

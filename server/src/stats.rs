@@ -1,7 +1,7 @@
 //! The numbers of one endpoint: latency percentiles and a histogram.
 
 use serde::Serialize;
-use timeglass_store::RouteSample;
+use timeglass_store::{Breakdown, RouteSample};
 
 /// Bars in a latency histogram.
 const BUCKETS: usize = 24;
@@ -25,6 +25,13 @@ pub struct RouteStats {
     pub db_share: f64,
     /// Requests flagged as likely N+1s.
     pub n_plus_one: u64,
+    /// CPU time per request, over the requests with a time breakdown;
+    /// `None` when none has one (recorded before TimeGlass kept it).
+    pub avg_cpu_ms: Option<f64>,
+    /// Where a request's time went, on average, over the same requests.
+    pub avg_breakdown: Option<Breakdown>,
+    /// Requests that blocked the event loop.
+    pub loop_blocks: u64,
 }
 
 /// Requests whose response time is in `[from_ms, to_ms)` (the last bucket
@@ -60,6 +67,23 @@ impl RouteStats {
                 total => (sample.db_us as f64 / total as f64).min(1.0),
             },
             n_plus_one: sample.n_plus_one,
+            avg_cpu_ms: (sample.measured > 0)
+                .then(|| sample.cpu_ns as f64 / 1e6 / sample.measured as f64),
+            avg_breakdown: (sample.measured > 0).then(|| {
+                let sum = Breakdown::from_model(&sample.breakdown);
+                let per = |ms: f64| ms / sample.measured as f64;
+                Breakdown {
+                    python_ms: per(sum.python_ms),
+                    native_ms: per(sum.native_ms),
+                    blocked_ms: per(sum.blocked_ms),
+                    gil_wait_ms: per(sum.gil_wait_ms),
+                    sql_ms: per(sum.sql_ms),
+                    http_ms: per(sum.http_ms),
+                    await_ms: per(sum.await_ms),
+                    queued_ms: per(sum.queued_ms),
+                }
+            }),
+            loop_blocks: sample.loop_blocks,
         })
     }
 }
@@ -124,6 +148,15 @@ mod tests {
             queries: 12,
             db_us: 54_000,
             n_plus_one: 1,
+            measured: 4,
+            breakdown: timeglass_model::TimeBreakdown {
+                python_ns: 8_000_000,
+                sql_ns: 2_000_000,
+                ..Default::default()
+            },
+            cpu_ns: 10_000_000,
+            measured_duration_us: 8_000,
+            loop_blocks: 1,
         };
         let s = RouteStats::new(&sample).unwrap();
         assert_eq!((s.count, s.errors), (5, 1));
@@ -132,6 +165,16 @@ mod tests {
         assert!((s.avg_queries - 2.4).abs() < 1e-9);
         assert!((s.db_share - 0.5).abs() < 1e-9);
         assert_eq!(s.n_plus_one, 1);
+        assert_eq!((s.avg_cpu_ms, s.loop_blocks), (Some(2.5), 1));
+        let avg = s.avg_breakdown.unwrap();
+        assert_eq!((avg.python_ms, avg.sql_ms, avg.blocked_ms), (2.0, 0.5, 0.0));
+        assert!(RouteStats::new(&RouteSample {
+            durations_us: vec![1],
+            ..RouteSample::default()
+        })
+        .unwrap()
+        .avg_cpu_ms
+        .is_none());
         assert_eq!((s.p50_ms, s.p99_ms, s.max_ms), (2.0, 100.0, 100.0));
         assert_eq!(s.histogram.len(), BUCKETS);
         assert_eq!(s.histogram.iter().map(|b| b.count).sum::<u64>(), 5);

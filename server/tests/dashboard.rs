@@ -925,3 +925,214 @@ async fn endpoint_view_shows_queries_per_request_and_db_share() {
     assert!(html.contains("N+1</span> in 1 request<"));
     assert!(html.contains("<div class=\"label\">DB time share</div><div class=\"value\">9%</div>"));
 }
+
+/// An async request that ran 30 ms of Python, held the loop 25 ms at line 31
+/// and delayed requests 2 and 3 (marker ids 11 and 21), then awaited SQL;
+/// and an I/O-bound one with blocked, awaiting and queued time.
+fn breakdown_world() -> World {
+    use timeglass_model::{
+        LoopBlock, TimeBreakdown, AWAIT_FRAME_PREFIX, BLOCKED_FRAME, NATIVE_FRAME,
+    };
+    let mut blocker = get("GET", "/report", Some("/report"), Some(200), 0);
+    blocker.end_ns = 60 * MS;
+    let mut blocker = profiled(
+        blocker,
+        vec![
+            count(&["main", "handler", "compute"], 30),
+            count(&["main", "handler", NATIVE_FRAME], 5),
+            count(&["main", "handler", "[sql] SELECT ? FROM t"], 25),
+        ],
+    );
+    blocker.breakdown = TimeBreakdown {
+        python_ns: 30 * MS,
+        native_ns: 5 * MS,
+        sql_ns: 25 * MS,
+        ..TimeBreakdown::default()
+    };
+    blocker.cpu_ns = 35 * MS;
+    blocker.loop_block = Some(LoopBlock {
+        blocked_ns: 25 * MS,
+        start_ns: 2 * MS,
+        line: Some("app.py:31 in handler".into()),
+        delayed: vec![11, 21],
+    });
+    let waiting = |at_ms: u64| {
+        let mut r = get("GET", "/io", Some("/io"), Some(200), at_ms);
+        r.end_ns = r.start_ns + 40 * MS;
+        let mut r = profiled(
+            r,
+            vec![
+                count(&["main", "fetch", BLOCKED_FRAME], 20),
+                count(
+                    &[
+                        "main",
+                        "fetch",
+                        &format!("{AWAIT_FRAME_PREFIX} asyncio.sleep]"),
+                    ],
+                    10,
+                ),
+                count(&["main", "fetch", "[ready, event loop busy]"], 8),
+                count(&["main", "fetch"], 2),
+            ],
+        );
+        r.breakdown = TimeBreakdown {
+            python_ns: 2 * MS,
+            blocked_ns: 20 * MS,
+            await_ns: 10 * MS,
+            queued_ns: 8 * MS,
+            ..TimeBreakdown::default()
+        };
+        r.cpu_ns = 2 * MS;
+        r
+    };
+    World::new(vec![blocker, waiting(10), waiting(20)])
+}
+
+#[tokio::test]
+async fn request_page_shows_its_time_breakdown_cpu_and_loop_block() {
+    let world = breakdown_world();
+    let (status, html) = page(world.app(), "/requests/1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains(
+            "Blocked the event loop for 25.0 ms</strong> at <code>app.py:31 in handler</code>; \
+             delayed 2 requests: <a href=\"/requests/2\">#2</a>, <a href=\"/requests/3\">#3</a>"
+        ),
+        "{html}"
+    );
+    assert!(html.contains("<div class=\"label\">CPU</div><div class=\"value\">35.0 ms</div>"));
+    // One bar to scale of its 60 ms: Python 30, native 5, SQL 25.
+    let bar = &html[html.find("<svg class=\"tb-bar\"").unwrap()..];
+    let bar = &bar[..bar.find("</svg>").unwrap()];
+    assert!(bar.contains("class=\"tb-python\" x=\"0.00\" y=\"0\" width=\"500.00\""));
+    assert!(bar.contains("class=\"tb-native\" x=\"500.00\" y=\"0\" width=\"83.33\""));
+    assert!(bar.contains("class=\"tb-sql\" x=\"583.33\" y=\"0\" width=\"416.67\""));
+    assert!(!bar.contains("tb-rest"), "it adds up to the duration");
+    assert!(html.contains("awaiting SQL <b>25.0 ms</b> <span class=\"muted\">42%</span>"));
+    let time = &html[html.find("id=\"time\"").unwrap()..];
+    let warning = &html[html.find("loop-warning").unwrap()..];
+    for part in [&time[..time.find("</ul>").unwrap()], &warning[..300]] {
+        assert!(!part.contains("style="), "no inline styles: {part}");
+    }
+    assert!(html.contains("data-time=\"cpu\""), "the wall / CPU toggle");
+
+    let (_, html) = page(world.app(), "/requests/2").await;
+    assert!(!html.contains("loop-warning"));
+    assert!(html.contains("blocked (sleep, I/O, locks) <b>20.0 ms</b>"));
+    assert!(html.contains("queued (loop busy, no worker) <b>8.00 ms</b>"));
+
+    let (_, json) = page(world.app(), "/api/v1/requests/1").await;
+    let detail: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(detail["cpu_ms"], 35.0);
+    assert_eq!(detail["breakdown"]["python_ms"], 30.0);
+    assert_eq!(detail["breakdown"]["sql_ms"], 25.0);
+    assert_eq!(detail["loop_block"]["blocked_ms"], 25.0);
+    assert_eq!(detail["loop_block"]["line"], "app.py:31 in handler");
+    assert_eq!(detail["loop_block"]["delayed"], serde_json::json!([2, 3]));
+}
+
+#[tokio::test]
+async fn a_request_recorded_without_a_breakdown_says_so() {
+    let world = World::sample();
+    let (_, html) = page(world.app(), "/requests/1").await;
+    assert!(
+        html.contains("No time breakdown: its recorder did not sample what the request was doing.")
+    );
+    assert!(
+        !html.contains("<div class=\"label\">CPU</div>"),
+        "no CPU tile without it"
+    );
+    let (_, html) = page(world.app(), "/requests/4").await;
+    assert!(html.contains("No time breakdown: no samples were taken while it ran."));
+}
+
+#[tokio::test]
+async fn the_cpu_view_leaves_out_time_off_the_cpu_and_the_functions_follow() {
+    let world = breakdown_world();
+    let profile = |uri: &'static str| {
+        let app = world.app();
+        async move {
+            let (status, body) = page(app, uri).await;
+            assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()
+        }
+    };
+    let wall = profile("/api/v1/requests/2/profile").await;
+    assert_eq!(wall["samples"], 40);
+    let cpu = profile("/api/v1/requests/2/profile?cpu=true").await;
+    assert_eq!(cpu["samples"], 2);
+    let names: Vec<&str> = cpu["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["fetch", "main"]);
+    // Native code ran on a CPU: it stays.
+    let cpu = profile("/api/v1/requests/1/profile?cpu=true").await;
+    assert_eq!(cpu["samples"], 35);
+    let (_, folded) = page(world.app(), "/api/v1/requests/2/folded?cpu=true").await;
+    assert_eq!(folded, "main (app.py:7);fetch (app.py:7) 2\n");
+}
+
+#[tokio::test]
+async fn list_has_a_sortable_cpu_column_and_flags_loop_blocks() {
+    let world = breakdown_world();
+    let (_, html) = page(world.app(), "/").await;
+    assert!(html.contains("href=\"/?sort=-cpu\""), "CPU sorts");
+    let row = html.lines().find(|l| l.contains("data-id=\"1\"")).unwrap();
+    assert!(
+        row.contains(
+            "<td class=\"num cpu\"><span class=\"badge loop-badge\" title=\"blocked the event loop \
+             for 25.0 ms at app.py:31 in handler; delayed 2 requests\">loop</span>35.0 ms</td>"
+        ),
+        "{row}"
+    );
+    let row = html.lines().find(|l| l.contains("data-id=\"2\"")).unwrap();
+    assert!(row.contains("<td class=\"num cpu\">2.00 ms</td>"), "{row}");
+    let (_, html) = page(world.app(), "/?sort=-cpu").await;
+    assert!(html.contains("value=\"-cpu\" selected") && html.contains("href=\"/?sort=cpu\""));
+    let at = |s: &str| html.find(s).unwrap();
+    assert!(at("data-id=\"1\"") < at("data-id=\"3\""));
+
+    let (_, body) = page(world.app(), "/api/v1/requests?sort=cpu").await;
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let first = &list["requests"][0];
+    assert_eq!(
+        (first["id"].as_i64(), first["cpu_ms"].as_f64()),
+        (Some(2), Some(2.0))
+    );
+    assert_eq!(first["breakdown"]["blocked_ms"], 20.0);
+    assert_eq!(first["loop_block"], serde_json::Value::Null);
+    assert_eq!(
+        list["requests"][2]["loop_block"]["delayed"],
+        serde_json::json!([2, 3])
+    );
+}
+
+#[tokio::test]
+async fn endpoint_view_shows_cpu_per_request_time_shares_and_loop_blocks() {
+    let world = breakdown_world();
+    let (_, html) = page(world.app(), "/routes/GET/io").await;
+    assert!(
+        html.contains("<div class=\"label\">CPU / request</div><div class=\"value\">2.00 ms</div>")
+    );
+    assert!(
+        html.contains("<div class=\"label\">Blocked the loop</div><div class=\"value\">0</div>")
+    );
+    // Shares of 40 ms: blocked 20, await 10, queued 8, Python 2.
+    assert!(html.contains(
+        "blocked (sleep, I/O, locks) <b>20.0 ms / request</b> <span class=\"muted\">50%</span>"
+    ));
+    assert!(html.contains("class=\"tb-queued\" x=\"800.00\" y=\"0\" width=\"200.00\""));
+    let (_, html) = page(world.app(), "/routes/GET/report").await;
+    assert!(
+        html.contains("<div class=\"label\">Blocked the loop</div><div class=\"value\">1</div>")
+    );
+
+    let (_, json) = page(world.app(), "/api/v1/routes/GET/io").await;
+    let detail: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(detail["stats"]["avg_cpu_ms"], 2.0);
+    assert_eq!(detail["stats"]["avg_breakdown"]["queued_ms"], 8.0);
+    assert_eq!(detail["stats"]["loop_blocks"], 0);
+}

@@ -5,9 +5,9 @@
 use rusqlite::types::{Type, Value};
 use rusqlite::{params, params_from_iter, OptionalExtension};
 use serde::Serialize;
-use timeglass_model::{RequestContext, StackCount};
+use timeglass_model::{RequestContext, StackCount, TimeBreakdown};
 
-use crate::read::{request_row, stacks_of_leaves, REQUEST_COLUMNS};
+use crate::read::{request_row, resolve_delayed, stacks_of_leaves, REQUEST_COLUMNS};
 use crate::{RequestRow, Store, StoreError};
 
 /// Which requests a list shows. Empty fields filter nothing.
@@ -33,6 +33,9 @@ pub enum Sort {
     /// Longest response time first.
     Slowest,
     Fastest,
+    /// Most CPU time first.
+    MostCpu,
+    LeastCpu,
 }
 
 impl Sort {
@@ -43,6 +46,8 @@ impl Sort {
             Sort::Oldest => ("r.started_at", false),
             Sort::Slowest => ("r.duration_us", true),
             Sort::Fastest => ("r.duration_us", false),
+            Sort::MostCpu => ("r.cpu_us", true),
+            Sort::LeastCpu => ("r.cpu_us", false),
         }
     }
 }
@@ -83,6 +88,14 @@ pub struct RouteSample {
     pub db_us: u64,
     /// Its requests flagged as likely N+1s.
     pub n_plus_one: u64,
+    /// Its requests with a time breakdown (recorded by schema 7 or later),
+    /// their breakdowns and CPU time summed, and their summed response time.
+    pub measured: u64,
+    pub breakdown: TimeBreakdown,
+    pub cpu_ns: u64,
+    pub measured_duration_us: u64,
+    /// Its requests that blocked the event loop.
+    pub loop_blocks: u64,
 }
 
 impl Store {
@@ -228,12 +241,47 @@ impl Store {
                 })
             })
             .map_err(|e| self.sql_err(e))?;
+        let (measured, breakdown, cpu_ns, measured_duration_us, loop_blocks) = self
+            .conn
+            .prepare_cached(
+                "SELECT count(python_us), coalesce(sum(python_us), 0), coalesce(sum(native_us), 0),
+                     coalesce(sum(blocked_us), 0), coalesce(sum(gil_wait_us), 0),
+                     coalesce(sum(sql_wait_us), 0), coalesce(sum(http_wait_us), 0),
+                     coalesce(sum(await_us), 0), coalesce(sum(queued_us), 0),
+                     coalesce(sum(cpu_us), 0),
+                     coalesce(sum(CASE WHEN python_us IS NOT NULL THEN duration_us END), 0),
+                     count(loop_blocked_us)
+                 FROM requests WHERE method = ?1 AND route = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![method, route], |r| {
+                    let ns =
+                        |at: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, u64>(at)? * 1000) };
+                    let breakdown = TimeBreakdown {
+                        python_ns: ns(1)?,
+                        native_ns: ns(2)?,
+                        blocked_ns: ns(3)?,
+                        gil_wait_ns: ns(4)?,
+                        sql_ns: ns(5)?,
+                        http_ns: ns(6)?,
+                        await_ns: ns(7)?,
+                        queued_ns: ns(8)?,
+                    };
+                    Ok((r.get(0)?, breakdown, ns(9)?, r.get(10)?, r.get(11)?))
+                })
+            })
+            .map_err(|e| self.sql_err(e))?;
         Ok(RouteSample {
             durations_us,
             errors,
             queries,
             db_us,
             n_plus_one,
+            measured,
+            breakdown,
+            cpu_ns,
+            measured_duration_us,
+            loop_blocks,
         })
     }
 
@@ -302,8 +350,11 @@ impl Store {
         self.conn
             .prepare_cached(sql)
             .and_then(|mut stmt| {
-                stmt.query_map(params_from_iter(values), request_row)?
-                    .collect()
+                let mut rows: Vec<RequestRow> = stmt
+                    .query_map(params_from_iter(values), request_row)?
+                    .collect::<rusqlite::Result<_>>()?;
+                resolve_delayed(&self.conn, &mut rows)?;
+                Ok(rows)
             })
             .map_err(|e| self.sql_err(e))
     }

@@ -27,7 +27,9 @@ use timeglass_model::{ProfiledRequest, StackCount};
 pub use clock::ClockMap;
 pub use dashboard::{RequestFilter, RequestPage, RouteRow, RouteSample, Sort};
 pub use error::StoreError;
-pub use read::{CallRow, ProcessRow, QueryRow, RequestQuery, RequestRow, SessionRow};
+pub use read::{
+    Breakdown, CallRow, LoopBlockRow, ProcessRow, QueryRow, RequestQuery, RequestRow, SessionRow,
+};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
 use open::Found;

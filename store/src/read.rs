@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
-use timeglass_model::{Frame, Repeated, StackCount};
+use timeglass_model::{Frame, Repeated, StackCount, TimeBreakdown};
 
 use crate::{ProcessId, SessionId};
 
@@ -51,6 +51,90 @@ pub struct RequestRow {
     pub n_plus_one: bool,
     /// That statement, how often it ran and from which line; `None` unless `n_plus_one`.
     pub repeated: Option<Repeated>,
+    /// CPU time its threads used for it (Python and native code); `None` for
+    /// requests recorded before the store kept it (schema 6 and older).
+    pub cpu_ms: Option<f64>,
+    /// Where its wall time went; `None` as for `cpu_ms`.
+    pub breakdown: Option<Breakdown>,
+    /// Set when it held the event loop without yielding for too long.
+    pub loop_block: Option<LoopBlockRow>,
+}
+
+/// Where a request's wall time went, in milliseconds per category: the
+/// store's copy of [`timeglass_model::TimeBreakdown`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Breakdown {
+    /// Running Python.
+    pub python_ms: f64,
+    /// Native code that released the GIL, on a CPU.
+    pub native_ms: f64,
+    /// Off the GIL and off the CPU: sleep, file or socket I/O, locks.
+    pub blocked_ms: f64,
+    pub gil_wait_ms: f64,
+    /// Awaiting SQL statements and outgoing HTTP calls.
+    pub sql_ms: f64,
+    pub http_ms: f64,
+    /// Awaiting anything else.
+    pub await_ms: f64,
+    /// Ready, but the event loop was busy or no worker thread was free.
+    pub queued_ms: f64,
+}
+
+impl Breakdown {
+    pub fn from_model(b: &TimeBreakdown) -> Breakdown {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        Breakdown {
+            python_ms: ms(b.python_ns),
+            native_ms: ms(b.native_ns),
+            blocked_ms: ms(b.blocked_ns),
+            gil_wait_ms: ms(b.gil_wait_ns),
+            sql_ms: ms(b.sql_ns),
+            http_ms: ms(b.http_ns),
+            await_ms: ms(b.await_ns),
+            queued_ms: ms(b.queued_ns),
+        }
+    }
+
+    /// Python and native code on a CPU.
+    pub fn cpu_ms(&self) -> f64 {
+        self.python_ms + self.native_ms
+    }
+
+    /// Every category summed.
+    pub fn total_ms(&self) -> f64 {
+        self.categories().iter().map(|(_, ms)| ms).sum()
+    }
+
+    /// `(name, ms)` in the order pages and the CLI show them: on a CPU
+    /// first, then off it, then waiting to run.
+    pub fn categories(&self) -> [(&'static str, f64); 8] {
+        [
+            ("python", self.python_ms),
+            ("native", self.native_ms),
+            ("gil_wait", self.gil_wait_ms),
+            ("blocked", self.blocked_ms),
+            ("sql", self.sql_ms),
+            ("http", self.http_ms),
+            ("await", self.await_ms),
+            ("queued", self.queued_ms),
+        ]
+    }
+}
+
+/// An `async def` request that held the event loop without yielding.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LoopBlockRow {
+    /// The longest stretch without yielding.
+    pub blocked_ms: f64,
+    /// When it began, since the request started.
+    pub start_ms: f64,
+    /// `file:line in function` of the app's line seen most meanwhile.
+    pub line: Option<String>,
+    /// The marker ids of the same process's requests it delayed.
+    pub delayed_marker_ids: Vec<u64>,
+    /// The store's ids of those of them that are stored (a request still
+    /// in flight, or recorded without its start, is not), in id order.
+    pub delayed: Vec<i64>,
 }
 
 /// One SQL statement of a request, as `timeglass show` lists it.
@@ -145,7 +229,10 @@ pub(crate) const REQUEST_COLUMNS: &str =
     r.method, r.path, r.route, r.status, r.errored, r.cancelled, r.started_at,
     r.start_ns, r.end_ns, r.samples, r.switched_samples, r.torn_samples, r.response_end_ns,
     r.queries, r.db_us, r.calls, r.http_us, r.n_plus_one_count, r.n_plus_one_sql,
-    r.n_plus_one_caller
+    r.n_plus_one_caller,
+    r.python_us, r.native_us, r.blocked_us, r.gil_wait_us, r.sql_wait_us, r.http_wait_us,
+    r.await_us, r.queued_us, r.cpu_us, r.loop_blocked_us, r.loop_block_start_ns,
+    r.loop_block_line, r.loop_block_delayed
     FROM requests r JOIN processes p ON p.id = r.process_id";
 
 pub(crate) fn request_row(row: &Row<'_>) -> rusqlite::Result<RequestRow> {
@@ -160,6 +247,11 @@ pub(crate) fn request_row(row: &Row<'_>) -> rusqlite::Result<RequestRow> {
             normalized: row.get::<_, Option<String>>(24)?.unwrap_or_default(),
             caller: row.get(25)?,
         }),
+        None => None,
+    };
+    let breakdown = breakdown(row)?;
+    let cpu_ms = match breakdown {
+        Some(_) => Some(row.get::<_, u64>(34)? as f64 / 1e3),
         None => None,
     };
     Ok(RequestRow {
@@ -190,7 +282,74 @@ pub(crate) fn request_row(row: &Row<'_>) -> rusqlite::Result<RequestRow> {
         http_ms: row.get::<_, u64>(22)? as f64 / 1e3,
         n_plus_one: repeated.is_some(),
         repeated,
+        cpu_ms,
+        breakdown,
+        loop_block: loop_block(row, start_ns)?,
     })
+}
+
+/// Columns 26-33, `None` when the row predates them.
+fn breakdown(row: &Row<'_>) -> rusqlite::Result<Option<Breakdown>> {
+    let Some(python_us) = row.get::<_, Option<u64>>(26)? else {
+        return Ok(None);
+    };
+    let ms = |at: usize| -> rusqlite::Result<f64> {
+        Ok(row.get::<_, Option<u64>>(at)?.unwrap_or(0) as f64 / 1e3)
+    };
+    Ok(Some(Breakdown {
+        python_ms: python_us as f64 / 1e3,
+        native_ms: ms(27)?,
+        blocked_ms: ms(28)?,
+        gil_wait_ms: ms(29)?,
+        sql_ms: ms(30)?,
+        http_ms: ms(31)?,
+        await_ms: ms(32)?,
+        queued_ms: ms(33)?,
+    }))
+}
+
+/// Columns 35-38; `delayed` is filled by [`resolve_delayed`].
+fn loop_block(row: &Row<'_>, request_start_ns: u64) -> rusqlite::Result<Option<LoopBlockRow>> {
+    let Some(blocked_us) = row.get::<_, Option<u64>>(35)? else {
+        return Ok(None);
+    };
+    let start_ns: Option<i64> = row.get(36)?;
+    let delayed: Option<String> = row.get(38)?;
+    let delayed_marker_ids = match delayed {
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(38, Type::Text, Box::new(e)))?,
+        None => Vec::new(),
+    };
+    Ok(Some(LoopBlockRow {
+        blocked_ms: blocked_us as f64 / 1e3,
+        start_ms: start_ns.map_or(0.0, |ns| offset_ms(ns, request_start_ns as i64)),
+        line: row.get(37)?,
+        delayed_marker_ids,
+        delayed: Vec::new(),
+    }))
+}
+
+/// Fills in the stored ids of the requests each loop block delayed: one
+/// indexed lookup per row that has a block, none for the others.
+pub(crate) fn resolve_delayed(conn: &Connection, rows: &mut [RequestRow]) -> rusqlite::Result<()> {
+    for r in rows.iter_mut() {
+        let Some(block) = r
+            .loop_block
+            .as_mut()
+            .filter(|b| !b.delayed_marker_ids.is_empty())
+        else {
+            continue;
+        };
+        let ids = serde_json::to_string(&block.delayed_marker_ids).expect("integers serialize");
+        block.delayed = conn
+            .prepare_cached(
+                "SELECT id FROM requests WHERE process_id = ?1
+                     AND marker_id IN (SELECT value FROM json_each(?2)) ORDER BY id",
+            )?
+            .query_map(params![r.process_id.0, ids], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+    }
+    Ok(())
 }
 
 /// Milliseconds between two monotonic readings, negative if `ns` is earlier.
@@ -257,27 +416,33 @@ pub fn requests(conn: &Connection, q: &RequestQuery) -> rusqlite::Result<Vec<Req
     let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
     // `id` breaks ties between requests started in the same millisecond.
     let order = "ORDER BY r.started_at DESC, r.id DESC LIMIT ?1";
-    match q.session {
+    let mut rows: Vec<RequestRow> = match q.session {
         None => {
             let sql = format!("SELECT {REQUEST_COLUMNS} {order}");
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(params![limit], request_row)?;
-            rows.collect()
+            rows.collect::<rusqlite::Result<_>>()?
         }
         Some(session) => {
             let sql = format!("SELECT {REQUEST_COLUMNS} WHERE r.session_id = ?2 {order}");
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(params![limit, session.0], request_row)?;
-            rows.collect()
+            rows.collect::<rusqlite::Result<_>>()?
         }
-    }
+    };
+    resolve_delayed(conn, &mut rows)?;
+    Ok(rows)
 }
 
 pub fn request(conn: &Connection, id: i64) -> rusqlite::Result<Option<RequestRow>> {
     let sql = format!("SELECT {REQUEST_COLUMNS} WHERE r.id = ?1");
-    conn.prepare_cached(&sql)?
+    let row = conn
+        .prepare_cached(&sql)?
         .query_row(params![id], request_row)
-        .optional()
+        .optional()?;
+    let mut rows: Vec<RequestRow> = row.into_iter().collect();
+    resolve_delayed(conn, &mut rows)?;
+    Ok(rows.pop())
 }
 
 pub fn sessions(conn: &Connection) -> rusqlite::Result<Vec<SessionRow>> {

@@ -13,7 +13,39 @@ pub const APPLICATION_ID: i32 = i32::from_be_bytes(*b"TmGl");
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+
+/// Version 7: where each request's wall time went. Every in-flight request
+/// is sampled in a state (running Python, native code off the GIL, blocked,
+/// waiting for the GIL, awaiting, queued), so its time splits into the
+/// `*_us` columns below (SQL and HTTP waits timed by the marker); `cpu_us`
+/// is the CPU time its threads used for it. Rows of earlier versions keep
+/// NULL breakdowns: nothing was measured, which is not the same as zero
+/// (`cpu_us` is 0 for them, so that sorting by it pages through every row).
+///
+/// An `async def` request that held the event loop without yielding past
+/// the join's threshold has `loop_blocked_us` set, with when that began, the
+/// app's line seen most meanwhile, and the marker ids of the same process's
+/// requests it delayed (a JSON array, resolved to stored ids on read through
+/// `requests_by_marker`: a delayed request may end, and be stored, later).
+/// `requests_by_cpu` serves the list sorted by CPU time.
+const V7: &str = "
+ALTER TABLE requests ADD COLUMN python_us INTEGER;
+ALTER TABLE requests ADD COLUMN native_us INTEGER;
+ALTER TABLE requests ADD COLUMN blocked_us INTEGER;
+ALTER TABLE requests ADD COLUMN gil_wait_us INTEGER;
+ALTER TABLE requests ADD COLUMN sql_wait_us INTEGER;
+ALTER TABLE requests ADD COLUMN http_wait_us INTEGER;
+ALTER TABLE requests ADD COLUMN await_us INTEGER;
+ALTER TABLE requests ADD COLUMN queued_us INTEGER;
+ALTER TABLE requests ADD COLUMN cpu_us INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN loop_blocked_us INTEGER;
+ALTER TABLE requests ADD COLUMN loop_block_start_ns INTEGER;
+ALTER TABLE requests ADD COLUMN loop_block_line TEXT;
+ALTER TABLE requests ADD COLUMN loop_block_delayed TEXT;
+CREATE INDEX requests_by_cpu ON requests(cpu_us);
+CREATE INDEX requests_by_marker ON requests(process_id, marker_id);
+";
 
 /// Version 6: callers stored once. A line in a loop issues the same
 /// statement many times from the same frames; `callers` keeps each distinct
@@ -429,5 +461,102 @@ mod tests {
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].caller[0].name, "fetch");
         assert_eq!((calls[0].status, calls[0].start_ms), (Some(200), 1.0));
+    }
+
+    /// A file as version 6 wrote it, with one request, migrated by opening it
+    /// the way the CLI and the server do.
+    #[test]
+    fn version_6_requests_open_without_a_breakdown_and_new_ones_carry_theirs() {
+        use timeglass_model::{LoopBlock, ProfiledRequest, Request, TimeBreakdown};
+
+        use crate::{Batch, ProcessId, RequestPage, SessionId, Sort, Store};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v6.db");
+        let mut conn = Connection::open(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        for script in &MIGRATIONS[..6] {
+            tx.execute_batch(script).unwrap();
+        }
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        tx.pragma_update(None, "user_version", 6).unwrap();
+        tx.execute_batch(
+            "INSERT INTO sessions (id, started_at, command, cwd, rate_hz, clock_mono_ns,
+                 clock_unix_ns) VALUES (1, '2024-05-01T12:00:00.000Z', '[]', '/', 1000, 0, 0);
+             INSERT INTO processes (id, session_id, pid, command_line, started_at)
+                 VALUES (1, 1, 42, '[]', '2024-05-01T12:00:00.000Z');
+             INSERT INTO requests (id, session_id, process_id, marker_id, method, path,
+                 errored, cancelled, tid, start_ns, end_ns, started_at, duration_us,
+                 samples, switched_samples, torn_samples)
+             VALUES (1, 1, 1, 1, 'GET', '/old', 0, 0, 7, 1000000000, 1005000000,
+                 '2024-05-01T12:00:01.000Z', 5000, 3, 0, 0);",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        drop(conn);
+
+        let old = Store::open_existing(&path)
+            .unwrap()
+            .request(1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(old.path, "/old");
+        assert_eq!(
+            (old.cpu_ms, old.breakdown, old.loop_block),
+            (None, None, None)
+        );
+
+        let mut store = Store::open(&path).unwrap();
+        let mut new = ProfiledRequest::new(Request {
+            marker_id: 2,
+            method: "GET".into(),
+            path: "/new".into(),
+            start_ns: 2_000_000_000,
+            end_ns: 2_010_000_000,
+            ..Request::default()
+        });
+        new.breakdown = TimeBreakdown {
+            python_ns: 4_000_000,
+            blocked_ns: 6_000_000,
+            ..TimeBreakdown::default()
+        };
+        new.cpu_ns = 4_200_000;
+        new.loop_block = Some(LoopBlock {
+            blocked_ns: 4_000_000,
+            start_ns: 2_001_000_000,
+            line: Some("app.py:9 in handler".into()),
+            delayed: vec![1],
+        });
+        store
+            .write(&Batch {
+                session: SessionId(1),
+                requests: vec![(ProcessId(1), new)],
+                outside: vec![],
+            })
+            .unwrap();
+        let new = store.request(2).unwrap().unwrap();
+        assert_eq!(new.cpu_ms, Some(4.2));
+        let b = new.breakdown.unwrap();
+        assert_eq!((b.python_ms, b.blocked_ms, b.total_ms()), (4.0, 6.0, 10.0));
+        let block = new.loop_block.unwrap();
+        assert_eq!((block.blocked_ms, block.start_ms), (4.0, 1.0));
+        assert_eq!(
+            block.delayed,
+            [1],
+            "the old request, by marker id in its process"
+        );
+
+        // Old rows count as no CPU when sorting, so paging reaches them.
+        let page = |before| RequestPage {
+            limit: 1,
+            before,
+            sort: Sort::MostCpu,
+            ..RequestPage::default()
+        };
+        let first = store.request_page(&page(None)).unwrap();
+        assert_eq!(first[0].id, 2);
+        let second = store.request_page(&page(Some(2))).unwrap();
+        assert_eq!(second[0].id, 1);
     }
 }

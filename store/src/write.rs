@@ -195,14 +195,20 @@ fn insert_request(
     profiled: &ProfiledRequest,
 ) -> rusqlite::Result<i64> {
     let r = &profiled.request;
+    let b = &profiled.breakdown;
+    let block = profiled.loop_block.as_ref();
     let started_at = rfc3339_ms(clock.unix_ns_at(r.start_ns));
     conn.prepare_cached(
         "INSERT INTO requests (session_id, process_id, marker_id, method, path, route, status,
              errored, cancelled, tid, start_ns, end_ns, started_at, duration_us,
              samples, switched_samples, torn_samples, response_end_ns,
-             queries, db_us, calls, http_us, n_plus_one_count, n_plus_one_sql, n_plus_one_caller)
+             queries, db_us, calls, http_us, n_plus_one_count, n_plus_one_sql, n_plus_one_caller,
+             python_us, native_us, blocked_us, gil_wait_us, sql_wait_us, http_wait_us, await_us,
+             queued_us, cpu_us, loop_blocked_us, loop_block_start_ns, loop_block_line,
+             loop_block_delayed)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-             ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+             ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35,
+             ?36, ?37, ?38)",
     )?
     .execute(params![
         session,
@@ -230,8 +236,26 @@ fn insert_request(
         profiled.n_plus_one.as_ref().map(|n| n.count),
         profiled.n_plus_one.as_ref().map(|n| &n.normalized),
         profiled.n_plus_one.as_ref().and_then(|n| n.caller.as_ref()),
+        us(b.python_ns),
+        us(b.native_ns),
+        us(b.blocked_ns),
+        us(b.gil_wait_ns),
+        us(b.sql_ns),
+        us(b.http_ns),
+        us(b.await_ns),
+        us(b.queued_ns),
+        us(profiled.cpu_ns),
+        block.map(|l| us(l.blocked_ns)),
+        block.map(|l| l.start_ns),
+        block.and_then(|l| l.line.as_ref()),
+        block.map(|l| serde_json::to_string(&l.delayed).expect("integers serialize")),
     ])?;
     Ok(conn.last_insert_rowid())
+}
+
+/// Nanoseconds as the whole microseconds the store keeps.
+fn us(ns: u64) -> u64 {
+    ns / 1000
 }
 
 fn insert_context(conn: &Connection, request: i64, c: &RequestContext) -> rusqlite::Result<()> {

@@ -63,6 +63,7 @@ fn requests_page(
             ("sort", params.sort_name()),
             ("duration_sort", duration_sort_link(params).as_str()),
             ("time_sort", time_sort_link(params).as_str()),
+            ("cpu_sort", cpu_sort_link(params).as_str()),
             ("rows", &lines),
             ("empty", &empty_list(params, rows)),
             ("pager", &pager(params, next)),
@@ -139,6 +140,14 @@ fn duration_sort_link(params: &ListParams) -> String {
     let next = match params.sort_name() {
         "-duration" => "duration",
         _ => "-duration",
+    };
+    with_sort(params, next)
+}
+
+fn cpu_sort_link(params: &ListParams) -> String {
+    let next = match params.sort_name() {
+        "-cpu" => "cpu",
+        _ => "-cpu",
     };
     with_sort(params, next)
 }

@@ -6,6 +6,7 @@ pub mod io;
 pub mod list;
 pub mod request;
 pub mod route;
+pub mod time;
 
 use std::collections::HashMap;
 
@@ -117,6 +118,7 @@ pub fn request_line(r: &RequestRow, p95: &RouteP95) -> String {
          <td class=\"num dur\">{slow_mark}{bar}<span class=\"dur-text\">{duration}</span>{background}</td>\
          <td class=\"num queries\">{queries}</td>\
          <td class=\"num db\">{db}</td>\
+         <td class=\"num cpu\">{cpu}</td>\
          <td class=\"num muted\">{samples}</td></tr>\n",
         classes = classes.join(" "),
         id = r.id,
@@ -130,6 +132,7 @@ pub fn request_line(r: &RequestRow, p95: &RouteP95) -> String {
         background = background(r),
         queries = queries_cell(r),
         db = db_cell(r),
+        cpu = cpu_cell(r),
         samples = r.samples,
     )
 }
@@ -148,6 +151,21 @@ fn queries_cell(r: &RequestRow) -> String {
     match r.queries {
         0 => format!("{badge}<span class=\"muted\">0</span>"),
         n => format!("{badge}{n}"),
+    }
+}
+
+/// CPU time, with a badge when the request blocked the event loop (its
+/// tooltip says where and for how long).
+fn cpu_cell(r: &RequestRow) -> String {
+    let badge = r.loop_block.as_ref().map_or(String::new(), |b| {
+        format!(
+            "<span class=\"badge loop-badge\" title=\"{}\">loop</span>",
+            escape(&time::loop_title(b))
+        )
+    });
+    match r.cpu_ms {
+        Some(cpu) => format!("{badge}{}", ms(cpu)),
+        None => format!("{badge}<span class=\"muted\">—</span>"),
     }
 }
 

@@ -12,6 +12,7 @@ use crate::flame::Profile;
 use crate::html::{bytes, escape, fill, json_script, local_time, ms, page, route_href};
 use crate::pages::io::{calls_panel, queries_panel};
 use crate::pages::status_text;
+use crate::pages::time::{loop_warning, request_breakdown};
 use crate::{db, AppState};
 
 const REQUEST: &str = include_str!("../../../flamegraph-templates/request.html");
@@ -150,6 +151,10 @@ fn request_page(d: &RequestDetail, profile: &Profile) -> Html<String> {
             ("status", &status_text(r)),
             ("status_class", &status_class),
             ("route", &route),
+            (
+                "loop_block",
+                &r.loop_block.as_ref().map_or(String::new(), loop_warning),
+            ),
             ("summary", &summary(d)),
             ("timeline", &timeline(d)),
             (
@@ -212,6 +217,15 @@ fn summary(d: &RequestDetail) -> String {
     let started = local_time(&r.start);
     let (date, time) = started.split_once(' ').unwrap_or(("", &started));
     tiles.push(tile("Started", &escape(time), &escape(date)));
+    let measured = r.breakdown.is_some_and(|b| b.total_ms() > 0.0);
+    if let Some(cpu) = r.cpu_ms.filter(|&cpu| measured || cpu > 0.0) {
+        let wall = r.duration_ms + r.background_ms.unwrap_or(0.0);
+        let note = match wall > 0.0 {
+            true => format!("{:.0}% of its wall time", (cpu / wall * 100.0).min(100.0)),
+            false => String::new(),
+        };
+        tiles.push(tile("CPU", &ms(cpu), &note));
+    }
     tiles.push(tile(
         "Samples",
         &r.samples.to_string(),
@@ -242,6 +256,10 @@ fn summary(d: &RequestDetail) -> String {
     if let Some(c) = d.context.as_ref().filter(|c| c.body_bytes > 0) {
         tiles.push(tile("Request body", &bytes(c.body_bytes), ""));
     }
+    tiles.push(format!(
+        "<div class=\"tile tb-tile\" id=\"time\"><div class=\"label\">Where the time went</div>{}</div>",
+        request_breakdown(r)
+    ));
     tiles.concat()
 }
 
@@ -517,6 +535,9 @@ mod tests {
             http_ms: 0.0,
             n_plus_one: false,
             repeated: None,
+            cpu_ms: None,
+            breakdown: None,
+            loop_block: None,
         }
     }
 

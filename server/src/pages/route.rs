@@ -11,6 +11,7 @@ use crate::error::AppError;
 use crate::flame::Profile;
 use crate::html::{count, escape, fill, local_time, ms, page, query_value, route_href};
 use crate::pages::request::flame_section;
+use crate::pages::time::route_breakdown;
 use crate::pages::{request_line, RouteP95};
 use crate::stats::RouteStats;
 use crate::{db, AppState};
@@ -125,6 +126,8 @@ fn route_page(d: &RouteDetail, profile: &Profile, p95: &RouteP95) -> Html<String
         ("Max", ms(s.max_ms)),
         ("Queries / request", format!("{:.1}", s.avg_queries)),
         ("DB time share", format!("{:.0}%", s.db_share * 100.0)),
+        ("CPU / request", s.avg_cpu_ms.map_or("—".to_string(), ms)),
+        ("Blocked the loop", count(s.loop_blocks)),
     ]
     .iter()
     .map(|(label, value)| {
@@ -135,6 +138,14 @@ fn route_page(d: &RouteDetail, profile: &Profile, p95: &RouteP95) -> Html<String
                 if s.n_plus_one == 1 { "" } else { "s" }
             ),
             "DB time share" => "<div class=\"note\">of the response time</div>".to_string(),
+            "CPU / request" if s.avg_cpu_ms.is_none() => {
+                "<div class=\"note\">not recorded</div>".to_string()
+            }
+            "CPU / request" => "<div class=\"note\">Python and native code</div>".to_string(),
+            "Blocked the loop" => format!(
+                "<div class=\"note\">request{} held the event loop</div>",
+                if s.loop_blocks == 1 { "" } else { "s" }
+            ),
             _ => String::new(),
         };
         format!("<div class=\"tile\"><div class=\"label\">{label}</div><div class=\"value\">{value}</div>{note}</div>")
@@ -162,6 +173,14 @@ fn route_page(d: &RouteDetail, profile: &Profile, p95: &RouteP95) -> Html<String
             ("api", &escape(&api)),
             ("tiles", &tiles),
             ("histogram", &histogram(s)),
+            (
+                "breakdown",
+                &s.avg_breakdown.as_ref().map_or(
+                    "<p class=\"muted tb-none\">No time breakdown recorded for this endpoint.</p>"
+                        .to_string(),
+                    route_breakdown,
+                ),
+            ),
             ("flame", &flame_section(profile, &profile_api)),
             ("slowest", &slowest),
         ],
