@@ -95,6 +95,8 @@ struct Pending {
     samples: Vec<Charged>,
     switched: u64,
     torn: u64,
+    /// Switched and torn samples: never charged, but their time counts.
+    time_only: Vec<Charged>,
     last_sample_ns: u64,
     queries: Vec<SqlQuery>,
     calls: Vec<HttpCall>,
@@ -169,10 +171,14 @@ impl Join {
         if sample.quality == Quality::Torn {
             self.stats.torn_samples += 1;
             if sample.request_id != 0 {
-                self.pending
+                let pending = self
+                    .pending
                     .entry((sample.pid, sample.request_id))
-                    .or_default()
-                    .torn += 1;
+                    .or_default();
+                pending.torn += 1;
+                // The stack is damaged, but the time and what the thread was
+                // doing (its GIL and run state) are the request's.
+                pending.time_only.push(time_only(&sample));
             }
             return;
         }
@@ -187,11 +193,14 @@ impl Join {
             // The thread changed requests while its stack was read: the stack
             // may be either request's, or the loop's. Counted, never charged:
             // samples whose slot did not change are the exact ones.
+            // Its time goes to the request it ran when the walk began.
             self.stats.unattributable += 1;
-            self.pending
+            let pending = self
+                .pending
                 .entry((sample.pid, sample.request_id))
-                .or_default()
-                .switched += 1;
+                .or_default();
+            pending.switched += 1;
+            pending.time_only.push(time_only(&sample));
             return;
         }
         let pending = self
@@ -318,7 +327,12 @@ impl Join {
             p.calls.iter().map(|c| (c.start_ns, c.end_ns)).collect();
         let waits_at: Vec<(u64, u64)> = sql_windows.iter().chain(&http_windows).copied().collect();
         let response_until = response_end_ns.unwrap_or(end_ns);
-        let cpu_ns = samples.iter().map(|s| s.cpu_ns).sum();
+        let mut time_only = p.time_only;
+        time_only.retain(|s| s.ts_ns >= start.ts_ns && s.ts_ns <= end_ns);
+        for s in &mut time_only {
+            s.interval_ns = s.interval_ns.min(s.ts_ns - start.ts_ns);
+        }
+        let cpu_ns = samples.iter().chain(&time_only).map(|s| s.cpu_ns).sum();
         let loop_block = wall::loop_block(&samples, start.tid, self.options.loop_block_ns).map(
             |(mut block, block_end)| {
                 block.delayed =
@@ -329,8 +343,10 @@ impl Join {
         // Off-CPU samples inside a timed query or call are that wait: its
         // weighted `[sql]`/`[http]` stack stands for them.
         samples.retain(|s| !wall::inside_wait(s, &waits_at));
+        time_only.retain(|s| !wall::inside_wait(s, &waits_at));
         let in_response: Vec<Charged> = samples
             .iter()
+            .chain(&time_only)
             .filter(|s| s.ts_ns <= response_until)
             .cloned()
             .collect();
@@ -348,7 +364,11 @@ impl Join {
                 self.prefixes.learn(pid, &s.stack);
             }
         }
-        let mut counts: HashMap<Stack, u64> = HashMap::new();
+        // A stack weighs the wall time its samples stood for, in sampling
+        // periods (the unit waits are weighed in): a tick that came late
+        // stands for more than one period.
+        let period_ns = 1_000_000_000 / u64::from(self.options.rate_hz.max(1));
+        let mut weights: HashMap<Stack, u64> = HashMap::new();
         for charged in samples {
             let stack = if charged.suspended() {
                 self.prefixes.apply(pid, &charged.stack)
@@ -359,8 +379,12 @@ impl Join {
                 Some(sent) if charged.ts_ns > sent => under_background(&stack),
                 _ => stack,
             };
-            *counts.entry(stack).or_insert(0) += 1;
+            *weights.entry(stack).or_insert(0) += charged.interval_ns;
         }
+        let counts: HashMap<Stack, u64> = weights
+            .into_iter()
+            .map(|(stack, ns)| (stack, ((ns + period_ns / 2) / period_ns).max(1)))
+            .collect();
         self.recent.push(Window {
             pid,
             tid: start.tid,
@@ -478,4 +502,17 @@ fn under_background(stack: &Stack) -> Stack {
         .chain(stack.iter().cloned())
         .collect::<Vec<Frame>>()
         .into()
+}
+
+/// A switched or torn sample, kept for its time and state only.
+fn time_only(sample: &Sample) -> Charged {
+    Charged {
+        ts_ns: sample.ts_ns,
+        state: sample.state,
+        interval_ns: sample.interval_ns,
+        tid: sample.tid,
+        slot_seq: sample.slot_seq,
+        cpu_ns: sample.cpu_ns,
+        stack: std::sync::Arc::new([]),
+    }
 }

@@ -62,18 +62,19 @@ fn samples_are_charged_to_their_request_and_aggregated_per_stack() {
         stack(&["<module>", "handler", "burn"]),
         stack(&["<module>", "handler"]),
     );
+    const MS: u64 = 1_000_000;
     let mut j = Join::new();
-    j.event(1, start(1, 1_000));
-    for ts in [1_100, 1_200, 1_300] {
+    j.event(1, start(1, MS));
+    for ts in [2 * MS, 3 * MS, 4 * MS] {
         j.sample(sample(1, ts, Quality::Clean, &a));
     }
-    j.sample(sample(1, 1_400, Quality::Switched, &b));
-    j.event(1, end(1, 2_000, 200));
+    j.sample(sample(1, 5 * MS, Quality::Switched, &b));
+    j.event(1, end(1, 10 * MS, 200));
     assert!(
-        j.finished(2_000).is_empty(),
+        j.finished(10 * MS).is_empty(),
         "late samples are awaited for the grace period"
     );
-    let done = j.finished(2_000 + GRACE_NS);
+    let done = j.finished(10 * MS + GRACE_NS);
     assert_eq!(done.len(), 1);
     let r = &done[0];
     assert_eq!(
@@ -82,7 +83,7 @@ fn samples_are_charged_to_their_request_and_aggregated_per_stack() {
     );
     assert_eq!(r.request.route.as_deref(), Some("/r/{id}"));
     assert_eq!(r.request.status, Some(200));
-    assert_eq!(r.request.duration_ns(), 1_000);
+    assert_eq!(r.request.duration_ns(), 9 * MS);
     // The switched sample is counted, not charged: its stack may be another request's.
     assert_eq!(r.samples(), 3);
     assert_eq!(r.stacks.len(), 1);
@@ -186,17 +187,18 @@ fn requests_of_different_processes_with_the_same_marker_id_stay_apart() {
 fn samples_after_the_response_was_sent_form_the_background_stage() {
     let s = stack(&["<module>", "handler"]);
     let bg = stack(&["<module>", "send_welcome_email"]);
+    const MS: u64 = 1_000_000;
     let mut j = Join::new();
-    j.event(1, start(8, 100));
-    j.sample(sample(8, 120, Quality::Clean, &s));
-    j.sample(sample(8, 170, Quality::Clean, &bg));
-    j.sample(sample(8, 180, Quality::Clean, &bg));
+    j.event(1, start(8, 100 * MS));
+    j.sample(sample(8, 120 * MS, Quality::Clean, &s));
+    j.sample(sample(8, 170 * MS, Quality::Clean, &bg));
+    j.sample(sample(8, 180 * MS, Quality::Clean, &bg));
     j.event(
         1,
         Event::RequestEnd(RequestEnd {
             request_id: 8,
-            ts_ns: 200,
-            response_ns: 150,
+            ts_ns: 200 * MS,
+            response_ns: 150 * MS,
             status: 200,
             flags: 0,
             route: "/signup".into(),
@@ -206,10 +208,10 @@ fn samples_after_the_response_was_sent_form_the_background_stage() {
     let r = &done[0];
     assert_eq!(
         r.request.duration_ns(),
-        50,
+        50 * MS,
         "response time ends at the last body chunk"
     );
-    assert_eq!(r.request.background_ns(), Some(50));
+    assert_eq!(r.request.background_ns(), Some(50 * MS));
     let labels: Vec<(String, u64)> = r
         .stacks
         .iter()

@@ -1,6 +1,12 @@
-//! CPU time per thread, as the kernel counts it: the first field of
-//! `/proc/PID/task/TID/schedstat` (nanoseconds on a CPU). Each file is
-//! opened once and re-read with one `pread` per reading.
+//! Whether a thread has run since it was last looked at: its CPU time as
+//! the kernel counts it (the first field of `/proc/PID/task/TID/schedstat`,
+//! nanoseconds on a CPU) and its run state (`/proc/PID/task/TID/stat`).
+//! Each file is opened once and re-read with one `pread` per reading.
+//!
+//! The kernel brings a thread's count up to date when the thread leaves
+//! the CPU, so the count of a sleeping thread is exact, but that of a
+//! running one can lag by a scheduler tick: only a thread that is not
+//! running and whose count did not move can be known to have stood still.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -9,32 +15,58 @@ use std::os::unix::fs::FileExt;
 /// Open `schedstat` files of one process's threads.
 #[derive(Default)]
 pub struct ThreadCpu {
-    files: HashMap<u32, Option<File>>,
+    files: HashMap<u32, Option<(File, File)>>,
+}
+
+/// One reading of a thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reading {
+    /// Nanoseconds on a CPU so far.
+    pub cpu_ns: u64,
+    /// Running or runnable (`R`) right now.
+    pub running: bool,
 }
 
 /// More open files than this are closed all at once (threads come and go).
 const MAX_FILES: usize = 512;
 
 impl ThreadCpu {
-    /// Nanoseconds thread `tid` of `pid` has spent on a CPU; `None` when
-    /// the kernel does not say (the thread is gone, or no schedstats).
-    pub fn read(&mut self, pid: u32, tid: u32) -> Option<u64> {
+    /// Thread `tid` of `pid` now; `None` when the kernel does not say (the
+    /// thread is gone, or it keeps no schedstats).
+    pub fn read(&mut self, pid: u32, tid: u32) -> Option<Reading> {
         if self.files.len() >= MAX_FILES && !self.files.contains_key(&tid) {
             self.files.clear();
         }
-        let file = self
+        let (schedstat, stat) = self
             .files
             .entry(tid)
-            .or_insert_with(|| File::open(format!("/proc/{pid}/task/{tid}/schedstat")).ok())
+            .or_insert_with(|| {
+                let dir = format!("/proc/{pid}/task/{tid}");
+                Some((
+                    File::open(format!("{dir}/schedstat")).ok()?,
+                    File::open(format!("{dir}/stat")).ok()?,
+                ))
+            })
             .as_ref()?;
-        let mut buf = [0u8; 64];
-        let n = file.read_at(&mut buf, 0).ok()?;
-        let text = std::str::from_utf8(&buf[..n]).ok()?;
-        let ns = text.split_ascii_whitespace().next()?.parse().ok();
-        if ns.is_none() {
-            self.files.remove(&tid);
+        let mut buf = [0u8; 512];
+        let n = schedstat.read_at(&mut buf[..64], 0).ok()?;
+        let cpu_ns = std::str::from_utf8(&buf[..n])
+            .ok()
+            .and_then(|t| t.split_ascii_whitespace().next()?.parse().ok());
+        let n = stat.read_at(&mut buf, 0).ok()?;
+        // The state follows the parenthesised command name, which may hold spaces.
+        let running = buf[..n]
+            .iter()
+            .rposition(|&b| b == b')')
+            .and_then(|close| buf.get(close + 2))
+            .map(|&state| state == b'R');
+        match (cpu_ns, running) {
+            (Some(cpu_ns), Some(running)) => Some(Reading { cpu_ns, running }),
+            _ => {
+                self.files.remove(&tid);
+                None
+            }
         }
-        ns
     }
 
     /// Closes the files of threads `keep` says no to.
@@ -55,14 +87,20 @@ mod tests {
         let Some(before) = cpu.read(pid, tid) else {
             panic!("no /proc/{pid}/task/{tid}/schedstat: the kernel keeps no schedstats");
         };
+        assert!(before.running, "the calling thread is on a CPU");
         let t = std::time::Instant::now();
         let mut x = 0u64;
         while t.elapsed() < std::time::Duration::from_millis(30) {
             x = x.wrapping_add(std::hint::black_box(1));
         }
         std::hint::black_box(x);
+        // Going to sleep brings the count up to date.
+        std::thread::sleep(std::time::Duration::from_millis(5));
         let after = cpu.read(pid, tid).unwrap();
-        assert!(after - before >= 15_000_000, "{before} -> {after}");
+        assert!(
+            after.cpu_ns - before.cpu_ns >= 15_000_000,
+            "{before:?} -> {after:?}"
+        );
         assert_eq!(cpu.read(pid, u32::MAX - 3), None);
     }
 }

@@ -47,12 +47,15 @@ const KNOWN: &[(&str, &str, &str)] = &[
     ("asyncio/tasks.py", "gather", "asyncio.gather"),
 ];
 
-/// anyio's thread-pool limiter: a sync endpoint or dependency waiting here
-/// waits for a free worker thread.
+/// anyio's thread pool: a sync endpoint or dependency suspended here waits
+/// for a worker thread, either for a token of the pool's limiter or for the
+/// worker to start the call. (Once a worker runs it, the worker's thread
+/// carries the request and is sampled instead.)
 fn waits_for_worker(frame: &Frame) -> bool {
     frame.filename.ends_with("anyio/_backends/_asyncio.py")
         && (matches_name(&frame.name, "CapacityLimiter.acquire_on_behalf_of")
-            || matches_name(&frame.name, "CapacityLimiter.acquire"))
+            || matches_name(&frame.name, "CapacityLimiter.acquire")
+            || matches_name(&frame.name, "AsyncIOBackend.run_sync_in_worker_thread"))
 }
 
 fn matches_name(name: &str, qualified: &str) -> bool {

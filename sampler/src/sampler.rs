@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use timeglass_model::{Frame, Quality, Sample, Stack, State, BLOCKED_FRAME, NATIVE_FRAME};
 use timeglass_wire::{monotonic_ns, Region, ScopeSnapshot, SlotReader, SlotSnapshot};
 
-use crate::cpu::ThreadCpu;
+use crate::cpu::{Reading, ThreadCpu};
 use crate::leaf::await_leaf;
 use crate::timer::Jitter;
 use crate::{SourceError, StackSource, ThreadStack, TornDetector};
@@ -153,15 +153,16 @@ pub struct Sampler {
 /// What one request thread looked like at its last tick.
 struct ThreadMemo {
     slot: SlotSnapshot,
-    cpu_ns: Option<u64>,
+    cpu: Option<Reading>,
     /// The stack walked then, without its state leaf; `None` if not walked.
     stack: Option<(Stack, bool)>,
     tick: u64,
 }
 
-/// A tick's interval is capped at this many periods (the first tick after
-/// an idle spell stands for the time since the request started, at most).
-const MAX_INTERVAL_PERIODS: u64 = 4;
+/// A tick's interval is capped at this many periods: a sample stands for
+/// the time since the previous one (the join cuts the first sample of a
+/// request at its start), but not for a long idle spell before it.
+const MAX_INTERVAL_PERIODS: u64 = 10;
 
 impl Sampler {
     pub fn new(options: SamplerOptions) -> Self {
@@ -221,15 +222,14 @@ impl Sampler {
         } else {
             (ts_ns - self.last_tick_ns).min(period_ns * MAX_INTERVAL_PERIODS)
         };
-        self.last_tick_ns = ts_ns;
         self.stats.walks += 1;
         let walk = self.stats.walks;
-        // Request threads: their CPU time now, and which must be walked.
-        // One that has not run since the last tick, still on the same
-        // step of the same request, has the stack it had then.
+        // Request threads that must be walked. One that is off the CPU and
+        // has not run since the last tick, still in the same step of the
+        // same request, has the stack it had then.
         let mut walk_tids = Vec::new();
         let mut reused: Vec<(u32, Stack, bool)> = Vec::new();
-        let mut cpu_now: HashMap<u32, Option<u64>> = HashMap::new();
+        let mut cpu_now: HashMap<u32, Option<Reading>> = HashMap::new();
         if wall {
             for &(tid, snap) in &self.before {
                 if snap.request_id == 0 {
@@ -237,13 +237,14 @@ impl Sampler {
                 }
                 let now = self.cpu.read(pid, tid);
                 cpu_now.insert(tid, now);
-                let idle_since = self.threads.get(&tid).and_then(|m| {
+                let still = self.threads.get(&tid).and_then(|m| {
+                    let (then, now) = (m.cpu?, now?);
                     let same = m.slot == snap && m.tick + 1 == walk;
-                    (same && now.is_some() && m.cpu_ns == now)
+                    (same && !now.running && !then.running && now.cpu_ns == then.cpu_ns)
                         .then(|| m.stack.clone())
                         .flatten()
                 });
-                match idle_since {
+                match still {
                     Some((stack, torn)) => reused.push((tid, stack, torn)),
                     None => walk_tids.push(tid),
                 }
@@ -263,6 +264,8 @@ impl Sampler {
             }
             Err(e) => return Err(e),
         };
+        // A failed walk leaves its time to the next tick's samples.
+        self.last_tick_ns = ts_ns;
         if walk.is_multiple_of(FORGET_AFTER_WALKS) {
             self.known_tids
                 .retain(|_, seen| walk - *seen < FORGET_AFTER_WALKS);
@@ -297,7 +300,7 @@ impl Sampler {
             };
             let ThreadStack { frames, .. } = stack;
             let stack: Stack = frames.into();
-            let cpu_ns = self.cpu_of(tid, before, state, interval_ns, &cpu_now);
+            let cpu_ns = Self::cpu_of(state, interval_ns);
             if let (true, Some(tid), Some(b)) = (runs_request, tid, before) {
                 self.remember(
                     tid,
@@ -383,7 +386,7 @@ impl Sampler {
         &mut self,
         tid: u32,
         slot: SlotSnapshot,
-        cpu_ns: Option<u64>,
+        cpu: Option<Reading>,
         stack: Option<(Stack, bool)>,
         tick: u64,
     ) {
@@ -391,37 +394,21 @@ impl Sampler {
             tid,
             ThreadMemo {
                 slot,
-                cpu_ns,
+                cpu,
                 stack,
                 tick,
             },
         );
     }
 
-    /// The CPU time a request thread's sample stands for: the kernel's
-    /// count since the last tick when the thread ran only this request
-    /// meanwhile (the same slot at both ticks), else the interval when the
-    /// sample is on a CPU.
-    fn cpu_of(
-        &self,
-        tid: Option<u32>,
-        before: Option<SlotSnapshot>,
-        state: State,
-        interval_ns: u64,
-        cpu_now: &HashMap<u32, Option<u64>>,
-    ) -> u64 {
-        let (Some(tid), Some(b)) = (tid, before) else {
-            return 0;
-        };
-        let exact = self.threads.get(&tid).and_then(|m| {
-            let now = cpu_now.get(&tid).copied().flatten()?;
-            let then = m.cpu_ns?;
-            (m.slot == b && m.tick + 1 == self.stats.walks).then(|| now.saturating_sub(then))
-        });
-        match exact {
-            Some(ns) => ns,
-            None if state.on_cpu() => interval_ns,
-            None => 0,
+    /// The CPU time a sample stands for: its interval when it was taken
+    /// on a CPU. (The kernel's per-thread count lags by up to a scheduler
+    /// tick while a thread runs, too coarse to split a 1 ms interval.)
+    fn cpu_of(state: State, interval_ns: u64) -> u64 {
+        if state.on_cpu() {
+            interval_ns
+        } else {
+            0
         }
     }
 
@@ -471,10 +458,13 @@ impl Sampler {
                             Some((Stack::from(frames), state))
                         }
                         Ok(None) => return Ok(()),
+                        // Read while it resumed, or torn: read it again next tick.
                         Ok(Some(_)) | Err(SourceError::Read { .. }) => None,
                         Err(e) => return Err(e),
                     };
-                    self.chains.insert(key, read.clone());
+                    if read.is_some() {
+                        self.chains.insert(key, read.clone());
+                    }
                     read
                 }
             };
