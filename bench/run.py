@@ -43,7 +43,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from bench import accuracy, dashboard, walk
+from bench import accuracy, dashboard, walk, wallclock
 from fixtures import harness
 
 CONFIGS = ("bare", "marker", "full", "nocapture")
@@ -357,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     walk.main()
     accuracy.main()
+    wallclock.main([])
     return dashboard.main()
 
 

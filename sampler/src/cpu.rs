@@ -97,10 +97,13 @@ mod tests {
         // Going to sleep brings the count up to date.
         std::thread::sleep(std::time::Duration::from_millis(5));
         let after = cpu.read(pid, tid).unwrap();
+        // 30 ms of wall time; on a loaded machine the thread may get a
+        // fraction of it, but not nothing.
         assert!(
-            after.cpu_ns - before.cpu_ns >= 15_000_000,
+            after.cpu_ns - before.cpu_ns >= 2_000_000,
             "{before:?} -> {after:?}"
         );
+        assert!(!after.running || after.cpu_ns > before.cpu_ns);
         assert_eq!(cpu.read(pid, u32::MAX - 3), None);
     }
 }

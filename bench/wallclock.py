@@ -1,0 +1,232 @@
+"""Wall-clock truth, for `make bench`: how close each request's flame graph is
+to what it really did, and what sampling every in-flight request costs.
+
+`fixtures.wall_app` knows its answer: each `/wall/<kind>` request burns 15 ms
+of Python, then waits 60 ms in `wait_<kind>` its own way, and reports the
+wait it measured. Printed here, alone and with six requests in flight:
+
+* the error of each wait's share of its flame graph against that truth;
+* how much of each request's wall time its flame graph and its time
+  breakdown cover;
+* torn plus switched samples with four concurrent sync requests.
+
+Then the recorder's CPU with eight requests in flight (`wrk -c8` on a mix of
+awaiting and sleeping requests) and with the app idle, wall-clock sampling
+against `--gil-only-samples`, in interleaved rounds.
+
+    python -m bench.wallclock [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from fixtures import attribution, harness
+
+APP = "fixtures.wall_app:app"
+KINDS = ("await", "sync-sleep", "async-block", "hash")
+MIX = ["await", "sync-sleep", "hash", "await", "sync-sleep", "hash"]
+FRAME_FUNCTION = re.compile(r"(?:^|;)(?:[\w<>]+\.)*(\w+) \(")
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def parallel(client: httpx.Client, paths: list[str]) -> list[httpx.Response]:
+    out: list[httpx.Response | None] = [None] * len(paths)
+
+    def send(i: int, path: str) -> None:
+        out[i] = client.get(path)
+
+    threads = [threading.Thread(target=send, args=(i, p)) for i, p in enumerate(paths)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [r for r in out if r is not None]
+
+
+def share(folded: str, function: str) -> tuple[float, int]:
+    total = mine = 0
+    for line in folded.splitlines():
+        stack, _, count = line.rpartition(" ")
+        total += int(count)
+        if function in FRAME_FUNCTION.findall(stack):
+            mine += int(count)
+    return (mine / total if total else 0.0), total
+
+
+def judged(
+    recorded: attribution.Recorded, sent: list[tuple[str, httpx.Response]], rows: list[Any]
+) -> list[dict[str, float]]:
+    by_path: dict[str, list[Any]] = {}
+    for row in sorted(rows, key=lambda r: r["id"]):
+        by_path.setdefault(row["path"], []).append(row)
+    out = []
+    for kind, response in sent:
+        row = by_path[f"/wall/{kind}"].pop(0)
+        folded = recorded.folded(row["id"])
+        shown = json.loads(recorded.cli("show", str(row["id"]), "--json"))
+        got, weight = share(folded, "wait_" + kind.replace("-", "_"))
+        truth = min(1.0, response.json()["wait_ms"] / row["duration_ms"])
+        out.append(
+            {
+                "error": got - truth,
+                "coverage": weight / row["duration_ms"],
+                "breakdown": sum(shown["breakdown"].values()) / row["duration_ms"],
+                "uncharged": (row["torn_samples"] + row["switched_samples"])
+                / max(1, row["samples"] + row["torn_samples"] + row["switched_samples"]),
+                "sync": kind in ("sync-sleep", "hash"),
+            }
+        )
+    return out
+
+
+def accuracy(rounds: int) -> None:
+    alone: list[tuple[str, httpx.Response]] = []
+    together: list[tuple[str, httpx.Response]] = []
+    sync4: list[tuple[str, httpx.Response]] = []
+    with tempfile.TemporaryDirectory(prefix="timeglass-wall-") as work:
+        with attribution.recording(Path(work), app=APP) as (client, recorded):
+            for kind in KINDS:  # warm-up: first-request imports
+                client.get(f"/wall/{kind}")
+            for _ in range(rounds):
+                for kind in KINDS:
+                    alone.append((kind, client.get(f"/wall/{kind}")))
+                mixed = parallel(client, [f"/wall/{k}" for k in MIX])
+                together.extend(zip(MIX, mixed, strict=True))
+                four = ["sync-sleep", "hash", "sync-sleep", "hash"]
+                synced = parallel(client, [f"/wall/{k}" for k in four])
+                sync4.extend(zip(four, synced, strict=True))
+        rows = [r for r in recorded.rows() if str(r["path"]).startswith("/wall/")]
+        first: dict[str, int] = {}
+        for row in sorted(rows, key=lambda r: r["id"]):
+            first.setdefault(row["path"], row["id"])
+        rows = [r for r in rows if r["id"] not in first.values()]
+        results = judged(recorded, alone + together + sync4, rows)
+    n_alone, n_together = len(alone), len(together)
+    groups = {
+        "alone": results[:n_alone],
+        "6 in flight": results[n_alone : n_alone + n_together],
+        "4 sync in flight": results[n_alone + n_together :],
+    }
+    print(
+        "\nWall-clock truth: 15 ms of Python, then a 60 ms wait (await, sleep in a sync"
+        f" endpoint, sleep in async def, pbkdf2 off the GIL); {rounds} rounds\n"
+    )
+    print(
+        f"  {'':<18} {'requests':>8} {'share error (points)':>22} {'flame graph':>14}"
+        f" {'breakdown':>12} {'torn+switched':>14}"
+    )
+    print(f"  {'':<18} {'':>8} {'median   worst':>22} {'covers (min)':>14} {'sums to':>12}")
+    for name, group in groups.items():
+        errors = [100 * r["error"] for r in group]
+        worst = max(errors, key=abs)
+        covers = min(r["coverage"] for r in group)
+        sums = statistics.median(r["breakdown"] for r in group)
+        uncharged = statistics.median(r["uncharged"] for r in group)
+        print(
+            f"  {name:<18} {len(group):>8} {statistics.median(errors):+8.1f} {worst:+8.1f}"
+            f" {100 * covers:>12.0f}% {100 * sums:>10.0f}% {100 * uncharged:>12.1f}%"
+        )
+
+
+def cpu_seconds(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def recorder_cpu(mode: str, seconds: int) -> tuple[float, float, float]:
+    """(busy %, idle %, requests/s) of the recorder with 8 requests in flight, then idle."""
+    extra = ("--gil-only-samples",) if mode == "gil-only" else ()
+    with tempfile.TemporaryDirectory(prefix="timeglass-wallcpu-") as work:
+        port = harness.free_port()
+        argv = [
+            str(harness.timeglass_bin()),
+            "run",
+            "--db",
+            f"{work}/cpu.db",
+            *extra,
+            "--",
+            *harness.uvicorn_argv(port, "--no-access-log", "--log-level", "warning", app=APP),
+        ]
+        with harness.Process(argv, log_dir=Path(work) / "logs", env=harness.clean_env()) as proc:
+            proc.wait_for_port(port, timeout=30)
+            url = f"http://127.0.0.1:{port}/wall/await?burn=2&wait=20"
+            httpx.get(url, timeout=10)
+
+            def load() -> float:
+                out = subprocess.run(
+                    ["wrk", "-t1", "-c8", f"-d{seconds}s", url],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+                match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+                return float(match.group(1)) if match else float("nan")
+
+            rps, busy = during(proc.pid, load)
+            time.sleep(1)
+            _, idle = during(proc.pid, lambda: idle_for(seconds))
+            proc.interrupt(timeout=30)
+    return busy, idle, rps
+
+
+def idle_for(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def during(pid: int, action: Callable[[], float]) -> tuple[float, float]:
+    cpu0, wall0 = cpu_seconds(pid), time.monotonic()
+    result = action()
+    return result, 100 * (cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0)
+
+
+def cost(rounds: int, seconds: int) -> None:
+    if not shutil.which("wrk"):
+        print("  (wrk is not installed: recorder CPU not measured)")
+        return
+    found: dict[str, list[tuple[float, float, float]]] = {"wall": [], "gil-only": []}
+    for _ in range(rounds):
+        for mode in found:
+            found[mode].append(recorder_cpu(mode, seconds))
+    print(
+        f"\n  Recorder CPU, 8 requests in flight (wrk -c8, /wall/await?burn=2&wait=20),"
+        f" {rounds} interleaved rounds of {seconds} s, medians [min-max]:"
+    )
+    for mode, runs in found.items():
+        busy = [r[0] for r in runs]
+        idle = [r[1] for r in runs]
+        rps = [r[2] for r in runs]
+        print(
+            f"    {mode:<9} busy {statistics.median(busy):5.1f}% [{min(busy):.1f}-{max(busy):.1f}]"
+            f"  idle {statistics.median(idle):4.1f}% [{min(idle):.1f}-{max(idle):.1f}]"
+            f"  app {statistics.median(rps):7.1f} req/s"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=4)
+    args = parser.parse_args(argv)
+    accuracy(args.rounds)
+    cost(args.rounds, args.seconds)
+
+
+if __name__ == "__main__":
+    main()
