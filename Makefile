@@ -1,12 +1,15 @@
 # TimeGlass developer entry points. CI runs `.ci/run`, which is `make test`.
 #
 #   make build   .venv with the dev tools, the `timeglass` CLI and the marker wheel
-#   make test    Rust tests, clippy, fmt, ruff, mypy, marker tests, end-to-end tests
+#   make test    Rust tests, clippy, fmt, ruff, mypy, marker tests, end-to-end tests on
+#                .venv's CPython, then the core end-to-end subset on each other CPython
+#   make test-core-X.Y   the core subset with the apps on CPython X.Y only (e.g. 3.12)
+#   make matrix  the app environments .venv-3.10, .venv-3.12, .venv-3.13
 #   make demo    profile the fixture app for a few seconds and show what was recorded
 #   make bench   wrk against bare uvicorn, marker only, and full `timeglass run`;
 #                dashboard speed over a synthetic 100,000-request store
 #   make fmt     format Rust and Python in place
-#   make clean   remove .venv, build stamps and wheels (not target/ caches)
+#   make clean   remove .venv, the app environments, build stamps and wheels (not target/ caches)
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -18,6 +21,32 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 STAMPS := $(VENV)/.stamps
 WHEELS := target/wheels
+
+# --- the interpreter matrix ----------------------------------------------------
+# Every CPython that users run is tested: pyenv's 3.10, 3.11, 3.12 and 3.13 (CI and the
+# developers' machines have them). .venv runs on one of them ($(PYTHON), 3.11 here)
+# and runs the whole suite; each other one gets an app environment .venv-X.Y with
+# requirements-apps.txt and the marker wheel, and the tests marked `core` run once per
+# version with their apps on it (pytest itself stays on .venv; the switch is
+# TIMEGLASS_TEST_PYTHON, read by fixtures/harness.py). Under CI a version that is
+# missing fails the run; locally it is reported and left out.
+PYTHON_VERSIONS := 3.10 3.11 3.12 3.13
+PYENV_ROOT ?= $(or $(shell pyenv root 2>/dev/null),$(HOME)/.pyenv)
+# pyenv's newest CPython X.Y.Z for X.Y (no -dev or free-threaded builds), or nothing.
+pyenv_python = $(shell ls -d $(PYENV_ROOT)/versions/$(1).*/bin/python3 2>/dev/null \
+	| grep -E '/versions/$(subst .,\.,$(1))\.[0-9]+/bin/' | sort -V | tail -n 1)
+FOUND_PYTHONS := $(foreach v,$(PYTHON_VERSIONS),$(if $(call pyenv_python,$(v)),$(v)))
+MISSING_PYTHONS := $(filter-out $(FOUND_PYTHONS),$(PYTHON_VERSIONS))
+# The version .venv is (or will be) built with; the others are the matrix.
+MAIN_VERSION := $(shell $(if $(wildcard $(VENV_PY)),$(VENV_PY),$(PYTHON)) -c \
+	'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+MATRIX := $(filter-out $(MAIN_VERSION),$(FOUND_PYTHONS))
+# The interpreter whose environment serves the apps of CPython X.Y.
+app_python = $(abspath $(if $(filter $(1),$(MAIN_VERSION)),$(VENV),.venv-$(1))/bin/python)
+empty :=
+space := $(empty) $(empty)
+# The Rust live walker tests run against each of these interpreters.
+TIMEGLASS_PYTHONS ?= $(subst $(space),:,$(strip $(foreach v,$(PYTHON_VERSIONS),$(call pyenv_python,$(v)))))
 
 # CI must build exactly what Cargo.lock says; locally, let cargo update it.
 LOCKED := $(if $(CI),--locked,)
@@ -55,7 +84,7 @@ browser:
 .PHONY: venv
 venv: $(STAMPS)/requirements
 
-$(STAMPS)/requirements: requirements-dev.txt
+$(STAMPS)/requirements: requirements-dev.txt requirements-apps.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
 		|| { echo "error: Python 3.10+ is needed (\`$(PYTHON)\` is older); try \`make PYTHON=python3.11\`" >&2; exit 1; }
 	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
@@ -79,10 +108,49 @@ $(STAMPS)/marker: $(STAMPS)/requirements $(MARKER_INPUTS)
 	$(VENV_PY) -m pip install --quiet --force-reinstall --no-deps $(WHEELS)/*.whl
 	@touch $@
 
+# The app environment of CPython X.Y: what the fixture apps import, from wheels only
+# (a missing wheel fails here, in seconds, not in a source build), and the marker wheel.
+.PHONY: matrix
+matrix: $(foreach v,$(MATRIX),.venv-$(v)/.stamps/marker)
+	@$(check_pythons)
+
+# Stamps, not intermediate files for make to delete.
+.PRECIOUS: .venv-%/.stamps/requirements .venv-%/.stamps/marker
+.SECONDEXPANSION:
+.venv-%/.stamps/requirements: requirements-apps.txt $$(call pyenv_python,$$*)
+	@test -n "$(call pyenv_python,$*)" \
+		|| { echo "error: no CPython $* under $(PYENV_ROOT)/versions (try \`pyenv install $*\`)" >&2; exit 1; }
+	@# Made anew when it is not a venv of that interpreter (pyenv replaced it, say).
+	[ "$$(readlink -f .venv-$*/bin/python)" = "$$(readlink -f $(call pyenv_python,$*))" ] \
+		|| { rm -rf .venv-$*; $(call pyenv_python,$*) -m venv .venv-$*; }
+	@echo '*' > .venv-$*/.gitignore
+	.venv-$*/bin/python -m pip install --quiet --upgrade pip
+	.venv-$*/bin/python -m pip install --quiet --only-binary=:all: -r requirements-apps.txt
+	@mkdir -p $(@D) && touch $@
+
+.venv-%/.stamps/marker: .venv-%/.stamps/requirements $(STAMPS)/marker
+	.venv-$*/bin/python -m pip install --quiet --force-reinstall --no-deps $(WHEELS)/*.whl
+	@touch $@
+
+# Which of PYTHON_VERSIONS pyenv lacks: an error under CI, a clear note otherwise.
+define check_pythons
+if [ -n "$(MISSING_PYTHONS)" ]; then \
+	if [ -n "$${CI:-}" ]; then \
+		echo "error: CPython $(MISSING_PYTHONS) missing under $(PYENV_ROOT)/versions; CI tests every one of $(PYTHON_VERSIONS)" >&2; exit 1; \
+	else \
+		echo "warning: CPython $(MISSING_PYTHONS) missing under $(PYENV_ROOT)/versions: not tested here (\`pyenv install X.Y\`); CI would fail" >&2; \
+	fi; \
+fi
+endef
+
+.PHONY: check-pythons
+check-pythons:
+	@$(check_pythons)
+
 # --- checks ------------------------------------------------------------------
 
 .PHONY: test
-test: lint-rust test-rust lint-python test-python
+test: check-pythons lint-rust test-rust lint-python test-python test-matrix
 
 .PHONY: lint-rust
 lint-rust: venv
@@ -91,7 +159,7 @@ lint-rust: venv
 
 .PHONY: test-rust
 test-rust: venv
-	cargo test --workspace $(LOCKED)
+	$(if $(TIMEGLASS_PYTHONS),TIMEGLASS_PYTHONS=$(TIMEGLASS_PYTHONS)) cargo test --workspace $(LOCKED)
 
 .PHONY: lint-python
 lint-python: venv
@@ -104,7 +172,25 @@ lint-python: venv
 test-python: build
 	@if [ -d marker/tests ]; then $(VENV_PY) -m pytest marker/tests; \
 		else echo "marker/tests does not exist yet: skipped"; fi
+	@echo "=== tests/ with the apps on CPython $(MAIN_VERSION) ($(VENV_PY))"
 	$(VENV_PY) -m pytest tests
+
+# The core subset once per other CPython; every version runs, then any failure fails.
+.PHONY: test-matrix
+test-matrix: build matrix
+	@failed=""; \
+	for v in $(MATRIX); do \
+		$(MAKE) --no-print-directory test-core-$$v || failed="$$failed $$v"; \
+	done; \
+	$(check_pythons); \
+	if [ -n "$$failed" ]; then echo "error: the core subset failed on CPython$$failed" >&2; exit 1; fi
+
+# The tests marked `core` with their apps on CPython X.Y; pytest checks that every app it
+# recorded really ran on X.Y (tests/conftest.py).
+test-core-%: build $$(if $$(filter $$*,$$(MAIN_VERSION)),,.venv-$$*/.stamps/marker)
+	@echo "=== core subset (pytest -m core) with the apps on CPython $* ($(call app_python,$*))"
+	TIMEGLASS_TEST_PYTHON=$(call app_python,$*) TIMEGLASS_TEST_PYTHON_VERSION=$* \
+		$(VENV_PY) -m pytest -m core tests
 
 .PHONY: fmt
 fmt: venv
@@ -125,4 +211,4 @@ bench: build
 
 .PHONY: clean
 clean:
-	rm -rf $(VENV) $(WHEELS)
+	rm -rf $(VENV) $(WHEELS) $(foreach v,$(PYTHON_VERSIONS),.venv-$(v))

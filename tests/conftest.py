@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import functools
+import os
+import sqlite3
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -9,7 +14,89 @@ from typing import Any
 
 import pytest
 
+from fixtures import harness
 from tests.context import RunningApp, TestContext
+
+# Set by `make test-core-X.Y` beside harness.TEST_PYTHON: the CPython version (`3.12`)
+# that interpreter must be, so a switch pointing at the wrong venv stops the run at once.
+EXPECTED_VERSION = "TIMEGLASS_TEST_PYTHON_VERSION"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "core: the end-to-end subset `make test` runs with the apps on every CPython "
+        f"(pick the interpreter with ${harness.TEST_PYTHON})",
+    )
+    version = app_python_version()
+    expected = os.environ.get(EXPECTED_VERSION)
+    if expected and minor(version) != expected:
+        raise pytest.UsageError(
+            f"{EXPECTED_VERSION}={expected}, but the apps' interpreter "
+            f"{harness.venv_python()} is CPython {version}"
+        )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"apps run on: CPython {app_python_version()} ({harness.venv_python()})"
+
+
+@functools.cache
+def app_python_version() -> str:
+    """`3.12.1`: the version of the interpreter every app of this run is started with."""
+    try:
+        python = harness.venv_python()
+    except harness.HarnessError as error:
+        raise pytest.UsageError(str(error)) from None
+    code = "import platform; print(platform.python_version())"
+    done = subprocess.run(
+        [str(python), "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    if done.returncode != 0:
+        raise pytest.UsageError(f"{python} does not run: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def minor(version: str) -> str:
+    """`3.12` of `3.12.1`."""
+    return ".".join(version.split(".")[:2])
+
+
+def recorded_pythons(base: Path) -> list[tuple[Path, int, str | None]]:
+    """(store, pid, Python version the sampler read) of every process recorded under `base`."""
+    found = []
+    for db in sorted(base.rglob("*.db")):
+        try:
+            with sqlite3.connect(db) as conn:
+                tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+                if "processes" in tables:
+                    rows = conn.execute("SELECT pid, python_version FROM processes").fetchall()
+                    found += [(db, pid, version) for pid, version in rows]
+        except sqlite3.DatabaseError:
+            continue  # an app's own database, or not SQLite at all
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def apps_ran_on_the_chosen_python(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """After the run, every process any store recorded ran on the chosen interpreter's
+    version (as the sampler read it from the process): a switch that some path ignores
+    cannot quietly test .venv's Python in its place."""
+    yield
+    expected = minor(app_python_version())
+    recorded = recorded_pythons(tmp_path_factory.getbasetemp())
+    wrong = [(str(db), pid, v) for db, pid, v in recorded if v and minor(v) != expected]
+    assert not wrong, (
+        f"these apps did not run on CPython {expected} ({harness.venv_python()}); every path "
+        f"that starts an app must take its interpreter from harness.venv_python(): {wrong}"
+    )
+    e2e = any(item.get_closest_marker("e2e") for item in request.session.items)
+    if os.environ.get(harness.TEST_PYTHON) and e2e:
+        assert any(v for _, _, v in recorded), (
+            f"{harness.TEST_PYTHON} is set, but no recorded process says which Python it ran"
+        )
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from fixtures import attribution
 from fixtures.concurrency_app import BURNERS
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.core]
 
 BURNER_FUNCTIONS = {f"burn_{name}" for name in BURNERS}
 

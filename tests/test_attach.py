@@ -29,7 +29,7 @@ from tests.following import (
     wait_sampled,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.core]
 
 MARKER_LINES = """
 from timeglass import TimeGlassMiddleware

@@ -21,7 +21,7 @@ import pytest
 from fixtures import harness
 from tests.context import FoldedStack, RunningApp, TestContext, parse_folded
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.core]
 
 APP = "fixtures.capture_app:app"
 TAGS = [f"tag{i}" for i in range(6)]

@@ -16,7 +16,7 @@ from pgserver.postgres_server import get_server
 
 from tests.context import TestContext
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.core]
 
 APP = "fixtures.capture_app:app"
 PATHS = (

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import Recording
 from tests.context import FRAME, FoldedStack, parse_start, path_only
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.core]
 
 
 def stacks_containing(stacks: list[FoldedStack], function: str) -> int:
