@@ -24,7 +24,7 @@ import pytest
 
 from fixtures import attribution
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.core]
 
 APP = "fixtures.wall_app:app"
 KINDS = ("await", "sync-sleep", "async-block", "hash")
@@ -184,8 +184,10 @@ def parallel(
 def test_each_kind_of_wait_holds_its_true_share_alone(session: Session) -> None:
     for r in session.alone:
         share = r.share_of(function(r.kind, "wait"))
-        assert abs(share - ALONE_SHARE) <= SHARE_TOLERANCE, f"{share:.3f}: {r.describe()}"
-        assert abs(share - r.true_share) <= SHARE_TOLERANCE, f"{share:.3f}: {r.describe()}"
+        # ALONE_SHARE on a quiet machine; a starved burn runs long on a busy one.
+        assert abs(share - r.true_share) <= SHARE_TOLERANCE, (
+            f"{share:.3f} against {r.true_share:.3f}: {r.describe()}"
+        )
 
 
 def test_each_kind_of_wait_holds_its_true_share_among_concurrent_requests(

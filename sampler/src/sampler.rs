@@ -293,14 +293,18 @@ impl Sampler {
             if torn {
                 quality = Quality::Torn;
             }
+            let reading = tid.and_then(|t| cpu_now.get(&t).copied().flatten());
             let state = if runs_request {
-                thread_state(&stack)
+                // Before 3.11 a walker may not know the native tid to ask
+                // `/proc`; the sampler has asked it for every request thread.
+                let on_cpu = stack.on_cpu.or(reading.map(|r| r.running));
+                thread_state(stack.owns_gil, on_cpu, stack.active)
             } else {
                 State::Python
             };
             let ThreadStack { frames, .. } = stack;
             let stack: Stack = frames.into();
-            let cpu_ns = Self::cpu_of(state, interval_ns);
+            let cpu_ns = self.cpu_of(tid, before, reading, state, interval_ns);
             if let (true, Some(tid), Some(b)) = (runs_request, tid, before) {
                 self.remember(
                     tid,
@@ -401,14 +405,38 @@ impl Sampler {
         );
     }
 
-    /// The CPU time a sample stands for: its interval when it was taken
-    /// on a CPU. (The kernel's per-thread count lags by up to a scheduler
-    /// tick while a thread runs, too coarse to split a 1 ms interval.)
-    fn cpu_of(state: State, interval_ns: u64) -> u64 {
-        if state.on_cpu() {
-            interval_ns
-        } else {
-            0
+    /// The CPU time a request thread's sample stands for, from the
+    /// kernel's count for the thread since the previous tick. When the
+    /// thread ran only this request meanwhile (its slot did not change) the
+    /// whole difference is the request's: a running thread's count lags by
+    /// up to a scheduler tick, and what lags is counted at a later tick of
+    /// the same step. Otherwise the interval was shared with other work, and
+    /// a sample on a CPU takes at most its interval. With no reading at the
+    /// previous tick, a sample on a CPU stands for its interval.
+    fn cpu_of(
+        &self,
+        tid: Option<u32>,
+        before: Option<SlotSnapshot>,
+        now: Option<Reading>,
+        state: State,
+        interval_ns: u64,
+    ) -> u64 {
+        let memo = tid
+            .and_then(|t| self.threads.get(&t))
+            .filter(|m| m.tick + 1 == self.stats.walks);
+        match (memo.and_then(|m| m.cpu.map(|c| (m.slot, c))), now, before) {
+            (Some((slot, then)), Some(now), Some(b)) => {
+                let ran = now.cpu_ns.saturating_sub(then.cpu_ns);
+                if slot == b {
+                    ran
+                } else if state.on_cpu() {
+                    ran.min(interval_ns)
+                } else {
+                    0
+                }
+            }
+            _ if state.on_cpu() => interval_ns,
+            _ => 0,
         }
     }
 
@@ -604,14 +632,15 @@ impl Sampler {
 }
 
 /// What a thread running a request is doing, from its GIL ownership and
-/// what the OS says.
-fn thread_state(stack: &ThreadStack) -> State {
-    match (stack.owns_gil, stack.on_cpu) {
+/// what the OS says (`active`, py-spy's guess from the leaf frame, only
+/// when the OS was not asked).
+fn thread_state(owns_gil: bool, on_cpu: Option<bool>, active: bool) -> State {
+    match (owns_gil, on_cpu) {
         (true, Some(false)) => State::Blocked,
         (true, _) => State::Python,
         (false, Some(true)) => State::Native,
         (false, Some(false)) => State::Blocked,
-        (false, None) if stack.active => State::Native,
+        (false, None) if active => State::Native,
         (false, None) => State::Blocked,
     }
 }
