@@ -1127,7 +1127,7 @@ async fn endpoint_view_shows_cpu_per_request_time_shares_and_loop_blocks() {
     assert!(html.contains("class=\"tb-queued\" x=\"800.00\" y=\"0\" width=\"200.00\""));
     let (_, html) = page(world.app(), "/routes/GET/report").await;
     assert!(
-        html.contains("<div class=\"label\">Blocked the loop</div><div class=\"value\">1</div>")
+        html.contains("<div class=\"label\">Blocked the loop</div><div class=\"value\"><span class=\"warn\">1</span></div>")
     );
 
     let (_, json) = page(world.app(), "/api/v1/routes/GET/io").await;
