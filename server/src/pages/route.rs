@@ -148,10 +148,9 @@ fn route_page(d: &RouteDetail, profile: &Profile, p95: &RouteP95) -> Html<String
                 "<div class=\"note\">not recorded</div>".to_string()
             }
             "CPU / request" => "<div class=\"note\">Python and native code</div>".to_string(),
-            "Blocked the loop" => format!(
-                "<div class=\"note\">request{} held the event loop</div>",
-                if s.loop_blocks == 1 { "" } else { "s" }
-            ),
+            "Blocked the loop" => {
+                "<div class=\"note\">held it without yielding</div>".to_string()
+            }
             _ => String::new(),
         };
         format!("<div class=\"tile\"><div class=\"label\">{label}</div><div class=\"value\">{value}</div>{note}</div>")
