@@ -169,7 +169,7 @@ pub fn loop_warning(block: &LoopBlockRow) -> String {
     };
     format!(
         "<div class=\"loop-warning\" role=\"alert\"><strong>Blocked the event loop for {}</strong>{at}{delayed}\
-         <span class=\"muted\"> · from +{} · every other request on this worker's loop waited meanwhile</span></div>",
+         <span class=\"why muted\">From +{} into the request it ran without yielding: every other request on this worker's event loop waited meanwhile.</span></div>",
         ms(block.blocked_ms),
         ms(block.start_ms.max(0.0)),
     )
