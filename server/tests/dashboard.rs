@@ -1044,6 +1044,13 @@ async fn a_request_recorded_without_a_breakdown_says_so() {
     );
     let (_, html) = page(world.app(), "/requests/4").await;
     assert!(html.contains("No time breakdown: no samples were taken while it ran."));
+    let (_, html) = page(world.app(), "/").await;
+    assert!(
+        html.contains(
+            "<td class=\"num cpu\"><span class=\"muted\" title=\"not measured\">—</span></td>"
+        ),
+        "zeros throughout are not 0 ms of CPU"
+    );
 }
 
 #[tokio::test]
