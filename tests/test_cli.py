@@ -109,7 +109,7 @@ def test_show_prints_a_known_breakdown_and_loop_block(recording: Recording) -> N
     target.close()
     text = recording.ctx.cli_ok("show", "--db", str(db), str(first)).stdout
     lines = text.splitlines()
-    assert "CPU 31.0 ms (31% of 100.0 ms); time went to:" in lines, text
+    assert "CPU 31.0 ms (31% of its 100.0 ms); its 100.0 ms response time went to:" in lines, text
     assert re.search(r"^  Python \(CPU\) +30\.0 ms +30%$", text, re.M), text
     assert re.search(r"^  awaiting SQL +50\.0 ms +50%$", text, re.M), text
     assert re.search(r"^  queued \(loop busy, no worker\) +20\.0 ms +20%$", text, re.M), text

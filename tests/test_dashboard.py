@@ -355,7 +355,7 @@ def test_wall_and_cpu_views_of_the_flame_graph(dashboard: Dashboard, page: Page)
     stored = next(r for r in dashboard.stored() if r["path"] == "/queries")
     assert {"cpu_ms", "breakdown", "loop_block"} <= set(stored), stored
     page.goto(f"{dashboard.url}requests/{stored['id']}")
-    expect(page.locator("#time")).to_contain_text("Where the time went")
+    expect(page.locator("#time")).to_contain_text("Where the response time went")
     sql_frame = re.compile(r"^\[sql\] SELECT \.\.\. FROM items")
     waits = page.locator("#flame-graph .fr", has_text=sql_frame)
     functions = page.locator("#functions tbody tr", has_text=sql_frame)

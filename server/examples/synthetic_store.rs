@@ -242,7 +242,9 @@ fn generate(out: &std::path::Path, total: u64) -> Result<(), timeglass_store::St
         };
         let io = Io::new(&mut rng, route, start_ns, duration_ns);
         let end_ns = response_end_ns + rng.below(2) * 3_000_000;
-        let time = Time::new(&mut rng, route, end_ns - start_ns, &io);
+        // As the join: the breakdown covers the response, CPU time all of it.
+        let mut time = Time::new(&mut rng, route, duration_ns, &io);
+        time.cpu_ns += (end_ns - response_end_ns) * 9 / 10;
         let mut stacks = stacks(&mut rng, route, time.breakdown.python_ns / 1_000_000);
         stacks.extend(time.state_stacks(route));
         let loop_block = time.loop_block(&mut rng, route, i, start_ns);

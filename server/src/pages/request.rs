@@ -256,7 +256,7 @@ fn summary(d: &RequestDetail) -> String {
         tiles.push(tile("Request body", &bytes(c.body_bytes), ""));
     }
     tiles.push(format!(
-        "<div class=\"tile tb-tile\" id=\"time\"><div class=\"label\">Where the time went</div>{}</div>",
+        "<div class=\"tile tb-tile\" id=\"time\"><div class=\"label\">Where the response time went</div>{}</div>",
         request_breakdown(r)
     ));
     tiles.concat()
