@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 
 import pytest
 
@@ -66,3 +67,58 @@ def test_export_an_unknown_request(recording: Recording) -> None:
     db = str(recording.ctx.db)
     result = recording.ctx.cli("export", "--db", db, "--request", "999999", "--format", "folded")
     assert_clean_error(result, "999999")
+
+
+@pytest.mark.e2e
+def test_requests_and_show_carry_cpu_time_and_the_breakdown(recording: Recording) -> None:
+    ctx = recording.ctx
+    table = ctx.cli_ok("requests", "--db", str(ctx.db)).stdout
+    header = table.splitlines()[0].split()
+    assert header[header.index("DURATION") + 1] == "CPU", table
+    assert header[-1] == "LOOP", table
+    shown = ctx.show(recording.require("/cpu")[0]["id"])
+    assert set(shown["breakdown"]) == {
+        f"{c}_ms"
+        for c in ("python", "native", "blocked", "gil_wait", "sql", "http", "await", "queued")
+    }, shown["breakdown"]
+    assert all(isinstance(v, (int, float)) for v in shown["breakdown"].values()), shown
+    assert isinstance(shown["cpu_ms"], (int, float)), shown
+    assert "loop_block" in shown
+
+
+@pytest.mark.e2e
+def test_show_prints_a_known_breakdown_and_loop_block(recording: Recording) -> None:
+    # A copy of the recorded store, one request's breakdown set to known values.
+    db = recording.ctx.tmp / "known.db"
+    source = sqlite3.connect(recording.ctx.db)
+    target = sqlite3.connect(db)
+    source.backup(target)
+    source.close()
+    (first, second) = [r["id"] for r in recording.require("/health")[:2]]
+    target.execute(
+        "UPDATE requests SET start_ns = 0, end_ns = 100000000, response_end_ns = 100000000,"
+        " duration_us = 100000, python_us = 30000, native_us = 0, blocked_us = 0,"
+        " gil_wait_us = 0, sql_wait_us = 50000, http_wait_us = 0, await_us = 0,"
+        " queued_us = 20000, cpu_us = 31000, loop_blocked_us = 25000,"
+        " loop_block_start_ns = 1000000, loop_block_line = 'app.py:31 in handler',"
+        " loop_block_delayed = (SELECT json_array(marker_id) FROM requests WHERE id = ?)"
+        " WHERE id = ?",
+        (second, first),
+    )
+    target.commit()
+    target.close()
+    text = recording.ctx.cli_ok("show", "--db", str(db), str(first)).stdout
+    lines = text.splitlines()
+    assert "CPU 31.0 ms (31% of its 100.0 ms); its 100.0 ms response time went to:" in lines, text
+    assert re.search(r"^  Python \(CPU\) +30\.0 ms +30%$", text, re.M), text
+    assert re.search(r"^  awaiting SQL +50\.0 ms +50%$", text, re.M), text
+    assert re.search(r"^  queued \(loop busy, no worker\) +20\.0 ms +20%$", text, re.M), text
+    assert not re.search(r"^  (native|blocked|awaiting HTTP)", text, re.M), text
+    assert (
+        f"Blocked the event loop for 25.0 ms at app.py:31 in handler; delayed 1 request ({second})"
+        in lines
+    ), text
+    table = recording.ctx.cli_ok("requests", "--db", str(db)).stdout
+    row = next(line for line in table.splitlines() if line.split()[0] == str(first))
+    assert "31.0 ms" in row, table
+    assert row.endswith("blocked 25.0 ms"), table

@@ -351,6 +351,39 @@ def test_queries_show_in_the_list_the_detail_and_the_timeline(
     expect(page.locator(".tile", has_text="DB time share")).to_contain_text("%")
 
 
+def test_wall_and_cpu_views_of_the_flame_graph(dashboard: Dashboard, page: Page) -> None:
+    stored = next(r for r in dashboard.stored() if r["path"] == "/queries")
+    assert {"cpu_ms", "breakdown", "loop_block"} <= set(stored), stored
+    page.goto(f"{dashboard.url}requests/{stored['id']}")
+    expect(page.locator("#time")).to_contain_text("Where the response time went")
+    sql_frame = re.compile(r"^\[sql\] SELECT \.\.\. FROM items")
+    waits = page.locator("#flame-graph .fr", has_text=sql_frame)
+    functions = page.locator("#functions tbody tr", has_text=sql_frame)
+    expect(page.locator("[data-time=wall]")).to_have_class(re.compile(r"\bon\b"))
+    expect(waits).not_to_have_count(0)
+    expect(functions).not_to_have_count(0)
+    # CPU time only: the waits are off the CPU, in the graph and the table.
+    page.click("[data-time=cpu]")
+    expect(page.locator("[data-time=cpu]")).to_have_class(re.compile(r"\bon\b"))
+    expect(waits).to_have_count(0)
+    expect(functions).to_have_count(0)
+    expect(page.locator("#svg-link")).to_have_attribute("href", re.compile(r"cpu=true"))
+    dashboard.shot(page, "request-cpu")
+    # The choice is kept for the next page.
+    page.reload()
+    expect(page.locator("[data-time=cpu]")).to_have_class(re.compile(r"\bon\b"))
+    expect(waits).to_have_count(0)
+    page.click("[data-time=wall]")
+    expect(waits).not_to_have_count(0)
+    expect(functions).not_to_have_count(0)
+
+    page.goto(dashboard.url)
+    page.click("th.cpu a")
+    page.wait_for_url(re.compile(r"sort=-cpu"))
+    expect(page.locator("select[name=sort]")).to_have_value("-cpu")
+    expect(page.locator("tbody.rows td.cpu").first).to_be_visible()
+
+
 def test_outgoing_calls_show_in_the_calls_panel_and_the_timeline(
     outgoing: Dashboard, page: Page
 ) -> None:

@@ -49,9 +49,9 @@ fn n_plus_one(r: &RequestRow) -> String {
     }
 }
 
-/// CPU time; `-` for requests recorded before it was kept.
+/// CPU time; `-` when nothing was measured (see `RequestRow::measured_cpu_ms`).
 fn cpu_time(r: &RequestRow) -> String {
-    match r.cpu_ms {
+    match r.measured_cpu_ms() {
         Some(ms) => format!("{ms:.1} ms"),
         None => "-".into(),
     }
@@ -110,9 +110,7 @@ mod tests {
     #[test]
     fn the_table_has_cpu_time_and_marks_loop_blocks() {
         let store = fixture::store("requests");
-        let mut rows = store.rows();
-        rows[2].cpu_ms = None;
-        rows[2].breakdown = None;
+        let rows = store.rows();
         let start = |i: usize| local_time(&rows[i].start);
         let expected = format!(
             "ID  START{pad}   PID  METHOD  PATH     ROUTE    STATUS  DURATION      CPU  SAMPLES  QUERIES  DB  N+1  LOOP

@@ -117,34 +117,37 @@ const CATEGORIES: &[(&str, &str)] = &[
     ("queued", "queued (loop busy, no worker)"),
 ];
 
-/// CPU time, then one line per non-zero category with its share of the
-/// request's wall time (response and background); nothing for requests
-/// recorded without a breakdown.
+/// CPU time (of the whole request, background work included), then one
+/// line per non-zero category with its share of the response time, which is
+/// what the breakdown covers; nothing for requests recorded without one.
 fn time_text(r: &RequestRow) -> String {
     let Some(b) = r.breakdown.filter(|b| b.total_ms() > 0.0) else {
         return String::new();
     };
-    let wall = r.duration_ms + r.background_ms.unwrap_or(0.0);
-    let share = |ms: f64| match wall > 0.0 {
-        true => format!("{:.0}%", ms / wall * 100.0),
+    let share = |ms: f64, of: f64| match of > 0.0 {
+        true => format!("{:.0}%", ms / of * 100.0),
         false => "-".to_string(),
     };
+    let wall = r.duration_ms + r.background_ms.unwrap_or(0.0);
     let cpu = r.cpu_ms.unwrap_or_else(|| b.cpu_ms());
+    let response = r.duration_ms;
     let mut out = format!(
-        "CPU {cpu:.1} ms ({} of {wall:.1} ms); time went to:\n",
-        share(cpu)
+        "CPU {cpu:.1} ms ({} of its {wall:.1} ms); its {response:.1} ms response time went to:\n",
+        share(cpu, wall)
     );
-    for (label, ms) in categories(&b) {
-        let _ = writeln!(out, "  {label:<30} {ms:>9.1} ms  {:>4}", share(ms));
-    }
-    let rest = wall - b.total_ms();
-    if rest > wall * 0.005 && rest >= 0.05 {
+    let mut line = |label: &str, ms: f64| {
         let _ = writeln!(
             out,
-            "  {:<30} {rest:>9.1} ms  {:>4}",
-            "not sampled",
-            share(rest)
+            "  {label:<30} {ms:>9.1} ms  {:>4}",
+            share(ms, response)
         );
+    };
+    for (label, ms) in categories(&b) {
+        line(label, ms);
+    }
+    let rest = response - b.total_ms();
+    if rest > response * 0.005 && rest >= 0.05 {
+        line("not sampled", rest);
     }
     out
 }
@@ -382,7 +385,7 @@ mod tests {
         assert_eq!(
             after_start(&text(&rows[0], &[], &[])),
             "Request 1: GET /report -> 200 in 120.0 ms (route /report)
-CPU 90.0 ms (75% of 120.0 ms); time went to:
+CPU 90.0 ms (75% of its 120.0 ms); its 120.0 ms response time went to:
   Python (CPU)                        84.0 ms   70%
   native, off the GIL (CPU)            6.0 ms    5%
   awaiting SQL                        24.0 ms   20%
@@ -393,7 +396,7 @@ Blocked the event loop for 84.0 ms at app.py:31 in handler; delayed 2 requests (
         assert_eq!(
             after_start(&text(&rows[1], &[], &[])),
             "Request 2: GET /io -> 200 in 40.0 ms (route /io)
-CPU 2.5 ms (6% of 40.0 ms); time went to:
+CPU 2.5 ms (6% of its 40.0 ms); its 40.0 ms response time went to:
   Python (CPU)                         2.0 ms    5%
   blocked (sleep, I/O, locks)         20.0 ms   50%
   awaiting other                      10.0 ms   25%

@@ -1,8 +1,13 @@
 //! Writes a synthetic store for `make bench` (bench/dashboard.py): N requests
 //! over ten routes of N/10 requests each, with FastAPI-deep stacks, a few
 //! distinct stacks per request, long-tailed durations, a context per
-//! request, and SQL statements and outgoing HTTP calls on most routes (90% of
-//! requests run statements, 30% call out, about 9% are N+1s).
+//! request, SQL statements and outgoing HTTP calls on most routes (90% of
+//! requests run statements, 30% call out, about 9% are N+1s), and where each
+//! request's time went: a breakdown per route's character (CPU-bound,
+//! native code off the GIL, blocked, awaiting, queued) with the matching
+//! state leaf frames (`[blocked]`, `[await asyncio.sleep]`, ...) in its
+//! stacks, its CPU time, and an event-loop block on about one in a hundred
+//! requests of `/reports/{report_id}` (92 in the 100,000-request store).
 //! Deterministic: the same N gives the same store.
 //!
 //! `cargo run --release -p timeglass-server --example synthetic_store -- OUT.db [N]`
@@ -13,8 +18,9 @@ use std::process::ExitCode;
 use std::collections::HashMap;
 
 use timeglass_model::{
-    Caller, Frame, HttpCall, ProfiledRequest, Repeated, Request, RequestContext, SqlQuery, Stack,
-    StackCount, HTTP_FRAME_PREFIX, SQL_FRAME_PREFIX,
+    Caller, Frame, HttpCall, LoopBlock, ProfiledRequest, Repeated, Request, RequestContext,
+    SqlQuery, Stack, StackCount, TimeBreakdown, AWAIT_FRAME_PREFIX, BLOCKED_FRAME, GIL_WAIT_FRAME,
+    HTTP_FRAME_PREFIX, LOOP_BUSY_FRAME, NATIVE_FRAME, SQL_FRAME_PREFIX,
 };
 use timeglass_store::{Batch, ClockMap, NewProcess, NewSession, Store};
 
@@ -234,8 +240,14 @@ fn generate(out: &std::path::Path, total: u64) -> Result<(), timeglass_store::St
             _ if method == "POST" => 201,
             _ => 200,
         };
-        let samples = duration_ns / 1_000_000;
         let io = Io::new(&mut rng, route, start_ns, duration_ns);
+        let end_ns = response_end_ns + rng.below(2) * 3_000_000;
+        // As the join: the breakdown covers the response, CPU time all of it.
+        let mut time = Time::new(&mut rng, route, duration_ns, &io);
+        time.cpu_ns += (end_ns - response_end_ns) * 9 / 10;
+        let mut stacks = stacks(&mut rng, route, time.breakdown.python_ns / 1_000_000);
+        stacks.extend(time.state_stacks(route));
+        let loop_block = time.loop_block(&mut rng, route, i, start_ns);
         batch.push((
             process,
             ProfiledRequest {
@@ -250,10 +262,10 @@ fn generate(out: &std::path::Path, total: u64) -> Result<(), timeglass_store::St
                     errored: status == 500,
                     cancelled: false,
                     start_ns,
-                    end_ns: response_end_ns + rng.below(2) * 3_000_000,
+                    end_ns,
                     response_end_ns: Some(response_end_ns),
                 },
-                stacks: stacks(&mut rng, route, samples),
+                stacks,
                 switched_samples: rng.below(2),
                 torn_samples: 0,
                 queries: io.queries,
@@ -261,7 +273,9 @@ fn generate(out: &std::path::Path, total: u64) -> Result<(), timeglass_store::St
                 waits: io.waits,
                 n_plus_one: io.n_plus_one,
                 context: Some(context(method, &path)),
-                ..ProfiledRequest::new(Request::default())
+                breakdown: time.breakdown,
+                cpu_ns: time.cpu_ns,
+                loop_block,
             },
         ));
         if batch.len() == 2_000 {
@@ -472,4 +486,125 @@ fn n_plus_one(queries: &[SqlQuery]) -> Option<Repeated> {
         count,
         caller,
     })
+}
+
+/// How a route spends the time it does not wait on SQL or HTTP, as shares
+/// of it: `[python, native, gil_wait, blocked, await, queued]`.
+fn character(route: usize) -> [f64; 6] {
+    match route {
+        // Password hashing in native code that releases the GIL.
+        2 => [0.30, 0.50, 0.05, 0.0, 0.0, 0.15],
+        // A synchronous file read in an async handler.
+        4 => [0.40, 0.0, 0.0, 0.30, 0.0, 0.30],
+        // Waits on asyncio.sleep and a lock between searches.
+        6 => [0.30, 0.0, 0.0, 0.0, 0.60, 0.10],
+        7 => [0.90, 0.0, 0.0, 0.0, 0.0, 0.10],
+        8 => [0.50, 0.0, 0.10, 0.40, 0.0, 0.0],
+        // Reports compute in Python, on the event loop.
+        9 => [0.85, 0.10, 0.0, 0.0, 0.0, 0.05],
+        1 => [0.70, 0.0, 0.0, 0.0, 0.10, 0.20],
+        3 | 5 => [0.50, 0.0, 0.0, 0.0, 0.35, 0.15],
+        _ => [0.60, 0.0, 0.0, 0.0, 0.25, 0.15],
+    }
+}
+
+/// Where a request's wall time went, as the join would sum it.
+struct Time {
+    breakdown: TimeBreakdown,
+    cpu_ns: u64,
+}
+
+impl Time {
+    fn new(rng: &mut Rng, route: usize, wall_ns: u64, io: &Io) -> Time {
+        let sql_ns: u64 = io.queries.iter().map(SqlQuery::duration_ns).sum();
+        let http_ns: u64 = io.calls.iter().map(HttpCall::duration_ns).sum();
+        let sql_ns = sql_ns.min(wall_ns);
+        let http_ns = http_ns.min(wall_ns - sql_ns);
+        let rest = (wall_ns - sql_ns - http_ns) as f64;
+        // Each share moves by up to a fifth, then Python takes what is left.
+        let mut shares = character(route);
+        for share in shares.iter_mut().skip(1) {
+            *share *= 0.8 + 0.4 * rng.unit();
+        }
+        let part = |i: usize| (rest * shares[i]) as u64;
+        let (native, gil, blocked, awaiting, queued) =
+            (part(1), part(2), part(3), part(4), part(5));
+        let python = (rest as u64).saturating_sub(native + gil + blocked + awaiting + queued);
+        let breakdown = TimeBreakdown {
+            python_ns: python,
+            native_ns: native,
+            blocked_ns: blocked,
+            gil_wait_ns: gil,
+            sql_ns,
+            http_ns,
+            await_ns: awaiting,
+            queued_ns: queued,
+        };
+        Time {
+            cpu_ns: ((python + native) as f64 * (0.93 + 0.06 * rng.unit())) as u64,
+            breakdown,
+        }
+    }
+
+    /// The samples taken off Python, each under the route's frames with
+    /// the state as its leaf, at 1000 Hz.
+    fn state_stacks(&self, route: usize) -> Vec<StackCount> {
+        let b = &self.breakdown;
+        let states = [
+            (
+                b.native_ns,
+                Some(("hash_password", "app/auth.py", 18)),
+                NATIVE_FRAME.to_string(),
+            ),
+            (
+                b.gil_wait_ns,
+                Some(("hash_password", "app/auth.py", 19)),
+                GIL_WAIT_FRAME.to_string(),
+            ),
+            (
+                b.blocked_ns,
+                Some(("read_report", "app/storage.py", 12)),
+                BLOCKED_FRAME.to_string(),
+            ),
+            (
+                b.await_ns,
+                None,
+                format!("{AWAIT_FRAME_PREFIX} asyncio.sleep]"),
+            ),
+            (b.queued_ns, None, LOOP_BUSY_FRAME.to_string()),
+        ];
+        states
+            .into_iter()
+            .filter(|(ns, _, _)| *ns >= 500_000)
+            .map(|(ns, at, leaf)| {
+                let mut stack = base(route);
+                if let Some((name, file, line)) = at {
+                    stack.push(frame(name, file, line));
+                }
+                stack.push(Frame::synthetic(&leaf));
+                StackCount {
+                    stack: stack.into(),
+                    samples: (ns + 500_000) / 1_000_000,
+                }
+            })
+            .collect()
+    }
+
+    /// A report that computed for long enough without yielding, now and
+    /// then, held the loop: the requests that started meanwhile waited.
+    fn loop_block(&self, rng: &mut Rng, route: usize, i: u64, start_ns: u64) -> Option<LoopBlock> {
+        let python = self.breakdown.python_ns;
+        if route != 9 || python < 20_000_000 || rng.below(6) != 0 {
+            return None;
+        }
+        let blocked_ns = python * 4 / 5;
+        // Requests start every 5 ms; marker ids are one more than the index.
+        let delayed = (blocked_ns / 5_000_000).clamp(1, 12);
+        Some(LoopBlock {
+            blocked_ns,
+            start_ns: start_ns + 1_000_000,
+            line: Some(format!("app/main.py:{} in handler_{route}", 10 + route)),
+            delayed: (i + 2..i + 2 + delayed).collect(),
+        })
+    }
 }

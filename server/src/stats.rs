@@ -46,6 +46,11 @@ pub struct Bucket {
 impl RouteStats {
     /// `None` for a route without requests.
     pub fn new(sample: &RouteSample) -> Option<RouteStats> {
+        // Zeros throughout mean nothing was sampled in any state, not no CPU.
+        let measured = match sample.breakdown.total_ns() > 0 || sample.cpu_ns > 0 {
+            true => sample.measured,
+            false => 0,
+        };
         let d = &sample.durations_us;
         let (&min, &max) = (d.first()?, d.last()?);
         let count = d.len() as u64;
@@ -67,11 +72,10 @@ impl RouteStats {
                 total => (sample.db_us as f64 / total as f64).min(1.0),
             },
             n_plus_one: sample.n_plus_one,
-            avg_cpu_ms: (sample.measured > 0)
-                .then(|| sample.cpu_ns as f64 / 1e6 / sample.measured as f64),
-            avg_breakdown: (sample.measured > 0).then(|| {
+            avg_cpu_ms: (measured > 0).then(|| sample.cpu_ns as f64 / 1e6 / measured as f64),
+            avg_breakdown: (measured > 0).then(|| {
                 let sum = Breakdown::from_model(&sample.breakdown);
-                let per = |ms: f64| ms / sample.measured as f64;
+                let per = |ms: f64| ms / measured as f64;
                 Breakdown {
                     python_ms: per(sum.python_ms),
                     native_ms: per(sum.native_ms),
@@ -168,13 +172,18 @@ mod tests {
         assert_eq!((s.avg_cpu_ms, s.loop_blocks), (Some(2.5), 1));
         let avg = s.avg_breakdown.unwrap();
         assert_eq!((avg.python_ms, avg.sql_ms, avg.blocked_ms), (2.0, 0.5, 0.0));
-        assert!(RouteStats::new(&RouteSample {
-            durations_us: vec![1],
-            ..RouteSample::default()
-        })
-        .unwrap()
-        .avg_cpu_ms
-        .is_none());
+        for measured in [0, 3] {
+            let unmeasured = RouteStats::new(&RouteSample {
+                durations_us: vec![1],
+                measured,
+                ..RouteSample::default()
+            })
+            .unwrap();
+            assert_eq!(
+                (unmeasured.avg_cpu_ms, unmeasured.avg_breakdown),
+                (None, None)
+            );
+        }
         assert_eq!((s.p50_ms, s.p99_ms, s.max_ms), (2.0, 100.0, 100.0));
         assert_eq!(s.histogram.len(), BUCKETS);
         assert_eq!(s.histogram.iter().map(|b| b.count).sum::<u64>(), 5);

@@ -1044,6 +1044,13 @@ async fn a_request_recorded_without_a_breakdown_says_so() {
     );
     let (_, html) = page(world.app(), "/requests/4").await;
     assert!(html.contains("No time breakdown: no samples were taken while it ran."));
+    let (_, html) = page(world.app(), "/").await;
+    assert!(
+        html.contains(
+            "<td class=\"num cpu\"><span class=\"muted\" title=\"not measured\">—</span></td>"
+        ),
+        "zeros throughout are not 0 ms of CPU"
+    );
 }
 
 #[tokio::test]
@@ -1127,7 +1134,7 @@ async fn endpoint_view_shows_cpu_per_request_time_shares_and_loop_blocks() {
     assert!(html.contains("class=\"tb-queued\" x=\"800.00\" y=\"0\" width=\"200.00\""));
     let (_, html) = page(world.app(), "/routes/GET/report").await;
     assert!(
-        html.contains("<div class=\"label\">Blocked the loop</div><div class=\"value\">1</div>")
+        html.contains("<div class=\"label\">Blocked the loop</div><div class=\"value\"><span class=\"warn\">1</span></div>")
     );
 
     let (_, json) = page(world.app(), "/api/v1/routes/GET/io").await;

@@ -60,6 +60,18 @@ pub struct RequestRow {
     pub loop_block: Option<LoopBlockRow>,
 }
 
+impl RequestRow {
+    /// Its CPU time when something was measured: `None` for rows without a
+    /// breakdown, and for rows whose breakdown and CPU time are both zero
+    /// (nothing was sampled, or its recorder did not sample states), which
+    /// a page should not show as "0 ms of CPU".
+    pub fn measured_cpu_ms(&self) -> Option<f64> {
+        let cpu = self.cpu_ms?;
+        let sampled = self.breakdown.is_some_and(|b| b.total_ms() > 0.0);
+        (sampled || cpu > 0.0).then_some(cpu)
+    }
+}
+
 /// Where a request's wall time went, in milliseconds per category: the
 /// store's copy of [`timeglass_model::TimeBreakdown`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]

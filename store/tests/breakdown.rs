@@ -200,3 +200,24 @@ fn a_route_sums_its_breakdowns_and_counts_its_loop_blocks() {
     assert_eq!(s.cpu_ns, 40 * MS);
     assert_eq!(s.measured_duration_us, 100_000);
 }
+
+#[test]
+fn zeros_throughout_are_not_a_measured_cpu_time() {
+    let mut t = TestStore::start();
+    let batch = Batch {
+        session: t.session,
+        requests: vec![
+            (t.process, measured(1, 0, 3, 1)),
+            (t.process, request(2, 10, 1, vec![])),
+        ],
+        outside: vec![],
+    };
+    t.store.write(&batch).unwrap();
+    let sampled = t.store.request(1).unwrap().unwrap();
+    assert_eq!(sampled.measured_cpu_ms(), Some(3.0));
+    let unsampled = t.store.request(2).unwrap().unwrap();
+    assert_eq!(
+        (unsampled.cpu_ms, unsampled.measured_cpu_ms()),
+        (Some(0.0), None)
+    );
+}

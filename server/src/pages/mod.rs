@@ -163,9 +163,9 @@ fn cpu_cell(r: &RequestRow) -> String {
             escape(&time::loop_title(b))
         )
     });
-    match r.cpu_ms {
+    match r.measured_cpu_ms() {
         Some(cpu) => format!("{badge}{}", ms(cpu)),
-        None => format!("{badge}<span class=\"muted\">—</span>"),
+        None => format!("{badge}<span class=\"muted\" title=\"not measured\">—</span>"),
     }
 }
 

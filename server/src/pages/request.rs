@@ -217,8 +217,7 @@ fn summary(d: &RequestDetail) -> String {
     let started = local_time(&r.start);
     let (date, time) = started.split_once(' ').unwrap_or(("", &started));
     tiles.push(tile("Started", &escape(time), &escape(date)));
-    let measured = r.breakdown.is_some_and(|b| b.total_ms() > 0.0);
-    if let Some(cpu) = r.cpu_ms.filter(|&cpu| measured || cpu > 0.0) {
+    if let Some(cpu) = r.measured_cpu_ms() {
         let wall = r.duration_ms + r.background_ms.unwrap_or(0.0);
         let note = match wall > 0.0 {
             true => format!("{:.0}% of its wall time", (cpu / wall * 100.0).min(100.0)),
@@ -257,7 +256,7 @@ fn summary(d: &RequestDetail) -> String {
         tiles.push(tile("Request body", &bytes(c.body_bytes), ""));
     }
     tiles.push(format!(
-        "<div class=\"tile tb-tile\" id=\"time\"><div class=\"label\">Where the time went</div>{}</div>",
+        "<div class=\"tile tb-tile\" id=\"time\"><div class=\"label\">Where the response time went</div>{}</div>",
         request_breakdown(r)
     ));
     tiles.concat()

@@ -127,7 +127,13 @@ fn route_page(d: &RouteDetail, profile: &Profile, p95: &RouteP95) -> Html<String
         ("Queries / request", format!("{:.1}", s.avg_queries)),
         ("DB time share", format!("{:.0}%", s.db_share * 100.0)),
         ("CPU / request", s.avg_cpu_ms.map_or("—".to_string(), ms)),
-        ("Blocked the loop", count(s.loop_blocks)),
+        (
+            "Blocked the loop",
+            match s.loop_blocks {
+                0 => "0".to_string(),
+                n => format!("<span class=\"warn\">{}</span>", count(n)),
+            },
+        ),
     ]
     .iter()
     .map(|(label, value)| {
@@ -142,10 +148,9 @@ fn route_page(d: &RouteDetail, profile: &Profile, p95: &RouteP95) -> Html<String
                 "<div class=\"note\">not recorded</div>".to_string()
             }
             "CPU / request" => "<div class=\"note\">Python and native code</div>".to_string(),
-            "Blocked the loop" => format!(
-                "<div class=\"note\">request{} held the event loop</div>",
-                if s.loop_blocks == 1 { "" } else { "s" }
-            ),
+            "Blocked the loop" => {
+                "<div class=\"note\">held it without yielding</div>".to_string()
+            }
             _ => String::new(),
         };
         format!("<div class=\"tile\"><div class=\"label\">{label}</div><div class=\"value\">{value}</div>{note}</div>")

@@ -23,7 +23,7 @@ const CATEGORIES: &[(&str, &str, &str)] = &[
 ];
 
 /// What was not accounted for by any sample, when the bar is drawn to a
-/// longer wall time than the breakdown sums to.
+/// longer response time than the breakdown sums to.
 const REST: (&str, &str) = ("tb-rest", "not sampled");
 
 /// One drawn segment: class, label, milliseconds.
@@ -100,10 +100,11 @@ fn legend(segments: &[Segment], share_of: f64, value: impl Fn(&Segment) -> Strin
     format!("<ul class=\"tb-legend\">{items}</ul>")
 }
 
-/// The request's breakdown, to scale of its whole wall time (response and
-/// background), with each category's milliseconds and share.
+/// The request's breakdown, to scale of its response time (what the join
+/// breaks down: background work after the response is not in it), with
+/// each category's milliseconds and share.
 pub fn request_breakdown(r: &RequestRow) -> String {
-    let wall_ms = r.duration_ms + r.background_ms.unwrap_or(0.0);
+    let wall_ms = r.duration_ms;
     let Some(b) = r.breakdown.as_ref().filter(|b| b.total_ms() > 0.0) else {
         let why = match (r.breakdown, r.samples) {
             (None, _) => "recorded before TimeGlass kept a time breakdown",
@@ -121,7 +122,7 @@ pub fn request_breakdown(r: &RequestRow) -> String {
     )
 }
 
-/// An endpoint's average breakdown per request, as shares of its wall time.
+/// An endpoint's average breakdown per request, as shares of its response time.
 pub fn route_breakdown(avg: &Breakdown) -> String {
     let total = avg.total_ms();
     if total <= 0.0 {
@@ -169,7 +170,7 @@ pub fn loop_warning(block: &LoopBlockRow) -> String {
     };
     format!(
         "<div class=\"loop-warning\" role=\"alert\"><strong>Blocked the event loop for {}</strong>{at}{delayed}\
-         <span class=\"muted\"> · from +{} · every other request on this worker's loop waited meanwhile</span></div>",
+         <span class=\"why muted\">From +{} into the request it ran without yielding: every other request on this worker's event loop waited meanwhile.</span></div>",
         ms(block.blocked_ms),
         ms(block.start_ms.max(0.0)),
     )
