@@ -103,6 +103,15 @@ impl PySpySource {
         }
     }
 
+    /// Switches the cached walker's data-stack chunk reads on or off (for
+    /// measuring them).
+    #[doc(hidden)]
+    pub fn set_chunk_reads(&mut self, on: bool) {
+        if let Some(walker) = self.cached.as_mut() {
+            walker.set_chunk_reads(on);
+        }
+    }
+
     /// Whether the cached walker's layout (read from `_Py_DebugOffsets` on
     /// 3.13+) is the built-in table of its version; `None` without one.
     #[doc(hidden)]

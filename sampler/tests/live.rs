@@ -121,6 +121,7 @@ fn root_dir() -> String {
 fn on_every_python(test: impl Fn(&Python) + std::panic::RefUnwindSafe) {
     let mut failures = Vec::new();
     for python in pythons() {
+        eprintln!("CPython 3.{}: {}", python.minor, python.path.display());
         if let Err(e) = std::panic::catch_unwind(|| test(&python)) {
             let why = e
                 .downcast_ref::<String>()
@@ -260,6 +261,8 @@ fn the_cached_walker_reads_what_py_spy_reads() {
         let pid = child.0.id();
         let mut reference = attach_at(pid, options(true, true), "Ωmega");
         let mut cached = attach_at(pid, options(true, false), "Ωmega");
+        let mut per_frame = attach_at(pid, options(true, false), "Ωmega");
+        per_frame.set_chunk_reads(false);
         assert_eq!(reference.walker(), "py-spy");
         assert_eq!(cached.walker(), "cached");
         let expected = reference.stacks().unwrap();
@@ -291,6 +294,10 @@ fn the_cached_walker_reads_what_py_spy_reads() {
             "the cached walker differed from py-spy's: {:?} vs {expected:?}",
             cached.stacks()
         );
+        let same = (0..50)
+            .filter(|_| per_frame.stacks().unwrap() == expected)
+            .count();
+        assert_eq!(same, 50, "one read per frame differed from py-spy's walk");
         let mut lines = expected[0].frames.iter().map(|f| f.line);
         assert!(lines.all(|l| l > 0), "{expected:?}");
     });
@@ -352,6 +359,12 @@ fn the_cached_walker_reads_every_thread_as_py_spy_does() {
             "the cached walker differed from py-spy's: {:?} vs {expected:?}",
             cached.stacks()
         );
+        let mut per_frame = attach_at(pid, options(false, false), "Ωmega");
+        per_frame.set_chunk_reads(false);
+        let same = (0..50)
+            .filter(|_| per_frame.stacks().unwrap() == expected)
+            .count();
+        assert_eq!(same, 50, "one read per frame differed from py-spy's walk");
         let stacks = cached.stacks().unwrap();
         for stack in &stacks {
             let want = if python.minor >= 11 {

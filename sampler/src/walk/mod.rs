@@ -11,7 +11,11 @@
 //!   current frame pointer;
 //! * per frame, the frame and the head of its code object, both in one
 //!   vectored read (the code of frame *n* is read together with frame
-//!   *n + 1*).
+//!   *n + 1*);
+//! * or, on 3.11+, where frames that are not generators' live in per-thread
+//!   data-stack chunks: the used part of the current chunk in one read, the
+//!   frames outside it (coroutines' and generators', older chunks') one read
+//!   each, then the code heads of all frames in one vectored read.
 //!
 //! Frames whose code cannot be read are skipped, as py-spy skips them; the
 //! torn-stack detector downstream judges the rest. All version knowledge is
@@ -36,6 +40,11 @@ use memory::{int, word, Memory};
 const MAX_FRAMES: usize = 4096;
 /// Longer thread lists are loops read from torn memory.
 const MAX_THREADS: usize = 4096;
+/// A larger used part of a data-stack chunk is garbage (CPython's chunks
+/// start at 16 KiB and grow with the frames pushed).
+const MAX_CHUNK_READ: usize = 1 << 20;
+/// Code heads read per vectored read (Linux takes up to 1024 pieces).
+const HEADS_PER_READ: usize = 512;
 
 /// Where the walker starts: addresses in the target, found at attach.
 #[derive(Clone, Copy, Debug, Default)]
@@ -64,6 +73,9 @@ pub struct Walker {
     threads: HashMap<u32, usize>,
     /// Type address → `tp_name`, `tp_base`.
     types: HashMap<usize, (String, usize)>,
+    /// Read the used part of the thread's data-stack chunk in one go (3.11+;
+    /// on by default: it more than halves the cost of a 40-frame walk).
+    chunk_reads: bool,
 }
 
 impl Walker {
@@ -77,7 +89,15 @@ impl Walker {
             code: CodeCache::new(dockerized.then(|| format!("/proc/{pid}/root"))),
             threads: HashMap::new(),
             types: HashMap::new(),
+            chunk_reads: true,
         }
+    }
+
+    /// Whether to read the thread's data-stack chunk in one read, parsing
+    /// the frames in it locally and reading all code heads in one vectored
+    /// read (3.11+; other layouts ignore it).
+    pub fn set_chunk_reads(&mut self, on: bool) {
+        self.chunk_reads = on;
     }
 
     pub fn layout(&self) -> &Layout {
@@ -243,7 +263,13 @@ impl Walker {
             FrameKind::ViaCFrame => self.memory.word(pointer + layout.cframe_current_frame)?,
         };
         let mut frames = Vec::new();
-        self.walk(first, &mut frames)?;
+        match layout.thread_datastack.filter(|_| self.chunk_reads) {
+            Some((chunk, top)) => {
+                let window = self.chunk(word(thread, chunk), word(thread, top));
+                self.walk_chunked(first, window, &mut frames)?;
+            }
+            None => self.walk(first, &mut frames)?,
+        }
         frames.reverse();
         let active = on_cpu.unwrap_or(true) && frames.last().is_none_or(|leaf| !looks_idle(leaf));
         Ok(ThreadStack {
@@ -307,6 +333,80 @@ impl Walker {
                 frame = previous;
                 if code != 0 {
                     pending = Some((code, instr));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The used part of the data-stack chunk at `chunk`, up to `top`, with
+    /// its address; `None` when it cannot be read.
+    fn chunk(&self, chunk: usize, top: usize) -> Option<(usize, Vec<u8>)> {
+        let len = top
+            .checked_sub(chunk)
+            .filter(|&l| l > 0 && l <= MAX_CHUNK_READ)?;
+        let mut bytes = vec![0u8; len];
+        self.memory.read(&mut [(chunk, &mut bytes[..])]).ok()?;
+        Some((chunk, bytes))
+    }
+
+    /// As [`walk`](Self::walk), but frames inside `window` (the chunk) are
+    /// parsed from it, and the code heads of all frames are read together.
+    fn walk_chunked(
+        &mut self,
+        mut frame: usize,
+        window: Option<(usize, Vec<u8>)>,
+        out: &mut Vec<Frame>,
+    ) -> Result<(), ReadFailed> {
+        let frame_bytes = self.layout.frame_bytes;
+        let mut own = vec![0u8; frame_bytes];
+        let mut links = Vec::new();
+        while frame != 0 {
+            if links.len() > MAX_FRAMES {
+                return Err(ReadFailed);
+            }
+            let inside = window.as_ref().and_then(|(base, bytes)| {
+                let start = frame.checked_sub(*base)?;
+                bytes.get(start..start + frame_bytes)
+            });
+            let bytes = match inside {
+                Some(bytes) => bytes,
+                None => {
+                    self.memory.read(&mut [(frame, &mut own[..])])?;
+                    &own[..]
+                }
+            };
+            let (code, instr, previous) = self.parse_frame(bytes);
+            if code != 0 {
+                links.push((code, instr));
+            }
+            frame = previous;
+        }
+        let head_bytes = self.layout.code_head_bytes;
+        let mut heads = vec![0u8; links.len() * head_bytes];
+        let mut read = vec![true; links.len()];
+        for (group, (heads, read)) in heads
+            .chunks_mut(HEADS_PER_READ * head_bytes)
+            .zip(read.chunks_mut(HEADS_PER_READ))
+            .enumerate()
+        {
+            let codes = &links[group * HEADS_PER_READ..][..read.len()];
+            let mut parts: Vec<(usize, &mut [u8])> = codes
+                .iter()
+                .map(|(code, _)| *code)
+                .zip(heads.chunks_mut(head_bytes))
+                .collect();
+            if self.memory.read(&mut parts).is_err() {
+                // Some code object is unreadable: find which, one by one.
+                for (part, ok) in parts.iter_mut().zip(read.iter_mut()) {
+                    *ok = self.memory.read(std::slice::from_mut(part)).is_ok();
+                }
+            }
+        }
+        for (((code, instr), head), ok) in links.iter().zip(heads.chunks(head_bytes)).zip(read) {
+            if ok {
+                if let Some(shown) = self.frame_of(*code, *instr, head) {
+                    out.push(shown);
                 }
             }
         }
