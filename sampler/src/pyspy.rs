@@ -79,12 +79,12 @@ impl PySpySource {
         }
         let spy = PythonSpy::new(pid as py_spy::Pid, &config)
             .map_err(|e| classify(pid, format!("{e:#}")))?;
-        let chains = cached_walker(&spy, pid, options.lines)?;
-        let cached = if options.pyspy_walker {
-            None
-        } else {
-            cached_walker(&spy, pid, options.lines)?
+        let parts = walker_parts(&spy, pid)?;
+        let walker = |(layout, roots): &(Layout, Roots)| {
+            Walker::new(pid, layout.clone(), *roots, spy.dockerized, options.lines)
         };
+        let chains = parts.as_ref().map(walker);
+        let cached = parts.as_ref().filter(|_| !options.pyspy_walker).map(walker);
         Ok(PySpySource {
             spy,
             pid,
@@ -127,9 +127,10 @@ impl PySpySource {
     }
 }
 
-/// The cached walker for the process py-spy attached to, when its version
-/// has a layout; a free-threaded build is refused.
-fn cached_walker(spy: &PythonSpy, pid: u32, lines: bool) -> Result<Option<Walker>, SourceError> {
+/// The layout and roots of the cached walker for the process py-spy
+/// attached to, when its version has a layout; a free-threaded build is
+/// refused.
+fn walker_parts(spy: &PythonSpy, pid: u32) -> Result<Option<(Layout, Roots)>, SourceError> {
     let (major, minor) = (spy.version.major, spy.version.minor);
     if spy.addresses.interpreter_address == 0 {
         return Ok(None);
@@ -181,7 +182,7 @@ fn cached_walker(spy: &PythonSpy, pid: u32, lines: bool) -> Result<Option<Walker
     if roots.gil == 0 {
         return Ok(None);
     }
-    Ok(Some(Walker::new(pid, layout, roots, spy.dockerized, lines)))
+    Ok(Some((layout, roots)))
 }
 
 /// The layout `_Py_DebugOffsets` at `runtime` (`_PyRuntime`) describes, and
@@ -283,11 +284,14 @@ impl StackSource for PySpySource {
         if let Some(walker) = self.cached.as_mut() {
             return walker.stacks_with(tids).map_err(|_| self.read_failed());
         }
-        // py-spy reads every thread anyway: keep the GIL holder and `tids`.
+        // py-spy reads every thread anyway: keep the GIL holder and `tids`,
+        // and (before 3.11, where py-spy knows no native tids) every thread,
+        // as the cached walker does there.
         let mut stacks = self.pyspy_all_threads()?;
         let mut seen = std::collections::HashSet::new();
-        stacks.retain(|s| {
-            (s.owns_gil || s.tid.is_some_and(|t| tids.contains(&t))) && seen.insert(s.tid)
+        stacks.retain(|s| match s.tid {
+            None => true,
+            Some(tid) => (s.owns_gil || tids.contains(&tid)) && seen.insert(tid),
         });
         Ok(stacks)
     }

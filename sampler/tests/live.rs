@@ -168,7 +168,10 @@ fn attach_at(pid: u32, options: PySpyOptions, leaf: &str) -> PySpySource {
                 match s.stacks() {
                     Ok(t) if t.iter().any(at_leaf) => return s,
                     Ok(t) => format!("the process never reached {leaf}: {t:?}"),
-                    Err(e) => format!("py-spy's walk failed on this machine: {e}"),
+                    Err(e) if s.walker() == "py-spy" => {
+                        format!("py-spy's own walk fails on this machine: {e}")
+                    }
+                    Err(e) => format!("the cached walk failed: {e}"),
                 }
             }
             Err(e) => format!("attach failed: {e}"),
@@ -265,7 +268,9 @@ fn the_cached_walker_reads_what_py_spy_reads() {
         per_frame.set_chunk_reads(false);
         assert_eq!(reference.walker(), "py-spy");
         assert_eq!(cached.walker(), "cached");
-        let expected = reference.stacks().unwrap();
+        let expected = reference
+            .stacks()
+            .expect("py-spy's own walk fails on this machine");
         assert_eq!(expected.len(), 1, "only the GIL holder");
         let names: Vec<&str> = expected[0].frames.iter().map(|f| f.name.as_str()).collect();
         // 3.10 has no qualified names: py-spy shows the plain name.
@@ -336,7 +341,9 @@ fn the_cached_walker_reads_every_thread_as_py_spy_does() {
         let mut reference = attach_at(pid, options(false, true), "Ωmega");
         let mut cached = attach_at(pid, options(false, false), "Ωmega");
         assert_eq!(cached.walker(), "cached");
-        let expected = reference.stacks().unwrap();
+        let expected = reference
+            .stacks()
+            .expect("py-spy's own walk fails on this machine");
         assert_eq!(expected.len(), 3, "{expected:?}");
         let spinning: Vec<_> = expected.iter().filter(|t| t.owns_gil).collect();
         assert_eq!(spinning.len(), 1);
@@ -396,6 +403,7 @@ fn stacks_with_reads_the_gil_holder_and_the_threads_asked_for() {
         if python.minor < 11 {
             // No native tids in 3.10's thread states: every thread is read.
             assert_eq!(cached.stacks_with(&[1]).unwrap(), every);
+            assert_eq!(leaves(&reference.stacks_with(&[1]).unwrap()), leaves(&every));
             return;
         }
         let dozing = every
