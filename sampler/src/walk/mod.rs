@@ -25,6 +25,7 @@ mod chain;
 mod code;
 pub mod layout;
 mod memory;
+mod pthread;
 
 use std::collections::{HashMap, HashSet};
 
@@ -35,6 +36,7 @@ use code::{CodeCache, CodeHead};
 use layout::{FrameKind, GilKind, Layout};
 pub use memory::ReadFailed;
 use memory::{int, word, Memory};
+use pthread::PthreadTids;
 
 /// Deeper chains are loops read from torn memory.
 const MAX_FRAMES: usize = 4096;
@@ -73,6 +75,8 @@ pub struct Walker {
     threads: HashMap<u32, usize>,
     /// Type address → `tp_name`, `tp_base`.
     types: HashMap<usize, (String, usize)>,
+    /// 3.10: where glibc keeps each thread's tid.
+    pthread_tids: PthreadTids,
     /// Read the used part of the thread's data-stack chunk in one go (3.11+;
     /// on by default: it more than halves the cost of a 40-frame walk).
     chunk_reads: bool,
@@ -90,6 +94,7 @@ impl Walker {
             threads: HashMap::new(),
             types: HashMap::new(),
             chunk_reads: true,
+            pthread_tids: PthreadTids::default(),
         }
     }
 
@@ -111,7 +116,8 @@ impl Walker {
             return Ok(Vec::new());
         }
         let thread = self.thread(holder)?;
-        Ok(vec![self.thread_stack(&thread, true, None)?])
+        let tid = self.native_id(&thread);
+        Ok(vec![self.thread_stack(&thread, tid, true, None)?])
     }
 
     /// The stack of every thread, with whether each is on a CPU.
@@ -119,8 +125,9 @@ impl Walker {
         let holder = self.holder()?;
         let mut stacks = Vec::new();
         for (address, thread) in self.scan()? {
-            let on_cpu = self.on_cpu(&thread);
-            stacks.push(self.thread_stack(&thread, address == holder, on_cpu)?);
+            let tid = self.native_id(&thread);
+            let on_cpu = self.on_cpu(tid);
+            stacks.push(self.thread_stack(&thread, tid, address == holder, on_cpu)?);
         }
         Ok(stacks)
     }
@@ -128,19 +135,20 @@ impl Walker {
     /// The GIL holder's stack and those of the threads with native ids
     /// `tids`, each once, reading no other thread state (but for a rescan
     /// of the thread list when a tid is not where it was last seen).
-    /// 3.10 records no native tids, so there every thread is read.
     pub fn stacks_with(&mut self, tids: &[u32]) -> Result<Vec<ThreadStack>, ReadFailed> {
-        if self.layout.thread_native_id.is_none() {
-            return self.all_threads();
+        if self.layout.thread_native_id.is_none() && !self.pthread_tids.observed() {
+            // 3.10: learn where tids are before the GIL holder's is needed.
+            self.scan()?;
         }
         let holder = self.holder()?;
         let mut stacks = Vec::new();
         let mut done = HashSet::new();
         if holder != 0 {
             let thread = self.thread(holder)?;
-            let on_cpu = self.on_cpu(&thread);
-            done.insert(self.native_id(&thread));
-            stacks.push(self.thread_stack(&thread, true, on_cpu)?);
+            let tid = self.native_id(&thread);
+            done.insert(tid);
+            let on_cpu = self.on_cpu(tid);
+            stacks.push(self.thread_stack(&thread, tid, true, on_cpu)?);
         }
         let mut rescanned = false;
         for &tid in tids {
@@ -150,8 +158,8 @@ impl Walker {
             let Some((address, thread)) = self.find_thread(tid, &mut rescanned)? else {
                 continue;
             };
-            let on_cpu = self.on_cpu(&thread);
-            stacks.push(self.thread_stack(&thread, address == holder, on_cpu)?);
+            let on_cpu = self.on_cpu(Some(tid));
+            stacks.push(self.thread_stack(&thread, Some(tid), address == holder, on_cpu)?);
         }
         Ok(stacks)
     }
@@ -204,6 +212,13 @@ impl Walker {
             next = word(&thread, self.layout.thread_next);
             threads.push((address, thread));
         }
+        if self.layout.thread_native_id.is_none() {
+            let pthreads: Vec<usize> = threads
+                .iter()
+                .map(|(_, thread)| word(thread, self.layout.thread_id))
+                .collect();
+            self.pthread_tids.observe(&self.memory, &pthreads);
+        }
         self.threads = threads
             .iter()
             .filter_map(|(address, thread)| Some((self.native_id(thread)?, *address)))
@@ -217,14 +232,20 @@ impl Walker {
         Ok(thread)
     }
 
+    /// The thread's native tid: from its thread state (3.11+), or from
+    /// glibc's `struct pthread` once its place is known (3.10).
     fn native_id(&self, thread: &[u8]) -> Option<u32> {
-        let tid = word(thread, self.layout.thread_native_id?) as u32;
+        let Some(at) = self.layout.thread_native_id else {
+            let pthread = word(thread, self.layout.thread_id);
+            return self.pthread_tids.tid(&self.memory, pthread);
+        };
+        let tid = word(thread, at) as u32;
         (tid != 0).then_some(tid)
     }
 
-    /// What the OS says of a thread; `None` without a native tid (3.10).
-    fn on_cpu(&self, thread: &[u8]) -> Option<bool> {
-        running_on_cpu(self.memory.pid().as_raw() as u32, self.native_id(thread)?)
+    /// What the OS says of the thread `tid`; `None` without one.
+    fn on_cpu(&self, tid: Option<u32>) -> Option<bool> {
+        running_on_cpu(self.memory.pid().as_raw() as u32, tid?)
     }
 
     /// The thread state holding the GIL, or 0.
@@ -252,6 +273,7 @@ impl Walker {
     fn thread_stack(
         &mut self,
         thread: &[u8],
+        tid: Option<u32>,
         owns_gil: bool,
         on_cpu: Option<bool>,
     ) -> Result<ThreadStack, ReadFailed> {
@@ -273,7 +295,7 @@ impl Walker {
         frames.reverse();
         let active = on_cpu.unwrap_or(true) && frames.last().is_none_or(|leaf| !looks_idle(leaf));
         Ok(ThreadStack {
-            tid: self.native_id(thread),
+            tid,
             pthread_id: word(thread, self.layout.thread_id) as u64,
             active,
             owns_gil,
