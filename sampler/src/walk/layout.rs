@@ -406,6 +406,26 @@ impl Layout {
         }
     }
 
+    /// Whether the sizes the walker reads (and slices) are sane: a table read
+    /// from the process must not make it read megabytes or past its buffers.
+    pub fn plausible(&self) -> bool {
+        let gil_fits = match self.gil {
+            GilKind::TstateCurrent => true,
+            GilKind::RuntimeState {
+                last_holder,
+                locked,
+            } => last_holder + 8 <= 32 && locked + 4 <= 32,
+        };
+        gil_fits
+            && self.thread_bytes <= 4096
+            && self.frame_bytes <= 1024
+            && self.code_head_bytes <= 1024
+            && self.ascii_size <= 64
+            && self.compact_size + 8 <= 96
+            && self.unicode_state + 4 <= self.ascii_size
+            && self.unicode_length + 8 <= self.ascii_size
+    }
+
     /// Whether the interpreter publishes `_Py_DebugOffsets` (3.13+).
     pub fn has_debug_offsets(major: u64, minor: u64) -> bool {
         major == 3 && minor >= 13
@@ -693,8 +713,7 @@ impl Layout {
             compact_size: ascii_size + 16,
             ..base.clone()
         };
-        if layout.thread_bytes > 4096 || layout.frame_bytes > 1024 || layout.code_head_bytes > 1024
-        {
+        if !layout.plausible() {
             return Err(DebugOffsetsError::Implausible);
         }
         Ok(DebugOffsets {
@@ -844,6 +863,7 @@ mod tests {
     #[test]
     fn every_field_read_is_within_what_is_read() {
         for l in [&V3_10, &V3_11, &V3_12, &V3_13] {
+            assert!(l.plausible());
             let thread = [l.thread_next, l.thread_interp, l.thread_frame, l.thread_id];
             assert!(thread
                 .iter()
@@ -1027,6 +1047,24 @@ mod tests {
         });
         assert_eq!(
             Layout::from_debug_offsets(&garbage),
+            Err(DebugOffsetsError::Implausible)
+        );
+        let wide = image(
+            0x030d00f0,
+            73,
+            |i| if i == 70 { 4096 } else { values_3_13(i) },
+        );
+        assert_eq!(
+            Layout::from_debug_offsets(&wide),
+            Err(DebugOffsetsError::Implausible)
+        );
+        let far_gil = image(
+            0x030d00f0,
+            73,
+            |i| if i == 17 { 9000 } else { values_3_13(i) },
+        );
+        assert_eq!(
+            Layout::from_debug_offsets(&far_gil),
             Err(DebugOffsetsError::Implausible)
         );
         let short = image(0x030d00f0, 40, values_3_13);

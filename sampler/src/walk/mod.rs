@@ -199,9 +199,11 @@ impl Walker {
     /// Every thread state of the interpreter, head first; refreshes the
     /// tid → thread state map.
     fn scan(&mut self) -> Result<Vec<(usize, Vec<u8>)>, ReadFailed> {
-        let mut next = self
-            .memory
-            .word(self.roots.interpreter + self.layout.interp_threads_head)?;
+        let mut next = self.memory.word(
+            self.roots
+                .interpreter
+                .wrapping_add(self.layout.interp_threads_head),
+        )?;
         let mut threads = Vec::new();
         while next != 0 {
             if threads.len() >= MAX_THREADS {
@@ -282,7 +284,9 @@ impl Walker {
         let first = match layout.frame_kind {
             FrameKind::Object | FrameKind::Direct => pointer,
             FrameKind::ViaCFrame if pointer == 0 => 0,
-            FrameKind::ViaCFrame => self.memory.word(pointer + layout.cframe_current_frame)?,
+            FrameKind::ViaCFrame => self
+                .memory
+                .word(pointer.wrapping_add(layout.cframe_current_frame))?,
         };
         let mut frames = Vec::new();
         match layout.thread_datastack.filter(|_| self.chunk_reads) {
@@ -383,13 +387,15 @@ impl Walker {
         let frame_bytes = self.layout.frame_bytes;
         let mut own = vec![0u8; frame_bytes];
         let mut links = Vec::new();
+        let mut seen = 0;
         while frame != 0 {
-            if links.len() > MAX_FRAMES {
+            seen += 1;
+            if seen > MAX_FRAMES {
                 return Err(ReadFailed);
             }
             let inside = window.as_ref().and_then(|(base, bytes)| {
                 let start = frame.checked_sub(*base)?;
-                bytes.get(start..start + frame_bytes)
+                bytes.get(start..start.checked_add(frame_bytes)?)
             });
             let bytes = match inside {
                 Some(bytes) => bytes,
@@ -500,4 +506,98 @@ fn looks_idle(leaf: &Frame) -> bool {
                 || leaf.filename.contains("zmq")
                 || leaf.filename.contains("gevent")
                 || leaf.filename.contains("tornado")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::layout::{V3_10, V3_11, V3_12, V3_13};
+    use super::*;
+
+    /// Memory in this process full of garbage whose words are mostly
+    /// pointers back into it (so reads succeed and parse nonsense), small
+    /// numbers, and a few zeros.
+    fn garbage(seed: u64) -> Vec<u64> {
+        let mut words = vec![0u64; 8192];
+        let base = words.as_ptr() as u64;
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        for word in words.iter_mut() {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let r = state >> 33;
+            *word = match r % 8 {
+                0 => 0,
+                1 => r % 64,
+                2 => u64::MAX - r % 3,
+                _ => base + (r % (8192 * 8 - 512)) / 8 * 8,
+            };
+        }
+        words
+    }
+
+    #[test]
+    fn a_loop_of_frames_the_walk_skips_still_ends() {
+        // Two 3.12 frames owned by the C stack (skipped), each the other's
+        // previous frame: the walk must give up, not spin.
+        let layout = V3_12.clone();
+        let mut memory = vec![0u64; 128];
+        let base = memory.as_ptr() as usize;
+        let (a, b) = (base + 64, base + 192);
+        for (frame, previous) in [(a, b), (b, a)] {
+            let at = (frame - base) / 8;
+            memory[at + layout.frame_previous / 8] = previous as u64;
+            memory[at + layout.frame_code / 8] = base as u64;
+            memory[at + layout.frame_owner.unwrap() / 8] = 3 << ((70 % 8) * 8);
+        }
+        // A thread state whose cframe's current frame is `a`.
+        let (thread, cframe) = (base + 320, base + 16);
+        memory[(cframe - base) / 8] = a as u64;
+        memory[(thread - base + layout.thread_frame) / 8] = cframe as u64;
+        let roots = Roots {
+            interpreter: base,
+            gil: base + 8,
+            ..Roots::default()
+        };
+        let mut walker = Walker::new(std::process::id(), layout, roots, false, true);
+        let state: Vec<u8> = memory[(thread - base) / 8..]
+            .iter()
+            .flat_map(|w| w.to_ne_bytes())
+            .collect();
+        for chunk_reads in [true, false] {
+            walker.set_chunk_reads(chunk_reads);
+            assert_eq!(
+                walker.thread_stack(&state, None, true, None),
+                Err(ReadFailed)
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_memory_is_an_error_or_a_stack_never_a_panic() {
+        for layout in [&V3_10, &V3_11, &V3_12, &V3_13] {
+            for seed in 0..40 {
+                let memory = garbage(seed);
+                let base = memory.as_ptr() as usize;
+                let roots = Roots {
+                    interpreter: base + 64,
+                    gil: base + 128,
+                    coroutine_type: None,
+                    generator_type: None,
+                    async_generator_type: None,
+                };
+                let mut walker =
+                    Walker::new(std::process::id(), layout.clone(), roots, false, true);
+                for chunk_reads in [true, false] {
+                    walker.set_chunk_reads(chunk_reads);
+                    let _ = walker.gil_holder();
+                    let _ = walker.all_threads();
+                    let _ = walker.stacks_with(&[1, 2, std::process::id()]);
+                }
+                for at in [0, 8, 256, 4096] {
+                    let _ = walker.await_chain(base + at);
+                }
+                drop(memory);
+            }
+        }
+    }
 }

@@ -60,7 +60,9 @@ impl PthreadTids {
         let offsets = self.offsets.as_ref()?;
         let (&first, &last) = (offsets.first()?, offsets.last()?);
         let mut bytes = vec![0u8; last + 4 - first];
-        memory.read(&mut [(pthread + first, &mut bytes[..])]).ok()?;
+        memory
+            .read(&mut [(pthread.wrapping_add(first), &mut bytes[..])])
+            .ok()?;
         let tid = int(&bytes, 0);
         if offsets.iter().any(|&o| int(&bytes, o - first) != tid) {
             return None;
