@@ -10,7 +10,12 @@ ratio, against the target of at most a quarter of py-spy's cost.
 The interpreters: `TIMEGLASS_PYTHONS` (colon-separated paths) when set, else
 every CPython 3.10-3.13 that pyenv has, else this interpreter.
 
-Only this part of `make bench`: `python -m bench.walk [--rounds N] [--depth N]`.
+It runs twice: on a stack of plain calls, and on one of coroutines awaiting
+each other (a request's await chain), whose frames live in the coroutine
+objects rather than in the thread's data-stack chunk.
+
+Only this part of `make bench`:
+`python -m bench.walk [--rounds N] [--depth N] [--shape calls|coroutines|both]`.
 """
 
 from __future__ import annotations
@@ -59,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default 15)")
     parser.add_argument("--depth", type=int, default=40, help="frames on the stack (default 40)")
+    parser.add_argument(
+        "--shape",
+        choices=("calls", "coroutines", "both"),
+        default="both",
+        help="a stack of plain calls, of coroutines, or both (default)",
+    )
     args = parser.parse_args([] if argv is None else argv)
     subprocess.run(
         [
@@ -75,15 +86,16 @@ def main(argv: list[str] | None = None) -> int:
         check=True,
     )
     example = harness.REPO_ROOT / "target" / "release" / "examples" / "walk_cost"
-    command = [
-        str(example),
-        "--rounds",
-        str(args.rounds),
-        "--depth",
-        str(args.depth),
-        *interpreters(),
-    ]
-    return subprocess.run(command, check=False).returncode
+    command = [str(example), "--rounds", str(args.rounds), "--depth", str(args.depth)]
+    shapes: dict[str, list[list[str]]] = {
+        "calls": [[]],
+        "coroutines": [["--coroutines"]],
+        "both": [[], ["--coroutines"]],
+    }
+    status = 0
+    for shape in shapes[args.shape]:
+        status |= subprocess.run([*command, *shape, *interpreters()], check=False).returncode
+    return status
 
 
 if __name__ == "__main__":

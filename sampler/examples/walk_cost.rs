@@ -1,8 +1,10 @@
 //! What one stack walk costs with py-spy's walker and with the cached one,
 //! measured side by side on the same processes, for every interpreter given.
 //!
-//! `walk_cost [--depth N] [--rounds N] PYTHON...` starts each PYTHON spinning
-//! under N frames (default 40, a Uvicorn request's depth) and, round after
+//! `walk_cost [--depth N] [--rounds N] [--coroutines] PYTHON...` starts each
+//! PYTHON spinning under N frames (default 40, a Uvicorn request's depth;
+//! with `--coroutines` most of them coroutines awaiting each other, as in a
+//! request's await chain) and, round after
 //! round, measures on each interpreter in turn a batch of walks with each
 //! walker (alternating which goes first). Only the interpreter being measured
 //! runs; the others are stopped (SIGSTOP), so that at most one spinning
@@ -49,20 +51,25 @@ struct Target {
 fn main() {
     let mut depth = 40;
     let mut rounds = 15;
+    let mut coroutines = false;
     let mut pythons = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--depth" => depth = number(args.next()),
             "--rounds" => rounds = number(args.next()),
+            "--coroutines" => coroutines = true,
             _ => pythons.push(arg),
         }
     }
     if pythons.is_empty() {
-        eprintln!("usage: walk_cost [--depth N] [--rounds N] PYTHON...");
+        eprintln!("usage: walk_cost [--depth N] [--rounds N] [--coroutines] PYTHON...");
         std::process::exit(2);
     }
-    let mut targets: Vec<Target> = pythons.iter().map(|p| start(p, depth)).collect();
+    let mut targets: Vec<Target> = pythons
+        .iter()
+        .map(|p| start(p, depth, coroutines))
+        .collect();
     for target in &targets {
         pause(target, true);
     }
@@ -80,8 +87,13 @@ fn main() {
             pause(target, true);
         }
     }
+    let shape = if coroutines {
+        "stack, mostly coroutines"
+    } else {
+        "stack"
+    };
     println!(
-        "stack walk of a {depth}-frame stack (GIL holder, with lines), {rounds} interleaved \
+        "stack walk of a {depth}-frame {shape} (GIL holder, with lines), {rounds} interleaved \
          rounds of {WALKS_PER_ROUND} walks per walker; µs per walk, median [first-third quartile]:"
     );
     println!(
@@ -131,13 +143,25 @@ fn number(arg: Option<String>) -> usize {
     })
 }
 
-fn start(python: &str, depth: usize) -> Target {
-    let script = format!(
-        "import sys\nsys.setrecursionlimit(10000)\n\
-         def spin():\n    while True: pass\n\
-         def down(n):\n    return spin() if n <= 2 else down(n - 1)\n\
-         down({depth})\n"
-    );
+fn start(python: &str, depth: usize, coroutines: bool) -> Target {
+    let script = if coroutines {
+        // A request's shape: coroutines awaiting coroutines, whose frames
+        // live in the coroutine objects, not in the data-stack chunk.
+        format!(
+            "import asyncio, sys\nsys.setrecursionlimit(10000)\n\
+             def spin():\n    while True: pass\n\
+             async def down(n):\n    return spin() if n <= 3 else await down(n - 1)\n\
+             asyncio.run(down({}))\n",
+            depth.saturating_sub(2)
+        )
+    } else {
+        format!(
+            "import sys\nsys.setrecursionlimit(10000)\n\
+             def spin():\n    while True: pass\n\
+             def down(n):\n    return spin() if n <= 2 else down(n - 1)\n\
+             down({depth})\n"
+        )
+    };
     let process = Kill(
         Command::new(python)
             .args(["-c", &script])

@@ -523,9 +523,13 @@ fn await_chains_are_what_python_reports() {
                 assert!(!chain.running, "{key}");
                 assert_eq!(chain.ready, key == "ready", "{key}: {chain:?}");
             }
-            let names: Vec<_> = reported(&report, "sleeping").1;
+            let (id, names, _) = reported(&report, "sleeping");
             assert_eq!(names.first().map(|f| f.0.as_str()), Some("outer"));
-            assert_eq!(names.last().map(|f| f.0.as_str()), Some("sleep"));
+            let sleeping = source.await_chain(id).unwrap().unwrap();
+            let sleep = sleeping.frames.last().unwrap();
+            assert_eq!(sleep.name, "sleep");
+            assert!(sleep.filename.ends_with("asyncio/tasks.py"), "{sleep:?}");
+            assert_eq!(sleeping.awaits.as_deref(), Some("_asyncio.FutureIter"));
             let running = &report["running"];
             let chain = source
                 .await_chain(running["id"].as_u64().unwrap())
