@@ -53,7 +53,7 @@ pub struct PySpySource {
     pid: u32,
     gil_only: bool,
     cached: Option<Walker>,
-    /// The cached walker for await chains, even when py-spy walks stacks.
+    /// The walker for await chains when py-spy walks the stacks.
     chains: Option<Walker>,
 }
 
@@ -83,8 +83,10 @@ impl PySpySource {
         let walker = |(layout, roots): &(Layout, Roots)| {
             Walker::new(pid, layout.clone(), *roots, spy.dockerized, options.lines)
         };
-        let chains = parts.as_ref().map(walker);
+        // Await chains use the cached walker (and its code cache); with
+        // py-spy walking stacks, a walker of their own.
         let cached = parts.as_ref().filter(|_| !options.pyspy_walker).map(walker);
+        let chains = parts.as_ref().filter(|_| cached.is_none()).map(walker);
         Ok(PySpySource {
             spy,
             pid,
@@ -116,7 +118,7 @@ impl PySpySource {
     /// 3.13+) is the built-in table of its version; `None` without one.
     #[doc(hidden)]
     pub fn layout_is_builtin(&self) -> Option<bool> {
-        let layout = self.chains.as_ref()?.layout();
+        let layout = self.cached.as_ref().or(self.chains.as_ref())?.layout();
         let builtin = Layout::for_version(self.spy.version.major, self.spy.version.minor)?;
         Some(layout == builtin)
     }
@@ -297,7 +299,8 @@ impl StackSource for PySpySource {
     }
 
     fn await_chain(&mut self, address: u64) -> Result<Option<AwaitChain>, SourceError> {
-        let Some(walker) = self.chains.as_mut().filter(|w| w.reads_await_chains()) else {
+        let walker = self.cached.as_mut().or(self.chains.as_mut());
+        let Some(walker) = walker.filter(|w| w.reads_await_chains()) else {
             return Ok(None);
         };
         match walker.await_chain(address as usize) {
