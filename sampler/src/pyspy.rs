@@ -74,12 +74,20 @@ impl PySpySource {
             collect_thread_names: false,
             ..Config::default()
         };
-        if let Some(version) = free_threaded_binary(pid) {
-            return Err(SourceError::FreeThreaded { pid, version });
+        let abi = binary_abi(pid);
+        if let Some((version, flags)) = &abi {
+            if flags.contains('t') {
+                return Err(SourceError::FreeThreaded {
+                    pid,
+                    version: format!("{version}{flags}"),
+                });
+            }
         }
+        // A debug build (`d`) lays its objects out differently: py-spy's walker.
+        let debug_build = abi.is_some_and(|(_, flags)| flags.contains('d'));
         let spy = PythonSpy::new(pid as py_spy::Pid, &config)
             .map_err(|e| classify(pid, format!("{e:#}")))?;
-        let parts = walker_parts(&spy, pid)?;
+        let parts = walker_parts(&spy, pid)?.filter(|_| !debug_build);
         let walker = |(layout, roots): &(Layout, Roots)| {
             Walker::new(pid, layout.clone(), *roots, spy.dockerized, options.lines)
         };
@@ -181,10 +189,22 @@ fn walker_parts(spy: &PythonSpy, pid: u32) -> Result<Option<(Layout, Roots)>, So
             _ => return Ok(None),
         }
     }
-    if roots.gil == 0 {
+    if roots.gil == 0 || !points_back(pid, &layout, roots.interpreter) {
         return Ok(None);
     }
     Ok(Some((layout, roots)))
+}
+
+/// Whether the first thread state of the interpreter at `interpreter` says
+/// it belongs to that interpreter: a cheap check that the table fits this
+/// build (else py-spy's walker reads it).
+fn points_back(pid: u32, layout: &Layout, interpreter: usize) -> bool {
+    let read = |address: usize| crate::walk::read_word(pid, address);
+    match read(interpreter + layout.interp_threads_head) {
+        Some(0) => true,
+        Some(head) => read(head + layout.thread_interp) == Some(interpreter),
+        None => false,
+    }
 }
 
 /// The layout `_Py_DebugOffsets` at `runtime` (`_PyRuntime`) describes, and
@@ -201,32 +221,40 @@ fn debug_layout(pid: u32, runtime: usize) -> Result<(Layout, usize), DebugOffset
     Ok((offsets.layout, interpreter))
 }
 
-/// `3.13t` when the process runs a free-threaded interpreter binary
-/// (`python3.13t`, or one linked to `libpython3.13t.so`).
-fn free_threaded_binary(pid: u32) -> Option<String> {
+/// The version and ABI flags (`3.13`, `t`) of the interpreter binary the
+/// process runs: its executable, or the `libpython` it maps.
+fn binary_abi(pid: u32) -> Option<(String, String)> {
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
     let names = std::iter::once(exe.to_string_lossy().into_owned()).chain(
         maps.lines()
             .filter_map(|l| l.split_whitespace().nth(5).map(String::from)),
     );
-    names
-        .into_iter()
-        .find_map(|path| free_threaded_name(path.rsplit('/').next()?))
+    let abis: Vec<_> = names
+        .filter_map(|path| abi_of_name(path.rsplit('/').next()?))
+        .collect();
+    // The one with flags when there is one (`python3.13t` may map its
+    // library under a plain name, or the other way round).
+    abis.iter()
+        .find(|(_, flags)| !flags.is_empty())
+        .or(abis.first())
+        .cloned()
 }
 
-/// `3.13t` for `python3.13t` or `libpython3.13t.so.1.0`.
-fn free_threaded_name(name: &str) -> Option<String> {
+/// (`3.13`, `t`) for `python3.13t` or `libpython3.13t.so.1.0`; (`3.11`, ``)
+/// for `python3.11`; `None` for names without a minor version.
+fn abi_of_name(name: &str) -> Option<(String, String)> {
     let rest = name
         .strip_prefix("libpython")
         .or_else(|| name.strip_prefix("python"))?;
-    let version = rest.split(".so").next()?;
-    let digits = version.strip_suffix('t')?;
-    let mut parts = digits.split('.');
+    let tagged = rest.split(".so").next()?;
+    let version = tagged.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let flags = &tagged[version.len()..];
+    let mut parts = version.split('.');
     let ok = parts.next()?.parse::<u32>().is_ok()
         && parts.next()?.parse::<u32>().is_ok()
         && parts.next().is_none();
-    ok.then(|| version.to_string())
+    ok.then(|| (version.to_string(), flags.to_string()))
 }
 
 /// Turns py-spy's error (an `anyhow` chain, rendered with `{:#}`) into ours.
@@ -391,16 +419,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn free_threaded_binaries_are_told_by_name() {
-        assert_eq!(free_threaded_name("python3.13t").as_deref(), Some("3.13t"));
-        assert_eq!(
-            free_threaded_name("libpython3.14t.so.1.0").as_deref(),
-            Some("3.14t")
-        );
-        assert_eq!(free_threaded_name("python3.13"), None);
-        assert_eq!(free_threaded_name("libpython3.12.so.1.0"), None);
-        assert_eq!(free_threaded_name("python3"), None);
-        assert_eq!(free_threaded_name("pythont"), None);
+    fn free_threaded_and_debug_binaries_are_told_by_name() {
+        let abi = |name| abi_of_name(name).map(|(v, f)| format!("{v}/{f}"));
+        assert_eq!(abi("python3.13t").as_deref(), Some("3.13/t"));
+        assert_eq!(abi("libpython3.14t.so.1.0").as_deref(), Some("3.14/t"));
+        assert_eq!(abi("python3.12d").as_deref(), Some("3.12/d"));
+        assert_eq!(abi("libpython3.13td.so.1.0").as_deref(), Some("3.13/td"));
+        assert_eq!(abi("python3.11").as_deref(), Some("3.11/"));
+        assert_eq!(abi("libpython3.12.so.1.0").as_deref(), Some("3.12/"));
+        assert_eq!(abi("python3"), None);
+        assert_eq!(abi("pythont"), None);
+        assert_eq!(abi("python3.x"), None);
         let err = SourceError::FreeThreaded {
             pid: 7,
             version: "3.13t".into(),
