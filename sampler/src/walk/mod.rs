@@ -28,6 +28,7 @@ mod memory;
 mod pthread;
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use timeglass_model::Frame;
 
@@ -45,6 +46,9 @@ const MAX_THREADS: usize = 4096;
 /// A larger used part of a data-stack chunk is garbage (CPython's chunks
 /// start at 16 KiB and grow with the frames pushed).
 const MAX_CHUNK_READ: usize = 1 << 20;
+/// A tid asked for but absent from the thread list (a thread that ended,
+/// or one that runs no Python) does not cause another scan for this long.
+const MISSING_RESCAN: Duration = Duration::from_millis(100);
 /// Code heads read per vectored read (Linux takes up to 1024 pieces).
 const HEADS_PER_READ: usize = 512;
 
@@ -73,6 +77,8 @@ pub struct Walker {
     /// Native tid → thread state address, from the last scan of the
     /// interpreter's thread list; checked against the thread state read.
     threads: HashMap<u32, usize>,
+    /// Tids asked for that the last scan that looked for them did not find.
+    missing: HashMap<u32, Instant>,
     /// Type address → `tp_name`, `tp_base`.
     types: HashMap<usize, (String, usize)>,
     /// 3.10: where glibc keeps each thread's tid.
@@ -92,6 +98,7 @@ impl Walker {
             lines,
             code: CodeCache::new(dockerized.then(|| format!("/proc/{pid}/root"))),
             threads: HashMap::new(),
+            missing: HashMap::new(),
             types: HashMap::new(),
             chunk_reads: true,
             pthread_tids: PthreadTids::default(),
@@ -178,15 +185,26 @@ impl Walker {
                 }
             }
         }
-        if !*rescanned {
+        let recently_missing = self
+            .missing
+            .get(&tid)
+            .is_some_and(|at| at.elapsed() < MISSING_RESCAN);
+        if !*rescanned && !recently_missing {
             *rescanned = true;
             self.scan()?;
-            if let Some(&address) = self.threads.get(&tid) {
-                let thread = self.thread(address)?;
-                if self.is_thread(&thread, tid) {
-                    return Ok(Some((address, thread)));
-                }
+        }
+        if let Some(&address) = self.threads.get(&tid) {
+            let thread = self.thread(address)?;
+            if self.is_thread(&thread, tid) {
+                self.missing.remove(&tid);
+                return Ok(Some((address, thread)));
             }
+        }
+        if *rescanned {
+            if self.missing.len() >= MAX_THREADS {
+                self.missing.clear();
+            }
+            self.missing.insert(tid, Instant::now());
         }
         Ok(None)
     }
@@ -570,6 +588,39 @@ mod tests {
                 Err(ReadFailed)
             );
         }
+    }
+
+    #[test]
+    fn a_tid_missing_from_the_thread_list_is_looked_for_again_only_later() {
+        // A 3.13 interpreter with one thread state (tid 5, no frames) and
+        // an unlocked GIL.
+        let layout = V3_13.clone();
+        let mut memory = vec![0u64; 2048];
+        let base = memory.as_ptr() as usize;
+        let (interpreter, thread) = (base, base + 8192);
+        memory[layout.interp_threads_head / 8] = thread as u64;
+        memory[(8192 + layout.thread_interp) / 8] = interpreter as u64;
+        let tid_at = (8192 + layout.thread_native_id.unwrap()) / 8;
+        memory[tid_at] = 5;
+        let roots = Roots {
+            interpreter,
+            gil: base + 15000,
+            ..Roots::default()
+        };
+        let mut walker = Walker::new(std::process::id(), layout, roots, false, true);
+        let tids = |stacks: Vec<ThreadStack>| -> Vec<Option<u32>> {
+            stacks.iter().map(|s| s.tid).collect()
+        };
+        assert_eq!(tids(walker.stacks_with(&[5]).unwrap()), [Some(5)]);
+        assert_eq!(tids(walker.stacks_with(&[9]).unwrap()), []);
+        // Thread 5 ends and thread 9 takes its thread state: 9 was just
+        // found missing, so the list is not scanned again at once.
+        memory[tid_at] = 9;
+        assert_eq!(tids(walker.stacks_with(&[9]).unwrap()), []);
+        std::thread::sleep(MISSING_RESCAN);
+        assert_eq!(tids(walker.stacks_with(&[9]).unwrap()), [Some(9)]);
+        assert_eq!(tids(walker.stacks_with(&[5, 9]).unwrap()), [Some(9)]);
+        drop(memory);
     }
 
     #[test]
