@@ -131,6 +131,18 @@ impl PySpySource {
         Some(layout == builtin)
     }
 
+    /// Where the walker reads an asyncio future's `fut_state`.
+    #[doc(hidden)]
+    pub fn future_state_offset(&self) -> Option<usize> {
+        Some(
+            self.cached
+                .as_ref()
+                .or(self.chains.as_ref())?
+                .layout()
+                .future_state,
+        )
+    }
+
     /// The interpreter version, as `3.11.7`.
     pub fn python_version(&self) -> String {
         self.spy.version.to_string()

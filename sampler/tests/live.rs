@@ -510,6 +510,11 @@ fn await_chains_are_what_python_reports() {
         let report: serde_json::Value = serde_json::from_str(&line).expect(&line);
         for pyspy_walker in [false, true] {
             let mut source = attach(child.0.id(), options(true, pyspy_walker));
+            // The layout's `fut_state` is where the interpreter keeps it.
+            let measured = report["future_state"].as_array().unwrap();
+            let offset = source.future_state_offset().unwrap() as u64;
+            assert_eq!(measured.len(), 1, "fut_state is ambiguous: {measured:?}");
+            assert_eq!(measured[0].as_u64(), Some(offset));
             for key in ["sleeping", "waiting", "ready", "generator"] {
                 let (id, frames, awaits) = reported(&report, key);
                 let chain = source.await_chain(id).unwrap().expect("reads await chains");
