@@ -71,12 +71,11 @@ def share(folded: str, function: str) -> tuple[float, int]:
 def judged(
     recorded: attribution.Recorded, sent: list[tuple[str, httpx.Response]], rows: list[Any]
 ) -> list[dict[str, float]]:
-    by_path: dict[str, list[Any]] = {}
-    for row in sorted(rows, key=lambda r: r["id"]):
-        by_path.setdefault(row["path"], []).append(row)
+    by_path = {str(row["path"]): row for row in rows}
     out = []
-    for kind, response in sent:
-        row = by_path[f"/wall/{kind}"].pop(0)
+    for path, response in sent:
+        kind = path.split("/")[2]
+        row = by_path[path]
         folded = recorded.folded(row["id"])
         shown = json.loads(recorded.cli("show", str(row["id"]), "--json"))
         got, weight = share(folded, "wait_" + kind.replace("-", "_"))
@@ -94,27 +93,35 @@ def judged(
     return out
 
 
+class Tags:
+    """`/wall/<kind>/<tag>` paths, a tag each, so responses pair with rows."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, kind: str) -> str:
+        self.count += 1
+        return f"/wall/{kind}/t{self.count}"
+
+
 def accuracy(rounds: int) -> None:
+    tag = Tags()
     alone: list[tuple[str, httpx.Response]] = []
     together: list[tuple[str, httpx.Response]] = []
     sync4: list[tuple[str, httpx.Response]] = []
     with tempfile.TemporaryDirectory(prefix="timeglass-wall-") as work:
         with attribution.recording(Path(work), app=APP) as (client, recorded):
             for kind in KINDS:  # warm-up: first-request imports
-                client.get(f"/wall/{kind}")
+                client.get(f"/wall/{kind}/warm")
             for _ in range(rounds):
                 for kind in KINDS:
-                    alone.append((kind, client.get(f"/wall/{kind}")))
-                mixed = parallel(client, [f"/wall/{k}" for k in MIX])
-                together.extend(zip(MIX, mixed, strict=True))
-                four = ["sync-sleep", "hash", "sync-sleep", "hash"]
-                synced = parallel(client, [f"/wall/{k}" for k in four])
-                sync4.extend(zip(four, synced, strict=True))
+                    path = tag(kind)
+                    alone.append((path, client.get(path)))
+                paths = [tag(k) for k in MIX]
+                together.extend(zip(paths, parallel(client, paths), strict=True))
+                paths = [tag(k) for k in ("sync-sleep", "hash", "sync-sleep", "hash")]
+                sync4.extend(zip(paths, parallel(client, paths), strict=True))
         rows = [r for r in recorded.rows() if str(r["path"]).startswith("/wall/")]
-        first: dict[str, int] = {}
-        for row in sorted(rows, key=lambda r: r["id"]):
-            first.setdefault(row["path"], row["id"])
-        rows = [r for r in rows if r["id"] not in first.values()]
         results = judged(recorded, alone + together + sync4, rows)
     n_alone, n_together = len(alone), len(together)
     groups = {
@@ -165,7 +172,7 @@ def recorder_cpu(mode: str, seconds: int) -> tuple[float, float, float]:
         ]
         with harness.Process(argv, log_dir=Path(work) / "logs", env=harness.clean_env()) as proc:
             proc.wait_for_port(port, timeout=30)
-            url = f"http://127.0.0.1:{port}/wall/await?burn=2&wait=20"
+            url = f"http://127.0.0.1:{port}/wall/await/load?burn=2&wait=20"
             httpx.get(url, timeout=10)
 
             def load() -> float:

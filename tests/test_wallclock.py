@@ -100,9 +100,40 @@ class Session:
     cpu: list[Request]
 
 
-def read(recorded: attribution.Recorded, kind: str, response: httpx.Response, rows: Any) -> Request:
-    path = f"/wall/{kind}"
-    row = rows.pop(path)
+Sent = tuple[str, str, httpx.Response]
+
+
+class Sender:
+    """Sends `/wall/<kind>/<tag>` requests, each with a tag of its own, so that
+    a response and the recorded request are paired by path."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+        self.count = 0
+
+    def path(self, kind: str, query: str = "") -> tuple[str, str]:
+        self.count += 1
+        tag = f"t{self.count}"
+        return tag, f"/wall/{kind}/{tag}{query}"
+
+    def one(self, kind: str, query: str = "") -> Sent:
+        tag, path = self.path(kind, query)
+        response = self.client.get(path)
+        assert response.status_code == 200, response.text
+        return kind, tag, response
+
+    def together(
+        self, kinds: list[str], queries: list[str] | None = None, stagger_s: float = 0.0
+    ) -> list[Sent]:
+        queries = queries or [""] * len(kinds)
+        tagged = [(kind, *self.path(kind, q)) for kind, q in zip(kinds, queries, strict=True)]
+        responses = parallel(self.client, [path for _, _, path in tagged], stagger_s)
+        return [(k, tag, r) for (k, tag, _), r in zip(tagged, responses, strict=True)]
+
+
+def read(recorded: attribution.Recorded, sent: Sent, rows: dict[str, dict[str, Any]]) -> Request:
+    kind, tag, response = sent
+    row = rows[f"/wall/{kind}/{tag}"]
     shown = json.loads(recorded.cli("show", str(row["id"]), "--json"))
     return Request(kind, response.json(), row, shown, recorded.folded(row["id"]))
 
@@ -112,52 +143,29 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
     tmp = tmp_path_factory.mktemp("wallclock")
     with attribution.recording(tmp, app=APP) as (client, recorded):
         assert client.get("/health").status_code == 200
+        send = Sender(client)
         # The first request of each kind pays for imports (anyio's thread
         # pool, FastAPI's first dependency solving): real work, not the truth
         # built here.
         for kind in KINDS:
-            assert client.get(f"/wall/{kind}").status_code == 200
-        alone_sent = []
-        for _ in range(2):
-            for kind in KINDS:
-                response = client.get(f"/wall/{kind}")
-                assert response.status_code == 200
-                alone_sent.append((kind, response))
+            send.one(kind)
+        alone_sent = [send.one(kind) for _ in range(2) for kind in KINDS]
         mix = ["await", "sync-sleep", "hash", "await", "sync-sleep", "hash"]
-        together_sent: list[tuple[str, httpx.Response]] = []
-        for _ in range(2):
-            responses = parallel(client, [f"/wall/{k}" for k in mix])
-            together_sent.extend(zip(mix, responses, strict=True))
+        together_sent = [sent for _ in range(2) for sent in send.together(mix)]
         # CPU time: 60 ms of burn, so that the framework's own ~1 ms per
         # request outside the handler does not decide the comparison.
-        cpu_sent = []
-        for kind in KINDS:
-            response = client.get(f"/wall/{kind}?burn=60&wait=30")
-            assert response.status_code == 200
-            cpu_sent.append((kind, response))
+        cpu_sent = [send.one(kind, "?burn=60&wait=30") for kind in KINDS]
         # A loop-blocking request while two others wait on the same loop.
-        blocking = parallel(
-            client,
-            ["/wall/await?burn=1&wait=40", "/wall/await?burn=1&wait=40", "/wall/async-block"],
-            stagger_s=0.01,
+        waiters_and_blocker = send.together(
+            ["await", "await", "async-block"], ["?burn=1&wait=40", "?burn=1&wait=40", ""], 0.01
         )
-    rows_by_id = sorted(recorded.rows(), key=lambda r: r["id"])
-    pending: dict[str, list[dict[str, Any]]] = {}
-    for row in rows_by_id:
-        pending.setdefault(row["path"].partition("?")[0], []).append(row)
-
-    class Queue:
-        def pop(self, path: str) -> dict[str, Any]:
-            return pending[path].pop(0)
-
-    queue = Queue()
-    for kind in KINDS:
-        queue.pop(f"/wall/{kind}")
-    alone = [read(recorded, kind, response, queue) for kind, response in alone_sent]
-    together = [read(recorded, kind, response, queue) for kind, response in together_sent]
-    cpu = [read(recorded, kind, response, queue) for kind, response in cpu_sent]
-    waiting = [queue.pop("/wall/await"), queue.pop("/wall/await")]
-    blocker = read(recorded, "async-block", blocking[2], queue)
+    rows = {str(row["path"]): row for row in recorded.rows()}
+    alone = [read(recorded, sent, rows) for sent in alone_sent]
+    together = [read(recorded, sent, rows) for sent in together_sent]
+    cpu = [read(recorded, sent, rows) for sent in cpu_sent]
+    *waiting_sent, blocker_sent = waiters_and_blocker
+    waiting = [rows[f"/wall/{kind}/{tag}"] for kind, tag, _ in waiting_sent]
+    blocker = read(recorded, blocker_sent, rows)
     return Session(alone, together, blocker, waiting, cpu)
 
 

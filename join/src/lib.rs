@@ -317,21 +317,15 @@ impl Join {
         let response_end_ns = Some(response_ns).filter(|&t| t != 0);
         let mut samples = p.samples;
         samples.sort_by_key(|s| s.ts_ns);
-        for s in &mut samples {
-            // The first sample stands for no time before the request began.
-            s.interval_ns = s.interval_ns.min(s.ts_ns.saturating_sub(start.ts_ns));
-        }
+        let mut time_only = p.time_only;
+        time_only.retain(|s| s.ts_ns >= start.ts_ns && s.ts_ns <= end_ns);
+        wall::nearest_tick(&mut samples, &mut time_only, start.ts_ns, end_ns);
         let sql_windows: Vec<(u64, u64)> =
             p.queries.iter().map(|q| (q.start_ns, q.end_ns)).collect();
         let http_windows: Vec<(u64, u64)> =
             p.calls.iter().map(|c| (c.start_ns, c.end_ns)).collect();
         let waits_at: Vec<(u64, u64)> = sql_windows.iter().chain(&http_windows).copied().collect();
         let response_until = response_end_ns.unwrap_or(end_ns);
-        let mut time_only = p.time_only;
-        time_only.retain(|s| s.ts_ns >= start.ts_ns && s.ts_ns <= end_ns);
-        for s in &mut time_only {
-            s.interval_ns = s.interval_ns.min(s.ts_ns - start.ts_ns);
-        }
         let cpu_ns = samples.iter().chain(&time_only).map(|s| s.cpu_ns).sum();
         let loop_block = wall::loop_block(&samples, start.tid, self.options.loop_block_ns).map(
             |(mut block, block_end)| {

@@ -39,6 +39,44 @@ pub(crate) fn is_library(frame: &Frame) -> bool {
         || f.contains("/lib/pypy")
 }
 
+/// Gives each sample the wall time nearest to its tick: from halfway to the
+/// request's previous tick to halfway to its next one (from its start for
+/// the first, to its end for the last), so a request's ticks tile its whole
+/// duration. A tick that came late (the sampler was starved, a walk failed)
+/// shares the gap with the tick before it instead of taking it all into the
+/// state it found. Samples of one tick (a request on two threads at once)
+/// each stand for the tick's whole share.
+pub(crate) fn nearest_tick(
+    samples: &mut [Charged],
+    time_only: &mut [Charged],
+    start_ns: u64,
+    end_ns: u64,
+) {
+    let mut ticks: Vec<u64> = samples
+        .iter()
+        .chain(time_only.iter())
+        .map(|s| s.ts_ns)
+        .collect();
+    ticks.sort_unstable();
+    ticks.dedup();
+    let share = |ts: u64| -> u64 {
+        let at = ticks.partition_point(|&t| t < ts);
+        let before = if at == 0 {
+            start_ns
+        } else {
+            ts - (ts - ticks[at - 1]) / 2
+        };
+        let after = match ticks.get(at + 1) {
+            Some(&next) => ts + (next - ts) / 2,
+            None => end_ns.max(ts),
+        };
+        after.saturating_sub(before.min(ts).max(start_ns))
+    };
+    for s in samples.iter_mut().chain(time_only.iter_mut()) {
+        s.interval_ns = share(s.ts_ns);
+    }
+}
+
 /// Merged time windows `[start, end)`, clipped to `[from, to)`.
 pub(crate) fn union_ns(windows: impl Iterator<Item = (u64, u64)>, from: u64, to: u64) -> u64 {
     let mut spans: Vec<(u64, u64)> = windows
@@ -221,9 +259,9 @@ pub(crate) fn loop_block(
         while j + 1 < on_loop.len() && samples[on_loop[j + 1]].slot_seq == first.slot_seq {
             j += 1;
         }
-        let last = &samples[on_loop[j]];
-        let start = first.ts_ns.saturating_sub(first.interval_ns);
-        let span = last.ts_ns - start;
+        // The step's samples tile its time (see `nearest_tick`).
+        let span: u64 = on_loop[i..=j].iter().map(|&k| samples[k].interval_ns).sum();
+        let start = first.ts_ns.saturating_sub(first.interval_ns / 2);
         if span > threshold_ns && best.is_none_or(|b| span > b.0) {
             best = Some((span, start, i, j));
         }
@@ -282,6 +320,30 @@ mod tests {
     }
 
     #[test]
+    fn ticks_tile_the_request_each_taking_the_time_nearest_to_it() {
+        let ms = 1_000_000;
+        let at = |ts: u64, state: State| charged(ts * ms, 9, 1, state, "h");
+        // Ticks at 1, 2, 3 ms, then a late one at 9 ms; the request ran 0-10 ms.
+        let mut samples = vec![
+            at(1, State::Python),
+            at(2, State::Python),
+            at(3, State::Python),
+            at(9, State::Awaiting),
+        ];
+        let mut torn = vec![at(2, State::Python)];
+        nearest_tick(&mut samples, &mut torn, 0, 10 * ms);
+        let got: Vec<u64> = samples.iter().map(|s| s.interval_ns / 100_000).collect();
+        // 0-1.5, 1.5-2.5, 2.5-6, 6-10 (in tenths of a millisecond).
+        assert_eq!(got, [15, 10, 35, 40]);
+        assert_eq!(
+            torn[0].interval_ns, ms,
+            "a sample of the same tick shares its time"
+        );
+        let total: u64 = samples.iter().map(|s| s.interval_ns).sum();
+        assert_eq!(total, 10 * ms);
+    }
+
+    #[test]
     fn windows_are_merged_and_clipped() {
         let w = [(10, 20), (15, 30), (40, 50), (45, 46), (90, 200)];
         assert_eq!(union_ns(w.iter().copied(), 0, 100), 20 + 10 + 10);
@@ -301,9 +363,10 @@ mod tests {
         }
         samples.sort_by_key(|s| s.ts_ns);
         let (block, end) = loop_block(&samples, 9, 20 * ms).unwrap();
+        // 38 samples of 1 ms, from halfway before the first.
         assert_eq!(block.blocked_ns, 38 * ms);
-        assert_eq!(block.start_ns, 2 * ms);
-        assert_eq!(end, 40 * ms);
+        assert_eq!(block.start_ns, 2 * ms + ms / 2);
+        assert_eq!(end, 40 * ms + ms / 2);
         assert_eq!(block.line.as_deref(), Some("main.py:7 in sleepy"));
         assert!(loop_block(&samples, 9, 50 * ms).is_none());
     }

@@ -85,10 +85,12 @@ fn samples_are_charged_to_their_request_and_aggregated_per_stack() {
     assert_eq!(r.request.status, Some(200));
     assert_eq!(r.request.duration_ns(), 9 * MS);
     // The switched sample is counted, not charged: its stack may be another request's.
-    assert_eq!(r.samples(), 3);
+    // Each tick stands for the time nearest to it: 2 ms for 1.5, 3 and 4 ms for 1 each,
+    // so the stack weighs 3.5 periods of 1 ms, rounded to 4.
+    assert_eq!(r.samples(), 4);
     assert_eq!(r.stacks.len(), 1);
     assert_eq!(r.stacks[0].stack, a);
-    assert_eq!(r.stacks[0].samples, 3);
+    assert_eq!(r.stacks[0].samples, 4);
     assert_eq!(r.switched_samples, 1);
     assert_eq!(j.stats().unattributable, 1);
     assert!(j.take_outside().is_empty());
@@ -226,11 +228,13 @@ fn samples_after_the_response_was_sent_form_the_background_stage() {
             )
         })
         .collect();
+    // Ticks 50 ms apart each stand for the time nearest to them: the handler's
+    // (120 ms) from the start to 145 ms, the two after the response the rest.
     assert_eq!(
         labels,
         vec![
-            ("[background];<module>;send_welcome_email".to_string(), 2),
-            ("<module>;handler".to_string(), 1),
+            ("[background];<module>;send_welcome_email".to_string(), 55),
+            ("<module>;handler".to_string(), 45),
         ]
     );
 }
@@ -336,8 +340,10 @@ fn wall_clock_samples_add_up_to_the_duration_by_state() {
     j.event(1, end(1, 75 * MS, 200));
     let r = j.flush(None).pop().unwrap();
     let b = r.breakdown;
-    assert_eq!(b.python_ns, 15 * MS);
-    assert_eq!(b.await_ns, 60 * MS);
+    // Ticks tile the request: the last Python tick (15 ms) stands until halfway to
+    // the first suspended one.
+    assert_eq!(b.python_ns, 15 * MS + MS / 2);
+    assert_eq!(b.await_ns, 60 * MS - MS / 2);
     assert_eq!(b.total_ns(), r.request.duration_ns());
     assert_eq!(r.cpu_ns, 15 * MS);
     assert!(r.loop_block.is_none(), "15 ms is under the threshold");
@@ -358,7 +364,7 @@ fn wall_clock_samples_add_up_to_the_duration_by_state() {
             "[await asyncio.sleep]"
         ]
     );
-    assert_eq!(waiting.samples, 60);
+    assert_eq!(waiting.samples, 60, "59.5 periods, rounded");
 }
 
 #[test]
@@ -380,11 +386,12 @@ fn a_long_step_on_the_loop_thread_is_a_loop_block_naming_the_requests_it_delayed
     let done = j.flush(None);
     let blocker = done.iter().find(|r| r.request.marker_id == 1).unwrap();
     let block = blocker.loop_block.as_ref().expect("flagged");
-    assert_eq!(block.blocked_ns, 60 * MS);
+    // Blocked from its start (0) to its end (61 ms): every tick was in one step.
+    assert_eq!(block.blocked_ns, 61 * MS);
     assert_eq!(block.delayed, [2]);
     assert_eq!(block.line.as_deref(), Some("app.py:1 in handler"));
-    assert_eq!(blocker.breakdown.blocked_ns, 60 * MS);
+    assert_eq!(blocker.breakdown.blocked_ns, 61 * MS);
     let delayed = done.iter().find(|r| r.request.marker_id == 2).unwrap();
     assert!(delayed.loop_block.is_none());
-    assert_eq!(delayed.breakdown.queued_ns, 55 * MS);
+    assert_eq!(delayed.breakdown.queued_ns, 57 * MS, "from 5 to 62 ms");
 }

@@ -53,7 +53,7 @@ pub struct PySpySource {
     pid: u32,
     gil_only: bool,
     cached: Option<Walker>,
-    /// The cached walker for await chains, even when py-spy walks stacks.
+    /// The walker for await chains when py-spy walks the stacks.
     chains: Option<Walker>,
 }
 
@@ -74,17 +74,27 @@ impl PySpySource {
             collect_thread_names: false,
             ..Config::default()
         };
-        if let Some(version) = free_threaded_binary(pid) {
-            return Err(SourceError::FreeThreaded { pid, version });
+        let abi = binary_abi(pid);
+        if let Some((version, flags)) = &abi {
+            if flags.contains('t') {
+                return Err(SourceError::FreeThreaded {
+                    pid,
+                    version: format!("{version}{flags}"),
+                });
+            }
         }
+        // A debug build (`d`) lays its objects out differently: py-spy's walker.
+        let debug_build = abi.is_some_and(|(_, flags)| flags.contains('d'));
         let spy = PythonSpy::new(pid as py_spy::Pid, &config)
             .map_err(|e| classify(pid, format!("{e:#}")))?;
-        let chains = cached_walker(&spy, pid, options.lines)?;
-        let cached = if options.pyspy_walker {
-            None
-        } else {
-            cached_walker(&spy, pid, options.lines)?
+        let parts = walker_parts(&spy, pid)?.filter(|_| !debug_build);
+        let walker = |(layout, roots): &(Layout, Roots)| {
+            Walker::new(pid, layout.clone(), *roots, spy.dockerized, options.lines)
         };
+        // Await chains use the cached walker (and its code cache); with
+        // py-spy walking stacks, a walker of their own.
+        let cached = parts.as_ref().filter(|_| !options.pyspy_walker).map(walker);
+        let chains = parts.as_ref().filter(|_| cached.is_none()).map(walker);
         Ok(PySpySource {
             spy,
             pid,
@@ -103,13 +113,34 @@ impl PySpySource {
         }
     }
 
+    /// Switches the cached walker's data-stack chunk reads on or off (for
+    /// measuring them).
+    #[doc(hidden)]
+    pub fn set_chunk_reads(&mut self, on: bool) {
+        if let Some(walker) = self.cached.as_mut() {
+            walker.set_chunk_reads(on);
+        }
+    }
+
     /// Whether the cached walker's layout (read from `_Py_DebugOffsets` on
     /// 3.13+) is the built-in table of its version; `None` without one.
     #[doc(hidden)]
     pub fn layout_is_builtin(&self) -> Option<bool> {
-        let layout = self.chains.as_ref()?.layout();
+        let layout = self.cached.as_ref().or(self.chains.as_ref())?.layout();
         let builtin = Layout::for_version(self.spy.version.major, self.spy.version.minor)?;
         Some(layout == builtin)
+    }
+
+    /// Where the walker reads an asyncio future's `fut_state`.
+    #[doc(hidden)]
+    pub fn future_state_offset(&self) -> Option<usize> {
+        Some(
+            self.cached
+                .as_ref()
+                .or(self.chains.as_ref())?
+                .layout()
+                .future_state,
+        )
     }
 
     /// The interpreter version, as `3.11.7`.
@@ -118,9 +149,10 @@ impl PySpySource {
     }
 }
 
-/// The cached walker for the process py-spy attached to, when its version
-/// has a layout; a free-threaded build is refused.
-fn cached_walker(spy: &PythonSpy, pid: u32, lines: bool) -> Result<Option<Walker>, SourceError> {
+/// The layout and roots of the cached walker for the process py-spy
+/// attached to, when its version has a layout; a free-threaded build is
+/// refused.
+fn walker_parts(spy: &PythonSpy, pid: u32) -> Result<Option<(Layout, Roots)>, SourceError> {
     let (major, minor) = (spy.version.major, spy.version.minor);
     if spy.addresses.interpreter_address == 0 {
         return Ok(None);
@@ -169,10 +201,22 @@ fn cached_walker(spy: &PythonSpy, pid: u32, lines: bool) -> Result<Option<Walker
             _ => return Ok(None),
         }
     }
-    if roots.gil == 0 {
+    if roots.gil == 0 || !points_back(pid, &layout, roots.interpreter) {
         return Ok(None);
     }
-    Ok(Some(Walker::new(pid, layout, roots, spy.dockerized, lines)))
+    Ok(Some((layout, roots)))
+}
+
+/// Whether the first thread state of the interpreter at `interpreter` says
+/// it belongs to that interpreter: a cheap check that the table fits this
+/// build (else py-spy's walker reads it).
+fn points_back(pid: u32, layout: &Layout, interpreter: usize) -> bool {
+    let read = |address: usize| crate::walk::read_word(pid, address);
+    match read(interpreter + layout.interp_threads_head) {
+        Some(0) => true,
+        Some(head) => read(head + layout.thread_interp) == Some(interpreter),
+        None => false,
+    }
 }
 
 /// The layout `_Py_DebugOffsets` at `runtime` (`_PyRuntime`) describes, and
@@ -189,32 +233,40 @@ fn debug_layout(pid: u32, runtime: usize) -> Result<(Layout, usize), DebugOffset
     Ok((offsets.layout, interpreter))
 }
 
-/// `3.13t` when the process runs a free-threaded interpreter binary
-/// (`python3.13t`, or one linked to `libpython3.13t.so`).
-fn free_threaded_binary(pid: u32) -> Option<String> {
+/// The version and ABI flags (`3.13`, `t`) of the interpreter binary the
+/// process runs: its executable, or the `libpython` it maps.
+fn binary_abi(pid: u32) -> Option<(String, String)> {
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
     let names = std::iter::once(exe.to_string_lossy().into_owned()).chain(
         maps.lines()
             .filter_map(|l| l.split_whitespace().nth(5).map(String::from)),
     );
-    names
-        .into_iter()
-        .find_map(|path| free_threaded_name(path.rsplit('/').next()?))
+    let abis: Vec<_> = names
+        .filter_map(|path| abi_of_name(path.rsplit('/').next()?))
+        .collect();
+    // The one with flags when there is one (`python3.13t` may map its
+    // library under a plain name, or the other way round).
+    abis.iter()
+        .find(|(_, flags)| !flags.is_empty())
+        .or(abis.first())
+        .cloned()
 }
 
-/// `3.13t` for `python3.13t` or `libpython3.13t.so.1.0`.
-fn free_threaded_name(name: &str) -> Option<String> {
+/// (`3.13`, `t`) for `python3.13t` or `libpython3.13t.so.1.0`; (`3.11`, ``)
+/// for `python3.11`; `None` for names without a minor version.
+fn abi_of_name(name: &str) -> Option<(String, String)> {
     let rest = name
         .strip_prefix("libpython")
         .or_else(|| name.strip_prefix("python"))?;
-    let version = rest.split(".so").next()?;
-    let digits = version.strip_suffix('t')?;
-    let mut parts = digits.split('.');
+    let tagged = rest.split(".so").next()?;
+    let version = tagged.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let flags = &tagged[version.len()..];
+    let mut parts = version.split('.');
     let ok = parts.next()?.parse::<u32>().is_ok()
         && parts.next()?.parse::<u32>().is_ok()
         && parts.next().is_none();
-    ok.then(|| version.to_string())
+    ok.then(|| (version.to_string(), flags.to_string()))
 }
 
 /// Turns py-spy's error (an `anyhow` chain, rendered with `{:#}`) into ours.
@@ -274,17 +326,21 @@ impl StackSource for PySpySource {
         if let Some(walker) = self.cached.as_mut() {
             return walker.stacks_with(tids).map_err(|_| self.read_failed());
         }
-        // py-spy reads every thread anyway: keep the GIL holder and `tids`.
+        // py-spy reads every thread anyway: keep the GIL holder and `tids`,
+        // and (before 3.11, where py-spy knows no native tids) every thread,
+        // as the cached walker does there.
         let mut stacks = self.pyspy_all_threads()?;
         let mut seen = std::collections::HashSet::new();
-        stacks.retain(|s| {
-            (s.owns_gil || s.tid.is_some_and(|t| tids.contains(&t))) && seen.insert(s.tid)
+        stacks.retain(|s| match s.tid {
+            None => true,
+            Some(tid) => (s.owns_gil || tids.contains(&tid)) && seen.insert(tid),
         });
         Ok(stacks)
     }
 
     fn await_chain(&mut self, address: u64) -> Result<Option<AwaitChain>, SourceError> {
-        let Some(walker) = self.chains.as_mut().filter(|w| w.reads_await_chains()) else {
+        let walker = self.cached.as_mut().or(self.chains.as_mut());
+        let Some(walker) = walker.filter(|w| w.reads_await_chains()) else {
             return Ok(None);
         };
         match walker.await_chain(address as usize) {
@@ -375,16 +431,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn free_threaded_binaries_are_told_by_name() {
-        assert_eq!(free_threaded_name("python3.13t").as_deref(), Some("3.13t"));
-        assert_eq!(
-            free_threaded_name("libpython3.14t.so.1.0").as_deref(),
-            Some("3.14t")
-        );
-        assert_eq!(free_threaded_name("python3.13"), None);
-        assert_eq!(free_threaded_name("libpython3.12.so.1.0"), None);
-        assert_eq!(free_threaded_name("python3"), None);
-        assert_eq!(free_threaded_name("pythont"), None);
+    fn free_threaded_and_debug_binaries_are_told_by_name() {
+        let abi = |name| abi_of_name(name).map(|(v, f)| format!("{v}/{f}"));
+        assert_eq!(abi("python3.13t").as_deref(), Some("3.13/t"));
+        assert_eq!(abi("libpython3.14t.so.1.0").as_deref(), Some("3.14/t"));
+        assert_eq!(abi("python3.12d").as_deref(), Some("3.12/d"));
+        assert_eq!(abi("libpython3.13td.so.1.0").as_deref(), Some("3.13/td"));
+        assert_eq!(abi("python3.11").as_deref(), Some("3.11/"));
+        assert_eq!(abi("libpython3.12.so.1.0").as_deref(), Some("3.12/"));
+        assert_eq!(abi("python3"), None);
+        assert_eq!(abi("pythont"), None);
+        assert_eq!(abi("python3.x"), None);
         let err = SourceError::FreeThreaded {
             pid: 7,
             version: "3.13t".into(),

@@ -240,9 +240,11 @@ impl Sampler {
                 let still = self.threads.get(&tid).and_then(|m| {
                     let (then, now) = (m.cpu?, now?);
                     let same = m.slot == snap && m.tick + 1 == walk;
+                    // A torn stack is walked again, not kept for the whole wait.
                     (same && !now.running && !then.running && now.cpu_ns == then.cpu_ns)
                         .then(|| m.stack.clone())
                         .flatten()
+                        .filter(|(_, torn)| !torn)
                 });
                 match still {
                     Some((stack, torn)) => reused.push((tid, stack, torn)),
@@ -496,8 +498,11 @@ impl Sampler {
                     read
                 }
             };
-            if let Some((stack, state)) = chain {
-                found.push((scope, stack, state));
+            match chain {
+                Some((stack, state)) => found.push((scope, stack, state, true)),
+                // Unreadable this time (read while it moved, or torn): its
+                // time still counts, its stack is charged to nothing.
+                None => found.push((scope, Stack::from(Vec::new()), State::Awaiting, false)),
             }
         }
         // A coroutine that resumed while its chain was read may have moved:
@@ -507,9 +512,14 @@ impl Sampler {
         }
         let live: Vec<(u64, u64)> = self.scopes.iter().map(|s| (s.coroutine, s.step)).collect();
         self.chains.retain(|key, _| live.contains(key));
-        for (scope, stack, state) in found {
+        for (scope, stack, state, read) in found {
             let still = live.contains(&(scope.coroutine, scope.step));
             self.stats.suspended += 1;
+            let quality = match (read, still) {
+                (false, _) => Quality::Torn,
+                (true, true) => Quality::Clean,
+                (true, false) => Quality::Switched,
+            };
             self.emit(
                 sink,
                 Sample {
@@ -517,11 +527,7 @@ impl Sampler {
                     tid: 0,
                     ts_ns,
                     request_id: scope.request_id,
-                    quality: if still {
-                        Quality::Clean
-                    } else {
-                        Quality::Switched
-                    },
+                    quality,
                     state,
                     interval_ns,
                     slot_seq: 0,

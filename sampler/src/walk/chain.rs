@@ -41,7 +41,7 @@ impl Walker {
         let mut chain = AwaitChain::default();
         let mut object = address;
         for depth in 0..MAX_LINKS {
-            let ob_type = self.memory.word(object + self.layout.ob_type)?;
+            let ob_type = self.memory.word(object.wrapping_add(self.layout.ob_type))?;
             if self.kind(ob_type)? == Kind::Other {
                 if depth == 0 {
                     // Not a coroutine at all.
@@ -74,7 +74,7 @@ impl Walker {
     fn link_310(&mut self, object: usize) -> Result<Link, ReadFailed> {
         let layout = self.layout.clone();
         let gen_frame = layout.gen_frame.ok_or(ReadFailed)?;
-        let frame_address = self.memory.word(object + gen_frame)?;
+        let frame_address = self.memory.word(object.wrapping_add(gen_frame))?;
         if frame_address == 0 {
             return Ok(Link {
                 frame: None,
@@ -90,9 +90,11 @@ impl Walker {
         let shown = self.frame_at(code, lasti as usize);
         let mut awaits = 0;
         if state == layout.frame_states.suspended && lasti >= 0 {
-            let co_code = self.memory.word(code + layout.code_code)?;
+            let co_code = self.memory.word(code.wrapping_add(layout.code_code))?;
             let mut next = [0u8; 1];
-            let at = co_code + layout.bytes_data + (lasti as usize + 1) * 2;
+            let at = co_code
+                .wrapping_add(layout.bytes_data)
+                .wrapping_add((lasti as usize + 1) * 2);
             self.memory.read(&mut [(at, &mut next[..])])?;
             if Some(next[0]) == layout.yield_from_op {
                 let depth = int(&frame, layout.frame_stack_depth.ok_or(ReadFailed)?);
@@ -112,8 +114,8 @@ impl Walker {
     /// awaited object on top of the frame's stack.
     fn link_311(&mut self, object: usize) -> Result<Link, ReadFailed> {
         let layout = self.layout.clone();
-        let iframe = object + layout.gen_iframe.ok_or(ReadFailed)?;
-        let state_at = object + layout.gen_frame_state.ok_or(ReadFailed)?;
+        let iframe = object.wrapping_add(layout.gen_iframe.ok_or(ReadFailed)?);
+        let state_at = object.wrapping_add(layout.gen_frame_state.ok_or(ReadFailed)?);
         let mut state = [0u8; 1];
         let mut frame = vec![0u8; layout.frame_bytes];
         self.memory
@@ -137,14 +139,15 @@ impl Walker {
                 // The instruction after the last one run: a RESUME with an
                 // oparg of 2 or more follows a `yield from` / `await`.
                 let mut next = [0u8; 2];
-                self.memory.read(&mut [(instr + 2, &mut next[..])])?;
+                self.memory
+                    .read(&mut [(instr.wrapping_add(2), &mut next[..])])?;
                 layout.resume_ops.contains(&next[0]) && next[1] >= 2
             }
             None => false,
         };
         let awaits = if in_yield_from {
             let depth = int(&frame, layout.frame_stack_depth.ok_or(ReadFailed)?);
-            self.stack_top(iframe + layout.frame_stack, depth)?
+            self.stack_top(iframe.wrapping_add(layout.frame_stack), depth)?
         } else {
             0
         };
@@ -161,7 +164,8 @@ impl Walker {
         if !(1..=1 << 16).contains(&depth) {
             return Err(ReadFailed);
         }
-        self.memory.word(stack + (depth as usize - 1) * 8)
+        self.memory
+            .word(stack.wrapping_add((depth as usize - 1) * 8))
     }
 
     /// The frame shown for code object `code` at `instr`, through the
@@ -203,9 +207,13 @@ impl Walker {
         if let Some(known) = self.types.get(&ob_type) {
             return Ok(known.clone());
         }
-        let name_at = self.memory.word(ob_type + self.layout.type_name)?;
+        let name_at = self
+            .memory
+            .word(ob_type.wrapping_add(self.layout.type_name))?;
         let name = self.memory.c_string(name_at)?;
-        let base = self.memory.word(ob_type + self.layout.type_base)?;
+        let base = self
+            .memory
+            .word(ob_type.wrapping_add(self.layout.type_base))?;
         self.types.insert(ob_type, (name.clone(), base));
         Ok((name, base))
     }
@@ -215,19 +223,24 @@ impl Walker {
     fn future_done(&mut self, object: usize, ob_type: usize) -> Result<bool, ReadFailed> {
         let future = if self.type_info(ob_type)?.0 == "_asyncio.FutureIter" {
             // Set to NULL once the iterator is exhausted.
-            match self.memory.word(object + self.layout.future_iter_future)? {
+            match self
+                .memory
+                .word(object.wrapping_add(self.layout.future_iter_future))?
+            {
                 0 => return Ok(false),
                 future => future,
             }
         } else {
             object
         };
-        let future_type = self.memory.word(future + self.layout.ob_type)?;
+        let future_type = self.memory.word(future.wrapping_add(self.layout.ob_type))?;
         if !self.is_future_type(future_type)? {
             return Ok(false);
         }
         // fut_state: PENDING, CANCELLED, FINISHED.
-        let state = self.memory.int(future + self.layout.future_state)?;
+        let state = self
+            .memory
+            .int(future.wrapping_add(self.layout.future_state))?;
         Ok(state != 0)
     }
 

@@ -170,7 +170,8 @@ impl CodeInfo {
                 2 * instr as i32 as isize,
             ),
             LineFormat::Locations311 => {
-                let offset = instr as isize - (code + layout.code_code) as isize;
+                let offset =
+                    (instr as isize).wrapping_sub(code.wrapping_add(layout.code_code) as isize);
                 line_at_311(&self.line_table, self.head.first_line, offset)
             }
         };

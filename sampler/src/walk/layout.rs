@@ -75,6 +75,10 @@ pub struct Layout {
     pub thread_id: usize,
     /// `native_thread_id` (3.11+; 3.10 does not record it).
     pub thread_native_id: Option<usize>,
+    /// `datastack_chunk` and `datastack_top` (3.11+): the data-stack chunk
+    /// the thread's newest non-generator frames live in, and the end of its
+    /// used part.
+    pub thread_datastack: Option<(usize, usize)>,
     /// How much of the thread state to read (covers every field above).
     pub thread_bytes: usize,
     // _PyCFrame (3.11, 3.12)
@@ -160,6 +164,7 @@ pub const V3_10: Layout = Layout {
     thread_frame: 24,
     thread_id: 176,
     thread_native_id: None,
+    thread_datastack: None,
     thread_bytes: 184,
     cframe_current_frame: 0,
     frame_kind: FrameKind::Object,
@@ -217,7 +222,8 @@ pub const V3_11: Layout = Layout {
     thread_frame: 56,
     thread_id: 152,
     thread_native_id: Some(160),
-    thread_bytes: 168,
+    thread_datastack: Some((296, 304)),
+    thread_bytes: 312,
     cframe_current_frame: 8,
     frame_kind: FrameKind::ViaCFrame,
     frame_code: 32,
@@ -278,7 +284,8 @@ pub const V3_12: Layout = Layout {
     thread_frame: 56,
     thread_id: 136,
     thread_native_id: Some(144),
-    thread_bytes: 152,
+    thread_datastack: Some((232, 240)),
+    thread_bytes: 248,
     cframe_current_frame: 0,
     frame_kind: FrameKind::ViaCFrame,
     frame_code: 0,
@@ -339,7 +346,8 @@ pub const V3_13: Layout = Layout {
     thread_frame: 72,
     thread_id: 152,
     thread_native_id: Some(160),
-    thread_bytes: 168,
+    thread_datastack: Some((232, 240)),
+    thread_bytes: 248,
     cframe_current_frame: 0,
     frame_kind: FrameKind::Direct,
     frame_code: 0,
@@ -398,6 +406,26 @@ impl Layout {
         }
     }
 
+    /// Whether the sizes the walker reads (and slices) are sane: a table read
+    /// from the process must not make it read megabytes or past its buffers.
+    pub fn plausible(&self) -> bool {
+        let gil_fits = match self.gil {
+            GilKind::TstateCurrent => true,
+            GilKind::RuntimeState {
+                last_holder,
+                locked,
+            } => last_holder + 8 <= 32 && locked + 4 <= 32,
+        };
+        gil_fits
+            && self.thread_bytes <= 4096
+            && self.frame_bytes <= 1024
+            && self.code_head_bytes <= 1024
+            && self.ascii_size <= 64
+            && self.compact_size + 8 <= 96
+            && self.unicode_state + 4 <= self.ascii_size
+            && self.unicode_length + 8 <= self.ascii_size
+    }
+
     /// Whether the interpreter publishes `_Py_DebugOffsets` (3.13+).
     pub fn has_debug_offsets(major: u64, minor: u64) -> bool {
         major == 3 && minor >= 13
@@ -444,6 +472,7 @@ pub struct DebugWords {
     pub thread_current_frame: usize,
     pub thread_id: usize,
     pub thread_native_id: usize,
+    pub thread_datastack_chunk: usize,
     pub frame_previous: usize,
     pub frame_executable: usize,
     pub frame_instr_ptr: usize,
@@ -481,6 +510,7 @@ pub const DEBUG_WORDS_3_13: DebugWords = DebugWords {
     thread_current_frame: 23,
     thread_id: 24,
     thread_native_id: 25,
+    thread_datastack_chunk: 26,
     frame_previous: 29,
     frame_executable: 30,
     frame_instr_ptr: 31,
@@ -518,6 +548,7 @@ pub const DEBUG_WORDS_3_14: DebugWords = DebugWords {
     thread_current_frame: 26,
     thread_id: 27,
     thread_native_id: 28,
+    thread_datastack_chunk: 29,
     frame_previous: 32,
     frame_executable: 33,
     frame_instr_ptr: 34,
@@ -607,6 +638,15 @@ impl Layout {
             at(words.code_firstlineno)?,
         ];
         let fourteen = minor == 14;
+        // The table has `datastack_chunk` but not `datastack_top`: chunk reads
+        // only where the built-in table agrees on the chunk.
+        let datastack = base
+            .thread_datastack
+            .filter(|(chunk, _)| !fourteen && at(words.thread_datastack_chunk) == Ok(*chunk));
+        let thread_end = max(
+            thread_fields.iter().fold(0, |m, &f| max(m, f)),
+            datastack.map_or(0, |(_, top)| top),
+        ) + 8;
         let ascii_size = at(words.unicode_ascii_size)?;
         let layout = Layout {
             minor: minor as u8,
@@ -621,7 +661,8 @@ impl Layout {
             thread_frame: thread_fields[2],
             thread_id: thread_fields[3],
             thread_native_id: Some(thread_fields[4]),
-            thread_bytes: thread_fields.iter().fold(0, |m, &f| max(m, f)) + 8,
+            thread_datastack: datastack,
+            thread_bytes: thread_end,
             frame_previous: frame_fields[0],
             frame_code: frame_fields[1],
             frame_instr: frame_fields[2],
@@ -672,8 +713,7 @@ impl Layout {
             compact_size: ascii_size + 16,
             ..base.clone()
         };
-        if layout.thread_bytes > 4096 || layout.frame_bytes > 1024 || layout.code_head_bytes > 1024
-        {
+        if !layout.plausible() {
             return Err(DebugOffsetsError::Implausible);
         }
         Ok(DebugOffsets {
@@ -770,6 +810,7 @@ mod tests {
         );
         assert_eq!((l.thread_frame, l.cframe_current_frame), (56, 0));
         assert_eq!((l.thread_id, l.thread_native_id), (136, Some(144)));
+        assert_eq!(l.thread_datastack, Some((232, 240)));
         assert_eq!((l.frame_code, l.frame_previous, l.frame_instr), (0, 8, 56));
         assert_eq!(
             (l.frame_stack_depth, l.frame_owner, l.owner_cstack),
@@ -822,6 +863,7 @@ mod tests {
     #[test]
     fn every_field_read_is_within_what_is_read() {
         for l in [&V3_10, &V3_11, &V3_12, &V3_13] {
+            assert!(l.plausible());
             let thread = [l.thread_next, l.thread_interp, l.thread_frame, l.thread_id];
             assert!(thread
                 .iter()
@@ -1005,6 +1047,24 @@ mod tests {
         });
         assert_eq!(
             Layout::from_debug_offsets(&garbage),
+            Err(DebugOffsetsError::Implausible)
+        );
+        let wide = image(
+            0x030d00f0,
+            73,
+            |i| if i == 70 { 4096 } else { values_3_13(i) },
+        );
+        assert_eq!(
+            Layout::from_debug_offsets(&wide),
+            Err(DebugOffsetsError::Implausible)
+        );
+        let far_gil = image(
+            0x030d00f0,
+            73,
+            |i| if i == 17 { 9000 } else { values_3_13(i) },
+        );
+        assert_eq!(
+            Layout::from_debug_offsets(&far_gil),
             Err(DebugOffsetsError::Implausible)
         );
         let short = image(0x030d00f0, 40, values_3_13);

@@ -92,9 +92,9 @@ impl Memory {
             return Err(ReadFailed);
         }
         let data = if compact && ascii {
-            address + layout.ascii_size
+            address.wrapping_add(layout.ascii_size)
         } else if compact {
-            address + layout.compact_size
+            address.wrapping_add(layout.compact_size)
         } else {
             word(head, layout.compact_size)
         };
@@ -105,12 +105,12 @@ impl Memory {
 
     /// A `bytes` object's contents.
     pub fn bytes(&self, layout: &Layout, address: usize) -> Result<Vec<u8>, ReadFailed> {
-        let size = self.word(address + layout.bytes_size)?;
+        let size = self.word(address.wrapping_add(layout.bytes_size))?;
         if size > MAX_BYTES {
             return Err(ReadFailed);
         }
         let mut raw = vec![0u8; size];
-        self.read(&mut [(address + layout.bytes_data, &mut raw[..])])?;
+        self.read(&mut [(address.wrapping_add(layout.bytes_data), &mut raw[..])])?;
         Ok(raw)
     }
 
@@ -120,7 +120,7 @@ impl Memory {
         // Read in small pieces: the string may end just before unmapped memory.
         for piece in 0..MAX_C_STRING / 32 {
             let mut buf = [0u8; 32];
-            self.read(&mut [(address + piece * 32, &mut buf[..])])?;
+            self.read(&mut [(address.wrapping_add(piece * 32), &mut buf[..])])?;
             match buf.iter().position(|&b| b == 0) {
                 Some(end) => {
                     text.extend_from_slice(&buf[..end]);

@@ -3,6 +3,7 @@ test, prints what Python itself says about them as one JSON line, then
 blocks the event loop so that nothing moves while the test reads them."""
 
 import asyncio
+import ctypes
 import json
 import sys
 import time
@@ -54,6 +55,21 @@ def chain(obj):
     return {"frames": frames, "awaits": None}
 
 
+def future_state_offset(loop):
+    """Where `fut_state` is in a C future, found by comparing the memory of a
+    pending (0), a cancelled (1) and a finished (2) one."""
+
+    def ints(future):
+        size = type(future).__basicsize__ // 4
+        return list((ctypes.c_int32 * size).from_address(id(future)))
+
+    pending, cancelled, finished = (loop.create_future() for _ in range(3))
+    cancelled.cancel()
+    finished.set_result(None)
+    states = zip(ints(pending), ints(cancelled), ints(finished), strict=True)
+    return [4 * i for i, s in enumerate(states) if s == (0, 1, 2)]
+
+
 async def main():
     event = asyncio.Event()
     sleeping = asyncio.ensure_future(outer())
@@ -74,6 +90,7 @@ async def main():
         ("generator", generator),
     ]:
         report[key] = {"id": id(coro), **chain(coro)}
+    report["future_state"] = future_state_offset(asyncio.get_running_loop())
     report["running"] = {"id": id(me), "line": sys._getframe().f_lineno + 2}
     print(json.dumps(report), flush=True)
     time.sleep(3600)
