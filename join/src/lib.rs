@@ -220,6 +220,7 @@ impl Join {
         pending.last_sample_ns = pending.last_sample_ns.max(sample.ts_ns);
         let charged = Charged {
             ts_ns: sample.ts_ns,
+            from_ns: sample.ts_ns.saturating_sub(sample.interval_ns),
             state: sample.state,
             interval_ns: sample.interval_ns,
             tid: sample.tid,
@@ -341,7 +342,7 @@ impl Join {
         let in_response: Vec<Charged> = samples
             .iter()
             .chain(&time_only)
-            .filter(|s| s.ts_ns <= response_until)
+            .filter(|s| s.from_ns < response_until)
             .cloned()
             .collect();
         let breakdown = wall::breakdown(
@@ -502,6 +503,7 @@ fn under_background(stack: &Stack) -> Stack {
 fn time_only(sample: &Sample) -> Charged {
     Charged {
         ts_ns: sample.ts_ns,
+        from_ns: sample.ts_ns.saturating_sub(sample.interval_ns),
         state: sample.state,
         interval_ns: sample.interval_ns,
         tid: sample.tid,

@@ -194,7 +194,8 @@ fn host(url: &str) -> &str {
 impl Stacks {
     /// Wall time per synthetic stack, converted to samples at `rate_hz`.
     /// Waits that ended after the response was sent go under `[background]`,
-    /// like the samples of that stage. Sub-sample remainders are rounded per
+    /// like the samples of that stage (at least one sample for any wait).
+    /// Sub-sample remainders are rounded per
     /// stack, so many short identical waits still add up.
     pub fn weigh<'a>(
         &mut self,
@@ -222,7 +223,13 @@ impl Stacks {
             .filter_map(|(ByFrames(stack), ns)| {
                 let samples = (u128::from(ns) * u128::from(rate_hz) + 500_000_000) / 1_000_000_000;
                 let samples = u64::try_from(samples).unwrap_or(u64::MAX);
-                (samples > 0).then_some(StackCount { stack, samples })
+                // A wait shorter than half a period still shows, at one (as a
+                // sampled stack does): in a 2 ms request, 0.4 ms of SQL is a
+                // fifth of it.
+                (ns > 0).then_some(StackCount {
+                    stack,
+                    samples: samples.max(1),
+                })
             })
             .collect();
         out.sort_by(|a, b| {

@@ -11,6 +11,9 @@ use timeglass_model::{Frame, LoopBlock, Stack, State, TimeBreakdown};
 #[derive(Clone, Debug)]
 pub(crate) struct Charged {
     pub ts_ns: u64,
+    /// Where the time it stands for begins (set by [`nearest_tick`]); it
+    /// ends `interval_ns` later.
+    pub from_ns: u64,
     pub stack: Stack,
     pub state: State,
     pub interval_ns: u64,
@@ -59,7 +62,7 @@ pub(crate) fn nearest_tick(
         .collect();
     ticks.sort_unstable();
     ticks.dedup();
-    let share = |ts: u64| -> u64 {
+    let share = |ts: u64| -> (u64, u64) {
         let at = ticks.partition_point(|&t| t < ts);
         let before = if at == 0 {
             start_ns
@@ -70,11 +73,20 @@ pub(crate) fn nearest_tick(
             Some(&next) => ts + (next - ts) / 2,
             None => end_ns.max(ts),
         };
-        after.saturating_sub(before.min(ts).max(start_ns))
+        let from = before.min(ts).max(start_ns);
+        (from, after.saturating_sub(from))
     };
     for s in samples.iter_mut().chain(time_only.iter_mut()) {
-        s.interval_ns = share(s.ts_ns);
+        (s.from_ns, s.interval_ns) = share(s.ts_ns);
     }
+}
+
+/// The part of a sample's time before `until` (the response's end: what
+/// comes after is the background stage).
+pub(crate) fn before(sample: &Charged, until: u64) -> u64 {
+    (sample.from_ns + sample.interval_ns)
+        .min(until)
+        .saturating_sub(sample.from_ns)
 }
 
 /// Merged time windows `[start, end)`, clipped to `[from, to)`.
@@ -111,7 +123,7 @@ pub(crate) fn breakdown(
 ) -> TimeBreakdown {
     let mut b = TimeBreakdown::default();
     for s in samples {
-        b.add(s.state, s.interval_ns);
+        b.add(s.state, before(s, end_ns));
     }
     b.sql_ns = union_ns(sql.iter().copied(), start_ns, end_ns);
     b.http_ns = union_ns(http.iter().copied(), start_ns, end_ns);
@@ -261,7 +273,7 @@ pub(crate) fn loop_block(
         }
         // The step's samples tile its time (see `nearest_tick`).
         let span: u64 = on_loop[i..=j].iter().map(|&k| samples[k].interval_ns).sum();
-        let start = first.ts_ns.saturating_sub(first.interval_ns / 2);
+        let start = first.from_ns;
         if span > threshold_ns && best.is_none_or(|b| span > b.0) {
             best = Some((span, start, i, j));
         }
@@ -306,6 +318,7 @@ mod tests {
     fn charged(ts: u64, tid: u32, seq: u64, state: State, leaf: &str) -> Charged {
         Charged {
             ts_ns: ts,
+            from_ns: ts - 1_000_000,
             stack: vec![
                 frame("run", "/usr/lib/python3.12/asyncio/runners.py"),
                 frame(leaf, "/app/main.py"),
@@ -363,10 +376,10 @@ mod tests {
         }
         samples.sort_by_key(|s| s.ts_ns);
         let (block, end) = loop_block(&samples, 9, 20 * ms).unwrap();
-        // 38 samples of 1 ms, from halfway before the first.
+        // 38 samples of 1 ms each, from where the first one's time begins.
         assert_eq!(block.blocked_ns, 38 * ms);
-        assert_eq!(block.start_ns, 2 * ms + ms / 2);
-        assert_eq!(end, 40 * ms + ms / 2);
+        assert_eq!(block.start_ns, 2 * ms);
+        assert_eq!(end, 40 * ms);
         assert_eq!(block.line.as_deref(), Some("main.py:7 in sleepy"));
         assert!(loop_block(&samples, 9, 50 * ms).is_none());
     }
