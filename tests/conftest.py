@@ -41,6 +41,11 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"apps run on: CPython {app_python_version()} ({harness.venv_python()})"
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # Again at the end, where a matrix run's log is read: which interpreter this was.
+    terminalreporter.write_sep("-", f"apps ran on CPython {app_python_version()}")
+
+
 @functools.cache
 def app_python_version() -> str:
     """`3.12.1`: the version of the interpreter every app of this run is started with."""
