@@ -139,7 +139,11 @@ def _sqlite_connection(base: Any) -> Any:
         def cursor(self: Any, factory: Any = sqlite3.Cursor, *args: Any, **kwargs: Any) -> Any:
             return base.cursor(self, _sqlite_cursor(factory), *args, **kwargs)
 
-        # The C `Connection.execute` makes a plain cursor of its own: time it here.
+        # From 3.11 the C `Connection.execute` makes a plain cursor of its own: time it
+        # here. Before, it calls `self.cursor()` and that cursor's `execute` by name, so
+        # the cursor's timing covers it and timing it here too would count it twice.
+        if sys.version_info < (3, 11):
+            return {"cursor": cursor}
         return {"cursor": cursor, **_timed_methods(base, "sqlite3", True, _SQLITE_STATEMENTS)}
 
     return _derived(base, sqlite3.Connection, _sqlite_classes, namespace)
