@@ -179,18 +179,21 @@ impl CodeInfo {
     }
 }
 
-/// 3.10's line table, as py-spy reads it: pairs of (bytecode delta, signed
-/// line delta); a line delta of -128 means "no line" and is passed over.
+/// 3.10's line table (PEP 626, `Objects/lnotab_notes.txt`): pairs of
+/// (bytecode delta, signed line delta), each a range of instructions. As in
+/// CPython's `PyCode_Addr2Line`, a line delta of -128 means "no line" for
+/// that range, but its bytecode delta still moves the address on (py-spy
+/// skips the whole pair, which shifts every later range by it): such a
+/// range keeps the line reached so far.
 fn line_at_310(table: &[u8], first_line: i32, offset: isize) -> i32 {
     let mut line = first_line;
     let mut end: isize = 0;
     for pair in table.chunks_exact(2) {
-        let line_delta = pair[1] as i8;
-        if line_delta == -128 {
-            continue;
-        }
-        line = line.wrapping_add(i32::from(line_delta));
         end += pair[0] as isize;
+        let line_delta = pair[1] as i8;
+        if line_delta != -128 {
+            line = line.wrapping_add(i32::from(line_delta));
+        }
         if end > offset {
             break;
         }
@@ -309,7 +312,10 @@ mod tests {
         assert_eq!(at(5), 20);
         assert_eq!(at(6), 22);
         assert_eq!(at(9), 22);
-        assert_eq!(at(10), 21, "the no-line pair is passed over");
+        // CPython's ranges: [10, 12) has no line, [12, 20) is on 21.
+        assert_eq!(at(10), 22, "a no-line range keeps the line reached");
+        assert_eq!(at(11), 22);
+        assert_eq!(at(12), 21, "and still moves the address on");
         assert_eq!(at(100), 21);
     }
 }
