@@ -214,12 +214,15 @@ def test_a_huge_statement_is_stored_cut_with_its_full_length(captured: Captured)
 
 
 def test_non_utf8_statements_and_parameters_never_break_anything(captured: Captured) -> None:
-    assert captured.answers["/sqlite/odd-text"] == {"length": 4, "raised": "UnicodeEncodeError"}
+    answer = captured.answers["/sqlite/odd-text"]
+    # CPython 3.10's sqlite3 raises its own Warning for the lone surrogate.
+    assert answer["raised"] in ("UnicodeEncodeError", "Warning"), answer
+    assert answer == {"length": 4, "raised": answer["raised"]}
     first, second = captured.show("/sqlite/odd-text")["queries"]
     assert first["params"] == r"(b'\xff\xfe\x00\x80',)", first
     assert first["rows"] is None
     assert first["error"] is None
-    assert second["error"].startswith("UnicodeEncodeError"), second
+    assert second["error"].startswith(answer["raised"]), second
     # The lone surrogate comes out replaced, the rest as written.
     assert second["sql"].startswith("SELECT '\ufffd"), second
     assert second["sql_length"] == 10, second

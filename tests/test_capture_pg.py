@@ -93,15 +93,19 @@ def test_asyncpg_connections_pools_prepared_statements_and_cursors(run: Run) -> 
     assert by_sql["SELECT $1::int + 1"]["params"] == "(41,)"
     assert by_sql["SELECT 1 / 0"]["error"].startswith("DivisionByZeroError"), by_sql
     assert by_sql["SELECT pg_sleep(0.03)"]["duration_ms"] >= 25
-    # Comprehensions are frames of their own; the pool resets a released connection from a
-    # child task of the request, whose stack has none of the app's frames.
+    # Up to 3.11 comprehensions are frames of their own (from 3.12 they are inlined, PEP
+    # 709); 3.10 frames have no qualified names; the pool resets a released connection from
+    # a child task of the request, whose stack has none of the app's frames.
     callers = {q["caller"][0]["name"] for q in queries}
     assert callers <= {
         "asyncpg_everything",
         "asyncpg_everything.<locals>.<listcomp>",
+        "<listcomp>",
         "Connection.reset",
+        "reset",
     }, callers
-    assert by_sql["SELECT id FROM toys ORDER BY id"]["caller"][1]["name"] == "asyncpg_everything"
+    streamed = [f["name"] for f in by_sql["SELECT id FROM toys ORDER BY id"]["caller"]]
+    assert "asyncpg_everything" in streamed[:2], streamed
 
 
 def test_psycopg_sync_and_async(run: Run) -> None:
@@ -149,7 +153,10 @@ def test_sqlalchemy_sync_engine_records_each_statement_once(run: Run) -> None:
     assert len(statements) == 6, queries
     assert {q["driver"] for q in statements} == {"sqlalchemy+pysqlite"}
     assert [q["params"] for q in statements[:5]] == [f"({i},)" for i in range(5)]
-    assert statements[0]["caller"][0]["name"].startswith("orm_sync_queries")
+    # The list comprehension's own frame (up to 3.11; plain `<listcomp>` on 3.10), then the
+    # endpoint.
+    first = [f["name"] for f in statements[0]["caller"]]
+    assert any(name.startswith("orm_sync_queries") for name in first[:2]), first
     row = next(r for r in run.ctx.requests() if r["path"] == "/sqlalchemy/sync")
     assert row["n_plus_one"] is True
     assert row["repeated"]["count"] == 5
