@@ -105,6 +105,7 @@ mod tests {
             awaits: Some("_asyncio.Future".into()),
             ready,
             running: false,
+            awaited: 0,
         }
     }
 

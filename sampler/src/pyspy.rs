@@ -353,6 +353,18 @@ impl StackSource for PySpySource {
         }
     }
 
+    fn awaited_done(&mut self, address: u64) -> Result<Option<bool>, SourceError> {
+        let Some(walker) = self.chains.as_mut().filter(|w| w.reads_await_chains()) else {
+            return Ok(None);
+        };
+        match walker.awaited_done(address as usize) {
+            Ok(done) => Ok(Some(done)),
+            Err(_) if !self.alive() => Err(SourceError::NoSuchProcess { pid: self.pid }),
+            // Freed since (the coroutine resumed): the next chain read says.
+            Err(_) => Ok(None),
+        }
+    }
+
     fn alive(&self) -> bool {
         std::path::Path::new(&format!("/proc/{}", self.pid)).exists() && !is_zombie(self.pid)
     }

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use timeglass_model::{Frame, Quality, Sample, Stack, State, BLOCKED_FRAME, NATIVE_FRAME};
+use timeglass_model::{
+    Frame, Quality, Sample, Stack, State, BLOCKED_FRAME, LOOP_BUSY_FRAME, NATIVE_FRAME,
+};
 use timeglass_wire::{monotonic_ns, Region, ScopeSnapshot, SlotReader, SlotSnapshot};
 
 use crate::cpu::{Reading, ThreadCpu};
@@ -147,7 +149,17 @@ pub struct Sampler {
     threads: HashMap<u32, ThreadMemo>,
     /// Await chains of suspended coroutines, by (address, step counter):
     /// a coroutine's chain does not change until it resumes.
-    chains: HashMap<(u64, u64), Option<(Stack, State)>>,
+    chains: HashMap<(u64, u64), Option<Suspension>>,
+}
+
+/// A suspended coroutine's chain, as read once for its suspension.
+#[derive(Clone)]
+struct Suspension {
+    /// The chain's frames with the leaf that says what it waits on.
+    stack: Stack,
+    state: State,
+    /// The future it waits on, asked again at each tick while it waits.
+    awaited: u64,
 }
 
 /// What one request thread looked like at its last tick.
@@ -476,6 +488,16 @@ impl Sampler {
             let key = (scope.coroutine, scope.step);
             let known = self.chains.get(&key).cloned();
             let chain = match known {
+                // Still waiting on its future, or is the future done and the
+                // loop not back to it yet? Three small reads per tick.
+                Some(Some(mut held)) if held.state == State::Awaiting && held.awaited != 0 => {
+                    if source.awaited_done(held.awaited)? == Some(true) {
+                        held.state = State::Queued;
+                        held.stack = with_leaf(&held.stack, LOOP_BUSY_FRAME);
+                        self.chains.insert(key, Some(held.clone()));
+                    }
+                    Some(held)
+                }
                 Some(chain) => chain,
                 None => {
                     read_any = true;
@@ -483,9 +505,14 @@ impl Sampler {
                     let read = match source.await_chain(scope.coroutine) {
                         Ok(Some(chain)) if !chain.running && !chain.frames.is_empty() => {
                             let (leaf, state) = await_leaf(&chain);
+                            let awaited = chain.awaited;
                             let mut frames = chain.frames;
                             frames.push(leaf);
-                            Some((Stack::from(frames), state))
+                            Some(Suspension {
+                                stack: Stack::from(frames),
+                                state,
+                                awaited,
+                            })
                         }
                         Ok(None) => return Ok(()),
                         // Read while it resumed, or torn: read it again next tick.
@@ -499,7 +526,7 @@ impl Sampler {
                 }
             };
             match chain {
-                Some((stack, state)) => found.push((scope, stack, state, true)),
+                Some(held) => found.push((scope, held.stack, held.state, true)),
                 // Unreadable this time (read while it moved, or torn): its
                 // time still counts, its stack is charged to nothing.
                 None => found.push((scope, Stack::from(Vec::new()), State::Awaiting, false)),
@@ -649,6 +676,17 @@ fn thread_state(owns_gil: bool, on_cpu: Option<bool>, active: bool) -> State {
         (false, None) if active => State::Native,
         (false, None) => State::Blocked,
     }
+}
+
+/// `stack` with its leaf frame replaced by the synthetic `leaf`.
+fn with_leaf(stack: &Stack, leaf: &str) -> Stack {
+    let keep = stack.len().saturating_sub(1);
+    stack[..keep]
+        .iter()
+        .cloned()
+        .chain(std::iter::once(Frame::synthetic(leaf)))
+        .collect::<Vec<Frame>>()
+        .into()
 }
 
 /// `stack` with the leaf frame that names `state` (none for Python).

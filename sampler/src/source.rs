@@ -38,6 +38,10 @@ pub struct AwaitChain {
     pub ready: bool,
     /// The coroutine was running (not suspended) when it was read.
     pub running: bool,
+    /// Address of the object it waits on (0 when none): whether that future
+    /// is done can be asked again while the chain stays put.
+    #[serde(default)]
+    pub awaited: u64,
 }
 
 /// Where stacks come from: a live process or a recording.
@@ -57,6 +61,12 @@ pub trait StackSource: Send {
     /// The await chain of the suspended coroutine object at `address`;
     /// `Ok(None)` when this source cannot read await chains.
     fn await_chain(&mut self, address: u64) -> Result<Option<AwaitChain>, SourceError> {
+        let _ = address;
+        Ok(None)
+    }
+    /// Whether the future (or its iterator) at `address`, which an await
+    /// chain waits on, is done; `Ok(None)` when this source cannot tell.
+    fn awaited_done(&mut self, address: u64) -> Result<Option<bool>, SourceError> {
         let _ = address;
         Ok(None)
     }

@@ -40,6 +40,8 @@ struct Still {
     chains: HashMap<u64, AwaitChain>,
     asked: Vec<Vec<u32>>,
     chain_reads: usize,
+    /// Futures that are done.
+    done: Vec<u64>,
 }
 
 impl StackSource for Still {
@@ -69,6 +71,10 @@ impl StackSource for Still {
     fn await_chain(&mut self, address: u64) -> Result<Option<AwaitChain>, SourceError> {
         self.chain_reads += 1;
         Ok(self.chains.get(&address).cloned())
+    }
+
+    fn awaited_done(&mut self, address: u64) -> Result<Option<bool>, SourceError> {
+        Ok(Some(self.done.contains(&address)))
     }
 
     fn alive(&self) -> bool {
@@ -172,6 +178,7 @@ fn coroutine_chain(leaf: &str, file: &str, ready: bool) -> AwaitChain {
         awaits: Some("_asyncio.Future".into()),
         ready,
         running: false,
+        awaited: 0,
     }
 }
 
@@ -264,4 +271,46 @@ fn a_request_on_a_thread_is_not_also_sampled_as_suspended() {
     assert!(samples
         .iter()
         .all(|s| s.tid == 2 && s.state == State::Blocked));
+}
+
+#[test]
+fn a_suspended_request_whose_future_is_done_is_queued_until_the_loop_resumes_it() {
+    let mut source = Still::default();
+    let mut chain = coroutine_chain("sleep", "/usr/lib/python3.13/asyncio/tasks.py", false);
+    chain.awaited = 0xF0;
+    source.chains.insert(0xA0, chain);
+    let mut slots = Slots {
+        scopes: vec![ScopeSnapshot {
+            request_id: 5,
+            coroutine: 0xA0,
+            step: 2,
+            order: 1,
+        }],
+        ..Slots::default()
+    };
+    let mut sampler = Sampler::new(SamplerOptions::default());
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        sampler.tick(&mut source, &mut slots, &mut out).unwrap();
+    }
+    // The timer fired, but the loop is busy elsewhere.
+    source.done.push(0xF0);
+    for _ in 0..2 {
+        sampler.tick(&mut source, &mut slots, &mut out).unwrap();
+    }
+    let states: Vec<State> = out.iter().map(|s| s.state).collect();
+    assert_eq!(
+        states,
+        [
+            State::Awaiting,
+            State::Awaiting,
+            State::Queued,
+            State::Queued
+        ]
+    );
+    let leaf = |s: &Sample| s.stack.last().unwrap().name.clone();
+    assert_eq!(leaf(&out[0]), "[await asyncio.sleep]");
+    assert_eq!(leaf(&out[2]), "[ready, event loop busy]");
+    assert_eq!(out[2].stack.len(), out[0].stack.len());
+    assert_eq!(source.chain_reads, 1, "the chain itself is read once");
 }

@@ -50,6 +50,7 @@ impl Walker {
                 let (name, _) = self.type_info(ob_type)?;
                 chain.ready = self.future_done(object, ob_type)?;
                 chain.awaits = Some(name);
+                chain.awaited = object as u64;
                 return Ok(chain);
             }
             let link = match self.layout.frame_kind {
@@ -216,6 +217,15 @@ impl Walker {
             .word(ob_type.wrapping_add(self.layout.type_base))?;
         self.types.insert(ob_type, (name.clone(), base));
         Ok((name, base))
+    }
+
+    /// Whether the object at `address` (the end of an await chain) is an
+    /// asyncio future or task, or the iterator of one, that is done.
+    pub fn awaited_done(&mut self, address: usize) -> Result<bool, ReadFailed> {
+        let ob_type = self
+            .memory
+            .word(address.wrapping_add(self.layout.ob_type))?;
+        self.future_done(address, ob_type)
     }
 
     /// Whether `object` (of type `ob_type`) is an asyncio future or task, or
