@@ -316,6 +316,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="only full and nocapture on /queries, then the per-statement cost",
     )
+    parser.add_argument(
+        "--overhead-only",
+        action="store_true",
+        help="only the throughput and recorder CPU of bare, marker, full and nocapture",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.duration, args.idle = 1, 1, 1
@@ -351,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     report(measurements, idle)
     print(f"\nRaw numbers: {save(measurements, idle, args).relative_to(harness.REPO_ROOT)}")
+    if args.overhead_only:
+        return 0
     marker_cost(args.capture_only)
     if args.capture_only:
         return 0

@@ -231,17 +231,19 @@ const MAX_RECENT: usize = 100_000;
 #[derive(Default)]
 pub(crate) struct Recent {
     windows: VecDeque<Window>,
+    /// The latest end pushed so far.
+    newest: u64,
 }
 
 impl Recent {
     pub fn push(&mut self, w: Window) {
+        self.newest = self.newest.max(w.end_ns);
         self.windows.push_back(w);
-        let newest = self.windows.iter().map(|w| w.end_ns).max().unwrap_or(0);
         while self.windows.len() > MAX_RECENT
             || self
                 .windows
                 .front()
-                .is_some_and(|f| f.end_ns.saturating_add(RECENT_NS) < newest)
+                .is_some_and(|f| f.end_ns.saturating_add(RECENT_NS) < self.newest)
         {
             self.windows.pop_front();
         }

@@ -150,6 +150,10 @@ pub struct Sampler {
     /// Await chains of suspended coroutines, by (address, step counter):
     /// a coroutine's chain does not change until it resumes.
     chains: HashMap<(u64, u64), Option<Suspension>>,
+    /// Per suspended request, the tick of its last sample.
+    sampled: HashMap<u64, u64>,
+    /// The thread that held the GIL at the last walk.
+    last_holder: Option<u32>,
 }
 
 /// A suspended coroutine's chain, as read once for its suspension.
@@ -171,6 +175,14 @@ struct ThreadMemo {
     tick: u64,
 }
 
+/// New await chains read per tick at most.
+const MAX_CHAIN_READS: usize = 1;
+/// A suspended request's future is asked whether it is done every this many ticks.
+const READY_EVERY: u64 = 4;
+
+/// Request threads walked per tick at most, besides the GIL holder.
+const MAX_REQUEST_WALKS: usize = 2;
+
 /// A tick's interval is capped at this many periods: a sample stands for
 /// the time since the previous one (the join cuts the first sample of a
 /// request at its start), but not for a long idle spell before it.
@@ -191,6 +203,8 @@ impl Sampler {
             cpu: ThreadCpu::default(),
             threads: HashMap::new(),
             chains: HashMap::new(),
+            sampled: HashMap::new(),
+            last_holder: None,
         }
     }
 
@@ -242,6 +256,7 @@ impl Sampler {
         let mut walk_tids = Vec::new();
         let mut reused: Vec<(u32, Stack, bool)> = Vec::new();
         let mut cpu_now: HashMap<u32, Option<Reading>> = HashMap::new();
+        let mut skipped: Vec<u64> = Vec::new();
         if wall {
             for &(tid, snap) in &self.before {
                 if snap.request_id == 0 {
@@ -251,7 +266,7 @@ impl Sampler {
                 cpu_now.insert(tid, now);
                 let still = self.threads.get(&tid).and_then(|m| {
                     let (then, now) = (m.cpu?, now?);
-                    let same = m.slot == snap && m.tick + 1 == walk;
+                    let same = m.slot == snap;
                     // A torn stack is walked again, not kept for the whole wait.
                     (same && !now.running && !then.running && now.cpu_ns == then.cpu_ns)
                         .then(|| m.stack.clone())
@@ -261,6 +276,28 @@ impl Sampler {
                 match still {
                     Some((stack, torn)) => reused.push((tid, stack, torn)),
                     None => walk_tids.push(tid),
+                }
+            }
+            // At most a few walks of request threads per tick, those walked
+            // longest ago first: with many sync requests in flight each is
+            // walked every few ticks (the join gives each of its samples the
+            // time since the one before), and the sampler's cost stays flat.
+            // The GIL holder is walked anyway: the last one seen does not
+            // take a turn.
+            let holder = self.last_holder;
+            let over =
+                MAX_REQUEST_WALKS + usize::from(holder.is_some_and(|h| walk_tids.contains(&h)));
+            if walk_tids.len() > over {
+                walk_tids.sort_by_key(|tid| {
+                    (
+                        Some(*tid) != holder,
+                        self.threads.get(tid).map_or(0, |m| m.tick),
+                    )
+                });
+                for tid in walk_tids.split_off(over) {
+                    if let Some(b) = self.slot_before(tid) {
+                        skipped.push(b.request_id);
+                    }
                 }
             }
         }
@@ -288,8 +325,9 @@ impl Sampler {
                 .retain(|tid, m| walk - m.tick < FORGET_AFTER_WALKS && known.contains_key(tid));
             self.cpu.retain(|tid| known.contains_key(&tid));
         }
-        // Requests seen on a thread this tick: they are not suspended.
-        let mut on_thread: Vec<u64> = Vec::new();
+        // Requests seen on a thread this tick (or on a thread left for a
+        // later tick): they are not suspended.
+        let mut on_thread: Vec<u64> = skipped;
         let mut walked_tids: Vec<u32> = Vec::new();
         for stack in stacks {
             let tid = stack.tid.or_else(|| slots.tid_of_pthread(stack.pthread_id));
@@ -301,6 +339,9 @@ impl Sampler {
             let runs_request = wall && before.is_some_and(|b| b.request_id != 0);
             if !stack.active && !runs_request {
                 continue;
+            }
+            if stack.owns_gil {
+                self.last_holder = tid;
             }
             let (request_id, mut quality) = self.attribute(tid, slots);
             let torn = self.torn.is_torn(stack.pthread_id, &stack.frames);
@@ -420,7 +461,7 @@ impl Sampler {
     }
 
     /// The CPU time a request thread's sample stands for, from the
-    /// kernel's count for the thread since the previous tick. When the
+    /// kernel's count for the thread since it was last read. When the
     /// thread ran only this request meanwhile (its slot did not change) the
     /// whole difference is the request's: a running thread's count lags by
     /// up to a scheduler tick, and what lags is counted at a later tick of
@@ -435,9 +476,7 @@ impl Sampler {
         state: State,
         interval_ns: u64,
     ) -> u64 {
-        let memo = tid
-            .and_then(|t| self.threads.get(&t))
-            .filter(|m| m.tick + 1 == self.stats.walks);
+        let memo = tid.and_then(|t| self.threads.get(&t));
         match (memo.and_then(|m| m.cpu.map(|c| (m.slot, c))), now, before) {
             (Some((slot, then)), Some(now), Some(b)) => {
                 let ran = now.cpu_ns.saturating_sub(then.cpu_ns);
@@ -484,13 +523,33 @@ impl Sampler {
         }
         let mut read_any = false;
         let mut found = Vec::with_capacity(latest.len());
-        for scope in latest.into_values() {
+        // Requests waiting longest for a sample first: with many requests
+        // suspending and resuming every millisecond, only a few new chains
+        // are read per tick and the rest wait their turn (the join gives
+        // each sample the time since the request's previous one).
+        let mut order: Vec<ScopeSnapshot> = latest.into_values().collect();
+        order.sort_by_key(|s| {
+            (
+                self.sampled.get(&s.request_id).copied().unwrap_or(0),
+                s.request_id,
+            )
+        });
+        let mut reads_left = MAX_CHAIN_READS;
+        let walk = self.stats.walks;
+        for scope in order {
             let key = (scope.coroutine, scope.step);
             let known = self.chains.get(&key).cloned();
+            if known.is_none() && reads_left == 0 {
+                continue;
+            }
             let chain = match known {
                 // Still waiting on its future, or is the future done and the
-                // loop not back to it yet? Three small reads per tick.
-                Some(Some(mut held)) if held.state == State::Awaiting && held.awaited != 0 => {
+                // loop not back to it yet? Three small reads, every few ticks.
+                Some(Some(mut held))
+                    if held.state == State::Awaiting
+                        && held.awaited != 0
+                        && (walk + scope.request_id).is_multiple_of(READY_EVERY) =>
+                {
                     if source.awaited_done(held.awaited)? == Some(true) {
                         held.state = State::Queued;
                         held.stack = with_leaf(&held.stack, LOOP_BUSY_FRAME);
@@ -501,6 +560,7 @@ impl Sampler {
                 Some(chain) => chain,
                 None => {
                     read_any = true;
+                    reads_left -= 1;
                     self.stats.chains_read += 1;
                     let read = match source.await_chain(scope.coroutine) {
                         Ok(Some(chain)) if !chain.running && !chain.frames.is_empty() => {
@@ -538,10 +598,13 @@ impl Sampler {
             slots.scopes(&mut self.scopes);
         }
         let live: Vec<(u64, u64)> = self.scopes.iter().map(|s| (s.coroutine, s.step)).collect();
+        let live_requests: Vec<u64> = self.scopes.iter().map(|s| s.request_id).collect();
         self.chains.retain(|key, _| live.contains(key));
+        self.sampled.retain(|rid, _| live_requests.contains(rid));
         for (scope, stack, state, read) in found {
             let still = live.contains(&(scope.coroutine, scope.step));
             self.stats.suspended += 1;
+            self.sampled.insert(scope.request_id, walk);
             let quality = match (read, still) {
                 (false, _) => Quality::Torn,
                 (true, true) => Quality::Clean,

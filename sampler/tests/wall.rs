@@ -147,15 +147,18 @@ fn threads_running_a_request_are_sampled_without_the_gil_with_their_state() {
     let samples = ticks(3, &mut source, &mut slots);
     let of =
         |rid: u64| -> Vec<&Sample> { samples.iter().filter(|s| s.request_id == rid).collect() };
-    assert_eq!(of(10).len(), 3);
+    // Two request threads are walked per tick besides the GIL holder, which
+    // is known from the second tick on: then all three are walked.
+    assert_eq!(of(10).len(), 3, "the GIL holder is walked at every tick");
     assert!(of(10)
         .iter()
         .all(|s| s.state == State::Python && s.stack.last().unwrap().name == "burn"));
-    assert_eq!(of(20).len(), 3);
+    assert!(of(20).len() >= 2);
     assert!(of(20)
         .iter()
         .all(|s| s.state == State::Native && s.stack.last().unwrap().name == NATIVE_FRAME));
-    assert_eq!(of(30).len(), 3);
+    assert!(of(30).len() >= 2);
+    assert_eq!(of(20).len() + of(30).len(), 5);
     assert!(of(30)
         .iter()
         .all(|s| s.state == State::Blocked && s.stack.last().unwrap().name == BLOCKED_FRAME));
@@ -226,6 +229,7 @@ fn a_suspended_request_is_sampled_from_its_await_chain_read_once_per_suspension(
     };
     let samples = ticks(4, &mut source, &mut slots);
     let five: Vec<&Sample> = samples.iter().filter(|s| s.request_id == 5).collect();
+    // One new chain is read per tick: request 6 waits for the second.
     assert_eq!(five.len(), 4);
     let names: Vec<&str> = five[0].stack.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["app", "handler", "sleep", "[await asyncio.sleep]"]);
@@ -233,7 +237,7 @@ fn a_suspended_request_is_sampled_from_its_await_chain_read_once_per_suspension(
         .iter()
         .all(|s| s.state == State::Awaiting && s.quality == Quality::Clean && s.tid == 0));
     let six: Vec<&Sample> = samples.iter().filter(|s| s.request_id == 6).collect();
-    assert_eq!(six.len(), 4);
+    assert_eq!(six.len(), 3);
     assert!(six.iter().all(|s| s.state == State::Queued));
     assert!(samples.iter().all(|s| s.request_id != 7));
     assert_eq!(
@@ -313,4 +317,43 @@ fn a_suspended_request_whose_future_is_done_is_queued_until_the_loop_resumes_it(
     assert_eq!(leaf(&out[2]), "[ready, event loop busy]");
     assert_eq!(out[2].stack.len(), out[0].stack.len());
     assert_eq!(source.chain_reads, 1, "the chain itself is read once");
+}
+
+#[test]
+fn with_many_request_threads_a_few_are_walked_per_tick_in_turn() {
+    let tids: Vec<u32> = (10..18).collect();
+    let mut source = Still {
+        threads: tids
+            .iter()
+            .map(|&tid| thread(tid, false, Some(true), "sync_endpoint"))
+            .collect(),
+        ..Still::default()
+    };
+    let mut slots = Slots::default();
+    for &tid in &tids {
+        slots.slots.insert(
+            tid,
+            SlotSnapshot {
+                seq: 2,
+                request_id: u64::from(tid) * 10,
+            },
+        );
+    }
+    let samples = ticks(8, &mut source, &mut slots);
+    assert!(
+        source.asked.iter().all(|asked| asked.len() <= 3),
+        "{:?}",
+        source.asked
+    );
+    for &tid in &tids {
+        let mine = samples.iter().filter(|s| s.tid == tid).count();
+        assert!(
+            (2..=4).contains(&mine),
+            "thread {tid}: {mine} samples in 8 ticks"
+        );
+    }
+    assert!(
+        samples.iter().all(|s| s.tid != 0),
+        "a request whose thread waits its turn is not sampled as suspended"
+    );
 }

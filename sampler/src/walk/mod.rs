@@ -86,7 +86,12 @@ pub struct Walker {
     /// Read the used part of the thread's data-stack chunk in one go (3.11+;
     /// on by default: it more than halves the cost of a 40-frame walk).
     chunk_reads: bool,
+    /// Open `/proc/PID/task/TID/stat` files: a run state is one `pread`.
+    stat_files: HashMap<u32, Option<std::fs::File>>,
 }
+
+/// More open stat files than this are closed all at once (threads come and go).
+const MAX_STAT_FILES: usize = 512;
 
 impl Walker {
     /// With `lines` false every frame's line is 0, as with py-spy's `NoLine`.
@@ -101,6 +106,7 @@ impl Walker {
             missing: HashMap::new(),
             types: HashMap::new(),
             chunk_reads: true,
+            stat_files: HashMap::new(),
             pthread_tids: PthreadTids::default(),
         }
     }
@@ -166,7 +172,11 @@ impl Walker {
                 continue;
             };
             let on_cpu = self.on_cpu(Some(tid));
-            stacks.push(self.thread_stack(&thread, Some(tid), address == holder, on_cpu)?);
+            // A thread whose frames moved under the walk is left out of
+            // this tick; the others' stacks still count.
+            if let Ok(stack) = self.thread_stack(&thread, Some(tid), address == holder, on_cpu) {
+                stacks.push(stack);
+            }
         }
         Ok(stacks)
     }
@@ -264,8 +274,27 @@ impl Walker {
     }
 
     /// What the OS says of the thread `tid`; `None` without one.
-    fn on_cpu(&self, tid: Option<u32>) -> Option<bool> {
-        running_on_cpu(self.memory.pid().as_raw() as u32, tid?)
+    fn on_cpu(&mut self, tid: Option<u32>) -> Option<bool> {
+        use std::os::unix::fs::FileExt;
+        let tid = tid?;
+        if self.stat_files.len() >= MAX_STAT_FILES && !self.stat_files.contains_key(&tid) {
+            self.stat_files.clear();
+        }
+        let pid = self.memory.pid().as_raw() as u32;
+        let file = self
+            .stat_files
+            .entry(tid)
+            .or_insert_with(|| std::fs::File::open(format!("/proc/{pid}/task/{tid}/stat")).ok())
+            .as_ref()?;
+        let mut stat = [0u8; 512];
+        let running = file.read_at(&mut stat, 0).ok().and_then(|n| {
+            let close = stat[..n].iter().rposition(|&b| b == b')')?;
+            stat[..n].get(close + 2).map(|&state| state == b'R')
+        });
+        if running.is_none() {
+            self.stat_files.remove(&tid);
+        }
+        running
     }
 
     /// The thread state holding the GIL, or 0.
