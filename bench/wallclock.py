@@ -12,9 +12,12 @@ wait it measured. Printed here, alone and with six requests in flight:
 
 Then the recorder's CPU with eight requests in flight (`wrk -c8` on a mix of
 awaiting and sleeping requests) and with the app idle, wall-clock sampling
-against `--gil-only-samples`, in interleaved rounds.
+against `--gil-only-samples`, in interleaved rounds. Last, per CPython found
+among the app environments (`.venv`, `.venv-X.Y` from `make matrix`): the
+uncharged share with four sync requests in flight, walks per 20 ms
+CPU-bound request, and the recorder's CPU under that load.
 
-    python -m bench.wallclock [--rounds N]
+    python -m bench.wallclock [--rounds N] [--versions-only]
 """
 
 from __future__ import annotations
@@ -226,13 +229,105 @@ def cost(rounds: int, seconds: int) -> None:
         )
 
 
+def app_pythons() -> list[tuple[str, Path]]:
+    """`.venv` and the `.venv-X.Y` app environments `make matrix` built."""
+    found = []
+    for venv in sorted(harness.REPO_ROOT.glob(".venv*")):
+        python = venv / "bin" / "python"
+        if python.exists() and (venv.name == ".venv" or venv.name.startswith(".venv-3.")):
+            version = subprocess.run(
+                [str(python), "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            found.append((version, python))
+    return sorted(found, key=lambda v: tuple(int(p) for p in v[0].split(".")))
+
+
+def session_samples(recorded: attribution.Recorded) -> tuple[int, int, int]:
+    """(samples, torn samples, requests) of the recording's one session."""
+    (session,) = json.loads(recorded.cli("sessions", "--json"))
+    return int(session["samples"]), int(session["torn_samples"]), int(session["requests"])
+
+
+def one_version(seconds: int) -> tuple[float, float, float]:
+    """On the apps' interpreter of the moment: (uncharged % with four sync
+    requests in flight, walks per 20 ms CPU-bound request, recorder CPU %
+    under a CPU-bound load)."""
+    paths = Tags()
+    with tempfile.TemporaryDirectory(prefix="timeglass-wallver-") as work:
+        with attribution.recording(Path(work), app=APP) as (client, recorded):
+            for kind in KINDS:
+                client.get(f"/wall/{kind}/warm")
+            for _ in range(5):
+                parallel(client, [paths(k) for k in ("sync-sleep", "hash", "sync-sleep", "hash")])
+        rows = [r for r in recorded.rows() if "/warm" not in str(r["path"])]
+        uncharged = sum(int(r["torn_samples"]) + int(r["switched_samples"]) for r in rows)
+        samples, _, _ = session_samples(recorded)
+    with tempfile.TemporaryDirectory(prefix="timeglass-wallcpu-") as work:
+        port = harness.free_port()
+        db = f"{work}/cpu.db"
+        argv = [
+            str(harness.timeglass_bin()),
+            "run",
+            "--db",
+            db,
+            "--",
+            *harness.uvicorn_argv(port, "--no-access-log", "--log-level", "warning", app=APP),
+        ]
+        with harness.Process(argv, log_dir=Path(work) / "logs", env=harness.clean_env()) as proc:
+            proc.wait_for_port(port, timeout=30)
+            url = f"http://127.0.0.1:{port}/wall/await/cpu?burn=20&wait=0"
+            httpx.get(url, timeout=10)
+
+            def load() -> float:
+                subprocess.run(
+                    ["wrk", "-t1", "-c1", f"-d{seconds}s", url], capture_output=True, check=True
+                )
+                return 0.0
+
+            _, busy = during(proc.pid, load)
+            proc.interrupt(timeout=30)
+        stored = attribution.Recorded(harness.timeglass_bin(), Path(db))
+        cpu_samples, _, cpu_requests = session_samples(stored)
+    return 100 * uncharged / max(1, samples), cpu_samples / max(1, cpu_requests), busy
+
+
+def per_version(seconds: int) -> None:
+    pythons = app_pythons()
+    if not shutil.which("wrk") or not pythons:
+        return
+    print(
+        "\n  Per CPython (apps on each app environment): uncharged samples with 4 sync"
+        " requests in flight,\n  walks per 20 ms CPU-bound request at 1 kHz, and the"
+        f" recorder's CPU under that load (wrk -c1, {seconds} s):"
+    )
+    header = f"{'python':<8} {'torn+switched':>14} {'walks / 20 ms request':>22}"
+    print(f"    {header} {'recorder CPU':>13}")
+    previous = os.environ.get(harness.TEST_PYTHON)
+    try:
+        for version, python in pythons:
+            os.environ[harness.TEST_PYTHON] = str(python)
+            uncharged, walks, busy = one_version(seconds)
+            print(f"    {version:<8} {uncharged:>13.1f}% {walks:>22.1f} {busy:>12.1f}%")
+    finally:
+        if previous is None:
+            os.environ.pop(harness.TEST_PYTHON, None)
+        else:
+            os.environ[harness.TEST_PYTHON] = previous
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--versions-only", action="store_true", help="only the per-CPython part")
     args = parser.parse_args(argv)
-    accuracy(args.rounds)
-    cost(args.rounds, args.seconds)
+    if not args.versions_only:
+        accuracy(args.rounds)
+        cost(args.rounds, args.seconds)
+    per_version(args.seconds)
 
 
 if __name__ == "__main__":
