@@ -4,6 +4,7 @@
 //! `async def` steps that held the event loop too long.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use timeglass_model::{Frame, LoopBlock, Stack, State, TimeBreakdown};
 
@@ -148,10 +149,15 @@ pub(crate) struct Prefixes {
     learned: HashMap<(u32, String, String), Stack>,
     /// Roots seen in suspended samples whose prefix is not known yet.
     wanted: HashMap<u32, Vec<(String, String)>>,
+    /// Per process, the last few thread stacks: a root first wanted after
+    /// the samples that show it is looked for there.
+    recent: HashMap<u32, VecDeque<Stack>>,
 }
 
 /// Roots wanted per process beyond this are not looked for.
 const MAX_WANTED: usize = 64;
+/// Thread stacks kept per process for roots wanted later.
+const RECENT_STACKS: usize = 32;
 
 impl Prefixes {
     /// Notes the root of a suspended sample.
@@ -164,14 +170,37 @@ impl Prefixes {
         let root = (root.name.clone(), root.filename.clone());
         if !wanted.contains(&root) && wanted.len() < MAX_WANTED {
             wanted.push(root);
+            let recent: Vec<Stack> = self
+                .recent
+                .get(&pid)
+                .map(|r| r.iter().rev().cloned().collect())
+                .unwrap_or_default();
+            for stack in recent {
+                self.find(pid, &stack);
+            }
         }
     }
 
-    /// Looks for wanted roots in a thread sample's stack.
+    /// Looks for wanted roots in a thread sample's stack, and keeps it for
+    /// roots wanted later.
     pub fn learn(&mut self, pid: u32, stack: &Stack) {
+        let recent = self.recent.entry(pid).or_default();
+        if !recent.back().is_some_and(|last| Arc::ptr_eq(last, stack)) {
+            if recent.len() >= RECENT_STACKS {
+                recent.pop_front();
+            }
+            recent.push_back(stack.clone());
+        }
+        self.find(pid, stack);
+    }
+
+    fn find(&mut self, pid: u32, stack: &Stack) {
         let Some(wanted) = self.wanted.get_mut(&pid) else {
             return;
         };
+        if wanted.is_empty() {
+            return;
+        }
         wanted.retain(|(name, file)| {
             let Some(at) = stack
                 .iter()
@@ -208,6 +237,7 @@ impl Prefixes {
     pub fn forget(&mut self, pid: u32) {
         self.learned.retain(|(p, _, _), _| *p != pid);
         self.wanted.remove(&pid);
+        self.recent.remove(&pid);
     }
 }
 
@@ -411,5 +441,10 @@ mod tests {
         p.learn(1, &thread);
         let names: Vec<String> = p.apply(1, &chain).iter().map(|f| f.name.clone()).collect();
         assert_eq!(names, ["<module>", "run_asgi", "app", "h"]);
+        // A root wanted only after the thread sample that shows it went by.
+        let mut late = Prefixes::default();
+        late.learn(1, &thread);
+        late.want(1, &chain[0]);
+        assert_eq!(late.apply(1, &chain).len(), 4);
     }
 }
