@@ -158,7 +158,9 @@ fn threads_running_a_request_are_sampled_without_the_gil_with_their_state() {
         .iter()
         .all(|s| s.state == State::Native && s.stack.last().unwrap().name == NATIVE_FRAME));
     assert!(of(30).len() >= 2);
-    assert_eq!(of(20).len() + of(30).len(), 5);
+    // On the first tick the holder is not known yet, so one of the three may
+    // wait its turn (which one depends on the order the slots were read in).
+    assert!((5..=6).contains(&(of(20).len() + of(30).len())));
     assert!(of(30)
         .iter()
         .all(|s| s.state == State::Blocked && s.stack.last().unwrap().name == BLOCKED_FRAME));
