@@ -202,9 +202,13 @@ impl Prefixes {
             return;
         }
         wanted.retain(|(name, file)| {
+            // A stack that starts at the root itself (cut short, or a
+            // thread that runs only that coroutine) teaches nothing: keep
+            // looking rather than learn an empty prefix for good.
             let Some(at) = stack
                 .iter()
                 .position(|f| &f.name == name && &f.filename == file)
+                .filter(|&at| at > 0)
             else {
                 return true;
             };
@@ -441,6 +445,13 @@ mod tests {
         p.learn(1, &thread);
         let names: Vec<String> = p.apply(1, &chain).iter().map(|f| f.name.clone()).collect();
         assert_eq!(names, ["<module>", "run_asgi", "app", "h"]);
+        // A stack cut at the root teaches nothing; a whole one after it does.
+        let mut cut = Prefixes::default();
+        cut.want(1, &chain[0]);
+        cut.learn(1, &thread[2..].to_vec().into());
+        assert_eq!(cut.apply(1, &chain).len(), 2);
+        cut.learn(1, &thread);
+        assert_eq!(cut.apply(1, &chain).len(), 4);
         // A root wanted only after the thread sample that shows it went by.
         let mut late = Prefixes::default();
         late.learn(1, &thread);
