@@ -20,7 +20,10 @@ PYTHON ?= python3
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
 STAMPS := $(VENV)/.stamps
-WHEELS := target/wheels
+# The marker's own wheel, apart from target/wheels, where maturin also leaves the
+# full `timeglass` wheel of a `pip install .` (tests/test_install.py): an app
+# environment installs exactly one wheel from here.
+WHEELS := target/marker-wheel
 
 # --- the interpreter matrix ----------------------------------------------------
 # Every CPython that users run is tested: pyenv's 3.10, 3.11, 3.12 and 3.13 (CI and the
