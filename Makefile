@@ -103,9 +103,9 @@ cli: venv
 		|| install -m 0755 target/release/timeglass $(VENV)/bin/timeglass
 
 .PHONY: marker
-marker: $(STAMPS)/marker
+marker: $(STAMPS)/marker-wheel
 
-$(STAMPS)/marker: $(STAMPS)/requirements $(MARKER_INPUTS)
+$(STAMPS)/marker-wheel: $(STAMPS)/requirements $(MARKER_INPUTS)
 	rm -f $(WHEELS)/*.whl
 	$(VENV)/bin/maturin build --release -m marker/Cargo.toml -o $(WHEELS) $(LOCKED)
 	$(VENV_PY) -m pip install --quiet --force-reinstall --no-deps $(WHEELS)/*.whl
@@ -131,7 +131,7 @@ matrix: $(foreach v,$(MATRIX),.venv-$(v)/.stamps/marker)
 	.venv-$*/bin/python -m pip install --quiet --only-binary=:all: -r requirements-apps.txt
 	@mkdir -p $(@D) && touch $@
 
-.venv-%/.stamps/marker: .venv-%/.stamps/requirements $(STAMPS)/marker
+.venv-%/.stamps/marker: .venv-%/.stamps/requirements $(STAMPS)/marker-wheel
 	.venv-$*/bin/python -m pip install --quiet --force-reinstall --no-deps $(WHEELS)/*.whl
 	@touch $@
 
