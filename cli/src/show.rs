@@ -105,18 +105,6 @@ fn text(r: &RequestRow, queries: &[QueryRow], calls: &[CallRow]) -> String {
     out
 }
 
-/// How `show` names the categories of a breakdown, in the dashboard's order.
-const CATEGORIES: &[(&str, &str)] = &[
-    ("python", "Python (CPU)"),
-    ("native", "native, off the GIL (CPU)"),
-    ("gil_wait", "waiting for the GIL"),
-    ("blocked", "blocked (sleep, I/O, locks)"),
-    ("sql", "awaiting SQL"),
-    ("http", "awaiting HTTP"),
-    ("await", "awaiting other"),
-    ("queued", "queued (loop busy, no worker)"),
-];
-
 /// CPU time (of the whole request, background work included), then one
 /// line per non-zero category with its share of the response time, which is
 /// what the breakdown covers; nothing for requests recorded without one.
@@ -153,13 +141,10 @@ fn time_text(r: &RequestRow) -> String {
 }
 
 fn categories(b: &Breakdown) -> Vec<(&'static str, f64)> {
-    let by_key = b.categories();
-    CATEGORIES
-        .iter()
-        .filter_map(|&(key, label)| {
-            let ms = by_key.iter().find(|(k, _)| *k == key).map_or(0.0, |c| c.1);
-            (ms > 0.0).then_some((label, ms))
-        })
+    b.categories()
+        .into_iter()
+        .filter(|&(_, _, ms)| ms > 0.0)
+        .map(|(_, label, ms)| (label, ms))
         .collect()
 }
 

@@ -114,21 +114,21 @@ impl Breakdown {
 
     /// Every category summed.
     pub fn total_ms(&self) -> f64 {
-        self.categories().iter().map(|(_, ms)| ms).sum()
+        self.categories().iter().map(|(_, _, ms)| ms).sum()
     }
 
-    /// `(name, ms)` in the order pages and the CLI show them: on a CPU
-    /// first, then off it, then waiting to run.
-    pub fn categories(&self) -> [(&'static str, f64); 8] {
+    /// `(name, label, ms)` in the order pages and the CLI show them: on a
+    /// CPU first, then off it, then waiting to run.
+    pub fn categories(&self) -> [(&'static str, &'static str, f64); 8] {
         [
-            ("python", self.python_ms),
-            ("native", self.native_ms),
-            ("gil_wait", self.gil_wait_ms),
-            ("blocked", self.blocked_ms),
-            ("sql", self.sql_ms),
-            ("http", self.http_ms),
-            ("await", self.await_ms),
-            ("queued", self.queued_ms),
+            ("python", "Python (CPU)", self.python_ms),
+            ("native", "native, off the GIL (CPU)", self.native_ms),
+            ("gil_wait", "waiting for the GIL", self.gil_wait_ms),
+            ("blocked", "blocked (sleep, I/O, locks)", self.blocked_ms),
+            ("sql", "awaiting SQL", self.sql_ms),
+            ("http", "awaiting HTTP", self.http_ms),
+            ("await", "awaiting other", self.await_ms),
+            ("queued", "queued (loop busy, no worker)", self.queued_ms),
         ]
     }
 }

@@ -9,18 +9,20 @@ use timeglass_store::{Breakdown, LoopBlockRow, RequestRow};
 
 use crate::html::{escape, ms};
 
-/// The categories in the order they are drawn: on a CPU, then off it, then
-/// ready but waiting to run. `(key in Breakdown::categories, class, label)`.
-const CATEGORIES: &[(&str, &str, &str)] = &[
-    ("python", "tb-python", "Python (CPU)"),
-    ("native", "tb-native", "native, off the GIL (CPU)"),
-    ("gil_wait", "tb-gil", "waiting for the GIL"),
-    ("blocked", "tb-blocked", "blocked (sleep, I/O, locks)"),
-    ("sql", "tb-sql", "awaiting SQL"),
-    ("http", "tb-http", "awaiting HTTP"),
-    ("await", "tb-await", "awaiting other"),
-    ("queued", "tb-queued", "queued (loop busy, no worker)"),
-];
+/// The stylesheet's class of each category of `Breakdown::categories`.
+fn class_of(key: &str) -> &'static str {
+    match key {
+        "python" => "tb-python",
+        "native" => "tb-native",
+        "gil_wait" => "tb-gil",
+        "blocked" => "tb-blocked",
+        "sql" => "tb-sql",
+        "http" => "tb-http",
+        "await" => "tb-await",
+        "queued" => "tb-queued",
+        _ => REST.0,
+    }
+}
 
 /// What was not accounted for by any sample, when the bar is drawn to a
 /// longer response time than the breakdown sums to.
@@ -36,12 +38,14 @@ struct Segment {
 /// The non-zero categories, then what is left of `wall_ms` (if more than a
 /// rounding error).
 fn segments(b: &Breakdown, wall_ms: f64) -> Vec<Segment> {
-    let by_key = b.categories();
-    let mut out: Vec<Segment> = CATEGORIES
-        .iter()
-        .filter_map(|&(key, class, label)| {
-            let ms = by_key.iter().find(|(k, _)| *k == key).map_or(0.0, |c| c.1);
-            (ms > 0.0).then_some(Segment { class, label, ms })
+    let mut out: Vec<Segment> = b
+        .categories()
+        .into_iter()
+        .filter(|&(_, _, ms)| ms > 0.0)
+        .map(|(key, label, ms)| Segment {
+            class: class_of(key),
+            label,
+            ms,
         })
         .collect();
     let rest = wall_ms - b.total_ms();
