@@ -218,16 +218,7 @@ impl Join {
             return;
         }
         pending.last_sample_ns = pending.last_sample_ns.max(sample.ts_ns);
-        let charged = Charged {
-            ts_ns: sample.ts_ns,
-            from_ns: sample.ts_ns.saturating_sub(sample.interval_ns),
-            state: sample.state,
-            interval_ns: sample.interval_ns,
-            tid: sample.tid,
-            slot_seq: sample.slot_seq,
-            cpu_ns: sample.cpu_ns,
-            stack: sample.stack,
-        };
+        let charged = Charged::of(&sample, sample.stack.clone());
         if charged.suspended() {
             if let Some(root) = charged.stack.first() {
                 self.prefixes.want(sample.pid, root);
@@ -501,14 +492,5 @@ fn under_background(stack: &Stack) -> Stack {
 
 /// A switched or torn sample, kept for its time and state only.
 fn time_only(sample: &Sample) -> Charged {
-    Charged {
-        ts_ns: sample.ts_ns,
-        from_ns: sample.ts_ns.saturating_sub(sample.interval_ns),
-        state: sample.state,
-        interval_ns: sample.interval_ns,
-        tid: sample.tid,
-        slot_seq: sample.slot_seq,
-        cpu_ns: sample.cpu_ns,
-        stack: std::sync::Arc::new([]),
-    }
+    Charged::of(sample, std::sync::Arc::new([]))
 }

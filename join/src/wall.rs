@@ -6,7 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use timeglass_model::{Frame, LoopBlock, Stack, State, TimeBreakdown};
+use timeglass_model::{Frame, LoopBlock, Sample, Stack, State, TimeBreakdown};
 
 /// A sample charged to a request, kept until the request is settled.
 #[derive(Clone, Debug)]
@@ -24,6 +24,20 @@ pub(crate) struct Charged {
 }
 
 impl Charged {
+    /// `sample` with `stack`; its time is set again by [`nearest_tick`].
+    pub fn of(sample: &Sample, stack: Stack) -> Charged {
+        Charged {
+            ts_ns: sample.ts_ns,
+            from_ns: sample.ts_ns.saturating_sub(sample.interval_ns),
+            stack,
+            state: sample.state,
+            interval_ns: sample.interval_ns,
+            tid: sample.tid,
+            slot_seq: sample.slot_seq,
+            cpu_ns: sample.cpu_ns,
+        }
+    }
+
     /// Read from an await chain, not from a thread.
     pub fn suspended(&self) -> bool {
         self.tid == 0
