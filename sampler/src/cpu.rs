@@ -8,14 +8,21 @@
 //! running one can lag by a scheduler tick: only a thread that is not
 //! running and whose count did not move can be known to have stood still.
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
+use crate::procfs::{run_state, TaskFiles};
 
-/// Open `schedstat` files of one process's threads.
-#[derive(Default)]
+/// Open `schedstat` and `stat` files of one process's threads.
 pub struct ThreadCpu {
-    files: HashMap<u32, Option<(File, File)>>,
+    schedstat: TaskFiles,
+    stat: TaskFiles,
+}
+
+impl Default for ThreadCpu {
+    fn default() -> Self {
+        ThreadCpu {
+            schedstat: TaskFiles::new("schedstat"),
+            stat: TaskFiles::new("stat"),
+        }
+    }
 }
 
 /// One reading of a thread.
@@ -27,43 +34,22 @@ pub struct Reading {
     pub running: bool,
 }
 
-/// More open files than this are closed all at once (threads come and go).
-const MAX_FILES: usize = 512;
-
 impl ThreadCpu {
     /// Thread `tid` of `pid` now; `None` when the kernel does not say (the
     /// thread is gone, or it keeps no schedstats).
     pub fn read(&mut self, pid: u32, tid: u32) -> Option<Reading> {
-        if self.files.len() >= MAX_FILES && !self.files.contains_key(&tid) {
-            self.files.clear();
-        }
-        let (schedstat, stat) = self
-            .files
-            .entry(tid)
-            .or_insert_with(|| {
-                let dir = format!("/proc/{pid}/task/{tid}");
-                Some((
-                    File::open(format!("{dir}/schedstat")).ok()?,
-                    File::open(format!("{dir}/stat")).ok()?,
-                ))
-            })
-            .as_ref()?;
         let mut buf = [0u8; 512];
-        let n = schedstat.read_at(&mut buf[..64], 0).ok()?;
+        let n = self.schedstat.read(pid, tid, &mut buf[..64])?;
         let cpu_ns = std::str::from_utf8(&buf[..n])
             .ok()
             .and_then(|t| t.split_ascii_whitespace().next()?.parse().ok());
-        let n = stat.read_at(&mut buf, 0).ok()?;
-        // The state follows the parenthesised command name, which may hold spaces.
-        let running = buf[..n]
-            .iter()
-            .rposition(|&b| b == b')')
-            .and_then(|close| buf.get(close + 2))
-            .map(|&state| state == b'R');
+        let n = self.stat.read(pid, tid, &mut buf)?;
+        let running = run_state(&buf[..n]).map(|state| state == b'R');
         match (cpu_ns, running) {
             (Some(cpu_ns), Some(running)) => Some(Reading { cpu_ns, running }),
             _ => {
-                self.files.remove(&tid);
+                self.schedstat.forget(tid);
+                self.stat.forget(tid);
                 None
             }
         }
@@ -71,7 +57,8 @@ impl ThreadCpu {
 
     /// Closes the files of threads `keep` says no to.
     pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
-        self.files.retain(|tid, _| keep(*tid));
+        self.schedstat.retain(&keep);
+        self.stat.retain(&keep);
     }
 }
 

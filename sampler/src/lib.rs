@@ -11,6 +11,7 @@
 
 mod cpu;
 mod leaf;
+mod procfs;
 mod pyspy;
 mod replay;
 mod sampler;

@@ -5,6 +5,7 @@ use py_spy::config::{LineNo, LockingStrategy};
 use py_spy::{Config, PythonSpy};
 use timeglass_model::Frame;
 
+use crate::procfs::is_zombie;
 use crate::walk::layout::{DebugOffsetsError, Layout, DEBUG_OFFSETS_BYTES};
 use crate::walk::{Roots, Walker};
 use crate::{AwaitChain, StackSource, ThreadStack};
@@ -410,7 +411,7 @@ impl PySpySource {
                 on_cpu: t
                     .os_thread_id
                     .filter(|_| !gil_only)
-                    .and_then(|tid| crate::walk::running_on_cpu(pid, tid as u32)),
+                    .and_then(|tid| crate::procfs::running_on_cpu(pid, tid as u32)),
                 frames: t
                     .frames
                     .into_iter()
@@ -425,17 +426,6 @@ impl PySpySource {
             })
             .collect())
     }
-}
-
-fn is_zombie(pid: u32) -> bool {
-    // Field 3 of /proc/<pid>/stat, after the parenthesised command name.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
 }
 
 #[cfg(test)]

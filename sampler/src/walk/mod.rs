@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use timeglass_model::Frame;
 
+use crate::procfs::{run_state, TaskFiles};
 use crate::ThreadStack;
 use code::{CodeCache, CodeHead};
 use layout::{FrameKind, GilKind, Layout};
@@ -87,11 +88,8 @@ pub struct Walker {
     /// on by default: it more than halves the cost of a 40-frame walk).
     chunk_reads: bool,
     /// Open `/proc/PID/task/TID/stat` files: a run state is one `pread`.
-    stat_files: HashMap<u32, Option<std::fs::File>>,
+    stat_files: TaskFiles,
 }
-
-/// More open stat files than this are closed all at once (threads come and go).
-const MAX_STAT_FILES: usize = 512;
 
 impl Walker {
     /// With `lines` false every frame's line is 0, as with py-spy's `NoLine`.
@@ -106,7 +104,7 @@ impl Walker {
             missing: HashMap::new(),
             types: HashMap::new(),
             chunk_reads: true,
-            stat_files: HashMap::new(),
+            stat_files: TaskFiles::new("stat"),
             pthread_tids: PthreadTids::default(),
         }
     }
@@ -275,26 +273,10 @@ impl Walker {
 
     /// What the OS says of the thread `tid`; `None` without one.
     fn on_cpu(&mut self, tid: Option<u32>) -> Option<bool> {
-        use std::os::unix::fs::FileExt;
-        let tid = tid?;
-        if self.stat_files.len() >= MAX_STAT_FILES && !self.stat_files.contains_key(&tid) {
-            self.stat_files.clear();
-        }
-        let pid = self.memory.pid().as_raw() as u32;
-        let file = self
-            .stat_files
-            .entry(tid)
-            .or_insert_with(|| std::fs::File::open(format!("/proc/{pid}/task/{tid}/stat")).ok())
-            .as_ref()?;
         let mut stat = [0u8; 512];
-        let running = file.read_at(&mut stat, 0).ok().and_then(|n| {
-            let close = stat[..n].iter().rposition(|&b| b == b')')?;
-            stat[..n].get(close + 2).map(|&state| state == b'R')
-        });
-        if running.is_none() {
-            self.stat_files.remove(&tid);
-        }
-        running
+        let pid = self.memory.pid().as_raw() as u32;
+        let n = self.stat_files.read(pid, tid?, &mut stat)?;
+        run_state(&stat[..n]).map(|state| state == b'R')
     }
 
     /// The thread state holding the GIL, or 0.
@@ -534,14 +516,6 @@ pub fn read_bytes(pid: u32, address: usize, len: usize) -> Option<Vec<u8>> {
         .read(&mut [(address, &mut bytes[..])])
         .ok()?;
     Some(bytes)
-}
-
-/// Whether the OS has thread `tid` running or runnable (`R` in
-/// `/proc/PID/task/TID/stat`); `None` when it cannot tell.
-pub fn running_on_cpu(pid: u32, tid: u32) -> Option<bool> {
-    let stat = std::fs::read(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
-    let close = stat.iter().rposition(|&b| b == b')')?;
-    stat.get(close + 2).map(|&state| state == b'R')
 }
 
 /// py-spy's rule for a thread that is waiting, not running.
