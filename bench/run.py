@@ -35,15 +35,15 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
 
 from bench import accuracy, dashboard, walk, wallclock
+from bench.measure import cpu_percent_during
 from fixtures import harness
 
 CONFIGS = ("bare", "marker", "full", "nocapture")
@@ -54,9 +54,6 @@ UVICORN_QUIET = ("--no-access-log", "--log-level", "warning")
 RESULTS_DIR = harness.REPO_ROOT / "bench-results"
 MARKER_COST = harness.REPO_ROOT / "marker" / "bench" / "marker_cost.py"
 CAPTURE_COST = harness.REPO_ROOT / "marker" / "bench" / "capture_cost.py"
-
-
-T = TypeVar("T")
 
 
 class BenchError(RuntimeError):
@@ -167,23 +164,6 @@ def serve(config: str, port: int, work: Path, marker: dict[str, str]) -> Iterato
 
 
 # --- CPU of the recorder -------------------------------------------------------
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid` alone (its threads, not its children)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def cpu_percent_during(pid: int, action: Callable[[], T]) -> tuple[T, float]:
-    cpu0, wall0 = cpu_seconds(pid), time.monotonic()
-    result = action()
-    cpu1, wall1 = cpu_seconds(pid), time.monotonic()
-    return result, 100 * (cpu1 - cpu0) / (wall1 - wall0)
-
 
 # --- running ------------------------------------------------------------------
 

@@ -32,19 +32,20 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.measure import cpu_percent_during
 from fixtures import attribution, harness
 
 APP = "fixtures.wall_app:app"
 KINDS = ("await", "sync-sleep", "async-block", "hash")
 MIX = ["await", "sync-sleep", "hash", "await", "sync-sleep", "hash"]
 FRAME_FUNCTION = re.compile(r"(?:^|;)(?:[\w<>]+\.)*(\w+) \(")
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def parallel(client: httpx.Client, paths: list[str]) -> list[httpx.Response]:
@@ -153,57 +154,55 @@ def accuracy(rounds: int) -> None:
         )
 
 
-def cpu_seconds(pid: int) -> float:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+@contextmanager
+def served(work: Path, extra: tuple[str, ...] = ()) -> Iterator[tuple[harness.Process, int]]:
+    """`timeglass run` around the wall-clock app, storing into WORK/cpu.db."""
+    port = harness.free_port()
+    argv = [
+        str(harness.timeglass_bin()),
+        "run",
+        "--db",
+        str(work / "cpu.db"),
+        *extra,
+        "--",
+        *harness.uvicorn_argv(port, "--no-access-log", "--log-level", "warning", app=APP),
+    ]
+    with harness.Process(argv, log_dir=work / "logs", env=harness.clean_env()) as proc:
+        proc.wait_for_port(port, timeout=30)
+        yield proc, port
+        proc.interrupt(timeout=30)
+
+
+def wrk(url: str, connections: int, seconds: int) -> float:
+    """Requests per second `wrk` measured."""
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return float(match.group(1)) if match else float("nan")
 
 
 def recorder_cpu(mode: str, seconds: int) -> tuple[float, float, float]:
     """(busy %, idle %, requests/s) of the recorder with 8 requests in flight, then idle."""
     extra = ("--gil-only-samples",) if mode == "gil-only" else ()
-    with tempfile.TemporaryDirectory(prefix="timeglass-wallcpu-") as work:
-        port = harness.free_port()
-        argv = [
-            str(harness.timeglass_bin()),
-            "run",
-            "--db",
-            f"{work}/cpu.db",
-            *extra,
-            "--",
-            *harness.uvicorn_argv(port, "--no-access-log", "--log-level", "warning", app=APP),
-        ]
-        with harness.Process(argv, log_dir=Path(work) / "logs", env=harness.clean_env()) as proc:
-            proc.wait_for_port(port, timeout=30)
-            url = f"http://127.0.0.1:{port}/wall/await/load?burn=2&wait=20"
-            httpx.get(url, timeout=10)
-
-            def load() -> float:
-                out = subprocess.run(
-                    ["wrk", "-t1", "-c8", f"-d{seconds}s", url],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout
-                match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-                return float(match.group(1)) if match else float("nan")
-
-            rps, busy = during(proc.pid, load)
-            time.sleep(1)
-            _, idle = during(proc.pid, lambda: idle_for(seconds))
-            proc.interrupt(timeout=30)
+    with (
+        tempfile.TemporaryDirectory(prefix="timeglass-wallcpu-") as work,
+        served(Path(work), extra) as (proc, port),
+    ):
+        url = f"http://127.0.0.1:{port}/wall/await/load?burn=2&wait=20"
+        httpx.get(url, timeout=10)
+        rps, busy = cpu_percent_during(proc.pid, lambda: wrk(url, 8, seconds))
+        time.sleep(1)
+        _, idle = cpu_percent_during(proc.pid, lambda: idle_for(seconds))
     return busy, idle, rps
 
 
 def idle_for(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
-
-
-def during(pid: int, action: Callable[[], float]) -> tuple[float, float]:
-    cpu0, wall0 = cpu_seconds(pid), time.monotonic()
-    result = action()
-    return result, 100 * (cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0)
 
 
 def cost(rounds: int, seconds: int) -> None:
@@ -266,30 +265,11 @@ def one_version(seconds: int) -> tuple[float, float, float]:
         uncharged = sum(int(r["torn_samples"]) + int(r["switched_samples"]) for r in rows)
         samples, _, _ = session_samples(recorded)
     with tempfile.TemporaryDirectory(prefix="timeglass-wallcpu-") as work:
-        port = harness.free_port()
-        db = f"{work}/cpu.db"
-        argv = [
-            str(harness.timeglass_bin()),
-            "run",
-            "--db",
-            db,
-            "--",
-            *harness.uvicorn_argv(port, "--no-access-log", "--log-level", "warning", app=APP),
-        ]
-        with harness.Process(argv, log_dir=Path(work) / "logs", env=harness.clean_env()) as proc:
-            proc.wait_for_port(port, timeout=30)
+        with served(Path(work)) as (proc, port):
             url = f"http://127.0.0.1:{port}/wall/await/cpu?burn=20&wait=0"
             httpx.get(url, timeout=10)
-
-            def load() -> float:
-                subprocess.run(
-                    ["wrk", "-t1", "-c1", f"-d{seconds}s", url], capture_output=True, check=True
-                )
-                return 0.0
-
-            _, busy = during(proc.pid, load)
-            proc.interrupt(timeout=30)
-        stored = attribution.Recorded(harness.timeglass_bin(), Path(db))
+            _, busy = cpu_percent_during(proc.pid, lambda: wrk(url, 1, seconds))
+        stored = attribution.Recorded(harness.timeglass_bin(), Path(work) / "cpu.db")
         cpu_samples, _, cpu_requests = session_samples(stored)
     return 100 * uncharged / max(1, samples), cpu_samples / max(1, cpu_requests), busy
 
