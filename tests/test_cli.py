@@ -29,6 +29,22 @@ def test_run_without_a_command(ctx: TestContext) -> None:
     assert len(lines) == 1, "expected a one-line error\n" + result.describe()
 
 
+@pytest.mark.parametrize("value", ["0", "-5", "abc", "99999999999999999999999"])
+def test_a_bad_loop_block_threshold_is_refused_before_anything_starts(
+    ctx: TestContext, value: str
+) -> None:
+    marker = ctx.tmp / "started"
+    result = ctx.cli(
+        "run", "--db", str(ctx.db), f"--loop-block-ms={value}", "--", "touch", str(marker)
+    )
+    assert result.returncode == 2, result.describe()
+    assert_clean_error(result, "--loop-block-ms", value)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.describe()
+    assert not marker.exists(), "the command ran"
+    assert not ctx.db.exists(), "a store was created"
+
+
 def test_run_a_command_that_does_not_exist(ctx: TestContext) -> None:
     result = ctx.cli("run", "--db", str(ctx.db), "--", "no-such-cmd-xyz")
     assert_clean_error(result, "no-such-cmd-xyz")
