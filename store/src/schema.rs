@@ -13,7 +13,70 @@ pub const APPLICATION_ID: i32 = i32::from_be_bytes(*b"TmGl");
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+
+/// Version 8: what the app's processes used, and how it answered bad input.
+///
+/// `process_samples` is a time series per recorded process: CPU (user +
+/// system since the previous sample, 100 = one core), resident memory,
+/// threads and open file descriptors, on the monotonic clock of
+/// `requests.start_ns`.
+///
+/// A `timeglass probe` run sends malformed requests built from the app's
+/// OpenAPI schema. `probe_runs` keeps one row per run, tied to the session
+/// that was recording the app at the time (NULL when none was);
+/// `probe_operations` every operation its schema listed (what "coverage"
+/// is measured against, whether or not it was probed), and
+/// `probe_results` one row per request sent: the operation (method and
+/// OpenAPI path template), what was malformed (`kind`), the answer
+/// (`status` NULL on a timeout or a refused connection) and its `outcome`,
+/// and the recorded request that served it, when one matched.
+const V8: &str = "
+CREATE TABLE process_samples (
+    process_id  INTEGER NOT NULL REFERENCES processes(id),
+    ts_ns       INTEGER NOT NULL,
+    cpu_percent REAL NOT NULL,
+    rss_bytes   INTEGER NOT NULL,
+    threads     INTEGER NOT NULL,
+    fds         INTEGER NOT NULL,
+    PRIMARY KEY (process_id, ts_ns)
+) WITHOUT ROWID;
+
+CREATE TABLE probe_runs (
+    id          INTEGER PRIMARY KEY,
+    session_id  INTEGER REFERENCES sessions(id),
+    started_at  TEXT NOT NULL,
+    ended_at    TEXT,
+    url         TEXT NOT NULL,
+    schema_url  TEXT NOT NULL,
+    operations  INTEGER NOT NULL,
+    sent        INTEGER NOT NULL,
+    truncated   INTEGER NOT NULL
+);
+CREATE INDEX probe_runs_by_session ON probe_runs(session_id);
+
+CREATE TABLE probe_operations (
+    run_id INTEGER NOT NULL REFERENCES probe_runs(id),
+    method TEXT NOT NULL,
+    route  TEXT NOT NULL,
+    PRIMARY KEY (run_id, method, route)
+) WITHOUT ROWID;
+
+CREATE TABLE probe_results (
+    run_id     INTEGER NOT NULL REFERENCES probe_runs(id),
+    seq        INTEGER NOT NULL,
+    method     TEXT NOT NULL,
+    route      TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    url        TEXT NOT NULL,
+    status     INTEGER,
+    outcome    TEXT NOT NULL,
+    elapsed_us INTEGER NOT NULL,
+    error      TEXT,
+    request_id INTEGER,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+";
 
 /// Version 7: where each request's wall time went. Every in-flight request
 /// is sampled in a state (running Python, native code off the GIL, blocked,
