@@ -28,6 +28,34 @@ pub fn is_zombie(pid: u32) -> bool {
         .is_none_or(|state| state == b'Z')
 }
 
+/// Process `pid`'s `stat`, kept open: whether it is alive is one `pread`
+/// (and a process that is gone, even if its pid was reused, fails it).
+pub struct ProcessStat {
+    pid: u32,
+    file: Option<File>,
+}
+
+impl ProcessStat {
+    pub fn open(pid: u32) -> Self {
+        ProcessStat {
+            pid,
+            file: File::open(format!("/proc/{pid}/stat")).ok(),
+        }
+    }
+
+    /// Whether the process is there and not a zombie.
+    pub fn alive(&self) -> bool {
+        let Some(file) = &self.file else {
+            return !is_zombie(self.pid);
+        };
+        let mut stat = [0u8; 512];
+        file.read_at(&mut stat, 0)
+            .ok()
+            .and_then(|n| run_state(&stat[..n]))
+            .is_some_and(|state| state != b'Z')
+    }
+}
+
 /// One file of each thread (`stat`, `schedstat`), opened once and re-read
 /// with one `pread` per reading.
 pub struct TaskFiles {
@@ -89,5 +117,11 @@ mod tests {
         let me = std::process::id();
         assert!(!is_zombie(me));
         assert!(is_zombie(u32::MAX - 5), "a missing process counts as gone");
+        assert!(ProcessStat::open(me).alive());
+        assert!(!ProcessStat::open(u32::MAX - 5).alive());
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let stat = ProcessStat::open(child.id());
+        child.wait().unwrap();
+        assert!(!stat.alive(), "a reaped child is gone");
     }
 }

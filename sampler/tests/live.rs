@@ -163,7 +163,8 @@ fn attach_at(pid: u32, options: PySpyOptions, leaf: &str) -> PySpySource {
     loop {
         let why = match PySpySource::attach(pid, options) {
             Ok(mut s) => {
-                let at_leaf = |t: &ThreadStack| t.frames.last().is_some_and(|f| f.name == leaf);
+                let at_leaf =
+                    |t: &ThreadStack| t.frames.last().is_some_and(|f| f.name == leaf.into());
                 // Until the spin starts the stack is still moving.
                 match s.stacks() {
                     Ok(t) if t.iter().any(at_leaf) => return s,
@@ -198,7 +199,7 @@ fn reads_a_busy_python_thread_outermost_first() {
                 continue;
             };
             for s in stacks.iter().filter(|s| s.active) {
-                let names: Vec<&str> = s.frames.iter().map(|f| f.name.as_str()).collect();
+                let names: Vec<&str> = s.frames.iter().map(|f| f.name.as_ref()).collect();
                 if names.first() == Some(&"<module>") && names.contains(&"timeglass_burn") {
                     // The main thread's tid is the pid (3.10 included: found
                     // through glibc's struct pthread).
@@ -270,7 +271,7 @@ fn the_cached_walker_reads_what_py_spy_reads() {
             .stacks()
             .expect("py-spy's own walk fails on this machine");
         assert_eq!(expected.len(), 1, "only the GIL holder");
-        let names: Vec<&str> = expected[0].frames.iter().map(|f| f.name.as_str()).collect();
+        let names: Vec<&str> = expected[0].frames.iter().map(|f| f.name.as_ref()).collect();
         // 3.10 has no qualified names: py-spy shows the plain name.
         let method = if python.minor >= 11 {
             "Shop.größe"
@@ -328,7 +329,7 @@ def Ωmega():
 "#;
 
 fn leaf(stack: &ThreadStack) -> &str {
-    stack.frames.last().map_or("", |f| f.name.as_str())
+    stack.frames.last().map_or("", |f| f.name.as_ref())
 }
 
 #[test]
@@ -521,7 +522,7 @@ fn await_chains_are_what_python_reports() {
                 let got: Vec<(String, u32)> = chain
                     .frames
                     .iter()
-                    .map(|f| (f.name.clone(), f.line))
+                    .map(|f| (f.name.to_string(), f.line))
                     .collect();
                 assert_eq!(got, frames, "{key}: {chain:?}");
                 assert_eq!(chain.awaits, awaits, "{key}");
@@ -532,7 +533,7 @@ fn await_chains_are_what_python_reports() {
             assert_eq!(names.first().map(|f| f.0.as_str()), Some("outer"));
             let sleeping = source.await_chain(id).unwrap().unwrap();
             let sleep = sleeping.frames.last().unwrap();
-            assert_eq!(sleep.name, "sleep");
+            assert_eq!(&*sleep.name, "sleep");
             assert!(sleep.filename.ends_with("asyncio/tasks.py"), "{sleep:?}");
             assert_eq!(sleeping.awaits.as_deref(), Some("_asyncio.FutureIter"));
             let running = &report["running"];
@@ -542,7 +543,7 @@ fn await_chains_are_what_python_reports() {
                 .unwrap();
             assert!(chain.running, "{chain:?}");
             assert_eq!(chain.frames.len(), 1, "{chain:?}");
-            assert_eq!(chain.frames[0].name, "main");
+            assert_eq!(&*chain.frames[0].name, "main");
             assert_eq!(
                 u64::from(chain.frames[0].line),
                 running["line"].as_u64().unwrap()

@@ -34,7 +34,7 @@ use timeglass_model::Frame;
 
 use crate::procfs::{run_state, TaskFiles};
 use crate::ThreadStack;
-use code::{CodeCache, CodeHead};
+use code::{CodeCache, CodeHead, CodeInfo};
 use layout::{FrameKind, GilKind, Layout};
 pub use memory::ReadFailed;
 use memory::{int, word, Memory};
@@ -122,6 +122,7 @@ impl Walker {
 
     /// The stack of the thread holding the GIL; none when no thread holds it.
     pub fn gil_holder(&mut self) -> Result<Vec<ThreadStack>, ReadFailed> {
+        self.code.begin_walk();
         let holder = self.holder()?;
         if holder == 0 {
             return Ok(Vec::new());
@@ -133,6 +134,7 @@ impl Walker {
 
     /// The stack of every thread, with whether each is on a CPU.
     pub fn all_threads(&mut self) -> Result<Vec<ThreadStack>, ReadFailed> {
+        self.code.begin_walk();
         let holder = self.holder()?;
         let mut stacks = Vec::new();
         for (address, thread) in self.scan()? {
@@ -147,6 +149,7 @@ impl Walker {
     /// `tids`, each once, reading no other thread state (but for a rescan
     /// of the thread list when a tid is not where it was last seen).
     pub fn stacks_with(&mut self, tids: &[u32]) -> Result<Vec<ThreadStack>, ReadFailed> {
+        self.code.begin_walk();
         if self.layout.thread_native_id.is_none() && !self.pthread_tids.observed() {
             // 3.10: learn where tids are before the GIL holder's is needed.
             self.scan()?;
@@ -351,6 +354,16 @@ impl Walker {
                 return Err(ReadFailed);
             }
             let read_frame = frame != 0;
+            // A code object trusted from the cache needs no head read.
+            if let Some((code, instr)) = pending {
+                if let Some(info) = self.code.trusted(code) {
+                    pending = None;
+                    out.extend(self.shown(&info, code, instr));
+                    if !read_frame {
+                        break;
+                    }
+                }
+            }
             let code_read = match (read_frame, pending) {
                 (true, Some((code, _))) => self
                     .memory
@@ -439,6 +452,25 @@ impl Walker {
             }
             frame = previous;
         }
+        // Code objects trusted from the cache need no head read; the others'
+        // heads are read together.
+        let mut shown: Vec<Option<Frame>> = Vec::with_capacity(links.len());
+        let mut unknown = Vec::new();
+        for (at, &(code, instr)) in links.iter().enumerate() {
+            match self.code.trusted(code) {
+                Some(info) => shown.push(self.shown(&info, code, instr)),
+                None => {
+                    shown.push(None);
+                    unknown.push(at);
+                }
+            }
+        }
+        if unknown.is_empty() {
+            out.extend(shown.into_iter().flatten());
+            return Ok(());
+        }
+        let all = links;
+        let links: Vec<(usize, usize)> = unknown.iter().map(|&at| all[at]).collect();
         let head_bytes = self.layout.code_head_bytes;
         let mut heads = vec![0u8; links.len() * head_bytes];
         let mut read = vec![true; links.len()];
@@ -460,13 +492,13 @@ impl Walker {
                 }
             }
         }
-        for (((code, instr), head), ok) in links.iter().zip(heads.chunks(head_bytes)).zip(read) {
+        for ((&at, head), ok) in unknown.iter().zip(heads.chunks(head_bytes)).zip(read) {
             if ok {
-                if let Some(shown) = self.frame_of(*code, *instr, head) {
-                    out.push(shown);
-                }
+                let (code, instr) = all[at];
+                shown[at] = self.frame_of(code, instr, head);
             }
         }
+        out.extend(shown.into_iter().flatten());
         Ok(())
     }
 
@@ -491,6 +523,12 @@ impl Walker {
     fn frame_of(&mut self, code: usize, instr: usize, head: &[u8]) -> Option<Frame> {
         let head = CodeHead::parse(&self.layout, head);
         let info = self.code.get(&self.memory, &self.layout, code, head)?;
+        self.shown(&info, code, instr)
+    }
+
+    /// The frame shown for a frame of `info`'s code at `instr`; `None` for
+    /// a shim.
+    fn shown(&self, info: &CodeInfo, code: usize, instr: usize) -> Option<Frame> {
         if info.shim {
             return None;
         }
@@ -520,9 +558,9 @@ pub fn read_bytes(pid: u32, address: usize, len: usize) -> Option<Vec<u8>> {
 
 /// py-spy's rule for a thread that is waiting, not running.
 fn looks_idle(leaf: &Frame) -> bool {
-    (leaf.name == "wait" && leaf.filename.ends_with("threading.py"))
-        || (leaf.name == "select" && leaf.filename.ends_with("selectors.py"))
-        || (leaf.name == "poll"
+    (&*leaf.name == "wait" && leaf.filename.ends_with("threading.py"))
+        || (&*leaf.name == "select" && leaf.filename.ends_with("selectors.py"))
+        || (&*leaf.name == "poll"
             && (leaf.filename.ends_with("asyncore.py")
                 || leaf.filename.contains("zmq")
                 || leaf.filename.contains("gevent")
