@@ -270,7 +270,9 @@ def report(measurements: list[Measurement], idle: list[float]) -> None:
             gil = median([m.wrk.requests_per_s for m in by_key[("gilonly", endpoint)]])
             ratio = wall / gil
             verdict = "ok" if ratio >= WALL_FLOOR else f"BELOW the {WALL_FLOOR:.2f} floor"
-            print(f"  {endpoint:<14} {wall:9.1f} vs {gil:9.1f} req/s  ratio {ratio:.3f} ({verdict})")
+            print(
+                f"  {endpoint:<14} {wall:9.1f} vs {gil:9.1f} req/s  ratio {ratio:.3f} ({verdict})"
+            )
 
     print("\nRecorder CPU (the `timeglass` process only, percent of one core, median)\n")
     for endpoint in ENDPOINTS:

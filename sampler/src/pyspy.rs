@@ -368,6 +368,12 @@ impl StackSource for PySpySource {
         }
     }
 
+    fn gil_region(&self) -> Option<std::ops::Range<u64>> {
+        let walker = self.cached.as_ref().or(self.chains.as_ref())?;
+        let region = walker.gil_region();
+        Some(region.start as u64..region.end as u64)
+    }
+
     fn alive(&self) -> bool {
         self.stat.alive()
     }

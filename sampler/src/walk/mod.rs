@@ -53,6 +53,15 @@ const MISSING_RESCAN: Duration = Duration::from_millis(100);
 /// Code heads read per vectored read (Linux takes up to 1024 pieces).
 const HEADS_PER_READ: usize = 512;
 
+/// `sizeof(struct _gil_runtime_state)` in every supported version with the
+/// GIL (`Include/internal/pycore_gil.h`): `interval`, `last_holder`,
+/// `locked` (padded to 8), `switch_number`, then `cond`, `mutex`,
+/// `switch_cond`, `switch_mutex` (`FORCE_SWITCHING` is always defined). The
+/// target runs on this machine's libc, so its pthread sizes are ours.
+const GIL_STATE_BYTES: usize = 4 * 8
+    + 2 * std::mem::size_of::<nix::libc::pthread_cond_t>()
+    + 2 * std::mem::size_of::<nix::libc::pthread_mutex_t>();
+
 /// Where the walker starts: addresses in the target, found at attach.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Roots {
@@ -118,6 +127,20 @@ impl Walker {
 
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// The addresses of the interpreter's GIL state (`_gil_runtime_state`:
+    /// its mutex and condition variables), as `start..end`: a thread asleep
+    /// in a futex inside it is waiting for the GIL. 3.10/3.11 keep it in
+    /// `_PyRuntime.ceval.gil`, right before `_PyRuntime.gilstate`, whose
+    /// `tstate_current` (after an `int`, so at 8) is the root found; 3.12+
+    /// point `interp->ceval.gil` at it.
+    pub fn gil_region(&self) -> std::ops::Range<usize> {
+        let start = match self.layout.gil {
+            GilKind::TstateCurrent => self.roots.gil.wrapping_sub(8 + GIL_STATE_BYTES),
+            GilKind::RuntimeState { .. } => self.roots.gil,
+        };
+        start..start.wrapping_add(GIL_STATE_BYTES)
     }
 
     /// The stack of the thread holding the GIL; none when no thread holds it.
