@@ -30,6 +30,7 @@ mod pthread;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap;
 use timeglass_model::Frame;
 
 use crate::procfs::{run_state, TaskFiles};
@@ -52,6 +53,9 @@ const MAX_CHUNK_READ: usize = 1 << 20;
 const MISSING_RESCAN: Duration = Duration::from_millis(100);
 /// Code heads read per vectored read (Linux takes up to 1024 pieces).
 const HEADS_PER_READ: usize = 512;
+/// Frames outside the data-stack chunk read ahead at once at most (the
+/// kernel takes at most `IOV_MAX`, 1024, parts per read).
+const READ_AHEAD_FRAMES: usize = 512;
 
 /// `sizeof(struct _gil_runtime_state)` in every supported version with the
 /// GIL (`Include/internal/pycore_gil.h`): `interval`, `last_holder`,
@@ -98,6 +102,9 @@ pub struct Walker {
     chunk_reads: bool,
     /// Open `/proc/PID/task/TID/stat` files: a run state is one `pread`.
     stat_files: TaskFiles,
+    /// Per thread (by tid), the frames outside its data-stack chunk at its
+    /// last walk, innermost first: read ahead at the next.
+    outside: FxHashMap<usize, Vec<usize>>,
 }
 
 impl Walker {
@@ -114,6 +121,7 @@ impl Walker {
             types: HashMap::new(),
             chunk_reads: true,
             stat_files: TaskFiles::new("stat"),
+            outside: FxHashMap::default(),
             pthread_tids: PthreadTids::default(),
         }
     }
@@ -347,7 +355,7 @@ impl Walker {
         match layout.thread_datastack.filter(|_| self.chunk_reads) {
             Some((chunk, top)) => {
                 let window = self.chunk(word(thread, chunk), word(thread, top));
-                self.walk_chunked(first, window, &mut frames)?;
+                self.walk_chunked(first, window, tid.unwrap_or(0) as usize, &mut frames)?;
             }
             None => self.walk(first, &mut frames)?,
         }
@@ -443,15 +451,26 @@ impl Walker {
 
     /// As [`walk`](Self::walk), but frames inside `window` (the chunk) are
     /// parsed from it, and the code heads of all frames are read together.
+    ///
+    /// Frames outside the chunk (coroutines' frames live in their objects)
+    /// would be one read each. The addresses of those the thread `key` had
+    /// at its last walk are read together instead, from the first of them
+    /// met: a step of a request keeps its coroutines, so their frames are at
+    /// the same addresses. Only the bytes of frames the links lead to are
+    /// used, and they are read now, so a wrong guess costs bytes, not truth.
     fn walk_chunked(
         &mut self,
         mut frame: usize,
         window: Option<(usize, Vec<u8>)>,
+        key: usize,
         out: &mut Vec<Frame>,
     ) -> Result<(), ReadFailed> {
         let frame_bytes = self.layout.frame_bytes;
         let mut own = vec![0u8; frame_bytes];
         let mut links = Vec::new();
+        let mut outside = Vec::new();
+        let last = self.outside.remove(&key).unwrap_or_default();
+        let mut ahead: Option<(usize, Vec<u8>)> = None;
         let mut seen = 0;
         while frame != 0 {
             seen += 1;
@@ -465,8 +484,24 @@ impl Walker {
             let bytes = match inside {
                 Some(bytes) => bytes,
                 None => {
-                    self.memory.read(&mut [(frame, &mut own[..])])?;
-                    &own[..]
+                    outside.push(frame);
+                    if ahead.is_none() {
+                        ahead = last
+                            .iter()
+                            .position(|&at| at == frame)
+                            .and_then(|from| Some((from, self.read_ahead(&last[from..])?)));
+                    }
+                    let read_ahead = ahead.as_ref().and_then(|(first, bytes)| {
+                        let at = last[*first..].iter().position(|&at| at == frame)?;
+                        bytes.get(at * frame_bytes..(at + 1) * frame_bytes)
+                    });
+                    match read_ahead {
+                        Some(bytes) => bytes,
+                        None => {
+                            self.memory.read(&mut [(frame, &mut own[..])])?;
+                            &own[..]
+                        }
+                    }
                 }
             };
             let (code, instr, previous) = self.parse_frame(bytes);
@@ -474,6 +509,12 @@ impl Walker {
                 links.push((code, instr));
             }
             frame = previous;
+        }
+        if !outside.is_empty() {
+            if self.outside.len() >= MAX_THREADS {
+                self.outside.clear();
+            }
+            self.outside.insert(key, outside);
         }
         // Code objects trusted from the cache need no head read; the others'
         // heads are read together.
@@ -523,6 +564,21 @@ impl Walker {
         }
         out.extend(shown.into_iter().flatten());
         Ok(())
+    }
+
+    /// The frames at `addresses`, in one vectored read, back to back;
+    /// `None` when one of them cannot be read (the guess is dropped).
+    fn read_ahead(&self, addresses: &[usize]) -> Option<Vec<u8>> {
+        let frame_bytes = self.layout.frame_bytes;
+        let addresses = &addresses[..addresses.len().min(READ_AHEAD_FRAMES)];
+        let mut bytes = vec![0u8; addresses.len() * frame_bytes];
+        let mut parts: Vec<(usize, &mut [u8])> = addresses
+            .iter()
+            .copied()
+            .zip(bytes.chunks_mut(frame_bytes))
+            .collect();
+        self.memory.read(&mut parts).ok()?;
+        Some(bytes)
     }
 
     /// A frame's code object (0 for a frame py-spy does not show), its
