@@ -278,29 +278,37 @@ def test_blocking_the_event_loop_is_flagged_with_its_line_and_victims(session: S
             assert not r.shown["loop_block"], r.describe()
 
 
-# GIL waits are told apart from the rest within this many points. Wider than
-# the other waits' tolerance because the truth is the handler's wall time less
-# its CPU time: on a loaded machine that also counts the OS preempting the
-# thread while it holds the GIL, which TimeGlass rightly shows as Python.
-GIL_TOLERANCE = 0.15
+# The truth for a GIL wait is bounded by construction. The request waited at
+# least as long as the app's other thread ran Python (its own CPU count), and
+# at most as long as its own thread was not computing (its wall time less its
+# CPU time). On a quiet machine the two meet; on a loaded one the OS also
+# preempts whichever thread holds the GIL, and the band widens. The GIL
+# changes hands every 5 ms (sys.getswitchinterval()), so a 1 ms sample can
+# straddle a handoff: a wider tolerance than the other waits' 8 points.
+GIL_TOLERANCE = 0.10
 
 
 def test_waiting_for_the_gil_is_told_from_blocking(session: Session) -> None:
     for r in session.gil:
         total = r.weight()
+        duration = r.row["duration_ms"]
         waiting = r.weight(lambda s: s.endswith(";[waiting for the GIL]")) / total
         blocked = r.weight(lambda s: s.endswith(";[blocked]")) / total
-        truth = min(1.0, r.response["wait_ms"] / r.row["duration_ms"])
+        low = r.response["hog_cpu_ms"] / duration
+        high = (duration - r.response["cpu_ms"]) / duration
         # Two Python threads on one GIL: each waits for it about half the time.
-        assert truth >= 0.3, f"the hog did not contend: {r.describe()}"
-        assert abs(waiting - truth) <= GIL_TOLERANCE, (
-            f"{waiting:.3f} against {truth:.3f}: {r.describe()}"
+        assert low >= 0.3, f"the hog did not contend: {r.response}, {r.describe()}"
+        # A thread handed the GIL is runnable without it for an instant (on a
+        # loaded machine, until it gets a CPU), which reads as native code.
+        native = r.weight(lambda s: s.endswith(";[native, on CPU]")) / total
+        assert waiting >= low / 2, f"{waiting:.3f} against at least {low:.3f}: {r.describe()}"
+        assert low - GIL_TOLERANCE <= waiting + native, (
+            f"{waiting:.3f} + {native:.3f} native below {low:.3f}: {r.describe()}"
         )
+        assert waiting <= high + GIL_TOLERANCE, f"{waiting:.3f} above {high:.3f}: {r.describe()}"
         assert blocked <= 0.05, f"{blocked:.3f} read as blocked: {r.describe()}"
         gil_ms = r.shown["breakdown"]["gil_wait_ms"]
-        assert abs(gil_ms - r.response["wait_ms"]) <= GIL_TOLERANCE * r.row["duration_ms"], (
-            r.describe()
-        )
+        assert low / 2 * duration <= gil_ms <= (high + GIL_TOLERANCE) * duration, r.describe()
         # Mostly under the Python that waited (starting the hog thread waits
         # for the GIL too, in `Thread.start`).
         in_burn = r.weight(lambda s: "burn_gil" in s and s.endswith(";[waiting for the GIL]"))

@@ -1,6 +1,6 @@
 //! The sampling loop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -161,6 +161,8 @@ pub struct Sampler {
     syscalls: TaskFiles,
     /// Where the GIL's mutex and condition variables are, once asked.
     gil_region: Option<Option<Range<u64>>>,
+    /// Request threads whose last sample waited for the GIL.
+    gil_waiters: HashSet<u32>,
 }
 
 /// A suspended coroutine's chain, as read once for its suspension.
@@ -214,6 +216,7 @@ impl Sampler {
             last_holder: None,
             syscalls: TaskFiles::new("syscall"),
             gil_region: None,
+            gil_waiters: HashSet::new(),
         }
     }
 
@@ -334,6 +337,7 @@ impl Sampler {
                 .retain(|tid, m| walk - m.tick < FORGET_AFTER_WALKS && known.contains_key(tid));
             self.cpu.retain(|tid| known.contains_key(&tid));
             self.syscalls.retain(|tid| known.contains_key(&tid));
+            self.gil_waiters.retain(|tid| known.contains_key(tid));
         }
         // Requests seen on a thread this tick (or on a thread left for a
         // later tick): they are not suspended.
@@ -363,12 +367,26 @@ impl Sampler {
                 // Before 3.11 a walker may not know the native tid to ask
                 // `/proc`; the sampler has asked it for every request thread.
                 let on_cpu = stack.on_cpu.or(reading.map(|r| r.running));
-                match thread_state(stack.owns_gil, on_cpu, stack.active) {
+                let state = match thread_state(stack.owns_gil, on_cpu, stack.active) {
                     State::Blocked if !stack.owns_gil && self.waits_for_gil(source, tid) => {
                         State::GilWait
                     }
+                    // Runnable without the GIL right after waiting for it:
+                    // woken (by the holder, or by its own timeout to ask for
+                    // the GIL) and still on the way to taking it.
+                    State::Native if tid.is_some_and(|t| self.gil_waiters.contains(&t)) => {
+                        State::GilWait
+                    }
                     state => state,
+                };
+                if let Some(tid) = tid {
+                    if state == State::GilWait {
+                        self.gil_waiters.insert(tid);
+                    } else {
+                        self.gil_waiters.remove(&tid);
+                    }
                 }
+                state
             } else {
                 State::Python
             };
@@ -431,8 +449,10 @@ impl Sampler {
             );
             on_thread.push(request_id);
             let state = if self.waits_for_gil(source, Some(tid)) {
+                self.gil_waiters.insert(tid);
                 State::GilWait
             } else {
+                self.gil_waiters.remove(&tid);
                 State::Blocked
             };
             self.emit(
