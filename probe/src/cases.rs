@@ -27,6 +27,11 @@ pub enum Kind {
     TooShort,
     /// A value outside the schema's `enum`.
     NotInEnum,
+    /// Text with quotes, angle brackets, a percent sign and a non-ASCII
+    /// letter, for a free-text string (no enum, format or pattern), fitted
+    /// to its lengths: the schema allows it, so an app that assumes more
+    /// (a number, an identifier) shows it here.
+    UnusualText,
     /// A required query or header parameter, or body field, left out.
     MissingRequired,
     /// A path parameter of the right type and within bounds that names
@@ -51,6 +56,7 @@ impl Kind {
             Kind::TooLong => "too_long",
             Kind::TooShort => "too_short",
             Kind::NotInEnum => "not_in_enum",
+            Kind::UnusualText => "unusual_text",
             Kind::MissingRequired => "missing_required",
             Kind::UnknownId => "unknown_id",
             Kind::MissingBody => "missing_body",
@@ -76,6 +82,14 @@ const UNKNOWN_INT_ID: f64 = 987_654_321.0;
 const UNKNOWN_STRING_ID: &str = "timeglass-probe-unknown-id";
 const UNKNOWN_UUID: &str = "ffffffff-ffff-4fff-bfff-ffffffffffff";
 const NOT_A_MEMBER: &str = "timeglass-probe-not-a-member";
+const UNUSUAL_TEXT: &str = "tg' \"<probe>% é";
+
+/// String formats whose values a schema checks, with a value that breaks each.
+const FORMATS: &[(&str, &str)] = &[
+    ("uuid", "not-a-uuid"),
+    ("date", "not-a-date"),
+    ("date-time", "not-a-date-time"),
+];
 
 /// One request to send.
 #[derive(Clone, Debug, PartialEq)]
@@ -162,6 +176,12 @@ fn scalar_breaks(s: &Shape, in_path: bool) -> Vec<(Kind, Value)> {
     match s.ty {
         Some(Type::Integer | Type::Number) => out.push((Kind::WrongType, json!("not-a-number"))),
         Some(Type::Boolean) => out.push((Kind::WrongType, json!("not-a-bool"))),
+        Some(Type::String) => {
+            let format = s.format.as_deref();
+            if let Some((_, bad)) = FORMATS.iter().find(|(f, _)| Some(*f) == format) {
+                out.push((Kind::WrongType, json!(bad)));
+            }
+        }
         _ => {}
     }
     let integer = s.ty == Some(Type::Integer);
@@ -195,6 +215,13 @@ fn scalar_breaks(s: &Shape, in_path: bool) -> Vec<(Kind, Value)> {
             _ => json!(NOT_A_MEMBER),
         };
         out.push((Kind::NotInEnum, outside));
+    }
+    let free_text = s.ty == Some(Type::String)
+        && s.enumeration.is_empty()
+        && s.format.is_none()
+        && s.pattern.is_none();
+    if free_text && !in_path {
+        out.push((Kind::UnusualText, json!(fit(UNUSUAL_TEXT, s))));
     }
     out
 }

@@ -188,6 +188,56 @@ pub fn plan(ops: &[Operation], include_unsafe: bool, max_requests: usize) -> Pla
     }
 }
 
+/// After this many requests in a row without an answer (hung or refused)
+/// the app is taken to be down or wedged, and the rest is not sent: an app
+/// that answers nothing gets a report in seconds, not in `--max-requests`
+/// timeouts.
+pub const MAX_SILENT_IN_A_ROW: usize = 5;
+
+/// What sending a plan gave.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sending {
+    /// Per planned operation, the answers to its cases, in order.
+    pub answers: Vec<Vec<Answer>>,
+    /// [`MAX_SILENT_IN_A_ROW`] requests in a row got no answer, so the rest
+    /// was not sent.
+    pub gave_up: bool,
+}
+
+impl Sending {
+    pub fn sent(&self) -> usize {
+        self.answers.iter().map(Vec::len).sum()
+    }
+}
+
+/// Sends every case of the plan, in order, one at a time; request `n` of
+/// the run carries the tag `<run_tag>-<n>`.
+pub fn send_all(plan: &Plan, client: &Client, run_tag: &str) -> Sending {
+    let mut answers = Vec::with_capacity(plan.operations.len());
+    let (mut seq, mut silent) = (0usize, 0usize);
+    for op in &plan.operations {
+        let mut mine = Vec::with_capacity(op.cases.len());
+        for case in &op.cases {
+            if silent >= MAX_SILENT_IN_A_ROW {
+                break;
+            }
+            let answer = client.send(case, format!("{run_tag}-{seq}"));
+            seq += 1;
+            silent = if answer.status.is_none() {
+                silent + 1
+            } else {
+                0
+            };
+            mine.push(answer);
+        }
+        answers.push(mine);
+    }
+    Sending {
+        answers,
+        gave_up: silent >= MAX_SILENT_IN_A_ROW && seq < plan.requests(),
+    }
+}
+
 /// `5 s`, `1.5 s`.
 pub fn seconds(d: Duration) -> String {
     format!("{} s", d.as_secs_f64())

@@ -80,6 +80,7 @@ pub struct Shape {
     /// `None`: any type (or one the probe does not model).
     pub ty: Option<Type>,
     pub format: Option<String>,
+    pub pattern: Option<String>,
     pub minimum: Option<f64>,
     pub exclusive_minimum: Option<f64>,
     pub maximum: Option<f64>,
@@ -281,6 +282,7 @@ fn object_shape(spec: &Spec, o: &ObjectSchema, depth: usize) -> Result<Shape, Pr
         Shape {
             ty,
             format: o.format.clone(),
+            pattern: o.pattern.clone(),
             enumeration: o.enum_values.clone(),
             properties,
             required: o.required.clone(),

@@ -90,6 +90,9 @@ impl Client {
             .max_redirects(0)
             .max_redirects_will_error(false)
             .user_agent("timeglass-probe")
+            // A fresh connection per request: a server may close one after a
+            // 500 or a hang, and a case must not fail for the case before it.
+            .max_idle_connections(0)
             .build()
             .into();
         Client {

@@ -100,8 +100,8 @@ fn unsafe_methods_are_skipped_and_max_requests_cuts_in_order() {
             ("POST", Some("unsafe method"), 0),
             ("DELETE", Some("unsafe method"), 0),
             ("GET", None, 5),
-            ("GET", None, 6),
-            ("GET", None, 1),
+            ("GET", None, 7),
+            ("GET", None, 2),
         ]
     );
     assert!(!p.truncated);
