@@ -339,6 +339,21 @@ mod tests {
     }
 
     #[test]
+    fn a_3_0_document_is_read_with_its_exclusive_bounds() {
+        let doc = r#"{"openapi": "3.0.3", "info": {"title": "t", "version": "1"},
+            "paths": {"/n": {"get": {"parameters": [{"name": "n", "in": "query",
+            "required": true, "schema": {"type": "integer", "minimum": 0,
+            "exclusiveMinimum": true, "maximum": 10}}],
+            "responses": {"200": {"description": "ok"}}}}}}"#;
+        let ops = operations(doc).unwrap();
+        let shape = &ops[0].params[0].shape;
+        assert_eq!(
+            (shape.minimum, shape.exclusive_minimum, shape.maximum),
+            (None, Some(0.0), Some(10.0))
+        );
+    }
+
+    #[test]
     fn a_3_0_exclusive_bound_becomes_a_3_1_one() {
         let mut doc = serde_json::json!({"a": {"minimum": 1, "exclusiveMinimum": true,
             "maximum": 9, "exclusiveMaximum": false}});
