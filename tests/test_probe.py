@@ -304,3 +304,22 @@ def test_a_bad_timeout_is_refused(ctx: TestContext, value: str) -> None:
     result = probe(ctx, "http://127.0.0.1:9", f"--timeout={value}")
     assert result.returncode == 2, result.describe()
     assert_clean_error(result, "--timeout", value)
+
+
+def test_without_request_context_requests_are_matched_by_path_and_time(
+    ctx: TestContext,
+) -> None:
+    """`TIMEGLASS_CONTEXT=0` records no headers, so no probe tag: method, path and
+    start time still find each request, one at a time as the probe sends them."""
+    with ctx.run_app(app=APP, env={"TIMEGLASS_CONTEXT": "0"}) as app:
+        wait_recording(ctx, app)
+        url = str(app.client.base_url).rstrip("/")
+        result = probe(ctx, url, "--openapi", "/openapi-good.json", "--format", "json")
+    assert result.returncode == 0, result.describe()
+    out = json.loads(result.stdout)
+    results = [r for op in out["operations"] for r in op["results"]]
+    assert len(results) == 12
+    recorded = {row["id"]: row for row in ctx.requests()}
+    for r in results:
+        assert isinstance(r["request_id"], int), r
+        assert unquote(urlsplit(r["url"]).path) == recorded[r["request_id"]]["path"], r

@@ -144,6 +144,7 @@ fn wait_for_recorded(
                 path_and_query: case.path_and_query.clone(),
                 start_ms,
                 end_ms: start_ms + i64::try_from(a.elapsed.as_millis()).unwrap_or(i64::MAX),
+                status: a.status,
             };
             (sent, a.status.is_some())
         })
@@ -160,6 +161,7 @@ fn wait_for_recorded(
                 query: c.query,
                 start_ms: c.start_ms,
                 tag: c.tag,
+                status: c.status,
             })
             .collect();
         let ids = probe::match_requests(&sent, &recorded);

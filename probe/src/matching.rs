@@ -3,9 +3,10 @@
 //! Each probe request carries its own tag in [`crate::TAG_HEADER`], and
 //! the marker records request headers, so the tag names the request
 //! exactly. When the app was recorded without request context
-//! (`TIMEGLASS_CONTEXT=0`) the tag is not stored; then a recorded request
-//! with the same method, path and query that started while the probe
-//! request was in flight is taken, if it is the only one.
+//! (`TIMEGLASS_CONTEXT=0`) the tag is not stored; then, taking the sent
+//! requests in order (the probe sends one at a time), each takes the
+//! earliest recorded request not yet taken with the same method, path,
+//! query (when recorded) and status that started while it was in flight.
 
 use std::collections::{HashMap, HashSet};
 
@@ -22,6 +23,7 @@ pub struct Recorded {
     pub start_ms: i64,
     /// The probe tag it carried, when request context was recorded.
     pub tag: Option<String>,
+    pub status: Option<u16>,
 }
 
 /// A probe request, as it was sent.
@@ -33,11 +35,14 @@ pub struct Sent {
     pub path_and_query: String,
     pub start_ms: i64,
     pub end_ms: i64,
+    /// The status it was answered with; `None` when it got no answer.
+    pub status: Option<u16>,
 }
 
-/// Recorded starts are stored to the millisecond; allow that much either
-/// side of the probe's own clock readings.
-const SLACK_MS: i64 = 2;
+/// Recorded starts are stored to the millisecond, on the session's
+/// mapping of the monotonic clock to wall time: allow a few either side of
+/// the probe's own readings.
+const SLACK_MS: i64 = 5;
 
 /// The recorded id of each sent request, in order; `None` where none
 /// matched.
@@ -60,17 +65,21 @@ pub fn match_requests(sent: &[Sent], recorded: &[Recorded]) -> Vec<Option<i64>> 
             continue;
         }
         let (path, query) = split(&s.path_and_query);
-        let mut candidates = recorded.iter().filter(|r| {
-            r.tag.is_none()
-                && !taken.contains(&r.id)
-                && r.method == s.method
-                && r.path == path
-                && r.query.as_deref().is_none_or(|q| q == query)
-                && (s.start_ms - SLACK_MS..=s.end_ms + SLACK_MS).contains(&r.start_ms)
-        });
-        if let (Some(only), None) = (candidates.next(), candidates.next()) {
-            taken.insert(only.id);
-            *slot = Some(only.id);
+        let earliest = recorded
+            .iter()
+            .filter(|r| {
+                r.tag.is_none()
+                    && !taken.contains(&r.id)
+                    && r.method == s.method
+                    && r.path == path
+                    && r.query.as_deref().is_none_or(|q| q == query)
+                    && (s.status.is_none() || r.status == s.status)
+                    && (s.start_ms - SLACK_MS..=s.end_ms + SLACK_MS).contains(&r.start_ms)
+            })
+            .min_by_key(|r| (r.start_ms, r.id));
+        if let Some(r) = earliest {
+            taken.insert(r.id);
+            *slot = Some(r.id);
         }
     }
     out
@@ -98,6 +107,7 @@ mod tests {
             path_and_query: path.into(),
             start_ms,
             end_ms: start_ms + 10,
+            status: Some(422),
         }
     }
 
@@ -115,6 +125,7 @@ mod tests {
             query: query.map(Into::into),
             start_ms,
             tag: tag.map(Into::into),
+            status: Some(422),
         }
     }
 
@@ -129,19 +140,28 @@ mod tests {
     }
 
     #[test]
-    fn without_tags_a_lone_request_in_the_window_with_the_same_path_matches() {
+    fn without_tags_requests_sent_one_after_another_take_recordings_in_order() {
         let s = [
             sent("r-0", "/items/not%20a", 1000),
             sent("r-1", "/b?q=2", 2000),
             sent("r-2", "/c", 3000),
+            sent("r-3", "/c", 3011),
+            Sent {
+                status: Some(500),
+                ..sent("r-4", "/d", 4000)
+            },
         ];
         let r = [
             recorded(1, "/items/not a", None, 1004, None),
             recorded(2, "/b", Some("q=3"), 2001, None), // another query
+            recorded(4, "/c", None, 3012, None),
             recorded(3, "/c", None, 3001, None),
-            recorded(4, "/c", None, 3002, None), // two candidates: neither
             recorded(5, "/items/not a", None, 1500, None), // outside the window
+            recorded(6, "/d", None, 4001, None),           // answered 422, not 500
         ];
-        assert_eq!(match_requests(&s, &r), [Some(1), None, None]);
+        assert_eq!(
+            match_requests(&s, &r),
+            [Some(1), None, Some(3), Some(4), None]
+        );
     }
 }

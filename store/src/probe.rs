@@ -125,6 +125,7 @@ pub struct ProbeCandidate {
     pub start_ms: i64,
     /// The value of the probe's tag header, when it was recorded.
     pub tag: Option<String>,
+    pub status: Option<u16>,
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -252,7 +253,7 @@ pub(crate) fn candidates(
     tag_header: &str,
 ) -> rusqlite::Result<Vec<ProbeCandidate>> {
     let mut stmt = conn.prepare(
-        "SELECT r.id, r.method, r.path, c.query, r.started_at, c.request_headers
+        "SELECT r.id, r.method, r.path, c.query, r.started_at, c.request_headers, r.status
          FROM requests r LEFT JOIN request_context c ON c.request_id = r.id
          WHERE r.session_id = ?1 AND r.started_at >= ?2
          ORDER BY r.id",
@@ -270,6 +271,7 @@ pub(crate) fn candidates(
                 .map(|t| t.as_millisecond())
                 .unwrap_or(i64::MIN),
             tag: headers.and_then(|h| header(&h, tag_header)),
+            status: r.get(6)?,
         })
     })?;
     rows.collect()
