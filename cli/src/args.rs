@@ -18,6 +18,8 @@ Examples:
   timeglass show 42                           one request with its SQL and HTTP calls
   timeglass export --request 42 --format folded -o req42.folded
                                               one request's stacks, for flamegraph tools
+  timeglass probe --url http://127.0.0.1:8000 send malformed requests from the app's
+                                              OpenAPI schema; exit 1 on any 5xx or hang
 
 The store is `.timeglass/timeglass.db` in the current directory unless `--db` or
 TIMEGLASS_DB says otherwise.";
@@ -60,6 +62,19 @@ whole-process profile (see `timeglass export --session`).")]
     /// Serve the dashboard: recorded requests and their flame graphs in a browser.
     #[command(after_help = "Example:\n  timeglass ui --open")]
     Ui(UiArgs),
+    /// Send malformed requests built from the app's OpenAPI schema and report
+    /// which ones it answered with a 4xx (good), a 2xx/3xx, a 5xx or nothing.
+    #[command(after_help = "\
+Examples:
+  timeglass probe --url http://127.0.0.1:8000
+  timeglass probe --url http://127.0.0.1:8000 --include-unsafe --format json
+
+Only GET and other safe methods are sent unless `--include-unsafe`; only to
+loopback unless `--allow-remote`. When the app runs under `timeglass run`, each
+5xx names the recorded request that failed (`timeglass show ID`), and the run is
+stored with the session. Exit code: 0 when nothing answered 5xx or hung, 1 when
+something did, 2 for bad input.")]
+    Probe(ProbeArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Example:\n  timeglass completions bash > ~/.local/share/bash-completion/completions/timeglass"
@@ -240,6 +255,57 @@ pub struct UiArgs {
     /// Open the dashboard in the default browser.
     #[arg(long)]
     pub open: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ProbeFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// The app's base URL.
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// Where the app serves its OpenAPI schema: a path under `--url`, or a URL.
+    #[arg(long, value_name = "PATH", default_value = timeglass_probe::defaults::OPENAPI)]
+    pub openapi: String,
+    /// Send at most this many requests in all.
+    #[arg(long, value_name = "N", default_value_t = timeglass_probe::defaults::MAX_REQUESTS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_requests: u64,
+    /// How long to wait for each answer: `5s`, `500ms`, or seconds.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_timeout)]
+    pub timeout: std::time::Duration,
+    /// Also send POST, PUT, PATCH and DELETE requests (they may change the
+    /// app's data).
+    #[arg(long)]
+    pub include_unsafe: bool,
+    /// Allow a URL that is not on this machine.
+    #[arg(long)]
+    pub allow_remote: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ProbeFormat,
+}
+
+/// `5s`, `1.5s`, `500ms`, or a bare number of seconds; between 1 ms and an hour.
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let (number, scale) = match text.strip_suffix("ms") {
+        Some(n) => (n, 1e-3),
+        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (try `5s` or `500ms`)"))?;
+    let seconds = value * scale;
+    if !(0.001..=3600.0).contains(&seconds) {
+        return Err(format!("`{text}` is not between 1ms and 3600s"));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
 }
 
 #[derive(Args)]

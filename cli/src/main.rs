@@ -6,6 +6,7 @@ mod attach;
 mod export;
 mod failure;
 mod inject;
+mod probe;
 mod record;
 mod requests;
 mod run;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         Command::Show(a) => show::show(a),
         Command::Export(a) => export::export(a),
         Command::Ui(a) => ui::ui(a),
+        Command::Probe(a) => probe::probe(a),
         Command::Completions(a) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(a.shell, &mut cmd, "timeglass", &mut std::io::stdout());

@@ -12,6 +12,7 @@ mod clock;
 pub mod dashboard;
 mod error;
 mod open;
+mod probe;
 mod read;
 mod schema;
 mod write;
@@ -27,6 +28,9 @@ use timeglass_model::{ProfiledRequest, StackCount};
 pub use clock::ClockMap;
 pub use dashboard::{RequestFilter, RequestPage, RouteRow, RouteSample, Sort};
 pub use error::StoreError;
+pub use probe::{
+    NewProbeOperation, NewProbeResult, NewProbeRun, ProbeCandidate, ProbeOutcome, ProbeSummary,
+};
 pub use read::{
     Breakdown, CallRow, LoopBlockRow, ProcessRow, QueryRow, RequestQuery, RequestRow, SessionRow,
 };
@@ -300,6 +304,32 @@ impl Store {
     /// Newest first.
     pub fn sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
         read::sessions(&self.conn).map_err(|e| self.sql_err(e))
+    }
+
+    /// Stores a finished `timeglass probe` run in one transaction; returns
+    /// its id.
+    pub fn write_probe_run(&mut self, run: &NewProbeRun) -> Result<i64, StoreError> {
+        probe::write_run(&mut self.conn, run).map_err(|e| self.sql_err(e))
+    }
+
+    /// The latest probe run of `session`, summed up; `None` when the
+    /// session was never probed. What `report` scores bad input and
+    /// coverage from.
+    pub fn probe_summary(&self, session: SessionId) -> Result<Option<ProbeSummary>, StoreError> {
+        probe::summary(&self.conn, session).map_err(|e| self.sql_err(e))
+    }
+
+    /// The session's requests that started at or after `since_ms` (Unix
+    /// milliseconds), oldest first, each with the value of its
+    /// `tag_header` request header when request context was recorded:
+    /// where a probe looks for the requests it sent.
+    pub fn probe_candidates(
+        &self,
+        session: SessionId,
+        since_ms: i64,
+        tag_header: &str,
+    ) -> Result<Vec<ProbeCandidate>, StoreError> {
+        probe::candidates(&self.conn, session, since_ms, tag_header).map_err(|e| self.sql_err(e))
     }
 
     fn session_clock(&mut self, session: SessionId) -> Result<ClockMap, StoreError> {

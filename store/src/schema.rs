@@ -26,11 +26,15 @@ const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 /// OpenAPI schema. `probe_runs` keeps one row per run, tied to the session
 /// that was recording the app at the time (NULL when none was);
 /// `probe_operations` every operation its schema listed (what "coverage"
-/// is measured against, whether or not it was probed), and
-/// `probe_results` one row per request sent: the operation (method and
-/// OpenAPI path template), what was malformed (`kind`), the answer
-/// (`status` NULL on a timeout or a refused connection) and its `outcome`,
-/// and the recorded request that served it, when one matched.
+/// is measured against, whether or not it was probed), with the number of
+/// requests it got and why it got none (`skipped`: `unsafe method`,
+/// `max requests reached`, `nothing to break`), and `probe_results` one
+/// row per request sent: the operation (method and OpenAPI path template),
+/// what was malformed (`kind`, e.g. `below_minimum`) and where (`target`,
+/// e.g. `path:item_id`), the answer (`status` NULL on a timeout or a
+/// refused connection) and its `outcome` (`rejected`, `accepted`,
+/// `failed`, `hung`, `connection_error`), and the recorded request that
+/// served it, when one matched (see `probe.rs`).
 const V8: &str = "
 CREATE TABLE process_samples (
     process_id  INTEGER NOT NULL REFERENCES processes(id),
@@ -56,9 +60,11 @@ CREATE TABLE probe_runs (
 CREATE INDEX probe_runs_by_session ON probe_runs(session_id);
 
 CREATE TABLE probe_operations (
-    run_id INTEGER NOT NULL REFERENCES probe_runs(id),
-    method TEXT NOT NULL,
-    route  TEXT NOT NULL,
+    run_id  INTEGER NOT NULL REFERENCES probe_runs(id),
+    method  TEXT NOT NULL,
+    route   TEXT NOT NULL,
+    cases   INTEGER NOT NULL,
+    skipped TEXT,
     PRIMARY KEY (run_id, method, route)
 ) WITHOUT ROWID;
 
@@ -68,6 +74,7 @@ CREATE TABLE probe_results (
     method     TEXT NOT NULL,
     route      TEXT NOT NULL,
     kind       TEXT NOT NULL,
+    target     TEXT NOT NULL,
     url        TEXT NOT NULL,
     status     INTEGER,
     outcome    TEXT NOT NULL,
