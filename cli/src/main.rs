@@ -7,6 +7,7 @@ mod export;
 mod failure;
 mod inject;
 mod record;
+mod report;
 mod requests;
 mod run;
 mod sessions;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         Command::Attach(a) => attach::attach(a),
         Command::Sessions(a) => sessions::sessions(a),
         Command::Requests(a) => requests::requests(a),
+        Command::Report(a) => report::report(a),
         Command::Show(a) => show::show(a),
         Command::Export(a) => export::export(a),
         Command::Ui(a) => ui::ui(a),

@@ -457,6 +457,7 @@ impl Writer {
                 .iter()
                 .map(|(pid, s)| (ids[pid], s.clone()))
                 .collect(),
+            process_samples: Vec::new(),
         };
         match self.store.write(&batch) {
             Ok(()) => {

@@ -1,0 +1,154 @@
+//! Requests per second over trailing windows and one-second buckets, and
+//! requests in flight.
+
+use serde::Serialize;
+use timeglass_store::WindowRequest;
+
+const SECOND: u64 = 1_000_000_000;
+
+/// The time span judged, on the session's monotonic clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+impl Span {
+    pub fn seconds(&self) -> f64 {
+        self.end_ns.saturating_sub(self.start_ns) as f64 / 1e9
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Throughput {
+    /// Requests that started in the last 1, 5 and 15 minutes of the window,
+    /// per second of that part (the whole window when it is shorter).
+    pub rps_1m: f64,
+    pub rps_5m: f64,
+    pub rps_15m: f64,
+    /// Most and fewest requests started in one second, over the window's
+    /// whole seconds from its start (`None` when it is under a second).
+    pub peak_rps_1s: Option<u64>,
+    pub min_rps_1s: Option<u64>,
+    /// Most requests in flight at once.
+    pub peak_concurrency: u64,
+}
+
+impl Throughput {
+    /// `requests` in start order.
+    pub fn of(requests: &[WindowRequest], span: Span) -> Throughput {
+        let trailing = |minutes: u64| {
+            let len = (minutes * 60 * SECOND).min(span.end_ns.saturating_sub(span.start_ns));
+            if len == 0 {
+                return 0.0;
+            }
+            let from = span.end_ns - len;
+            let at = requests.partition_point(|r| r.start_ns < from);
+            let n = requests[at..]
+                .iter()
+                .filter(|r| r.start_ns < span.end_ns)
+                .count();
+            n as f64 / (len as f64 / 1e9)
+        };
+        let whole = span.end_ns.saturating_sub(span.start_ns) / SECOND;
+        let mut seconds = vec![0u64; usize::try_from(whole).unwrap_or(0)];
+        for r in requests {
+            let i = r.start_ns.saturating_sub(span.start_ns) / SECOND;
+            if let Some(c) = usize::try_from(i).ok().and_then(|i| seconds.get_mut(i)) {
+                *c += 1;
+            }
+        }
+        Throughput {
+            rps_1m: trailing(1),
+            rps_5m: trailing(5),
+            rps_15m: trailing(15),
+            peak_rps_1s: seconds.iter().max().copied(),
+            min_rps_1s: seconds.iter().min().copied(),
+            peak_concurrency: peak_in_flight(requests),
+        }
+    }
+}
+
+/// Most requests in flight at once: a request is in flight from its start
+/// to its end (background work included); one ending when another starts
+/// does not overlap it.
+pub fn peak_in_flight(requests: &[WindowRequest]) -> u64 {
+    let mut ends: Vec<u64> = requests.iter().map(|r| r.end_ns).collect();
+    ends.sort_unstable();
+    let (mut peak, mut in_flight, mut ended) = (0u64, 0u64, 0usize);
+    // Starts are sorted already (the window's order).
+    for r in requests {
+        while ended < ends.len() && ends[ended] <= r.start_ns {
+            ended += 1;
+            in_flight -= 1;
+        }
+        in_flight += 1;
+        peak = peak.max(in_flight);
+    }
+    peak
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(start_s: f64, duration_s: f64) -> WindowRequest {
+        WindowRequest {
+            endpoint: 0,
+            start_ns: (start_s * 1e9) as u64,
+            end_ns: ((start_s + duration_s) * 1e9) as u64,
+            duration_us: (duration_s * 1e6) as u64,
+            status: Some(200),
+            errored: false,
+            cpu_us: None,
+            db_us: 0,
+            queries: 0,
+            n_plus_one: false,
+            loop_blocked: false,
+        }
+    }
+
+    #[test]
+    fn buckets_windows_and_concurrency() {
+        // Second 0: 3 requests, second 1: none, second 2: 1; 3.5 s window.
+        let rs = [at(0.1, 0.5), at(0.2, 0.1), at(0.6, 0.1), at(2.5, 0.2)];
+        let t = Throughput::of(
+            &rs,
+            Span {
+                start_ns: 0,
+                end_ns: 3_500_000_000,
+            },
+        );
+        assert_eq!((t.peak_rps_1s, t.min_rps_1s), (Some(3), Some(0)));
+        assert!((t.rps_1m - 4.0 / 3.5).abs() < 1e-9);
+        assert_eq!(t.rps_1m, t.rps_15m);
+        // 0.1-0.6 overlaps 0.2-0.3; 0.6 starts as the first ends.
+        assert_eq!(t.peak_concurrency, 2);
+        let short = Throughput::of(
+            &rs[..1],
+            Span {
+                start_ns: 0,
+                end_ns: 900_000_000,
+            },
+        );
+        assert_eq!((short.peak_rps_1s, short.min_rps_1s), (None, None));
+    }
+
+    #[test]
+    fn trailing_windows_count_the_end_of_a_long_window() {
+        // One request a second for 10 minutes, then 60 in the last minute.
+        let mut rs: Vec<WindowRequest> = (0..540).map(|s| at(s as f64, 0.01)).collect();
+        rs.extend((0..120).map(|i| at(540.0 + i as f64 / 2.0, 0.01)));
+        let t = Throughput::of(
+            &rs,
+            Span {
+                start_ns: 0,
+                end_ns: 600 * SECOND,
+            },
+        );
+        assert_eq!(t.rps_1m, 2.0);
+        assert!((t.rps_5m - (240.0 + 120.0) / 300.0).abs() < 1e-9);
+        assert_eq!(t.rps_15m, 660.0 / 600.0);
+        assert_eq!(t.peak_concurrency, 1);
+    }
+}
