@@ -50,23 +50,54 @@ impl Throughput {
                 .count();
             n as f64 / (len as f64 / 1e9)
         };
-        let whole = span.end_ns.saturating_sub(span.start_ns) / SECOND;
-        let mut seconds = vec![0u64; usize::try_from(whole).unwrap_or(0)];
-        for r in requests {
-            let i = r.start_ns.saturating_sub(span.start_ns) / SECOND;
-            if let Some(c) = usize::try_from(i).ok().and_then(|i| seconds.get_mut(i)) {
-                *c += 1;
-            }
-        }
+        let (peak, min) = per_second(requests, span);
         Throughput {
             rps_1m: trailing(1),
             rps_5m: trailing(5),
             rps_15m: trailing(15),
-            peak_rps_1s: seconds.iter().max().copied(),
-            min_rps_1s: seconds.iter().min().copied(),
+            peak_rps_1s: peak,
+            min_rps_1s: min,
             peak_concurrency: peak_in_flight(requests),
         }
     }
+}
+
+/// Most and fewest requests started in one of the span's whole seconds,
+/// counted from the (sorted) requests alone: a long session of sparse
+/// traffic has more seconds than requests.
+fn per_second(requests: &[WindowRequest], span: Span) -> (Option<u64>, Option<u64>) {
+    let whole = span.end_ns.saturating_sub(span.start_ns) / SECOND;
+    if whole == 0 {
+        return (None, None);
+    }
+    let (mut peak, mut min, mut busy) = (0u64, u64::MAX, 0u64);
+    let mut current: Option<(u64, u64)> = None;
+    let mut close = |count: u64| {
+        peak = peak.max(count);
+        min = min.min(count);
+        busy += 1;
+    };
+    for r in requests {
+        let second = r.start_ns.saturating_sub(span.start_ns) / SECOND;
+        if second >= whole {
+            break;
+        }
+        match &mut current {
+            Some((s, n)) if *s == second => *n += 1,
+            _ => {
+                if let Some((_, n)) = current {
+                    close(n);
+                }
+                current = Some((second, 1));
+            }
+        }
+    }
+    if let Some((_, n)) = current {
+        close(n);
+    }
+    // A second without any request is the quietest.
+    let min = if busy < whole { 0 } else { min };
+    (Some(peak), Some(min))
 }
 
 /// Most requests in flight at once: a request is in flight from its start

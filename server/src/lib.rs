@@ -25,6 +25,7 @@ mod list;
 mod live;
 mod pages;
 mod profile;
+mod report;
 mod serve;
 mod stats;
 
@@ -93,6 +94,9 @@ pub fn app(options: &ServerOptions) -> Router {
             get(api::request_svg),
         )
         .route("/api/v1/routes", get(api::routes))
+        .route("/api/v1/stats", get(report::stats))
+        .route("/api/v1/series", get(report::series))
+        .route("/api/v1/report", get(report::report))
         .route("/api/v1/routes/{method}/{*route}", get(api::route))
         .route(
             "/api/v1/route-profiles/{method}/{*route}",
