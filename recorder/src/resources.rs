@@ -22,8 +22,8 @@ pub struct Resources {
     statm: File,
     /// CPU ticks (user + system) at the last tick, and when.
     last: Option<(u64, Instant)>,
-    /// The marker's request counter at the last tick.
-    last_request_id: u64,
+    /// The marker's count of ring records written at the last tick.
+    last_records: u64,
     ticks_per_second: f64,
     page_size: u64,
 }
@@ -58,7 +58,7 @@ impl Resources {
             stat: File::open(format!("/proc/{pid}/stat"))?,
             statm: File::open(format!("/proc/{pid}/statm"))?,
             last: None,
-            last_request_id: 0,
+            last_records: 0,
             ticks_per_second: sysconf(libc::_SC_CLK_TCK, 100) as f64,
             page_size: sysconf(libc::_SC_PAGESIZE, 4096),
         })
@@ -69,13 +69,14 @@ impl Resources {
     }
 
     /// One tick: a sample when `busy` (and a previous tick gave a CPU
-    /// baseline), `None` otherwise. `request_id` is the marker's request
-    /// counter (0 without a marker): a request that started and ended
-    /// between two ticks makes the tick busy too.
+    /// baseline), `None` otherwise. `records` is how many records the
+    /// marker has written to its ring (0 without a marker): a request that
+    /// started and ended between two ticks moved it, which makes the tick
+    /// busy too (reading it changes nothing in the app's file).
     pub fn tick(
         &mut self,
         busy: bool,
-        request_id: u64,
+        records: u64,
         ts_ns: u64,
     ) -> io::Result<Option<ProcessSample>> {
         let mut buf = [0u8; 1024];
@@ -84,7 +85,7 @@ impl Resources {
         let (ticks, threads) = parse_stat(text).ok_or_else(|| invalid("stat"))?;
         let now = Instant::now();
         let previous = self.last.replace((ticks, now));
-        let started = std::mem::replace(&mut self.last_request_id, request_id) != request_id;
+        let started = std::mem::replace(&mut self.last_records, records) != records;
         let Some((then_ticks, then)) = previous else {
             return Ok(None);
         };

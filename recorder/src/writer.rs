@@ -444,7 +444,7 @@ impl Writer {
             };
             // A process without a marker is sampled all the time anyway.
             let (busy, request_id) = match &proc.region {
-                Some(region) => (region.inflight() > 0, region.next_request_id()),
+                Some(region) => (region.inflight() > 0, region.records_written()),
                 None => (true, 0),
             };
             match resources.tick(busy, request_id, ts_ns) {
