@@ -59,7 +59,10 @@ CHECKS = [
 STATS_CHECKS = [
     ("stats API", "/api/v1/stats"),
     ("stats API, one endpoint", "/api/v1/stats?method=GET&route=/items/%7Bitem_id%7D"),
-    ("stats API, a time range", "/api/v1/stats?since=2026-09-21T14:20:00Z&until=2026-09-21T14:40:00Z"),
+    (
+        "stats API, a time range",
+        "/api/v1/stats?since=2026-09-21T14:20:00Z&until=2026-09-21T14:40:00Z",
+    ),
     ("report API (scores)", "/api/v1/report"),
     ("series API (charts)", "/api/v1/series"),
 ]
@@ -98,7 +101,9 @@ def p95(values: list[float]) -> float:
     return ordered[max(0, -(-len(ordered) * 95 // 100) - 1)]
 
 
-def measure(base: str, checks: list[tuple[str, str, int]]) -> list[tuple[str, float, float, float, int]]:
+def measure(
+    base: str, checks: list[tuple[str, str, int]]
+) -> list[tuple[str, float, float, float, int]]:
     rows = []
     with httpx.Client(base_url=base, timeout=30) as client:
         for label, address, target in checks:
@@ -129,7 +134,9 @@ def browser_load(base: str) -> list[tuple[str, float]]:
     return out
 
 
-def serve(store: Path, requests: int, checks: list[tuple[str, str, int]], browser: bool):
+def serve(
+    store: Path, requests: int, checks: list[tuple[str, str, int]], browser: bool
+) -> tuple[list[tuple[str, float, float, float, int]], list[tuple[str, float]]]:
     print(f"\nDashboard over {requests:,} synthetic requests")
     seconds = build_store(store, requests)
     size = store.stat().st_size / 2**20

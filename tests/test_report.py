@@ -108,7 +108,8 @@ def test_thresholds_come_from_timeglass_toml_and_decide_the_exit_code(
 ) -> None:
     config = tmp_path / "timeglass.toml"
     config.write_text(
-        "[thresholds]\nerror_rate_5xx = 0.5\npeak_cpu = 400\np90_latency = { warn = 1, fail = 2000 }\n"
+        "[thresholds]\nerror_rate_5xx = 0.5\npeak_cpu = 400\n"
+        "p90_latency = { warn = 1, fail = 2000 }\n"
     )
     code, r = report(recorded, cwd=tmp_path)
     assert r["thresholds_file"] == str(config)

@@ -137,7 +137,9 @@ fn insert_probe(path: &Path, session: SessionId) {
         )
         .unwrap();
     }
-    let results: [(u16, &str, &str, Option<u16>, Option<i64>); 4] = [
+    /// `(seq, method, route, status, recorded request)`.
+    type Sent<'a> = (u16, &'a str, &'a str, Option<u16>, Option<i64>);
+    let results: [Sent; 4] = [
         (0, "GET", "/items", Some(422), Some(3)),
         (1, "GET", "/items/{item_id}", Some(404), Some(4)),
         (2, "POST", "/orders", Some(500), None),

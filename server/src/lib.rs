@@ -82,6 +82,7 @@ pub fn app(options: &ServerOptions) -> Router {
         .route("/", get(pages::list::requests))
         .route("/requests/{id}", get(pages::request::request))
         .route("/routes", get(pages::route::routes))
+        .route("/report", get(pages::report::report))
         .route("/routes/{method}/{*route}", get(pages::route::route))
         .route("/assets/{name}", get(assets::asset))
         .route("/api/v1/requests", get(api::requests))

@@ -2,7 +2,7 @@
 //! (`/routes/{method}/{route}`): latency numbers, histogram, merged flame
 //! graph and its slowest requests.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use serde::Serialize;
 use timeglass_store::{RequestRow, RouteRow, Store};
@@ -10,9 +10,11 @@ use timeglass_store::{RequestRow, RouteRow, Store};
 use crate::error::AppError;
 use crate::flame::Profile;
 use crate::html::{count, escape, fill, local_time, ms, page, query_value, route_href};
+use crate::pages::report::route_charts;
 use crate::pages::request::flame_section;
 use crate::pages::time::route_breakdown;
 use crate::pages::{request_line, RouteP95};
+use crate::report::StatsParams;
 use crate::stats::RouteStats;
 use crate::{db, AppState};
 
@@ -58,13 +60,15 @@ pub async fn routes(State(state): State<AppState>) -> Result<Html<String>, AppEr
 pub async fn route(
     State(state): State<AppState>,
     Path(key): Path<(String, String)>,
+    Query(params): Query<StatsParams>,
 ) -> Result<Html<String>, AppError> {
     let (method, route) = route_key(key);
     db::read(state.db, move |store| {
         let detail = RouteDetail::read(store, &method, &route)?;
         let profile = Profile::new(&store.route_stacks(&method, &route)?);
         let p95 = RouteP95::read(store, &detail.slowest)?;
-        Ok(route_page(&detail, &profile, &p95))
+        let charts = route_charts(store, &method, &route, &params)?;
+        Ok(route_page(&detail, &profile, &p95, &charts))
     })
     .await
 }
@@ -110,7 +114,7 @@ fn routes_page(routes: &[RouteRow]) -> Html<String> {
     )
 }
 
-fn route_page(d: &RouteDetail, profile: &Profile, p95: &RouteP95) -> Html<String> {
+fn route_page(d: &RouteDetail, profile: &Profile, p95: &RouteP95, charts: &str) -> Html<String> {
     let s = &d.stats;
     let tiles: String = [
         ("Requests", count(s.count)),
@@ -177,6 +181,7 @@ fn route_page(d: &RouteDetail, profile: &Profile, p95: &RouteP95) -> Html<String
             ("list", &escape(&list)),
             ("api", &escape(&api)),
             ("tiles", &tiles),
+            ("charts", charts),
             ("histogram", &histogram(s)),
             (
                 "breakdown",
