@@ -2,7 +2,8 @@
 //! the dashboard's Report page show.
 //!
 //! [`Report::build`] reads one session's requests in a time window from the
-//! store ([`timeglass_store::Store::window`]), and computes `<stats>` per
+//! store (each endpoint's sums and sorted response times, and every
+//! request's start and end), and computes `<stats>` per
 //! endpoint and overall (`stats.rs`, nearest-rank percentiles from
 //! `percentile.rs`), the throughput windows (`throughput.rs`), the
 //! processes' figures (`process.rs`) and the score against thresholds read
@@ -23,7 +24,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use timeglass_store::{
-    Endpoint, RouteMatch, SessionId, SessionInfo, Store, StoreError, WindowQuery,
+    Endpoint, EndpointTotals, RouteMatch, SessionId, SessionInfo, Store, StoreError, Timing,
+    Totals, WindowQuery,
 };
 
 pub use process::ProcessFigures;
@@ -117,11 +119,15 @@ pub struct Report {
     pub scores: Vec<Score>,
 }
 
-/// A session's requests in a window, resolved from a [`ReportQuery`].
+/// A session's requests in a window, resolved from a [`ReportQuery`]:
+/// each endpoint's sums, read at once; response times and start times are
+/// read when asked for.
 pub struct Selection {
     pub session: SessionInfo,
     pub span: Span,
-    pub window: timeglass_store::Window,
+    /// What the store is asked for.
+    pub query: WindowQuery,
+    pub endpoints: Vec<EndpointTotals>,
 }
 
 impl Selection {
@@ -165,15 +171,15 @@ impl Selection {
             method: q.method.clone(),
             route: q.route.clone(),
         };
-        let window = store.window(&query)?;
-        if window.requests.is_empty() {
+        let endpoints = store.endpoint_totals(&query)?;
+        if endpoints.is_empty() {
             if let Some(route) = &q.route {
                 let anytime = WindowQuery {
                     since_ns: None,
                     until_ns: None,
                     ..query.clone()
                 };
-                if store.window(&anytime)?.requests.is_empty() {
+                if store.endpoint_totals(&anytime)?.is_empty() {
                     let (RouteMatch::Exact(text) | RouteMatch::Contains(text)) = route;
                     return Err(ReportError::NoRoute {
                         session: session.id.0,
@@ -186,7 +192,11 @@ impl Selection {
             Some(end) => parse_time(end, now_unix_ns)?,
             None => now_unix_ns,
         };
-        let last_end = window.requests.iter().map(|r| r.end_ns).max().unwrap_or(0);
+        let last_end = endpoints
+            .iter()
+            .map(|e| e.totals.last_end_ns)
+            .max()
+            .unwrap_or(0);
         let start_ns = query.since_ns.unwrap_or(clock.mono_ns);
         let end_ns = query
             .until_ns
@@ -195,20 +205,37 @@ impl Selection {
         Ok(Selection {
             session,
             span: Span { start_ns, end_ns },
-            window,
+            query,
+            endpoints,
         })
     }
 
-    pub fn overall(&self) -> Stats {
-        Stats::of(&self.window.requests, self.span.seconds())
+    /// `<stats>` overall, and per endpoint most requests first. Each
+    /// endpoint's response times come sorted from the store; the overall
+    /// ones are those runs merged.
+    pub fn stats(&self, store: &Store) -> Result<(Stats, Vec<EndpointStats>), ReportError> {
+        let seconds = self.span.seconds();
+        let mut overall = Totals::default();
+        let mut runs = Vec::with_capacity(self.endpoints.len());
+        let mut rows = Vec::with_capacity(self.endpoints.len());
+        for e in &self.endpoints {
+            let durations = store.durations(&self.query, &e.endpoint)?;
+            rows.push(EndpointStats {
+                method: e.endpoint.method.clone(),
+                route: e.endpoint.route.clone(),
+                stats: Stats::of(&e.totals, &durations, seconds),
+            });
+            overall.add(&e.totals);
+            runs.push(durations);
+        }
+        stats::sort_endpoints(&mut rows);
+        let all = stats::merge_sorted(runs);
+        Ok((Stats::of(&overall, &all, seconds), rows))
     }
 
-    pub fn endpoints(&self) -> Vec<EndpointStats> {
-        stats::per_endpoint(
-            &self.window.endpoints,
-            &self.window.requests,
-            self.span.seconds(),
-        )
+    /// When each selected request ran, in start order.
+    pub fn timeline(&self, store: &Store) -> Result<Vec<Timing>, ReportError> {
+        Ok(store.timeline(&self.query)?)
     }
 
     /// RFC 3339 of a monotonic time of the session.
@@ -235,7 +262,7 @@ impl Report {
         let mut dirs: Vec<&Path> = vec![&session_dir];
         dirs.extend(config_dirs.iter().copied().filter(|d| *d != session_dir));
         let thresholds = Thresholds::find(&dirs)?;
-        let overall = sel.overall();
+        let (overall, endpoints) = sel.stats(store)?;
         let samples = store.process_samples(
             sel.session.id,
             Some(sel.span.start_ns),
@@ -280,8 +307,8 @@ impl Report {
             },
             percentile: "nearest-rank",
             thresholds_file: thresholds.source.clone(),
-            endpoints: sel.endpoints(),
-            throughput: Throughput::of(&sel.window.requests, sel.span),
+            endpoints,
+            throughput: Throughput::of(&sel.timeline(store)?, sel.span),
             overall,
             process,
             bad_input,

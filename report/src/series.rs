@@ -3,7 +3,7 @@
 //! CPU and memory.
 
 use serde::Serialize;
-use timeglass_store::{ProcessSamples, WindowRequest};
+use timeglass_store::{ProcessSamples, Timing};
 
 use crate::percentile::{nearest_rank, Permille};
 use crate::process::app_samples;
@@ -35,8 +35,14 @@ const STEPS: &[u64] = &[
 ];
 
 impl Series {
-    /// At most about `max_buckets` buckets over the selection's span.
-    pub fn of(sel: &Selection, processes: &[ProcessSamples], max_buckets: u64) -> Series {
+    /// At most about `max_buckets` buckets over the selection's span;
+    /// `timeline` is its requests in start order.
+    pub fn of(
+        sel: &Selection,
+        timeline: &[Timing],
+        processes: &[ProcessSamples],
+        max_buckets: u64,
+    ) -> Series {
         let span = sel.span;
         let seconds = span
             .end_ns
@@ -51,14 +57,14 @@ impl Series {
         let step_ns = step * 1_000_000_000;
         let n = usize::try_from(seconds.div_ceil(step)).unwrap_or(1).max(1);
         let mut durations: Vec<Vec<u64>> = vec![Vec::new(); n];
-        for r in &sel.window.requests {
+        for r in timeline {
             let i = (r.start_ns.saturating_sub(span.start_ns) / step_ns) as usize;
             durations[i.min(n - 1)].push(r.duration_us);
         }
         let unix_s = |mono: u64| sel.session.clock.unix_ns_at(mono) as f64 / 1e9;
         let mut out = Series {
             bucket_seconds: step as f64,
-            in_flight: in_flight(&sel.window.requests, span.start_ns, step_ns, n),
+            in_flight: in_flight(timeline, span.start_ns, step_ns, n),
             ..Series::default()
         };
         for (i, mut d) in durations.into_iter().enumerate() {
@@ -80,48 +86,59 @@ impl Series {
 }
 
 /// Per bucket, the most requests in flight at once (a request counts in
-/// every bucket it spans).
-fn in_flight(requests: &[WindowRequest], start: u64, step: u64, n: usize) -> Vec<u64> {
-    // Events in time order; an end sorts before a start at the same time.
-    let mut events: Vec<(u64, i8)> = Vec::with_capacity(requests.len() * 2);
-    for r in requests {
-        events.push((r.start_ns, 1));
-        events.push((r.end_ns, -1));
+/// every bucket it spans). `requests` are in start order.
+fn in_flight(requests: &[Timing], start: u64, step: u64, n: usize) -> Vec<u64> {
+    let mut ends: Vec<u64> = requests.iter().map(|r| r.end_ns).collect();
+    // Nearly in order already: the stable sort merges the runs it finds.
+    ends.sort();
+    // Starts and ends merged in time order; an end before a start at the
+    // same time.
+    let mut events = Events {
+        starts: requests.iter().map(|r| r.start_ns).peekable(),
+        ends: ends.into_iter().peekable(),
     }
-    events.sort_unstable();
+    .peekable();
     let mut peak = vec![0u64; n];
     let mut now: i64 = 0;
-    let mut at = 0;
     for (i, p) in peak.iter_mut().enumerate() {
         // Carried in from the previous bucket.
         *p = now.max(0) as u64;
         let end = start + (i as u64 + 1) * step;
-        while at < events.len() && (events[at].0 < end || i == n - 1) {
-            now += i64::from(events[at].1);
+        while let Some((_, delta)) = events.next_if(|(t, _)| *t < end || i == n - 1) {
+            now += delta;
             *p = (*p).max(now.max(0) as u64);
-            at += 1;
         }
     }
     peak
+}
+
+/// Two ascending lists of times as one stream of `(time, +1 | -1)`.
+struct Events<S: Iterator<Item = u64>, E: Iterator<Item = u64>> {
+    starts: std::iter::Peekable<S>,
+    ends: std::iter::Peekable<E>,
+}
+
+impl<S: Iterator<Item = u64>, E: Iterator<Item = u64>> Iterator for Events<S, E> {
+    type Item = (u64, i64);
+
+    fn next(&mut self) -> Option<(u64, i64)> {
+        match (self.starts.peek(), self.ends.peek()) {
+            (Some(s), Some(e)) if e <= s => self.ends.next().map(|t| (t, -1)),
+            (Some(_), _) => self.starts.next().map(|t| (t, 1)),
+            (None, _) => self.ends.next().map(|t| (t, -1)),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn at(start_ms: u64, duration_ms: u64) -> WindowRequest {
-        WindowRequest {
-            endpoint: 0,
+    fn at(start_ms: u64, duration_ms: u64) -> Timing {
+        Timing {
             start_ns: start_ms * 1_000_000,
             end_ns: (start_ms + duration_ms) * 1_000_000,
             duration_us: duration_ms * 1000,
-            status: Some(200),
-            errored: false,
-            cpu_us: None,
-            db_us: 0,
-            queries: 0,
-            n_plus_one: false,
-            loop_blocked: false,
         }
     }
 

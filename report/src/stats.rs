@@ -1,7 +1,7 @@
 //! `<stats>`: the figures of a set of requests, overall or of one endpoint.
 
 use serde::Serialize;
-use timeglass_store::{Endpoint, WindowRequest};
+use timeglass_store::Totals;
 
 use crate::percentile::{nearest_rank, Permille};
 
@@ -54,36 +54,11 @@ pub struct EndpointStats {
     pub stats: Stats,
 }
 
-/// A request that counts as a server error.
-pub fn is_5xx(r: &WindowRequest) -> bool {
-    match r.status {
-        Some(s) => s >= 500,
-        None => r.errored,
-    }
-}
-
 impl Stats {
-    /// The figures of `requests` over a window of `seconds`.
-    pub fn of<'a>(requests: impl IntoIterator<Item = &'a WindowRequest>, seconds: f64) -> Stats {
-        let mut durations = Vec::new();
-        let (mut e5, mut e4, mut db_us, mut queries, mut n1, mut blocks) = (0, 0, 0, 0, 0, 0);
-        let (mut cpu_us, mut measured) = (0u64, 0u64);
-        for r in requests {
-            durations.push(r.duration_us);
-            e5 += u64::from(is_5xx(r));
-            e4 += u64::from(matches!(r.status, Some(400..=499)));
-            db_us += r.db_us;
-            queries += r.queries;
-            n1 += u64::from(r.n_plus_one);
-            blocks += u64::from(r.loop_blocked);
-            if let Some(cpu) = r.cpu_us {
-                cpu_us += cpu;
-                measured += 1;
-            }
-        }
-        durations.sort_unstable();
-        let n = durations.len() as u64;
-        let total_us: u64 = durations.iter().sum();
+    /// The figures of requests summed in `t`, whose response times are
+    /// `sorted_us` (ascending), over a window of `seconds`.
+    pub fn of(t: &Totals, sorted_us: &[u64], seconds: f64) -> Stats {
+        let n = t.requests;
         let per = |x: u64| if n == 0 { 0.0 } else { x as f64 / n as f64 };
         Stats {
             requests: n,
@@ -92,91 +67,78 @@ impl Stats {
             } else {
                 0.0
             },
-            latency_ms: latency(&durations, total_us),
-            error_rate_5xx: per(e5),
-            rate_4xx: per(e4),
-            cpu_ms_avg: (measured > 0).then(|| cpu_us as f64 / 1000.0 / measured as f64),
-            db_ms_avg: per(db_us) / 1000.0,
-            queries_avg: per(queries),
-            db_time_share: match total_us {
+            latency_ms: latency(t, sorted_us),
+            error_rate_5xx: per(t.errors_5xx),
+            rate_4xx: per(t.answered_4xx),
+            cpu_ms_avg: (t.cpu_measured > 0)
+                .then(|| t.cpu_us as f64 / 1000.0 / t.cpu_measured as f64),
+            db_ms_avg: per(t.db_us) / 1000.0,
+            queries_avg: per(t.queries),
+            db_time_share: match t.duration_us {
                 0 => 0.0,
-                t => (db_us as f64 / t as f64).min(1.0),
+                total => (t.db_us as f64 / total as f64).min(1.0),
             },
-            n_plus_one: n1,
-            loop_blocks: blocks,
+            n_plus_one: t.n_plus_one,
+            loop_blocks: t.loop_blocks,
         }
     }
 }
 
-fn latency(sorted_us: &[u64], total_us: u64) -> Option<Latency> {
+fn latency(t: &Totals, sorted_us: &[u64]) -> Option<Latency> {
+    if t.requests == 0 {
+        return None;
+    }
     let ms = |p: Permille| nearest_rank(sorted_us, p).map(|us| us as f64 / 1000.0);
     Some(Latency {
-        avg: total_us as f64 / 1000.0 / sorted_us.len().max(1) as f64,
-        min: *sorted_us.first()? as f64 / 1000.0,
+        avg: t.duration_us as f64 / 1000.0 / t.requests as f64,
+        min: t.min_us as f64 / 1000.0,
         p50: ms(Permille::P50)?,
         p90: ms(Permille::P90)?,
         p95: ms(Permille::P95)?,
         p99: ms(Permille::P99)?,
         p99_9: ms(Permille::P99_9)?,
-        max: *sorted_us.last()? as f64 / 1000.0,
+        max: t.max_us as f64 / 1000.0,
     })
 }
 
+/// Ascending runs, one after another, merged into one ascending list: the
+/// stable sort finds the runs and merges them, without comparing within one.
+pub fn merge_sorted(runs: Vec<Vec<u64>>) -> Vec<u64> {
+    let mut all: Vec<u64> = runs.into_iter().flatten().collect();
+    all.sort();
+    all
+}
+
 /// One row per endpoint, most requests first, then by route and method.
-pub fn per_endpoint(
-    endpoints: &[Endpoint],
-    requests: &[WindowRequest],
-    seconds: f64,
-) -> Vec<EndpointStats> {
-    let mut groups: Vec<Vec<WindowRequest>> = vec![Vec::new(); endpoints.len()];
-    for r in requests {
-        groups[r.endpoint as usize].push(*r);
-    }
-    let mut rows: Vec<EndpointStats> = endpoints
-        .iter()
-        .zip(groups)
-        .filter(|(_, g)| !g.is_empty())
-        .map(|(e, g)| EndpointStats {
-            method: e.method.clone(),
-            route: e.route.clone(),
-            stats: Stats::of(&g, seconds),
-        })
-        .collect();
+pub fn sort_endpoints(rows: &mut [EndpointStats]) {
     rows.sort_by(|a, b| {
         (b.stats.requests, &a.route, &a.method).cmp(&(a.stats.requests, &b.route, &b.method))
     });
-    rows
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn request(duration_us: u64, status: Option<u16>) -> WindowRequest {
-        WindowRequest {
-            endpoint: 0,
-            start_ns: 0,
-            end_ns: duration_us * 1000,
-            duration_us,
-            status,
-            errored: status.is_none(),
-            cpu_us: Some(duration_us / 2),
-            db_us: duration_us / 4,
-            queries: 2,
-            n_plus_one: false,
-            loop_blocked: false,
-        }
-    }
-
     #[test]
-    fn stats_count_statuses_and_use_nearest_rank() {
-        let mut rs: Vec<WindowRequest> = (1..=10).map(|i| request(i * 1000, Some(200))).collect();
-        rs[0].status = Some(404);
-        rs[1].status = Some(503);
-        rs[2] = request(3000, None);
-        rs[3].n_plus_one = true;
-        rs[4].cpu_us = None;
-        let s = Stats::of(&rs, 5.0);
+    fn stats_divide_the_sums_and_use_nearest_rank() {
+        let sorted: Vec<u64> = (1..=10).map(|i| i * 1000).collect();
+        let t = Totals {
+            requests: 10,
+            duration_us: 55_000,
+            min_us: 1000,
+            max_us: 10_000,
+            last_end_ns: 0,
+            errors_5xx: 2,
+            answered_4xx: 1,
+            db_us: 13_750,
+            queries: 20,
+            n_plus_one: 1,
+            loop_blocks: 0,
+            cpu_us: 25_000,
+            cpu_measured: 9,
+        };
+        let s = Stats::of(&t, &sorted, 5.0);
         assert_eq!((s.requests, s.rps), (10, 2.0));
         assert_eq!((s.error_rate_5xx, s.rate_4xx), (0.2, 0.1));
         let l = s.latency_ms.unwrap();
@@ -186,15 +148,21 @@ mod tests {
         );
         assert_eq!(l.avg, 5.5);
         assert_eq!((s.queries_avg, s.n_plus_one), (2.0, 1));
-        // CPU over the 9 measured requests: (55 - 5) / 2 ms / 9.
+        // CPU over the 9 measured requests.
         assert!((s.cpu_ms_avg.unwrap() - 25.0 / 9.0).abs() < 1e-9);
-        assert!((s.db_time_share - 0.25).abs() < 0.01);
+        assert!((s.db_time_share - 0.25).abs() < 1e-9);
     }
 
     #[test]
     fn no_requests_have_no_latency() {
-        let s = Stats::of(&[], 10.0);
+        let s = Stats::of(&Totals::default(), &[], 10.0);
         assert_eq!((s.requests, s.rps, s.latency_ms), (0, 0.0, None));
         assert_eq!(s.cpu_ms_avg, None);
+    }
+
+    #[test]
+    fn runs_merge_into_one_ascending_list() {
+        let merged = merge_sorted(vec![vec![1, 5, 9], vec![], vec![2, 3, 10], vec![4]]);
+        assert_eq!(merged, [1, 2, 3, 4, 5, 9, 10]);
     }
 }

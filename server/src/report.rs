@@ -75,6 +75,7 @@ pub struct StatsResponse {
 
 pub fn stats_of(store: &Store, params: &StatsParams) -> Result<StatsResponse, AppError> {
     let sel = Selection::read(store, &params.query()?, timeglass_report::now_unix_ns())?;
+    let (overall, endpoints) = sel.stats(store)?;
     Ok(StatsResponse {
         session: sel.session.id.0,
         window: WindowInfo {
@@ -83,8 +84,8 @@ pub fn stats_of(store: &Store, params: &StatsParams) -> Result<StatsResponse, Ap
             seconds: sel.span.seconds(),
         },
         percentile: "nearest-rank",
-        overall: sel.overall(),
-        endpoints: sel.endpoints(),
+        overall,
+        endpoints,
     })
 }
 
@@ -105,7 +106,7 @@ pub fn series_of(store: &Store, params: &StatsParams) -> Result<Series, AppError
         Some(sel.span.end_ns.saturating_add(1)),
     )?;
     let buckets = params.buckets.unwrap_or(120).clamp(1, 2000);
-    Ok(Series::of(&sel, &processes, buckets))
+    Ok(Series::of(&sel, &sel.timeline(store)?, &processes, buckets))
 }
 
 pub async fn series(

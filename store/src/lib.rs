@@ -33,8 +33,8 @@ pub use read::{
 };
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use window::{
-    Endpoint, ProbeRun, ProcessSample, ProcessSamples, RouteMatch, SessionInfo, Window,
-    WindowQuery, WindowRequest,
+    Endpoint, EndpointTotals, ProbeRun, ProcessSample, ProcessSamples, RouteMatch, SessionInfo,
+    Timing, Totals, WindowQuery,
 };
 
 use open::Found;

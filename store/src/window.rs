@@ -4,10 +4,15 @@
 //!
 //! Times here are on the session's monotonic clock (`requests.start_ns`):
 //! integers compare and bucket cheaply, and `requests_in_window` (schema v8)
-//! covers every column [`Store::window`] reads, so a scan over a million
-//! requests reads the index alone.
+//! and `requests_by_endpoint` (v9) cover every column read here, so a
+//! scan reads an index alone. Each endpoint's sums come mostly from
+//! `endpoint_minutes` (v9, kept by a trigger), its response times already
+//! in order ([`Store::durations`]): over a million requests the statistics
+//! read one integer a request, never a whole row.
 
-use rusqlite::types::{Value, ValueRef};
+use std::collections::BTreeMap;
+
+use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, OptionalExtension};
 use serde::Serialize;
 
@@ -24,6 +29,93 @@ pub struct WindowQuery {
     /// Exactly this method (`GET`).
     pub method: Option<String>,
     pub route: Option<RouteMatch>,
+}
+
+/// The span of one row of `endpoint_minutes` (schema v9).
+const MINUTE_NS: u64 = 60_000_000_000;
+
+impl WindowQuery {
+    /// The SQL condition (`?` placeholders) and its values.
+    fn conditions(&self) -> (String, Vec<Value>) {
+        let mut conditions = vec!["session_id = ?"];
+        let mut values = vec![Value::Integer(self.session.0)];
+        if let Some(ns) = self.since_ns {
+            conditions.push("start_ns >= ?");
+            values.push(as_sql(ns));
+        }
+        if let Some(ns) = self.until_ns {
+            conditions.push("start_ns < ?");
+            values.push(as_sql(ns));
+        }
+        self.endpoint_conditions(&mut conditions, &mut values, false);
+        (conditions.join(" AND "), values)
+    }
+
+    /// The method and route filters; `keyed`: of `endpoint_minutes`,
+    /// where '' is no route.
+    fn endpoint_conditions(
+        &self,
+        conditions: &mut Vec<&str>,
+        values: &mut Vec<Value>,
+        keyed: bool,
+    ) {
+        if let Some(method) = self.method.as_deref().filter(|m| !m.is_empty()) {
+            conditions.push("method = ?");
+            values.push(Value::Text(method.to_ascii_uppercase()));
+        }
+        match &self.route {
+            Some(RouteMatch::Exact(route)) => {
+                conditions.push("route = ?");
+                values.push(Value::Text(route.clone()));
+            }
+            Some(RouteMatch::Contains(text)) => {
+                conditions.push(if keyed {
+                    "route LIKE ? ESCAPE '\\' AND route <> ''"
+                } else {
+                    "route LIKE ? ESCAPE '\\'"
+                });
+                values.push(Value::Text(crate::dashboard::like_pattern(text)));
+            }
+            None => {}
+        }
+    }
+
+    /// This query over `[since_ns, until_ns)` instead.
+    fn between(&self, since_ns: u64, until_ns: u64) -> WindowQuery {
+        WindowQuery {
+            since_ns: Some(since_ns),
+            until_ns: Some(until_ns),
+            ..self.clone()
+        }
+    }
+
+    /// The whole minutes `[first, end)` of the window, and the parts of
+    /// it before and after them, which are summed request by request.
+    fn split(&self) -> (Option<(u64, Option<u64>)>, Vec<WindowQuery>) {
+        let first = self.since_ns.map_or(0, |s| s.div_ceil(MINUTE_NS));
+        let end = self.until_ns.map(|u| u / MINUTE_NS);
+        match (self.since_ns, self.until_ns, end) {
+            (Some(since), Some(until), Some(end)) if first >= end => {
+                (None, vec![self.between(since, until)])
+            }
+            _ => {
+                let mut edges = Vec::new();
+                if let Some(since) = self.since_ns.filter(|s| s % MINUTE_NS != 0) {
+                    edges.push(self.between(since, first * MINUTE_NS));
+                }
+                if let (Some(until), Some(end)) = (self.until_ns, end) {
+                    if until % MINUTE_NS != 0 {
+                        edges.push(self.between(end * MINUTE_NS, until));
+                    }
+                }
+                (Some((first, end)), edges)
+            }
+        }
+    }
+}
+
+fn as_sql(ns: u64) -> Value {
+    Value::Integer(i64::try_from(ns).unwrap_or(i64::MAX))
 }
 
 /// How a route filter matches a request's route template.
@@ -44,29 +136,69 @@ pub struct Endpoint {
     pub route: Option<String>,
 }
 
-/// One request as the statistics see it.
+/// What the statistics sum over a set of requests, summed by SQLite.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub requests: u64,
+    /// Summed, least and most response time (0 without requests).
+    pub duration_us: u64,
+    pub min_us: u64,
+    pub max_us: u64,
+    /// When the last of them ended, on the monotonic clock.
+    pub last_end_ns: u64,
+    /// Answered 5xx, or not at all because the app raised.
+    pub errors_5xx: u64,
+    pub answered_4xx: u64,
+    pub db_us: u64,
+    pub queries: u64,
+    /// Requests flagged as likely N+1s, and that blocked the event loop.
+    pub n_plus_one: u64,
+    pub loop_blocks: u64,
+    /// CPU time summed over the requests with a measured one (none before
+    /// schema 7), and how many those are.
+    pub cpu_us: u64,
+    pub cpu_measured: u64,
+}
+
+impl Totals {
+    /// Adds `other`'s requests to these.
+    pub fn add(&mut self, other: &Totals) {
+        if other.requests == 0 {
+            return;
+        }
+        self.min_us = if self.requests == 0 {
+            other.min_us
+        } else {
+            self.min_us.min(other.min_us)
+        };
+        self.max_us = self.max_us.max(other.max_us);
+        self.last_end_ns = self.last_end_ns.max(other.last_end_ns);
+        self.requests += other.requests;
+        self.duration_us += other.duration_us;
+        self.errors_5xx += other.errors_5xx;
+        self.answered_4xx += other.answered_4xx;
+        self.db_us += other.db_us;
+        self.queries += other.queries;
+        self.n_plus_one += other.n_plus_one;
+        self.loop_blocks += other.loop_blocks;
+        self.cpu_us += other.cpu_us;
+        self.cpu_measured += other.cpu_measured;
+    }
+}
+
+/// One endpoint's [`Totals`] in a window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointTotals {
+    pub endpoint: Endpoint,
+    pub totals: Totals,
+}
+
+/// When one request of a window ran, on the monotonic clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WindowRequest {
-    /// Index into [`Window::endpoints`].
-    pub endpoint: u32,
+pub struct Timing {
     pub start_ns: u64,
     pub end_ns: u64,
     pub duration_us: u64,
-    pub status: Option<u16>,
-    pub errored: bool,
-    /// `None` for requests recorded before CPU time was kept (schema < 7).
-    pub cpu_us: Option<u64>,
-    pub db_us: u64,
-    pub queries: u64,
-    pub n_plus_one: bool,
-    pub loop_blocked: bool,
-}
-
-/// The requests a [`WindowQuery`] selects, in start order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Window {
-    pub endpoints: Vec<Endpoint>,
-    pub requests: Vec<WindowRequest>,
 }
 
 /// What a report needs to know about its session.
@@ -155,66 +287,146 @@ impl Store {
             .map_err(|e| self.sql_err(e))
     }
 
-    /// The requests the query selects, in start order, from the
-    /// `requests_in_window` index alone.
-    pub fn window(&self, q: &WindowQuery) -> Result<Window, StoreError> {
-        let mut conditions = vec!["session_id = ?".to_string()];
-        let mut values = vec![Value::Integer(q.session.0)];
-        let mut bound = |condition: &str, ns: Option<u64>| {
-            if let Some(ns) = ns {
-                conditions.push(condition.to_string());
-                values.push(Value::Integer(i64::try_from(ns).unwrap_or(i64::MAX)));
+    /// The [`Totals`] of each endpoint the query selects, by method and
+    /// route: the window's whole minutes from `endpoint_minutes`, the
+    /// requests of its partial first and last minutes one by one.
+    pub fn endpoint_totals(&self, q: &WindowQuery) -> Result<Vec<EndpointTotals>, StoreError> {
+        let (minutes, edges) = q.split();
+        let mut sums: BTreeMap<Endpoint, Totals> = BTreeMap::new();
+        let mut add = |rows: Vec<EndpointTotals>| {
+            for row in rows {
+                sums.entry(row.endpoint).or_default().add(&row.totals);
             }
         };
-        bound("start_ns >= ?", q.since_ns);
-        bound("start_ns < ?", q.until_ns);
-        if let Some(method) = q.method.as_deref().filter(|m| !m.is_empty()) {
-            conditions.push("method = ?".into());
-            values.push(Value::Text(method.to_ascii_uppercase()));
+        if let Some((first, end)) = minutes {
+            add(self.minute_totals(q, first, end)?);
         }
-        match &q.route {
-            Some(RouteMatch::Exact(route)) => {
-                conditions.push("route = ?".into());
-                values.push(Value::Text(route.clone()));
-            }
-            Some(RouteMatch::Contains(text)) => {
-                conditions.push("route LIKE ? ESCAPE '\\'".into());
-                values.push(Value::Text(crate::dashboard::like_pattern(text)));
-            }
-            None => {}
+        for edge in &edges {
+            add(self.request_totals(edge)?);
         }
+        Ok(sums
+            .into_iter()
+            .map(|(endpoint, totals)| EndpointTotals { endpoint, totals })
+            .collect())
+    }
+
+    fn minute_totals(
+        &self,
+        q: &WindowQuery,
+        first: u64,
+        end: Option<u64>,
+    ) -> Result<Vec<EndpointTotals>, StoreError> {
+        let mut conditions = vec!["session_id = ?", "minute >= ?"];
+        let mut values = vec![Value::Integer(q.session.0), as_sql(first)];
+        if let Some(end) = end {
+            conditions.push("minute < ?");
+            values.push(as_sql(end));
+        }
+        q.endpoint_conditions(&mut conditions, &mut values, true);
         let sql = format!(
-            "SELECT method, route, start_ns, end_ns, duration_us, status, errored, python_us,
-                 cpu_us, db_us, queries, n_plus_one_count IS NOT NULL, loop_blocked_us IS NOT NULL
-             FROM requests INDEXED BY requests_in_window
-             WHERE {} ORDER BY session_id, start_ns",
+            "SELECT method, nullif(route, ''), sum(requests), sum(duration_us), min(min_us),
+                 max(max_us), max(last_end_ns), sum(errors_5xx), sum(answered_4xx), sum(db_us),
+                 sum(queries), sum(n_plus_one), sum(loop_blocks), sum(cpu_us), sum(cpu_measured)
+             FROM endpoint_minutes WHERE {} GROUP BY method, route",
             conditions.join(" AND ")
         );
-        let mut window = Window::default();
-        let scan = || -> rusqlite::Result<()> {
+        self.totals_by(&sql, values)
+    }
+
+    fn request_totals(&self, q: &WindowQuery) -> Result<Vec<EndpointTotals>, StoreError> {
+        let (conditions, values) = q.conditions();
+        // The 5xx test is `is_5xx` of timeglass-report, as in schema v9.
+        let sql = format!(
+            "SELECT method, route, count(*), sum(duration_us), min(duration_us),
+                 max(duration_us), max(end_ns),
+                 count(CASE WHEN status >= 500 OR (status IS NULL AND errored) THEN 1 END),
+                 count(CASE WHEN status BETWEEN 400 AND 499 THEN 1 END),
+                 sum(db_us), sum(queries), count(n_plus_one_count), count(loop_blocked_us),
+                 coalesce(sum(CASE WHEN python_us IS NOT NULL THEN cpu_us END), 0),
+                 count(python_us)
+             FROM requests INDEXED BY requests_in_window
+             WHERE {conditions} GROUP BY method, route"
+        );
+        self.totals_by(&sql, values)
+    }
+
+    fn totals_by(&self, sql: &str, values: Vec<Value>) -> Result<Vec<EndpointTotals>, StoreError> {
+        let read = || -> rusqlite::Result<Vec<EndpointTotals>> {
+            let mut stmt = self.conn.prepare_cached(sql)?;
+            let rows = stmt.query_map(params_from_iter(values), |r| {
+                Ok(EndpointTotals {
+                    endpoint: Endpoint {
+                        method: r.get(0)?,
+                        route: r.get(1)?,
+                    },
+                    totals: Totals {
+                        requests: r.get(2)?,
+                        duration_us: r.get(3)?,
+                        min_us: r.get(4)?,
+                        max_us: r.get(5)?,
+                        last_end_ns: r.get(6)?,
+                        errors_5xx: r.get(7)?,
+                        answered_4xx: r.get(8)?,
+                        db_us: r.get(9)?,
+                        queries: r.get(10)?,
+                        n_plus_one: r.get(11)?,
+                        loop_blocks: r.get(12)?,
+                        cpu_us: r.get(13)?,
+                        cpu_measured: r.get(14)?,
+                    },
+                })
+            })?;
+            rows.collect()
+        };
+        read().map_err(|e| self.sql_err(e))
+    }
+
+    /// The response times of one endpoint's requests that the query
+    /// selects, ascending: the `requests_by_endpoint` index is in that
+    /// order, so neither SQLite nor the caller sorts.
+    pub fn durations(&self, q: &WindowQuery, endpoint: &Endpoint) -> Result<Vec<u64>, StoreError> {
+        let (conditions, mut values) = q.conditions();
+        values.push(Value::Text(endpoint.method.clone()));
+        values.push(endpoint.route.clone().map_or(Value::Null, Value::Text));
+        let sql = format!(
+            "SELECT duration_us FROM requests INDEXED BY requests_by_endpoint
+             WHERE {conditions} AND method = ? AND route IS ?
+             ORDER BY session_id, method, route, duration_us"
+        );
+        let read = || -> rusqlite::Result<Vec<u64>> {
             let mut stmt = self.conn.prepare_cached(&sql)?;
             let mut rows = stmt.query(params_from_iter(values))?;
+            let mut out = Vec::new();
             while let Some(r) = rows.next()? {
-                let endpoint = endpoint_index(&mut window.endpoints, r.get_ref(0)?, r.get_ref(1)?)?;
-                let measured = !matches!(r.get_ref(7)?, ValueRef::Null);
-                window.requests.push(WindowRequest {
-                    endpoint,
-                    start_ns: r.get(2)?,
-                    end_ns: r.get(3)?,
-                    duration_us: r.get(4)?,
-                    status: r.get(5)?,
-                    errored: r.get(6)?,
-                    cpu_us: measured.then(|| r.get(8)).transpose()?,
-                    db_us: r.get(9)?,
-                    queries: r.get(10)?,
-                    n_plus_one: r.get(11)?,
-                    loop_blocked: r.get(12)?,
+                out.push(r.get::<_, i64>(0)?.max(0) as u64);
+            }
+            Ok(out)
+        };
+        read().map_err(|e| self.sql_err(e))
+    }
+
+    /// When each request the query selects ran, in start order, from the
+    /// `requests_in_window` index alone.
+    pub fn timeline(&self, q: &WindowQuery) -> Result<Vec<Timing>, StoreError> {
+        let (conditions, values) = q.conditions();
+        let sql = format!(
+            "SELECT start_ns, end_ns, duration_us FROM requests INDEXED BY requests_in_window
+             WHERE {conditions} ORDER BY session_id, start_ns"
+        );
+        let read = || -> rusqlite::Result<Vec<Timing>> {
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params_from_iter(values))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(Timing {
+                    start_ns: r.get::<_, i64>(0)?.max(0) as u64,
+                    end_ns: r.get::<_, i64>(1)?.max(0) as u64,
+                    duration_us: r.get::<_, i64>(2)?.max(0) as u64,
                 });
             }
-            Ok(())
+            Ok(out)
         };
-        scan().map_err(|e| self.sql_err(e))?;
-        Ok(window)
+        read().map_err(|e| self.sql_err(e))
     }
 
     /// Every process of the session with its resource samples in
@@ -321,26 +533,4 @@ impl Store {
             })
             .map_err(|e| self.sql_err(e))
     }
-}
-
-/// The index of `(method, route)` in `endpoints`, added if new. A session
-/// has a few dozen endpoints, so a scan beats hashing borrowed text.
-fn endpoint_index(
-    endpoints: &mut Vec<Endpoint>,
-    method: ValueRef<'_>,
-    route: ValueRef<'_>,
-) -> rusqlite::Result<u32> {
-    let method = method.as_str()?;
-    let route = route.as_str_or_null()?;
-    let found = endpoints
-        .iter()
-        .position(|e| e.method == method && e.route.as_deref() == route);
-    let at = found.unwrap_or_else(|| {
-        endpoints.push(Endpoint {
-            method: method.to_string(),
-            route: route.map(str::to_string),
-        });
-        endpoints.len() - 1
-    });
-    Ok(at as u32)
 }
