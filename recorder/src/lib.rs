@@ -7,7 +7,7 @@
 //! thread.
 
 mod procs;
-mod resources;
+pub mod resources;
 mod whole;
 mod worker;
 mod writer;
