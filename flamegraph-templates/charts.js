@@ -70,5 +70,11 @@
     }
   });
   load();
+  // Polling, not the request list's event stream: every point here is
+  // an aggregate over a time bucket (nearest-rank p50/p95/p99, peak in
+  // flight, process samples that the stream does not carry), and the
+  // server computes it from indexes in milliseconds. Folding streamed
+  // requests into buckets in the browser would need a second percentile
+  // implementation and every request of the session kept in the page.
   if (live) setInterval(load, 2000);
 })();

@@ -1234,3 +1234,22 @@ async fn series_api_buckets_requests_and_in_flight() {
     assert_eq!(json["in_flight"].as_array().unwrap()[0], 1);
     assert_eq!(json["t"].as_array().unwrap()[0], 1_790_000_000.0);
 }
+
+#[tokio::test]
+async fn endpoints_page_follows_the_session_and_time_range() {
+    let world = World::sample();
+    let (_, html) = page(world.app(), "/routes").await;
+    assert!(html.contains("<select name=\"session\">"));
+    assert!(html.contains("href=\"/routes/GET/items/%7Bitem_id%7D\""));
+    // A day long before the session: no endpoint, and the filter is kept.
+    let (status, html) = page(
+        world.app(),
+        "/routes?since=2000-01-01T00:00:00Z&until=2000-01-02T00:00:00Z",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("No requests with a matching route in this session and time range."));
+    assert!(html.contains("value=\"2000-01-01T00:00:00Z\""));
+    let (status, _) = page(world.app(), "/routes?session=x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
