@@ -9,6 +9,9 @@ Four configurations of the same single-worker uvicorn serving the fixture app:
              every SQL statement
   nocapture  the same with TIMEGLASS_CAPTURE=0: what capturing statements costs is
              `full` against this, on /queries (10 small SQLite statements per request)
+  gilonly    `full` sampling only the GIL holder (`--gil-only-samples`, the first
+             version's design): what wall-clock sampling of every request in flight
+             costs is `full` against this, on every endpoint
 
 They are interleaved (ABCABC...) over several short rounds so drift on the
 machine (thermal, other load) spreads over all of them, and medians are
@@ -46,10 +49,13 @@ from bench import accuracy, dashboard, walk, wallclock
 from bench.measure import cpu_percent_during
 from fixtures import harness
 
-CONFIGS = ("bare", "marker", "full", "nocapture")
+CONFIGS = ("bare", "marker", "full", "nocapture", "gilonly")
+RECORDED = ("full", "nocapture", "gilonly")
 ENDPOINTS = ("/health", "/cpu?ms=5", "/queries?n=10")
 # Capture must keep at least this share of the throughput without it.
 CAPTURE_FLOOR = 0.95
+# Wall-clock sampling must keep this share of GIL-only sampling's throughput.
+WALL_FLOOR = 0.98
 UVICORN_QUIET = ("--no-access-log", "--log-level", "warning")
 RESULTS_DIR = harness.REPO_ROOT / "bench-results"
 MARKER_COST = harness.REPO_ROOT / "marker" / "bench" / "marker_cost.py"
@@ -147,8 +153,17 @@ def serve(config: str, port: int, work: Path, marker: dict[str, str]) -> Iterato
     if config == "marker":
         env.update(marker)
     argv = app
-    if config in ("full", "nocapture"):
-        argv = [str(harness.timeglass_bin()), "run", "--db", str(work / "bench.db"), "--", *app]
+    if config in RECORDED:
+        extra = ["--gil-only-samples"] if config == "gilonly" else []
+        argv = [
+            str(harness.timeglass_bin()),
+            "run",
+            "--db",
+            str(work / "bench.db"),
+            *extra,
+            "--",
+            *app,
+        ]
     if config == "nocapture":
         env["TIMEGLASS_CAPTURE"] = "0"
     with harness.Process(argv, log_dir=work / "logs", name=config, env=env) as process:
@@ -184,7 +199,7 @@ def one_round(
             wrk(base + endpoint, args.warmup, args)
         for endpoint in endpoints:
             load = partial(wrk, base + endpoint, args.duration, args)
-            if config in ("full", "nocapture"):
+            if config in RECORDED:
                 result, cpu = cpu_percent_during(server.pid, load)
             else:
                 result, cpu = load(), None
@@ -247,9 +262,21 @@ def report(measurements: list[Measurement], idle: list[float]) -> None:
         f" ratio {on / off:.3f} ({verdict})"
     )
 
+    gil_only = [m for m in measurements if m.config == "gilonly"]
+    if gil_only:
+        print("\nWall-clock sampling against GIL-only sampling (full / gilonly, same rounds)\n")
+        for endpoint in ENDPOINTS:
+            wall = median([m.wrk.requests_per_s for m in by_key[("full", endpoint)]])
+            gil = median([m.wrk.requests_per_s for m in by_key[("gilonly", endpoint)]])
+            ratio = wall / gil
+            verdict = "ok" if ratio >= WALL_FLOOR else f"BELOW the {WALL_FLOOR:.2f} floor"
+            print(
+                f"  {endpoint:<14} {wall:9.1f} vs {gil:9.1f} req/s  ratio {ratio:.3f} ({verdict})"
+            )
+
     print("\nRecorder CPU (the `timeglass` process only, percent of one core, median)\n")
     for endpoint in ENDPOINTS:
-        for config in ("full", "nocapture"):
+        for config in RECORDED:
             cpu = [m.recorder_cpu_percent for m in by_key[(config, endpoint)]]
             known = [c for c in cpu if c is not None]
             if known:

@@ -20,6 +20,8 @@ mod wall;
 
 use std::collections::HashMap;
 
+use rustc_hash::FxHashMap;
+
 use timeglass_model::{
     Frame, HttpCall, ProfiledRequest, Quality, Request, RequestContext, Sample, SqlQuery, Stack,
     StackCount, BACKGROUND_FRAME,
@@ -108,7 +110,7 @@ struct Pending {
 pub struct Join {
     options: JoinOptions,
     pending: HashMap<(u32, u64), Pending>,
-    outside: HashMap<(u32, Stack), u64>,
+    outside: FxHashMap<(u32, Stack), u64>,
     stacks: waits::Stacks,
     prefixes: Prefixes,
     recent: Recent,
@@ -354,7 +356,7 @@ impl Join {
         // periods (the unit waits are weighed in): a tick that came late
         // stands for more than one period.
         let period_ns = 1_000_000_000 / u64::from(self.options.rate_hz.max(1));
-        let mut weights: HashMap<Stack, u64> = HashMap::new();
+        let mut weights: FxHashMap<Stack, u64> = FxHashMap::default();
         for charged in samples {
             let stack = if charged.suspended() {
                 self.prefixes.apply(pid, &charged.stack)
@@ -367,7 +369,7 @@ impl Join {
             };
             *weights.entry(stack).or_insert(0) += charged.interval_ns;
         }
-        let counts: HashMap<Stack, u64> = weights
+        let counts: FxHashMap<Stack, u64> = weights
             .into_iter()
             .map(|(stack, ns)| (stack, ((ns + period_ns / 2) / period_ns).max(1)))
             .collect();

@@ -125,9 +125,9 @@ impl Stacks {
 
 fn frame(f: StackFrame) -> Frame {
     Frame {
-        name: f.name,
-        filename: f.filename,
-        short: f.short,
+        name: f.name.into(),
+        filename: f.filename.into(),
+        short: f.short.into(),
         line: f.line,
     }
 }
@@ -342,10 +342,10 @@ mod tests {
             f("helper", false),
             f("driver", true),
         ];
-        let names: Vec<String> = caller(&frames).iter().map(|f| f.name.clone()).collect();
+        let names: Vec<String> = caller(&frames).iter().map(|f| f.name.to_string()).collect();
         assert_eq!(names, ["helper", "handler"]);
         let lib = vec![f("a", true), f("b", true)];
-        let names: Vec<String> = caller(&lib).iter().map(|f| f.name.clone()).collect();
+        let names: Vec<String> = caller(&lib).iter().map(|f| f.name.to_string()).collect();
         assert_eq!(names, ["b", "a"]);
     }
 
@@ -374,7 +374,7 @@ mod tests {
             Some(&Frame::synthetic("[sql] SELECT ?"))
         );
         let late = stacks.weigh(std::iter::once((&s, leaf, 10, 5_000_010)), Some(10), 1000);
-        assert_eq!(late[0].stack[0].name, BACKGROUND_FRAME);
+        assert_eq!(&*late[0].stack[0].name, BACKGROUND_FRAME);
         assert_eq!(late[0].samples, 5);
     }
 
@@ -393,6 +393,6 @@ mod tests {
         let merged = stacks.weigh(waits.into_iter(), None, 1000);
         assert_eq!(merged.len(), 1);
         assert_eq!(merged[0].samples, 3);
-        assert_eq!(merged[0].stack.last().unwrap().name, "[http] GET h");
+        assert_eq!(&*merged[0].stack.last().unwrap().name, "[http] GET h");
     }
 }

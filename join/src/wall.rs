@@ -6,7 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use timeglass_model::{Frame, LoopBlock, Sample, Stack, State, TimeBreakdown};
+use timeglass_model::{Frame, LoopBlock, Sample, Stack, State, Text, TimeBreakdown};
 
 /// A sample charged to a request, kept until the request is settled.
 #[derive(Clone, Debug)]
@@ -160,9 +160,9 @@ pub(crate) fn inside_wait(sample: &Charged, windows: &[(u64, u64)]) -> bool {
 #[derive(Default)]
 pub(crate) struct Prefixes {
     /// Per process, per root frame (name, file): the frames above it.
-    learned: HashMap<(u32, String, String), Stack>,
+    learned: HashMap<(u32, Text, Text), Stack>,
     /// Roots seen in suspended samples whose prefix is not known yet.
-    wanted: HashMap<u32, Vec<(String, String)>>,
+    wanted: HashMap<u32, Vec<(Text, Text)>>,
     /// Per process, the last few thread stacks: a root first wanted after
     /// the samples that show it is looked for there.
     recent: HashMap<u32, VecDeque<Stack>>,
@@ -221,7 +221,7 @@ impl Prefixes {
             // looking rather than learn an empty prefix for good.
             let Some(at) = stack
                 .iter()
-                .position(|f| &f.name == name && &f.filename == file)
+                .position(|f| *f.name == **name && *f.filename == **file)
                 .filter(|&at| at > 0)
             else {
                 return true;
@@ -457,7 +457,11 @@ mod tests {
             "another process's stack teaches nothing"
         );
         p.learn(1, &thread);
-        let names: Vec<String> = p.apply(1, &chain).iter().map(|f| f.name.clone()).collect();
+        let names: Vec<String> = p
+            .apply(1, &chain)
+            .iter()
+            .map(|f| f.name.to_string())
+            .collect();
         assert_eq!(names, ["<module>", "run_asgi", "app", "h"]);
         // A stack cut at the root teaches nothing; a whole one after it does.
         let mut cut = Prefixes::default();

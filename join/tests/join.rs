@@ -351,9 +351,9 @@ fn wall_clock_samples_add_up_to_the_duration_by_state() {
     let waiting = r
         .stacks
         .iter()
-        .find(|s| s.stack.last().unwrap().name == "[await asyncio.sleep]")
+        .find(|s| &*s.stack.last().unwrap().name == "[await asyncio.sleep]")
         .unwrap();
-    let names: Vec<&str> = waiting.stack.iter().map(|f| f.name.as_str()).collect();
+    let names: Vec<&str> = waiting.stack.iter().map(|f| f.name.as_ref()).collect();
     assert_eq!(
         names,
         [

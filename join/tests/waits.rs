@@ -118,7 +118,7 @@ fn queries_join_their_request_with_stacks_weights_and_an_n_plus_one_flag() {
     let caller: Vec<&str> = one.queries[4]
         .caller
         .iter()
-        .map(|f| f.name.as_str())
+        .map(|f| f.name.as_ref())
         .collect();
     assert_eq!(caller, ["loop_items", "handler"]);
     assert_eq!(one.db_ns(), 10 * MS);
@@ -137,7 +137,7 @@ fn queries_join_their_request_with_stacks_weights_and_an_n_plus_one_flag() {
             (
                 w.stack
                     .iter()
-                    .map(|f| f.name.as_str())
+                    .map(|f| f.name.as_ref())
                     .collect::<Vec<_>>()
                     .join(";"),
                 w.samples,

@@ -6,15 +6,19 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+/// A frame's text, shared: a walk copies a frame's three texts once per
+/// sample, so they are reference-counted, never reallocated.
+pub type Text = Arc<str>;
+
 /// One Python frame.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Frame {
     /// Function name (`handler`, `<module>`).
-    pub name: String,
+    pub name: Text,
     /// Absolute filename as the interpreter reports it.
-    pub filename: String,
+    pub filename: Text,
     /// Short, import-path-like filename for display (`fastapi/routing.py`).
-    pub short: String,
+    pub short: Text,
     /// Line number being executed; 0 if unknown.
     pub line: u32,
 }
@@ -41,9 +45,9 @@ impl Frame {
     /// name and no file, so renderers can tell it from Python's and hide it.
     pub fn synthetic(name: &str) -> Frame {
         Frame {
-            name: name.to_string(),
-            filename: String::new(),
-            short: String::new(),
+            name: name.into(),
+            filename: "".into(),
+            short: "".into(),
             line: 0,
         }
     }
@@ -71,14 +75,14 @@ impl Frame {
                 LOOP_BUSY_FRAME,
                 WORKER_WAIT_FRAME,
             ]
-            .contains(&self.name.as_str())
+            .contains(&&*self.name)
             || (self.is_synthetic() && self.name.starts_with(AWAIT_FRAME_PREFIX))
     }
 
     /// A leaf whose time was spent off the CPU: waits, blocked calls,
     /// awaits, queueing. A CPU-time view leaves the stacks ending in one out.
     pub fn is_off_cpu(&self) -> bool {
-        self.is_wait() || (self.is_state() && self.name != NATIVE_FRAME)
+        self.is_wait() || (self.is_state() && &*self.name != NATIVE_FRAME)
     }
 
     /// `file:line in function`, the way a user looks for the line.
@@ -513,7 +517,7 @@ mod tests {
     fn frame(name: &str, short: &str, line: u32) -> Frame {
         Frame {
             name: name.into(),
-            filename: format!("/abs/{short}"),
+            filename: format!("/abs/{short}").into(),
             short: short.into(),
             line,
         }

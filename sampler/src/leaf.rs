@@ -94,7 +94,7 @@ mod tests {
         Frame {
             name: name.into(),
             filename: file.into(),
-            short: String::new(),
+            short: "".into(),
             line: 1,
         }
     }
@@ -114,20 +114,20 @@ mod tests {
         let handler = f("handler", "/app/main.py");
         let sleep = f("sleep", "/usr/lib/python3.12/asyncio/tasks.py");
         let (leaf, state) = await_leaf(&chain(vec![handler.clone(), sleep], false));
-        assert_eq!(leaf.name, "[await asyncio.sleep]");
+        assert_eq!(&*leaf.name, "[await asyncio.sleep]");
         assert_eq!(state, State::Awaiting);
         assert!(leaf.is_state() && leaf.is_off_cpu());
         let lock = f("Lock.acquire", "/usr/lib/python3.12/asyncio/locks.py");
         let (leaf, _) = await_leaf(&chain(vec![handler.clone(), lock], false));
-        assert_eq!(leaf.name, "[await asyncio.Lock]");
+        assert_eq!(&*leaf.name, "[await asyncio.Lock]");
         let plain = f("acquire", "/usr/lib/python3.10/asyncio/locks.py");
         let (leaf, _) = await_leaf(&chain(vec![handler.clone(), plain], false));
         assert_eq!(
-            leaf.name, "[await asyncio.Lock]",
+            &*leaf.name, "[await asyncio.Lock]",
             "3.10 frames have no class"
         );
         let (leaf, _) = await_leaf(&chain(vec![handler], false));
-        assert_eq!(leaf.name, "[await]");
+        assert_eq!(&*leaf.name, "[await]");
     }
 
     #[test]
@@ -135,7 +135,7 @@ mod tests {
         let handler = f("handler", "/app/main.py");
         let (leaf, state) = await_leaf(&chain(vec![handler.clone()], true));
         assert_eq!(
-            (leaf.name.as_str(), state),
+            (leaf.name.as_ref(), state),
             (LOOP_BUSY_FRAME, State::Queued)
         );
         let limiter = f(
@@ -144,7 +144,7 @@ mod tests {
         );
         let (leaf, state) = await_leaf(&chain(vec![handler, limiter], false));
         assert_eq!(
-            (leaf.name.as_str(), state),
+            (leaf.name.as_ref(), state),
             (WORKER_WAIT_FRAME, State::Queued)
         );
         assert!(leaf.is_off_cpu());

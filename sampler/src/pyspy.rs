@@ -5,7 +5,7 @@ use py_spy::config::{LineNo, LockingStrategy};
 use py_spy::{Config, PythonSpy};
 use timeglass_model::Frame;
 
-use crate::procfs::is_zombie;
+use crate::procfs::ProcessStat;
 use crate::walk::layout::{DebugOffsetsError, Layout, DEBUG_OFFSETS_BYTES};
 use crate::walk::{Roots, Walker};
 use crate::{AwaitChain, StackSource, ThreadStack};
@@ -56,6 +56,7 @@ pub struct PySpySource {
     cached: Option<Walker>,
     /// The walker for await chains when py-spy walks the stacks.
     chains: Option<Walker>,
+    stat: ProcessStat,
 }
 
 impl PySpySource {
@@ -102,6 +103,7 @@ impl PySpySource {
             gil_only: options.gil_only,
             cached,
             chains,
+            stat: ProcessStat::open(pid),
         })
     }
 
@@ -366,8 +368,14 @@ impl StackSource for PySpySource {
         }
     }
 
+    fn gil_region(&self) -> Option<std::ops::Range<u64>> {
+        let walker = self.cached.as_ref().or(self.chains.as_ref())?;
+        let region = walker.gil_region();
+        Some(region.start as u64..region.end as u64)
+    }
+
     fn alive(&self) -> bool {
-        std::path::Path::new(&format!("/proc/{}", self.pid)).exists() && !is_zombie(self.pid)
+        self.stat.alive()
     }
 }
 
@@ -417,9 +425,9 @@ impl PySpySource {
                     .into_iter()
                     .rev()
                     .map(|f| Frame {
-                        short: f.short_filename.unwrap_or_default(),
-                        name: f.name,
-                        filename: f.filename,
+                        short: f.short_filename.unwrap_or_default().into(),
+                        name: f.name.into(),
+                        filename: f.filename.into(),
                         line: f.line.max(0) as u32,
                     })
                     .collect(),

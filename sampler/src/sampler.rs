@@ -1,16 +1,19 @@
 //! The sampling loop.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use timeglass_model::{
-    Frame, Quality, Sample, Stack, State, BLOCKED_FRAME, LOOP_BUSY_FRAME, NATIVE_FRAME,
+    Frame, Quality, Sample, Stack, State, BLOCKED_FRAME, GIL_WAIT_FRAME, LOOP_BUSY_FRAME,
+    NATIVE_FRAME,
 };
 use timeglass_wire::{monotonic_ns, Region, ScopeSnapshot, SlotReader, SlotSnapshot};
 
 use crate::cpu::{Reading, ThreadCpu};
 use crate::leaf::await_leaf;
+use crate::procfs::{futex_word, TaskFiles};
 use crate::timer::Jitter;
 use crate::{SourceError, StackSource, ThreadStack, TornDetector};
 
@@ -154,6 +157,10 @@ pub struct Sampler {
     sampled: HashMap<u64, u64>,
     /// The thread that held the GIL at the last walk.
     last_holder: Option<u32>,
+    /// Open `/proc/PID/task/TID/syscall` files of request threads.
+    syscalls: TaskFiles,
+    /// Where the GIL's mutex and condition variables are, once asked.
+    gil_region: Option<Option<Range<u64>>>,
 }
 
 /// A suspended coroutine's chain, as read once for its suspension.
@@ -205,6 +212,8 @@ impl Sampler {
             chains: HashMap::new(),
             sampled: HashMap::new(),
             last_holder: None,
+            syscalls: TaskFiles::new("syscall"),
+            gil_region: None,
         }
     }
 
@@ -324,6 +333,7 @@ impl Sampler {
             self.threads
                 .retain(|tid, m| walk - m.tick < FORGET_AFTER_WALKS && known.contains_key(tid));
             self.cpu.retain(|tid| known.contains_key(&tid));
+            self.syscalls.retain(|tid| known.contains_key(&tid));
         }
         // Requests seen on a thread this tick (or on a thread left for a
         // later tick): they are not suspended.
@@ -353,7 +363,12 @@ impl Sampler {
                 // Before 3.11 a walker may not know the native tid to ask
                 // `/proc`; the sampler has asked it for every request thread.
                 let on_cpu = stack.on_cpu.or(reading.map(|r| r.running));
-                thread_state(stack.owns_gil, on_cpu, stack.active)
+                match thread_state(stack.owns_gil, on_cpu, stack.active) {
+                    State::Blocked if !stack.owns_gil && self.waits_for_gil(source, tid) => {
+                        State::GilWait
+                    }
+                    state => state,
+                }
             } else {
                 State::Python
             };
@@ -415,6 +430,11 @@ impl Sampler {
                 walk,
             );
             on_thread.push(request_id);
+            let state = if self.waits_for_gil(source, Some(tid)) {
+                State::GilWait
+            } else {
+                State::Blocked
+            };
             self.emit(
                 sink,
                 Sample {
@@ -423,11 +443,11 @@ impl Sampler {
                     ts_ns,
                     request_id,
                     quality,
-                    state: State::Blocked,
+                    state,
                     interval_ns,
                     slot_seq: b.seq,
                     cpu_ns: 0,
-                    stack: with_state_leaf(&stack, State::Blocked),
+                    stack: with_state_leaf(&stack, state),
                 },
             );
         }
@@ -435,6 +455,21 @@ impl Sampler {
             self.suspended(source, slots, sink, &on_thread, pid, ts_ns, interval_ns)?;
         }
         Ok(())
+    }
+
+    /// Whether request thread `tid`, asleep, sleeps in a futex of the
+    /// GIL's state: waiting to take the GIL (or, having dropped it on
+    /// request, for another thread to take it), not blocked in its own call.
+    fn waits_for_gil(&mut self, source: &dyn StackSource, tid: Option<u32>) -> bool {
+        let region = self.gil_region.get_or_insert_with(|| source.gil_region());
+        let (Some(region), Some(tid)) = (region.as_ref(), tid) else {
+            return false;
+        };
+        let mut syscall = [0u8; 256];
+        self.syscalls
+            .read(source.pid(), tid, &mut syscall)
+            .and_then(|n| futex_word(&syscall[..n]))
+            .is_some_and(|word| region.contains(&word))
     }
 
     fn slot_before(&self, tid: u32) -> Option<SlotSnapshot> {
@@ -757,6 +792,7 @@ fn with_state_leaf(stack: &Stack, state: State) -> Stack {
     let leaf = match state {
         State::Native => NATIVE_FRAME,
         State::Blocked => BLOCKED_FRAME,
+        State::GilWait => GIL_WAIT_FRAME,
         _ => return stack.clone(),
     };
     stack

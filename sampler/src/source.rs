@@ -70,6 +70,12 @@ pub trait StackSource: Send {
         let _ = address;
         Ok(None)
     }
+    /// Where the interpreter's GIL state lives (see
+    /// `Walker::gil_region`), to tell a thread waiting for the GIL from one
+    /// blocked elsewhere; `None` when this source does not know.
+    fn gil_region(&self) -> Option<std::ops::Range<u64>> {
+        None
+    }
     /// Whether the process still exists; sampling stops once it does not.
     fn alive(&self) -> bool;
 }

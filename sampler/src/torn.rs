@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use timeglass_model::Frame;
+use timeglass_model::{Frame, Text};
 
 /// Samples a thread must have before its own most common root is trusted.
 const LEARN_AFTER: u32 = 20;
@@ -17,12 +17,12 @@ const LEARN_AFTER: u32 = 20;
 #[derive(Default)]
 pub struct TornDetector {
     /// Per thread: outermost (name, filename) seen, with counts.
-    roots: HashMap<u64, HashMap<(String, String), u32>>,
+    roots: HashMap<u64, HashMap<(Text, Text), u32>>,
 }
 
 fn is_standard_root(frame: &Frame) -> bool {
-    frame.name == "<module>"
-        || (frame.name == "_bootstrap" && frame.filename.ends_with("threading.py"))
+    &*frame.name == "<module>"
+        || (&*frame.name == "_bootstrap" && frame.filename.ends_with("threading.py"))
 }
 
 impl TornDetector {
@@ -58,7 +58,7 @@ mod tests {
         Frame {
             name: name.into(),
             filename: file.into(),
-            short: String::new(),
+            short: "".into(),
             line: 1,
         }
     }

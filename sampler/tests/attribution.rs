@@ -94,7 +94,7 @@ fn a_thread_whose_slot_did_not_change_is_charged_cleanly() {
         (7, Quality::Clean)
     );
     assert_eq!(samples[1].pid, 42);
-    assert_eq!(samples[1].stack.last().unwrap().name, "handler");
+    assert_eq!(&*samples[1].stack.last().unwrap().name, "handler");
 }
 
 #[test]

@@ -163,7 +163,7 @@ fn attach_at(pid: u32, options: PySpyOptions, leaf: &str) -> PySpySource {
     loop {
         let why = match PySpySource::attach(pid, options) {
             Ok(mut s) => {
-                let at_leaf = |t: &ThreadStack| t.frames.last().is_some_and(|f| f.name == leaf);
+                let at_leaf = |t: &ThreadStack| t.frames.last().is_some_and(|f| &*f.name == leaf);
                 // Until the spin starts the stack is still moving.
                 match s.stacks() {
                     Ok(t) if t.iter().any(at_leaf) => return s,
@@ -198,7 +198,7 @@ fn reads_a_busy_python_thread_outermost_first() {
                 continue;
             };
             for s in stacks.iter().filter(|s| s.active) {
-                let names: Vec<&str> = s.frames.iter().map(|f| f.name.as_str()).collect();
+                let names: Vec<&str> = s.frames.iter().map(|f| f.name.as_ref()).collect();
                 if names.first() == Some(&"<module>") && names.contains(&"timeglass_burn") {
                     // The main thread's tid is the pid (3.10 included: found
                     // through glibc's struct pthread).
@@ -270,7 +270,7 @@ fn the_cached_walker_reads_what_py_spy_reads() {
             .stacks()
             .expect("py-spy's own walk fails on this machine");
         assert_eq!(expected.len(), 1, "only the GIL holder");
-        let names: Vec<&str> = expected[0].frames.iter().map(|f| f.name.as_str()).collect();
+        let names: Vec<&str> = expected[0].frames.iter().map(|f| f.name.as_ref()).collect();
         // 3.10 has no qualified names: py-spy shows the plain name.
         let method = if python.minor >= 11 {
             "Shop.größe"
@@ -306,6 +306,81 @@ fn the_cached_walker_reads_what_py_spy_reads() {
     });
 }
 
+/// Two coroutine chains of different depths, made afresh and run in turn
+/// every few milliseconds: the frames outside the data-stack chunk change
+/// between walks (and pymalloc may put new coroutines where old ones were).
+const CHANGING_CHAINS: &str = r#"
+import time
+
+async def level(n, leaf):
+    if n == 0:
+        leaf()
+    else:
+        await level(n - 1, leaf)
+
+def spin_a():
+    t = time.perf_counter()
+    while time.perf_counter() - t < 0.003: pass
+
+def spin_b():
+    t = time.perf_counter()
+    while time.perf_counter() - t < 0.002: pass
+
+while True:
+    for leaf, depth in ((spin_a, 12), (spin_b, 5)):
+        c = level(depth, leaf)
+        try:
+            c.send(None)
+        except StopIteration:
+            pass
+"#;
+
+/// Frames read ahead from the last walk's addresses are only the frames the
+/// links lead to: a whole walk is one chain or the other. A walk that races
+/// the end of a spin (a coroutine finishing, a new one made where it was)
+/// can still mix them, as any walk of a running thread can: such walks stay
+/// rare.
+#[test]
+fn frames_read_ahead_never_mix_two_chains() {
+    on_every_python(|python| {
+        let child = python.run(CHANGING_CHAINS);
+        let mut cached = attach_at(child.0.id(), options(true, false), "spin_a");
+        let (mut a, mut b, mut mixed) = (0, 0, Vec::new());
+        for _ in 0..400 {
+            let Ok(stacks) = cached.stacks() else {
+                continue;
+            };
+            // A walk that loses its outer frames is torn, and told
+            // downstream by its root: only whole stacks are judged.
+            let Some(stack) = stacks
+                .first()
+                .filter(|s| s.frames.first().is_some_and(|f| &*f.name == "<module>"))
+            else {
+                continue;
+            };
+            let levels = stack.frames.iter().filter(|f| &*f.name == "level").count();
+            match (leaf(stack), levels) {
+                ("spin_a", 13) => a += 1,
+                ("spin_b", 6) => b += 1,
+                ("spin_a" | "spin_b", _) => mixed.push(stack.clone()),
+                // Between the two: the loop, or a chain being made or unwound.
+                _ => {}
+            }
+            std::thread::sleep(Duration::from_micros(300));
+        }
+        assert!(
+            a > 50 && b > 30,
+            "walks saw spin_a {a} and spin_b {b} times"
+        );
+        assert!(
+            mixed.len() * 50 <= a + b,
+            "{} of {} whole walks mixed two chains: {mixed:?}",
+            mixed.len(),
+            a + b + mixed.len()
+        );
+    });
+}
+
 /// Three threads: one spinning (holds the GIL), one asleep in `time.sleep`,
 /// one waiting on an event (py-spy's idle rule), so every walk is the same.
 const THREE_THREADS: &str = r#"
@@ -328,7 +403,7 @@ def Ωmega():
 "#;
 
 fn leaf(stack: &ThreadStack) -> &str {
-    stack.frames.last().map_or("", |f| f.name.as_str())
+    stack.frames.last().map_or("", |f| f.name.as_ref())
 }
 
 #[test]
@@ -521,7 +596,7 @@ fn await_chains_are_what_python_reports() {
                 let got: Vec<(String, u32)> = chain
                     .frames
                     .iter()
-                    .map(|f| (f.name.clone(), f.line))
+                    .map(|f| (f.name.to_string(), f.line))
                     .collect();
                 assert_eq!(got, frames, "{key}: {chain:?}");
                 assert_eq!(chain.awaits, awaits, "{key}");
@@ -532,7 +607,7 @@ fn await_chains_are_what_python_reports() {
             assert_eq!(names.first().map(|f| f.0.as_str()), Some("outer"));
             let sleeping = source.await_chain(id).unwrap().unwrap();
             let sleep = sleeping.frames.last().unwrap();
-            assert_eq!(sleep.name, "sleep");
+            assert_eq!(&*sleep.name, "sleep");
             assert!(sleep.filename.ends_with("asyncio/tasks.py"), "{sleep:?}");
             assert_eq!(sleeping.awaits.as_deref(), Some("_asyncio.FutureIter"));
             let running = &report["running"];
@@ -542,7 +617,7 @@ fn await_chains_are_what_python_reports() {
                 .unwrap();
             assert!(chain.running, "{chain:?}");
             assert_eq!(chain.frames.len(), 1, "{chain:?}");
-            assert_eq!(chain.frames[0].name, "main");
+            assert_eq!(&*chain.frames[0].name, "main");
             assert_eq!(
                 u64::from(chain.frames[0].line),
                 running["line"].as_u64().unwrap()

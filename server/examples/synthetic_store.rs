@@ -104,9 +104,9 @@ fn frame(name: &str, short: &str, line: u32) -> Frame {
         "/venv/lib/python3.12/site-packages"
     };
     Frame {
-        name: name.to_string(),
-        filename: format!("{prefix}/{short}"),
-        short: short.to_string(),
+        name: name.to_string().into(),
+        filename: format!("{prefix}/{short}").into(),
+        short: short.to_string().into(),
         line,
     }
 }

@@ -67,12 +67,12 @@ pub fn tree(stacks: &[StackCount]) -> Node {
             let at = match node
                 .c
                 .iter()
-                .position(|c| c.n == frame.name && c.f == file(frame))
+                .position(|c| *c.n == *frame.name && c.f == file(frame))
             {
                 Some(at) => at,
                 None => {
                     node.c.push(Node {
-                        n: frame.name.clone(),
+                        n: frame.name.to_string(),
                         f: file(frame).to_string(),
                         k: kind_code(frame),
                         ..Node::default()
@@ -141,9 +141,9 @@ pub fn functions(stacks: &[StackCount]) -> Vec<FunctionSamples> {
     for sc in stacks {
         let mut seen = HashSet::new();
         for frame in sc.stack.iter() {
-            let key = (frame.name.as_str(), file(frame));
+            let key = (frame.name.as_ref(), file(frame));
             let entry = by_function.entry(key).or_insert_with(|| FunctionSamples {
-                name: frame.name.clone(),
+                name: frame.name.to_string(),
                 file: file(frame).to_string(),
                 kind: kind_code(frame),
                 self_samples: 0,
@@ -154,7 +154,7 @@ pub fn functions(stacks: &[StackCount]) -> Vec<FunctionSamples> {
             }
         }
         if let Some(leaf) = sc.stack.last() {
-            if let Some(entry) = by_function.get_mut(&(leaf.name.as_str(), file(leaf))) {
+            if let Some(entry) = by_function.get_mut(&(leaf.name.as_ref(), file(leaf))) {
                 entry.self_samples += sc.samples;
             }
         }

@@ -36,10 +36,10 @@ pub fn kind(frame: &Frame) -> Kind {
     if frame.is_synthetic() {
         return Kind::Synthetic;
     }
-    if frame.name == LIBRARY_ONLY && frame.filename.is_empty() {
+    if &*frame.name == LIBRARY_ONLY && frame.filename.is_empty() {
         return Kind::Library;
     }
-    let path = frame.filename.as_str();
+    let path = frame.filename.as_ref();
     let library = path.contains("/site-packages/")
         || path.contains("/dist-packages/")
         // The standard library, under any prefix (/usr/lib/python3.12/asyncio/...).
@@ -84,9 +84,9 @@ impl View {
             return stacks.to_vec();
         }
         let library_only: Arc<[Frame]> = vec![Frame {
-            name: LIBRARY_ONLY.to_string(),
-            filename: String::new(),
-            short: String::new(),
+            name: LIBRARY_ONLY.to_string().into(),
+            filename: "".into(),
+            short: "".into(),
             line: 0,
         }]
         .into();
@@ -146,7 +146,7 @@ mod tests {
     }
 
     fn names(sc: &StackCount) -> Vec<&str> {
-        sc.stack.iter().map(|f| f.name.as_str()).collect()
+        sc.stack.iter().map(|f| f.name.as_ref()).collect()
     }
 
     #[test]
@@ -251,7 +251,7 @@ mod tests {
         let kept = cpu.apply(&stacks);
         let leaves: Vec<&str> = kept
             .iter()
-            .map(|s| s.stack.last().unwrap().name.as_str())
+            .map(|s| s.stack.last().unwrap().name.as_ref())
             .collect();
         assert_eq!(leaves, ["compute", NATIVE_FRAME]);
         // Without synthetic frames native time is its caller's self time.

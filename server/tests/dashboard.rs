@@ -94,7 +94,7 @@ fn begin(store: &mut Store) -> (SessionId, ProcessId) {
 fn frame(name: &str) -> Frame {
     Frame {
         name: name.into(),
-        filename: format!("/app/{name}.py"),
+        filename: format!("/app/{name}.py").into(),
         short: "app.py".into(),
         line: 7,
     }

@@ -496,9 +496,9 @@ mod tests {
         let frames: Vec<Frame> = names
             .iter()
             .map(|n| Frame {
-                name: n.to_string(),
-                filename: format!("/srv/{n}.py"),
-                short: format!("{n}.py"),
+                name: n.to_string().into(),
+                filename: format!("/srv/{n}.py").into(),
+                short: format!("{n}.py").into(),
                 line: 7,
             })
             .collect();
@@ -609,7 +609,7 @@ mod tests {
         }
         let calls = read::request_calls(&conn, 2).unwrap();
         assert_eq!(calls.len(), 1);
-        assert_eq!(calls[0].caller[0].name, "fetch");
+        assert_eq!(&*calls[0].caller[0].name, "fetch");
         assert_eq!((calls[0].status, calls[0].start_ms), (Some(200), 1.0));
     }
 

@@ -1,6 +1,6 @@
 //! Writing batches: interning frames and stacks, one transaction per batch.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::{Arc, OnceLock};
 
 use rusqlite::{params, Connection, OptionalExtension, ToSql, TransactionBehavior};
@@ -16,13 +16,13 @@ use crate::Batch;
 /// never committed.
 #[derive(Default)]
 pub struct Interner {
-    frames: HashMap<Frame, i64>,
+    frames: FxHashMap<Frame, i64>,
     /// (parent node, frame) → node; parent 0 is the root.
-    nodes: HashMap<(i64, i64), i64>,
+    nodes: FxHashMap<(i64, i64), i64>,
     /// Stacks and callers the join hands over again and again (one `Arc`
     /// for every wait of a line, request after request), by address. Each
     /// entry holds its `Arc`, so the address cannot be reused meanwhile.
-    by_address: HashMap<usize, (Arc<[Frame]>, Interned)>,
+    by_address: FxHashMap<usize, (Arc<[Frame]>, Interned)>,
 }
 
 #[derive(Clone, Copy)]

@@ -14,6 +14,11 @@ use crate::AwaitChain;
 const MAX_LINKS: usize = 1024;
 /// Longer `tp_base` chains are garbage.
 const MAX_BASES: usize = 64;
+/// Bytes read at once from the start of each object in a chain: its type,
+/// and for a 3.11+ coroutine its state, its embedded frame and the first
+/// slots of that frame's stack, where the awaited object usually is. One
+/// read per link instead of four.
+const OBJECT_BLOCK: usize = 512;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
@@ -38,10 +43,19 @@ impl Walker {
     /// The await chain of the coroutine (or generator, or async generator)
     /// at `address`.
     pub fn await_chain(&mut self, address: usize) -> Result<AwaitChain, ReadFailed> {
+        self.code.begin_walk();
         let mut chain = AwaitChain::default();
         let mut object = address;
+        let mut block = [0u8; OBJECT_BLOCK];
         for depth in 0..MAX_LINKS {
-            let ob_type = self.memory.word(object.wrapping_add(self.layout.ob_type))?;
+            // An object near the end of a mapping cannot be read whole: then
+            // each part is read on its own.
+            let whole = self.memory.read(&mut [(object, &mut block[..])]).is_ok();
+            let block = whole.then_some(&block[..]);
+            let ob_type = match block {
+                Some(block) => word(block, self.layout.ob_type),
+                None => self.memory.word(object.wrapping_add(self.layout.ob_type))?,
+            };
             if self.kind(ob_type)? == Kind::Other {
                 if depth == 0 {
                     // Not a coroutine at all.
@@ -55,7 +69,7 @@ impl Walker {
             }
             let link = match self.layout.frame_kind {
                 FrameKind::Object => self.link_310(object)?,
-                _ => self.link_311(object)?,
+                _ => self.link_311(object, block)?,
             };
             if depth == 0 {
                 chain.running = link.running;
@@ -113,14 +127,23 @@ impl Walker {
     /// 3.11+: the `_PyInterpreterFrame` is embedded at `gi_iframe`, the
     /// state is `gi_frame_state`; a suspended `yield from` / `await` has the
     /// awaited object on top of the frame's stack.
-    fn link_311(&mut self, object: usize) -> Result<Link, ReadFailed> {
+    fn link_311(&mut self, object: usize, block: Option<&[u8]>) -> Result<Link, ReadFailed> {
         let layout = self.layout.clone();
-        let iframe = object.wrapping_add(layout.gen_iframe.ok_or(ReadFailed)?);
-        let state_at = object.wrapping_add(layout.gen_frame_state.ok_or(ReadFailed)?);
+        let iframe_at = layout.gen_iframe.ok_or(ReadFailed)?;
+        let state_at = layout.gen_frame_state.ok_or(ReadFailed)?;
+        let iframe = object.wrapping_add(iframe_at);
         let mut state = [0u8; 1];
         let mut frame = vec![0u8; layout.frame_bytes];
-        self.memory
-            .read(&mut [(state_at, &mut state[..]), (iframe, &mut frame[..])])?;
+        match block.filter(|b| b.len() >= iframe_at + layout.frame_bytes) {
+            Some(block) => {
+                state[0] = block[state_at];
+                frame.copy_from_slice(&block[iframe_at..iframe_at + layout.frame_bytes]);
+            }
+            None => self.memory.read(&mut [
+                (object.wrapping_add(state_at), &mut state[..]),
+                (iframe, &mut frame[..]),
+            ])?,
+        }
         let state = state[0] as i8;
         let states = layout.frame_states;
         // Completed or cleared: no frame left to show.
@@ -139,16 +162,35 @@ impl Walker {
             None if state == states.suspended => {
                 // The instruction after the last one run: a RESUME with an
                 // oparg of 2 or more follows a `yield from` / `await`.
-                let mut next = [0u8; 2];
-                self.memory
-                    .read(&mut [(instr.wrapping_add(2), &mut next[..])])?;
-                layout.resume_ops.contains(&next[0]) && next[1] >= 2
+                let memory = &self.memory;
+                let read_next = || {
+                    let mut next = [0u8; 2];
+                    memory
+                        .read(&mut [(instr.wrapping_add(2), &mut next[..])])
+                        .ok()?;
+                    Some(layout.resume_ops.contains(&next[0]) && next[1] >= 2)
+                };
+                match self.code.trusted(code) {
+                    Some(info) => info.resumes_after_await(&layout, code, instr, read_next),
+                    None => read_next(),
+                }
+                .ok_or(ReadFailed)?
             }
             None => false,
         };
         let awaits = if in_yield_from {
             let depth = int(&frame, layout.frame_stack_depth.ok_or(ReadFailed)?);
-            self.stack_top(iframe.wrapping_add(layout.frame_stack), depth)?
+            // The awaited object's slot, from the block when it is in it.
+            let slot = (iframe_at + layout.frame_stack).checked_add(
+                usize::try_from(depth)
+                    .ok()
+                    .filter(|&d| d >= 1)
+                    .map_or(usize::MAX / 2, |d| (d - 1) * 8),
+            );
+            match (block, slot) {
+                (Some(block), Some(slot)) if slot + 8 <= block.len() => word(block, slot),
+                _ => self.stack_top(iframe.wrapping_add(layout.frame_stack), depth)?,
+            }
         } else {
             0
         };
@@ -173,13 +215,7 @@ impl Walker {
     /// walker's cache; `None` when it cannot be read.
     fn frame_at(&mut self, code: usize, instr: usize) -> Option<Frame> {
         let info = self.code.read(&self.memory, &self.layout, code)?;
-        let mut shown = info.frame.clone();
-        shown.line = if self.lines {
-            info.line(&self.layout, code, instr)
-        } else {
-            0
-        };
-        Some(shown)
+        self.shown(&info, code, instr)
     }
 
     fn kind(&mut self, ob_type: usize) -> Result<Kind, ReadFailed> {

@@ -9,7 +9,10 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use timeglass_model::Frame;
 
@@ -19,6 +22,15 @@ use super::memory::{int, word, Memory};
 /// The cache is dropped when it holds more code objects than this (an app
 /// that keeps compiling code, e.g. templates); it refills within a few walks.
 const MAX_CACHED_CODE: usize = 200_000;
+
+/// A code object whose head matched within this many walks is taken from
+/// the cache without reading its head again. A frame holds a reference to
+/// its code object, and a code object's head never changes, so a code object
+/// seen in a live frame is the one cached at its address; only a frame read
+/// torn (popped meanwhile, its code freed and another allocated at the same
+/// address) could be named after the code that was there, and a head is
+/// checked again at least this often.
+const TRUST_WALKS: u64 = 64;
 
 /// What a code object's head says; a cached entry is valid while it matches.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -50,12 +62,25 @@ pub struct CodeInfo {
     /// A shim py-spy does not show (3.13's `<shim>` entry frames).
     pub shim: bool,
     line_table: Vec<u8>,
+    /// The last lines found, as `(instruction + 1) << 32 | line`, 0 when
+    /// empty. A frame waiting in a call stays at one instruction for as long
+    /// as the call lasts, so most walks find its line here rather than in
+    /// the table. Two ways, so that two frames of one function (recursion,
+    /// or one middleware class at two depths) do not evict each other.
+    lines: [AtomicU64; 2],
+    /// The same for "the instruction after this one follows a `yield from`
+    /// or `await`" (3.11's RESUME oparg), as `(instruction + 1) << 32 | 0/1`.
+    resumes: [AtomicU64; 2],
+    /// The cache's walk count when the head last matched.
+    verified: AtomicU64,
 }
 
 /// Code objects by address, and shortened filenames.
 pub struct CodeCache {
-    code: HashMap<usize, Arc<CodeInfo>>,
+    code: FxHashMap<usize, Arc<CodeInfo>>,
     short: HashMap<String, String>,
+    /// Walks begun, for [`TRUST_WALKS`].
+    walks: u64,
     /// The target's root directory as seen from here (`/proc/PID/root`)
     /// when it runs in another mount namespace, for shortening filenames.
     root: Option<String>,
@@ -64,8 +89,9 @@ pub struct CodeCache {
 impl CodeCache {
     pub fn new(root: Option<String>) -> Self {
         CodeCache {
-            code: HashMap::new(),
+            code: FxHashMap::default(),
             short: HashMap::new(),
+            walks: TRUST_WALKS,
             root,
         }
     }
@@ -81,15 +107,31 @@ impl CodeCache {
     ) -> Option<Arc<CodeInfo>> {
         if let Some(info) = self.code.get(&address) {
             if info.head == head {
+                info.verified.store(self.walks, Ordering::Relaxed);
                 return Some(Arc::clone(info));
             }
         }
         let info = Arc::new(self.learn(memory, layout, head)?);
+        info.verified.store(self.walks, Ordering::Relaxed);
         if self.code.len() >= MAX_CACHED_CODE {
             self.code.clear();
         }
         self.code.insert(address, Arc::clone(&info));
         Some(info)
+    }
+
+    /// Counts a walk begun: heads matched more than [`TRUST_WALKS`] walks
+    /// ago are read again.
+    pub fn begin_walk(&mut self) {
+        self.walks += 1;
+    }
+
+    /// The code object at `address` when its head matched recently enough
+    /// to be trusted without reading it (see [`TRUST_WALKS`]).
+    pub fn trusted(&self, address: usize) -> Option<Arc<CodeInfo>> {
+        let info = self.code.get(&address)?;
+        let verified = info.verified.load(Ordering::Relaxed);
+        (self.walks - verified < TRUST_WALKS).then(|| Arc::clone(info))
     }
 
     /// Reads the head of the code object at `address` and then as [`get`].
@@ -99,6 +141,9 @@ impl CodeCache {
         layout: &Layout,
         address: usize,
     ) -> Option<Arc<CodeInfo>> {
+        if let Some(info) = self.trusted(address) {
+            return Some(info);
+        }
         let mut head = vec![0u8; layout.code_head_bytes];
         memory.read(&mut [(address, &mut head[..])]).ok()?;
         self.get(memory, layout, address, CodeHead::parse(layout, &head))
@@ -120,12 +165,15 @@ impl CodeCache {
             head,
             shim: filename.is_empty() || filename == "<shim>",
             frame: Frame {
-                name,
-                filename,
-                short,
+                name: name.into(),
+                filename: filename.into(),
+                short: short.into(),
                 line: 0,
             },
             line_table,
+            lines: Default::default(),
+            resumes: Default::default(),
+            verified: AtomicU64::new(0),
         })
     }
 
@@ -163,6 +211,51 @@ impl CodeInfo {
     /// 3.10's `f_lasti`, or 3.11+'s instruction pointer (then `code` is the
     /// code object's address, as the pointer is into it).
     pub fn line(&self, layout: &Layout, code: usize, instr: usize) -> u32 {
+        // The key is the instruction's offset into the code (3.11+) or
+        // `f_lasti` (3.10): small, unlike the pointer.
+        let key = match layout.line_format {
+            LineFormat::Pairs310 => instr,
+            LineFormat::Locations311 => instr.wrapping_sub(code.wrapping_add(layout.code_code)),
+        };
+        let key = match u32::try_from(key.wrapping_add(1)) {
+            Ok(key) if key != 0 => key,
+            _ => return self.line_uncached(layout, code, instr),
+        };
+        if let Some(line) = recall(&self.lines, key) {
+            return line;
+        }
+        let line = self.line_uncached(layout, code, instr);
+        remember(&self.lines, key, line);
+        line
+    }
+
+    /// Whether the instruction after `instr` (a 3.11+ instruction pointer
+    /// into the code at `code`) follows a `yield from` / `await`, as
+    /// `read_next` tells from the next instruction's bytes; remembered, since
+    /// an instruction's opcode family and oparg never change (specializing a
+    /// RESUME keeps it a RESUME).
+    pub fn resumes_after_await(
+        &self,
+        layout: &Layout,
+        code: usize,
+        instr: usize,
+        read_next: impl FnOnce() -> Option<bool>,
+    ) -> Option<bool> {
+        let key = instr
+            .wrapping_sub(code.wrapping_add(layout.code_code))
+            .wrapping_add(1);
+        let key = u32::try_from(key).ok().filter(|&k| k != 0);
+        if let Some(seen) = key.and_then(|key| recall(&self.resumes, key)) {
+            return Some(seen == 1);
+        }
+        let answer = read_next()?;
+        if let Some(key) = key {
+            remember(&self.resumes, key, u32::from(answer));
+        }
+        Some(answer)
+    }
+
+    fn line_uncached(&self, layout: &Layout, code: usize, instr: usize) -> u32 {
         let line = match layout.line_format {
             LineFormat::Pairs310 => line_at_310(
                 &self.line_table,
@@ -177,6 +270,18 @@ impl CodeInfo {
         };
         line.max(0) as u32
     }
+}
+
+/// The value remembered for `key` in a two-way memo, if any.
+fn recall(ways: &[AtomicU64; 2], key: u32) -> Option<u32> {
+    ways.iter().find_map(|way| {
+        let memo = way.load(Ordering::Relaxed);
+        ((memo >> 32) as u32 == key).then_some(memo as u32)
+    })
+}
+
+fn remember(ways: &[AtomicU64; 2], key: u32, value: u32) {
+    ways[key as usize & 1].store(u64::from(key) << 32 | u64::from(value), Ordering::Relaxed);
 }
 
 /// 3.10's line table (PEP 626, `Objects/lnotab_notes.txt`): pairs of
@@ -317,5 +422,74 @@ mod tests {
         assert_eq!(at(11), 22);
         assert_eq!(at(12), 21, "and still moves the address on");
         assert_eq!(at(100), 21);
+    }
+
+    /// The memo answers what the table answers, for frames of one code
+    /// object at several instructions visited in turn and revisited.
+    #[test]
+    fn remembered_lines_are_the_tables_lines() {
+        use crate::walk::layout::V3_10;
+        let info = CodeInfo {
+            head: CodeHead {
+                filename: 1,
+                name: 2,
+                qualname: 0,
+                line_table: 3,
+                first_line: 20,
+            },
+            frame: Frame::synthetic("f"),
+            shim: false,
+            line_table: vec![6, 0, 4, 2, 2, 0x80, 8, 0xff],
+            lines: Default::default(),
+            resumes: Default::default(),
+            verified: AtomicU64::new(0),
+        };
+        // 3.10's `f_lasti` counts code units of two bytes.
+        let visits = [0, 3, 6, 0, 3, 5, 6, 2, 100, 0, 3];
+        for lasti in visits {
+            let fresh = line_at_310(&info.line_table, 20, 2 * lasti as isize) as u32;
+            assert_eq!(info.line(&V3_10, 0, lasti), fresh, "f_lasti {lasti}");
+        }
+    }
+
+    /// A head matched is trusted for [`TRUST_WALKS`] walks, then read again;
+    /// a head that changed is learned afresh (here: cannot be, as nothing is
+    /// mapped at the address).
+    #[test]
+    fn a_matched_head_is_trusted_for_a_while() {
+        let layout = crate::walk::layout::V3_11.clone();
+        let memory = Memory::new(std::process::id());
+        let head = CodeHead {
+            filename: 1,
+            name: 2,
+            qualname: 3,
+            line_table: 4,
+            first_line: 5,
+        };
+        let mut cache = CodeCache::new(None);
+        let address = 8;
+        assert!(cache.trusted(address).is_none(), "nothing cached yet");
+        cache.code.insert(
+            address,
+            Arc::new(CodeInfo {
+                head,
+                frame: Frame::synthetic("f"),
+                shim: false,
+                line_table: Vec::new(),
+                lines: Default::default(),
+                resumes: Default::default(),
+                verified: AtomicU64::new(0),
+            }),
+        );
+        assert!(cache.trusted(address).is_none(), "never matched");
+        assert!(cache.get(&memory, &layout, address, head).is_some());
+        for _ in 1..TRUST_WALKS {
+            cache.begin_walk();
+            assert!(cache.trusted(address).is_some());
+        }
+        cache.begin_walk();
+        assert!(cache.trusted(address).is_none(), "due for a check");
+        let moved = CodeHead { name: 9, ..head };
+        assert!(cache.get(&memory, &layout, address, moved).is_none());
     }
 }

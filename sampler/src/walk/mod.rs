@@ -30,11 +30,12 @@ mod pthread;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap;
 use timeglass_model::Frame;
 
 use crate::procfs::{run_state, TaskFiles};
 use crate::ThreadStack;
-use code::{CodeCache, CodeHead};
+use code::{CodeCache, CodeHead, CodeInfo};
 use layout::{FrameKind, GilKind, Layout};
 pub use memory::ReadFailed;
 use memory::{int, word, Memory};
@@ -52,6 +53,18 @@ const MAX_CHUNK_READ: usize = 1 << 20;
 const MISSING_RESCAN: Duration = Duration::from_millis(100);
 /// Code heads read per vectored read (Linux takes up to 1024 pieces).
 const HEADS_PER_READ: usize = 512;
+/// Frames outside the data-stack chunk read ahead at once at most (the
+/// kernel takes at most `IOV_MAX`, 1024, parts per read).
+const READ_AHEAD_FRAMES: usize = 512;
+
+/// `sizeof(struct _gil_runtime_state)` in every supported version with the
+/// GIL (`Include/internal/pycore_gil.h`): `interval`, `last_holder`,
+/// `locked` (padded to 8), `switch_number`, then `cond`, `mutex`,
+/// `switch_cond`, `switch_mutex` (`FORCE_SWITCHING` is always defined). The
+/// target runs on this machine's libc, so its pthread sizes are ours.
+const GIL_STATE_BYTES: usize = 4 * 8
+    + 2 * std::mem::size_of::<nix::libc::pthread_cond_t>()
+    + 2 * std::mem::size_of::<nix::libc::pthread_mutex_t>();
 
 /// Where the walker starts: addresses in the target, found at attach.
 #[derive(Clone, Copy, Debug, Default)]
@@ -89,6 +102,9 @@ pub struct Walker {
     chunk_reads: bool,
     /// Open `/proc/PID/task/TID/stat` files: a run state is one `pread`.
     stat_files: TaskFiles,
+    /// Per thread (by tid), the frames outside its data-stack chunk at its
+    /// last walk, innermost first: read ahead at the next.
+    outside: FxHashMap<usize, Vec<usize>>,
 }
 
 impl Walker {
@@ -105,6 +121,7 @@ impl Walker {
             types: HashMap::new(),
             chunk_reads: true,
             stat_files: TaskFiles::new("stat"),
+            outside: FxHashMap::default(),
             pthread_tids: PthreadTids::default(),
         }
     }
@@ -120,8 +137,23 @@ impl Walker {
         &self.layout
     }
 
+    /// The addresses of the interpreter's GIL state (`_gil_runtime_state`:
+    /// its mutex and condition variables), as `start..end`: a thread asleep
+    /// in a futex inside it is waiting for the GIL. 3.10/3.11 keep it in
+    /// `_PyRuntime.ceval.gil`, right before `_PyRuntime.gilstate`, whose
+    /// `tstate_current` (after an `int`, so at 8) is the root found; 3.12+
+    /// point `interp->ceval.gil` at it.
+    pub fn gil_region(&self) -> std::ops::Range<usize> {
+        let start = match self.layout.gil {
+            GilKind::TstateCurrent => self.roots.gil.wrapping_sub(8 + GIL_STATE_BYTES),
+            GilKind::RuntimeState { .. } => self.roots.gil,
+        };
+        start..start.wrapping_add(GIL_STATE_BYTES)
+    }
+
     /// The stack of the thread holding the GIL; none when no thread holds it.
     pub fn gil_holder(&mut self) -> Result<Vec<ThreadStack>, ReadFailed> {
+        self.code.begin_walk();
         let holder = self.holder()?;
         if holder == 0 {
             return Ok(Vec::new());
@@ -133,6 +165,7 @@ impl Walker {
 
     /// The stack of every thread, with whether each is on a CPU.
     pub fn all_threads(&mut self) -> Result<Vec<ThreadStack>, ReadFailed> {
+        self.code.begin_walk();
         let holder = self.holder()?;
         let mut stacks = Vec::new();
         for (address, thread) in self.scan()? {
@@ -147,6 +180,7 @@ impl Walker {
     /// `tids`, each once, reading no other thread state (but for a rescan
     /// of the thread list when a tid is not where it was last seen).
     pub fn stacks_with(&mut self, tids: &[u32]) -> Result<Vec<ThreadStack>, ReadFailed> {
+        self.code.begin_walk();
         if self.layout.thread_native_id.is_none() && !self.pthread_tids.observed() {
             // 3.10: learn where tids are before the GIL holder's is needed.
             self.scan()?;
@@ -321,7 +355,7 @@ impl Walker {
         match layout.thread_datastack.filter(|_| self.chunk_reads) {
             Some((chunk, top)) => {
                 let window = self.chunk(word(thread, chunk), word(thread, top));
-                self.walk_chunked(first, window, &mut frames)?;
+                self.walk_chunked(first, window, tid.unwrap_or(0) as usize, &mut frames)?;
             }
             None => self.walk(first, &mut frames)?,
         }
@@ -351,6 +385,16 @@ impl Walker {
                 return Err(ReadFailed);
             }
             let read_frame = frame != 0;
+            // A code object trusted from the cache needs no head read.
+            if let Some((code, instr)) = pending {
+                if let Some(info) = self.code.trusted(code) {
+                    pending = None;
+                    out.extend(self.shown(&info, code, instr));
+                    if !read_frame {
+                        break;
+                    }
+                }
+            }
             let code_read = match (read_frame, pending) {
                 (true, Some((code, _))) => self
                     .memory
@@ -407,15 +451,26 @@ impl Walker {
 
     /// As [`walk`](Self::walk), but frames inside `window` (the chunk) are
     /// parsed from it, and the code heads of all frames are read together.
+    ///
+    /// Frames outside the chunk (coroutines' frames live in their objects)
+    /// would be one read each. The addresses of those the thread `key` had
+    /// at its last walk are read together instead, from the first of them
+    /// met: a step of a request keeps its coroutines, so their frames are at
+    /// the same addresses. Only the bytes of frames the links lead to are
+    /// used, and they are read now, so a wrong guess costs bytes, not truth.
     fn walk_chunked(
         &mut self,
         mut frame: usize,
         window: Option<(usize, Vec<u8>)>,
+        key: usize,
         out: &mut Vec<Frame>,
     ) -> Result<(), ReadFailed> {
         let frame_bytes = self.layout.frame_bytes;
         let mut own = vec![0u8; frame_bytes];
         let mut links = Vec::new();
+        let mut outside = Vec::new();
+        let last = self.outside.remove(&key).unwrap_or_default();
+        let mut ahead: Option<(usize, Vec<u8>)> = None;
         let mut seen = 0;
         while frame != 0 {
             seen += 1;
@@ -429,8 +484,24 @@ impl Walker {
             let bytes = match inside {
                 Some(bytes) => bytes,
                 None => {
-                    self.memory.read(&mut [(frame, &mut own[..])])?;
-                    &own[..]
+                    outside.push(frame);
+                    if ahead.is_none() {
+                        ahead = last
+                            .iter()
+                            .position(|&at| at == frame)
+                            .and_then(|from| Some((from, self.read_ahead(&last[from..])?)));
+                    }
+                    let read_ahead = ahead.as_ref().and_then(|(first, bytes)| {
+                        let at = last[*first..].iter().position(|&at| at == frame)?;
+                        bytes.get(at * frame_bytes..(at + 1) * frame_bytes)
+                    });
+                    match read_ahead {
+                        Some(bytes) => bytes,
+                        None => {
+                            self.memory.read(&mut [(frame, &mut own[..])])?;
+                            &own[..]
+                        }
+                    }
                 }
             };
             let (code, instr, previous) = self.parse_frame(bytes);
@@ -439,6 +510,31 @@ impl Walker {
             }
             frame = previous;
         }
+        if !outside.is_empty() {
+            if self.outside.len() >= MAX_THREADS {
+                self.outside.clear();
+            }
+            self.outside.insert(key, outside);
+        }
+        // Code objects trusted from the cache need no head read; the others'
+        // heads are read together.
+        let mut shown: Vec<Option<Frame>> = Vec::with_capacity(links.len());
+        let mut unknown = Vec::new();
+        for (at, &(code, instr)) in links.iter().enumerate() {
+            match self.code.trusted(code) {
+                Some(info) => shown.push(self.shown(&info, code, instr)),
+                None => {
+                    shown.push(None);
+                    unknown.push(at);
+                }
+            }
+        }
+        if unknown.is_empty() {
+            out.extend(shown.into_iter().flatten());
+            return Ok(());
+        }
+        let all = links;
+        let links: Vec<(usize, usize)> = unknown.iter().map(|&at| all[at]).collect();
         let head_bytes = self.layout.code_head_bytes;
         let mut heads = vec![0u8; links.len() * head_bytes];
         let mut read = vec![true; links.len()];
@@ -460,14 +556,29 @@ impl Walker {
                 }
             }
         }
-        for (((code, instr), head), ok) in links.iter().zip(heads.chunks(head_bytes)).zip(read) {
+        for ((&at, head), ok) in unknown.iter().zip(heads.chunks(head_bytes)).zip(read) {
             if ok {
-                if let Some(shown) = self.frame_of(*code, *instr, head) {
-                    out.push(shown);
-                }
+                let (code, instr) = all[at];
+                shown[at] = self.frame_of(code, instr, head);
             }
         }
+        out.extend(shown.into_iter().flatten());
         Ok(())
+    }
+
+    /// The frames at `addresses`, in one vectored read, back to back;
+    /// `None` when one of them cannot be read (the guess is dropped).
+    fn read_ahead(&self, addresses: &[usize]) -> Option<Vec<u8>> {
+        let frame_bytes = self.layout.frame_bytes;
+        let addresses = &addresses[..addresses.len().min(READ_AHEAD_FRAMES)];
+        let mut bytes = vec![0u8; addresses.len() * frame_bytes];
+        let mut parts: Vec<(usize, &mut [u8])> = addresses
+            .iter()
+            .copied()
+            .zip(bytes.chunks_mut(frame_bytes))
+            .collect();
+        self.memory.read(&mut parts).ok()?;
+        Some(bytes)
     }
 
     /// A frame's code object (0 for a frame py-spy does not show), its
@@ -491,6 +602,12 @@ impl Walker {
     fn frame_of(&mut self, code: usize, instr: usize, head: &[u8]) -> Option<Frame> {
         let head = CodeHead::parse(&self.layout, head);
         let info = self.code.get(&self.memory, &self.layout, code, head)?;
+        self.shown(&info, code, instr)
+    }
+
+    /// The frame shown for a frame of `info`'s code at `instr`; `None` for
+    /// a shim.
+    fn shown(&self, info: &CodeInfo, code: usize, instr: usize) -> Option<Frame> {
         if info.shim {
             return None;
         }
@@ -520,9 +637,9 @@ pub fn read_bytes(pid: u32, address: usize, len: usize) -> Option<Vec<u8>> {
 
 /// py-spy's rule for a thread that is waiting, not running.
 fn looks_idle(leaf: &Frame) -> bool {
-    (leaf.name == "wait" && leaf.filename.ends_with("threading.py"))
-        || (leaf.name == "select" && leaf.filename.ends_with("selectors.py"))
-        || (leaf.name == "poll"
+    (&*leaf.name == "wait" && leaf.filename.ends_with("threading.py"))
+        || (&*leaf.name == "select" && leaf.filename.ends_with("selectors.py"))
+        || (&*leaf.name == "poll"
             && (leaf.filename.ends_with("asyncore.py")
                 || leaf.filename.contains("zmq")
                 || leaf.filename.contains("gevent")

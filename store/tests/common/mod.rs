@@ -74,8 +74,8 @@ pub fn new_process(pid: u32) -> NewProcess {
 pub fn frame(name: &str, line: u32) -> Frame {
     Frame {
         name: name.into(),
-        filename: format!("/srv/app/{name}.py"),
-        short: format!("{name}.py"),
+        filename: format!("/srv/app/{name}.py").into(),
+        short: format!("{name}.py").into(),
         line,
     }
 }
