@@ -420,3 +420,66 @@ def test_screenshots_were_taken(dashboard: Dashboard) -> None:
     keep = harness.REPO_ROOT / "target" / "screenshots"
     shutil.rmtree(keep, ignore_errors=True)
     shutil.copytree(dashboard.shots, keep)
+
+
+def chart_sizes(page: Page) -> dict[str, list[int]]:
+    """Each chart's canvas width and height, once the charts have drawn."""
+    page.wait_for_selector("#charts[data-drawn=true]", timeout=10_000)
+    sizes: dict[str, list[int]] = page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('[data-chart]')].map(
+            el => { const c = el.querySelector('canvas');
+                    return [el.dataset.chart, c ? [c.width, c.height] : [0, 0]]; }))"""
+    )
+    return sizes
+
+
+def test_report_page_scores_the_session(dashboard: Dashboard, page: Page) -> None:
+    page.goto(dashboard.url + "report")
+    expect(page.locator("h1")).to_have_text("Report")
+    scores = page.locator("table.score tbody tr")
+    expect(scores).to_have_count(10)
+    expect(page.locator("tr.score-error_rate_5xx .verdict")).to_have_text("fail")
+    expect(page.locator("tr.score-coverage")).to_contain_text("run `timeglass probe`")
+    expect(page.locator("tr.all")).to_contain_text(str(len(dashboard.app.sent)))
+    sizes = chart_sizes(page)
+    assert set(sizes) == {"latency", "rps", "in_flight", "cpu", "rss"}
+    for name, (width, height) in sizes.items():
+        assert width > 200, (name, sizes)
+        assert height > 100, (name, sizes)
+    series = httpx.get(dashboard.url + "api/v1/series", timeout=10).json()
+    assert sum(series["rps"]) * series["bucket_seconds"] == len(dashboard.app.sent)
+    assert series["cpu_percent"], "the app's CPU was sampled while it served"
+    dashboard.shot(page, "report")
+
+
+def test_report_filters_choose_the_session_and_time_range(dashboard: Dashboard, page: Page) -> None:
+    page.goto(dashboard.url + "report")
+    page.fill("input[name=until]", "2000-01-01T00:00:00Z")
+    page.click("form.filters button[type=submit]")
+    expect(page.locator("tr.all td.num").first).to_have_text("0")
+    expect(page.locator("select[name=session] option[selected]")).to_contain_text("#1")
+    page.fill("input[name=since]", "not-a-time")
+    page.click("form.filters button[type=submit]")
+    expect(page.locator("main")).to_contain_text("is not a time")
+
+
+def test_endpoint_page_charts_latency_and_rps(dashboard: Dashboard, page: Page) -> None:
+    page.goto(dashboard.url + "routes/GET/items/%7Bitem_id%7D")
+    sizes = chart_sizes(page)
+    for name in ("latency", "rps", "in_flight"):
+        width, height = sizes[name]
+        assert width > 200, (name, sizes)
+        assert height > 100, (name, sizes)
+    series_url = page.locator("#charts").get_attribute("data-series")
+    assert series_url is not None
+    assert "route=%2Fitems%2F%7Bitem_id%7D" in series_url
+    series = httpx.get(dashboard.url.rstrip("/") + series_url, timeout=10).json()
+    # Every request of the endpoint so far (earlier tests add to the app's
+    # traffic), counted by the endpoints API's own query.
+    routes = httpx.get(dashboard.url + "api/v1/routes", timeout=10).json()
+    recorded = next(
+        r["count"] for r in routes if (r["method"], r["route"]) == ("GET", "/items/{item_id}")
+    )
+    assert sum(series["rps"]) * series["bucket_seconds"] == recorded
+    assert any(v is not None for v in series["p95_ms"])
+    dashboard.shot(page, "endpoint-charts")

@@ -16,6 +16,7 @@ Examples:
   timeglass requests                          newest requests, slowest first to look at
   timeglass requests --json --limit 500       the same as JSON
   timeglass show 42                           one request with its SQL and HTTP calls
+  timeglass report                            per-endpoint figures and a score of the latest session
   timeglass export --request 42 --format folded -o req42.folded
                                               one request's stacks, for flamegraph tools
   timeglass probe --url http://127.0.0.1:8000 send malformed requests from the app's
@@ -53,6 +54,10 @@ whole-process profile (see `timeglass export --session`).")]
     Sessions(SessionsArgs),
     /// List recorded requests, newest first.
     Requests(RequestsArgs),
+    /// Judge a session's traffic: per-endpoint latency, errors and database
+    /// time, throughput, the app's CPU and memory, and a pass/warn/fail score.
+    #[command(after_help = REPORT_HELP)]
+    Report(ReportArgs),
     /// Show one request with its SQL statements and outgoing HTTP calls, in order.
     #[command(after_help = "Example:\n  timeglass show 42 --json")]
     Show(ShowArgs),
@@ -193,6 +198,46 @@ pub struct RequestsArgs {
     /// Print JSON (an array of objects) instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+const REPORT_HELP: &str = "\
+Examples:
+  timeglass report                             the latest session
+  timeglass report --since 10m --route items   the last ten minutes of routes containing `items`
+  timeglass report --session 3 --format json   for scripts and CI
+
+Percentiles are nearest-rank: the p-th percentile of n response times is the
+value at rank ceil(p/100 * n) in ascending order, always a recorded time.
+Thresholds have defaults (docs/report.md) and are read from `[tool.timeglass.thresholds]`
+in pyproject.toml or `[thresholds]` in timeglass.toml, in the session's directory,
+else the current one. Exit status: 0 when every score passes or warns, 1 when
+one fails, 2 for bad input.";
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Markdown,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Id of the session, as `timeglass sessions` shows it (default: the latest).
+    #[arg(long, value_name = "ID")]
+    pub session: Option<i64>,
+    /// Only requests that started at or after T: RFC 3339 or a time ago (`10m`, `2h`).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Only requests that started before T: RFC 3339 or a time ago.
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    /// Only endpoints whose route template contains TEXT.
+    #[arg(long, value_name = "TEXT")]
+    pub route: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ReportFormat,
 }
 
 #[derive(Args)]

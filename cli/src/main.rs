@@ -8,6 +8,7 @@ mod failure;
 mod inject;
 mod probe;
 mod record;
+mod report;
 mod requests;
 mod run;
 mod sessions;
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
         Command::Attach(a) => attach::attach(a),
         Command::Sessions(a) => sessions::sessions(a),
         Command::Requests(a) => requests::requests(a),
+        Command::Report(a) => report::report(a),
         Command::Show(a) => show::show(a),
         Command::Export(a) => export::export(a),
         Command::Ui(a) => ui::ui(a),

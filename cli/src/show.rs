@@ -344,6 +344,7 @@ pub(crate) mod fixture {
                 session,
                 requests: vec![(process, blocker), (process, io), (process, idle)],
                 outside: vec![],
+                process_samples: vec![],
             })
             .unwrap();
         Fixture { path }

@@ -15,30 +15,51 @@ pub fn local_time(rfc3339: &str) -> String {
 /// Columns padded to their widest cell; `right[i]` right-aligns column `i`
 /// (numbers), the others are left-aligned. Each line ends with a newline.
 pub fn render(header: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {
+    render_painted(header, right, rows, |_, _, cell| cell)
+}
+
+/// [`render`], with `paint(row, column, padded cell)` wrapping each body
+/// cell after padding (colours do not count in the width).
+pub fn render_painted(
+    header: &[&str],
+    right: &[bool],
+    rows: &[Vec<String>],
+    paint: impl Fn(usize, usize, String) -> String,
+) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, c) in widths.iter_mut().zip(row) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let line = |cols: &[String]| {
+    let line = |row: Option<usize>, cols: &[String]| {
+        let last = cols.len().saturating_sub(1);
         let parts: Vec<String> = cols
             .iter()
             .zip(&widths)
             .zip(right)
-            .map(|((c, &w), &r)| {
-                if r {
-                    format!("{c:>w$}")
-                } else {
-                    format!("{c:<w$}")
+            .enumerate()
+            .map(|(i, ((c, &w), &r))| {
+                let padded = match (r, i == last) {
+                    (true, _) => format!("{c:>w$}"),
+                    // The last column is not padded: lines end without blanks.
+                    (false, true) => c.clone(),
+                    (false, false) => format!("{c:<w$}"),
+                };
+                match row {
+                    Some(at) => paint(at, i, padded),
+                    None => padded,
                 }
             })
             .collect();
         format!("{}\n", parts.join("  ").trim_end())
     };
-    let mut out = line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
-    for row in rows {
-        out.push_str(&line(row));
+    let mut out = line(
+        None,
+        &header.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+    );
+    for (i, row) in rows.iter().enumerate() {
+        out.push_str(&line(Some(i), row));
     }
     out
 }

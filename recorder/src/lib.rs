@@ -7,6 +7,7 @@
 //! thread.
 
 mod procs;
+pub mod resources;
 mod whole;
 mod worker;
 mod writer;

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use timeglass_join::{Join, JoinOptions};
 use timeglass_model::{ProfiledRequest, StackCount};
-use timeglass_store::{Batch, NewProcess, ProcessExit, ProcessId, SessionId, Store};
+use timeglass_store::{Batch, NewProcess, ProcessExit, ProcessId, ProcessSample, SessionId, Store};
 use timeglass_wire::{monotonic_ns, Event, Reader, Region, RING_SUFFIX};
 
+use crate::resources::{self, Resources};
 use crate::worker::{sample_process, Report};
 use crate::{procs, Follow, Notice, NoticeFn, Progress, RecorderError, RecorderOptions, Summary};
 
@@ -35,6 +36,8 @@ struct Proc {
     requests: u64,
     /// Exited and settled; kept for the final summary.
     reaped: bool,
+    /// Its `/proc` files; `None` once they cannot be read (it exited).
+    resources: Option<Resources>,
 }
 
 pub struct Writer {
@@ -60,6 +63,8 @@ pub struct Writer {
     /// written yet, or a write failed and will be retried).
     held: Vec<ProfiledRequest>,
     outside: Vec<(u32, StackCount)>,
+    /// Resource samples not yet in the store, by pid.
+    samples: Vec<(u32, ProcessSample)>,
     summary: Summary,
 }
 
@@ -98,6 +103,7 @@ impl Writer {
             rx,
             held: Vec::new(),
             outside: Vec::new(),
+            samples: Vec::new(),
             summary: Summary::default(),
         }
     }
@@ -105,14 +111,22 @@ impl Writer {
     pub fn run(mut self) -> Result<(Summary, Store), RecorderError> {
         let mut last_discover = Instant::now() - DISCOVER_EVERY;
         let mut last_write = Instant::now();
+        let mut next_resources = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             if last_discover.elapsed() >= DISCOVER_EVERY {
                 self.discover();
                 last_discover = Instant::now();
             }
+            if Instant::now() >= next_resources {
+                self.sample_resources();
+                next_resources += resources::EVERY;
+                // Behind by more than a tick (a slow write): start afresh.
+                next_resources = next_resources.max(Instant::now());
+            }
             // Samplers send a batch every 20 ms while busy; when idle this wakes
-            // only a few times a second.
-            self.receive(Some(Duration::from_millis(50)));
+            // only a few times a second, and for the next resources tick.
+            let wait = next_resources.saturating_duration_since(Instant::now());
+            self.receive(Some(wait.min(Duration::from_millis(50))));
             self.poll_rings();
             self.reap();
             if last_write.elapsed() >= WRITE_EVERY {
@@ -277,6 +291,7 @@ impl Writer {
                 python_version,
                 requests,
                 reaped: false,
+                resources: Resources::open(pid).ok(),
             },
         );
         if replaced.is_some() {
@@ -417,6 +432,30 @@ impl Writer {
 
     /// Like [`Self::try_write`]; on failure says so and keeps everything
     /// to retry at the next write.
+    /// One resources tick of every live process (see `resources.rs`).
+    fn sample_resources(&mut self) {
+        let ts_ns = monotonic_ns();
+        for (&pid, proc) in &mut self.procs {
+            if proc.reaped {
+                continue;
+            }
+            let Some(resources) = proc.resources.as_mut() else {
+                continue;
+            };
+            // A process without a marker is sampled all the time anyway.
+            let (busy, request_id) = match &proc.region {
+                Some(region) => (region.inflight() > 0, region.records_written()),
+                None => (true, 0),
+            };
+            match resources.tick(busy, request_id, ts_ns) {
+                Ok(Some(sample)) => self.samples.push((pid, sample)),
+                Ok(None) => {}
+                // Gone: its /proc files went with it.
+                Err(_) => proc.resources = None,
+            }
+        }
+    }
+
     fn write(&mut self) {
         if let Err(e) = self.try_write() {
             (self.notify)(Notice::StoreFailed {
@@ -440,9 +479,13 @@ impl Writer {
         let (outside_ready, outside_waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.outside)
             .into_iter()
             .partition(|(pid, _)| ids.contains_key(pid));
+        let (samples_ready, samples_waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.samples)
+            .into_iter()
+            .partition(|(pid, _)| ids.contains_key(pid));
         self.held = waiting;
         self.outside = outside_waiting;
-        if ready.is_empty() && outside_ready.is_empty() {
+        self.samples = samples_waiting;
+        if ready.is_empty() && outside_ready.is_empty() && samples_ready.is_empty() {
             return Ok(());
         }
         // Requests move into the batch (and back if it fails): each holds
@@ -456,6 +499,10 @@ impl Writer {
             outside: outside_ready
                 .iter()
                 .map(|(pid, s)| (ids[pid], s.clone()))
+                .collect(),
+            process_samples: samples_ready
+                .iter()
+                .map(|(pid, s)| (ids[pid], *s))
                 .collect(),
         };
         match self.store.write(&batch) {
@@ -473,6 +520,7 @@ impl Writer {
             Err(e) => {
                 self.held.extend(batch.requests.into_iter().map(|(_, r)| r));
                 self.outside.extend(outside_ready);
+                self.samples.extend(samples_ready);
                 Err(e.into())
             }
         }

@@ -283,6 +283,7 @@ fn generate(out: &std::path::Path, total: u64) -> Result<(), timeglass_store::St
                 session,
                 requests: std::mem::take(&mut batch),
                 outside: vec![],
+                process_samples: vec![],
             })?;
         }
     }
@@ -290,6 +291,7 @@ fn generate(out: &std::path::Path, total: u64) -> Result<(), timeglass_store::St
         session,
         requests: batch,
         outside: vec![],
+        process_samples: vec![],
     })?;
     Ok(())
 }

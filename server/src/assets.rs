@@ -22,6 +22,22 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../flamegraph-templates/flame.js"),
     ),
+    (
+        "charts.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../flamegraph-templates/charts.js"),
+    ),
+    // uPlot 1.6.32 from the npm registry, MIT (vendor/uplot/LICENSE).
+    (
+        "uPlot.iife.min.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../flamegraph-templates/vendor/uplot/uPlot.iife.min.js"),
+    ),
+    (
+        "uPlot.min.css",
+        "text/css; charset=utf-8",
+        include_str!("../../flamegraph-templates/vendor/uplot/uPlot.min.css"),
+    ),
 ];
 
 pub async fn asset(Path(name): Path<String>) -> Result<impl IntoResponse, AppError> {

@@ -53,6 +53,7 @@ pub fn page(title: &str, nav: &str, body: &str) -> Html<String> {
             ("title", &escape(title)),
             ("nav_requests", current("requests")),
             ("nav_routes", current("routes")),
+            ("nav_report", current("report")),
             ("body", body),
         ],
     ))

@@ -25,6 +25,7 @@ mod list;
 mod live;
 mod pages;
 mod profile;
+mod report;
 mod serve;
 mod stats;
 
@@ -81,6 +82,7 @@ pub fn app(options: &ServerOptions) -> Router {
         .route("/", get(pages::list::requests))
         .route("/requests/{id}", get(pages::request::request))
         .route("/routes", get(pages::route::routes))
+        .route("/report", get(pages::report::report))
         .route("/routes/{method}/{*route}", get(pages::route::route))
         .route("/assets/{name}", get(assets::asset))
         .route("/api/v1/requests", get(api::requests))
@@ -93,6 +95,9 @@ pub fn app(options: &ServerOptions) -> Router {
             get(api::request_svg),
         )
         .route("/api/v1/routes", get(api::routes))
+        .route("/api/v1/stats", get(report::stats))
+        .route("/api/v1/series", get(report::series))
+        .route("/api/v1/report", get(report::report))
         .route("/api/v1/routes/{method}/{*route}", get(api::route))
         .route(
             "/api/v1/route-profiles/{method}/{*route}",

@@ -1,6 +1,7 @@
 //! The numbers of one endpoint: latency percentiles and a histogram.
 
 use serde::Serialize;
+use timeglass_report::percentile::{nearest_rank, Permille};
 use timeglass_store::{Breakdown, RouteSample};
 
 /// Bars in a latency histogram.
@@ -92,12 +93,11 @@ impl RouteStats {
     }
 }
 
-/// Nearest rank of `sorted` (ascending, not empty); the same rule as the
-/// store's `route_p95_us`.
+/// Nearest rank of `sorted` (ascending, not empty): TimeGlass's one
+/// percentile definition (`timeglass_report::percentile`), which the
+/// store's `route_p95_us` follows too.
 pub fn percentile(sorted: &[u64], p: u64) -> u64 {
-    let n = sorted.len() as u64;
-    let rank = (n * p).div_ceil(100).max(1);
-    sorted[(rank - 1) as usize]
+    nearest_rank(sorted, Permille(p * 10)).expect("a route's durations are not empty")
 }
 
 /// Equal-width buckets, or logarithmic ones when the slowest request is more

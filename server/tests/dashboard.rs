@@ -35,6 +35,7 @@ impl World {
             session,
             requests: requests.into_iter().map(|r| (process, r)).collect(),
             outside: vec![],
+            process_samples: vec![],
         };
         store.write(&batch).unwrap();
         World { _dir: dir, db }
@@ -1142,4 +1143,113 @@ async fn endpoint_view_shows_cpu_per_request_time_shares_and_loop_blocks() {
     assert_eq!(detail["stats"]["avg_cpu_ms"], 2.0);
     assert_eq!(detail["stats"]["avg_breakdown"]["queued_ms"], 8.0);
     assert_eq!(detail["stats"]["loop_blocks"], 0);
+}
+
+#[tokio::test]
+async fn stats_api_gives_overall_and_per_endpoint_figures() {
+    let world = World::sample();
+    let (status, body) = fetch(world.app(), "/api/v1/stats", "127.0.0.1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["session"], 1);
+    assert_eq!(json["percentile"], "nearest-rank");
+    assert_eq!(json["overall"]["requests"], 4);
+    // One 500 and one 404 of four.
+    assert_eq!(json["overall"]["error_rate_5xx"], 0.25);
+    assert_eq!(json["overall"]["rate_4xx"], 0.25);
+    let endpoints = json["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 4);
+    for e in endpoints {
+        assert_eq!(e["requests"], 1, "{e}");
+        let l = &e["latency_ms"];
+        assert_eq!(
+            l["p50"], l["max"],
+            "one request: every percentile is its time"
+        );
+    }
+
+    let one = "/api/v1/stats?method=POST&route=/upload";
+    let (_, body) = fetch(world.app(), one, "127.0.0.1").await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["overall"]["requests"], 1);
+    assert_eq!(json["overall"]["error_rate_5xx"], 1.0);
+    assert_eq!(json["endpoints"][0]["route"], "/upload");
+}
+
+#[tokio::test]
+async fn stats_api_refuses_bad_filters_in_one_line() {
+    let world = World::sample();
+    for (uri, status, says) in [
+        (
+            "/api/v1/stats?session=7",
+            StatusCode::BAD_REQUEST,
+            "no session 7",
+        ),
+        (
+            "/api/v1/stats?session=x",
+            StatusCode::BAD_REQUEST,
+            "session id",
+        ),
+        (
+            "/api/v1/stats?since=soon",
+            StatusCode::BAD_REQUEST,
+            "not a time",
+        ),
+        (
+            "/api/v1/stats?route=/nothing",
+            StatusCode::BAD_REQUEST,
+            "matches route",
+        ),
+        (
+            "/api/v1/stats?since=1m&until=2m",
+            StatusCode::BAD_REQUEST,
+            "not before",
+        ),
+    ] {
+        let (got, body) = fetch(world.app(), uri, "127.0.0.1").await;
+        assert_eq!(got, status, "{uri}: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let error = json["error"].as_str().unwrap();
+        assert!(
+            error.contains(says) && !error.contains('\n'),
+            "{uri}: {error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn series_api_buckets_requests_and_in_flight() {
+    let world = World::sample();
+    let (status, body) = fetch(
+        world.app(),
+        "/api/v1/series?until=2026-09-21T14:13:21Z",
+        "127.0.0.1",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["bucket_seconds"], 1.0);
+    // Four requests, all in the session's first second, never two at once.
+    assert_eq!(json["rps"].as_array().unwrap()[0], 4.0);
+    assert_eq!(json["in_flight"].as_array().unwrap()[0], 1);
+    assert_eq!(json["t"].as_array().unwrap()[0], 1_790_000_000.0);
+}
+
+#[tokio::test]
+async fn endpoints_page_follows_the_session_and_time_range() {
+    let world = World::sample();
+    let (_, html) = page(world.app(), "/routes").await;
+    assert!(html.contains("<select name=\"session\">"));
+    assert!(html.contains("href=\"/routes/GET/items/%7Bitem_id%7D\""));
+    // A day long before the session: no endpoint, and the filter is kept.
+    let (status, html) = page(
+        world.app(),
+        "/routes?since=2000-01-01T00:00:00Z&until=2000-01-02T00:00:00Z",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("No requests with a matching route in this session and time range."));
+    assert!(html.contains("value=\"2000-01-01T00:00:00Z\""));
+    let (status, _) = page(world.app(), "/routes?session=x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -410,7 +410,7 @@ fn filter_conditions(filter: &RequestFilter) -> (Vec<String>, Vec<Value>) {
 }
 
 /// `%text%` with LIKE's wildcards in `text` escaped.
-fn like_pattern(text: &str) -> String {
+pub(crate) fn like_pattern(text: &str) -> String {
     let mut pattern = String::from("%");
     for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {

@@ -15,6 +15,7 @@ mod open;
 mod probe;
 mod read;
 mod schema;
+mod window;
 mod write;
 
 use std::collections::HashMap;
@@ -35,6 +36,10 @@ pub use read::{
     Breakdown, CallRow, LoopBlockRow, ProcessRow, QueryRow, RequestQuery, RequestRow, SessionRow,
 };
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+pub use window::{
+    Endpoint, EndpointTotals, ProcessSample, ProcessSamples, RouteMatch, SessionInfo, Timing,
+    Totals, WindowQuery,
+};
 
 use open::Found;
 use write::Interner;
@@ -102,12 +107,14 @@ pub struct SessionEnd {
 }
 
 /// What the writer thread flushes at once; written in one transaction.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Batch {
     pub session: SessionId,
     pub requests: Vec<(ProcessId, ProfiledRequest)>,
     /// Samples taken outside any request; added to what is already stored.
     pub outside: Vec<(ProcessId, StackCount)>,
+    /// Resource samples of the session's processes.
+    pub process_samples: Vec<(ProcessId, ProcessSample)>,
 }
 
 pub struct Store {

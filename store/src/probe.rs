@@ -462,6 +462,7 @@ mod tests {
                 session: s,
                 requests,
                 outside: vec![],
+                process_samples: vec![],
             })
             .unwrap();
         let found = store

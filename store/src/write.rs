@@ -184,6 +184,22 @@ pub fn write_batch(
         outside.execute(params![batch.session.0, process.0, stack, counted.samples])?;
     }
     drop(outside);
+    let mut sample = tx.prepare_cached(
+        "INSERT OR REPLACE INTO process_samples
+             (process_id, ts_ns, cpu_percent, rss_bytes, threads, fds)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for (process, s) in &batch.process_samples {
+        sample.execute(params![
+            process.0,
+            s.ts_ns,
+            s.cpu_percent,
+            s.rss_bytes,
+            s.threads,
+            s.fds
+        ])?;
+    }
+    drop(sample);
     tx.commit()
 }
 

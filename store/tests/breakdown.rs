@@ -45,6 +45,7 @@ fn breakdown_cpu_and_loop_block_round_trip() {
         session: t.session,
         requests: vec![(t.process, r.clone()), (t.process, measured(2, 1, 1, 0))],
         outside: vec![],
+        process_samples: vec![],
     };
     t.store.write(&batch).unwrap();
 
@@ -82,6 +83,7 @@ fn breakdown_cpu_and_loop_block_round_trip() {
             (t.process, measured(3, 3, 1, 0)),
         ],
         outside: vec![],
+        process_samples: vec![],
     };
     t.store.write(&later).unwrap();
     let row = t.store.request(1).unwrap().unwrap();
@@ -110,6 +112,7 @@ fn every_list_resolves_the_delayed_requests() {
         session: t.session,
         requests: vec![(t.process, blocker), (t.process, measured(2, 1, 1, 60))],
         outside: vec![],
+        process_samples: vec![],
     };
     t.store.write(&batch).unwrap();
     let listed = t
@@ -141,6 +144,7 @@ fn requests_sort_by_cpu_time_and_page_through() {
             session: t.session,
             requests,
             outside: vec![],
+            process_samples: vec![],
         })
         .unwrap();
     let ids = |sort, before| -> Vec<u64> {
@@ -182,6 +186,7 @@ fn a_route_sums_its_breakdowns_and_counts_its_loop_blocks() {
             session: t.session,
             requests,
             outside: vec![],
+            process_samples: vec![],
         })
         .unwrap();
     t.raw()
@@ -211,6 +216,7 @@ fn zeros_throughout_are_not_a_measured_cpu_time() {
             (t.process, request(2, 10, 1, vec![])),
         ],
         outside: vec![],
+        process_samples: vec![],
     };
     t.store.write(&batch).unwrap();
     let sampled = t.store.request(1).unwrap().unwrap();

@@ -64,6 +64,7 @@ fn queries_and_calls_round_trip_with_offsets_and_request_totals() {
         session: t.session,
         requests: vec![(t.process, r)],
         outside: vec![],
+        process_samples: vec![],
     };
     t.store.write(&batch).unwrap();
 
@@ -123,6 +124,7 @@ fn requests_without_queries_read_as_zero() {
         session: t.session,
         requests: vec![(t.process, request(1, 0, 5, vec![]))],
         outside: vec![],
+        process_samples: vec![],
     };
     t.store.write(&batch).unwrap();
     let row = &t
@@ -173,6 +175,7 @@ fn statements_of_every_count_round_trip_in_order() {
             session: t.session,
             requests,
             outside: vec![],
+            process_samples: vec![],
         })
         .unwrap();
     let mut rows = t
@@ -230,6 +233,7 @@ fn callers_are_stored_once_and_read_back_identical() {
             session: t.session,
             requests: vec![(t.process, first), (t.process, second)],
             outside: vec![],
+            process_samples: vec![],
         })
         .unwrap();
     assert_eq!(t.count("callers"), 2);
@@ -261,6 +265,7 @@ fn callers_are_stored_once_and_read_back_identical() {
             session: t.session,
             requests: vec![(t.process, third)],
             outside: vec![],
+            process_samples: vec![],
         })
         .unwrap();
     assert_eq!(t.count("callers"), 2);
@@ -284,6 +289,7 @@ fn a_failed_batch_leaves_no_caller_or_wait_stack_behind() {
             (timeglass_store::ProcessId(999), request(2, 0, 1, vec![])),
         ],
         outside: vec![],
+        process_samples: vec![],
     };
     assert!(t.store.write(&bad).is_err());
     assert_eq!((t.count("callers"), t.count("stacks")), (0, 0));
@@ -294,6 +300,7 @@ fn a_failed_batch_leaves_no_caller_or_wait_stack_behind() {
             session: t.session,
             requests: vec![(t.process, with_queries(1))],
             outside: vec![],
+            process_samples: vec![],
         })
         .unwrap();
     let id = t

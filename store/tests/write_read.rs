@@ -31,6 +31,7 @@ fn round_trip() {
         session: t.session,
         requests: vec![(t.process, ok.clone()), (t.process, failing.clone())],
         outside: vec![(t.process, counted(&[("main", 1), ("idle", 2)], 40))],
+        process_samples: vec![],
     };
     t.store.write(&batch).unwrap();
     t.store
@@ -118,6 +119,7 @@ fn request_rows_serialize_for_json_output() {
         session: t.session,
         requests: vec![(t.process, request(1, 0, 3, vec![]))],
         outside: vec![],
+        process_samples: vec![],
     };
     t.store.write(&batch).unwrap();
     let row = t.store.request(1).unwrap().unwrap();
@@ -135,6 +137,7 @@ fn stacks_come_back_most_samples_first() {
         session: t.session,
         requests: vec![(t.process, request(1, 0, 10, handler_stacks()))],
         outside: vec![],
+        process_samples: vec![],
     };
     t.store.write(&batch).unwrap();
     let samples: Vec<u64> = t
@@ -158,6 +161,7 @@ fn interning_dedupes_frames_and_stack_nodes() {
             (t.process, request(2, 10, 10, vec![same()])),
         ],
         outside: vec![(t.process, same())],
+        process_samples: vec![],
     };
     t.store.write(&batch).unwrap();
     assert_eq!((t.count("frames"), t.count("stacks")), (3, 3));
@@ -170,6 +174,7 @@ fn interning_dedupes_frames_and_stack_nodes() {
             session: t.session,
             requests: vec![(t.process, request(3, 20, 10, vec![branch]))],
             outside: vec![],
+            process_samples: vec![],
         })
         .unwrap();
     assert_eq!((t.count("frames"), t.count("stacks")), (4, 4));
@@ -180,6 +185,7 @@ fn interning_dedupes_frames_and_stack_nodes() {
             session: t.session,
             requests: vec![(t.process, request(4, 30, 10, vec![same()]))],
             outside: vec![],
+            process_samples: vec![],
         })
         .unwrap();
     assert_eq!((t.count("frames"), t.count("stacks")), (4, 4));
@@ -195,6 +201,7 @@ fn duplicate_stacks_in_one_request_are_summed() {
             session: t.session,
             requests: vec![(t.process, request(1, 0, 10, twice))],
             outside: vec![],
+            process_samples: vec![],
         })
         .unwrap();
     assert_eq!(
@@ -211,6 +218,7 @@ fn empty_stack_round_trips() {
             session: t.session,
             requests: vec![(t.process, request(1, 0, 10, vec![counted(&[], 2)]))],
             outside: vec![(t.process, counted(&[], 1))],
+            process_samples: vec![],
         })
         .unwrap();
     assert_eq!(
@@ -234,6 +242,7 @@ fn outside_stacks_accumulate_across_batches_and_processes() {
                 session: t.session,
                 requests: vec![],
                 outside: vec![(process, idle()), (process, counted(&[("gc", 1)], 1))],
+                process_samples: vec![],
             })
             .unwrap();
     }
@@ -269,6 +278,7 @@ fn newest_first_with_limit_and_session_filter() {
             session: t.session,
             requests,
             outside: vec![],
+            process_samples: vec![],
         })
         .unwrap();
     let later = t.store.begin_session(&new_session()).unwrap();
@@ -278,6 +288,7 @@ fn newest_first_with_limit_and_session_filter() {
             session: later,
             requests: vec![(later_process, request(99, 5, 1, vec![]))],
             outside: vec![],
+            process_samples: vec![],
         })
         .unwrap();
 
@@ -331,6 +342,7 @@ fn failed_batch_writes_nothing_and_next_batch_still_works() {
             (timeglass_store::ProcessId(999), request(2, 0, 1, vec![])),
         ],
         outside: vec![],
+        process_samples: vec![],
     };
     assert!(matches!(
         t.store.write(&bad),
@@ -346,6 +358,7 @@ fn failed_batch_writes_nothing_and_next_batch_still_works() {
         session: t.session,
         requests: vec![(t.process, request(1, 0, 1, vec![fresh()]))],
         outside: vec![],
+        process_samples: vec![],
     };
     t.store.write(&good).unwrap();
     assert_eq!(
@@ -408,6 +421,7 @@ fn writes_ten_thousand_requests_of_twenty_stacks() {
             session: t.session,
             requests: chunk.iter().map(|r| (t.process, r.clone())).collect(),
             outside: vec![],
+            process_samples: vec![],
         };
         t.store.write(&batch).unwrap();
     }
@@ -434,6 +448,7 @@ fn processes_list_how_each_ended() {
         session: t.session,
         requests: vec![(t.process, request(1, 0, 3, vec![]))],
         outside: vec![],
+        process_samples: vec![],
     };
     t.store.write(&batch).unwrap();
     t.store.end_process(t.process).unwrap();

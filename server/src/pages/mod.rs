@@ -4,6 +4,7 @@
 
 pub mod io;
 pub mod list;
+pub mod report;
 pub mod request;
 pub mod route;
 pub mod time;

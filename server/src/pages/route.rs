@@ -2,7 +2,7 @@
 //! (`/routes/{method}/{route}`): latency numbers, histogram, merged flame
 //! graph and its slowest requests.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use serde::Serialize;
 use timeglass_store::{RequestRow, RouteRow, Store};
@@ -10,11 +10,14 @@ use timeglass_store::{RequestRow, RouteRow, Store};
 use crate::error::AppError;
 use crate::flame::Profile;
 use crate::html::{count, escape, fill, local_time, ms, page, query_value, route_href};
+use crate::pages::report::{filter_query, filters, route_charts};
 use crate::pages::request::flame_section;
 use crate::pages::time::route_breakdown;
 use crate::pages::{request_line, RouteP95};
+use crate::report::StatsParams;
 use crate::stats::RouteStats;
 use crate::{db, AppState};
+use timeglass_report::Selection;
 
 const ROUTE: &str = include_str!("../../../flamegraph-templates/route.html");
 const ROUTES: &str = include_str!("../../../flamegraph-templates/routes.html");
@@ -51,29 +54,80 @@ pub fn route_key((method, route): (String, String)) -> (String, String) {
     (method.to_ascii_uppercase(), format!("/{route}"))
 }
 
-pub async fn routes(State(state): State<AppState>) -> Result<Html<String>, AppError> {
-    db::read(state.db, |store| Ok(routes_page(&store.routes()?))).await
+/// The endpoints of the session and time range the filters choose (the
+/// latest session by default), from the report's per-endpoint sums.
+pub async fn routes(
+    State(state): State<AppState>,
+    Query(params): Query<StatsParams>,
+) -> Result<Html<String>, AppError> {
+    db::read(state.db, move |store| {
+        let sessions = store.sessions()?;
+        if sessions.is_empty() {
+            return Ok(routes_page(&[], ""));
+        }
+        let sel = Selection::read(store, &params.query()?, timeglass_report::now_unix_ns())?;
+        let rows: Vec<RouteRow> = sel
+            .endpoints
+            .iter()
+            .filter_map(|e| {
+                let t = &e.totals;
+                Some(RouteRow {
+                    method: e.endpoint.method.clone(),
+                    route: e.endpoint.route.clone()?,
+                    count: t.requests,
+                    errors: t.errors_5xx,
+                    avg_ms: t.duration_us as f64 / 1000.0 / t.requests.max(1) as f64,
+                    max_ms: t.max_us as f64 / 1000.0,
+                    last: sel.rfc3339(t.last_end_ns),
+                })
+            })
+            .collect();
+        let form = filters("/routes", &sessions, sel.session.id.0, &params, "");
+        // The endpoint pages open over the same filters, when any is set.
+        let scope = StatsParams {
+            method: None,
+            route: None,
+            ..params.clone()
+        };
+        let scoped = [&scope.session, &scope.since, &scope.until]
+            .iter()
+            .any(|v| v.as_deref().is_some_and(|v| !v.trim().is_empty()));
+        let query = if scoped {
+            format!("?{}", filter_query(&scope, sel.session.id.0))
+        } else {
+            String::new()
+        };
+        Ok(routes_page_with(&rows, &form, &query))
+    })
+    .await
 }
 
 pub async fn route(
     State(state): State<AppState>,
     Path(key): Path<(String, String)>,
+    Query(params): Query<StatsParams>,
 ) -> Result<Html<String>, AppError> {
     let (method, route) = route_key(key);
     db::read(state.db, move |store| {
         let detail = RouteDetail::read(store, &method, &route)?;
         let profile = Profile::new(&store.route_stacks(&method, &route)?);
         let p95 = RouteP95::read(store, &detail.slowest)?;
-        Ok(route_page(&detail, &profile, &p95))
+        let charts = route_charts(store, &method, &route, &params)?;
+        Ok(route_page(&detail, &profile, &p95, &charts))
     })
     .await
 }
 
-fn routes_page(routes: &[RouteRow]) -> Html<String> {
+fn routes_page(routes: &[RouteRow], form: &str) -> Html<String> {
+    routes_page_with(routes, form, "")
+}
+
+/// `query`: appended to each endpoint's address (`?session=...` or '').
+fn routes_page_with(routes: &[RouteRow], form: &str, query: &str) -> Html<String> {
     let rows: String = routes
         .iter()
         .map(|r| {
-            let href = route_href(&r.method, &r.route);
+            let href = format!("{}{}", route_href(&r.method, &r.route), escape(query));
             let errors = match r.errors {
                 0 => "<span class=\"muted\">0</span>".to_string(),
                 n => format!(
@@ -98,7 +152,7 @@ fn routes_page(routes: &[RouteRow]) -> Html<String> {
         })
         .collect();
     let content = match routes.is_empty() {
-        true => "<p class=\"empty muted\">No requests with a matching route recorded yet.</p>".to_string(),
+        true => "<p class=\"empty muted\">No requests with a matching route in this session and time range.</p>".to_string(),
         false => format!("<table class=\"list\"><thead><tr><th>Method</th><th>Route</th><th class=\"num\">Requests</th>\
              <th class=\"num\">Errors</th><th class=\"num\">Avg</th><th class=\"num\">Max</th><th>Last request</th></tr></thead>\
              <tbody class=\"rows\">{rows}</tbody></table>"),
@@ -106,11 +160,11 @@ fn routes_page(routes: &[RouteRow]) -> Html<String> {
     page(
         "Endpoints",
         "routes",
-        &fill(ROUTES, &[("content", &content)]),
+        &fill(ROUTES, &[("filters", form), ("content", &content)]),
     )
 }
 
-fn route_page(d: &RouteDetail, profile: &Profile, p95: &RouteP95) -> Html<String> {
+fn route_page(d: &RouteDetail, profile: &Profile, p95: &RouteP95, charts: &str) -> Html<String> {
     let s = &d.stats;
     let tiles: String = [
         ("Requests", count(s.count)),
@@ -177,6 +231,7 @@ fn route_page(d: &RouteDetail, profile: &Profile, p95: &RouteP95) -> Html<String
             ("list", &escape(&list)),
             ("api", &escape(&api)),
             ("tiles", &tiles),
+            ("charts", charts),
             ("histogram", &histogram(s)),
             (
                 "breakdown",

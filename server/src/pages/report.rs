@@ -1,0 +1,280 @@
+//! The Report page (`/report`): the scorecard, the endpoints table and the
+//! charts of `timeglass report`, over the session and time range its
+//! filters choose; and the charts section the endpoint page shares.
+
+use axum::extract::{Query, State};
+use axum::response::Html;
+use timeglass_report::{Report, Score, Stats, Status};
+use timeglass_store::{SessionRow, Store};
+
+use crate::error::AppError;
+use crate::html::{count, escape, fill, local_time, ms, page, query_value};
+use crate::report::{report_of, StatsParams};
+use crate::{db, AppState};
+
+const REPORT: &str = include_str!("../../../flamegraph-templates/report.html");
+const CHARTS: &str = include_str!("../../../flamegraph-templates/charts.html");
+const FILTERS: &str = include_str!("../../../flamegraph-templates/filters.html");
+
+pub async fn report(
+    State(state): State<AppState>,
+    Query(params): Query<StatsParams>,
+) -> Result<Html<String>, AppError> {
+    db::read(state.db, move |store| {
+        let report = report_of(store, &params)?;
+        let sessions = store.sessions()?;
+        Ok(report_page(&report, &sessions, &params))
+    })
+    .await
+}
+
+/// The query string of the filters (`session`, `since`, `until`, and the
+/// endpoint's `method` and `route` when given), for the APIs the page calls.
+pub fn filter_query(params: &StatsParams, session: i64) -> String {
+    let mut parts = vec![format!("session={session}")];
+    let fields = [
+        ("since", &params.since),
+        ("until", &params.until),
+        ("method", &params.method),
+        ("route", &params.route),
+    ];
+    for (name, value) in fields {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            parts.push(format!("{name}={}", query_value(v)));
+        }
+    }
+    parts.join("&")
+}
+
+/// The session picker and time range; `hidden` carries other fields.
+pub fn filters(
+    action: &str,
+    sessions: &[SessionRow],
+    chosen: i64,
+    params: &StatsParams,
+    hidden: &str,
+) -> String {
+    let options: String = sessions
+        .iter()
+        .map(|s| {
+            let selected = if s.id.0 == chosen { " selected" } else { "" };
+            let state = if s.ended_at.is_none() {
+                ", recording"
+            } else {
+                ""
+            };
+            format!(
+                "<option value=\"{id}\"{selected}>#{id} · {start} · {n} requests{state}</option>",
+                id = s.id.0,
+                start = escape(&local_time(&s.started_at)),
+                n = count(s.requests),
+            )
+        })
+        .collect();
+    let value = |v: &Option<String>| escape(v.as_deref().unwrap_or(""));
+    fill(
+        FILTERS,
+        &[
+            ("action", action),
+            ("sessions", &options),
+            ("since", &value(&params.since)),
+            ("until", &value(&params.until)),
+            ("hidden", hidden),
+        ],
+    )
+}
+
+/// The charts over the API's series of `query`; `live` polls for more.
+pub fn charts(query: &str, live: bool) -> String {
+    let series = escape(&format!("/api/v1/series?{query}"));
+    fill(
+        CHARTS,
+        &[
+            ("series", &series),
+            ("live", if live { "true" } else { "false" }),
+        ],
+    )
+}
+
+fn status_cell(status: Status) -> String {
+    let class = match status {
+        Status::Pass => "pass",
+        Status::Warn => "warn",
+        Status::Fail => "fail",
+        Status::NotMeasured => "unmeasured",
+    };
+    format!(
+        "<span class=\"verdict verdict-{class}\">{}</span>",
+        status.as_str()
+    )
+}
+
+fn value(s: &Score, v: f64) -> String {
+    match s.unit {
+        "ms" => ms(v),
+        "ratio" => format!("{:.1}%", v * 100.0),
+        "percent" => format!("{v:.1}%"),
+        "MB" => format!("{v:.1} MB"),
+        _ => format!("{v}"),
+    }
+}
+
+fn score_row(s: &Score) -> String {
+    let cmp = if s.better == "higher" { "&lt;" } else { "&gt;" };
+    format!(
+        "<tr class=\"score-{b}\"><td>{status}</td><td class=\"code\">{b}</td><td class=\"num\">{v}</td>\
+         <td>warn {cmp} {w}, fail {cmp} {f}</td><td class=\"muted\">{note}</td></tr>",
+        b = escape(s.benchmark),
+        status = status_cell(s.status),
+        v = s.value.map_or("—".into(), |v| value(s, v)),
+        w = value(s, s.warn),
+        f = value(s, s.threshold),
+        note = escape(&s.note),
+    )
+}
+
+fn stats_cells(s: &Stats) -> String {
+    let lat = |f: fn(&timeglass_report::stats::Latency) -> f64| {
+        s.latency_ms.as_ref().map_or("—".into(), |l| ms(f(l)))
+    };
+    [
+        count(s.requests),
+        format!("{:.2}", s.rps),
+        lat(|l| l.p50),
+        lat(|l| l.p90),
+        lat(|l| l.p99),
+        lat(|l| l.max),
+        format!("{:.1}%", s.error_rate_5xx * 100.0),
+        format!("{:.1}%", s.rate_4xx * 100.0),
+        s.cpu_ms_avg.map_or("—".into(), ms),
+        ms(s.db_ms_avg),
+        format!("{:.1}", s.queries_avg),
+        count(s.n_plus_one),
+    ]
+    .iter()
+    .map(|c| format!("<td class=\"num\">{c}</td>"))
+    .collect()
+}
+
+fn report_page(r: &Report, sessions: &[SessionRow], params: &StatsParams) -> Html<String> {
+    let query = filter_query(params, r.session);
+    let endpoints: String = r
+        .endpoints
+        .iter()
+        .map(|e| {
+            let name = match &e.route {
+                Some(route) => format!(
+                    "<a href=\"{href}?{query}\"><span class=\"method m-{mc}\">{m}</span> <span class=\"code\">{route}</span></a>",
+                    href = crate::html::route_href(&e.method, route),
+                    query = escape(&filter_query(&StatsParams { method: None, route: None, ..params.clone() }, r.session)),
+                    mc = escape(&e.method.to_ascii_lowercase()),
+                    m = escape(&e.method),
+                    route = escape(route),
+                ),
+                None => format!("<span class=\"method\">{}</span> <span class=\"muted\">(no route)</span>", escape(&e.method)),
+            };
+            format!("<tr><td>{name}</td>{}</tr>", stats_cells(&e.stats))
+        })
+        .chain([format!("<tr class=\"all\"><td><strong>all</strong></td>{}</tr>", stats_cells(&r.overall))])
+        .collect();
+    let t = &r.throughput;
+    let opt = |v: Option<u64>| v.map_or("—".into(), count);
+    let throughput = format!(
+        "Throughput: {:.2} req/s over the last minute, {:.2} over 5 min, {:.2} over 15 min; busiest second {}, quietest {}; at most {} in flight.",
+        t.rps_1m, t.rps_5m, t.rps_15m, opt(t.peak_rps_1s), opt(t.min_rps_1s), count(t.peak_concurrency)
+    );
+    let p = &r.process;
+    let process = match (p.cpu_percent_avg, p.cpu_percent_peak, p.rss_mb_avg, p.rss_mb_peak) {
+        (Some(ca), Some(cp), Some(ra), Some(rp)) => format!(
+            "Processes: CPU {ca:.1}% on average, {cp:.1}% at peak; memory {ra:.1} MB on average, {rp:.1} MB at peak; up to {} threads and {} open files ({} samples).",
+            p.threads_peak.unwrap_or(0), p.fds_peak.unwrap_or(0), count(p.samples)
+        ),
+        _ => "Processes: no resource samples in this window.".into(),
+    };
+    let never = match &r.coverage {
+        Some(c) if !c.never_exercised.is_empty() => format!(
+            "<p>Never exercised (besides the probe): {}</p>",
+            c.never_exercised
+                .iter()
+                .map(|e| format!(
+                    "<code>{} {}</code>",
+                    escape(&e.method),
+                    escape(e.route.as_deref().unwrap_or(""))
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => String::new(),
+    };
+    let live = sessions
+        .iter()
+        .any(|s| s.id.0 == r.session && s.ended_at.is_none());
+    let thresholds = match &r.thresholds_file {
+        Some(path) => format!("<code>{}</code>", escape(&path.display().to_string())),
+        None => "defaults".into(),
+    };
+    let window = format!(
+        "{} to {} ({:.1} s)",
+        escape(&local_time(&r.window.start)),
+        escape(&local_time(&r.window.end)),
+        r.window.seconds
+    );
+    let body = fill(
+        REPORT,
+        &[
+            ("session", &r.session.to_string()),
+            ("window", &window),
+            ("thresholds", &thresholds),
+            (
+                "filters",
+                &filters("/report", sessions, r.session, params, ""),
+            ),
+            (
+                "scores",
+                &r.scores.iter().map(score_row).collect::<String>(),
+            ),
+            ("endpoints", &endpoints),
+            ("throughput", &escape(&throughput)),
+            ("process", &escape(&process)),
+            ("never", &never),
+            ("charts", &charts(&query, live)),
+        ],
+    );
+    page("Report", "report", &body)
+}
+
+/// The endpoint page's charts and their filters, over `method route`.
+pub fn route_charts(
+    store: &Store,
+    method: &str,
+    route: &str,
+    params: &StatsParams,
+) -> Result<String, AppError> {
+    let sessions = store.sessions()?;
+    let chosen = match params.query()?.session {
+        Some(id) => id,
+        None => match store.latest_session()? {
+            Some(s) => s.id.0,
+            None => return Ok(String::new()),
+        },
+    };
+    let scoped = StatsParams {
+        method: Some(method.to_string()),
+        route: Some(route.to_string()),
+        ..params.clone()
+    };
+    let live = sessions
+        .iter()
+        .any(|s| s.id.0 == chosen && s.ended_at.is_none());
+    let form = filters(
+        &crate::html::route_href(method, route),
+        &sessions,
+        chosen,
+        params,
+        "",
+    );
+    Ok(format!(
+        "{form}{}",
+        charts(&filter_query(&scoped, chosen), live)
+    ))
+}
