@@ -323,3 +323,31 @@ def test_without_request_context_requests_are_matched_by_path_and_time(
     for r in results:
         assert isinstance(r["request_id"], int), r
         assert unquote(urlsplit(r["url"]).path) == recorded[r["request_id"]]["path"], r
+
+
+def test_the_report_scores_bad_input_and_coverage_from_the_probe(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Ordinary traffic to two operations, then a probe: the report's score
+    for bad input is the probe's 4xx share, and coverage counts the two
+    operations, not the ones only the probe reached."""
+    ctx = TestContext(tmp_path_factory.mktemp("probe-report"))
+    with ctx.run_app(app=APP) as app:
+        url = str(app.client.base_url).rstrip("/")
+        wait_recording(ctx, app)
+        for path in ("/health", "/items/1"):
+            assert app.client.get(path).status_code == 200, path
+        probed = probe(ctx, url, "--timeout", f"{TIMEOUT_S}s", "--format", "json")
+        assert probed.returncode == 1, probed.describe()
+        totals = json.loads(probed.stdout)["totals"]
+    report = ctx.cli("report", "--db", str(ctx.db), "--format", "json")
+    out = json.loads(report.stdout)
+    scores = {s["benchmark"]: s for s in out["scores"]}
+    assert scores["bad_input_4xx"]["value"] == pytest.approx(
+        totals["rejected_4xx"] / totals["sent"]
+    ), out
+    assert scores["bad_input_4xx"]["status"] == "fail", out
+    assert scores["coverage"]["value"] == pytest.approx(2 / len(EXPECTED)), out
+    never = {(e["method"], e["route"]) for e in out["coverage"]["never_exercised"]}
+    assert never == set(EXPECTED) - {("GET", "/health"), ("GET", "/items/{item_id}")}, out
+    assert report.returncode == 1, "a failing score fails the report"

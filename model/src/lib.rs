@@ -23,6 +23,11 @@ pub struct Frame {
     pub line: u32,
 }
 
+/// The header `timeglass probe` tags each of its requests with
+/// (`<run>-<n>`), so that its traffic is told from the app's own in the
+/// store (its recorded request headers) and left out of coverage.
+pub const PROBE_TAG_HEADER: &str = "x-timeglass-probe";
+
 /// Root frame of samples a request took after its response was sent
 /// (BackgroundTasks): its background stage, apart from its response time.
 pub const BACKGROUND_FRAME: &str = "[background]";

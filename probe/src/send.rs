@@ -13,7 +13,7 @@ use crate::ProbeError;
 /// The header that carries each probe request's tag (`<run tag>-<seq>`),
 /// so the recorded request that served it can be found again. Apps ignore
 /// headers they do not read; nothing else is added to what a case sends.
-pub const TAG_HEADER: &str = "x-timeglass-probe";
+pub const TAG_HEADER: &str = timeglass_model::PROBE_TAG_HEADER;
 
 /// How much of a response body is read (and thrown away) before the
 /// request counts as answered.

@@ -322,7 +322,7 @@ mod tests {
         r.context = tag.map(|t| RequestContext {
             request_headers: vec![
                 ("host".into(), "127.0.0.1".into()),
-                ("x-timeglass-probe".into(), t.into()),
+                (timeglass_model::PROBE_TAG_HEADER.into(), t.into()),
             ],
             query: "a=1".into(),
             ..RequestContext::default()

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, OptionalExtension};
 use serde::Serialize;
+use timeglass_model::PROBE_TAG_HEADER;
 
 use crate::{ClockMap, SessionId, Store, StoreError};
 
@@ -464,18 +465,28 @@ impl Store {
 
     /// The endpoints of the session that received at least one request
     /// not sent by any of the session's probe runs.
+    ///
+    /// Probe traffic is what a probe run matched, and what carries the
+    /// probe's tag header (a request that hung was answered after the probe
+    /// stopped waiting, so no run matched it).
     pub fn exercised_endpoints(&self, session: SessionId) -> Result<Vec<Endpoint>, StoreError> {
+        // Header names are stored as sent, lower case from the ASGI server;
+        // LIKE ignores ASCII case anyway.
+        let tagged = format!("%\"{PROBE_TAG_HEADER}\"%");
         self.conn
             .prepare_cached(
-                "SELECT DISTINCT method, route FROM requests
-                 WHERE session_id = ?1 AND route IS NOT NULL AND id NOT IN (
+                "SELECT DISTINCT r.method, r.route FROM requests r
+                 WHERE r.session_id = ?1 AND r.route IS NOT NULL AND r.id NOT IN (
                      SELECT pr.request_id FROM probe_results pr
                      JOIN probe_runs p ON p.id = pr.run_id
                      WHERE p.session_id = ?1 AND pr.request_id IS NOT NULL)
-                 ORDER BY route, method",
+                 AND NOT EXISTS (
+                     SELECT 1 FROM request_context c
+                     WHERE c.request_id = r.id AND c.request_headers LIKE ?2)
+                 ORDER BY r.route, r.method",
             )
             .and_then(|mut s| {
-                s.query_map(params![session.0], |r| {
+                s.query_map(params![session.0, tagged], |r| {
                     Ok(Endpoint {
                         method: r.get(0)?,
                         route: r.get(1)?,
