@@ -320,7 +320,7 @@ impl Join {
             p.calls.iter().map(|c| (c.start_ns, c.end_ns)).collect();
         let waits_at: Vec<(u64, u64)> = sql_windows.iter().chain(&http_windows).copied().collect();
         let response_until = response_end_ns.unwrap_or(end_ns);
-        let cpu_ns = samples.iter().chain(&time_only).map(|s| s.cpu_ns).sum();
+        let cpu_ns = wall::cpu_within(samples.iter().chain(&time_only), start.ts_ns, end_ns);
         let loop_block = wall::loop_block(&samples, start.tid, self.options.loop_block_ns).map(
             |(mut block, block_end)| {
                 block.delayed =

@@ -44,6 +44,30 @@ impl Charged {
     }
 }
 
+/// The CPU time `samples` (already tiled by [`nearest_tick`]) carry, each
+/// thread's at most the wall time the request spent on it, from the start
+/// of its first sample's tile to the end of its last's, within
+/// `start..end`. A sample's count is the thread's CPU since it was last
+/// read, which after an idle spell (the sampler ticks at 10 Hz then) holds
+/// other work too: a 0.8 ms request must not be charged 8.8 ms.
+pub(crate) fn cpu_within<'a>(
+    samples: impl Iterator<Item = &'a Charged>,
+    start: u64,
+    end: u64,
+) -> u64 {
+    let mut threads: HashMap<u32, (u64, u64, u64)> = HashMap::new();
+    for s in samples {
+        let (cpu, from, to) = threads.entry(s.tid).or_insert((0, u64::MAX, 0));
+        *cpu += s.cpu_ns;
+        *from = (*from).min(s.from_ns.max(start));
+        *to = (*to).max(s.from_ns.saturating_add(s.interval_ns).min(end));
+    }
+    threads
+        .into_values()
+        .map(|(cpu, from, to)| cpu.min(to.saturating_sub(from)))
+        .sum()
+}
+
 /// Whether a frame is library code (installed packages, the standard
 /// library) rather than the app's own.
 pub(crate) fn is_library(frame: &Frame) -> bool {
@@ -475,5 +499,23 @@ mod tests {
         late.learn(1, &thread);
         late.want(1, &chain[0]);
         assert_eq!(late.apply(1, &chain).len(), 4);
+    }
+
+    #[test]
+    fn a_request_is_charged_no_more_cpu_than_its_time_on_each_thread() {
+        let ms = 1_000_000;
+        let mut first = charged(10 * ms, 9, 4, State::Python, "h");
+        // Its thread's count since the idle sampler last read it: 8.8 ms.
+        first.cpu_ns = 8_800_000;
+        first.from_ns = 10 * ms - ms / 5;
+        first.interval_ns = ms;
+        let inside = cpu_within([&first].into_iter(), 10 * ms, 10 * ms + 800_000);
+        assert_eq!(inside, 800_000, "0.8 ms of wall time on one thread");
+        let mut other = charged(10 * ms, 11, 8, State::Python, "w");
+        other.cpu_ns = 300_000;
+        other.from_ns = 10 * ms;
+        other.interval_ns = ms;
+        let both = cpu_within([&first, &other].into_iter(), 10 * ms, 12 * ms);
+        assert_eq!(both, 800_000 + 300_000, "each thread capped on its own");
     }
 }
