@@ -384,8 +384,9 @@ Examples:
 
 Latency (p50, p95) and CPU time per request are compared by a seeded bootstrap
 confidence interval of the B/A ratio: a change counts when the whole 95%
-interval is beyond 10% and the medians differ by 1 ms or more; otherwise the
-verdict is `same`. Queries per request and N+1s are compared exactly. Exit code:
+interval is beyond 10% and the figures differ by 1 ms or more, and only with
+10 requests a side beyond the percentile (20 for the p50, 200 for the p95);
+otherwise the verdict is `same`. Queries per request and N+1s are compared exactly. Exit code:
 0, or 2 for bad input (also when the two were sampled in different modes).";
 
 const CHECK_HELP: &str = "\

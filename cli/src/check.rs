@@ -115,7 +115,7 @@ fn text(c: &Comparison, g: &Gate, outcomes: &[Outcome]) -> String {
             out.push_str(&format!("     {f}\n"));
         }
         if o.failed {
-            for l in explanations(e).iter().filter(|l| !o.failures.contains(l)) {
+            for l in explanations(e).iter().filter(|l| !e.reasons.contains(l)) {
                 out.push_str(&format!("     {l}\n"));
             }
         }

@@ -8,9 +8,12 @@
 //! *and* the point estimates differ by at least `min_abs_us`; **faster**
 //! only when the whole interval lies below `1 - min_ratio` and they differ
 //! by as much; otherwise the data cannot tell a change that large from
-//! noise, and the answer is **same**. With fewer than `min_samples`
-//! values on either side the answer is always "same": a bootstrap of a
-//! handful of values gives intervals far narrower than the truth.
+//! noise, and the answer is **same**. A percentile is tested only when
+//! each side has at least `min_samples` values beyond it (so the p50 needs
+//! 2 × 10 requests, the p95 20 × 10 = 200), the mean when each side has
+//! `min_samples`; otherwise the answer is always "same": a bootstrap of a
+//! handful of tail values gives intervals far narrower than the truth (a
+//! single slow request of 40 moves the p95 by 2x).
 //!
 //! The generator is seeded, so the same two samples always give the same
 //! verdict.
@@ -75,6 +78,16 @@ impl Statistic {
         }
     }
 
+    /// Values a side needs for the test: `min_samples` beyond the percentile.
+    pub fn needed(self, min_samples: usize) -> usize {
+        let min = min_samples.max(1);
+        match self {
+            Statistic::P50 => min * 2,
+            Statistic::P95 => min * 20,
+            Statistic::Mean => min,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Statistic::P50 => "p50",
@@ -130,7 +143,8 @@ pub fn test(a: &[u64], b: &[u64], statistic: Statistic, o: &TestOptions) -> Test
         high: None,
         change: Change::Same,
     };
-    if a.len() < o.min_samples.max(1) || b.len() < o.min_samples.max(1) {
+    let needed = statistic.needed(o.min_samples);
+    if a.len() < needed || b.len() < needed {
         return out;
     }
     let (low, high) = bootstrap(&a, &b, statistic, o);
@@ -247,8 +261,8 @@ mod tests {
     #[test]
     fn a_distribution_shifted_2x_is_slower_and_back_is_faster() {
         let o = TestOptions::default();
-        let a = sample(50, 10_000, 1);
-        let b: Vec<u64> = sample(50, 10_000, 2).iter().map(|v| v * 2).collect();
+        let a = sample(300, 10_000, 1);
+        let b: Vec<u64> = sample(300, 10_000, 2).iter().map(|v| v * 2).collect();
         for stat in [Statistic::P50, Statistic::P95, Statistic::Mean] {
             let t = test(&a, &b, stat, &o);
             assert_eq!(t.change, Change::Slower, "{stat:?}: {t:?}");
@@ -264,6 +278,10 @@ mod tests {
         let t = test(&[10_000; 5], &[20_000; 5], Statistic::P50, &o);
         assert_eq!((t.change, t.low), (Change::Same, None));
         assert_eq!(t.ratio, Some(2.0));
+        // 2x, but 40 values leave 2 beyond the p95: too few to tell.
+        let b: Vec<u64> = sample(40, 10_000, 2).iter().map(|v| v * 2).collect();
+        let t = test(&sample(40, 10_000, 1), &b, Statistic::P95, &o);
+        assert_eq!((t.change, t.low), (Change::Same, None));
         // Certainly 3x, but 0.2 ms is below the minimum effect.
         let t = test(&[100; 50], &[300; 50], Statistic::P50, &o);
         assert_eq!(t.change, Change::Same);
