@@ -58,6 +58,19 @@ whole-process profile (see `timeglass export --session`).")]
     /// time, throughput, the app's CPU and memory, and a pass/warn/fail score.
     #[command(after_help = REPORT_HELP)]
     Report(ReportArgs),
+    /// Keep a session's per-endpoint figures and profiles under a name, to
+    /// compare later sessions against.
+    #[command(subcommand, after_help = BASELINE_HELP)]
+    Baseline(BaselineCommand),
+    /// Compare two sessions, or a baseline and a session, per endpoint:
+    /// faster, slower, same, new or gone, and the functions and statements
+    /// that explain a change.
+    #[command(after_help = COMPARE_HELP)]
+    Compare(CompareArgs),
+    /// Gate a change in CI: exit 1 when an endpoint regressed against a
+    /// baseline beyond the thresholds, 0 when none did, 2 for bad input.
+    #[command(after_help = CHECK_HELP)]
+    Check(CheckArgs),
     /// Show one request with its SQL statements and outgoing HTTP calls, in order.
     #[command(after_help = "Example:\n  timeglass show 42 --json")]
     Show(ShowArgs),
@@ -356,4 +369,157 @@ fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
 #[derive(Args)]
 pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
+}
+
+const BASELINE_HELP: &str = "\
+Examples:
+  timeglass baseline save main                 the latest session, as `main`
+  timeglass baseline export main -o main.json  to commit it, or keep it as a CI artifact
+  timeglass baseline import main.json          on another machine or a fresh store";
+
+const COMPARE_HELP: &str = "\
+Examples:
+  timeglass compare --baseline main            the latest session against `main`
+  timeglass compare --session 3 --session 5    session 5 against session 3
+
+Latency (p50, p95) and CPU time per request are compared by a seeded bootstrap
+confidence interval of the B/A ratio: a change counts when the whole 95%
+interval is beyond 10% and the figures differ by 1 ms or more, and only with
+10 requests a side beyond the percentile (20 for the p50, 200 for the p95);
+otherwise the verdict is `same`. Queries per request and N+1s are compared exactly. Exit code:
+0, or 2 for bad input (also when the two were sampled in different modes).";
+
+const CHECK_HELP: &str = "\
+Examples:
+  timeglass check --baseline main
+  timeglass check --baseline main --max-slower 20% --format junit -o timeglass.xml
+
+Thresholds come from the flags, else from `[tool.timeglass.check]` of the
+session's `pyproject.toml` (`max-slower = \"10%\"`, `max-queries-added = 0`,
+`fail-on = [\"n-plus-one\"]`). Exit code: 0 when no endpoint regressed beyond
+them, 1 when one did, 2 for bad input.";
+
+#[derive(Subcommand)]
+pub enum BaselineCommand {
+    /// Keep a session (default: the latest) as baseline NAME.
+    Save(BaselineSaveArgs),
+    /// List the baselines of the store.
+    List(BaselineListArgs),
+    /// Remove baseline NAME.
+    Rm(BaselineNameArgs),
+    /// Write baseline NAME as a JSON file.
+    Export(BaselineExportArgs),
+    /// Read a baseline from a file written by `baseline export`.
+    Import(BaselineImportArgs),
+}
+
+#[derive(Args)]
+pub struct BaselineSaveArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Letters, digits, `.`, `_` and `-`.
+    pub name: String,
+    /// Id of the session, as `timeglass sessions` shows it (default: the latest).
+    #[arg(long, value_name = "ID")]
+    pub session: Option<i64>,
+    /// Replace a baseline of that name.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args)]
+pub struct BaselineListArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct BaselineNameArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    pub name: String,
+}
+
+#[derive(Args)]
+pub struct BaselineExportArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    pub name: String,
+    /// Where to write it (`-`: standard output).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+#[derive(Args)]
+pub struct BaselineImportArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    pub file: PathBuf,
+    /// Keep it under this name instead of the one it was exported with.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Replace a baseline of that name.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CompareFormat {
+    Table,
+    Json,
+    Markdown,
+}
+
+#[derive(Args)]
+pub struct CompareArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// A: the baseline called NAME.
+    #[arg(long, value_name = "NAME")]
+    pub baseline: Option<String>,
+    /// A session: with `--baseline`, B; else the first is A and the second B.
+    /// B defaults to the latest session.
+    #[arg(long = "session", value_name = "ID")]
+    pub sessions: Vec<i64>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: CompareFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Table,
+    Junit,
+    Markdown,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    NPlusOne,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    #[arg(long, value_name = "NAME")]
+    pub baseline: String,
+    /// Id of the session to check (default: the latest).
+    #[arg(long, value_name = "ID")]
+    pub session: Option<i64>,
+    /// Fail when latency or CPU time is slower by more than this (`10%`, `0.1`).
+    #[arg(long, value_name = "SHARE")]
+    pub max_slower: Option<String>,
+    /// Fail when an endpoint runs more than N more statements per request.
+    #[arg(long, value_name = "N")]
+    pub max_queries_added: Option<f64>,
+    /// Also fail when an endpoint flags more likely N+1s.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub fail_on: Vec<FailOn>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: CheckFormat,
+    /// Write the result here instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }

@@ -3,9 +3,13 @@
 
 mod args;
 mod attach;
+mod baseline;
+mod check;
+mod compare;
 mod export;
 mod failure;
 mod inject;
+mod junit;
 mod probe;
 mod record;
 mod report;
@@ -31,6 +35,9 @@ fn main() -> ExitCode {
         Command::Sessions(a) => sessions::sessions(a),
         Command::Requests(a) => requests::requests(a),
         Command::Report(a) => report::report(a),
+        Command::Baseline(a) => baseline::baseline(a),
+        Command::Compare(a) => compare::compare(a),
+        Command::Check(a) => check::check(a),
         Command::Show(a) => show::show(a),
         Command::Export(a) => export::export(a),
         Command::Ui(a) => ui::ui(a),

@@ -48,6 +48,13 @@ impl Recording {
             rate_hz: args.rate,
             clock: clock_now(),
         })?;
+        // A comparison refuses sessions sampled in different modes.
+        let mode = if args.gil_only_samples {
+            "gil-only"
+        } else {
+            "wall"
+        };
+        store.set_sample_mode(session, mode)?;
         let options = RecorderOptions {
             runtime_dir: target.runtime_dir,
             follow: target.follow,

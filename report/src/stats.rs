@@ -1,12 +1,12 @@
 //! `<stats>`: the figures of a set of requests, overall or of one endpoint.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use timeglass_store::Totals;
 
 use crate::percentile::{nearest_rank, Permille};
 
 /// Response times in milliseconds; nearest-rank percentiles.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     pub avg: f64,
     pub min: f64,
@@ -18,7 +18,7 @@ pub struct Latency {
     pub max: f64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     pub requests: u64,
     /// Requests per second over the window.

@@ -159,6 +159,35 @@ impl Thresholds {
     }
 }
 
+/// The table `name` of the TimeGlass configuration of the first of `dirs`
+/// that has one (`[name]` of `timeglass.toml`, `[tool.timeglass.name]` of
+/// `pyproject.toml`), found as [`Thresholds::find`] finds its file; `None`
+/// when that file has no such table, or no directory has a configuration.
+pub fn find_section(
+    dirs: &[&Path],
+    name: &str,
+) -> Result<Option<(PathBuf, toml::Value)>, ReportError> {
+    for dir in dirs {
+        let own = dir.join("timeglass.toml");
+        if let Some(text) = read(&own)? {
+            let mut table: toml::Table = parse(&own, &text)?;
+            return Ok(table.remove(name).map(|v| (own, v)));
+        }
+        let pyproject = dir.join("pyproject.toml");
+        if let Some(text) = read(&pyproject)? {
+            let mut table: toml::Table = parse(&pyproject, &text)?;
+            let timeglass = table
+                .remove("tool")
+                .and_then(|mut t| t.as_table_mut().and_then(|t| t.remove("timeglass")));
+            if let Some(mut timeglass) = timeglass {
+                let section = timeglass.as_table_mut().and_then(|t| t.remove(name));
+                return Ok(section.map(|v| (pyproject, v)));
+            }
+        }
+    }
+    Ok(None)
+}
+
 fn read(path: &Path) -> Result<Option<String>, ReportError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),

@@ -8,6 +8,7 @@
 //! costs a few bytes. The schema lives in `schema.rs`, the rest of the crate
 //! is generic over it.
 
+mod baseline;
 mod clock;
 pub mod dashboard;
 mod error;
@@ -26,6 +27,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use timeglass_model::{ProfiledRequest, StackCount};
 
+pub use baseline::{BaselineRow, RequestFigure, StatementCount};
 pub use clock::ClockMap;
 pub use dashboard::{RequestFilter, RequestPage, RouteRow, RouteSample, Sort};
 pub use error::StoreError;

@@ -13,7 +13,26 @@ pub const APPLICATION_ID: i32 = i32::from_be_bytes(*b"TmGl");
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
+
+/// Version 10: what `timeglass baseline` and `timeglass compare` need.
+///
+/// `sessions.sample_mode` is how the session sampled: `wall` (every
+/// in-flight request, on CPU or not) or `gil-only` (the GIL holder only);
+/// NULL for sessions recorded before it was stored, which a comparison
+/// treats as unknown. `baselines` keeps each named baseline as one JSON
+/// document (`timeglass-compare`'s format, with its own format version), so
+/// the store needs no migration when that format grows.
+const V10: &str = "
+ALTER TABLE sessions ADD COLUMN sample_mode TEXT;
+
+CREATE TABLE baselines (
+    name       TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    session_id INTEGER,  -- the session it was saved from; NULL when imported
+    body       TEXT NOT NULL
+);
+";
 
 /// Version 9: the statistics of a session's endpoints without a scan.
 ///

@@ -212,6 +212,10 @@ pub struct SessionInfo {
     /// Where the app was started; its `pyproject.toml` is looked for there.
     pub cwd: String,
     pub clock: ClockMap,
+    /// Samples per second while a request is in flight.
+    pub rate_hz: u32,
+    /// `wall` or `gil-only`; `None` for sessions before schema 10.
+    pub sample_mode: Option<String>,
 }
 
 /// One resource sample of one process (schema v8's `process_samples`).
@@ -254,7 +258,8 @@ impl Store {
         values: &[&dyn rusqlite::ToSql],
     ) -> Result<Option<SessionInfo>, StoreError> {
         let sql = format!(
-            "SELECT id, started_at, ended_at, cwd, clock_mono_ns, clock_unix_ns
+            "SELECT id, started_at, ended_at, cwd, clock_mono_ns, clock_unix_ns, rate_hz,
+                 sample_mode
              FROM sessions WHERE {condition}"
         );
         self.conn
@@ -270,6 +275,8 @@ impl Store {
                             mono_ns: r.get(4)?,
                             unix_ns: r.get(5)?,
                         },
+                        rate_hz: r.get(6)?,
+                        sample_mode: r.get(7)?,
                     })
                 })
                 .optional()
