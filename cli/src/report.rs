@@ -36,7 +36,8 @@ pub fn report(args: ReportArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(u8::from(report.failed())))
 }
 
-fn failure(e: ReportError) -> Failure {
+/// Bad input (exit 2) or a store that failed (exit 1).
+pub(crate) fn failure(e: ReportError) -> Failure {
     match e.is_bad_input() {
         true => Failure::usage(e.to_string()),
         false => Failure::new(e.to_string()),

@@ -1,7 +1,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use timeglass_store::{RequestQuery, RequestRow, Store};
+use timeglass_report::{parse_time, ReportError};
+use timeglass_store::{RequestFilter, RequestPage, RequestRow, SessionId, Sort, Store};
 
 use crate::args::RequestsArgs;
 use crate::failure::Result;
@@ -9,20 +10,51 @@ use crate::table::{local_time, render};
 
 pub fn requests(args: RequestsArgs) -> Result<ExitCode> {
     let store = Store::open_existing(&args.db.db)?;
-    let rows = store.requests(&RequestQuery {
+    let filter = filter(&store, &args).map_err(crate::report::failure)?;
+    let filtered = filter != RequestFilter::default();
+    // The dashboard's list, newest first: the same filter, the same order.
+    let rows = store.request_page(&RequestPage {
         limit: args.limit,
-        session: None,
+        before: None,
+        filter,
+        sort: Sort::Newest,
     })?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let json = serde_json::to_string_pretty(&rows).expect("rows serialize");
         writeln!(out, "{json}")?;
+    } else if rows.is_empty() && filtered {
+        writeln!(out, "No requests match in `{}`.", args.db.db.display())?;
     } else if rows.is_empty() {
         writeln!(out, "No requests recorded in `{}` yet. Record some with `timeglass run -- uvicorn app:app`.", args.db.db.display())?;
     } else {
         write!(out, "{}", table(&rows))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--session`, `--since` and `--until`, read as `timeglass report` reads
+/// them; an unknown session is bad input too.
+fn filter(store: &Store, args: &RequestsArgs) -> std::result::Result<RequestFilter, ReportError> {
+    if let Some(id) = args.session {
+        store
+            .session_info(SessionId(id))?
+            .ok_or(ReportError::UnknownSession(id))?;
+    }
+    let now = timeglass_report::now_unix_ns();
+    let time = |t: &Option<String>| t.as_deref().map(|t| parse_time(t, now)).transpose();
+    let (since, until) = (time(&args.since)?, time(&args.until)?);
+    if let (Some(s), Some(u)) = (since, until) {
+        if s >= u {
+            return Err(ReportError::EmptyRange);
+        }
+    }
+    Ok(RequestFilter {
+        session: args.session.map(SessionId),
+        since_unix_ns: since,
+        until_unix_ns: until,
+        ..RequestFilter::default()
+    })
 }
 
 /// Response time, plus the background stage when there was one worth showing.

@@ -14,6 +14,7 @@ use crate::list::{split_page, ListParams};
 use crate::pages::request::RequestDetail;
 use crate::pages::route::{route_key, RouteDetail};
 use crate::profile::View;
+use crate::report::StatsParams;
 use crate::{db, AppState};
 
 /// One page of `GET /api/v1/requests`, in the list's order.
@@ -30,7 +31,11 @@ pub async fn requests(
 ) -> Result<Json<RequestList>, ApiError> {
     let query = params.page()?;
     let limit = params.limit()?;
-    let rows = db::read(state.db, move |store| Ok(store.request_page(&query)?)).await?;
+    let rows = db::read(state.db, move |store| {
+        params.check_session(store)?;
+        Ok(store.request_page(&query)?)
+    })
+    .await?;
     let (requests, next_before) = split_page(rows, limit, |r| r.id);
     Ok(Json(RequestList {
         requests,
@@ -111,13 +116,15 @@ pub async fn routes(State(state): State<AppState>) -> Result<Json<Vec<RouteRow>>
     Ok(Json(db::read(state.db, |store| Ok(store.routes()?)).await?))
 }
 
+/// `?session=&since=&until=` as for `/api/v1/stats`.
 pub async fn route(
     State(state): State<AppState>,
     Path(key): Path<(String, String)>,
+    Query(params): Query<StatsParams>,
 ) -> Result<Json<RouteDetail>, ApiError> {
     let (method, route) = route_key(key);
     let detail = db::read(state.db, move |store| {
-        RouteDetail::read(store, &method, &route)
+        RouteDetail::read(store, &method, &route, &params)
     })
     .await?;
     Ok(Json(detail))

@@ -2,7 +2,8 @@
 //! live stream, so all three show the same requests.
 
 use serde::Deserialize;
-use timeglass_store::{RequestFilter, RequestPage, Sort};
+use timeglass_report::{parse_time, ReportError};
+use timeglass_store::{RequestFilter, RequestPage, SessionId, Sort, Store};
 
 use crate::error::AppError;
 use crate::html::query_value;
@@ -10,14 +11,19 @@ use crate::html::query_value;
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 1000;
 
-/// `?q=TEXT&method=GET&status=5xx&min_ms=100&sort=-duration&before=ID&limit=N`;
+/// `?q=TEXT&method=GET&status=5xx&min_ms=100&session=ID&since=T&until=T&sort=-duration&before=ID&limit=N`;
 /// empty values mean "not set", as a submitted filter form sends them.
+/// `since` and `until` are read as `timeglass report` reads them (RFC 3339
+/// or a time ago, `10m`).
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct ListParams {
     pub q: Option<String>,
     pub method: Option<String>,
     pub status: Option<String>,
     pub min_ms: Option<String>,
+    pub session: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
     pub sort: Option<String>,
     pub before: Option<String>,
     pub limit: Option<String>,
@@ -51,12 +57,45 @@ impl ListParams {
                 "`min_ms` must be a non-negative number".into(),
             ));
         }
+        let now = timeglass_report::now_unix_ns();
+        let time = |v: &Option<String>| set(v).map(|t| parse_time(t, now)).transpose();
+        let (since, until) = (time(&self.since)?, time(&self.until)?);
+        if let (Some(s), Some(u)) = (since, until) {
+            if s >= u {
+                return Err(ReportError::EmptyRange.into());
+            }
+        }
         Ok(RequestFilter {
             text: self.text().map(str::to_string),
             method: self.method()?,
             status_class: self.status_class()?,
             min_duration_us: min_ms.map(|ms| (ms * 1000.0).round() as u64),
+            session: self.session()?.map(SessionId),
+            since_unix_ns: since,
+            until_unix_ns: until,
         })
+    }
+
+    /// The session chosen, if one is.
+    pub fn session(&self) -> Result<Option<i64>, AppError> {
+        set(&self.session)
+            .map(|s| {
+                s.parse::<i64>().map_err(|_| {
+                    AppError::BadInput(format!("`session` must be a session id, not `{s}`"))
+                })
+            })
+            .transpose()
+    }
+
+    /// A session that is not in the store is bad input, as for the report,
+    /// rather than a list that stays empty.
+    pub fn check_session(&self, store: &Store) -> Result<(), AppError> {
+        match self.session()? {
+            Some(id) if store.session_info(SessionId(id))?.is_none() => {
+                Err(ReportError::UnknownSession(id).into())
+            }
+            _ => Ok(()),
+        }
     }
 
     pub fn limit(&self) -> Result<usize, AppError> {
@@ -119,9 +158,17 @@ impl ListParams {
 
     /// Whether any filter is set (as opposed to paging or sorting).
     pub fn filtered(&self) -> bool {
-        [&self.q, &self.method, &self.status, &self.min_ms]
-            .iter()
-            .any(|v| set(v).is_some())
+        [
+            &self.q,
+            &self.method,
+            &self.status,
+            &self.min_ms,
+            &self.session,
+            &self.since,
+            &self.until,
+        ]
+        .iter()
+        .any(|v| set(v).is_some())
     }
 
     /// The filters and sort as a query string (`q=a&sort=-duration`), without
@@ -132,6 +179,9 @@ impl ListParams {
             ("method", &self.method),
             ("status", &self.status),
             ("min_ms", &self.min_ms),
+            ("session", &self.session),
+            ("since", &self.since),
+            ("until", &self.until),
             ("sort", &self.sort),
         ];
         pairs
@@ -184,6 +234,7 @@ mod tests {
             sort: Some("-duration".into()),
             before: Some("".into()),
             limit: None,
+            ..ListParams::default()
         };
         let page = p.page().unwrap();
         assert_eq!(page.limit, DEFAULT_LIMIT + 1);
@@ -196,6 +247,7 @@ mod tests {
                 method: Some("POST".into()),
                 status_class: Some(5),
                 min_duration_us: Some(2500),
+                ..RequestFilter::default()
             }
         );
         assert_eq!(
@@ -215,8 +267,48 @@ mod tests {
                 min_ms: Some("-1".into()),
                 ..ListParams::default()
             },
+            ListParams {
+                session: Some("latest".into()),
+                ..ListParams::default()
+            },
+            ListParams {
+                since: Some("yesterday".into()),
+                ..ListParams::default()
+            },
+            ListParams {
+                since: Some("2026-09-21T14:00:00Z".into()),
+                until: Some("2026-09-21T13:00:00Z".into()),
+                ..ListParams::default()
+            },
         ] {
-            assert!(bad.page().is_err());
+            assert!(bad.page().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn session_and_time_range_are_filters_and_stay_in_the_query() {
+        let p = ListParams {
+            session: Some("2".into()),
+            since: Some("2026-09-21T14:00:00Z".into()),
+            until: Some("2026-09-21T16:30:00+02:00".into()),
+            ..ListParams::default()
+        };
+        let filter = p.filter().unwrap();
+        assert_eq!(filter.session, Some(SessionId(2)));
+        assert_eq!(filter.since_unix_ns, Some(1_789_999_200_000_000_000));
+        assert_eq!(filter.until_unix_ns, Some(1_790_001_000_000_000_000));
+        assert!(p.filtered());
+        assert_eq!(
+            p.query(),
+            "session=2&since=2026-09-21T14%3A00%3A00Z&until=2026-09-21T16%3A30%3A00%2B02%3A00"
+        );
+        // A time ago is counted back from now.
+        let ago = ListParams {
+            since: Some("10m".into()),
+            ..ListParams::default()
+        };
+        let since = ago.filter().unwrap().since_unix_ns.unwrap();
+        let expected = timeglass_report::now_unix_ns() - 600_000_000_000;
+        assert!((expected - since).abs() < 60_000_000_000, "{since}");
     }
 }

@@ -7,8 +7,9 @@ use rusqlite::{params, params_from_iter, OptionalExtension};
 use serde::Serialize;
 use timeglass_model::{RequestContext, StackCount, TimeBreakdown};
 
+use crate::clock::rfc3339_ms;
 use crate::read::{request_row, resolve_delayed, stacks_of_leaves, REQUEST_COLUMNS};
-use crate::{RequestRow, Store, StoreError};
+use crate::{Endpoint, RequestRow, SessionId, Store, StoreError, WindowQuery};
 
 /// Which requests a list shows. Empty fields filter nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -21,6 +22,14 @@ pub struct RequestFilter {
     pub status_class: Option<u8>,
     /// Response time of at least this many microseconds.
     pub min_duration_us: Option<u64>,
+    /// Requests of this session only.
+    pub session: Option<SessionId>,
+    /// Requests that started at or after this wall-clock time, and before
+    /// `until_unix_ns` (nanoseconds since the Unix epoch). They are compared
+    /// with `started_at`, so to the millisecond: the times are truncated to
+    /// one, as the stored starts are.
+    pub since_unix_ns: Option<i128>,
+    pub until_unix_ns: Option<i128>,
 }
 
 /// The order of a list of requests.
@@ -214,7 +223,7 @@ impl Store {
         Ok(rows)
     }
 
-    /// The route's response times and error count.
+    /// The route's response times and error count, over every session.
     pub fn route_sample(&self, method: &str, route: &str) -> Result<RouteSample, StoreError> {
         let durations_us = self
             .conn
@@ -227,23 +236,52 @@ impl Store {
                     .collect::<rusqlite::Result<Vec<u64>>>()
             })
             .map_err(|e| self.sql_err(e))?;
+        let values = vec![
+            Value::Text(method.to_string()),
+            Value::Text(route.to_string()),
+        ];
+        self.sample_sums("method = ? AND route = ?", values, durations_us)
+    }
+
+    /// [`Store::route_sample`] of the requests of `endpoint` that a
+    /// report's window query selects: one session, a time range.
+    pub fn window_sample(
+        &self,
+        q: &WindowQuery,
+        endpoint: &Endpoint,
+    ) -> Result<RouteSample, StoreError> {
+        let durations_us = self.durations(q, endpoint)?;
+        let (mut conditions, mut values) = q.conditions();
+        conditions.push_str(" AND method = ? AND route IS ?");
+        values.push(Value::Text(endpoint.method.clone()));
+        values.push(endpoint.route.clone().map_or(Value::Null, Value::Text));
+        self.sample_sums(&conditions, values, durations_us)
+    }
+
+    /// The sums of a [`RouteSample`] over the requests `conditions` select.
+    fn sample_sums(
+        &self,
+        conditions: &str,
+        values: Vec<Value>,
+        durations_us: Vec<u64>,
+    ) -> Result<RouteSample, StoreError> {
         let (errors, queries, db_us, n_plus_one) = self
             .conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT coalesce(sum(status >= 500 OR (status IS NULL AND errored)), 0),
                      coalesce(sum(queries), 0), coalesce(sum(db_us), 0),
                      count(n_plus_one_count)
-                 FROM requests WHERE method = ?1 AND route = ?2",
-            )
+                 FROM requests WHERE {conditions}"
+            ))
             .and_then(|mut s| {
-                s.query_row(params![method, route], |r| {
+                s.query_row(params_from_iter(values.iter()), |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })
             })
             .map_err(|e| self.sql_err(e))?;
         let (measured, breakdown, cpu_ns, measured_duration_us, loop_blocks) = self
             .conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT count(python_us), coalesce(sum(python_us), 0), coalesce(sum(native_us), 0),
                      coalesce(sum(blocked_us), 0), coalesce(sum(gil_wait_us), 0),
                      coalesce(sum(sql_wait_us), 0), coalesce(sum(http_wait_us), 0),
@@ -251,10 +289,10 @@ impl Store {
                      coalesce(sum(cpu_us), 0),
                      coalesce(sum(CASE WHEN python_us IS NOT NULL THEN duration_us END), 0),
                      count(loop_blocked_us)
-                 FROM requests WHERE method = ?1 AND route = ?2",
-            )
+                 FROM requests WHERE {conditions}"
+            ))
             .and_then(|mut s| {
-                s.query_row(params![method, route], |r| {
+                s.query_row(params_from_iter(values.iter()), |r| {
                     let ns =
                         |at: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, u64>(at)? * 1000) };
                     let breakdown = TimeBreakdown {
@@ -302,6 +340,39 @@ impl Store {
             Value::Integer(sql_limit(limit)),
         ];
         self.rows(&sql, values)
+    }
+
+    /// The slowest requests of `endpoint` that a report's window query
+    /// selects, slowest first.
+    pub fn window_slowest(
+        &self,
+        q: &WindowQuery,
+        endpoint: &Endpoint,
+        limit: usize,
+    ) -> Result<Vec<RequestRow>, StoreError> {
+        let (conditions, mut values) = q.conditions();
+        values.push(Value::Text(endpoint.method.clone()));
+        values.push(endpoint.route.clone().map_or(Value::Null, Value::Text));
+        values.push(Value::Integer(sql_limit(limit)));
+        // The window's columns, unqualified, are read in a subquery of
+        // `requests` alone: `processes` has a `session_id` too.
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS} WHERE r.id IN (
+                 SELECT id FROM requests WHERE {conditions} AND method = ? AND route IS ?
+                 ORDER BY duration_us DESC, id DESC LIMIT ?)
+             ORDER BY r.duration_us DESC, r.id DESC"
+        );
+        self.rows(&sql, values)
+    }
+
+    /// Whether any session recorded a request of the route.
+    pub fn has_route(&self, method: &str, route: &str) -> Result<bool, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM requests WHERE method = ?1 AND route = ?2)",
+            )
+            .and_then(|mut s| s.query_row(params![method, route], |r| r.get(0)))
+            .map_err(|e| self.sql_err(e))
     }
 
     /// The stacks of every request of the route, summed: one merged profile.
@@ -405,6 +476,20 @@ fn filter_conditions(filter: &RequestFilter) -> (Vec<String>, Vec<Value>) {
     if let Some(min) = filter.min_duration_us {
         conditions.push("+r.duration_us >= ?".to_string());
         values.push(Value::Integer(i64::try_from(min).unwrap_or(i64::MAX)));
+    }
+    // Without `+`: a session's requests in time order are one range of
+    // `requests_by_session`, a time range one of `requests_by_start`.
+    if let Some(session) = filter.session {
+        conditions.push("r.session_id = ?".to_string());
+        values.push(Value::Integer(session.0));
+    }
+    if let Some(since) = filter.since_unix_ns {
+        conditions.push("r.started_at >= ?".to_string());
+        values.push(Value::Text(rfc3339_ms(since)));
+    }
+    if let Some(until) = filter.until_unix_ns {
+        conditions.push("r.started_at < ?".to_string());
+        values.push(Value::Text(rfc3339_ms(until)));
     }
     (conditions, values)
 }

@@ -37,7 +37,7 @@ const MINUTE_NS: u64 = 60_000_000_000;
 
 impl WindowQuery {
     /// The SQL condition (`?` placeholders) and its values.
-    fn conditions(&self) -> (String, Vec<Value>) {
+    pub(crate) fn conditions(&self) -> (String, Vec<Value>) {
         let mut conditions = vec!["session_id = ?"];
         let mut values = vec![Value::Integer(self.session.0)];
         if let Some(ns) = self.since_ns {

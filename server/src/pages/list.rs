@@ -3,11 +3,12 @@
 
 use axum::extract::{Query, State};
 use axum::response::Html;
-use timeglass_store::{RequestRow, Sort};
+use timeglass_store::{RequestRow, SessionRow, Sort};
 
 use crate::error::AppError;
 use crate::html::{escape, fill, page};
 use crate::list::{split_page, ListParams, SORTS};
+use crate::pages::report::scope_fields;
 use crate::pages::{request_line, RouteP95};
 use crate::{db, AppState};
 
@@ -22,22 +23,34 @@ pub async fn requests(
     let query = params.page()?;
     let limit = params.limit()?;
     db::read(state.db, move |store| {
+        params.check_session(store)?;
         let rows = store.request_page(&query)?;
         let (rows, next) = split_page(rows, limit, |r| r.id);
         let p95 = RouteP95::read(store, &rows)?;
         let last_id = store.last_request_id()?;
-        Ok(requests_page(&params, &rows, next, &p95, last_id))
+        let sessions = store.sessions()?;
+        Ok(requests_page(
+            &params, &sessions, &rows, next, &p95, last_id,
+        ))
     })
     .await
 }
 
 fn requests_page(
     params: &ListParams,
+    sessions: &[SessionRow],
     rows: &[RequestRow],
     next: Option<i64>,
     p95: &RouteP95,
     last_id: i64,
 ) -> Html<String> {
+    let scope = scope_fields(
+        sessions,
+        params.session().ok().flatten(),
+        Some("All sessions"),
+        params.since.as_deref(),
+        params.until.as_deref(),
+    );
     let lines: String = rows.iter().map(|r| request_line(r, p95)).collect();
     // New requests are inserted live only where they belong: at the top of
     // the first page of a newest-first list.
@@ -59,6 +72,7 @@ fn requests_page(
                 "min_ms",
                 &escape(params.min_ms.as_deref().unwrap_or("").trim()),
             ),
+            ("scope", &scope),
             ("sort_options", &sort_options(params)),
             ("sort", params.sort_name()),
             ("duration_sort", duration_sort_link(params).as_str()),

@@ -15,6 +15,7 @@ use crate::{db, AppState};
 const REPORT: &str = include_str!("../../../flamegraph-templates/report.html");
 const CHARTS: &str = include_str!("../../../flamegraph-templates/charts.html");
 const FILTERS: &str = include_str!("../../../flamegraph-templates/filters.html");
+const SCOPE: &str = include_str!("../../../flamegraph-templates/scope.html");
 
 pub async fn report(
     State(state): State<AppState>,
@@ -46,7 +47,8 @@ pub fn filter_query(params: &StatsParams, session: i64) -> String {
     parts.join("&")
 }
 
-/// The session picker and time range; `hidden` carries other fields.
+/// The session picker and time range in a form of their own; `hidden`
+/// carries other fields.
 pub fn filters(
     action: &str,
     sessions: &[SessionRow],
@@ -54,10 +56,41 @@ pub fn filters(
     params: &StatsParams,
     hidden: &str,
 ) -> String {
+    let scope = scope_fields(
+        sessions,
+        Some(chosen),
+        None,
+        params.since.as_deref(),
+        params.until.as_deref(),
+    );
+    fill(
+        FILTERS,
+        &[("action", action), ("scope", &scope), ("hidden", hidden)],
+    )
+}
+
+/// The session picker and time range fields, for [`filters`] or a page's
+/// own form (the request list's). `any`: the label of an empty choice of
+/// session, for a page that has one (the list: every session).
+pub fn scope_fields(
+    sessions: &[SessionRow],
+    chosen: Option<i64>,
+    any: Option<&str>,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> String {
+    let any = any.map_or(String::new(), |label| {
+        let selected = if chosen.is_none() { " selected" } else { "" };
+        format!("<option value=\"\"{selected}>{}</option>", escape(label))
+    });
     let options: String = sessions
         .iter()
         .map(|s| {
-            let selected = if s.id.0 == chosen { " selected" } else { "" };
+            let selected = if Some(s.id.0) == chosen {
+                " selected"
+            } else {
+                ""
+            };
             let state = if s.ended_at.is_none() {
                 ", recording"
             } else {
@@ -71,15 +104,13 @@ pub fn filters(
             )
         })
         .collect();
-    let value = |v: &Option<String>| escape(v.as_deref().unwrap_or(""));
+    let value = |v: Option<&str>| escape(v.unwrap_or("").trim());
     fill(
-        FILTERS,
+        SCOPE,
         &[
-            ("action", action),
-            ("sessions", &options),
-            ("since", &value(&params.since)),
-            ("until", &value(&params.until)),
-            ("hidden", hidden),
+            ("sessions", &format!("{any}{options}")),
+            ("since", &value(since)),
+            ("until", &value(until)),
         ],
     )
 }

@@ -5,7 +5,7 @@
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use serde::Serialize;
-use timeglass_store::{RequestRow, RouteRow, Store};
+use timeglass_store::{Endpoint, RequestRow, RouteMatch, RouteRow, Store};
 
 use crate::error::AppError;
 use crate::flame::Profile;
@@ -17,7 +17,7 @@ use crate::pages::{request_line, RouteP95};
 use crate::report::StatsParams;
 use crate::stats::RouteStats;
 use crate::{db, AppState};
-use timeglass_report::Selection;
+use timeglass_report::{ReportError, ReportQuery, Selection};
 
 const ROUTE: &str = include_str!("../../../flamegraph-templates/route.html");
 const ROUTES: &str = include_str!("../../../flamegraph-templates/routes.html");
@@ -25,25 +25,61 @@ const ROUTES: &str = include_str!("../../../flamegraph-templates/routes.html");
 /// How many of a route's slowest requests its view lists.
 const SLOWEST: usize = 10;
 
-/// One route's numbers, as the page shows them and `/api/v1/routes/...` serves them.
+/// One route's numbers, as the page shows them and `/api/v1/routes/...`
+/// serves them, over the session and time range of its charts.
 #[derive(Serialize)]
 pub struct RouteDetail {
     pub method: String,
     pub route: String,
-    pub stats: RouteStats,
+    /// The session the numbers cover (the latest by default).
+    pub session: Option<i64>,
+    /// `None` when the route has no request in that session and range.
+    pub stats: Option<RouteStats>,
     pub slowest: Vec<RequestRow>,
 }
 
 impl RouteDetail {
-    pub fn read(store: &Store, method: &str, route: &str) -> Result<RouteDetail, AppError> {
-        let sample = store.route_sample(method, route)?;
-        let stats = RouteStats::new(&sample)
-            .ok_or_else(|| AppError::NoRoute(method.to_string(), route.to_string()))?;
+    /// `NoRoute` only for a route no session ever recorded.
+    pub fn read(
+        store: &Store,
+        method: &str,
+        route: &str,
+        params: &StatsParams,
+    ) -> Result<RouteDetail, AppError> {
+        if !store.has_route(method, route)? {
+            return Err(AppError::NoRoute(method.to_string(), route.to_string()));
+        }
+        let query = ReportQuery {
+            method: Some(method.to_string()),
+            route: Some(RouteMatch::Exact(route.to_string())),
+            ..params.query()?
+        };
+        let endpoint = Endpoint {
+            method: method.to_string(),
+            route: Some(route.to_string()),
+        };
+        // The same selection as the charts' `/api/v1/series` and the
+        // stats API: a route the session never served has no numbers here.
+        let sel = match Selection::read(store, &query, timeglass_report::now_unix_ns()) {
+            Ok(sel) => sel,
+            Err(ReportError::NoRoute { session, .. }) => {
+                return Ok(RouteDetail {
+                    method: method.to_string(),
+                    route: route.to_string(),
+                    session: Some(session),
+                    stats: None,
+                    slowest: Vec::new(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let sample = store.window_sample(&sel.query, &endpoint)?;
         Ok(RouteDetail {
             method: method.to_string(),
             route: route.to_string(),
-            stats,
-            slowest: store.route_slowest(method, route, SLOWEST)?,
+            session: Some(sel.session.id.0),
+            stats: RouteStats::new(&sample),
+            slowest: store.window_slowest(&sel.query, &endpoint, SLOWEST)?,
         })
     }
 }
@@ -109,13 +145,24 @@ pub async fn route(
 ) -> Result<Html<String>, AppError> {
     let (method, route) = route_key(key);
     db::read(state.db, move |store| {
-        let detail = RouteDetail::read(store, &method, &route)?;
+        let detail = RouteDetail::read(store, &method, &route, &params)?;
         let profile = Profile::new(&store.route_stacks(&method, &route)?);
         let p95 = RouteP95::read(store, &detail.slowest)?;
         let charts = route_charts(store, &method, &route, &params)?;
-        Ok(route_page(&detail, &profile, &p95, &charts))
+        Ok(route_page(&detail, &params, &profile, &p95, &charts))
     })
     .await
+}
+
+/// `session=N&since=...&until=...` of the session the page covers, for the
+/// links that open the same requests elsewhere; `None` without a session.
+fn scope_query(params: &StatsParams, session: Option<i64>) -> Option<String> {
+    let scope = StatsParams {
+        method: None,
+        route: None,
+        ..params.clone()
+    };
+    session.map(|id| filter_query(&scope, id))
 }
 
 fn routes_page(routes: &[RouteRow], form: &str) -> Html<String> {
@@ -164,9 +211,12 @@ fn routes_page_with(routes: &[RouteRow], form: &str, query: &str) -> Html<String
     )
 }
 
-fn route_page(d: &RouteDetail, profile: &Profile, p95: &RouteP95, charts: &str) -> Html<String> {
-    let s = &d.stats;
-    let tiles: String = [
+/// The summary tiles, or what says there is nothing to sum.
+fn tiles(stats: Option<&RouteStats>) -> String {
+    let Some(s) = stats else {
+        return "<p class=\"empty muted\">No requests of this endpoint in this session and time range.</p>".to_string();
+    };
+    [
         ("Requests", count(s.count)),
         (
             "Error rate",
@@ -209,7 +259,18 @@ fn route_page(d: &RouteDetail, profile: &Profile, p95: &RouteP95, charts: &str) 
         };
         format!("<div class=\"tile\"><div class=\"label\">{label}</div><div class=\"value\">{value}</div>{note}</div>")
     })
-    .collect();
+    .collect()
+}
+
+fn route_page(
+    d: &RouteDetail,
+    params: &StatsParams,
+    profile: &Profile,
+    p95: &RouteP95,
+    charts: &str,
+) -> Html<String> {
+    let s = d.stats.as_ref();
+    let scope = scope_query(params, d.session);
     let slowest: String = d.slowest.iter().map(|r| request_line(r, p95)).collect();
     let api = format!(
         "/api/v1/routes/{}",
@@ -218,10 +279,15 @@ fn route_page(d: &RouteDetail, profile: &Profile, p95: &RouteP95, charts: &str) 
     let profile_api = api.replacen("/api/v1/routes/", "/api/v1/route-profiles/", 1);
     let title = format!("{} {}", d.method, d.route);
     let list = format!(
-        "/?q={}&method={}",
+        "/?q={}&method={}{}",
         query_value(&d.route),
-        query_value(&d.method)
+        query_value(&d.method),
+        scope.as_deref().map_or(String::new(), |q| format!("&{q}")),
     );
+    let api = match &scope {
+        Some(q) => format!("{api}?{q}"),
+        None => api,
+    };
     let body = fill(
         ROUTE,
         &[
@@ -230,12 +296,12 @@ fn route_page(d: &RouteDetail, profile: &Profile, p95: &RouteP95, charts: &str) 
             ("route", &escape(&d.route)),
             ("list", &escape(&list)),
             ("api", &escape(&api)),
-            ("tiles", &tiles),
+            ("tiles", &tiles(s)),
             ("charts", charts),
-            ("histogram", &histogram(s)),
+            ("histogram", &s.map_or(String::new(), histogram)),
             (
                 "breakdown",
-                &s.avg_breakdown.as_ref().map_or(
+                &s.and_then(|s| s.avg_breakdown.as_ref()).map_or(
                     "<p class=\"muted tb-none\">No time breakdown recorded for this endpoint.</p>"
                         .to_string(),
                     route_breakdown,
