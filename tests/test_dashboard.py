@@ -564,11 +564,6 @@ def test_list_paging_keeps_the_session(two_sessions: TwoSessions, page: Page) ->
     expect(page.locator("select[name=session] option[selected]")).to_contain_text("#1")
 
 
-@pytest.mark.xfail(
-    reason="the dashboard's reads fail with SQLite `disk I/O error` in this two-session"
-    " fixture after the second session's first live request; not yet understood",
-    strict=False,
-)
 def test_live_rows_of_another_session_are_not_appended(
     two_sessions: TwoSessions, browser: Browser
 ) -> None:
@@ -579,9 +574,10 @@ def test_live_rows_of_another_session_are_not_appended(
     second.goto(board.url + "?session=2")
     expect(first.locator("#live.connected")).to_be_visible()
     expect(second.locator("#live.connected")).to_be_visible()
-    board.app.request("GET", "/items/77")
+    # A route of its own in session 2, so the endpoint tests' counts stand.
+    board.app.request("GET", "/health")
     # It reaches the list of its own session, so the other stream had it too.
-    expect(second.locator("tbody.rows td.path", has_text="/items/77")).to_be_visible(timeout=10_000)
+    expect(second.locator("tbody.rows td.path", has_text="/health")).to_be_visible(timeout=10_000)
     time.sleep(1.0)  # three more looks at the store by the first page's stream
     assert rows(first) == list(reversed(FIRST_PATHS))
     for c in contexts:
@@ -612,8 +608,9 @@ def test_endpoint_tiles_follow_the_session(two_sessions: TwoSessions, page: Page
         endpoint = stats["endpoints"][0]
         tiles = dict(
             zip(
-                page.locator(".tiles .tile .label").all_inner_texts(),
-                page.locator(".tiles .tile .value").all_inner_texts(),
+                # Text as written: the labels are upper-cased by CSS only.
+                page.locator(".tiles .tile .label").all_text_contents(),
+                page.locator(".tiles .tile .value").all_text_contents(),
                 strict=True,
             )
         )

@@ -6,9 +6,12 @@
 //! is written before the switch to WAL, so the header copy is always current;
 //! the connection re-checks everything before the first write anyway.
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -39,15 +42,48 @@ pub fn probe(path: &Path) -> Result<Found, StoreError> {
         path: path.to_owned(),
         source,
     };
-    let file = match File::open(path) {
+    let header = match read_header(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Absent),
         other => other.map_err(io_err)?,
     };
-    let mut header = Vec::with_capacity(HEADER_LEN);
-    file.take(HEADER_LEN as u64)
-        .read_to_end(&mut header)
-        .map_err(io_err)?;
     judge_header(&header).map_err(|reason| reason.into_error(path))
+}
+
+/// Files whose headers were read, by (device, inode), kept open for the
+/// life of the process. Closing any descriptor of a file releases every
+/// POSIX lock the process holds on it, SQLite's own included, and
+/// `timeglass run --ui` has the recorder's connection and the dashboard's
+/// in one process: a header read that opened and closed the file under the
+/// recorder's locks left later reads failing with `disk I/O error`.
+static HEADER_FILES: Mutex<Option<HashMap<(u64, u64), File>>> = Mutex::new(None);
+
+/// Up to the first `HEADER_LEN` bytes of the file at `path`.
+fn read_header(path: &Path) -> io::Result<Vec<u8>> {
+    // `stat` opens no descriptor.
+    let meta = std::fs::metadata(path)?;
+    let key = (meta.dev(), meta.ino());
+    let mut files = HEADER_FILES.lock().unwrap_or_else(|e| e.into_inner());
+    let files = files.get_or_insert_with(HashMap::new);
+    if let Some(file) = files.get(&key) {
+        return read_at_start(file);
+    }
+    let file = File::open(path)?;
+    // Replaced between the two looks: what was opened is kept by its own.
+    let opened = file.metadata()?;
+    read_at_start(files.entry((opened.dev(), opened.ino())).or_insert(file))
+}
+
+fn read_at_start(file: &File) -> io::Result<Vec<u8>> {
+    let mut header = vec![0u8; HEADER_LEN];
+    let mut read = 0;
+    while read < HEADER_LEN {
+        match file.read_at(&mut header[read..], read as u64)? {
+            0 => break,
+            n => read += n,
+        }
+    }
+    header.truncate(read);
+    Ok(header)
 }
 
 enum Rejection {
