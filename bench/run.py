@@ -19,7 +19,8 @@ reported. Each round starts a fresh server. The recorder's own CPU use is read
 from /proc/<pid>/stat of the `timeglass` process only, not the app's.
 
 `--capture-only` runs just `full` and `nocapture` on /queries, then the
-per-statement cost, and skips the accuracy and dashboard parts.
+per-statement cost, and skips the other parts (walk, accuracy, wallclock,
+compare, dashboard); each of those runs alone too, e.g. `python -m bench.compare`.
 
 Stdlib only; run from the repository root as `python -m bench.run`.
 """
@@ -45,7 +46,7 @@ from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
-from bench import accuracy, dashboard, walk, wallclock
+from bench import accuracy, compare, dashboard, walk, wallclock
 from bench.measure import cpu_percent_during
 from fixtures import harness
 
@@ -372,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     walk.main()
     accuracy.main()
     wallclock.main([])
-    return dashboard.main()
+    compared = compare.main([])
+    return dashboard.main() or compared
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ pytest`, as a project's CI would, against `fixtures/compare_app.py`, whose
 costs are set by construction (`SLOW_FACTOR`, `EXTRA_QUERIES`).
 
 Four sessions of the same app and traffic give three "same" comparisons here;
-`bench/compare.py` repeats it 20 times.
+`bench/compare.py` repeats it 20 times. The README's second recipe, a served
+app sent the same traffic by a script, and `[tool.timeglass.check]` in the
+session directory's `pyproject.toml` are tested end to end too.
 """
 
 from __future__ import annotations
@@ -40,8 +42,14 @@ def timeglass(db: Path, *args: str) -> Done:
     return Done(p.returncode, p.stdout, p.stderr)
 
 
-def record(db: Path, **env: str) -> int:
-    """Runs the traffic suite under `timeglass run`; the new session's id."""
+def latest_session(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        (session,) = conn.execute("SELECT max(id) FROM sessions").fetchone()
+    return int(session)
+
+
+def record(db: Path, cwd: Path = harness.REPO_ROOT, **env: str) -> int:
+    """Runs the traffic suite under `timeglass run` in `cwd`; the new session's id."""
     argv = [
         str(harness.timeglass_bin()),
         "run",
@@ -52,16 +60,31 @@ def record(db: Path, **env: str) -> int:
         "-q",
         "-p",
         "no:cacheprovider",
-        "fixtures/compare_traffic.py",
+        str(harness.REPO_ROOT / "fixtures" / "compare_traffic.py"),
     ]
     full_env = harness.clean_env({"TIMEGLASS_DB": str(db), **env})
-    p = subprocess.run(
-        argv, capture_output=True, text=True, env=full_env, cwd=harness.REPO_ROOT, timeout=120
-    )
+    p = subprocess.run(argv, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
-    with sqlite3.connect(db) as conn:
-        (session,) = conn.execute("SELECT max(id) FROM sessions").fetchone()
-    return int(session)
+    return latest_session(db)
+
+
+def serve_and_send(db: Path, log_dir: Path) -> int:
+    """The README's served-app recipe: the app under `timeglass run`, the
+    traffic script sent to it with httpx, then Ctrl-C; the session's id."""
+    port = harness.free_port()
+    app = harness.uvicorn_argv(port, "--no-access-log", app="fixtures.compare_app:app")
+    argv = [str(harness.timeglass_bin()), "run", "--", *app]
+    env = harness.clean_env({"TIMEGLASS_DB": str(db)})
+    with harness.Process(argv, log_dir=log_dir, env=env) as served:
+        served.wait_for_port(port)
+        script = [str(harness.venv_python()), "-m", "fixtures.compare_traffic"]
+        url = ["--url", f"http://127.0.0.1:{port}"]
+        sent = subprocess.run(
+            [*script, *url], capture_output=True, text=True, cwd=harness.REPO_ROOT, timeout=120
+        )
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert served.interrupt() == 0, served.describe()
+    return latest_session(db)
 
 
 @dataclass(frozen=True)
@@ -288,3 +311,69 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     # The two imported here go again, leaving the store as the other tests want it.
     assert timeglass(db, "baseline", "rm", "away").code == 0
     assert timeglass(db, "baseline", "rm", "gil").code == 0
+
+
+def failing(out: str) -> list[str]:
+    return sorted(line for line in out.splitlines() if line.startswith("FAIL "))
+
+
+def test_a_served_app_recorded_twice_with_a_traffic_script_passes_the_gate(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "served.db"
+    first = serve_and_send(db, tmp_path / "first")
+    saved = timeglass(db, "baseline", "save", "main")
+    assert saved.code == 0, saved.err
+    second = serve_and_send(db, tmp_path / "second")
+    assert second == first + 1
+    result = compare_json(db, "--baseline", "main")
+    assert (result["a_session"], result["b_session"]) == (first, second)
+    for e in result["endpoints"]:
+        assert (e["a"]["requests"], e["b"]["requests"]) == (40, 40), e
+    assert set(verdicts(result)) == ENDPOINTS
+    done = timeglass(db, "check", "--baseline", "main")
+    assert done.code == 0, done.out + done.err
+    assert done.out.startswith(f"PASS: no endpoint of session {second} regressed"), done.out
+
+
+def test_the_session_directory_pyproject_sets_the_gate(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    db = tmp_path / "gate.db"
+    base = record(db, cwd=project)
+    changed = record(db, cwd=project, SLOW_FACTOR="2", EXTRA_QUERIES="3")
+    assert timeglass(db, "baseline", "save", "main", "--session", str(base)).code == 0
+    pyproject = project / "pyproject.toml"
+
+    def gate(section: str | None, *flags: str) -> Done:
+        if section is None:
+            pyproject.unlink(missing_ok=True)
+        else:
+            pyproject.write_text(f"[project]\nname = 'app'\n\n[tool.timeglass.check]\n{section}")
+        # Run from the repository: only the session's own directory has the file.
+        return timeglass(db, "check", "--baseline", "main", "--session", str(changed), *flags)
+
+    both = ["FAIL GET /items (slower)", "FAIL GET /report (slower)"]
+    done = gate(None)
+    assert (done.code, failing(done.out)) == (1, both), done.out
+    assert "max slower 10%, max queries added 0," in done.out
+    assert "(from " not in done.out
+
+    done = gate("max-queries-added = 3\n")
+    assert (done.code, failing(done.out)) == (1, ["FAIL GET /report (slower)"]), done.out
+    assert f"max queries added 3, N+1s allowed (from {pyproject})" in done.out
+
+    done = gate('max-slower = "150%"\n')
+    assert (done.code, failing(done.out)) == (1, ["FAIL GET /items (slower)"]), done.out
+    assert "max slower 150%" in done.out
+
+    done = gate('max-slower = "150%"\nmax-queries-added = 3\n')
+    assert (done.code, failing(done.out)) == (0, []), done.out
+    assert done.out.startswith("PASS"), done.out
+
+    # A flag overrides the file.
+    done = gate('max-slower = "150%"\nmax-queries-added = 3\n', "--max-queries-added", "0")
+    assert (done.code, failing(done.out)) == (1, ["FAIL GET /items (slower)"]), done.out
+
+    done = gate("max-slower = 1.5\nfail-on = ['nothing']\n")
+    one_line_exit_2(done, "fail-on: unknown `nothing`")
