@@ -50,9 +50,13 @@
     return text;
   }
 
-  function depthOf(node) {
+  // Levels below `node` drawn `w` px wide: boxes too narrow to draw add none.
+  function depthOf(node, w) {
     var best = 0;
-    for (var i = 0; i < node.c.length; i++) if (node.c[i].b > 0) best = Math.max(best, 1 + depthOf(node.c[i]));
+    for (var i = 0; i < node.c.length; i++) {
+      var cw = w * node.c[i].b / node.b;
+      if (cw >= MIN_WIDTH) best = Math.max(best, 1 + depthOf(node.c[i], cw));
+    }
     return best;
   }
 
@@ -67,7 +71,7 @@
     var width = graph.clientWidth;
     var zoomed = state.zoom.length ? state.zoom[state.zoom.length - 1] : tree;
     var ancestors = state.zoom.length ? [tree].concat(state.zoom.slice(0, -1)) : [];
-    var levels = ancestors.length + 1 + depthOf(zoomed);
+    var levels = ancestors.length + 1 + depthOf(zoomed, width);
     graph.style.height = levels * ROW + "px";
     var frag = document.createDocumentFragment();
     function top(depth) { return state.dir === "icicle" ? depth * ROW : (levels - 1 - depth) * ROW; }
