@@ -23,6 +23,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../flamegraph-templates/flame.js"),
     ),
     (
+        "diff.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../flamegraph-templates/diff.js"),
+    ),
+    (
         "charts.js",
         "text/javascript; charset=utf-8",
         include_str!("../../flamegraph-templates/charts.js"),

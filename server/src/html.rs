@@ -54,6 +54,7 @@ pub fn page(title: &str, nav: &str, body: &str) -> Html<String> {
             ("nav_requests", current("requests")),
             ("nav_routes", current("routes")),
             ("nav_report", current("report")),
+            ("nav_compare", current("compare")),
             ("body", body),
         ],
     ))

@@ -11,11 +11,14 @@
 //!
 //! Stacks go through a transform (`profile.rs`: "my code only", synthetic
 //! frames hidden) before a renderer (`flame.rs`: call tree, functions,
-//! inferno SVG).
+//! inferno SVG). Comparisons come from `timeglass-compare` (`compare.rs`);
+//! `diff.rs` turns their per-request paths into a differential call tree.
 
 mod api;
 mod assets;
+mod compare;
 mod db;
+mod diff;
 mod error;
 mod flame;
 mod headers;
@@ -83,6 +86,9 @@ pub fn app(options: &ServerOptions) -> Router {
         .route("/requests/{id}", get(pages::request::request))
         .route("/routes", get(pages::route::routes))
         .route("/report", get(pages::report::report))
+        .route("/compare", get(pages::compare::compare))
+        .route("/compare/endpoint", get(pages::compare::endpoint))
+        .route("/compare/requests", get(pages::compare_requests::requests))
         .route("/routes/{method}/{*route}", get(pages::route::route))
         .route("/assets/{name}", get(assets::asset))
         .route("/api/v1/requests", get(api::requests))
@@ -98,6 +104,12 @@ pub fn app(options: &ServerOptions) -> Router {
         .route("/api/v1/stats", get(report::stats))
         .route("/api/v1/series", get(report::series))
         .route("/api/v1/report", get(report::report))
+        .route("/api/v1/compare", get(compare::api))
+        .route("/api/v1/compare/endpoint", get(compare::api_endpoint))
+        .route(
+            "/api/v1/compare/requests",
+            get(pages::compare_requests::api),
+        )
         .route("/api/v1/routes/{method}/{*route}", get(api::route))
         .route(
             "/api/v1/route-profiles/{method}/{*route}",

@@ -2,6 +2,8 @@
 //! plain functions from rows to HTML strings, filling the templates of
 //! `flamegraph-templates/`.
 
+pub mod compare;
+pub mod compare_requests;
 pub mod io;
 pub mod list;
 pub mod report;

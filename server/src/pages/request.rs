@@ -10,6 +10,7 @@ use timeglass_store::{CallRow, QueryRow, RequestRow, Store};
 use crate::error::AppError;
 use crate::flame::Profile;
 use crate::html::{bytes, escape, fill, json_script, local_time, ms, page, route_href};
+use crate::pages::compare_requests::neighbour;
 use crate::pages::io::{calls_panel, queries_panel};
 use crate::pages::status_text;
 use crate::pages::time::{loop_warning, request_breakdown};
@@ -121,12 +122,25 @@ pub async fn request(
     db::read(state.db, move |store| {
         let detail = RequestDetail::read(store, id)?;
         let stacks = store.request_stacks(id)?;
-        Ok(request_page(&detail, &Profile::new(&stacks)))
+        let other = neighbour(store, &detail.request)?;
+        Ok(request_page(&detail, &Profile::new(&stacks), other))
     })
     .await
 }
 
-fn request_page(d: &RequestDetail, profile: &Profile) -> Html<String> {
+/// "Compare with…": another request's id, by default `other` (the previous
+/// request of the same route).
+fn compare_with(id: i64, other: Option<i64>) -> String {
+    let value = other.map_or(String::new(), |o| o.to_string());
+    format!(
+        "<form class=\"compare-with\" method=\"get\" action=\"/compare/requests\">\
+         <input type=\"hidden\" name=\"b\" value=\"{id}\">\
+         <input name=\"a\" value=\"{value}\" placeholder=\"request id\" aria-label=\"Request to compare with\">\
+         <button type=\"submit\">Compare with…</button></form>"
+    )
+}
+
+fn request_page(d: &RequestDetail, profile: &Profile, other: Option<i64>) -> Html<String> {
     let r = &d.request;
     let title = format!("{} {}", r.method, r.path);
     let route = match &r.route {
@@ -151,6 +165,7 @@ fn request_page(d: &RequestDetail, profile: &Profile) -> Html<String> {
             ("status", &status_text(r)),
             ("status_class", &status_class),
             ("route", &route),
+            ("compare_with", &compare_with(r.id, other)),
             (
                 "loop_block",
                 &r.loop_block.as_ref().map_or(String::new(), loop_warning),
