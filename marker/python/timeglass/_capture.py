@@ -221,28 +221,6 @@ def rows_or_unknown(rows: Rows, target: Any, result: Any) -> Any:
         return -1
 
 
-def timed(original: Callable[..., Any], driver: str, extract: Extract, rows: Rows) -> Any:
-    """A sync statement method that records itself when it runs under a request."""
-    if getattr(original, MARK, False):
-        return original
-
-    @functools.wraps(original)
-    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        start = begin()
-        if not start or IN_ORM.get():
-            return original(self, *args, **kwargs)
-        try:
-            result = original(self, *args, **kwargs)
-        except BaseException as exc:
-            record(start, driver, extract, args, kwargs, -1, exc)
-            raise
-        record(start, driver, extract, args, kwargs, rows_or_unknown(rows, self, result), None)
-        return result
-
-    setattr(method, MARK, True)
-    return method
-
-
 def timed_async(
     original: Callable[..., Any],
     driver: str,
