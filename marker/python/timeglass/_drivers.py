@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from timeglass import _native
-from timeglass._capture import (
+from timeglass._wrappers import (
     IN_ORM,
     MARK,
     Driver,
