@@ -11,6 +11,7 @@ what a driver returns or raises. ``TIMEGLASS_CAPTURE=0`` leaves every driver unt
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from timeglass import _drivers, _env, _native
+from timeglass._guard import never_raise
 from timeglass._wrappers import MARK, Driver
 
 _lock = threading.Lock()
@@ -42,7 +44,7 @@ def install() -> None:
     try:
         params = os.environ.get(_env.SQL_PARAMS) != "0"
         _native.configure_capture(_hidden_prefixes(), _library_prefixes(), params)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - capture is off, the app runs as before
         warn("capture", f"SQL and HTTP capture is off: {exc!r}")
         return
     for driver in _drivers.DRIVERS:
@@ -69,7 +71,7 @@ def patch(driver: Driver, module: types.ModuleType) -> None:
             )
             return
         driver.patch(module)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the driver is left as it was
         warn(driver.module, f"cannot capture {driver.module}: {exc!r}; the app runs as before")
 
 
@@ -78,10 +80,8 @@ def warn(key: str, message: str) -> None:
     if key in _warned:
         return
     _warned.add(key)
-    try:
+    with never_raise:
         print(f"timeglass: warning: {message}", file=sys.stderr, flush=True)
-    except Exception:
-        pass
 
 
 def _known(version: str, low: tuple[int, int], high: tuple[int, int]) -> bool:
@@ -119,10 +119,8 @@ def _library_prefixes() -> list[str]:
     paths = sysconfig.get_paths()
     found = [paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib", "scripts")]
     found += [p for p in sys.path if "site-packages" in p or "dist-packages" in p]
-    try:
+    with contextlib.suppress(AttributeError):  # some embedded interpreters have a reduced `site`
         found += [*site.getsitepackages(), site.getusersitepackages()]
-    except AttributeError:  # some embedded interpreters have a reduced `site`
-        pass
     return _with_sep([p for p in found if p])
 
 

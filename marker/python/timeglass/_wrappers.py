@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from timeglass import _native
+from timeglass._guard import never_raise
 
 MARK = "__timeglass_capture__"
 
@@ -47,17 +48,15 @@ def record(
     rows: Any,
     error: BaseException | None,
 ) -> None:
-    try:
+    with never_raise:
         sql, params = extract(args, kwargs)
         end(start, driver, sql, params, rows, error)
-    except Exception:
-        pass
 
 
 def rows_or_unknown(rows: Rows, target: Any, result: Any) -> Any:
     try:
         return rows(target, result)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a count that cannot be read is unknown, never an error
         return -1
 
 
