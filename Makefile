@@ -164,11 +164,14 @@ lint-rust: venv
 test-rust: venv
 	$(if $(TIMEGLASS_PYTHONS),TIMEGLASS_PYTHONS=$(TIMEGLASS_PYTHONS)) cargo test --workspace $(LOCKED)
 
+# stubtest checks marker/python/timeglass/_native.pyi against the extension itself, so it
+# needs the marker installed in .venv.
 .PHONY: lint-python
-lint-python: venv
+lint-python: venv marker
 	$(VENV)/bin/ruff check $(PY_LINT)
 	$(VENV)/bin/ruff format --check $(PY_LINT)
 	$(VENV)/bin/mypy $(PY_TYPED)
+	$(VENV_PY) -m mypy.stubtest --allowlist marker/stubtest-allowlist.txt timeglass._native
 
 # Two pytest runs: marker/tests and tests/ each have their own conftest.py.
 .PHONY: test-python

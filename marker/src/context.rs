@@ -94,12 +94,11 @@ pub fn request_event(rid: u64, scope: &Bound<'_, PyDict>) -> Event {
     })
 }
 
-/// `_native.mark_handler()`: FastAPI is calling the endpoint function of the
-/// request the calling thread runs; what came before was middleware, routing
-/// and dependencies. Does nothing outside a recorded request or with
-/// contexts off. Never raises.
-#[pyfunction]
-pub fn mark_handler() {
+/// FastAPI is calling the endpoint function of the request the calling
+/// thread runs; what came before was middleware, routing and dependencies.
+/// Does nothing outside a recorded request or with contexts off. Never
+/// raises.
+fn mark_handler() {
     if !enabled() {
         return;
     }

@@ -88,7 +88,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(capture::query_begin, m)?)?;
     m.add_function(wrap_pyfunction!(capture::query_end, m)?)?;
     m.add_function(wrap_pyfunction!(capture::call_end, m)?)?;
-    m.add_function(wrap_pyfunction!(context::mark_handler, m)?)?;
     let after_fork = wrap_pyfunction!(_after_fork_in_child, m)?;
     let kwargs = PyDict::new(py);
     kwargs.set_item("after_in_child", after_fork)?;

@@ -47,7 +47,8 @@ async def test_request_and_response_context_with_secrets_redacted(client_for: An
     assert phases == (PHASE_REQUEST, PHASE_HANDLER, PHASE_RESPONSE)
     # FastAPI called the endpoint after the request entered and before it responded.
     assert request["ts_ns"] <= handler["ts_ns"] <= response["ts_ns"]
-    assert handler["headers"] == [] and handler["body"] == b""
+    assert handler["headers"] == []
+    assert handler["body"] == b""
     sent = dict(request["headers"])
     assert sent["x-trace"] == "visible"
     for secret in ("authorization", "cookie", "x-api-key"):
@@ -77,7 +78,8 @@ async def test_multipart_form_secrets_are_redacted(client_for: Any) -> None:
     stored = contexts_of(last_rid())[-1]["body"]
     assert b"hunter2" not in stored
     assert b'name="password"\r\n\r\n[redacted]\r\n' in stored
-    assert b"ann" in stored and b"file body" in stored
+    assert b"ann" in stored
+    assert b"file body" in stored
 
 
 async def test_large_bodies_are_cut_but_counted_and_delivered_whole(client_for: Any) -> None:

@@ -14,7 +14,8 @@ SITECUSTOMIZE = Path(_env.__file__).parent / "_bootstrap" / "sitecustomize.py"
 def test_python_names_match_rust() -> None:
     rust = dict(re.findall(r'pub const (\w+): &str = "(\w+)";', ENV_RS.read_text()))
     python = {k: v for k, v in vars(_env).items() if k.isupper()}
-    assert rust and python == rust
+    assert rust
+    assert python == rust
 
 
 def test_sitecustomize_uses_the_auto_name() -> None:

@@ -39,7 +39,8 @@ async def test_ok_request_has_start_and_end(client_for: Any) -> None:
     r = await get(client_for, wrapped(), "/items/7?x=1")
     assert r.status_code == 200
     start, end = last_request_events()
-    assert start["kind"] == "start" and end["kind"] == "end"
+    assert start["kind"] == "start"
+    assert end["kind"] == "end"
     assert (start["method"], start["path"]) == ("GET", "/items/7")
     assert (end["status"], end["flags"], end["route"]) == (200, 0, "/items/{item_id}")
     assert start["ts_ns"] <= end["ts_ns"]
@@ -115,7 +116,8 @@ async def test_non_http_scopes_pass_through() -> None:
     marker = TimeGlassMiddleware(app)
     scope: dict[str, Any] = {"type": "lifespan"}
     assert await marker(scope, None, None) == "inner result"
-    assert "timeglass.request" not in scope and calls == ["lifespan"]
+    assert "timeglass.request" not in scope
+    assert calls == ["lifespan"]
 
 
 async def test_auto_wrapping_plus_add_middleware_records_once(client_for: Any) -> None:

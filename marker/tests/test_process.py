@@ -76,7 +76,8 @@ def test_unwritable_runtime_dir_passes_requests_through(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert p.stdout.split("\n")[:2] == ["200 item 5 5", "False 0"]
     warnings = [line for line in p.stderr.splitlines() if line.startswith("timeglass:")]
-    assert len(warnings) == 1 and len(p.stderr.splitlines()) == 1
+    assert len(warnings) == 1
+    assert len(p.stderr.splitlines()) == 1
 
 
 def test_ring_file_exists_while_running_and_is_removed_at_exit(tmp_path: Path) -> None:
@@ -247,8 +248,10 @@ def test_sitecustomize_never_raises(tmp_path: Path) -> None:
         {"PYTHONPATH": os.pathsep.join([str(boot), str(other)]), _env.AUTO: "1"},
         cwd=tmp_path,
     )
-    assert p.returncode == 0 and p.stdout == "alive\n"
-    assert p.stderr.count("\n") == 1 and p.stderr.startswith("timeglass: ")
+    assert p.returncode == 0
+    assert p.stdout == "alive\n"
+    assert p.stderr.count("\n") == 1
+    assert p.stderr.startswith("timeglass: ")
 
 
 def test_package_works_from_the_symlink_in_a_bare_interpreter(tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ async def test_async_handler_sees_its_request(client_for: Any) -> None:
     async with client_for(TimeGlassMiddleware(app)) as client:
         assert (await client.get("/items/1")).status_code == 200
     rid, current = app.state.seen["items"]
-    assert rid > 0 and current == rid
+    assert rid > 0
+    assert current == rid
     assert _native.current_request() == 0
     assert [e["kind"] for e in events_of(rid)] == ["start", "end"]
 
@@ -111,7 +112,8 @@ async def _run_as_task(coro: Any) -> Any:
 
 async def test_bound_call_restores_the_slot() -> None:
     seen = _native.bind(41, _native.current_request)()
-    assert seen == 41 and _native.current_request() == 0
+    assert seen == 41
+    assert _native.current_request() == 0
 
 
 async def test_existing_task_factory_is_chained() -> None:
@@ -130,7 +132,8 @@ async def test_existing_task_factory_is_chained() -> None:
             base_url="http://t",
         ) as client:
             body = (await client.get("/child")).json()
-        assert body["child"] == body["rid"] and calls
+        assert body["child"] == body["rid"]
+        assert calls
     finally:
         loop.set_task_factory(None)
 

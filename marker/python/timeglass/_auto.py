@@ -18,6 +18,8 @@ import types
 from collections.abc import Sequence
 from typing import Any
 
+from timeglass._guard import never_raise
+
 _MARK = "__timeglass_patched__"
 _CACHE_ATTR = "_timeglass_marker"
 
@@ -29,7 +31,7 @@ def install() -> None:
         from timeglass import _capture
 
         _capture.install()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - capture is off, the app starts as before
         print(f"timeglass: SQL and HTTP capture is off ({exc!r})", file=sys.stderr)
     pending = False
     for name, patch in _PATCHES.items():
@@ -76,12 +78,10 @@ def patch_uvicorn_shutdown(module: types.ModuleType) -> None:
 
     async def shutdown(self: Any, *args: Any, **kwargs: Any) -> Any:
         result = await original(self, *args, **kwargs)
-        try:
+        with never_raise:
             from timeglass import _native
 
             _native.stopped()
-        except Exception:  # never into the server
-            pass
         return result
 
     shutdown.__qualname__ = original.__qualname__
@@ -99,7 +99,7 @@ _PATCHES = {
 def _patch_quietly(name: str, patch: Any, module: types.ModuleType) -> None:
     try:
         patch(module)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - unpatched, the app runs as before
         print(f"timeglass: cannot patch {name} ({exc!r})", file=sys.stderr)
 
 

@@ -11,8 +11,7 @@ what a driver returns or raises. ``TIMEGLASS_CAPTURE=0`` leaves every driver unt
 
 from __future__ import annotations
 
-import contextvars
-import functools
+import contextlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -23,38 +22,16 @@ import sys
 import sysconfig
 import threading
 import types
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from timeglass import _env, _native
-
-MARK = "__timeglass_capture__"
-
-begin = _native.query_begin
-end = _native.query_end
-call_end = _native.call_end
-
-#: True while SQLAlchemy times a statement: the driver below it must not record it again.
-#: A context variable, so concurrent requests on one loop do not see each other's.
-IN_ORM: contextvars.ContextVar[bool] = contextvars.ContextVar("timeglass_in_orm", default=False)
-
-Extract = Callable[[tuple[Any, ...], dict[str, Any]], tuple[Any, Any]]
-Rows = Callable[[Any, Any], Any]
+from timeglass import _drivers, _env, _native
+from timeglass._guard import never_raise
+from timeglass._wrappers import MARK, Driver
 
 _lock = threading.Lock()
 _installed = False
 _warned: set[str] = set()
-
-
-@dataclass(frozen=True)
-class Driver:
-    """A library whose statements or calls are captured once it is imported."""
-
-    module: str
-    #: Versions the patch knows, ``(low, high)``: low <= (major, minor) < high. None: any.
-    versions: tuple[tuple[int, int], tuple[int, int]] | None
-    patch: Callable[[types.ModuleType], None]
 
 
 def install() -> None:
@@ -64,12 +41,10 @@ def install() -> None:
         if _installed or os.environ.get(_env.CAPTURE) == "0":
             return
         _installed = True
-    from timeglass import _drivers
-
     try:
         params = os.environ.get(_env.SQL_PARAMS) != "0"
         _native.configure_capture(_hidden_prefixes(), _library_prefixes(), params)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - capture is off, the app runs as before
         warn("capture", f"SQL and HTTP capture is off: {exc!r}")
         return
     for driver in _drivers.DRIVERS:
@@ -96,7 +71,7 @@ def patch(driver: Driver, module: types.ModuleType) -> None:
             )
             return
         driver.patch(module)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the driver is left as it was
         warn(driver.module, f"cannot capture {driver.module}: {exc!r}; the app runs as before")
 
 
@@ -105,10 +80,8 @@ def warn(key: str, message: str) -> None:
     if key in _warned:
         return
     _warned.add(key)
-    try:
+    with never_raise:
         print(f"timeglass: warning: {message}", file=sys.stderr, flush=True)
-    except Exception:
-        pass
 
 
 def _known(version: str, low: tuple[int, int], high: tuple[int, int]) -> bool:
@@ -146,10 +119,8 @@ def _library_prefixes() -> list[str]:
     paths = sysconfig.get_paths()
     found = [paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib", "scripts")]
     found += [p for p in sys.path if "site-packages" in p or "dist-packages" in p]
-    try:
+    with contextlib.suppress(AttributeError):  # some embedded interpreters have a reduced `site`
         found += [*site.getsitepackages(), site.getusersitepackages()]
-    except AttributeError:  # some embedded interpreters have a reduced `site`
-        pass
     return _with_sep([p for p in found if p])
 
 
@@ -193,93 +164,3 @@ class _PatchingLoader(importlib.abc.Loader):
     def __getattr__(self, name: str) -> Any:
         # Resource readers and `get_data` callers see the real loader.
         return getattr(self._inner, name)
-
-
-# --- wrappers the driver patches are made of ------------------------------------------------
-
-
-def record(
-    start: int,
-    driver: str,
-    extract: Extract,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    rows: Any,
-    error: BaseException | None,
-) -> None:
-    try:
-        sql, params = extract(args, kwargs)
-        end(start, driver, sql, params, rows, error)
-    except Exception:
-        pass
-
-
-def rows_or_unknown(rows: Rows, target: Any, result: Any) -> Any:
-    try:
-        return rows(target, result)
-    except Exception:
-        return -1
-
-
-def timed(original: Callable[..., Any], driver: str, extract: Extract, rows: Rows) -> Any:
-    """A sync statement method that records itself when it runs under a request."""
-    if getattr(original, MARK, False):
-        return original
-
-    @functools.wraps(original)
-    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        start = begin()
-        if not start or IN_ORM.get():
-            return original(self, *args, **kwargs)
-        try:
-            result = original(self, *args, **kwargs)
-        except BaseException as exc:
-            record(start, driver, extract, args, kwargs, -1, exc)
-            raise
-        record(start, driver, extract, args, kwargs, rows_or_unknown(rows, self, result), None)
-        return result
-
-    setattr(method, MARK, True)
-    return method
-
-
-def timed_async(
-    original: Callable[..., Any],
-    driver: str,
-    extract: Extract,
-    rows: Rows,
-    *,
-    extract_for: Callable[[Any], Extract] | None = None,
-) -> Any:
-    """An ``async`` statement method that records itself when it runs under a request.
-
-    ``extract_for(self)``, when given, makes the extract from the object the method is
-    called on (a statement that only that object can render), instead of ``extract``.
-    """
-    if getattr(original, MARK, False):
-        return original
-
-    @functools.wraps(original)
-    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        start = begin()
-        if not start or IN_ORM.get():
-            return await original(self, *args, **kwargs)
-        how = extract if extract_for is None else extract_for(self)
-        try:
-            result = await original(self, *args, **kwargs)
-        except BaseException as exc:
-            record(start, driver, how, args, kwargs, -1, exc)
-            raise
-        record(start, driver, how, args, kwargs, rows_or_unknown(rows, self, result), None)
-        return result
-
-    setattr(method, MARK, True)
-    return method
-
-
-def wrap(cls: type, name: str, make: Callable[[Callable[..., Any]], Any]) -> None:
-    """Replaces ``cls.name`` (defined on ``cls`` itself) with ``make(original)``."""
-    original = cls.__dict__.get(name)
-    if original is None:
-        raise AttributeError(f"{cls.__qualname__}.{name} is missing")
-    setattr(cls, name, make(original))

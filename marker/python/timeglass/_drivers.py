@@ -18,7 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from timeglass import _native
-from timeglass._capture import (
+from timeglass._guard import never_raise
+from timeglass._wrappers import (
     IN_ORM,
     MARK,
     Driver,
@@ -84,13 +85,11 @@ def _patch_sqlite3(module: Any) -> None:
 
     @functools.wraps(original)
     def connect(*args: Any, **kwargs: Any) -> Any:
-        try:
+        with never_raise:
             if len(args) > 5:
                 args = (*args[:5], _sqlite_connection(args[5]), *args[6:])
             else:
                 kwargs["factory"] = _sqlite_connection(kwargs.get("factory", dbapi2.Connection))
-        except Exception:
-            pass
         return original(*args, **kwargs)
 
     setattr(connect, MARK, True)
@@ -264,7 +263,7 @@ def _query_text(cursor: Any, query: Any) -> Any:
         return query
     try:
         return query.as_string(cursor)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure: show the text as Python does
         return str(query)
 
 
@@ -297,10 +296,8 @@ def _patch_psycopg2(module: Any) -> None:
         dsn: Any = None, connection_factory: Any = None, cursor_factory: Any = None, **kwargs: Any
     ) -> Any:
         factory = connection_factory
-        try:
+        with never_raise:
             factory = _pg2_connection(connection_factory or module.extensions.connection)
-        except Exception:
-            pass
         return original(dsn, connection_factory=factory, cursor_factory=cursor_factory, **kwargs)
 
     setattr(connect, MARK, True)
@@ -354,30 +351,26 @@ def _patch_sqlalchemy(module: Any) -> None:
 def _sa_before(
     conn: Any, cursor: Any, statement: Any, parameters: Any, context: Any, executemany: Any
 ) -> None:
-    try:
+    with never_raise:
         start = begin()
         if start:
             conn.info[_SA_START] = start
             IN_ORM.set(True)
-    except Exception:
-        pass
 
 
 def _sa_after(
     conn: Any, cursor: Any, statement: Any, parameters: Any, context: Any, executemany: Any
 ) -> None:
-    try:
+    with never_raise:
         start = conn.info.pop(_SA_START, 0)
         if start:
             IN_ORM.set(False)
             rows = rows_or_unknown(_rowcount, cursor, None)
             end(start, _sa_driver(conn), statement, parameters, rows, None, _greenlet_outer())
-    except Exception:
-        pass
 
 
 def _sa_error(context: Any) -> None:
-    try:
+    with never_raise:
         conn = context.connection
         start = conn.info.pop(_SA_START, 0) if conn is not None else 0
         if start:
@@ -385,14 +378,12 @@ def _sa_error(context: Any) -> None:
             error = context.original_exception
             driver = _sa_driver(conn)
             end(start, driver, context.statement, context.parameters, -1, error, _greenlet_outer())
-    except Exception:
-        pass
 
 
 def _sa_driver(conn: Any) -> str:
     try:
         return f"sqlalchemy+{conn.dialect.driver}"
-    except Exception:
+    except Exception:  # noqa: BLE001 - any dialect without a driver name
         return "sqlalchemy"
 
 
@@ -460,11 +451,9 @@ def _timed_send_async(original: Callable[..., Any], library: str) -> Any:
 def _call(
     start: int, library: str, request: Any, response: Any, error: BaseException | None
 ) -> None:
-    try:
+    with never_raise:
         status = getattr(response, "status_code", 0) if response is not None else 0
         call_end(start, library, request.method, str(request.url), status, error)
-    except Exception:
-        pass
 
 
 def _patch_httpx(module: Any) -> None:

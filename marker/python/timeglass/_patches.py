@@ -107,7 +107,7 @@ def patch_fastapi_endpoint() -> None:
     """
     try:
         routing: Any = importlib.import_module("fastapi.routing")
-    except Exception:  # not installed, or broken: nothing to mark
+    except Exception:  # noqa: BLE001 - not installed, or broken: nothing to mark, the app runs
         return
     original = getattr(routing, "run_endpoint_function", None)
     if original is None or isinstance(original, _native.MarkHandler):

@@ -6,6 +6,7 @@ line goes to stderr. The variable name mirrors ``timeglass._env.AUTO`` (this fil
 import the package unless asked to).
 """
 
+import contextlib
 import os
 import sys
 
@@ -38,13 +39,11 @@ def _main() -> None:
     ):
         try:
             step()
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - start-up never fails because of us
             problems.append(f"{what}: {exc!r}")
     if problems:
-        try:
+        with contextlib.suppress(BaseException):
             print("timeglass: " + "; ".join(problems), file=sys.stderr)
-        except BaseException:
-            pass
 
 
 _main()
