@@ -5,11 +5,11 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use timeglass_compare::{baseline, CompareError, Snapshot};
-use timeglass_store::Store;
+use timeglass_store::{local_time, Store};
 
 use crate::args::BaselineCommand;
 use crate::failure::{Failure, Result};
-use crate::table::{local_time, render};
+use crate::table::render;
 
 pub fn baseline(command: BaselineCommand) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
