@@ -105,7 +105,7 @@ pub struct SamplerOptions {
 impl Default for SamplerOptions {
     fn default() -> Self {
         SamplerOptions {
-            rate_hz: 1000,
+            rate_hz: timeglass_model::DEFAULT_RATE_HZ,
             idle_hz: 10,
             wall_clock: true,
         }

@@ -80,7 +80,7 @@ impl ComparedRequests {
         let profile = |r: &RequestRow| -> Result<_, AppError> {
             let rate = store
                 .session_info(r.session_id)?
-                .map_or(1000, |s| s.rate_hz);
+                .map_or(timeglass_model::DEFAULT_RATE_HZ, |s| s.rate_hz);
             Ok(per_request(&store.request_stacks(r.id)?, 1, rate))
         };
         let diff = DiffProfile::new(&path_deltas(&profile(&a)?, &profile(&b)?));
