@@ -85,7 +85,7 @@ pub fn baseline(command: BaselineCommand) -> Result<ExitCode> {
 
 pub fn failure(e: CompareError) -> Failure {
     match e.is_bad_input() {
-        true => Failure::usage(e.to_string()),
-        false => Failure::new(e.to_string()),
+        true => Failure::error(&e).with_code(2),
+        false => Failure::error(&e),
     }
 }

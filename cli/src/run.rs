@@ -195,7 +195,7 @@ fn start_dashboard(db: &Path, port: u16) -> Result<()> {
         port,
         ..ServerOptions::new(db.to_path_buf())
     };
-    let server = Server::bind(&options).map_err(|e| Failure::new(e.to_string()))?;
+    let server = Server::bind(&options).map_err(|e| Failure::error(&e))?;
     eprintln!("timeglass: dashboard at {}", server.url());
     std::thread::spawn(move || {
         if let Err(e) = server.run() {
