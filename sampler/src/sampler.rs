@@ -236,7 +236,8 @@ impl Sampler {
     ) -> Result<(), SourceError> {
         let wall = self.options.wall_clock;
         // The slot must be read immediately before the walk: read after, it
-        // was right only 55-71% of the time (SAMPLER-NOTES.md).
+        // was right only 55-71% of the time in the first measurements (of the
+        // first commit, 044130e; their notes were never committed).
         self.before.clear();
         for &tid in self.known_tids.keys() {
             if let Some(snap) = slots.read(tid) {
