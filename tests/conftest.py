@@ -156,6 +156,8 @@ def send_traffic(app: RunningApp) -> None:
 def while_busy(app: RunningApp, busy_path: str, health_requests: int) -> None:
     busy = threading.Thread(target=app.request, args=("GET", busy_path))
     busy.start()
+    # A head start, not a synchronisation: nothing outside the app shows when the
+    # busy handler begins, and the assertions on /health hold either way.
     time.sleep(0.05)
     for _ in range(health_requests):
         app.request("GET", "/health")

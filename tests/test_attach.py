@@ -153,8 +153,8 @@ def test_attach_to_a_reloader_follows_its_worker_and_the_next_one(ctx: TestConte
             client.get("/cpu/worker1?ms=100")
             edit(source)
             second, _ = wait_for_pid(client, lambda pid: pid not in (first, app.pid))
-            # Discovery runs every 100 ms: give the new worker's sampler a moment.
-            time.sleep(0.5)
+            # Discovery runs every 100 ms: wait until the new worker is sampled.
+            wait_for_text(recorder, f"timeglass: sampling process {second} ")
             client.get("/cpu/worker2?ms=100")
             assert recorder.interrupt(timeout=20) == 0, recorder.describe()
         assert served_by(client.get("/pid")) == second

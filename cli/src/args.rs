@@ -119,7 +119,7 @@ pub struct RecordArgs {
     pub db: DbArg,
     /// Samples per second while a request is in flight (and all the time in
     /// a process without a marker).
-    #[arg(long, value_name = "HZ", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, value_name = "HZ", default_value_t = timeglass_model::DEFAULT_RATE_HZ, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub rate: u32,
     /// Samples per second while no request is in flight.
     #[arg(long, value_name = "HZ", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use timeglass_recorder::{self as recorder, Follow, Inspect, SourceError};
+use timeglass_recorder::procfs::{self, Inspect};
+use timeglass_recorder::{self as recorder, Follow, SourceError};
 use timeglass_store::Store;
 
 use crate::args::AttachArgs;
@@ -29,14 +30,14 @@ pub fn attach(args: AttachArgs) -> Result<ExitCode> {
     let pid = args.pid;
     check_target(pid, &args)?;
     let store = Store::open(&args.record.db.db)?;
-    let command = recorder::cmdline(pid);
+    let command = procfs::cmdline(pid);
     let shown = command.join(" ");
     let target = Target {
         command,
-        cwd: std::fs::read_link(format!("/proc/{pid}/cwd"))
+        cwd: procfs::cwd(pid)
             .map(|d| d.display().to_string())
             .unwrap_or_default(),
-        runtime_dir: timeglass_wire::user_runtime_dir(recorder::uid(pid).unwrap_or(0)),
+        runtime_dir: timeglass_wire::user_runtime_dir(procfs::uid(pid).unwrap_or(0)),
         follow: Follow::Tree { root: pid },
     };
     let stop = stop_on_signals()?;
@@ -59,24 +60,24 @@ pub fn attach(args: AttachArgs) -> Result<ExitCode> {
 /// Checks, before anything is written, that `pid` is there and that the
 /// sampler can read it; each failure is the one line the user needs.
 fn check_target(pid: u32, args: &AttachArgs) -> Result<()> {
-    match recorder::exe(pid) {
+    match procfs::exe(pid) {
         Ok(_) => {}
         Err(Inspect::Gone) => return Err(no_such_process(pid)),
         Err(Inspect::Denied) => return Err(permission_denied(pid)),
     }
-    let tree = recorder::tree(pid);
+    let tree = procfs::tree(pid);
     let Some(&python) = tree
         .iter()
-        .find(|&&p| recorder::is_python(p) && !recorder::is_helper(p))
+        .find(|&&p| procfs::is_python(p) && !procfs::is_helper(p))
     else {
-        let command = recorder::cmdline(pid).join(" ");
+        let command = procfs::cmdline(pid).join(" ");
         return Err(Failure::usage(format!(
             "process {pid} (`{command}`) is not a Python process and has no Python child; give the pid of your app's uvicorn, gunicorn or `fastapi` process (`pgrep -af uvicorn` lists them)"
         )));
     };
     // Its marker writes into that run's private directory: attach would see
     // no marker, and record a whole-process profile beside the real session.
-    if recorder::environ_var(python, timeglass_wire::env::RUNTIME_DIR).is_some() {
+    if procfs::environ_var(python, timeglass_wire::env::RUNTIME_DIR).is_some() {
         return Err(Failure::usage(format!(
             "process {python} is already recorded by `timeglass run`, whose session has its requests; see them with `timeglass requests`, or attach to an app started without `timeglass run`"
         )));
@@ -89,7 +90,7 @@ fn check_target(pid: u32, args: &AttachArgs) -> Result<()> {
 
 fn probe_failure(pid: u32, error: SourceError) -> Failure {
     match error {
-        SourceError::NoSuchProcess { .. } if !recorder::alive(pid) => no_such_process(pid),
+        SourceError::NoSuchProcess { .. } if !procfs::alive(pid) => no_such_process(pid),
         SourceError::PermissionDenied { pid } => permission_denied(pid),
         SourceError::UnsupportedPython { pid, version } => unsupported_python(pid, &version),
         other => Failure::new(format!(
@@ -114,14 +115,14 @@ fn unsupported_python(pid: u32, version: &str) -> Failure {
 /// Reading another process's memory needs ptrace rights; say which rule
 /// applies here and every way around it.
 fn permission_denied(pid: u32) -> Failure {
-    let owner = match (recorder::uid(pid), recorder::uid(std::process::id())) {
+    let owner = match (procfs::uid(pid), procfs::uid(std::process::id())) {
         (Some(theirs), Some(ours)) if theirs != ours => {
             format!(" (it runs as uid {theirs}, you as uid {ours})")
         }
         _ => String::new(),
     };
-    let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
-        .map(|s| format!(" (it is {} here)", s.trim()))
+    let scope = procfs::ptrace_scope()
+        .map(|s| format!(" (it is {s} here)"))
         .unwrap_or_default();
     Failure::new(format!(
         "permission denied reading process {pid}{owner}: attaching needs ptrace rights over it. Run `timeglass attach` as the same user as the app, or with `sudo`; when `/proc/sys/kernel/yama/ptrace_scope` is 1 or more{scope}, the same user also needs `CAP_SYS_PTRACE` (sudo gives it); in a container, start it with `--cap-add SYS_PTRACE`"
@@ -149,7 +150,7 @@ fn wait(pid: u32, duration: Option<Duration>, stop: &AtomicBool) -> End {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return End::Duration;
         }
-        if !recorder::alive(pid) {
+        if !procfs::alive(pid) {
             return End::Exited;
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -5,11 +5,11 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use timeglass_compare::{baseline, CompareError, Snapshot};
-use timeglass_store::Store;
+use timeglass_store::{local_time, Store};
 
 use crate::args::BaselineCommand;
 use crate::failure::{Failure, Result};
-use crate::table::{local_time, render};
+use crate::table::render;
 
 pub fn baseline(command: BaselineCommand) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
@@ -85,7 +85,7 @@ pub fn baseline(command: BaselineCommand) -> Result<ExitCode> {
 
 pub fn failure(e: CompareError) -> Failure {
     match e.is_bad_input() {
-        true => Failure::usage(e.to_string()),
-        false => Failure::new(e.to_string()),
+        true => Failure::error(&e).with_code(2),
+        false => Failure::error(&e),
     }
 }

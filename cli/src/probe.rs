@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use timeglass_probe::{self as probe, Answer, Client, Outcome, Plan, Planned, Sending};
+use timeglass_recorder::procfs;
 use timeglass_store::{
     NewProbeOperation, NewProbeResult, NewProbeRun, ProbeOutcome, SessionId, Store, StoreError,
 };
@@ -22,7 +23,7 @@ const MATCH_WAIT: Duration = Duration::from_secs(3);
 const MATCH_POLL: Duration = Duration::from_millis(100);
 
 pub fn probe(args: ProbeArgs) -> Result<ExitCode> {
-    let usage = |e: probe::ProbeError| Failure::usage(e.to_string());
+    let usage = |e: probe::ProbeError| Failure::error(&e).with_code(2);
     let target = probe::target(&args.url, &args.openapi, args.allow_remote).map_err(usage)?;
     let client = Client::new(target.base.clone(), args.timeout);
     let text = client.fetch_schema(&target.schema).map_err(usage)?;
@@ -97,22 +98,12 @@ fn live_session(store: &Store) -> Result<Option<SessionId>> {
         let processes = store.processes(s.id)?;
         if processes
             .iter()
-            .any(|p| p.ended_at.is_none() && alive(p.pid))
+            .any(|p| p.ended_at.is_none() && procfs::alive(p.pid))
         {
             return Ok(Some(s.id));
         }
     }
     Ok(None)
-}
-
-fn alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
-        Ok(()) | Err(nix::errno::Errno::EPERM) => true,
-        Err(_) => false,
-    }
 }
 
 fn now_ms() -> i64 {

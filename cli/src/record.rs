@@ -93,10 +93,7 @@ impl Recording {
 
     /// Stops recording, stores everything and ends the session.
     pub fn finish(self, exit_code: Option<i32>) -> Result<Summary> {
-        let (summary, mut store) = self
-            .recorder
-            .stop()
-            .map_err(|e| Failure::new(e.to_string()))?;
+        let (summary, mut store) = self.recorder.stop().map_err(|e| Failure::error(&e))?;
         store.end_session(
             self.session,
             &SessionEnd {

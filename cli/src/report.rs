@@ -39,8 +39,8 @@ pub fn report(args: ReportArgs) -> Result<ExitCode> {
 /// Bad input (exit 2) or a store that failed (exit 1).
 pub(crate) fn failure(e: ReportError) -> Failure {
     match e.is_bad_input() {
-        true => Failure::usage(e.to_string()),
-        false => Failure::new(e.to_string()),
+        true => Failure::error(&e).with_code(2),
+        false => Failure::error(&e),
     }
 }
 

@@ -2,11 +2,11 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use timeglass_report::{parse_time, ReportError};
-use timeglass_store::{RequestFilter, RequestPage, RequestRow, SessionId, Sort, Store};
+use timeglass_store::{local_time, RequestFilter, RequestPage, RequestRow, SessionId, Sort, Store};
 
 use crate::args::RequestsArgs;
 use crate::failure::Result;
-use crate::table::{local_time, render};
+use crate::table::render;
 
 pub fn requests(args: RequestsArgs) -> Result<ExitCode> {
     let store = Store::open_existing(&args.db.db)?;

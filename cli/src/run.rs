@@ -13,7 +13,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::iterator::SignalsInfo;
 use signal_hook::low_level::siginfo::Cause;
-use timeglass_recorder::Follow;
+use timeglass_recorder::{procfs, Follow};
 use timeglass_server::{Server, ServerOptions};
 use timeglass_store::Store;
 use timeglass_wire::env;
@@ -95,8 +95,8 @@ fn supervise(
         }
         if !checked && started.elapsed() >= PYTHON_GRACE && recording.processes_seen() == 0 {
             checked = true;
-            let pids = timeglass_recorder::tree(child.id());
-            if !pids.iter().any(|&p| timeglass_recorder::is_python(p)) {
+            let pids = procfs::tree(child.id());
+            if !pids.iter().any(|&p| procfs::is_python(p)) {
                 terminate(child);
                 return Err(Failure::usage(format!(
                     "`{name}` is not a Python process and started none within {} s; `timeglass run` records Python web apps, e.g. `timeglass run -- uvicorn app:app`",
@@ -195,7 +195,7 @@ fn start_dashboard(db: &Path, port: u16) -> Result<()> {
         port,
         ..ServerOptions::new(db.to_path_buf())
     };
-    let server = Server::bind(&options).map_err(|e| Failure::new(e.to_string()))?;
+    let server = Server::bind(&options).map_err(|e| Failure::error(&e))?;
     eprintln!("timeglass: dashboard at {}", server.url());
     std::thread::spawn(move || {
         if let Err(e) = server.run() {

@@ -4,11 +4,11 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use timeglass_store::{SessionRow, Store};
+use timeglass_store::{local_time, SessionRow, Store};
 
 use crate::args::SessionsArgs;
 use crate::failure::Result;
-use crate::table::{local_time, render};
+use crate::table::render;
 
 pub fn sessions(args: SessionsArgs) -> Result<ExitCode> {
     let store = Store::open_existing(&args.db.db)?;

@@ -6,12 +6,11 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use serde::Serialize;
-use timeglass_store::{Breakdown, CallRow, LoopBlockRow, QueryRow, RequestRow, Store};
+use timeglass_store::{local_time, Breakdown, CallRow, LoopBlockRow, QueryRow, RequestRow, Store};
 
 use crate::args::ShowArgs;
 use crate::failure::{Failure, Result};
 use crate::requests::duration;
-use crate::table::local_time;
 
 /// Statements longer than this are cut in the text view (JSON has all that was stored).
 const SHOWN_SQL_CHARS: usize = 300;

@@ -1,17 +1,5 @@
 //! Plain-text tables for the listing commands.
 
-/// Local wall-clock time of an RFC 3339 timestamp, to the millisecond.
-pub fn local_time(rfc3339: &str) -> String {
-    rfc3339
-        .parse::<jiff::Timestamp>()
-        .map(|t| {
-            t.to_zoned(jiff::tz::TimeZone::system())
-                .strftime("%Y-%m-%d %H:%M:%S%.3f")
-                .to_string()
-        })
-        .unwrap_or_else(|_| rfc3339.to_string())
-}
-
 /// Columns padded to their widest cell; `right[i]` right-aligns column `i`
 /// (numbers), the others are left-aligned. Each line ends with a newline.
 pub fn render(header: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {

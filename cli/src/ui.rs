@@ -14,7 +14,7 @@ pub fn ui(args: UiArgs) -> Result<ExitCode> {
         host: args.host,
         port: args.port,
     };
-    let server = Server::bind(&options).map_err(|e| Failure::new(e.to_string()))?;
+    let server = Server::bind(&options).map_err(|e| Failure::error(&e))?;
     let url = server.url();
     let mut out = std::io::stdout().lock();
     writeln!(out, "TimeGlass dashboard at {url} (Ctrl-C to stop)")?;
@@ -25,7 +25,7 @@ pub fn ui(args: UiArgs) -> Result<ExitCode> {
     if args.open {
         open_browser(&url);
     }
-    server.run().map_err(|e| Failure::new(e.to_string()))?;
+    server.run().map_err(|e| Failure::error(&e))?;
     Ok(ExitCode::SUCCESS)
 }
 

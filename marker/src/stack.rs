@@ -373,26 +373,10 @@ impl Tables {
         Code {
             hidden: under(&self.config.hidden),
             library: filename.starts_with('<') || under(&self.config.library),
-            short: short_filename(&filename),
+            short: timeglass_wire::short_filename(Path::new(&filename)),
             name,
             filename,
             _pin: code.unbind(),
         }
     }
-}
-
-/// py-spy's shortening (`PythonSpy::shorten_filename`): the path below the
-/// outermost directory that is still a package (has an `__init__.py`).
-fn short_filename(filename: &str) -> String {
-    let mut path = Path::new(filename);
-    while let Some(parent) = path.parent() {
-        path = parent;
-        if !parent.join("__init__.py").exists() {
-            break;
-        }
-    }
-    Path::new(filename)
-        .strip_prefix(path)
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }

@@ -23,6 +23,11 @@ pub struct Frame {
     pub line: u32,
 }
 
+/// Samples per second while a request is in flight, unless the user says
+/// otherwise (`--rate`): the sampler's default, the CLI's, and the rate a
+/// reader assumes for a session that did not record one.
+pub const DEFAULT_RATE_HZ: u32 = 1000;
+
 /// The header `timeglass probe` tags each of its requests with
 /// (`<run>-<n>`), so that its traffic is told from the app's own in the
 /// store (its recorded request headers) and left out of coverage.

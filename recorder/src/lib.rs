@@ -6,7 +6,6 @@
 //! the requests that are complete. SQLite is only ever touched from that
 //! thread.
 
-mod procs;
 pub mod resources;
 mod whole;
 mod worker;
@@ -17,7 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-pub use procs::{alive, cmdline, environ_var, exe, is_helper, is_python, tree, uid, Inspect};
+/// Process inspection, for the CLI too: one module reads `/proc`.
+pub use timeglass_sampler::procfs;
 pub use timeglass_sampler::{PySpyOptions, SamplerOptions, SourceError, SUPPORTED_PYTHONS};
 pub use timeglass_store::ProcessExit;
 use timeglass_store::{SessionId, Store, StoreError};

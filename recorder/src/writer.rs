@@ -14,7 +14,7 @@ use timeglass_wire::{monotonic_ns, Event, Reader, Region, RING_SUFFIX};
 
 use crate::resources::{self, Resources};
 use crate::worker::{sample_process, Report};
-use crate::{procs, Follow, Notice, NoticeFn, Progress, RecorderError, RecorderOptions, Summary};
+use crate::{procfs, Follow, Notice, NoticeFn, Progress, RecorderError, RecorderOptions, Summary};
 
 const DISCOVER_EVERY: Duration = Duration::from_millis(100);
 const WRITE_EVERY: Duration = Duration::from_millis(100);
@@ -166,7 +166,7 @@ impl Writer {
             if proc.reaped {
                 continue;
             }
-            let exit = if procs::alive(pid) {
+            let exit = if procfs::alive(pid) {
                 ProcessExit::Running
             } else {
                 exit_of(proc)
@@ -193,7 +193,7 @@ impl Writer {
     fn discover(&mut self) {
         let tree = match self.options.follow {
             Follow::Directory => None,
-            Follow::Tree { root } => Some(procs::tree(root)),
+            Follow::Tree { root } => Some(procfs::tree(root)),
         };
         for (pid, path) in ring_files(&self.options.runtime_dir) {
             let known = self.procs.get(&pid).map(|p| p.region.is_some());
@@ -226,7 +226,7 @@ impl Writer {
             if self.procs.contains_key(&pid) || self.not_sampled.contains(&pid) {
                 continue;
             }
-            if !procs::is_python(pid) || procs::is_helper(pid) {
+            if !procfs::is_python(pid) || procfs::is_helper(pid) {
                 self.not_sampled.insert(pid);
                 continue;
             }
@@ -257,7 +257,7 @@ impl Writer {
             }
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let sampler = if procs::alive(pid) {
+        let sampler = if procfs::alive(pid) {
             let (region, options, stop, tx) = (
                 region.clone(),
                 self.options.clone(),
@@ -337,7 +337,7 @@ impl Writer {
                     proc.sampler_done = true;
                 }
                 if let Some(error) = error {
-                    if procs::alive(pid) {
+                    if procfs::alive(pid) {
                         (self.notify)(Notice::AttachFailed {
                             pid,
                             error: error.to_string(),
@@ -370,7 +370,7 @@ impl Writer {
         let gone: Vec<u32> = self
             .procs
             .iter()
-            .filter(|(pid, p)| !p.reaped && p.sampler_done && !procs::alive(**pid))
+            .filter(|(pid, p)| !p.reaped && p.sampler_done && !procfs::alive(**pid))
             .map(|(pid, _)| *pid)
             .collect();
         for pid in gone {
@@ -419,7 +419,7 @@ impl Writer {
         }
         let new = NewProcess {
             pid,
-            command_line: procs::cmdline(pid),
+            command_line: procfs::cmdline(pid),
             python_version: Some(proc.python_version.clone()).filter(|v| !v.is_empty()),
         };
         match self.store.add_process(self.session, &new) {

@@ -4,7 +4,7 @@
 
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use timeglass_recorder::{
     Follow, Notice, PySpyOptions, Recorder, RecorderOptions, SamplerOptions, HISTORY,
@@ -42,6 +42,15 @@ fn request(region: &Region, id: u64, path: &str, ago_ns: u64) {
             route: path.into(),
         }),
     );
+}
+
+/// Polls `done` every 10 ms until it holds; fails the test after 10 s.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 struct Sleeper(Child);
@@ -110,9 +119,17 @@ fn attach_reads_its_trees_rings_from_their_recent_history() {
         },
         Box::new(move |n| seen.lock().unwrap().push(n)),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    let pid = child.0.id();
+    let tried = notices.clone();
+    wait_until("the recorder found the child's ring", || {
+        tried
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| matches!(n, Notice::AttachFailed { pid: p, .. } if *p == pid))
+    });
     request(&inside, 3, "/while-attached", 0);
-    std::thread::sleep(Duration::from_millis(300));
+    // No wait here: `stop` drains every ring it found before it returns.
     let (summary, store) = recorder.stop().unwrap();
 
     let rows = store
@@ -123,7 +140,6 @@ fn attach_reads_its_trees_rings_from_their_recent_history() {
         .unwrap();
     let mut paths: Vec<(&str, u32)> = rows.iter().map(|r| (r.path.as_str(), r.pid)).collect();
     paths.sort();
-    let pid = child.0.id();
     assert_eq!(paths, [("/just-before", pid), ("/while-attached", pid)]);
     assert_eq!(summary.processes, 1);
     assert_eq!(summary.lost_events, 0);

@@ -11,7 +11,7 @@
 
 mod cpu;
 mod leaf;
-mod procfs;
+pub mod procfs;
 mod pyspy;
 mod replay;
 mod sampler;

@@ -1,8 +1,10 @@
-//! What the kernel says of a process's threads, from `/proc`.
+//! What the kernel says of a process and its threads, from `/proc`: the
+//! one place TimeGlass reads it (the recorder and the CLI use this module).
 
 use std::collections::HashMap;
-use std::fs::File;
+use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 
 /// The state letter of a `/proc/.../stat` line (`R`, `S`, `D`, `Z`, ...):
 /// the field after the parenthesised command name, which may itself hold
@@ -20,12 +22,12 @@ pub fn running_on_cpu(pid: u32, tid: u32) -> Option<bool> {
     run_state(&stat).map(|state| state == b'R')
 }
 
-/// Whether process `pid` is gone or a zombie.
-pub fn is_zombie(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/stat"))
+/// Whether process `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    fs::read(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| run_state(&stat))
-        .is_none_or(|state| state == b'Z')
+        .is_some_and(|state| state != b'Z')
 }
 
 /// The futex word a thread is asleep on, from its `/proc/.../syscall`
@@ -60,7 +62,7 @@ impl ProcessStat {
     /// Whether the process is there and not a zombie.
     pub fn alive(&self) -> bool {
         let Some(file) = &self.file else {
-            return !is_zombie(self.pid);
+            return alive(self.pid);
         };
         let mut stat = [0u8; 512];
         file.read_at(&mut stat, 0)
@@ -68,6 +70,119 @@ impl ProcessStat {
             .and_then(|n| run_state(&stat[..n]))
             .is_some_and(|state| state != b'Z')
     }
+}
+
+/// The command line of `pid`, one string per argument.
+pub fn cmdline(pid: u32) -> Vec<String> {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            raw.split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn parent(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `root` and all its descendants.
+pub fn tree(root: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return vec![root];
+    };
+    let all: Vec<(u32, u32)> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, parent(pid)?)))
+        .collect();
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        out.extend(all.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    out
+}
+
+/// Whether `pid` runs a Python interpreter (the executable or a loaded
+/// `libpython`).
+pub fn is_python(pid: u32) -> bool {
+    let exe_is_python = fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().starts_with("python"))
+        })
+        .unwrap_or(false);
+    exe_is_python
+        || fs::read_to_string(format!("/proc/{pid}/maps"))
+            .is_ok_and(|maps| maps.contains("libpython"))
+}
+
+/// Whether `pid` is one of `multiprocessing`'s helper processes (resource
+/// tracker, fork server): Python, but it never runs the app.
+pub fn is_helper(pid: u32) -> bool {
+    cmdline(pid).iter().any(|arg| {
+        arg.contains("multiprocessing.resource_tracker")
+            || arg.contains("multiprocessing.semaphore_tracker")
+            || arg.contains("multiprocessing.forkserver")
+    })
+}
+
+/// The value of environment variable `name` in `pid`'s initial environment.
+pub fn environ_var(pid: u32, name: &str) -> Option<String> {
+    let raw = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    raw.split(|b| *b == 0).find_map(|entry| {
+        let value = entry.strip_prefix(name.as_bytes())?.strip_prefix(b"=")?;
+        Some(String::from_utf8_lossy(value).into_owned())
+    })
+}
+
+/// The user `pid` runs as (the owner of its `/proc` entry).
+pub fn uid(pid: u32) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(format!("/proc/{pid}")).ok().map(|m| m.uid())
+}
+
+/// Why `pid` cannot be looked at.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inspect {
+    /// No such process (or a zombie).
+    Gone,
+    /// It exists, but this user may not read which program it runs.
+    Denied,
+}
+
+/// The executable `pid` runs, which also tells whether we may inspect it:
+/// `/proc/<pid>/exe` needs the same ptrace read access as its memory maps.
+pub fn exe(pid: u32) -> Result<PathBuf, Inspect> {
+    if !alive(pid) {
+        return Err(Inspect::Gone);
+    }
+    fs::read_link(format!("/proc/{pid}/exe")).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => Inspect::Denied,
+        _ if !alive(pid) => Inspect::Gone,
+        // A kernel thread has no executable: nothing to read there either.
+        _ => Inspect::Denied,
+    })
+}
+
+/// The working directory of `pid`, when this user may read it.
+pub fn cwd(pid: u32) -> Option<PathBuf> {
+    fs::read_link(format!("/proc/{pid}/cwd")).ok()
+}
+
+/// The Yama `ptrace_scope` setting (`0` to `3`), when the kernel has Yama.
+pub fn ptrace_scope() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// One file of each thread (`stat`, `schedstat`), opened once and re-read
@@ -144,13 +259,31 @@ mod tests {
         assert_eq!(run_state(b"42 (a) b (c)) R 1 42"), Some(b'R'));
         assert_eq!(run_state(b"42 (cut"), None);
         let me = std::process::id();
-        assert!(!is_zombie(me));
-        assert!(is_zombie(u32::MAX - 5), "a missing process counts as gone");
+        assert!(alive(me));
+        assert!(!alive(u32::MAX - 5), "a missing process counts as gone");
         assert!(ProcessStat::open(me).alive());
         assert!(!ProcessStat::open(u32::MAX - 5).alive());
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let stat = ProcessStat::open(child.id());
         child.wait().unwrap();
         assert!(!stat.alive(), "a reaped child is gone");
+    }
+
+    #[test]
+    fn this_process_is_alive_and_in_its_own_tree() {
+        let me = std::process::id();
+        assert!(alive(me));
+        assert!(tree(me).contains(&me));
+        assert!(!is_python(me));
+        assert!(cmdline(me)[0].contains("timeglass_sampler"));
+        assert!(!alive(u32::MAX - 1));
+        assert!(!is_helper(me));
+        assert_eq!(environ_var(me, "PATH"), std::env::var("PATH").ok());
+        assert_eq!(environ_var(me, "TIMEGLASS_NO_SUCH_VARIABLE"), None);
+        let own = std::os::unix::fs::MetadataExt::uid(&fs::metadata("/proc/self").unwrap());
+        assert_eq!(uid(me), Some(own));
+        assert!(exe(me).is_ok());
+        assert_eq!(cwd(me), std::env::current_dir().ok());
+        assert_eq!(exe(u32::MAX - 1), Err(Inspect::Gone));
     }
 }

@@ -105,7 +105,7 @@ pub struct SamplerOptions {
 impl Default for SamplerOptions {
     fn default() -> Self {
         SamplerOptions {
-            rate_hz: 1000,
+            rate_hz: timeglass_model::DEFAULT_RATE_HZ,
             idle_hz: 10,
             wall_clock: true,
         }
@@ -236,7 +236,8 @@ impl Sampler {
     ) -> Result<(), SourceError> {
         let wall = self.options.wall_clock;
         // The slot must be read immediately before the walk: read after, it
-        // was right only 55-71% of the time (SAMPLER-NOTES.md).
+        // was right only 55-71% of the time in the first measurements (of the
+        // first commit, 044130e; their notes were never committed).
         self.before.clear();
         for &tid in self.known_tids.keys() {
             if let Some(snap) = slots.read(tid) {

@@ -130,18 +130,6 @@ pub fn query_value(value: &str) -> String {
     out
 }
 
-/// Local wall-clock time of a stored RFC 3339 timestamp, to the millisecond.
-pub fn local_time(rfc3339: &str) -> String {
-    rfc3339
-        .parse::<jiff::Timestamp>()
-        .map(|t| {
-            t.to_zoned(jiff::tz::TimeZone::system())
-                .strftime("%Y-%m-%d %H:%M:%S%.3f")
-                .to_string()
-        })
-        .unwrap_or_else(|_| rfc3339.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

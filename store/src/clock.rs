@@ -46,6 +46,20 @@ pub fn now_rfc3339_ms() -> String {
     rfc3339_ms(now.as_nanosecond())
 }
 
+/// Local wall-clock time of a stored timestamp, to the millisecond, for
+/// people (the CLI's tables, the dashboard); the text as it is when it is not
+/// a timestamp.
+pub fn local_time(rfc3339: &str) -> String {
+    rfc3339
+        .parse::<Timestamp>()
+        .map(|t| {
+            t.to_zoned(jiff::tz::TimeZone::system())
+                .strftime("%Y-%m-%d %H:%M:%S%.3f")
+                .to_string()
+        })
+        .unwrap_or_else(|_| rfc3339.to_string())
+}
+
 fn print(ts: Timestamp) -> String {
     let mut out = String::with_capacity(24);
     DateTimePrinter::new()

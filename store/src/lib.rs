@@ -28,7 +28,7 @@ use serde::Serialize;
 use timeglass_model::{ProfiledRequest, StackCount};
 
 pub use baseline::{BaselineRow, RequestFigure, StatementCount};
-pub use clock::ClockMap;
+pub use clock::{local_time, ClockMap};
 pub use dashboard::{RequestFilter, RequestPage, RouteRow, RouteSample, Sort};
 pub use error::StoreError;
 pub use probe::{

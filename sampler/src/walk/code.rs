@@ -177,8 +177,9 @@ impl CodeCache {
         })
     }
 
-    /// `fastapi/routing.py` for `/venv/.../site-packages/fastapi/routing.py`:
-    /// the path from the outermost directory of its package, as py-spy shows.
+    /// `fastapi/routing.py` for `/venv/.../site-packages/fastapi/routing.py`
+    /// ([`timeglass_wire::short_filename`], which the marker uses too), seen
+    /// from the process's mount namespace.
     fn shorten(&mut self, filename: &str) -> String {
         if let Some(short) = self.short.get(filename) {
             return short.clone();
@@ -189,18 +190,7 @@ impl CodeCache {
             }
             _ => filename.to_string(),
         };
-        let full = Path::new(&seen_from_here);
-        let mut package_parent = full;
-        while let Some(parent) = package_parent.parent() {
-            package_parent = parent;
-            if !parent.join("__init__.py").exists() {
-                break;
-            }
-        }
-        let short = full
-            .strip_prefix(package_parent)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let short = timeglass_wire::short_filename(Path::new(&seen_from_here));
         self.short.insert(filename.to_string(), short.clone());
         short
     }

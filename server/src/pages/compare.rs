@@ -10,12 +10,12 @@ use timeglass_compare::check;
 use timeglass_compare::compare::{EndpointComparison, Side as Figures};
 use timeglass_compare::stats::Statistic;
 use timeglass_compare::Comparison;
-use timeglass_store::{BaselineRow, SessionRow, Store};
+use timeglass_store::{local_time, BaselineRow, SessionRow, Store};
 
 use crate::compare::{no_endpoint, CompareParams, Compared, Side};
 use crate::diff::DiffProfile;
 use crate::error::AppError;
-use crate::html::{count, escape, fill, json_script, local_time, ms, page, query_value};
+use crate::html::{count, escape, fill, json_script, ms, page, query_value};
 use crate::{db, AppState};
 
 const COMPARE: &str = include_str!("../../../flamegraph-templates/compare.html");

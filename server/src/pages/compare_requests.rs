@@ -8,11 +8,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use timeglass_compare::profile::{path_deltas, per_request};
-use timeglass_store::{Endpoint, RequestRow, Store};
+use timeglass_store::{local_time, Endpoint, RequestRow, Store};
 
 use crate::diff::DiffProfile;
 use crate::error::{ApiError, AppError};
-use crate::html::{escape, fill, local_time, ms, page};
+use crate::html::{escape, fill, ms, page};
 use crate::pages::compare::diff_section;
 use crate::pages::status_text;
 use crate::pages::time::request_breakdown;
@@ -80,7 +80,7 @@ impl ComparedRequests {
         let profile = |r: &RequestRow| -> Result<_, AppError> {
             let rate = store
                 .session_info(r.session_id)?
-                .map_or(1000, |s| s.rate_hz);
+                .map_or(timeglass_model::DEFAULT_RATE_HZ, |s| s.rate_hz);
             Ok(per_request(&store.request_stacks(r.id)?, 1, rate))
         };
         let diff = DiffProfile::new(&path_deltas(&profile(&a)?, &profile(&b)?));

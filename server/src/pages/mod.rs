@@ -14,10 +14,10 @@ pub mod time;
 use std::collections::HashMap;
 
 use axum::response::Html;
-use timeglass_store::{RequestRow, Store};
+use timeglass_store::{local_time, RequestRow, Store};
 
 use crate::error::AppError;
-use crate::html::{escape, fill, local_time, ms, page, route_href};
+use crate::html::{escape, fill, ms, page, route_href};
 
 const MESSAGE: &str = include_str!("../../../flamegraph-templates/message.html");
 

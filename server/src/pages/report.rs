@@ -5,10 +5,10 @@
 use axum::extract::{Query, State};
 use axum::response::Html;
 use timeglass_report::{Report, Score, Stats, Status};
-use timeglass_store::{SessionRow, Store};
+use timeglass_store::{local_time, SessionRow, Store};
 
 use crate::error::AppError;
-use crate::html::{count, escape, fill, local_time, ms, page, query_value};
+use crate::html::{count, escape, fill, ms, page, query_value};
 use crate::report::{report_of, StatsParams};
 use crate::{db, AppState};
 

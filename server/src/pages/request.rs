@@ -5,11 +5,11 @@ use axum::extract::{Path, State};
 use axum::response::Html;
 use serde::Serialize;
 use timeglass_model::RequestContext;
-use timeglass_store::{CallRow, QueryRow, RequestRow, Store};
+use timeglass_store::{local_time, CallRow, QueryRow, RequestRow, Store};
 
 use crate::error::AppError;
 use crate::flame::Profile;
-use crate::html::{bytes, escape, fill, json_script, local_time, ms, page, route_href};
+use crate::html::{bytes, escape, fill, json_script, ms, page, route_href};
 use crate::pages::compare_requests::neighbour;
 use crate::pages::io::{calls_panel, queries_panel};
 use crate::pages::status_text;

@@ -5,11 +5,11 @@
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use serde::Serialize;
-use timeglass_store::{Endpoint, RequestRow, RouteMatch, RouteRow, Store};
+use timeglass_store::{local_time, Endpoint, RequestRow, RouteMatch, RouteRow, Store};
 
 use crate::error::AppError;
 use crate::flame::Profile;
-use crate::html::{count, escape, fill, local_time, ms, page, query_value, route_href};
+use crate::html::{count, escape, fill, ms, page, query_value, route_href};
 use crate::pages::report::{filter_query, filters, route_charts};
 use crate::pages::request::flame_section;
 use crate::pages::time::route_breakdown;
