@@ -221,6 +221,7 @@ def test_clicking_a_row_opens_the_request(dashboard: Dashboard, page: Page) -> N
 
 def test_flame_graph_zooms_and_search_highlights(dashboard: Dashboard, page: Page) -> None:
     page.goto(f"{dashboard.url}requests/{dashboard.request_id('GET', '/cpu')}")
+    page.click("#full-stack")  # it opens focused on the app's code
     graph = page.locator("#flame-graph")
     burner = graph.locator(".fr", has_text=re.compile(r"^burn_cpu_async$"))
     expect(burner).to_have_count(1)
@@ -251,6 +252,7 @@ def test_flame_graph_zooms_and_search_highlights(dashboard: Dashboard, page: Pag
 def test_my_code_only_changes_the_graph(dashboard: Dashboard, page: Page) -> None:
     page.goto(f"{dashboard.url}requests/{dashboard.request_id('GET', '/cpu')}")
     graph = page.locator("#flame-graph")
+    page.click("#full-stack")  # it opens focused on the app's code
     expect(graph.locator(".fr", has_text="run_until_complete")).not_to_have_count(0)
     boxes = graph.locator(".fr").count()
     page.check("#mine")
@@ -259,6 +261,9 @@ def test_my_code_only_changes_the_graph(dashboard: Dashboard, page: Page) -> Non
     assert graph.locator(".fr").count() < boxes
     dashboard.shot(page, "request-my-code")
     page.uncheck("#mine")
+    # Refetched, it opens focused again, past the library frames.
+    expect(page.locator("#zoom-path")).to_contain_text("library frames")
+    page.click("#full-stack")
     expect(graph.locator(".fr", has_text="run_until_complete")).not_to_have_count(0)
 
 
@@ -621,3 +626,53 @@ def test_endpoint_tiles_follow_the_session(two_sessions: TwoSessions, page: Page
         slowest = page.locator("section.card", has_text="Slowest requests")
         assert sorted(slowest.locator("td.path").all_inner_texts()) == paths
     board.shot(page, "endpoint-session-2")
+
+
+def test_the_request_graph_opens_where_the_app_code_begins(
+    dashboard: Dashboard, page: Page
+) -> None:
+    page.goto(f"{dashboard.url}requests/{dashboard.request_id('GET', '/cpu')}")
+    graph = page.locator("#flame-graph")
+    expect(graph.locator(".fr").first).to_be_visible()
+    width = graph.bounding_box()
+    assert width is not None
+    # The top row is the app's handler, at full width: the ~20 frames of
+    # uvicorn, asyncio, Starlette and FastAPI above it are not drawn.
+    top = graph.locator(".fr").first
+    expect(top).to_have_text("cpu")
+    top_box = top.bounding_box()
+    assert top_box is not None
+    assert top_box["y"] - width["y"] < 2
+    assert top_box["width"] > width["width"] * 0.98
+    expect(graph.locator(".fr", has_text="_run_module_as_main")).to_have_count(0)
+    expect(page.locator("#zoom-path")).to_contain_text("library frames")
+    dashboard.shot(page, "request-focused")
+
+    # One click back to the whole stack, root frames first.
+    page.click("#full-stack")
+    expect(page.locator("#zoom-path")).to_have_text("")
+    root = graph.locator(".fr", has_text=re.compile(r"^_run_module_as_main$"))
+    expect(root).to_have_count(1)
+    root_box = root.bounding_box()
+    assert root_box is not None
+    assert root_box["y"] - width["y"] < ROW_PX * 2
+    expect(page.locator("#reset")).to_be_disabled()
+    expect(graph.locator(".fr", has_text=re.compile(r"^cpu$"))).to_have_count(1)
+
+
+def test_the_endpoint_graph_opens_where_the_app_code_begins(
+    dashboard: Dashboard, page: Page
+) -> None:
+    # An `async def` endpoint: all its stacks share the event loop's frames.
+    # (A plain `def` one splits at the root between the event loop and the
+    # worker thread, so no frame holds 90% and it opens on the full stack.)
+    page.goto(dashboard.url + "routes/GET/cpu")
+    expect(page.locator("#zoom-path #full-stack")).to_be_visible()
+    expect(page.locator("#flame-graph .fr").first).to_have_text("cpu")
+    expect(page.locator("#flame-graph .fr", has_text="_run_module_as_main")).to_have_count(0)
+    page.click("#full-stack")
+    expect(page.locator("#flame-graph .fr", has_text="_run_module_as_main")).not_to_have_count(0)
+
+
+# The flame graph's row height (ROW in flamegraph-templates/flame.js).
+ROW_PX = 19
