@@ -676,3 +676,73 @@ def test_the_endpoint_graph_opens_where_the_app_code_begins(
 
 # The flame graph's row height (ROW in flamegraph-templates/flame.js).
 ROW_PX = 19
+
+# Text that overlaps other text, or leaves its box, on the timeline and in the
+# tables; each problem as one line.
+OVERLAPS_JS = """() => {
+  const problems = [];
+  const box = el => el.getBoundingClientRect();
+  const textBox = el => {
+    const r = document.createRange();
+    r.selectNodeContents(el);
+    return r.getBoundingClientRect();
+  };
+  const hit = (a, b) =>
+    a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1;
+  const inside = (a, b) =>
+    a.left >= b.left - 1 && a.right <= b.right + 1
+    && a.top >= b.top - 1 && a.bottom <= b.bottom + 1;
+  const shown = el => box(el).width > 0 && el.textContent.trim() !== "";
+  const name = el => (el.className || el.tagName) + ' "' + el.textContent.trim().slice(0, 40) + '"';
+  const pairs = (els, what) => els.forEach((a, i) => els.slice(i + 1).forEach(b => {
+    if (hit(box(a), box(b))) problems.push(what + " overlap: " + name(a) + " / " + name(b));
+  }));
+  pairs([...document.querySelectorAll(".timeline .tl-row")], "timeline rows");
+  pairs([...document.querySelectorAll(".timeline .tl-axis span")].filter(shown), "timeline ticks");
+  document.querySelectorAll(".timeline .tl-label, .timeline .tl-dur").forEach(el => {
+    if (!shown(el)) return;
+    const row = box(el.closest(".tl-row"));
+    if (!inside(textBox(el), row)) problems.push("leaves its row: " + name(el));
+    if (el.scrollWidth > el.clientWidth + 1) problems.push("cut off: " + name(el));
+  });
+  document.querySelectorAll("table th, table td").forEach(cell => {
+    if (!shown(cell)) return;
+    if (getComputedStyle(cell).overflow.includes("hidden")) return;  // ellipsis on purpose
+    if (!inside(textBox(cell), box(cell))) problems.push("leaves its cell: " + name(cell));
+  });
+  return problems;
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_no_text_overlaps_on_any_page(
+    two_sessions: TwoSessions, browser: Browser, width: int
+) -> None:
+    board = two_sessions.board
+    first = board.stored()[0]
+    pages = {
+        "list": "",
+        "request": f"requests/{first['id']}",
+        "endpoint": "routes/GET/items/%7Bitem_id%7D",
+        "report": "report",
+        "compare": "compare",
+    }
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    try:
+        for name, path in pages.items():
+            page.goto(board.url + path)
+            page.wait_for_load_state("networkidle")
+            problems = page.evaluate(OVERLAPS_JS)
+            assert problems == [], f"{name} page at {width} px: {problems}"
+            if name == "request":
+                expect(page.locator(".timeline .tl-label", has_text="middleware")).to_be_visible()
+            if width == 1280:
+                scroll = page.evaluate(
+                    "() => [document.documentElement.scrollWidth,"
+                    " document.documentElement.clientWidth]"
+                )
+                assert scroll[0] <= scroll[1], f"{name} page scrolls sideways at 1280 px: {scroll}"
+            board.shot(page, f"layout-{name}-{width}")
+    finally:
+        context.close()
