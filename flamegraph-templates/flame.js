@@ -33,6 +33,7 @@
     synthetic: saved.synthetic !== false,
     cpu: saved.time === "cpu",
     zoom: [],          // the zoomed node and its ancestors, root first
+    focused: false,    // the zoom is the server's focus: its library ancestors are not drawn
     pattern: null,
     fnBy: "self"
   };
@@ -68,6 +69,20 @@
 
   function label(node) { return node.f ? node.n + " (" + node.f + ":" + node.l + ")" : node.n; }
 
+  // Opens where the app's own code begins (`focus` in server/src/flame.rs):
+  // the library frames above it stay out of the way until "Full stack".
+  function openAtFocus() {
+    var node = profile.tree;
+    state.zoom = (profile.focus || []).map(function (i) { node = node.c[i]; return node; });
+    state.focused = state.zoom.length > 0;
+  }
+
+  function zoomTo(nodes) {
+    state.zoom = nodes;
+    state.focused = false;
+    render();
+  }
+
   function depthOf(node, limit) {
     var best = 0;
     for (var i = 0; i < node.c.length; i++) best = Math.max(best, 1 + depthOf(node.c[i], limit - 1));
@@ -88,6 +103,8 @@
     var width = graph.clientWidth;
     var zoomed = state.zoom.length ? state.zoom[state.zoom.length - 1] : profile.tree;
     var ancestors = state.zoom.length ? [profile.tree].concat(state.zoom.slice(0, -1)) : [];
+    var chain = ancestors;
+    if (state.focused) ancestors = [];
     var levels = ancestors.length + 1 + depthOf(zoomed, 200);
     graph.style.height = levels * ROW + "px";
     var frag = document.createDocumentFragment();
@@ -116,14 +133,37 @@
         if (cw >= MIN_WIDTH) walk(node.c[i], depth + 1, cx, cw, next);
         cx += cw;
       }
-    })(zoomed, ancestors.length, 0, width, ancestors);
+    })(zoomed, ancestors.length, 0, width, chain);
     graph.appendChild(frag);
     reset.disabled = state.zoom.length === 0;
-    var names = ["all"].concat(state.zoom.map(function (n) { return n.n; }));
-    if (names.length > 6) names = names.slice(0, 1).concat(["…"], names.slice(-4));
-    zoomPath.textContent = state.zoom.length ? "Zoomed: " + names.join(" › ") : "";
+    renderCrumbs();
     highlight();
     renderFunctions();
+  }
+
+  // "Zoomed: all › … › f", or, at the focus, how many library frames are
+  // hidden above it; either way a "Full stack" link goes back to the root.
+  function renderCrumbs() {
+    zoomPath.textContent = "";
+    if (!state.zoom.length) return;
+    var back = document.createElement("button");
+    back.type = "button";
+    back.className = "linkish";
+    back.id = "full-stack";
+    back.textContent = "Full stack";
+    back.addEventListener("click", function () { zoomTo([]); });
+    zoomPath.appendChild(back);
+    var names = state.zoom.map(function (n) { return n.n; });
+    var text;
+    if (state.focused) {
+      var hidden = state.zoom.length - 1;  // the focused frame itself is drawn
+      text = (hidden ? " › " + hidden + " library frame" + (hidden === 1 ? "" : "s") : "") +
+        " › " + names[names.length - 1] + " · opened where your code begins";
+    } else {
+      if (names.length > 5) names = ["…"].concat(names.slice(-4));
+      text = " › " + names.join(" › ");
+    }
+    zoomPath.appendChild(document.createTextNode(text));
   }
 
   function highlight() {
@@ -219,12 +259,11 @@
     var el = event.target.closest(".fr");
     if (!el) return;
     var d = drawn[el.dataset.i];
-    state.zoom = d.node === profile.tree ? [] : d.chain.filter(function (a) { return a !== profile.tree; }).concat([d.node]);
-    render();
+    zoomTo(d.node === profile.tree ? [] : d.chain.filter(function (a) { return a !== profile.tree; }).concat([d.node]));
   });
-  reset.addEventListener("click", function () { state.zoom = []; render(); });
+  reset.addEventListener("click", function () { zoomTo([]); });
   document.addEventListener("keydown", function (event) {
-    if (event.key === "Escape" && document.activeElement !== search) { state.zoom = []; render(); }
+    if (event.key === "Escape" && document.activeElement !== search) zoomTo([]);
   });
   search.addEventListener("input", onSearch);
 
@@ -255,7 +294,7 @@
     var q = query();
     fetch(root.dataset.profileUrl + (q ? "?" + q : ""), { headers: { Accept: "application/json" } })
       .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
-      .then(function (p) { profile = p; state.zoom = []; render(); })
+      .then(function (p) { profile = p; openAtFocus(); render(); })
       .catch(function () { zoomPath.textContent = "Could not load the flame graph; is `timeglass ui` still running?"; })
       .finally(function () { root.classList.remove("loading"); });
   }
@@ -293,5 +332,5 @@
   });
 
   syncControls();
-  if (state.mine || !state.synthetic || state.cpu) refetch(); else render();
+  if (state.mine || !state.synthetic || state.cpu) refetch(); else { openAtFocus(); render(); }
 })();

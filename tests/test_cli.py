@@ -22,6 +22,14 @@ def test_help_lists_the_commands(ctx: TestContext) -> None:
         assert re.search(rf"^\s+{command}\b", result.stdout, re.M), result.describe()
 
 
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_opens_with_what_timeglass_is_for(ctx: TestContext, flag: str) -> None:
+    first = ctx.cli_ok(flag).stdout.splitlines()[0]
+    assert first == (
+        "Per-request flame graphs for FastAPI apps: record, browse, judge and compare."
+    ), first
+
+
 def test_run_without_a_command(ctx: TestContext) -> None:
     result = ctx.cli("run", "--db", str(ctx.db))
     assert_clean_error(result, "error")

@@ -221,6 +221,7 @@ def test_clicking_a_row_opens_the_request(dashboard: Dashboard, page: Page) -> N
 
 def test_flame_graph_zooms_and_search_highlights(dashboard: Dashboard, page: Page) -> None:
     page.goto(f"{dashboard.url}requests/{dashboard.request_id('GET', '/cpu')}")
+    page.click("#full-stack")  # it opens focused on the app's code
     graph = page.locator("#flame-graph")
     burner = graph.locator(".fr", has_text=re.compile(r"^burn_cpu_async$"))
     expect(burner).to_have_count(1)
@@ -251,6 +252,7 @@ def test_flame_graph_zooms_and_search_highlights(dashboard: Dashboard, page: Pag
 def test_my_code_only_changes_the_graph(dashboard: Dashboard, page: Page) -> None:
     page.goto(f"{dashboard.url}requests/{dashboard.request_id('GET', '/cpu')}")
     graph = page.locator("#flame-graph")
+    page.click("#full-stack")  # it opens focused on the app's code
     expect(graph.locator(".fr", has_text="run_until_complete")).not_to_have_count(0)
     boxes = graph.locator(".fr").count()
     page.check("#mine")
@@ -259,6 +261,9 @@ def test_my_code_only_changes_the_graph(dashboard: Dashboard, page: Page) -> Non
     assert graph.locator(".fr").count() < boxes
     dashboard.shot(page, "request-my-code")
     page.uncheck("#mine")
+    # Refetched, it opens focused again, past the library frames.
+    expect(page.locator("#zoom-path")).to_contain_text("library frames")
+    page.click("#full-stack")
     expect(graph.locator(".fr", has_text="run_until_complete")).not_to_have_count(0)
 
 
@@ -621,3 +626,123 @@ def test_endpoint_tiles_follow_the_session(two_sessions: TwoSessions, page: Page
         slowest = page.locator("section.card", has_text="Slowest requests")
         assert sorted(slowest.locator("td.path").all_inner_texts()) == paths
     board.shot(page, "endpoint-session-2")
+
+
+def test_the_request_graph_opens_where_the_app_code_begins(
+    dashboard: Dashboard, page: Page
+) -> None:
+    page.goto(f"{dashboard.url}requests/{dashboard.request_id('GET', '/cpu')}")
+    graph = page.locator("#flame-graph")
+    expect(graph.locator(".fr").first).to_be_visible()
+    width = graph.bounding_box()
+    assert width is not None
+    # The top row is the app's handler, at full width: the ~20 frames of
+    # uvicorn, asyncio, Starlette and FastAPI above it are not drawn.
+    top = graph.locator(".fr").first
+    expect(top).to_have_text("cpu")
+    top_box = top.bounding_box()
+    assert top_box is not None
+    assert top_box["y"] - width["y"] < 2
+    assert top_box["width"] > width["width"] * 0.98
+    expect(graph.locator(".fr", has_text="_run_module_as_main")).to_have_count(0)
+    expect(page.locator("#zoom-path")).to_contain_text("library frames")
+    dashboard.shot(page, "request-focused")
+
+    # One click back to the whole stack, root frames first.
+    page.click("#full-stack")
+    expect(page.locator("#zoom-path")).to_have_text("")
+    root = graph.locator(".fr", has_text=re.compile(r"^_run_module_as_main$"))
+    expect(root).to_have_count(1)
+    root_box = root.bounding_box()
+    assert root_box is not None
+    assert root_box["y"] - width["y"] < ROW_PX * 2
+    expect(page.locator("#reset")).to_be_disabled()
+    expect(graph.locator(".fr", has_text=re.compile(r"^cpu$"))).to_have_count(1)
+
+
+def test_the_endpoint_graph_opens_where_the_app_code_begins(
+    dashboard: Dashboard, page: Page
+) -> None:
+    # An `async def` endpoint: all its stacks share the event loop's frames.
+    # (A plain `def` one splits at the root between the event loop and the
+    # worker thread, so no frame holds 90% and it opens on the full stack.)
+    page.goto(dashboard.url + "routes/GET/cpu")
+    expect(page.locator("#zoom-path #full-stack")).to_be_visible()
+    expect(page.locator("#flame-graph .fr").first).to_have_text("cpu")
+    expect(page.locator("#flame-graph .fr", has_text="_run_module_as_main")).to_have_count(0)
+    page.click("#full-stack")
+    expect(page.locator("#flame-graph .fr", has_text="_run_module_as_main")).not_to_have_count(0)
+
+
+# The flame graph's row height (ROW in flamegraph-templates/flame.js).
+ROW_PX = 19
+
+# Text that overlaps other text, or leaves its box, on the timeline and in the
+# tables; each problem as one line.
+OVERLAPS_JS = """() => {
+  const problems = [];
+  const box = el => el.getBoundingClientRect();
+  const textBox = el => {
+    const r = document.createRange();
+    r.selectNodeContents(el);
+    return r.getBoundingClientRect();
+  };
+  const hit = (a, b) =>
+    a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1;
+  const inside = (a, b) =>
+    a.left >= b.left - 1 && a.right <= b.right + 1
+    && a.top >= b.top - 1 && a.bottom <= b.bottom + 1;
+  const shown = el => box(el).width > 0 && el.textContent.trim() !== "";
+  const name = el => (el.className || el.tagName) + ' "' + el.textContent.trim().slice(0, 40) + '"';
+  const pairs = (els, what) => els.forEach((a, i) => els.slice(i + 1).forEach(b => {
+    if (hit(box(a), box(b))) problems.push(what + " overlap: " + name(a) + " / " + name(b));
+  }));
+  pairs([...document.querySelectorAll(".timeline .tl-row")], "timeline rows");
+  pairs([...document.querySelectorAll(".timeline .tl-axis span")].filter(shown), "timeline ticks");
+  document.querySelectorAll(".timeline .tl-label, .timeline .tl-dur").forEach(el => {
+    if (!shown(el)) return;
+    const row = box(el.closest(".tl-row"));
+    if (!inside(textBox(el), row)) problems.push("leaves its row: " + name(el));
+    if (el.scrollWidth > el.clientWidth + 1) problems.push("cut off: " + name(el));
+  });
+  document.querySelectorAll("table th, table td").forEach(cell => {
+    if (!shown(cell)) return;
+    if (getComputedStyle(cell).overflow.includes("hidden")) return;  // ellipsis on purpose
+    if (!inside(textBox(cell), box(cell))) problems.push("leaves its cell: " + name(cell));
+  });
+  return problems;
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_no_text_overlaps_on_any_page(
+    two_sessions: TwoSessions, browser: Browser, width: int
+) -> None:
+    board = two_sessions.board
+    first = board.stored()[0]
+    pages = {
+        "list": "",
+        "request": f"requests/{first['id']}",
+        "endpoint": "routes/GET/items/%7Bitem_id%7D",
+        "report": "report",
+        "compare": "compare",
+    }
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    try:
+        for name, path in pages.items():
+            page.goto(board.url + path)
+            page.wait_for_load_state("networkidle")
+            problems = page.evaluate(OVERLAPS_JS)
+            assert problems == [], f"{name} page at {width} px: {problems}"
+            if name == "request":
+                expect(page.locator(".timeline .tl-label", has_text="middleware")).to_be_visible()
+            if width == 1280:
+                scroll = page.evaluate(
+                    "() => [document.documentElement.scrollWidth,"
+                    " document.documentElement.clientWidth]"
+                )
+                assert scroll[0] <= scroll[1], f"{name} page scrolls sideways at 1280 px: {scroll}"
+            board.shot(page, f"layout-{name}-{width}")
+    finally:
+        context.close()

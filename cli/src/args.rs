@@ -5,6 +5,16 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+const ABOUT: &str = "Per-request flame graphs for FastAPI apps: record, browse, judge and compare.";
+
+const LONG_ABOUT: &str = "\
+Per-request flame graphs for FastAPI apps: record, browse, judge and compare.
+
+TimeGlass samples your app's stacks from outside the process, joins them to the
+requests it serves, and keeps them in a local store: see each request's flame
+graph with its SQL and HTTP calls, judge a session per endpoint, and compare it
+with a baseline.";
+
 const EXAMPLES: &str = "\
 Examples:
   timeglass run -- uvicorn app:app            record every request of your app
@@ -25,9 +35,17 @@ Examples:
 The store is `.timeglass/timeglass.db` in the current directory unless `--db` or
 TIMEGLASS_DB says otherwise.";
 
-/// Per-request flame graphs for FastAPI apps, sampled from outside the process.
+// Clap would take `about` from the crate's description in Cargo.toml, which is
+// written for developers; the user's first line is given here instead.
 #[derive(Parser)]
-#[command(name = "timeglass", version, about, after_help = EXAMPLES, arg_required_else_help = true)]
+#[command(
+    name = "timeglass",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = EXAMPLES,
+    arg_required_else_help = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

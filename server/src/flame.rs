@@ -41,13 +41,18 @@ pub struct Profile {
     pub tree: Node,
     /// Most self samples first.
     pub functions: Vec<FunctionSamples>,
+    /// Where the graph opens: child indices from the root down to the node
+    /// shown at full width (empty: the whole stack). See [`focus`].
+    pub focus: Vec<usize>,
 }
 
 impl Profile {
     pub fn new(stacks: &[StackCount]) -> Profile {
+        let tree = tree(stacks);
         Profile {
             samples: stacks.iter().map(|s| s.samples).sum(),
-            tree: tree(stacks),
+            focus: focus(&tree),
+            tree,
             functions: functions(stacks),
         }
     }
@@ -104,6 +109,38 @@ fn finish(node: &mut Node) {
     node.c.iter_mut().for_each(finish);
 }
 
+/// The share of all samples a frame must hold for the graph to open on it.
+const FOCUS_SHARE: f64 = 0.9;
+
+/// Where the app's own code begins, as pyinstrument opens on it: the path to
+/// the first app frame under the chain of library frames (uvicorn, Starlette,
+/// FastAPI, asyncio) that nearly every sample shares, or to the last frame of
+/// that chain when no single app frame holds that share. Stops at synthetic
+/// frames, and at the root when no library frame is that common.
+pub fn focus(root: &Node) -> Vec<usize> {
+    let floor = root.v as f64 * FOCUS_SHARE;
+    let mut path = Vec::new();
+    let mut node = root;
+    // Children are sorted heaviest first, so only the first can hold the share.
+    while let Some(child) = node.c.first().filter(|c| c.v > 0 && c.v as f64 >= floor) {
+        match child.k {
+            K_LIBRARY => {}
+            K_APP => {
+                path.push(0);
+                break;
+            }
+            _ => break,
+        }
+        path.push(0);
+        node = child;
+    }
+    path
+}
+
+const K_APP: u8 = 0;
+const K_LIBRARY: u8 = 1;
+const K_SYNTHETIC: u8 = 2;
+
 fn file(frame: &Frame) -> &str {
     if frame.short.is_empty() {
         &frame.filename
@@ -114,9 +151,9 @@ fn file(frame: &Frame) -> &str {
 
 fn kind_code(frame: &Frame) -> u8 {
     match kind(frame) {
-        Kind::App => 0,
-        Kind::Library => 1,
-        Kind::Synthetic => 2,
+        Kind::App => K_APP,
+        Kind::Library => K_LIBRARY,
+        Kind::Synthetic => K_SYNTHETIC,
     }
 }
 
@@ -237,6 +274,67 @@ mod tests {
             (work.v, work.s, work.l, work.f.as_str()),
             (8, 8, 11, "app.py")
         );
+    }
+
+    fn lib(name: &str) -> Frame {
+        Frame {
+            name: name.into(),
+            filename: "/v/lib/python3.12/site-packages/starlette/routing.py".into(),
+            short: "starlette/routing.py".into(),
+            line: 1,
+        }
+    }
+
+    /// The nodes along a focus path, root excluded.
+    fn names_along<'a>(root: &'a Node, path: &[usize]) -> Vec<&'a str> {
+        let mut node = root;
+        path.iter()
+            .map(|&i| {
+                node = &node.c[i];
+                node.n.as_str()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn focus_opens_on_the_first_app_frame_under_the_shared_library_frames() {
+        let t = tree(&[
+            count(
+                vec![
+                    lib("serve"),
+                    lib("route"),
+                    frame("handler", 3),
+                    frame("work", 4),
+                ],
+                95,
+            ),
+            count(vec![lib("serve"), lib("route"), lib("json")], 4),
+            count(vec![lib("serve"), lib("idle")], 1),
+        ]);
+        // `route` holds 99%, `handler` 95%: the app's function opens at full width.
+        assert_eq!(names_along(&t, &focus(&t)), ["serve", "route", "handler"]);
+    }
+
+    #[test]
+    fn focus_stops_at_the_library_frame_when_the_app_code_under_it_splits() {
+        let t = tree(&[
+            count(vec![lib("serve"), lib("route"), frame("auth", 3)], 40),
+            count(vec![lib("serve"), lib("route"), frame("handler", 3)], 60),
+        ]);
+        assert_eq!(names_along(&t, &focus(&t)), ["serve", "route"]);
+    }
+
+    #[test]
+    fn focus_stays_at_the_root_without_a_common_library_prefix() {
+        let t = tree(&[
+            count(vec![lib("serve"), frame("handler", 3)], 85),
+            count(vec![Frame::synthetic("[background]"), lib("send")], 15),
+        ]);
+        assert!(focus(&t).is_empty());
+        // Only a synthetic root: nothing to skip either.
+        let synthetic = tree(&[count(vec![Frame::synthetic("[background]"), lib("x")], 5)]);
+        assert!(focus(&synthetic).is_empty());
+        assert!(focus(&tree(&[])).is_empty());
     }
 
     #[test]
