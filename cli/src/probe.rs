@@ -142,19 +142,7 @@ fn wait_for_recorded(
         .unzip();
     let deadline = Instant::now() + MATCH_WAIT;
     loop {
-        let recorded: Vec<probe::Recorded> = store
-            .probe_candidates(session, started_ms - 1, probe::TAG_HEADER)?
-            .into_iter()
-            .map(|c| probe::Recorded {
-                id: c.id,
-                method: c.method,
-                path: c.path,
-                query: c.query,
-                start_ms: c.start_ms,
-                tag: c.tag,
-                status: c.status,
-            })
-            .collect();
+        let recorded = store.probe_candidates(session, started_ms - 1, probe::TAG_HEADER)?;
         let ids = probe::match_requests(&sent, &recorded);
         let done = ids.iter().zip(&answered).all(|(id, a)| id.is_some() || !a);
         if done || Instant::now() >= deadline {

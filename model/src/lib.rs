@@ -33,6 +33,23 @@ pub const DEFAULT_RATE_HZ: u32 = 1000;
 /// store (its recorded request headers) and left out of coverage.
 pub const PROBE_TAG_HEADER: &str = "x-timeglass-probe";
 
+/// A recorded request that may be probe traffic, as the store reads it for
+/// `timeglass probe` to match against what it sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeCandidate {
+    pub id: i64,
+    pub method: String,
+    /// Percent-decoded, without the query (ASGI's `scope["path"]`).
+    pub path: String,
+    /// The raw query string, when request context was recorded.
+    pub query: Option<String>,
+    /// Milliseconds since the Unix epoch (stored to the millisecond).
+    pub start_ms: i64,
+    /// The value of [`PROBE_TAG_HEADER`], when request context was recorded.
+    pub tag: Option<String>,
+    pub status: Option<u16>,
+}
+
 /// Root frame of samples a request took after its response was sent
 /// (BackgroundTasks): its background stage, apart from its response time.
 pub const BACKGROUND_FRAME: &str = "[background]";

@@ -10,21 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-/// A recorded request, as the store has it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Recorded {
-    pub id: i64,
-    pub method: String,
-    /// Percent-decoded, without the query (ASGI's `scope["path"]`).
-    pub path: String,
-    /// The raw query string, when request context was recorded.
-    pub query: Option<String>,
-    /// Milliseconds since the Unix epoch.
-    pub start_ms: i64,
-    /// The probe tag it carried, when request context was recorded.
-    pub tag: Option<String>,
-    pub status: Option<u16>,
-}
+pub use timeglass_model::ProbeCandidate as Recorded;
 
 /// A probe request, as it was sent.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
+pub use timeglass_model::ProbeCandidate;
 
 use crate::clock;
 use crate::SessionId;
@@ -109,23 +110,6 @@ pub struct ProbeSummary {
     /// The recorded requests that were probe traffic (to leave out of
     /// coverage and of the latency figures).
     pub request_ids: BTreeSet<i64>,
-}
-
-/// A recorded request that may be probe traffic: one of the session's
-/// requests started at or after the probe began.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProbeCandidate {
-    pub id: i64,
-    pub method: String,
-    /// Without the query.
-    pub path: String,
-    /// The raw query string, when request context was recorded.
-    pub query: Option<String>,
-    /// Milliseconds since the Unix epoch (stored to the millisecond).
-    pub start_ms: i64,
-    /// The value of the probe's tag header, when it was recorded.
-    pub tag: Option<String>,
-    pub status: Option<u16>,
 }
 
 fn rfc3339(ms: i64) -> String {
