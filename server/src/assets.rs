@@ -1,4 +1,5 @@
-//! The dashboard's CSS and JavaScript, compiled in from `flamegraph-templates/`.
+//! The dashboard's CSS and JavaScript, compiled in from `server/static/` (the
+//! flame graphs' scripts from `flamegraph-templates/`).
 
 use axum::extract::Path;
 use axum::http::header;
@@ -10,12 +11,12 @@ const ASSETS: &[(&str, &str, &str)] = &[
     (
         "style.css",
         "text/css; charset=utf-8",
-        include_str!("../../flamegraph-templates/style.css"),
+        include_str!("../static/style.css"),
     ),
     (
         "list.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../flamegraph-templates/list.js"),
+        include_str!("../static/list.js"),
     ),
     (
         "flame.js",
@@ -30,18 +31,18 @@ const ASSETS: &[(&str, &str, &str)] = &[
     (
         "charts.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../flamegraph-templates/charts.js"),
+        include_str!("../static/charts.js"),
     ),
     // uPlot 1.6.32 from the npm registry, MIT (vendor/uplot/LICENSE).
     (
         "uPlot.iife.min.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../flamegraph-templates/vendor/uplot/uPlot.iife.min.js"),
+        include_str!("../static/vendor/uplot/uPlot.iife.min.js"),
     ),
     (
         "uPlot.min.css",
         "text/css; charset=utf-8",
-        include_str!("../../flamegraph-templates/vendor/uplot/uPlot.min.css"),
+        include_str!("../static/vendor/uplot/uPlot.min.css"),
     ),
 ];
 

@@ -1,9 +1,9 @@
-//! HTML helpers: escaping, filling the templates of `flamegraph-templates/`,
+//! HTML helpers: escaping, filling the templates of `server/templates/`,
 //! and the formats pages show values in.
 
 use axum::response::Html;
 
-const LAYOUT: &str = include_str!("../../flamegraph-templates/layout.html");
+const LAYOUT: &str = include_str!("../templates/layout.html");
 
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -7,7 +7,8 @@
 //! headers are answered unless the server was bound elsewhere (DNS
 //! rebinding protection, `host.rs`). Nothing changes data, so every route
 //! is a GET; no CORS headers are sent. Page templates, CSS and JavaScript
-//! live in `flamegraph-templates/` and are compiled in.
+//! live in `server/templates/` and `server/static/` (the flame graphs' own in
+//! `flamegraph-templates/`) and are compiled in.
 //!
 //! Stacks go through a transform (`profile.rs`: "my code only", synthetic
 //! frames hidden) before a renderer (`flame.rs`: call tree, functions,

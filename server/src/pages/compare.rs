@@ -18,8 +18,8 @@ use crate::error::AppError;
 use crate::html::{count, escape, fill, json_script, ms, page, query_value};
 use crate::{db, AppState};
 
-const COMPARE: &str = include_str!("../../../flamegraph-templates/compare.html");
-const ENDPOINT: &str = include_str!("../../../flamegraph-templates/compare_endpoint.html");
+const COMPARE: &str = include_str!("../../templates/compare.html");
+const ENDPOINT: &str = include_str!("../../templates/compare_endpoint.html");
 const DIFF: &str = include_str!("../../../flamegraph-templates/diff.html");
 
 /// What the pickers offer.

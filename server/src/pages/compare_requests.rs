@@ -18,7 +18,7 @@ use crate::pages::status_text;
 use crate::pages::time::request_breakdown;
 use crate::{db, AppState};
 
-const REQUESTS: &str = include_str!("../../../flamegraph-templates/compare_requests.html");
+const REQUESTS: &str = include_str!("../../templates/compare_requests.html");
 
 /// `?a=ID&b=ID`: B is the request compared, A the one it is compared
 /// with (by default the previous request of B's route in its session).

@@ -12,7 +12,7 @@ use crate::pages::report::scope_fields;
 use crate::pages::{request_line, RouteP95};
 use crate::{db, AppState};
 
-const REQUESTS: &str = include_str!("../../../flamegraph-templates/requests.html");
+const REQUESTS: &str = include_str!("../../templates/requests.html");
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 

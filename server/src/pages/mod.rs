@@ -1,6 +1,6 @@
 //! The HTML pages. Handlers read the store through `db::read`; rendering is
 //! plain functions from rows to HTML strings, filling the templates of
-//! `flamegraph-templates/`.
+//! `server/templates/` (the flame graph sections from `flamegraph-templates/`).
 
 pub mod compare;
 pub mod compare_requests;
@@ -19,7 +19,7 @@ use timeglass_store::{local_time, RequestRow, Store};
 use crate::error::AppError;
 use crate::html::{escape, fill, ms, page, route_href};
 
-const MESSAGE: &str = include_str!("../../../flamegraph-templates/message.html");
+const MESSAGE: &str = include_str!("../../templates/message.html");
 
 /// Routes with fewer requests than this get no "slower than p95" mark: their
 /// p95 says little.

@@ -12,10 +12,10 @@ use crate::html::{count, escape, fill, ms, page, query_value};
 use crate::report::{report_of, StatsParams};
 use crate::{db, AppState};
 
-const REPORT: &str = include_str!("../../../flamegraph-templates/report.html");
-const CHARTS: &str = include_str!("../../../flamegraph-templates/charts.html");
-const FILTERS: &str = include_str!("../../../flamegraph-templates/filters.html");
-const SCOPE: &str = include_str!("../../../flamegraph-templates/scope.html");
+const REPORT: &str = include_str!("../../templates/report.html");
+const CHARTS: &str = include_str!("../../templates/charts.html");
+const FILTERS: &str = include_str!("../../templates/filters.html");
+const SCOPE: &str = include_str!("../../templates/scope.html");
 
 pub async fn report(
     State(state): State<AppState>,

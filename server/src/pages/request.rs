@@ -16,7 +16,7 @@ use crate::pages::status_text;
 use crate::pages::time::{loop_warning, request_breakdown};
 use crate::{db, AppState};
 
-const REQUEST: &str = include_str!("../../../flamegraph-templates/request.html");
+const REQUEST: &str = include_str!("../../templates/request.html");
 const FLAME: &str = include_str!("../../../flamegraph-templates/flame.html");
 
 /// Everything the page shows, also served as JSON (`/api/v1/requests/{id}`).

@@ -19,8 +19,8 @@ use crate::stats::RouteStats;
 use crate::{db, AppState};
 use timeglass_report::{ReportError, ReportQuery, Selection};
 
-const ROUTE: &str = include_str!("../../../flamegraph-templates/route.html");
-const ROUTES: &str = include_str!("../../../flamegraph-templates/routes.html");
+const ROUTE: &str = include_str!("../../templates/route.html");
+const ROUTES: &str = include_str!("../../templates/routes.html");
 
 /// How many of a route's slowest requests its view lists.
 const SLOWEST: usize = 10;
