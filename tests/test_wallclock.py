@@ -296,8 +296,11 @@ def test_waiting_for_the_gil_is_told_from_blocking(session: Session) -> None:
         blocked = r.weight(lambda s: s.endswith(";[blocked]")) / total
         low = r.response["hog_cpu_ms"] / duration
         high = (duration - r.response["cpu_ms"]) / duration
-        # Two Python threads on one GIL: each waits for it about half the time.
-        assert low >= 0.3, f"the hog did not contend: {r.response}, {r.describe()}"
+        # Two Python threads on one GIL take turns every switch interval, so
+        # each gets about as much CPU as the other, however loaded the machine
+        # is (on a busy one both also wait for a CPU, and the shares shrink).
+        contended = r.response["hog_cpu_ms"] >= 0.5 * r.response["cpu_ms"]
+        assert contended, f"the hog did not contend: {r.response}, {r.describe()}"
         # A thread handed the GIL is runnable without it for an instant (on a
         # loaded machine, until it gets a CPU), which reads as native code.
         native = r.weight(lambda s: s.endswith(";[native, on CPU]")) / total
