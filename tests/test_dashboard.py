@@ -160,6 +160,12 @@ def page(browser: Browser) -> Iterator[Page]:
     p = context.new_page()
     errors: list[str] = []
     p.on("pageerror", lambda e: errors.append(str(e)))
+    # The pages' policy has no 'unsafe-inline': an inline style or script the
+    # browser refused is a page drawn wrong.
+    p.on(
+        "console",
+        lambda m: m.type == "error" and "Content Security Policy" in m.text and errors.append(m.text),
+    )
     yield p
     context.close()
     assert not errors, f"JavaScript errors: {errors}"
@@ -324,7 +330,7 @@ def test_queries_show_in_the_list_the_detail_and_the_timeline(
 
     bars = page.locator(".tl-lane .tl-bar.tl-query")
     expect(bars).to_have_count(N_QUERIES)
-    expect(bars.first).to_have_attribute("title", re.compile(re.escape(STATEMENT)))
+    expect(bars.first).to_have_attribute("data-title", re.compile(re.escape(STATEMENT)))
     lefts = [b.bounding_box()["x"] for b in bars.all()]  # type: ignore[index]
     assert lefts == sorted(lefts), "bars sit at their statements' offsets, in order"
     # FastAPI marks when it calls the endpoint: what ran before is its own stage.
@@ -402,7 +408,7 @@ def test_outgoing_calls_show_in_the_calls_panel_and_the_timeline(
     expect(calls).to_contain_text("httpx")
     bar = page.locator(".tl-lane .tl-bar.tl-call")
     expect(bar).to_have_count(1)
-    expect(bar).to_have_attribute("title", re.compile(r"GET http://127\.0\.0\.1:\d+/echo"))
+    expect(bar).to_have_attribute("data-title", re.compile(r"GET http://127\.0\.0\.1:\d+/echo"))
     box = bar.bounding_box()
     track = page.locator(".tl-lane .tl-track").bounding_box()
     assert box is not None

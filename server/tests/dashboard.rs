@@ -873,12 +873,14 @@ async fn detail_lists_statements_groups_repeats_and_draws_them_on_the_timeline()
     assert_eq!(html.matches("class=\"tl-bar tl-query\"").count(), 6);
     assert!(
         html.contains(
-            "class=\"tl-bar tl-call\" style=\"left:50.000%;width:30.000%\" \
-         title=\"6.00 ms at 10.0 ms: GET https://api.example.com/rates?key=[redacted] → 503\""
+            "class=\"tl-bar tl-call\" x=\"50.000%\" y=\"0\" width=\"30.000%\" height=\"100%\" rx=\"2\" \
+         data-title=\"6.00 ms at 10.0 ms: GET https://api.example.com/rates?key=[redacted] → 503\""
         ),
         "{html}"
     );
-    assert!(html.contains("title=\"0.50 ms at 1.00 ms (sqlite3, 1 rows): SELECT * FROM orders\""));
+    assert!(
+        html.contains("<title>0.50 ms at 1.00 ms (sqlite3, 1 rows): SELECT * FROM orders</title>")
+    );
 }
 
 #[tokio::test]
@@ -1252,4 +1254,38 @@ async fn endpoints_page_follows_the_session_and_time_range() {
     assert!(html.contains("value=\"2000-01-01T00:00:00Z\""));
     let (status, _) = page(world.app(), "/routes?session=x").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// The pages' Content-Security-Policy allows no inline style, so no page may
+/// carry a `style=` attribute (it would be drawn unstyled) or a `<style>`.
+#[tokio::test]
+async fn pages_carry_no_inline_style_and_the_policy_allows_none() {
+    let world = World::sample();
+    for uri in [
+        "/",
+        "/requests/1",
+        "/requests/3",
+        "/routes",
+        "/routes/GET/items/%7Bitem_id%7D",
+        "/report",
+    ] {
+        let request = Request::get(uri)
+            .header(header::HOST, "localhost:7477")
+            .body(Body::empty())
+            .unwrap();
+        let response = world.app().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+        let policy = response.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            policy.contains("style-src 'self';") && !policy.contains("unsafe-inline"),
+            "{uri}: {policy}"
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let html = String::from_utf8(body.to_vec()).unwrap();
+        assert!(!html.contains("style="), "{uri} has an inline style");
+        assert!(!html.contains("<style"), "{uri} has a <style> element");
+    }
 }

@@ -191,7 +191,7 @@ fn db_cell(r: &RequestRow) -> String {
 fn duration_bar(duration_ms: f64) -> String {
     let share = ((duration_ms.max(0.1).log10() + 1.0) / 5.0).clamp(0.02, 1.0);
     format!(
-        "<span class=\"bar\"><span style=\"width:{:.0}%\"></span></span>",
+        "<svg class=\"bar\" aria-hidden=\"true\"><rect class=\"bar-fill\" width=\"{:.0}%\" height=\"100%\" rx=\"3\"/></svg>",
         share * 100.0
     )
 }

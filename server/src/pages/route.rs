@@ -334,12 +334,15 @@ fn histogram(s: &RouteStats) -> String {
             } else {
                 ""
             };
+            // Drawn as SVG placed by attributes: no `style=` under the CSP.
+            let height = b.count as f64 / fullest as f64 * 100.0;
             format!(
-                "<div class=\"hbar{mark}\" title=\"{} – {}: {} requests\"><span style=\"height:{:.1}%\"></span></div>",
+                "<div class=\"hbar{mark}\" title=\"{} – {}: {} requests\"><svg aria-hidden=\"true\">\
+                 <rect y=\"{:.1}%\" width=\"100%\" height=\"{height:.1}%\"/></svg></div>",
                 ms(b.from_ms),
                 ms(b.to_ms),
                 count(b.count),
-                b.count as f64 / fullest as f64 * 100.0
+                100.0 - height,
             )
         })
         .collect();
