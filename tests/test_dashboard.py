@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from fixtures import harness
 from tests.context import RunningApp, TestContext
@@ -160,12 +160,14 @@ def page(browser: Browser) -> Iterator[Page]:
     p = context.new_page()
     errors: list[str] = []
     p.on("pageerror", lambda e: errors.append(str(e)))
+
     # The pages' policy has no 'unsafe-inline': an inline style or script the
     # browser refused is a page drawn wrong.
-    p.on(
-        "console",
-        lambda m: m.type == "error" and "Content Security Policy" in m.text and errors.append(m.text),
-    )
+    def refused(message: ConsoleMessage) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            errors.append(message.text)
+
+    p.on("console", refused)
     yield p
     context.close()
     assert not errors, f"JavaScript errors: {errors}"

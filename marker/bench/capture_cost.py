@@ -28,7 +28,7 @@ from typing import Any
 
 os.environ.setdefault("TIMEGLASS_RUNTIME_DIR", tempfile.mkdtemp(prefix="timeglass-bench-"))
 
-from timeglass import TimeGlassMiddleware, _capture, stats
+from timeglass import TimeGlassMiddleware, _on_driver_import, stats
 
 START = {"type": "http.response.start", "status": 200, "headers": []}
 BODY = {"type": "http.response.body", "body": b"ok"}
@@ -94,7 +94,7 @@ def main() -> None:
             setup.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
             setup.executemany("INSERT INTO items VALUES (?, ?)", [(i, f"n{i}") for i in range(100)])
         plain = sqlite3.connect(path)
-        _capture.install()
+        _on_driver_import.install()
         captured = sqlite3.connect(path)
         apps = [
             TimeGlassMiddleware(make_app(c, args.queries, args.depth)) for c in (plain, captured)

@@ -1,5 +1,5 @@
 //! Timing SQL statements and outgoing HTTP calls: what the driver patches of
-//! `timeglass._capture` call around each one.
+//! `timeglass._on_driver_import` call around each one.
 //!
 //! `query_begin()` is the whole cost outside a request (one slot read). Inside
 //! one, `query_end(...)`/`call_end(...)` take the end time, the issuing stack

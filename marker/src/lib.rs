@@ -2,7 +2,7 @@
 //! profiled app. It records each HTTP request's start and end into this
 //! process's ring file and keeps every thread's slot equal to the request the
 //! thread is executing, for the external sampler to read. It also times the
-//! SQL statements and outgoing HTTP calls that `timeglass._capture` reports.
+//! SQL statements and outgoing HTTP calls that `timeglass._on_driver_import` reports.
 //!
 //! Rule one: never break the app. Nothing here panics on the request path, and
 //! when the ring cannot be created requests pass through untouched.

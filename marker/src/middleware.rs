@@ -143,14 +143,14 @@ fn end_without_scope(region: &Region, rid: u64) {
     region.dec_inflight();
 }
 
-/// Makes sure the running loop has the task factory of `timeglass._patches`
+/// Makes sure the running loop has the task factory of `timeglass._on_first_request`
 /// (and, through it, that anyio's thread pool is patched). Costs one method
 /// call per request once installed; failures are ignored.
 fn install_patches(py: Python<'_>) {
     static PATCHES: PyOnceLock<Option<(Py<PyAny>, Py<PyType>)>> = PyOnceLock::new();
     static GET_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let patches = PATCHES.get_or_init(py, || {
-        let m = py.import("timeglass._patches").ok()?;
+        let m = py.import("timeglass._on_first_request").ok()?;
         let install = m.getattr("install").ok()?.unbind();
         let factory = m
             .getattr("TaskFactory")

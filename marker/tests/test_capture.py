@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from timeglass import TimeGlassMiddleware, _capture
+from timeglass import TimeGlassMiddleware, _on_driver_import
 
 from conftest import events_of, read_events
 
@@ -42,7 +42,7 @@ async def test_first_request_installs_capture_and_statements_are_recorded(
     async with client_for(TimeGlassMiddleware(make_app())) as client:
         response = await client.get("/db")
     assert response.json() == {"raised": True}
-    assert getattr(sys.modules["sqlite3"], "__timeglass_capture__", False)
+    assert getattr(sys.modules["sqlite3"], "__timeglass_patched__", False)
     (start,) = [e for e in read_events() if e["kind"] == "start" and e["path"] == "/db"][-1:]
     queries = [e for e in events_of(start["request_id"]) if e["kind"] == "query"]
     assert [q["sql"] for q in queries] == [
@@ -60,8 +60,8 @@ async def test_first_request_installs_capture_and_statements_are_recorded(
 
 
 async def test_install_is_idempotent_and_nothing_is_recorded_outside_requests() -> None:
-    _capture.install()
-    _capture.install()
+    _on_driver_import.install()
+    _on_driver_import.install()
     before = len(read_events())
     conn = sqlite3.connect(":memory:")
     conn.execute("SELECT 1").fetchone()

@@ -123,10 +123,10 @@ async def test_non_http_scopes_pass_through() -> None:
 async def test_auto_wrapping_plus_add_middleware_records_once(client_for: Any) -> None:
     import starlette.applications as sa
 
-    from timeglass import _auto
+    from timeglass import _at_startup
 
     original = sa.Starlette.__call__
-    _auto.patch_starlette(sa)
+    _at_startup.patch_starlette(sa)
     try:
         app = make_app()
         app.add_middleware(TimeGlassMiddleware)

@@ -260,9 +260,9 @@ def test_package_works_from_the_symlink_in_a_bare_interpreter(tmp_path: Path) ->
     import sys, importlib.util
     assert importlib.util.find_spec("starlette") is None, "not a bare interpreter"
     import timeglass
-    from timeglass import _auto
+    from timeglass import _patching
     print(timeglass.__file__.startswith({boot!r}), type(timeglass.TimeGlassMiddleware).__name__)
-    print(any(isinstance(f, _auto._PostImportHook) for f in sys.meta_path))
+    print(any(isinstance(f, _patching._Finder) for f in sys.meta_path))
     """
     boot = bootstrap_dir(tmp_path)
     env = {"PYTHONPATH": str(boot), _env.AUTO: "1", _env.RUNTIME_DIR: str(tmp_path)}

@@ -1,4 +1,5 @@
-"""What each supported driver needs patched for ``_capture`` to time its statements or calls.
+"""What each supported driver needs patched for ``_on_driver_import`` to time its statements
+or calls.
 
 Drivers built in C (``sqlite3``, ``psycopg2``) cannot be patched in place: their ``connect``
 hands out subclasses of the connection class the app asked for, whose cursors are timed
@@ -19,9 +20,9 @@ from typing import Any
 
 from timeglass import _native
 from timeglass._guard import never_raise
+from timeglass._patching import is_patched, mark_patched
 from timeglass._wrappers import (
     IN_ORM,
-    MARK,
     Driver,
     Extract,
     begin,
@@ -92,7 +93,7 @@ def _patch_sqlite3(module: Any) -> None:
                 kwargs["factory"] = _sqlite_connection(kwargs.get("factory", dbapi2.Connection))
         return original(*args, **kwargs)
 
-    setattr(connect, MARK, True)
+    mark_patched(connect)
     module.connect = connect
     dbapi2.connect = connect
 
@@ -102,7 +103,7 @@ def _subclass(base: type, namespace: dict[str, Any]) -> type:
     cls = type(base.__name__, (base,), namespace)
     cls.__qualname__ = base.__qualname__
     cls.__module__ = base.__module__
-    setattr(cls, MARK, True)
+    mark_patched(cls)
     return cls
 
 
@@ -111,7 +112,7 @@ def _derived(
 ) -> Any:
     """The subclass of ``base`` with ``namespace(base)``, made once per class; ``base`` itself
     when it is not a ``required`` class or is already one of ours."""
-    if not isinstance(base, type) or not issubclass(base, required) or getattr(base, MARK, False):
+    if not isinstance(base, type) or not issubclass(base, required) or is_patched(base):
         return base
     cls = cache.get(base)
     if cls is None:
@@ -227,7 +228,7 @@ def _on_prepared(
     """Like ``timed_async``, for methods whose statement text lives on ``self``."""
 
     def make(original: Callable[..., Any]) -> Any:
-        if getattr(original, MARK, False):
+        if is_patched(original):
             return original
 
         @functools.wraps(original)
@@ -248,7 +249,7 @@ def _on_prepared(
             record(start, "asyncpg", extract, a, k, rows_or_unknown(rows, self, result), None)
             return result
 
-        setattr(method, MARK, True)
+        mark_patched(method)
         return method
 
     wrap(cls, name, make)
@@ -300,7 +301,7 @@ def _patch_psycopg2(module: Any) -> None:
             factory = _pg2_connection(connection_factory or module.extensions.connection)
         return original(dsn, connection_factory=factory, cursor_factory=cursor_factory, **kwargs)
 
-    setattr(connect, MARK, True)
+    mark_patched(connect)
     module.connect = connect
 
 
@@ -426,7 +427,7 @@ def _timed_send(original: Callable[..., Any], library: str, nested: threading.lo
         _call(start, library, request, response, None)
         return response
 
-    setattr(send, MARK, True)
+    mark_patched(send)
     return send
 
 
@@ -444,7 +445,7 @@ def _timed_send_async(original: Callable[..., Any], library: str) -> Any:
         _call(start, library, request, response, None)
         return response
 
-    setattr(send, MARK, True)
+    mark_patched(send)
     return send
 
 

@@ -1,4 +1,4 @@
-"""What the driver patches of ``_drivers.py`` are made of: the marker attribute, the timing
+"""What the driver patches of ``_drivers.py`` are made of: the timing
 calls into ``_native``, and the wrappers that record a statement without changing what the
 wrapped method returns or raises.
 """
@@ -14,8 +14,7 @@ from typing import Any
 
 from timeglass import _native
 from timeglass._guard import never_raise
-
-MARK = "__timeglass_capture__"
+from timeglass._patching import is_patched, mark_patched
 
 begin = _native.query_begin
 end = _native.query_end
@@ -73,7 +72,7 @@ def timed_async(
     ``extract_for(self)``, when given, makes the extract from the object the method is
     called on (a statement that only that object can render), instead of ``extract``.
     """
-    if getattr(original, MARK, False):
+    if is_patched(original):
         return original
 
     @functools.wraps(original)
@@ -90,7 +89,7 @@ def timed_async(
         record(start, driver, how, args, kwargs, rows_or_unknown(rows, self, result), None)
         return result
 
-    setattr(method, MARK, True)
+    mark_patched(method)
     return method
 
 

@@ -26,9 +26,9 @@ def _chain_shadowed_sitecustomize() -> None:
 
 def _install_auto() -> None:
     if os.environ.get("TIMEGLASS_AUTO") == "1":
-        from timeglass import _auto
+        from timeglass import _at_startup
 
-        _auto.install()
+        _at_startup.install()
 
 
 def _main() -> None:

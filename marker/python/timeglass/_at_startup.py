@@ -1,6 +1,8 @@
-"""Zero-code injection: every Starlette/FastAPI app is recorded, outside its own middlewares.
+"""Run at interpreter start-up: every Starlette/FastAPI app is recorded, outside its own
+middlewares.
 
-Imported by the ``sitecustomize`` that ``timeglass run`` puts on ``PYTHONPATH``. It patches
+Imported by the ``sitecustomize`` that ``timeglass run`` puts on ``PYTHONPATH`` (only then). It
+patches
 ``Starlette.__call__`` (now, or right after ``starlette.applications`` is first imported) so the
 app object handed to any server is wrapped in :class:`timeglass.TimeGlassMiddleware` outside
 its ``ServerErrorMiddleware``, and Uvicorn's ``Server.shutdown`` so that a graceful shutdown
@@ -10,44 +12,34 @@ is told apart from a crash even without a lifespan. Stdlib only, like the rest o
 from __future__ import annotations
 
 import asyncio
-import importlib.abc
-import importlib.machinery
 import inspect
 import sys
 import types
-from collections.abc import Sequence
 from typing import Any
 
 from timeglass._guard import never_raise
+from timeglass._patching import after_import, is_patched, mark_patched
 
-_MARK = "__timeglass_patched__"
 _CACHE_ATTR = "_timeglass_marker"
 
 
 def install() -> None:
     """Patches Starlette now if it is imported, otherwise as soon as it is; hooks the database
-    drivers and HTTP clients before the app imports them (``_capture``)."""
+    drivers and HTTP clients before the app imports them (``_on_driver_import``)."""
     try:
-        from timeglass import _capture
+        from timeglass import _on_driver_import
 
-        _capture.install()
+        _on_driver_import.install()
     except Exception as exc:  # noqa: BLE001 - capture is off, the app starts as before
         print(f"timeglass: SQL and HTTP capture is off ({exc!r})", file=sys.stderr)
-    pending = False
     for name, patch in _PATCHES.items():
-        module = sys.modules.get(name)
-        if module is not None:
-            _patch_quietly(name, patch, module)
-        else:
-            pending = True
-    if pending and not any(isinstance(f, _PostImportHook) for f in sys.meta_path):
-        sys.meta_path.insert(0, _PostImportHook())
+        after_import(name, _quietly(name, patch))
 
 
 def patch_starlette(module: types.ModuleType) -> None:
     starlette_cls: Any = module.Starlette
     original = starlette_cls.__call__
-    if getattr(original, _MARK, False):
+    if is_patched(original):
         return
     from timeglass import TimeGlassMiddleware
 
@@ -61,7 +53,7 @@ def patch_starlette(module: types.ModuleType) -> None:
     __call__.__qualname__ = original.__qualname__
     __call__.__doc__ = original.__doc__
     _mark_coroutine_function(__call__)
-    setattr(__call__, _MARK, True)
+    mark_patched(__call__)
     starlette_cls.__call__ = __call__
 
 
@@ -73,7 +65,7 @@ def patch_uvicorn_shutdown(module: types.ModuleType) -> None:
     """
     server_cls: Any = module.Server
     original = server_cls.shutdown
-    if getattr(original, _MARK, False):
+    if is_patched(original):
         return
 
     async def shutdown(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -86,7 +78,7 @@ def patch_uvicorn_shutdown(module: types.ModuleType) -> None:
 
     shutdown.__qualname__ = original.__qualname__
     shutdown.__doc__ = original.__doc__
-    setattr(shutdown, _MARK, True)
+    mark_patched(shutdown)
     server_cls.shutdown = shutdown
 
 
@@ -96,11 +88,17 @@ _PATCHES = {
 }
 
 
-def _patch_quietly(name: str, patch: Any, module: types.ModuleType) -> None:
-    try:
-        patch(module)
-    except Exception as exc:  # noqa: BLE001 - unpatched, the app runs as before
-        print(f"timeglass: cannot patch {name} ({exc!r})", file=sys.stderr)
+def _quietly(name: str, patch: Any) -> Any:
+    """``patch``, saying in one line why it could not be applied instead of raising."""
+
+    def apply(module: types.ModuleType) -> None:
+        try:
+            patch(module)
+        except Exception as exc:  # noqa: BLE001 - unpatched, the app runs as before
+            with never_raise:
+                print(f"timeglass: cannot patch {name} ({exc!r})", file=sys.stderr)
+
+    return apply
 
 
 def _mark_coroutine_function(func: Any) -> None:
@@ -111,39 +109,3 @@ def _mark_coroutine_function(func: Any) -> None:
     legacy = getattr(asyncio.coroutines, "_is_coroutine", None)  # Python < 3.12
     if legacy is not None:
         func._is_coroutine = legacy
-
-
-class _PostImportHook(importlib.abc.MetaPathFinder):
-    """Finds the modules of ``_PATCHES`` through the other finders, patches each once executed."""
-
-    def find_spec(
-        self,
-        fullname: str,
-        path: Sequence[str] | None,
-        target: types.ModuleType | None = None,
-    ) -> importlib.machinery.ModuleSpec | None:
-        patch = _PATCHES.get(fullname)
-        if patch is None:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None and spec.loader is not None:
-                spec.loader = _PatchingLoader(spec.loader, fullname, patch)
-                return spec
-        return None
-
-
-class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, inner: importlib.abc.Loader, name: str, patch: Any) -> None:
-        self._inner = inner
-        self._name = name
-        self._patch = patch
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
-        return self._inner.create_module(spec)
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        self._inner.exec_module(module)
-        _patch_quietly(self._name, self._patch, module)

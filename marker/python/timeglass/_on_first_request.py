@@ -1,7 +1,8 @@
-"""What the marker adds to the running app so work outside the request's own task is attributed.
+"""Run on the first request: what the marker adds so work outside the request's own task is
+attributed to it.
 
 The native middleware calls :func:`install` with the running loop on the first request it sees
-on a loop whose task factory is not ours. Both patches are idempotent.
+on a loop whose task factory is not ours. Every patch is idempotent.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ import importlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from timeglass import _capture, _native
+from timeglass import _native, _on_driver_import
+from timeglass._patching import is_patched, mark_patched
 
 _TaskFactoryFn = Callable[..., "asyncio.Future[Any]"]
-
-_BOUND_MARK = "__timeglass_bound__"
 
 
 class TaskFactory:
@@ -41,11 +41,12 @@ class TaskFactory:
 
 def install(loop: asyncio.AbstractEventLoop) -> None:
     """Installs the task factory on ``loop`` (chaining any other), patches anyio, thread
-    pools and FastAPI once, and starts capturing SQL statements and HTTP calls (``_capture``)."""
+    pools and FastAPI once, and starts capturing SQL statements and HTTP calls
+    (``_on_driver_import``)."""
     patch_anyio_to_thread()
     patch_thread_pool_submit()
     patch_fastapi_endpoint()
-    _capture.install()
+    _on_driver_import.install()
     previous = loop.get_task_factory()
     if not isinstance(previous, TaskFactory):
         factory: Any = TaskFactory(previous)  # typeshed's protocol omits the keyword arguments
@@ -62,7 +63,7 @@ def patch_anyio_to_thread() -> None:
     except ImportError:
         return
     original = to_thread.run_sync
-    if getattr(original, _BOUND_MARK, False):
+    if is_patched(original):
         return
 
     @functools.wraps(original)
@@ -72,7 +73,7 @@ def patch_anyio_to_thread() -> None:
             func = _native.bind(rid, func)
         return await original(func, *args, **kwargs)
 
-    setattr(run_sync, _BOUND_MARK, True)
+    mark_patched(run_sync)
     to_thread.run_sync = run_sync
 
 
@@ -84,7 +85,7 @@ def patch_thread_pool_submit() -> None:
     """
     pool: Any = concurrent.futures.ThreadPoolExecutor
     original = pool.submit
-    if getattr(original, _BOUND_MARK, False):
+    if is_patched(original):
         return
 
     @functools.wraps(original)
@@ -94,7 +95,7 @@ def patch_thread_pool_submit() -> None:
             fn = _native.bind(rid, fn)
         return original(self, fn, *args, **kwargs)
 
-    setattr(submit, _BOUND_MARK, True)
+    mark_patched(submit)
     pool.submit = submit
 
 

@@ -1,19 +1,19 @@
-"""Captures the SQL statements and outgoing HTTP calls each request makes.
+"""Run when a database driver or HTTP client is imported: captures each request's SQL and calls.
 
-:func:`install` patches every supported driver that is imported now and, through an import
-hook, every one imported later. Under ``timeglass run`` it runs at interpreter start-up; with
-the explicit middleware line, on the first request. The patches (``_drivers.py``) call
-``_native.query_begin()`` before a statement, which costs one slot read and answers 0 outside a
-request, and ``_native.query_end(...)``/``_native.call_end(...)`` after it, which time it,
-capture the calling stack and publish it. A patch never raises into the app and never changes
-what a driver returns or raises. ``TIMEGLASS_CAPTURE=0`` leaves every driver untouched.
+:func:`install` patches every supported driver that is imported now and, through the marker's
+import hook (``_patching``), every one imported later. Under ``timeglass run`` it runs at
+interpreter start-up; with the explicit middleware line, on the first request. The patches
+(``_drivers.py``) call ``_native.query_begin()`` before a statement, which costs one slot read
+and answers 0 outside a request, and ``_native.query_end(...)``/``_native.call_end(...)`` after
+it, which time it, capture the calling stack and publish it. A patch never raises into the app
+and never changes what a driver returns or raises. ``TIMEGLASS_CAPTURE=0`` leaves every driver
+untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.abc
-import importlib.machinery
+import functools
 import importlib.util
 import os
 import re
@@ -23,11 +23,11 @@ import sysconfig
 import threading
 import types
 from collections.abc import Sequence
-from typing import Any
 
 from timeglass import _drivers, _env, _native
 from timeglass._guard import never_raise
-from timeglass._wrappers import MARK, Driver
+from timeglass._patching import after_import, is_patched, mark_patched
+from timeglass._wrappers import Driver
 
 _lock = threading.Lock()
 _installed = False
@@ -48,18 +48,15 @@ def install() -> None:
         warn("capture", f"SQL and HTTP capture is off: {exc!r}")
         return
     for driver in _drivers.DRIVERS:
-        module = sys.modules.get(driver.module)
-        if module is not None:
-            patch(driver, module)
-    sys.meta_path.insert(0, _ImportHook({d.module: d for d in _drivers.DRIVERS}))
+        after_import(driver.module, functools.partial(patch, driver))
 
 
 def patch(driver: Driver, module: types.ModuleType) -> None:
     """Applies one driver's patch once, or says in one line why it cannot."""
-    if getattr(module, MARK, False):
+    if is_patched(module):
         return
     try:
-        setattr(module, MARK, True)
+        mark_patched(module)
         version = str(getattr(module, "__version__", "") or "")
         if driver.versions is not None and not _known(version, *driver.versions):
             low, high = driver.versions
@@ -122,45 +119,3 @@ def _library_prefixes() -> list[str]:
     with contextlib.suppress(AttributeError):  # some embedded interpreters have a reduced `site`
         found += [*site.getsitepackages(), site.getusersitepackages()]
     return _with_sep([p for p in found if p])
-
-
-class _ImportHook(importlib.abc.MetaPathFinder):
-    """Patches a driver right after its module is first executed."""
-
-    def __init__(self, drivers: dict[str, Driver]) -> None:
-        self._drivers = drivers
-
-    def find_spec(
-        self,
-        fullname: str,
-        path: Sequence[str] | None,
-        target: types.ModuleType | None = None,
-    ) -> importlib.machinery.ModuleSpec | None:
-        driver = self._drivers.get(fullname)
-        if driver is None:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None and spec.loader is not None:
-                spec.loader = _PatchingLoader(spec.loader, driver)
-                return spec
-        return None
-
-
-class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, inner: importlib.abc.Loader, driver: Driver) -> None:
-        self._inner = inner
-        self._driver = driver
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
-        return self._inner.create_module(spec)
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        self._inner.exec_module(module)
-        patch(self._driver, module)
-
-    def __getattr__(self, name: str) -> Any:
-        # Resource readers and `get_data` callers see the real loader.
-        return getattr(self._inner, name)
