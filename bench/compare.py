@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -66,49 +65,16 @@ class Tally:
             self.right += 1
 
 
-def timeglass(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = harness.clean_env({"TIMEGLASS_DB": str(db)})
-    return subprocess.run(
-        [str(harness.timeglass_bin()), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=harness.REPO_ROOT,
-        timeout=120,
-        check=False,
-    )
+timeglass = harness.timeglass
 
 
 def record(db: Path, rounds: int, changed: bool) -> int:
     """Runs the traffic suite under `timeglass run`; the new session's id."""
-    env = {"TIMEGLASS_DB": str(db), "COMPARE_ROUNDS": str(rounds)}
-    env.update(CHANGED_ENV if changed else {})
-    argv = [
-        str(harness.timeglass_bin()),
-        "run",
-        "--",
-        str(harness.venv_python()),
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "fixtures/compare_traffic.py",
-    ]
-    done = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        env=harness.clean_env(env),
-        cwd=harness.REPO_ROOT,
-        timeout=300,
-        check=False,
-    )
+    env = {"COMPARE_ROUNDS": str(rounds), **(CHANGED_ENV if changed else {})}
+    done, session = harness.record_compare_traffic(db, env)
     if done.returncode != 0:
         raise BenchError(f"recording failed:\n{done.stdout}{done.stderr}")
-    with sqlite3.connect(db) as conn:
-        (session,) = conn.execute("SELECT max(id) FROM sessions").fetchone()
-    return int(session)
+    return session
 
 
 def compare(db: Path, a: int, b: int) -> dict[str, Any]:

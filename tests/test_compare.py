@@ -34,38 +34,18 @@ class Done:
 
 
 def timeglass(db: Path, *args: str) -> Done:
-    argv = [str(harness.timeglass_bin()), *args]
-    env = harness.clean_env({"TIMEGLASS_DB": str(db)})
-    p = subprocess.run(
-        argv, capture_output=True, text=True, env=env, cwd=harness.REPO_ROOT, timeout=120
-    )
+    p = harness.timeglass(db, *args)
     return Done(p.returncode, p.stdout, p.stderr)
 
 
-def latest_session(db: Path) -> int:
-    with sqlite3.connect(db) as conn:
-        (session,) = conn.execute("SELECT max(id) FROM sessions").fetchone()
-    return int(session)
+latest_session = harness.latest_session
 
 
 def record(db: Path, cwd: Path = harness.REPO_ROOT, **env: str) -> int:
     """Runs the traffic suite under `timeglass run` in `cwd`; the new session's id."""
-    argv = [
-        str(harness.timeglass_bin()),
-        "run",
-        "--",
-        str(harness.venv_python()),
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        str(harness.REPO_ROOT / "fixtures" / "compare_traffic.py"),
-    ]
-    full_env = harness.clean_env({"TIMEGLASS_DB": str(db), **env})
-    p = subprocess.run(argv, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=120)
-    assert p.returncode == 0, p.stdout + p.stderr
-    return latest_session(db)
+    done, session = harness.record_compare_traffic(db, env, cwd=cwd, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return session
 
 
 def serve_and_send(db: Path, log_dir: Path) -> int:
