@@ -107,8 +107,10 @@ def test_thresholds_come_from_timeglass_toml_and_decide_the_exit_code(
     recorded: TestContext, tmp_path: Path
 ) -> None:
     config = tmp_path / "timeglass.toml"
+    # On a loaded machine an async handler can hold the loop past the block
+    # threshold now and then: this test is about where thresholds come from.
     config.write_text(
-        "[thresholds]\nerror_rate_5xx = 0.5\npeak_cpu = 400\n"
+        "[thresholds]\nerror_rate_5xx = 0.5\npeak_cpu = 400\nloop_blocks = 1\n"
         "p90_latency = { warn = 1, fail = 2000 }\n"
     )
     code, r = report(recorded, cwd=tmp_path)
@@ -116,7 +118,7 @@ def test_thresholds_come_from_timeglass_toml_and_decide_the_exit_code(
     scores = {s["benchmark"]: s for s in r["scores"]}
     assert scores["error_rate_5xx"]["status"] == "warn"
     assert scores["p90_latency"]["status"] == "warn"
-    assert code == 0, r["scores"]
+    assert code == 0, [s for s in r["scores"] if s["status"] == "fail"]
     table = recorded.cli("report", "--db", str(recorded.db), cwd=tmp_path)
     assert f"Score (thresholds: {config})" in table.stdout, table.describe()
     assert "\x1b[" not in table.stdout, "no colours when not on a terminal"

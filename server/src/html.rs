@@ -1,9 +1,19 @@
-//! HTML helpers: escaping, filling the templates of `server/templates/`,
+//! HTML helpers: escaping, rendering the templates of `server/templates/`,
 //! and the formats pages show values in.
 
+use askama::Template;
 use axum::response::Html;
 
-const LAYOUT: &str = include_str!("../templates/layout.html");
+#[derive(Template)]
+#[template(path = "layout.html")]
+struct LayoutTemplate<'a> {
+    title: &'a str,
+    nav_requests: &'a str,
+    nav_routes: &'a str,
+    nav_report: &'a str,
+    nav_compare: &'a str,
+    body: &'a str,
+}
 
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -20,24 +30,19 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// Replaces each `{{name}}` in `template` with its value, in one pass (a
-/// value containing `{{` is left alone). Values must already be HTML.
-pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            break;
-        };
-        let name = after[..end].trim();
-        let value = values.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
-        out.push_str(value.unwrap_or_else(|| panic!("template value `{name}` missing")));
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    out
+/// A page or section from its template (`server/templates/`,
+/// `flamegraph-templates/`): askama checks at compile time that the template
+/// and its struct name the same values, and escapes every value the template
+/// does not mark `|safe` (those are HTML the server built). Rendering into a
+/// `String` cannot fail but through a value's `Display`, which ours never do;
+/// should one, the page says so instead of panicking.
+pub fn render<T: Template>(template: &T) -> String {
+    template.render().unwrap_or_else(|e| {
+        format!(
+            "<p class=\"error\">This part of the page could not be drawn: {}</p>",
+            escape(&e.to_string())
+        )
+    })
 }
 
 /// A whole page: `body` (HTML) inside the layout; `nav` is the current
@@ -47,17 +52,14 @@ pub fn page(title: &str, nav: &str, body: &str) -> Html<String> {
         true => " aria-current=\"page\"",
         false => "",
     };
-    Html(fill(
-        LAYOUT,
-        &[
-            ("title", &escape(title)),
-            ("nav_requests", current("requests")),
-            ("nav_routes", current("routes")),
-            ("nav_report", current("report")),
-            ("nav_compare", current("compare")),
-            ("body", body),
-        ],
-    ))
+    Html(render(&LayoutTemplate {
+        title,
+        nav_requests: current("requests"),
+        nav_routes: current("routes"),
+        nav_report: current("report"),
+        nav_compare: current("compare"),
+        body,
+    }))
 }
 
 /// Percent-encodes a path, keeping its `/` separators.
@@ -135,9 +137,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fill_replaces_once_and_escape_escapes() {
-        let out = fill("<p>{{a}} {{ b }}</p>", &[("a", "{{b}}"), ("b", "x")]);
-        assert_eq!(out, "<p>{{b}} x</p>");
+    fn the_layout_escapes_text_and_keeps_html() {
+        let Html(out) = page("<b>&", "routes", "<p>{{x}}</p>");
+        assert!(
+            out.contains("<title>&#60;b&#62;&#38; · TimeGlass</title>"),
+            "{out}"
+        );
+        assert!(out.contains("<main>\n<p>{{x}}</p>\n</main>"), "{out}");
+        assert!(
+            out.contains("<a href=\"/routes\" aria-current=\"page\">"),
+            "{out}"
+        );
         assert_eq!(
             escape("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"

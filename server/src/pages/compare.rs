@@ -3,6 +3,7 @@
 //! explains each change, and per endpoint a differential flame graph
 //! (`/compare/endpoint`).
 
+use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,12 +16,37 @@ use timeglass_store::{local_time, BaselineRow, SessionRow, Store};
 use crate::compare::{no_endpoint, CompareParams, Compared, Side};
 use crate::diff::DiffProfile;
 use crate::error::AppError;
-use crate::html::{count, escape, fill, json_script, ms, page, query_value};
+use crate::html::{count, escape, json_script, ms, page, query_value, render};
 use crate::{db, AppState};
 
-const COMPARE: &str = include_str!("../../templates/compare.html");
-const ENDPOINT: &str = include_str!("../../templates/compare_endpoint.html");
-const DIFF: &str = include_str!("../../../flamegraph-templates/diff.html");
+#[derive(Template)]
+#[template(path = "compare.html")]
+struct CompareTemplate<'a> {
+    a_options: &'a str,
+    b_options: &'a str,
+    body: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "compare_endpoint.html")]
+struct CompareEndpointTemplate<'a> {
+    back: &'a str,
+    title: &'a str,
+    verdict: &'a str,
+    sides: &'a str,
+    row: &'a str,
+    explained: &'a str,
+    diff: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "diff.html")]
+struct DiffTemplate<'a> {
+    unit: &'a str,
+    api: &'a str,
+    functions: &'a str,
+    diff_json: &'a str,
+}
 
 /// What the pickers offer.
 struct Choices {
@@ -114,14 +140,11 @@ fn page_or_error(
             ),
         ),
     };
-    let html = fill(
-        COMPARE,
-        &[
-            ("a_options", &a_options),
-            ("b_options", &b_options),
-            ("body", &body),
-        ],
-    );
+    let html = render(&CompareTemplate {
+        a_options: &a_options,
+        b_options: &b_options,
+        body: &body,
+    });
     (status, page(title, "compare", &html)).into_response()
 }
 
@@ -353,28 +376,19 @@ fn endpoint_body(
         escape(&method),
         escape(route.as_deref().unwrap_or("(no route)"))
     );
-    Ok(fill(
-        ENDPOINT,
-        &[
-            ("back", &format!("/compare?{query}")),
-            ("title", &title),
-            ("verdict", &verdict(e)),
-            (
-                "sides",
-                &format!(
-                    "B: {} against A: {}",
-                    escape(&b.describe()),
-                    escape(&a.describe())
-                ),
-            ),
-            ("row", &row(e, &query)),
-            ("explained", &explanation(e)),
-            (
-                "diff",
-                &diff_section(&diff, "per request, on average", &api),
-            ),
-        ],
-    ))
+    Ok(render(&CompareEndpointTemplate {
+        back: &format!("/compare?{query}"),
+        title: &title,
+        verdict: &verdict(e),
+        sides: &format!(
+            "B: {} against A: {}",
+            escape(&b.describe()),
+            escape(&a.describe())
+        ),
+        row: &row(e, &query),
+        explained: &explanation(e),
+        diff: &diff_section(&diff, "per request, on average", &api),
+    }))
 }
 
 /// The differential flame graph section, with its data and functions.
@@ -403,13 +417,10 @@ pub fn diff_section(diff: &DiffProfile, unit: &str, api: &str) -> String {
             )
         })
         .collect();
-    fill(
-        DIFF,
-        &[
-            ("unit", unit),
-            ("api", &escape(api)),
-            ("functions", &functions),
-            ("diff_json", &json_script(diff)),
-        ],
-    )
+    render(&DiffTemplate {
+        unit,
+        api,
+        functions: &functions,
+        diff_json: &json_script(diff),
+    })
 }

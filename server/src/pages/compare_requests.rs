@@ -2,6 +2,7 @@
 //! request page's "compare with…"): their figures and time breakdowns, and
 //! the differential flame graph of their stacks.
 
+use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,13 +13,19 @@ use timeglass_store::{local_time, Endpoint, RequestRow, Store};
 
 use crate::diff::DiffProfile;
 use crate::error::{ApiError, AppError};
-use crate::html::{escape, fill, ms, page};
+use crate::html::{escape, ms, page, render};
 use crate::pages::compare::diff_section;
 use crate::pages::status_text;
 use crate::pages::time::request_breakdown;
 use crate::{db, AppState};
 
-const REQUESTS: &str = include_str!("../../templates/compare_requests.html");
+#[derive(Template)]
+#[template(path = "compare_requests.html")]
+struct CompareRequestsTemplate<'a> {
+    a: &'a str,
+    b: &'a str,
+    body: &'a str,
+}
 
 /// `?a=ID&b=ID`: B is the request compared, A the one it is compared
 /// with (by default the previous request of B's route in its session).
@@ -115,14 +122,11 @@ pub async fn requests(
             Err(e) => return Err(e),
         };
         let value = |v: &Option<String>| escape(v.as_deref().unwrap_or(""));
-        let html = fill(
-            REQUESTS,
-            &[
-                ("a", &value(&pair.a)),
-                ("b", &value(&pair.b)),
-                ("body", &body),
-            ],
-        );
+        let html = render(&CompareRequestsTemplate {
+            a: &value(&pair.a),
+            b: &value(&pair.b),
+            body: &body,
+        });
         Ok((status, page("Compare two requests", "requests", &html)).into_response())
     })
     .await

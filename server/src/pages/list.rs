@@ -1,18 +1,37 @@
 //! The request list (`/`): filters, sort, pages, and the live stream's
 //! address for new requests.
 
+use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Html;
 use timeglass_store::{RequestRow, SessionRow, Sort};
 
 use crate::error::AppError;
-use crate::html::{escape, fill, page};
+use crate::html::{escape, page, render};
 use crate::list::{split_page, ListParams, SORTS};
 use crate::pages::report::scope_fields;
 use crate::pages::{request_line, RouteP95};
 use crate::{db, AppState};
 
-const REQUESTS: &str = include_str!("../../templates/requests.html");
+#[derive(Template)]
+#[template(path = "requests.html")]
+struct RequestsTemplate<'a> {
+    q: &'a str,
+    method_options: &'a str,
+    status_options: &'a str,
+    min_ms: &'a str,
+    scope: &'a str,
+    sort_options: &'a str,
+    sort: &'a str,
+    duration_sort: &'a str,
+    time_sort: &'a str,
+    cpu_sort: &'a str,
+    rows: &'a str,
+    empty: &'a str,
+    pager: &'a str,
+    stream: &'a str,
+    live: &'a str,
+}
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
@@ -62,29 +81,23 @@ fn requests_page(
         if filter_query.is_empty() { "" } else { "&" },
         filter_query
     );
-    let body = fill(
-        REQUESTS,
-        &[
-            ("q", &escape(params.text().unwrap_or(""))),
-            ("method_options", &method_options(params)),
-            ("status_options", &status_options(params)),
-            (
-                "min_ms",
-                &escape(params.min_ms.as_deref().unwrap_or("").trim()),
-            ),
-            ("scope", &scope),
-            ("sort_options", &sort_options(params)),
-            ("sort", params.sort_name()),
-            ("duration_sort", duration_sort_link(params).as_str()),
-            ("time_sort", time_sort_link(params).as_str()),
-            ("cpu_sort", cpu_sort_link(params).as_str()),
-            ("rows", &lines),
-            ("empty", &empty_list(params, rows)),
-            ("pager", &pager(params, next)),
-            ("stream", &escape(&stream)),
-            ("live", if live { "on" } else { "off" }),
-        ],
-    );
+    let body = render(&RequestsTemplate {
+        q: params.text().unwrap_or(""),
+        method_options: &method_options(params),
+        status_options: &status_options(params),
+        min_ms: params.min_ms.as_deref().unwrap_or("").trim(),
+        scope: &scope,
+        sort_options: &sort_options(params),
+        sort: params.sort_name(),
+        duration_sort: duration_sort_link(params).as_str(),
+        time_sort: time_sort_link(params).as_str(),
+        cpu_sort: cpu_sort_link(params).as_str(),
+        rows: &lines,
+        empty: &empty_list(params, rows),
+        pager: &pager(params, next),
+        stream: &stream,
+        live: if live { "on" } else { "off" },
+    });
     page("Requests", "requests", &body)
 }
 

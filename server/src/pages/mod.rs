@@ -1,5 +1,5 @@
 //! The HTML pages. Handlers read the store through `db::read`; rendering is
-//! plain functions from rows to HTML strings, filling the templates of
+//! plain functions from rows to HTML strings, rendering the askama templates of
 //! `server/templates/` (the flame graph sections from `flamegraph-templates/`).
 
 pub mod compare;
@@ -11,15 +11,21 @@ pub mod request;
 pub mod route;
 pub mod time;
 
+use askama::Template;
 use std::collections::HashMap;
 
 use axum::response::Html;
 use timeglass_store::{local_time, RequestRow, Store};
 
 use crate::error::AppError;
-use crate::html::{escape, fill, ms, page, route_href};
+use crate::html::{escape, ms, page, render, route_href};
 
-const MESSAGE: &str = include_str!("../../templates/message.html");
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessageTemplate<'a> {
+    heading: &'a str,
+    message: &'a str,
+}
 
 /// Routes with fewer requests than this get no "slower than p95" mark: their
 /// p95 says little.
@@ -37,7 +43,10 @@ pub fn error_page(error: &AppError) -> Html<String> {
         _ => "Something went wrong",
     };
     let message = code_spans(&escape(&error.to_string()));
-    let body = fill(MESSAGE, &[("heading", heading), ("message", &message)]);
+    let body = render(&MessageTemplate {
+        heading,
+        message: &message,
+    });
     page(heading, "", &body)
 }
 

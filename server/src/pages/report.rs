@@ -2,20 +2,54 @@
 //! charts of `timeglass report`, over the session and time range its
 //! filters choose; and the charts section the endpoint page shares.
 
+use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Html;
 use timeglass_report::{Report, Score, Stats, Status};
 use timeglass_store::{local_time, SessionRow, Store};
 
 use crate::error::AppError;
-use crate::html::{count, escape, fill, ms, page, query_value};
+use crate::html::{count, escape, ms, page, query_value, render};
 use crate::report::{report_of, StatsParams};
 use crate::{db, AppState};
 
-const REPORT: &str = include_str!("../../templates/report.html");
-const CHARTS: &str = include_str!("../../templates/charts.html");
-const FILTERS: &str = include_str!("../../templates/filters.html");
-const SCOPE: &str = include_str!("../../templates/scope.html");
+#[derive(Template)]
+#[template(path = "report.html")]
+struct ReportTemplate<'a> {
+    session: &'a str,
+    window: &'a str,
+    thresholds: &'a str,
+    filters: &'a str,
+    scores: &'a str,
+    endpoints: &'a str,
+    throughput: &'a str,
+    process: &'a str,
+    never: &'a str,
+    charts: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "charts.html")]
+struct ChartsTemplate<'a> {
+    series: &'a str,
+    live: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "filters.html")]
+struct FiltersTemplate<'a> {
+    action: &'a str,
+    scope: &'a str,
+    hidden: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "scope.html")]
+struct ScopeTemplate<'a> {
+    sessions: &'a str,
+    since: &'a str,
+    until: &'a str,
+}
 
 pub async fn report(
     State(state): State<AppState>,
@@ -63,10 +97,11 @@ pub fn filters(
         params.since.as_deref(),
         params.until.as_deref(),
     );
-    fill(
-        FILTERS,
-        &[("action", action), ("scope", &scope), ("hidden", hidden)],
-    )
+    render(&FiltersTemplate {
+        action,
+        scope: &scope,
+        hidden,
+    })
 }
 
 /// The session picker and time range fields, for [`filters`] or a page's
@@ -105,26 +140,20 @@ pub fn scope_fields(
         })
         .collect();
     let value = |v: Option<&str>| escape(v.unwrap_or("").trim());
-    fill(
-        SCOPE,
-        &[
-            ("sessions", &format!("{any}{options}")),
-            ("since", &value(since)),
-            ("until", &value(until)),
-        ],
-    )
+    render(&ScopeTemplate {
+        sessions: &format!("{any}{options}"),
+        since: &value(since),
+        until: &value(until),
+    })
 }
 
 /// The charts over the API's series of `query`; `live` polls for more.
 pub fn charts(query: &str, live: bool) -> String {
     let series = escape(&format!("/api/v1/series?{query}"));
-    fill(
-        CHARTS,
-        &[
-            ("series", &series),
-            ("live", if live { "true" } else { "false" }),
-        ],
-    )
+    render(&ChartsTemplate {
+        series: &series,
+        live: if live { "true" } else { "false" },
+    })
 }
 
 fn status_cell(status: Status) -> String {
@@ -250,27 +279,18 @@ fn report_page(r: &Report, sessions: &[SessionRow], params: &StatsParams) -> Htm
         escape(&local_time(&r.window.end)),
         r.window.seconds
     );
-    let body = fill(
-        REPORT,
-        &[
-            ("session", &r.session.to_string()),
-            ("window", &window),
-            ("thresholds", &thresholds),
-            (
-                "filters",
-                &filters("/report", sessions, r.session, params, ""),
-            ),
-            (
-                "scores",
-                &r.scores.iter().map(score_row).collect::<String>(),
-            ),
-            ("endpoints", &endpoints),
-            ("throughput", &escape(&throughput)),
-            ("process", &escape(&process)),
-            ("never", &never),
-            ("charts", &charts(&query, live)),
-        ],
-    );
+    let body = render(&ReportTemplate {
+        session: &r.session.to_string(),
+        window: &window,
+        thresholds: &thresholds,
+        filters: &filters("/report", sessions, r.session, params, ""),
+        scores: &r.scores.iter().map(score_row).collect::<String>(),
+        endpoints: &endpoints,
+        throughput: &throughput,
+        process: &process,
+        never: &never,
+        charts: &charts(&query, live),
+    });
     page("Report", "report", &body)
 }
 

@@ -1,6 +1,7 @@
 //! One request (`/requests/{id}`): summary, timeline of its stages, flame
 //! graph with its functions, and the context it carried.
 
+use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Html;
 use serde::Serialize;
@@ -9,15 +10,42 @@ use timeglass_store::{local_time, CallRow, QueryRow, RequestRow, Store};
 
 use crate::error::AppError;
 use crate::flame::Profile;
-use crate::html::{bytes, escape, fill, json_script, ms, page, route_href};
+use crate::html::{bytes, escape, json_script, ms, page, render, route_href};
 use crate::pages::compare_requests::neighbour;
 use crate::pages::io::{calls_panel, queries_panel};
 use crate::pages::status_text;
 use crate::pages::time::{loop_warning, request_breakdown};
 use crate::{db, AppState};
 
-const REQUEST: &str = include_str!("../../templates/request.html");
-const FLAME: &str = include_str!("../../../flamegraph-templates/flame.html");
+#[derive(Template)]
+#[template(path = "request.html")]
+struct RequestTemplate<'a> {
+    method: &'a str,
+    method_class: &'a str,
+    path: &'a str,
+    status: &'a str,
+    status_class: &'a str,
+    route: &'a str,
+    compare_with: &'a str,
+    loop_block: &'a str,
+    summary: &'a str,
+    timeline: &'a str,
+    flame: &'a str,
+    queries_title: &'a str,
+    queries: &'a str,
+    calls_title: &'a str,
+    calls: &'a str,
+    context: &'a str,
+    id: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "flame.html")]
+struct FlameTemplate<'a> {
+    profile_url: &'a str,
+    svg_url: &'a str,
+    profile_json: &'a str,
+}
 
 /// Everything the page shows, also served as JSON (`/api/v1/requests/{id}`).
 #[derive(Serialize)]
@@ -156,48 +184,36 @@ fn request_page(d: &RequestDetail, profile: &Profile, other: Option<i64>) -> Htm
         format!("status-{}xx", s / 100)
     });
     let id = r.id.to_string();
-    let body = fill(
-        REQUEST,
-        &[
-            ("method", &escape(&r.method)),
-            ("method_class", &escape(&r.method.to_ascii_lowercase())),
-            ("path", &escape(&r.path)),
-            ("status", &status_text(r)),
-            ("status_class", &status_class),
-            ("route", &route),
-            ("compare_with", &compare_with(r.id, other)),
-            (
-                "loop_block",
-                &r.loop_block.as_ref().map_or(String::new(), loop_warning),
-            ),
-            ("summary", &summary(d)),
-            ("timeline", &timeline(d)),
-            (
-                "flame",
-                &flame_section(profile, &format!("/api/v1/requests/{id}")),
-            ),
-            ("queries_title", &queries_title(r)),
-            ("queries", &queries_panel(r, &d.query_rows)),
-            ("calls_title", &calls_title(r)),
-            ("calls", &calls_panel(&d.call_rows)),
-            ("context", &context_panel(d.context.as_ref())),
-            ("id", &id),
-        ],
-    );
+    let body = render(&RequestTemplate {
+        method: &r.method,
+        method_class: &r.method.to_ascii_lowercase(),
+        path: &r.path,
+        status: &status_text(r),
+        status_class: &status_class,
+        route: &route,
+        compare_with: &compare_with(r.id, other),
+        loop_block: &r.loop_block.as_ref().map_or(String::new(), loop_warning),
+        summary: &summary(d),
+        timeline: &timeline(d),
+        flame: &flame_section(profile, &format!("/api/v1/requests/{id}")),
+        queries_title: &queries_title(r),
+        queries: &queries_panel(r, &d.query_rows),
+        calls_title: &calls_title(r),
+        calls: &calls_panel(&d.call_rows),
+        context: &context_panel(d.context.as_ref()),
+        id: &id,
+    });
     page(&title, "requests", &body)
 }
 
 /// The flame graph with its controls and function table; `api` is where its
 /// profile (`{api}/profile`) and SVG (`{api}/flamegraph.svg`) are.
 pub fn flame_section(profile: &Profile, api: &str) -> String {
-    fill(
-        FLAME,
-        &[
-            ("profile_url", &escape(&format!("{api}/profile"))),
-            ("svg_url", &escape(&format!("{api}/flamegraph.svg"))),
-            ("profile_json", &json_script(profile)),
-        ],
-    )
+    render(&FlameTemplate {
+        profile_url: &format!("{api}/profile"),
+        svg_url: &format!("{api}/flamegraph.svg"),
+        profile_json: &json_script(profile),
+    })
 }
 
 fn tile(label: &str, value: &str, note: &str) -> String {

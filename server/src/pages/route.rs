@@ -2,6 +2,7 @@
 //! (`/routes/{method}/{route}`): latency numbers, histogram, merged flame
 //! graph and its slowest requests.
 
+use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use serde::Serialize;
@@ -9,7 +10,7 @@ use timeglass_store::{local_time, Endpoint, RequestRow, RouteMatch, RouteRow, St
 
 use crate::error::AppError;
 use crate::flame::Profile;
-use crate::html::{count, escape, fill, ms, page, query_value, route_href};
+use crate::html::{count, escape, ms, page, query_value, render, route_href};
 use crate::pages::report::{filter_query, filters, route_charts};
 use crate::pages::request::flame_section;
 use crate::pages::time::route_breakdown;
@@ -19,8 +20,28 @@ use crate::stats::RouteStats;
 use crate::{db, AppState};
 use timeglass_report::{ReportError, ReportQuery, Selection};
 
-const ROUTE: &str = include_str!("../../templates/route.html");
-const ROUTES: &str = include_str!("../../templates/routes.html");
+#[derive(Template)]
+#[template(path = "route.html")]
+struct RouteTemplate<'a> {
+    method: &'a str,
+    method_class: &'a str,
+    route: &'a str,
+    list: &'a str,
+    api: &'a str,
+    tiles: &'a str,
+    charts: &'a str,
+    histogram: &'a str,
+    breakdown: &'a str,
+    flame: &'a str,
+    slowest: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "routes.html")]
+struct RoutesTemplate<'a> {
+    filters: &'a str,
+    content: &'a str,
+}
 
 /// How many of a route's slowest requests its view lists.
 const SLOWEST: usize = 10;
@@ -207,7 +228,10 @@ fn routes_page_with(routes: &[RouteRow], form: &str, query: &str) -> Html<String
     page(
         "Endpoints",
         "routes",
-        &fill(ROUTES, &[("filters", form), ("content", &content)]),
+        &render(&RoutesTemplate {
+            filters: form,
+            content: &content,
+        }),
     )
 }
 
@@ -288,29 +312,23 @@ fn route_page(
         Some(q) => format!("{api}?{q}"),
         None => api,
     };
-    let body = fill(
-        ROUTE,
-        &[
-            ("method", &escape(&d.method)),
-            ("method_class", &escape(&d.method.to_ascii_lowercase())),
-            ("route", &escape(&d.route)),
-            ("list", &escape(&list)),
-            ("api", &escape(&api)),
-            ("tiles", &tiles(s)),
-            ("charts", charts),
-            ("histogram", &s.map_or(String::new(), histogram)),
-            (
-                "breakdown",
-                &s.and_then(|s| s.avg_breakdown.as_ref()).map_or(
-                    "<p class=\"muted tb-none\">No time breakdown recorded for this endpoint.</p>"
-                        .to_string(),
-                    route_breakdown,
-                ),
-            ),
-            ("flame", &flame_section(profile, &profile_api)),
-            ("slowest", &slowest),
-        ],
-    );
+    let body = render(&RouteTemplate {
+        method: &d.method,
+        method_class: &d.method.to_ascii_lowercase(),
+        route: &d.route,
+        list: &list,
+        api: &api,
+        tiles: &tiles(s),
+        charts,
+        histogram: &s.map_or(String::new(), histogram),
+        breakdown: &s.and_then(|s| s.avg_breakdown.as_ref()).map_or(
+            "<p class=\"muted tb-none\">No time breakdown recorded for this endpoint.</p>"
+                .to_string(),
+            route_breakdown,
+        ),
+        flame: &flame_section(profile, &profile_api),
+        slowest: &slowest,
+    });
     page(&title, "routes", &body)
 }
 
