@@ -1,12 +1,14 @@
 //! `TimeGlassMiddleware`: the outermost ASGI wrapper that records each HTTP request.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use timeglass_wire::{Event, Region, RequestEnd, RequestStart, END_ERROR, END_NO_RESPONSE};
 
-use crate::context::{self, ReceiveWrapper, ResponseContext};
+use crate::context::{self, ReceiveWrapper, RequestHead, ResponseContext};
 use crate::lifespan;
 use crate::scope::{Recording, RequestScope, SendWrapper};
 use crate::state;
@@ -76,8 +78,9 @@ impl TimeGlassMiddleware {
     }
 }
 
-/// Publishes the request's context and wraps `receive` to see its body,
-/// unless `TIMEGLASS_CONTEXT=0`. On any failure `receive` is left as it was.
+/// Publishes the request's context and, when the request may carry a body,
+/// wraps `receive` to see it; unless `TIMEGLASS_CONTEXT=0`. On any failure
+/// `receive` is left as it was.
 fn capture_context<'py>(
     region: &Region,
     rid: u64,
@@ -87,8 +90,12 @@ fn capture_context<'py>(
     if !context::enabled() {
         return (receive, None);
     }
-    state::publish(region, &context::request_event(rid, scope));
-    let response = ResponseContext::new(scope);
+    let mut head = RequestHead::scan(scope);
+    context::publish(region, head.event(rid, scope));
+    let response = ResponseContext::new(head.content_type);
+    if !head.may_have_body {
+        return (receive, Some(response));
+    }
     let wrapper = ReceiveWrapper::new(receive.clone().unbind(), response.capture.clone());
     match Bound::new(scope.py(), wrapper) {
         Ok(wrapped) => (wrapped.into_any(), Some(response)),
@@ -172,7 +179,20 @@ fn install_patches(py: Python<'_>) {
     if event_loop.is_none() {
         return;
     }
-    let current = event_loop.call_method0(intern!(py, "get_task_factory"));
+    // asyncio's loops keep the factory in an attribute: reading it costs no
+    // Python frame, unlike `get_task_factory()`, which other loops (uvloop) need.
+    static NO_ATTRIBUTE: AtomicBool = AtomicBool::new(false);
+    let attribute = match NO_ATTRIBUTE.load(Ordering::Relaxed) {
+        false => event_loop.getattr(intern!(py, "_task_factory")).ok(),
+        true => None,
+    };
+    let current = match attribute {
+        Some(factory) => Ok(factory),
+        None => {
+            NO_ATTRIBUTE.store(true, Ordering::Relaxed);
+            event_loop.call_method0(intern!(py, "get_task_factory"))
+        }
+    };
     if current.is_ok_and(|f| f.get_type().is(factory_type.bind(py))) {
         return;
     }

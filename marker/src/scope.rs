@@ -337,7 +337,7 @@ impl SendWrapper {
         if let Ok(message) = message.cast::<PyDict>() {
             let event =
                 context::response_event(self.rid, message, &context.content_type, &context.capture);
-            state::publish(region, &event);
+            context::publish(region, event);
         }
     }
 
