@@ -92,7 +92,7 @@ impl RequestHead {
             let mut budget = MAX_HEADER_BYTES;
             for_each_header(&list, |name, value| {
                 if name.eq_ignore_ascii_case(b"content-type") {
-                    head.content_type = lossy(cut(value, MAX_HEADER_BYTES));
+                    head.content_type = lossy(cut(value, MAX_ONE_HEADER));
                 } else if name.eq_ignore_ascii_case(b"content-length") {
                     framed = true;
                     head.may_have_body |= value.trim_ascii() != b"0";
@@ -172,6 +172,10 @@ fn for_each_header(list: &Bound<'_, PyAny>, mut f: impl FnMut(&[u8], &[u8])) {
     }
 }
 
+/// Most bytes of one header's name or value that an event carries: a
+/// huge header cannot crowd out all the others.
+const MAX_ONE_HEADER: usize = MAX_HEADER_BYTES / 4;
+
 /// Appends one header as the event carries it, unless `budget` (the bytes
 /// the event has room for) is spent.
 fn push_redacted(
@@ -180,15 +184,15 @@ fn push_redacted(
     value: &[u8],
     budget: &mut usize,
 ) {
-    let name = cut(name, MAX_HEADER_BYTES);
+    let name = cut(name, MAX_ONE_HEADER);
     let value = if redact::secret_header_bytes(name) {
         REDACTED.as_bytes()
     } else {
-        cut(value, MAX_HEADER_BYTES)
+        cut(value, MAX_ONE_HEADER)
     };
     let size = name.len() + value.len();
+    // One header too large for what is left is left out; the smaller ones after it still fit.
     if size > *budget {
-        *budget = 0;
         return;
     }
     *budget -= size;
