@@ -20,7 +20,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 __all__ = ["TimeGlassMiddleware", "current_request", "stats"]
 
 try:
-    from timeglass import _native
+    from timeglass import _native, _record
 except ImportError as exc:  # pragma: no cover - exercised only without the extension
     _native = None  # type: ignore[assignment]
     print(
@@ -57,6 +57,8 @@ if _native is not None:
                 await native_call(scope, receive, send)
 
             self.__call__ = __call__  # type: ignore[method-assign]
+            # Without `timeglass run`, the first marked process of the tree starts a recorder.
+            _record.ensure(_native.stats()["ring_path"])
 
     def current_request() -> int:
         """The id of the request the calling thread is executing, 0 when none."""
