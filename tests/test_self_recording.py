@@ -64,14 +64,17 @@ def app_env(**extra: str) -> dict[str, str]:
 
 @contextmanager
 def served(
-    ctx: TestContext, extra: list[str], **env: str
+    ctx: TestContext, extra: list[str], gunicorn: bool = False, **env: str
 ) -> Iterator[tuple[harness.Process, httpx.Client, Path]]:
-    """`uvicorn app:app EXTRA` in a fresh directory whose app has the one line."""
+    """`uvicorn app:app EXTRA` (or gunicorn's) in a fresh directory whose app has the one line."""
     port = harness.free_port()
     source = copy_app(ctx.tmp / "src", "app.py")
     source.write_text(source.read_text() + MARKER_LINES)
-    python = ctx.python
-    command = [str(python), "-m", "uvicorn", "app:app", "--port", str(port), *extra]
+    command = [str(ctx.python), "-m", "uvicorn", "app:app", "--port", str(port), *extra]
+    if gunicorn:
+        # gunicorn is a development requirement: it runs on .venv's CPython only.
+        command = [str(VENV_BIN / "gunicorn"), "-k", "uvicorn.workers.UvicornWorker"]
+        command += ["-b", f"127.0.0.1:{port}", *extra, "app:app"]
     with harness.Process(
         command, log_dir=ctx.tmp / "app", cwd=source.parent, env=app_env(**env)
     ) as app:
@@ -156,8 +159,12 @@ def test_plain_uvicorn_records_by_itself(ctx: TestContext) -> None:
     assert "Traceback" not in app.stderr()
 
 
-def test_workers_share_one_recorder(ctx: TestContext) -> None:
-    with served(ctx, ["--workers", "2"]) as (app, client, source):
+@pytest.mark.parametrize("server", ["uvicorn", "gunicorn"])
+def test_workers_share_one_recorder_under(ctx: TestContext, server: str) -> None:
+    if server == "gunicorn" and os.environ.get(harness.TEST_PYTHON):
+        pytest.skip("gunicorn is installed in .venv only; this case runs with the apps on it")
+    extra = ["-w", "2"] if server == "gunicorn" else ["--workers", "2"]
+    with served(ctx, extra, gunicorn=server == "gunicorn") as (app, client, source):
         db, recorder = recorder_started(app)
         workers: set[int] = set()
         deadline = time.monotonic() + 30
@@ -166,8 +173,7 @@ def test_workers_share_one_recorder(ctx: TestContext) -> None:
             with httpx.Client(base_url=str(client.base_url), headers={"connection": "close"}) as c:
                 tag = f"w{len(tags)}"
                 workers.add(served_by(c.get(f"/pid?tag={tag}")))
-                r = c.get(f"/cpu/{tag}?ms=20")
-                assert r.status_code == 200
+                assert c.get(f"/cpu/{tag}?ms=20").status_code == 200
                 tags.append(tag)
         assert len(workers) == 2, workers
         assert app.pid not in workers
