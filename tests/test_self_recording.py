@@ -64,7 +64,7 @@ def app_env(**extra: str) -> dict[str, str]:
 
 @contextmanager
 def served(
-    ctx: TestContext, extra: list[str], gunicorn: bool = False, **env: str
+    ctx: TestContext, extra: list[str], *, gunicorn: bool = False, env: dict[str, str] | None = None
 ) -> Iterator[tuple[harness.Process, httpx.Client, Path]]:
     """`uvicorn app:app EXTRA` (or gunicorn's) in a fresh directory whose app has the one line."""
     port = harness.free_port()
@@ -76,7 +76,7 @@ def served(
         command = [str(VENV_BIN / "gunicorn"), "-k", "uvicorn.workers.UvicornWorker"]
         command += ["-b", f"127.0.0.1:{port}", *extra, "app:app"]
     with harness.Process(
-        command, log_dir=ctx.tmp / "app", cwd=source.parent, env=app_env(**env)
+        command, log_dir=ctx.tmp / "app", cwd=source.parent, env=app_env(**(env or {}))
     ) as app:
         try:
             app.wait_for_port(port, timeout=60)
@@ -205,7 +205,7 @@ def test_reload_keeps_one_recorder_across_restarts(ctx: TestContext) -> None:
 
 def test_disabled_starts_nothing(ctx: TestContext) -> None:
     for env in ({"TIMEGLASS_ENABLED": "0"}, {"TIMEGLASS_RECORD": "0"}):
-        with served(ctx, [], **env) as (app, client, source):
+        with served(ctx, [], env=env) as (app, client, source):
             assert client.get("/pid").status_code == 200
             time.sleep(0.5)
             assert not STARTED.search(app.stderr()), app.describe()
@@ -218,7 +218,7 @@ def test_disabled_starts_nothing(ctx: TestContext) -> None:
 def test_a_store_that_cannot_be_made_is_one_warning(ctx: TestContext) -> None:
     blocked = ctx.tmp / "not-a-dir"
     blocked.write_text("a file where the store's directory would go")
-    with served(ctx, [], TIMEGLASS_DB=str(blocked / "timeglass.db")) as (app, client, _):
+    with served(ctx, [], env={"TIMEGLASS_DB": str(blocked / "timeglass.db")}) as (app, client, _):
         assert client.get("/pid").status_code == 200
         assert client.get("/cpu/x?ms=1").status_code == 200
         app.interrupt()
