@@ -58,7 +58,7 @@ def alive(pid: int) -> bool:
 def app_env(**extra: str) -> dict[str, str]:
     """What a user's shell gives the app: no TimeGlass settings, `timeglass` on PATH (the
     app environments of other CPythons have the marker wheel only)."""
-    path = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    path = f"{harness.timeglass_bin().parent}{os.pathsep}{os.environ.get('PATH', '')}"
     return harness.clean_env({"PATH": path, **extra})
 
 

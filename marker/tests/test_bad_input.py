@@ -73,7 +73,7 @@ def assert_ring_reads_back() -> None:
 
 
 def last_request_id(app: App) -> int:
-    return int(app.scopes[-1]["timeglass.request"])
+    return int(app.scopes[-1]["timeglass"].id)
 
 
 async def test_headers_that_are_not_text() -> None:
@@ -180,7 +180,7 @@ async def test_websocket_scope_passes_through_untouched() -> None:
     scope = {"type": "websocket", "path": "/ws", "headers": [(b"host", b"t")]}
     await TimeGlassMiddleware(app)(scope, receive, send)
     assert seen == [(scope, receive, send)]
-    assert "timeglass.request" not in scope
+    assert "timeglass" not in scope
     assert [m["type"] for m in sent] == ["websocket.accept", "websocket.close"]
     assert stats()["records_written"] == before
 
@@ -209,7 +209,7 @@ async def test_lifespan_scope_passes_through() -> None:
         await TimeGlassMiddleware(app)(scope, receive, send)
     assert [m["type"] for m in sent] == ["lifespan.startup.complete"]
     assert stats()["records_written"] == before
-    assert "timeglass.request" not in scope
+    assert "timeglass" not in scope
     assert stats()["ring_path"] is not None
 
 
@@ -222,7 +222,7 @@ async def test_unknown_scope_types_pass_through() -> None:
     for scope in ({"type": "webtransport"}, {"type": None}, {}, {"type": b"http"}):
         await TimeGlassMiddleware(app)(scope, None, None)
         assert called[-1] is scope
-        assert "timeglass.request" not in scope
+        assert "timeglass" not in scope
 
 
 async def test_response_that_never_starts() -> None:
@@ -231,7 +231,7 @@ async def test_response_that_never_starts() -> None:
 
     silent_scope = http_scope(path="/silent")
     assert await run(silent, silent_scope) == []
-    _, end = events_of(silent_scope["timeglass.request"])
+    _, end = events_of(silent_scope["timeglass"].id)
     assert (end["status"], end["flags"]) == (0, END_NO_RESPONSE)
 
     async def body_without_start(scope: Any, receive: Any, send: Any) -> None:
@@ -240,7 +240,7 @@ async def test_response_that_never_starts() -> None:
     odd_scope = http_scope(path="/odd")
     sent = await run(body_without_start, odd_scope)
     assert [m["type"] for m in sent] == ["http.response.body"]
-    _, end = events_of(odd_scope["timeglass.request"])
+    _, end = events_of(odd_scope["timeglass"].id)
     assert end["flags"] & END_NO_RESPONSE
 
     async def raises(scope: Any, receive: Any, send: Any) -> None:
@@ -249,7 +249,7 @@ async def test_response_that_never_starts() -> None:
     raising_scope = http_scope(path="/raises")
     with pytest.raises(KeyError, match="before the response"):
         await run(raises, raising_scope)
-    _, end = events_of(raising_scope["timeglass.request"])
+    _, end = events_of(raising_scope["timeglass"].id)
     assert end["flags"] == END_ERROR | END_NO_RESPONSE
     assert stats()["inflight"] == 0
     assert_ring_reads_back()
@@ -268,7 +268,7 @@ async def test_response_that_hangs_until_cancelled() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    _, end = events_of(scope["timeglass.request"])
+    _, end = events_of(scope["timeglass"].id)
     assert end["flags"] == END_CANCELLED | END_NO_RESPONSE
     assert stats()["inflight"] == 0
 
@@ -289,6 +289,6 @@ async def test_messages_that_are_not_dicts_reach_the_server() -> None:
     scope = http_scope(path="/odd-messages")
     await TimeGlassMiddleware(app)(scope, _receive, send)
     assert len(sent) == 5
-    _, end = events_of(scope["timeglass.request"])
+    _, end = events_of(scope["timeglass"].id)
     assert end["status"] == 201
     assert_ring_reads_back()

@@ -43,8 +43,13 @@ if _native is not None:
     class TimeGlassMiddleware(_native.TimeGlassMiddleware):
         """ASGI middleware recording each HTTP request for TimeGlass.
 
-        Accepts (and ignores) any options, so ``app.add_middleware(TimeGlassMiddleware)``
-        works. Calling it runs in Rust and returns an awaitable around the app's coroutine.
+        ``request.scope["timeglass"]`` (and ``request.state.timeglass``) is the request's
+        ``RequestInfo``: its ``id`` and the ``url`` of its profile on the dashboard.
+        ``server_timing=True`` adds ``Server-Timing`` (total, db, cpu) and
+        ``X-TimeGlass-Request`` to every response; off by default, when TimeGlass never
+        changes a response. Other options are accepted and ignored, so
+        ``app.add_middleware(TimeGlassMiddleware)`` works. Calling it runs in Rust and
+        returns an awaitable around the app's coroutine.
         """
 
         def __init__(self, app: ASGIApp, *args: Any, **options: Any) -> None:

@@ -23,3 +23,5 @@ CAPTURE: Final = "TIMEGLASS_CAPTURE"
 SQL_PARAMS: Final = "TIMEGLASS_SQL_PARAMS"
 #: ``0``: the middleware starts no recorder of its own (``timeglass run`` or ``attach`` record).
 RECORD: Final = "TIMEGLASS_RECORD"
+#: The dashboard's address in ``request.scope["timeglass"].url`` (default ``http://127.0.0.1:7477``).
+UI_URL: Final = "TIMEGLASS_UI_URL"
