@@ -24,9 +24,16 @@ from tests.following import VENV_BIN, copy_app, edit, served_by, wait_for_pid
 pytestmark = [pytest.mark.e2e, pytest.mark.core]
 
 MARKER_LINES = """
+from fastapi import Request
 from timeglass import TimeGlassMiddleware
 
 app.add_middleware(TimeGlassMiddleware)
+
+
+@app.get("/whoami")
+async def whoami(request: Request) -> dict:
+    mine = request.scope["timeglass"]
+    return {"id": mine.id, "url": mine.url, "state": request.state.timeglass.id}
 """
 STARTED = re.compile(r"^timeglass: recording requests into (.+) \(recorder pid (\d+)\)", re.M)
 
@@ -114,9 +121,12 @@ def wait_recorded(ctx: TestContext, db: Path, paths: set[str], timeout: float = 
     raise AssertionError(f"{paths} not all recorded in {db}; have {[r['path'] for r in rows]}")
 
 
-def dashboard_lists(ctx: TestContext, cwd: Path, paths: set[str]) -> None:
-    """`timeglass ui` started in the app's directory, with no options, lists the requests."""
-    port = harness.free_port()
+def dashboard_lists(
+    ctx: TestContext, cwd: Path, paths: set[str], port: int | None = None, link: str = ""
+) -> None:
+    """`timeglass ui` started in the app's directory, with no options, lists the requests;
+    `link`, a request's `scope["timeglass"].url`, leads to that request's page."""
+    port = port or harness.free_port()
     argv = [str(harness.timeglass_bin()), "ui", "--port", str(port)]
     with harness.Process(argv, log_dir=ctx.tmp / "ui", name="ui", cwd=cwd) as ui:
         ui.wait_for_port(port, timeout=30)
@@ -129,6 +139,11 @@ def dashboard_lists(ctx: TestContext, cwd: Path, paths: set[str]) -> None:
         assert page.status_code == 200
         for path in paths:
             assert path in page.text
+        if link:
+            shown = httpx.get(link, timeout=30, follow_redirects=True)
+            assert shown.status_code == 200, shown.text
+            assert re.search(r"/requests/\d+$", str(shown.url)), shown.url
+            assert "/whoami" in shown.text
         ui.interrupt()
 
 
@@ -141,15 +156,22 @@ def assert_recorder_ends(app: harness.Process, recorder: int) -> None:
 
 
 def test_plain_uvicorn_records_by_itself(ctx: TestContext) -> None:
-    with served(ctx, []) as (app, client, source):
+    ui_port = harness.free_port()
+    env = {"TIMEGLASS_UI_URL": f"http://127.0.0.1:{ui_port}"}
+    with served(ctx, [], env=env) as (app, client, source):
         db, recorder = recorder_started(app)
         assert db == source.parent / ".timeglass" / "timeglass.db"
         assert recorders_of(app.pid) == [recorder]
         for tag in ("one", "two"):
             assert client.get(f"/cpu/{tag}?ms=30").status_code == 200
-        rows = wait_recorded(ctx, db, {"/cpu/one", "/cpu/two"})
+        mine = client.get("/whoami").json()
+        assert mine["state"] == mine["id"]
+        assert mine["url"] == f"{env['TIMEGLASS_UI_URL']}/requests/by-marker/{app.pid}/{mine['id']}"
+        rows = wait_recorded(ctx, db, {"/cpu/one", "/cpu/two", "/whoami"})
         assert {r["pid"] for r in rows} == {app.pid}
-        dashboard_lists(ctx, source.parent, {"/cpu/one", "/cpu/two"})
+        dashboard_lists(
+            ctx, source.parent, {"/cpu/one", "/cpu/two"}, port=ui_port, link=mine["url"]
+        )
         # `timeglass attach` on it does not record it a second time.
         attach = ctx.cli("attach", "--pid", str(app.pid), "--db", str(ctx.db), "--duration", "1")
         assert attach.returncode == 2, attach.describe()
