@@ -213,6 +213,7 @@ demo: build
 .PHONY: bench
 bench: build
 	@command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
+	@command -v valgrind >/dev/null || { apt-get update && apt-get install -y valgrind; }
 	$(VENV_PY) -m bench.run $(BENCH_ARGS)
 
 .PHONY: clean

@@ -42,8 +42,10 @@ app.add_middleware(TimeGlassMiddleware)
 def plain_app(
     ctx: TestContext, command: list[str], port: int, cwd: Path = harness.REPO_ROOT
 ) -> Iterator[tuple[harness.Process, httpx.Client]]:
-    """An app started the ordinary way, without TimeGlass."""
-    with harness.Process(command, log_dir=ctx.tmp / "app", cwd=cwd) as app:
+    """An app started the ordinary way, without TimeGlass (and with its middleware's own
+    recorder off: `test_self_recording.py` tests attaching to an app that has one)."""
+    env = harness.clean_env({"TIMEGLASS_RECORD": "0"})
+    with harness.Process(command, log_dir=ctx.tmp / "app", cwd=cwd, env=env) as app:
         try:
             app.wait_for_port(port, timeout=30)
         except harness.HarnessError as error:

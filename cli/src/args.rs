@@ -195,6 +195,10 @@ pub struct AttachArgs {
     /// Stop after this many seconds (default: at Ctrl-C, or when the app exits).
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub duration: Option<std::time::Duration>,
+    /// Started by the app's own `TimeGlassMiddleware`, which hands over the
+    /// tree's recorder lock already taken (see `marker/python/timeglass/_record.py`).
+    #[arg(long, hide = true)]
+    pub by_marker: bool,
 }
 
 fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {

@@ -97,9 +97,11 @@ pub fn record_query(
             }
             _ => (None, 0),
         };
+        let start_ns = if start_ns == 0 { end_ns } else { start_ns };
+        crate::info::add_db(request_id, end_ns.saturating_sub(start_ns));
         let event = Event::Query(Query {
             request_id,
-            start_ns: if start_ns == 0 { end_ns } else { start_ns },
+            start_ns,
             end_ns,
             rows: rows.and_then(|r| r.extract().ok()).unwrap_or(-1),
             driver: text(driver, 64).0,

@@ -7,14 +7,16 @@
 //! [`MAX_BODY_BYTES`]); the app gets the very same message objects.
 //! `TIMEGLASS_CONTEXT=0` turns all of it off.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use timeglass_wire::{
-    env, Event, RequestContext, MAX_BODY_BYTES, PHASE_HANDLER, PHASE_REQUEST, PHASE_RESPONSE,
+    env, Event, Region, RequestContext, MAX_BODY_BYTES, MAX_HEADER_BYTES, PHASE_HANDLER,
+    PHASE_REQUEST, PHASE_RESPONSE,
 };
 
 use crate::redact::{self, REDACTED};
@@ -67,31 +69,180 @@ impl BodyCapture {
     }
 }
 
-/// The context event published when request `rid` enters the app.
-pub fn request_event(rid: u64, scope: &Bound<'_, PyDict>) -> Event {
-    let py = scope.py();
-    let headers = scope
-        .get_item(intern!(py, "headers"))
+/// What the marker reads of a request's scope when it enters the app, in
+/// one pass over the header list: no Python object is created per header,
+/// and secrets are redacted on the bytes.
+#[derive(Default)]
+pub struct RequestHead {
+    /// Lowercased names and values, secrets redacted, cut to what the event carries.
+    pub headers: Vec<(String, String)>,
+    /// Its `content-type` header, which says how to redact the body.
+    pub content_type: String,
+    /// Whether the request may carry a body: an HTTP/1 request without
+    /// `content-length` (or with 0) and without `transfer-encoding` has none.
+    pub may_have_body: bool,
+}
+
+impl RequestHead {
+    pub fn scan(scope: &Bound<'_, PyDict>) -> RequestHead {
+        let py = scope.py();
+        let mut head = RequestHead::default();
+        let mut framed = false;
+        if let Ok(Some(list)) = scope.get_item(intern!(py, "headers")) {
+            let mut budget = MAX_HEADER_BYTES;
+            for_each_header(&list, |name, value| {
+                if name.eq_ignore_ascii_case(b"content-type") {
+                    head.content_type = lossy(cut(value, MAX_ONE_HEADER));
+                } else if name.eq_ignore_ascii_case(b"content-length") {
+                    framed = true;
+                    head.may_have_body |= value.trim_ascii() != b"0";
+                } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                    framed = true;
+                    head.may_have_body = true;
+                }
+                push_redacted(&mut head.headers, name, value, &mut budget);
+            });
+        }
+        if !framed && !http1(scope) {
+            head.may_have_body = true;
+        }
+        head
+    }
+
+    /// The context event published when request `rid` enters the app.
+    pub fn event(&mut self, rid: u64, scope: &Bound<'_, PyDict>) -> Event {
+        let py = scope.py();
+        let query = scope
+            .get_item(intern!(py, "query_string"))
+            .ok()
+            .flatten()
+            .and_then(|q| q.cast_into::<PyBytes>().ok())
+            .map(|q| lossy(&redact::urlencoded(cut(q.as_bytes(), MAX_HEADER_BYTES))))
+            .unwrap_or_default();
+        Event::RequestContext(RequestContext {
+            request_id: rid,
+            ts_ns: timeglass_wire::monotonic_ns(),
+            phase: PHASE_REQUEST,
+            headers: std::mem::take(&mut self.headers),
+            query,
+            body: Vec::new(),
+            body_bytes: 0,
+        })
+    }
+}
+
+/// Whether the request came over HTTP/1.x (ASGI's default is 1.1).
+fn http1(scope: &Bound<'_, PyDict>) -> bool {
+    match scope.get_item(intern!(scope.py(), "http_version")) {
+        Ok(Some(v)) => v
+            .cast::<PyString>()
+            .ok()
+            .and_then(|v| v.to_str().ok().map(|v| v.starts_with('1')))
+            .unwrap_or(false),
+        Ok(None) => true,
+        Err(_) => false,
+    }
+}
+
+/// Calls `f(name, value)` for each `[name, value]` pair of byte strings of
+/// an ASGI header list, reading the bytes in place; anything else in the
+/// list is skipped.
+fn for_each_header(list: &Bound<'_, PyAny>, mut f: impl FnMut(&[u8], &[u8])) {
+    let mut pair_of = |pair: &Bound<'_, PyAny>| {
+        if let Ok(t) = pair.cast::<PyTuple>() {
+            if t.len() == 2 {
+                if let (Ok(n), Ok(v)) = (t.get_borrowed_item(0), t.get_borrowed_item(1)) {
+                    if let (Ok(n), Ok(v)) = (n.cast::<PyBytes>(), v.cast::<PyBytes>()) {
+                        f(n.as_bytes(), v.as_bytes());
+                    }
+                }
+            }
+        } else if let Some((n, v)) = header_pair(pair) {
+            f(n.as_bytes(), v.as_bytes());
+        }
+    };
+    if let Ok(list) = list.cast::<PyList>() {
+        for pair in list.iter() {
+            pair_of(&pair);
+        }
+    } else if let Ok(iter) = list.try_iter() {
+        for pair in iter.flatten() {
+            pair_of(&pair);
+        }
+    }
+}
+
+/// Most bytes of one header's name or value that an event carries: a
+/// huge header cannot crowd out all the others.
+const MAX_ONE_HEADER: usize = MAX_HEADER_BYTES / 4;
+
+/// Appends one header as the event carries it, unless `budget` (the bytes
+/// the event has room for) is spent.
+fn push_redacted(
+    headers: &mut Vec<(String, String)>,
+    name: &[u8],
+    value: &[u8],
+    budget: &mut usize,
+) {
+    let name = cut(name, MAX_ONE_HEADER);
+    let value = if redact::secret_header_bytes(name) {
+        REDACTED.as_bytes()
+    } else {
+        cut(value, MAX_ONE_HEADER)
+    };
+    let size = name.len() + value.len();
+    // One header too large for what is left is left out; the smaller ones after it still fit.
+    if size > *budget {
+        return;
+    }
+    *budget -= size;
+    let (mut n, mut v) = spare_pair();
+    put_lossy(&mut n, name);
+    n.make_ascii_lowercase();
+    put_lossy(&mut v, value);
+    headers.push((n, v));
+}
+
+thread_local! {
+    /// Header strings of published events, kept for the next request's
+    /// headers: a request's headers then cost no allocation.
+    static SPARE: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Most header strings kept per thread, and the largest one kept.
+const SPARE_PAIRS: usize = 64;
+const SPARE_CAPACITY: usize = 1024;
+
+fn spare_pair() -> (String, String) {
+    SPARE
+        .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
         .ok()
         .flatten()
-        .map(|h| headers(&h))
-        .unwrap_or_default();
-    let query = scope
-        .get_item(intern!(py, "query_string"))
-        .ok()
-        .flatten()
-        .and_then(|q| q.cast_into::<PyBytes>().ok())
-        .map(|q| lossy(&redact::urlencoded(q.as_bytes())))
-        .unwrap_or_default();
-    Event::RequestContext(RequestContext {
-        request_id: rid,
-        ts_ns: timeglass_wire::monotonic_ns(),
-        phase: PHASE_REQUEST,
-        headers,
-        query,
-        body: Vec::new(),
-        body_bytes: 0,
-    })
+        .unwrap_or_default()
+}
+
+/// Publishes a context event, then keeps its header strings for reuse.
+pub fn publish(region: &Region, event: Event) {
+    state::publish(region, &event);
+    if let Event::RequestContext(context) = event {
+        let _ = SPARE.try_with(|s| {
+            if let Ok(mut spare) = s.try_borrow_mut() {
+                for (n, v) in context.headers {
+                    if spare.len() < SPARE_PAIRS
+                        && n.capacity() <= SPARE_CAPACITY
+                        && v.capacity() <= SPARE_CAPACITY
+                    {
+                        spare.push((n, v));
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// The first `max` bytes of `bytes`.
+fn cut(bytes: &[u8], max: usize) -> &[u8] {
+    &bytes[..bytes.len().min(max)]
 }
 
 /// FastAPI is calling the endpoint function of the request the calling
@@ -158,12 +309,13 @@ pub fn response_event(
     capture: &BodyCapture,
 ) -> Event {
     let py = message.py();
-    let headers = message
-        .get_item(intern!(py, "headers"))
-        .ok()
-        .flatten()
-        .map(|h| headers(&h))
-        .unwrap_or_default();
+    let mut headers = Vec::new();
+    if let Ok(Some(list)) = message.get_item(intern!(py, "headers")) {
+        let mut budget = MAX_HEADER_BYTES;
+        for_each_header(&list, |name, value| {
+            push_redacted(&mut headers, name, value, &mut budget);
+        });
+    }
     let body = capture
         .first
         .lock()
@@ -180,43 +332,6 @@ pub fn response_event(
     })
 }
 
-/// The request's `content-type`, which says how to redact its body.
-pub fn content_type(scope: &Bound<'_, PyDict>) -> String {
-    let py = scope.py();
-    let Ok(Some(list)) = scope.get_item(intern!(py, "headers")) else {
-        return String::new();
-    };
-    let Ok(iter) = list.try_iter() else {
-        return String::new();
-    };
-    for pair in iter.flatten() {
-        if let Some((name, value)) = header_pair(&pair) {
-            if name.as_bytes().eq_ignore_ascii_case(b"content-type") {
-                return lossy(value.as_bytes());
-            }
-        }
-    }
-    String::new()
-}
-
-/// ASGI headers (an iterable of `[name, value]` byte pairs), secrets redacted.
-fn headers(list: &Bound<'_, PyAny>) -> Vec<(String, String)> {
-    let Ok(iter) = list.try_iter() else {
-        return Vec::new();
-    };
-    iter.flatten()
-        .filter_map(|pair| {
-            let (name, value) = header_pair(&pair)?;
-            let name = lossy(name.as_bytes()).to_ascii_lowercase();
-            let value = match redact::secret_header(&name) {
-                true => REDACTED.to_string(),
-                false => lossy(value.as_bytes()),
-            };
-            Some((name, value))
-        })
-        .collect()
-}
-
 /// One `[name, value]` pair (a tuple or a list) of byte strings.
 fn header_pair<'py>(
     pair: &Bound<'py, PyAny>,
@@ -226,8 +341,22 @@ fn header_pair<'py>(
     Some((name, value))
 }
 
+/// The bytes as text, invalid UTF-8 replaced (the common, valid case checked first).
 fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    let mut text = String::new();
+    put_lossy(&mut text, bytes);
+    text
+}
+
+/// `out` becomes the bytes as text, invalid UTF-8 replaced.
+fn put_lossy(out: &mut String, bytes: &[u8]) {
+    out.clear();
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        out.push_str(unsafe { std::str::from_utf8_unchecked(bytes) });
+    } else {
+        out.push_str(&String::from_utf8_lossy(bytes));
+    }
 }
 
 /// The `receive` callable handed to the app: calls the server's `receive`
@@ -260,10 +389,10 @@ pub struct ResponseContext {
 }
 
 impl ResponseContext {
-    pub fn new(scope: &Bound<'_, PyDict>) -> ResponseContext {
+    pub fn new(content_type: String) -> ResponseContext {
         ResponseContext {
             capture: Default::default(),
-            content_type: content_type(scope),
+            content_type,
         }
     }
 }

@@ -11,6 +11,7 @@ mod bind;
 mod capture;
 mod context;
 mod debug;
+mod info;
 mod lifespan;
 mod middleware;
 mod redact;
@@ -73,6 +74,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<scope::SendWrapper>()?;
     m.add_class::<context::ReceiveWrapper>()?;
     m.add_class::<watched::Watched>()?;
+    m.add_class::<info::RequestInfo>()?;
     m.add_class::<context::MarkHandler>()?;
     m.add_class::<bind::BoundCall>()?;
     m.add_class::<timed::TimedMethod>()?;

@@ -1,39 +1,49 @@
 //! `TimeGlassMiddleware`: the outermost ASGI wrapper that records each HTTP request.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use timeglass_wire::{Event, Region, RequestEnd, RequestStart, END_ERROR, END_NO_RESPONSE};
 
-use crate::context::{self, ReceiveWrapper, ResponseContext};
+use crate::context::{self, ReceiveWrapper, RequestHead, ResponseContext};
+use crate::info::{self, RequestInfo, Timing};
 use crate::lifespan;
 use crate::scope::{Recording, RequestScope, SendWrapper};
 use crate::state;
 
-/// Scope key holding the request id; an inner marker seeing it passes through.
-const SCOPE_KEY: &str = "timeglass.request";
+/// Scope key holding the request's [`RequestInfo`]; an inner marker seeing it passes through.
+const SCOPE_KEY: &str = "timeglass";
 
 #[pyclass(module = "timeglass._native", frozen, subclass)]
 pub struct TimeGlassMiddleware {
     /// The wrapped ASGI app.
     #[pyo3(get)]
     app: Py<PyAny>,
+    /// `server_timing=True`: responses get `Server-Timing` and `X-TimeGlass-Request`.
+    #[pyo3(get)]
+    server_timing: bool,
 }
 
 #[pymethods]
 impl TimeGlassMiddleware {
-    /// `TimeGlassMiddleware(app)`, or `app.add_middleware(TimeGlassMiddleware)`
-    /// (options are accepted and ignored). Creates this process's ring file.
+    /// `TimeGlassMiddleware(app)`, or `app.add_middleware(TimeGlassMiddleware)`;
+    /// `server_timing=True` adds `Server-Timing` and `X-TimeGlass-Request` to
+    /// every response (off by default: TimeGlass then never changes a
+    /// response). Other options are accepted and ignored. Creates this
+    /// process's ring file.
     #[new]
-    #[pyo3(signature = (app, *_args, **_options))]
+    #[pyo3(signature = (app, *_args, server_timing=false, **_options))]
     fn new(
         app: Py<PyAny>,
         _args: &Bound<'_, PyTuple>,
+        server_timing: bool,
         _options: Option<&Bound<'_, PyDict>>,
     ) -> Self {
         state::ensure_region();
-        TimeGlassMiddleware { app }
+        TimeGlassMiddleware { app, server_timing }
     }
 
     fn __call__<'py>(
@@ -49,14 +59,16 @@ impl TimeGlassMiddleware {
             return app.call1((scope, receive, send));
         };
         let rid = region.next_request_id();
-        if dict.set_item(intern!(py, SCOPE_KEY), rid).is_err() {
+        let attached = Bound::new(py, RequestInfo::new(rid)).is_ok_and(|i| info::attach(&dict, &i));
+        if !attached {
             return app.call1((scope, receive, send));
         }
         install_patches(py);
         region.inc_inflight();
         state::publish(region, &start_event(rid, &dict));
         let (receive, context) = capture_context(region, rid, &dict, receive);
-        let wrapper = Py::new(py, SendWrapper::new(send.unbind(), rid, context))?;
+        let timing = self.server_timing.then(|| Timing::new(rid));
+        let wrapper = Py::new(py, SendWrapper::new(send.unbind(), rid, context, timing))?;
         let awaitable = match app.call1((scope, receive, wrapper.clone_ref(py))) {
             Ok(a) => a,
             Err(e) => {
@@ -76,8 +88,9 @@ impl TimeGlassMiddleware {
     }
 }
 
-/// Publishes the request's context and wraps `receive` to see its body,
-/// unless `TIMEGLASS_CONTEXT=0`. On any failure `receive` is left as it was.
+/// Publishes the request's context and, when the request may carry a body,
+/// wraps `receive` to see it; unless `TIMEGLASS_CONTEXT=0`. On any failure
+/// `receive` is left as it was.
 fn capture_context<'py>(
     region: &Region,
     rid: u64,
@@ -87,8 +100,12 @@ fn capture_context<'py>(
     if !context::enabled() {
         return (receive, None);
     }
-    state::publish(region, &context::request_event(rid, scope));
-    let response = ResponseContext::new(scope);
+    let mut head = RequestHead::scan(scope);
+    context::publish(region, head.event(rid, scope));
+    let response = ResponseContext::new(head.content_type);
+    if !head.may_have_body {
+        return (receive, Some(response));
+    }
     let wrapper = ReceiveWrapper::new(receive.clone().unbind(), response.capture.clone());
     match Bound::new(scope.py(), wrapper) {
         Ok(wrapped) => (wrapped.into_any(), Some(response)),
@@ -172,7 +189,20 @@ fn install_patches(py: Python<'_>) {
     if event_loop.is_none() {
         return;
     }
-    let current = event_loop.call_method0(intern!(py, "get_task_factory"));
+    // asyncio's loops keep the factory in an attribute: reading it costs no
+    // Python frame, unlike `get_task_factory()`, which other loops (uvloop) need.
+    static NO_ATTRIBUTE: AtomicBool = AtomicBool::new(false);
+    let attribute = match NO_ATTRIBUTE.load(Ordering::Relaxed) {
+        false => event_loop.getattr(intern!(py, "_task_factory")).ok(),
+        true => None,
+    };
+    let current = match attribute {
+        Some(factory) => Ok(factory),
+        None => {
+            NO_ATTRIBUTE.store(true, Ordering::Relaxed);
+            event_loop.call_method0(intern!(py, "get_task_factory"))
+        }
+    };
     if current.is_ok_and(|f| f.get_type().is(factory_type.bind(py))) {
         return;
     }

@@ -15,6 +15,7 @@ use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use timeglass_wire::{Event, RequestEnd, ScopeEntry, END_CANCELLED, END_ERROR, END_NO_RESPONSE};
 
 use crate::context::{self, ResponseContext};
+use crate::info::{self, Timing};
 use crate::state;
 use crate::watched::{watch, OnReturn};
 
@@ -77,7 +78,17 @@ impl RequestScope {
         if let Some(e) = &self.entry {
             e.enter();
         }
+        let timing = self
+            .recording
+            .as_ref()
+            .and_then(|r| r.send.get().timing.as_ref());
+        if let Some(t) = timing {
+            t.step_begins();
+        }
         let r = state::as_request(self.rid, f);
+        if let Some(t) = timing {
+            t.step_ends();
+        }
         if let Some(e) = &self.entry {
             e.leave();
         }
@@ -134,6 +145,9 @@ impl RequestScope {
         let (Some(rec), Some(region)) = (&self.recording, state::region()) else {
             return;
         };
+        if rec.send.get().timing.is_some() {
+            info::forget(self.rid);
+        }
         let status = rec.send.get().status.load(Ordering::Relaxed);
         let response_ns = rec.send.get().response_ns.load(Ordering::Relaxed);
         let mut flags = match outcome {
@@ -317,16 +331,24 @@ pub struct SendWrapper {
     /// When the last body chunk was written (its `send` returned); 0 until
     /// then.
     pub response_ns: AtomicU64,
+    /// `Some` when the response gets `Server-Timing` (`server_timing=True`).
+    pub timing: Option<Timing>,
 }
 
 impl SendWrapper {
-    pub fn new(send: Py<PyAny>, rid: u64, context: Option<ResponseContext>) -> Self {
+    pub fn new(
+        send: Py<PyAny>,
+        rid: u64,
+        context: Option<ResponseContext>,
+        timing: Option<Timing>,
+    ) -> Self {
         SendWrapper {
             send,
             rid,
             context,
             status: AtomicU16::new(0),
             response_ns: AtomicU64::new(0),
+            timing,
         }
     }
 
@@ -337,7 +359,7 @@ impl SendWrapper {
         if let Ok(message) = message.cast::<PyDict>() {
             let event =
                 context::response_event(self.rid, message, &context.content_type, &context.capture);
-            state::publish(region, &event);
+            context::publish(region, event);
         }
     }
 
@@ -359,10 +381,14 @@ impl SendWrapper {
     ) -> PyResult<Bound<'py, PyAny>> {
         let this = slf.get();
         let mut last_chunk = false;
+        let mut message = message;
         if this.response_ns.load(Ordering::Relaxed) == 0 {
             match response_message(&message) {
                 Some(Response::Start(status)) if this.status.load(Ordering::Relaxed) == 0 => {
                     this.status.store(status, Ordering::Relaxed);
+                    if let Some(timing) = &this.timing {
+                        message = info::with_headers(&message, timing, this.rid).unwrap_or(message);
+                    }
                     this.publish_context(&message);
                 }
                 Some(Response::LastChunk) => last_chunk = true,

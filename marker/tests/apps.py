@@ -24,7 +24,7 @@ def make_app() -> FastAPI:
     @app.get("/items/{item_id}")
     async def item(item_id: int, request: Request) -> Response:
         app.state.seen["items"] = (
-            request.scope.get("timeglass.request", 0),
+            getattr(request.scope.get("timeglass"), "id", 0),
             _native.current_request(),
         )
         return Response(f"item {item_id}", headers={"x-item": str(item_id)}, media_type="text/x")
@@ -36,7 +36,7 @@ def make_app() -> FastAPI:
     @app.get("/sync")
     def sync(request: Request) -> dict[str, int]:
         return {
-            "rid": request.scope.get("timeglass.request", 0),
+            "rid": getattr(request.scope.get("timeglass"), "id", 0),
             "current": _native.current_request(),
         }
 
@@ -56,7 +56,7 @@ def make_app() -> FastAPI:
         except LookupError as e:
             error = str(e)
         return {
-            "rid": request.scope.get("timeglass.request", 0),
+            "rid": getattr(request.scope.get("timeglass"), "id", 0),
             "executor": await loop.run_in_executor(None, _native.current_request),
             "to_thread": await asyncio.to_thread(_native.current_request),
             "error": error,
@@ -69,7 +69,7 @@ def make_app() -> FastAPI:
             return _native.current_request()
 
         seen = await asyncio.create_task(in_child())
-        return {"rid": request.scope.get("timeglass.request", 0), "child": seen}
+        return {"rid": getattr(request.scope.get("timeglass"), "id", 0), "child": seen}
 
     @app.get("/interleave/{n}")
     async def interleave(n: int, request: Request) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def make_app() -> FastAPI:
         for _ in range(n):
             steps.append(_native.current_request())
             await asyncio.sleep(0)
-        return {"rid": request.scope.get("timeglass.request", 0), "steps": steps}
+        return {"rid": getattr(request.scope.get("timeglass"), "id", 0), "steps": steps}
 
     return app
 

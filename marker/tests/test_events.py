@@ -116,7 +116,7 @@ async def test_non_http_scopes_pass_through() -> None:
     marker = TimeGlassMiddleware(app)
     scope: dict[str, Any] = {"type": "lifespan"}
     assert await marker(scope, None, None) == "inner result"
-    assert "timeglass.request" not in scope
+    assert "timeglass" not in scope
     assert calls == ["lifespan"]
 
 

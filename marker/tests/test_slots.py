@@ -72,7 +72,7 @@ async def test_cancelled_request_is_ended_as_cancelled() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    (_, end) = events_of(scope["timeglass.request"])
+    (_, end) = events_of(scope["timeglass"].id)
     assert end["flags"] == 2 | 4  # END_CANCELLED | END_NO_RESPONSE
 
 
@@ -91,7 +91,7 @@ async def test_return_value_and_send_results_pass_through() -> None:
     scope: dict[str, Any] = {"type": "http", "method": "POST", "path": "/x"}
     assert await TimeGlassMiddleware(app)(scope, None, send) == "app result"
     assert sent == [{"type": "http.response.start", "status": 204, "headers": []}]
-    (_, end) = events_of(scope["timeglass.request"])
+    (_, end) = events_of(scope["timeglass"].id)
     assert (end["status"], end["flags"]) == (204, 0)
 
 

@@ -34,6 +34,8 @@ pub enum AppError {
     NoStore(PathBuf),
     #[error("no request with id {0}")]
     NoRequest(i64),
+    #[error("request {1} of process {0} is not in the store (yet: the recorder stores a request a moment after it ends; reload)")]
+    NoMarkedRequest(u32, u64),
     #[error("no request of `{0} {1}` was recorded")]
     NoRoute(String, String),
     #[error("no page at this address")]
@@ -62,6 +64,7 @@ impl AppError {
         match self {
             AppError::NoStore(_)
             | AppError::NoRequest(_)
+            | AppError::NoMarkedRequest(..)
             | AppError::NoRoute(..)
             | AppError::NoPage => StatusCode::NOT_FOUND,
             AppError::BadInput(_) => StatusCode::BAD_REQUEST,

@@ -85,6 +85,10 @@ pub fn app(options: &ServerOptions) -> Router {
     Router::new()
         .route("/", get(pages::list::requests))
         .route("/requests/{id}", get(pages::request::request))
+        .route(
+            "/requests/by-marker/{pid}/{marker_id}",
+            get(pages::request::by_marker),
+        )
         .route("/routes", get(pages::route::routes))
         .route("/report", get(pages::report::report))
         .route("/compare", get(pages::compare::compare))

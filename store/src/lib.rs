@@ -281,6 +281,12 @@ impl Store {
         read::request(&self.conn, id).map_err(|e| self.sql_err(e))
     }
 
+    /// The stored id of the request the marker of process `pid` numbered
+    /// `marker_id` (what `request.scope["timeglass"].url` links to).
+    pub fn request_by_marker(&self, pid: u32, marker_id: u64) -> Result<Option<i64>, StoreError> {
+        read::request_by_marker(&self.conn, pid, marker_id).map_err(|e| self.sql_err(e))
+    }
+
     /// The request's stacks with full frames, most samples first. Empty for
     /// an unknown request.
     pub fn request_stacks(&self, id: i64) -> Result<Vec<StackCount>, StoreError> {

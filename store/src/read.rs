@@ -457,6 +457,22 @@ pub fn request(conn: &Connection, id: i64) -> rusqlite::Result<Option<RequestRow
     Ok(rows.pop())
 }
 
+/// The id of the request that marker id `marker_id` of process `pid` was
+/// stored under, in the newest process with that pid (pids are reused).
+pub fn request_by_marker(
+    conn: &Connection,
+    pid: u32,
+    marker_id: u64,
+) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT r.id FROM requests r
+         WHERE r.process_id = (SELECT id FROM processes WHERE pid = ?1 ORDER BY id DESC LIMIT 1)
+           AND r.marker_id = ?2",
+    )?
+    .query_row(params![pid, marker_id as i64], |row| row.get(0))
+    .optional()
+}
+
 pub fn sessions(conn: &Connection) -> rusqlite::Result<Vec<SessionRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT s.id, s.started_at, s.ended_at, s.command, s.cwd, s.rate_hz, s.exit_code,

@@ -25,3 +25,10 @@ pub const CAPTURE: &str = "TIMEGLASS_CAPTURE";
 /// Set to `0` by `timeglass run --no-sql-params`: statements are captured
 /// without their parameters.
 pub const SQL_PARAMS: &str = "TIMEGLASS_SQL_PARAMS";
+/// Set to `0` so that `TimeGlassMiddleware` starts no recorder of its own
+/// (without `timeglass run`, the first marked process of a tree starts
+/// `timeglass attach` on it).
+pub const RECORD: &str = "TIMEGLASS_RECORD";
+/// The dashboard's address, for the links the marker gives the app
+/// (`request.scope["timeglass"].url`); `http://127.0.0.1:7477` when unset.
+pub const UI_URL: &str = "TIMEGLASS_UI_URL";

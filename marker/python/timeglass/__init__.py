@@ -20,7 +20,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 __all__ = ["TimeGlassMiddleware", "current_request", "stats"]
 
 try:
-    from timeglass import _native
+    from timeglass import _native, _record
 except ImportError as exc:  # pragma: no cover - exercised only without the extension
     _native = None  # type: ignore[assignment]
     print(
@@ -43,8 +43,13 @@ if _native is not None:
     class TimeGlassMiddleware(_native.TimeGlassMiddleware):
         """ASGI middleware recording each HTTP request for TimeGlass.
 
-        Accepts (and ignores) any options, so ``app.add_middleware(TimeGlassMiddleware)``
-        works. Calling it runs in Rust and returns an awaitable around the app's coroutine.
+        ``request.scope["timeglass"]`` (and ``request.state.timeglass``) is the request's
+        ``RequestInfo``: its ``id`` and the ``url`` of its profile on the dashboard.
+        ``server_timing=True`` adds ``Server-Timing`` (total, db, cpu) and
+        ``X-TimeGlass-Request`` to every response; off by default, when TimeGlass never
+        changes a response. Other options are accepted and ignored, so
+        ``app.add_middleware(TimeGlassMiddleware)`` works. Calling it runs in Rust and
+        returns an awaitable around the app's coroutine.
         """
 
         def __init__(self, app: ASGIApp, *args: Any, **options: Any) -> None:
@@ -57,6 +62,8 @@ if _native is not None:
                 await native_call(scope, receive, send)
 
             self.__call__ = __call__  # type: ignore[method-assign]
+            # Without `timeglass run`, the first marked process of the tree starts a recorder.
+            _record.ensure(_native.stats()["ring_path"])
 
     def current_request() -> int:
         """The id of the request the calling thread is executing, 0 when none."""

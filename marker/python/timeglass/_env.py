@@ -21,3 +21,7 @@ CONTEXT: Final = "TIMEGLASS_CONTEXT"
 CAPTURE: Final = "TIMEGLASS_CAPTURE"
 #: ``0`` (``timeglass run --no-sql-params``): statements are captured without parameters.
 SQL_PARAMS: Final = "TIMEGLASS_SQL_PARAMS"
+#: ``0``: the middleware starts no recorder of its own (``timeglass run`` or ``attach`` record).
+RECORD: Final = "TIMEGLASS_RECORD"
+#: The dashboard's address in ``request.scope["timeglass"].url`` (default ``http://127.0.0.1:7477``).
+UI_URL: Final = "TIMEGLASS_UI_URL"

@@ -11,6 +11,7 @@ __all__ = [
     "BoundTimed",
     "MarkHandler",
     "ReceiveWrapper",
+    "RequestInfo",
     "RequestScope",
     "SendWrapper",
     "TimeGlassMiddleware",
@@ -33,8 +34,21 @@ __all__ = [
 class TimeGlassMiddleware:
     @property
     def app(self) -> Any: ...
-    def __new__(cls, app: Any, *_args: Any, **_options: Any) -> TimeGlassMiddleware: ...
+    @property
+    def server_timing(self) -> bool: ...
+    def __new__(
+        cls, app: Any, *_args: Any, server_timing: bool = False, **_options: Any
+    ) -> TimeGlassMiddleware: ...
     def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[Any]: ...
+
+@final
+class RequestInfo:
+    @property
+    def id(self) -> int: ...
+    @property
+    def pid(self) -> int: ...
+    @property
+    def url(self) -> str: ...
 
 @final
 class RequestScope:

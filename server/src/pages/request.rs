@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::response::Html;
+use axum::response::{Html, Redirect};
 use serde::Serialize;
 use timeglass_model::RequestContext;
 use timeglass_store::{local_time, CallRow, QueryRow, RequestRow, Store};
@@ -152,6 +152,22 @@ pub async fn request(
         let stacks = store.request_stacks(id)?;
         let other = neighbour(store, &detail.request)?;
         Ok(request_page(&detail, &Profile::new(&stacks), other))
+    })
+    .await
+}
+
+/// `/requests/by-marker/{pid}/{marker_id}`: the dashboard address the app
+/// knows a request by (`request.scope["timeglass"].url`), redirected to the
+/// request's page once the recorder has stored it.
+pub async fn by_marker(
+    State(state): State<AppState>,
+    Path((pid, marker_id)): Path<(u32, u64)>,
+) -> Result<Redirect, AppError> {
+    db::read(state.db, move |store| {
+        match store.request_by_marker(pid, marker_id)? {
+            Some(id) => Ok(Redirect::to(&format!("/requests/{id}"))),
+            None => Err(AppError::NoMarkedRequest(pid, marker_id)),
+        }
     })
     .await
 }

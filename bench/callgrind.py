@@ -1,0 +1,155 @@
+"""Instructions per FastAPI request, bare and with `TimeGlassMiddleware`, counted by callgrind.
+
+Runs ``marker/bench/request_instructions.py`` under ``valgrind --tool=callgrind`` for each of
+bare and marked at two request counts; the difference between the two counts, divided by the
+number of extra requests, is the instructions of one request without start-up and imports.
+Instruction counts do not move with the machine's load, so this is the marker's cost figure
+that a noisy machine cannot blur. Prints both counts, their ratio and the functions where the
+marker's extra instructions go (self cost per request, marked minus bare), and fails when the
+ratio is above the limit (1.03: the marker costs at most 3% of a FastAPI request).
+
+    python -m bench.callgrind [--requests N] [--limit 1.03] [--top K] [--python PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from fixtures import harness
+
+DRIVER = harness.REPO_ROOT / "marker" / "bench" / "request_instructions.py"
+#: Requests in the short run; the long run adds ``--requests`` to it.
+BASE_REQUESTS = 50
+LIMIT = 1.03
+_RECURSION = re.compile(r"'\d+$")
+_ROW = re.compile(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(\S.*)$")
+
+
+@dataclass
+class Run:
+    total: int
+    functions: dict[str, int]
+
+
+def callgrind(python: Path, config: str, requests: int, work: Path) -> Run:
+    out = work / f"callgrind.{config}.{requests}"
+    env = dict(os.environ, PYTHONHASHSEED="0", TIMEGLASS_RUNTIME_DIR=str(work / "run"))
+    env.pop("TIMEGLASS_CONTEXT", None)
+    subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            str(python),
+            str(DRIVER),
+            config,
+            str(requests),
+        ],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    annotated = subprocess.run(
+        ["callgrind_annotate", "--auto=no", "--inclusive=no", "--threshold=100", str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    out.unlink()
+    total = 0
+    functions: dict[str, int] = {}
+    for line in annotated.splitlines():
+        match = _ROW.match(line)
+        if match is None:
+            continue
+        count = int(match.group(1).replace(",", ""))
+        name = match.group(2).strip()
+        if name.startswith("PROGRAM TOTALS"):
+            total = count
+        elif ":" in name or "???" in name:
+            functions[name] = functions.get(name, 0) + count
+    if not total:
+        raise RuntimeError(f"no totals in callgrind_annotate's output for {config}")
+    return Run(total, functions)
+
+
+def per_request(short: Run, long: Run, requests: int) -> tuple[float, dict[str, float]]:
+    names = set(short.functions) | set(long.functions)
+    functions = {
+        n: (long.functions.get(n, 0) - short.functions.get(n, 0)) / requests for n in names
+    }
+    return (long.total - short.total) / requests, functions
+
+
+def short_name(name: str) -> str:
+    """``file:function'2 [object]`` → ``function``: code inlined from other files and
+    recursion levels are counted with the function they run in."""
+    where = name.partition(" [")[0]
+    return _RECURSION.sub("", where.partition(":")[2] or where)
+
+
+def measure(python: Path, requests: int) -> tuple[float, float, list[tuple[str, float]]]:
+    with tempfile.TemporaryDirectory(prefix="timeglass-callgrind-") as tmp:
+        work = Path(tmp)
+        jobs = [
+            (c, n) for c in ("bare", "marked") for n in (BASE_REQUESTS, BASE_REQUESTS + requests)
+        ]
+        # Counts do not depend on load: the four runs share the machine's cores.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            runs = list(pool.map(lambda job: callgrind(python, job[0], job[1], work), jobs))
+        costs = {
+            config: per_request(runs[2 * i], runs[2 * i + 1], requests)
+            for i, config in enumerate(("bare", "marked"))
+        }
+    bare, bare_fns = costs["bare"]
+    marked, marked_fns = costs["marked"]
+    names = set(bare_fns) | set(marked_fns)
+    delta = {short_name(n): 0.0 for n in names}
+    for n in names:
+        delta[short_name(n)] += marked_fns.get(n, 0.0) - bare_fns.get(n, 0.0)
+    table = sorted(delta.items(), key=lambda kv: -abs(kv[1]))
+    return bare, marked, table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300, help="extra requests of the long run")
+    parser.add_argument("--limit", type=float, default=LIMIT, help="largest marked/bare ratio")
+    parser.add_argument("--top", type=int, default=25, help="rows of the per-function table")
+    parser.add_argument("--python", type=Path, default=harness.venv_python())
+    args = parser.parse_args(argv)
+    if shutil.which("valgrind") is None or shutil.which("callgrind_annotate") is None:
+        print("error: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 1
+    bare, marked, table = measure(args.python, args.requests)
+    ratio = marked / bare
+    print(
+        "FastAPI GET /items?page=2&token=abc, 5 headers, under callgrind"
+        f" ({args.requests} requests): bare {bare:,.0f} instructions/request, marked {marked:,.0f},"
+        f" marker {marked - bare:+,.0f} ({ratio:.4f} of bare; limit {args.limit})"
+    )
+    print("\nWhere the marker's instructions go (self cost per request, marked - bare):")
+    for name, count in table[: args.top]:
+        print(f"  {count:+10,.0f}  {name}")
+    if ratio > args.limit:
+        print(
+            f"error: the marker costs {ratio:.4f} of a bare request's instructions,"
+            f" above the limit {args.limit}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
