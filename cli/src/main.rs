@@ -15,6 +15,7 @@ mod record;
 mod report;
 mod requests;
 mod run;
+mod runtime;
 mod sessions;
 mod show;
 mod table;

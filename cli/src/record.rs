@@ -150,6 +150,9 @@ fn print_notice(notice: &Notice, rate: u32, hinted: &AtomicBool) {
             "timeglass: warning: process {pid} died without exiting cleanly after {requests} requests; its supervisor may start a new one"
         ),
         Notice::Exited { .. } => {}
+        Notice::Refused { pid, error } => {
+            eprintln!("timeglass: warning: process {pid} is not recorded: {error}")
+        }
         Notice::StoreFailed { error } => {
             eprintln!("timeglass: warning: writing the store failed, will retry: {error}")
         }

@@ -73,6 +73,9 @@ pub enum Notice {
     /// A process died without exiting cleanly (killed, crashed); the requests
     /// it had in flight are stored as cancelled.
     Crashed { pid: u32, requests: u64 },
+    /// A ring file was refused (another user's, or open to other users);
+    /// that process is not recorded.
+    Refused { pid: u32, error: String },
     /// Writing to the store failed; recording goes on in memory and is retried.
     StoreFailed { error: String },
 }

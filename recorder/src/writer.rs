@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use timeglass_join::{Join, JoinOptions};
 use timeglass_model::{ProfiledRequest, StackCount};
 use timeglass_store::{Batch, NewProcess, ProcessExit, ProcessId, ProcessSample, SessionId, Store};
-use timeglass_wire::{monotonic_ns, Event, Reader, Region, RING_SUFFIX};
+use timeglass_wire::{monotonic_ns, Event, Reader, Region, RegionError, RING_SUFFIX};
 
 use crate::resources::{self, Resources};
 use crate::worker::{sample_process, Report};
@@ -57,6 +57,11 @@ pub struct Writer {
     /// Events older than this (monotonic ns) are history from before the
     /// recording and are skipped.
     history_from_ns: u64,
+    /// The user whose ring files are read: ours under `run`, the attached
+    /// app's owner under `attach`. Any other owner's ring is refused.
+    ring_owner: u32,
+    /// Ring files refused (and said so once each).
+    refused: HashSet<u32>,
     tx: Sender<Report>,
     rx: Receiver<Report>,
     /// Finished requests not yet in the store (their process row is not
@@ -82,6 +87,11 @@ impl Writer {
             Follow::Directory => 0,
             Follow::Tree { .. } => monotonic_ns().saturating_sub(HISTORY.as_nanos() as u64),
         };
+        let me = timeglass_wire::private::current_uid();
+        let ring_owner = match options.follow {
+            Follow::Directory => me,
+            Follow::Tree { root } => procfs::uid(root).unwrap_or(me),
+        };
         let join = Join::with_options(JoinOptions {
             rate_hz: options.sampler.rate_hz,
             n_plus_one: options.n_plus_one,
@@ -99,6 +109,8 @@ impl Writer {
             ignored: HashSet::new(),
             not_sampled: HashSet::new(),
             history_from_ns,
+            ring_owner,
+            refused: HashSet::new(),
             tx,
             rx,
             held: Vec::new(),
@@ -197,7 +209,7 @@ impl Writer {
         };
         for (pid, path) in ring_files(&self.options.runtime_dir) {
             let known = self.procs.get(&pid).map(|p| p.region.is_some());
-            if known == Some(true) || self.ignored.contains(&pid) {
+            if known == Some(true) || self.ignored.contains(&pid) || self.refused.contains(&pid) {
                 continue;
             }
             if let Some(tree) = &tree {
@@ -208,8 +220,17 @@ impl Writer {
                     continue;
                 }
             }
-            if let Ok(region) = Region::open(&path) {
-                self.adopt(pid, Some(Arc::new(region)));
+            match Region::open_owned(&path, self.ring_owner) {
+                Ok(region) => self.adopt(pid, Some(Arc::new(region))),
+                Err(e @ RegionError::Unsafe { .. }) => {
+                    self.refused.insert(pid);
+                    (self.notify)(Notice::Refused {
+                        pid,
+                        error: e.to_string(),
+                    });
+                }
+                // Half-written or gone: looked at again next time.
+                Err(_) => {}
             }
         }
         if let Some(tree) = tree {

@@ -13,6 +13,7 @@ mod clock;
 pub mod dashboard;
 mod error;
 mod open;
+mod private;
 mod probe;
 mod read;
 mod schema;
@@ -21,6 +22,7 @@ mod write;
 
 use std::collections::HashMap;
 use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -132,14 +134,16 @@ impl Store {
     /// if the path is missing or an empty file. Refuses any file that is not
     /// a TimeGlass database, without changing it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let create = match open::probe(path)? {
+        match open::probe(path)? {
             Found::Absent => {
                 create_parent(path)?;
-                true
+                // SQLite gives the `-wal` and `-shm` files the mode of the
+                // database, so they are private too.
+                private::create_file(path)?;
             }
-            Found::Empty | Found::TimeGlass => false,
-        };
-        Self::connect(path, create)
+            Found::Empty | Found::TimeGlass => private::tighten(path)?,
+        }
+        Self::connect(path)
     }
 
     /// Opens an existing store, for readers: a missing or empty file is
@@ -149,13 +153,13 @@ impl Store {
             Found::Absent | Found::Empty => Err(StoreError::Missing {
                 path: path.to_owned(),
             }),
-            Found::TimeGlass => Self::connect(path, false),
+            Found::TimeGlass => Self::connect(path),
         }
     }
 
-    fn connect(path: &Path, create: bool) -> Result<Store, StoreError> {
+    fn connect(path: &Path) -> Result<Store, StoreError> {
         Ok(Store {
-            conn: open::connect(path, create)?,
+            conn: open::connect(path)?,
             path: path.to_owned(),
             interner: Interner::default(),
             clocks: HashMap::new(),
@@ -386,14 +390,18 @@ impl Store {
     }
 }
 
+/// Creates the missing directories above the store, private (`0700`): the
+/// store holds request bodies, headers and SQL parameters.
 fn create_parent(path: &Path) -> Result<(), StoreError> {
     match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => {
-            fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+        Some(dir) if !dir.as_os_str().is_empty() => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(private::DIR_MODE)
+            .create(dir)
+            .map_err(|source| StoreError::Io {
                 path: dir.to_owned(),
                 source,
-            })
-        }
+            }),
         _ => Ok(()),
     }
 }
