@@ -55,6 +55,7 @@ impl Recording {
             "wall"
         };
         store.set_sample_mode(session, mode)?;
+        store.set_recorder(session)?;
         let options = RecorderOptions {
             runtime_dir: target.runtime_dir,
             follow: target.follow,

@@ -71,7 +71,12 @@ pub struct Writer {
     /// Resource samples not yet in the store, by pid.
     samples: Vec<(u32, ProcessSample)>,
     summary: Summary,
+    /// The request starts last noted in the session, and when.
+    noted: (u64, Instant),
 }
+
+/// How often the recorder notes it is alive when nothing new arrived.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 impl Writer {
     pub fn new(
@@ -117,6 +122,7 @@ impl Writer {
             outside: Vec::new(),
             samples: Vec::new(),
             summary: Summary::default(),
+            noted: (0, Instant::now()),
         }
     }
 
@@ -478,11 +484,24 @@ impl Writer {
     }
 
     fn write(&mut self) {
-        if let Err(e) = self.try_write() {
+        if let Err(e) = self.try_write().and_then(|()| self.note_progress()) {
             (self.notify)(Notice::StoreFailed {
                 error: e.to_string(),
             });
         }
+    }
+
+    /// After a write: how many request starts were read, so that a
+    /// recorder killed now leaves a count of what it had not stored yet.
+    fn note_progress(&mut self) -> Result<(), RecorderError> {
+        let seen = self.join.stats().requests_started;
+        let (noted, at) = self.noted;
+        if seen == noted && at.elapsed() < PROGRESS_EVERY {
+            return Ok(());
+        }
+        self.store.record_progress(self.session, seen)?;
+        self.noted = (seen, Instant::now());
+        Ok(())
     }
 
     /// Stores held requests whose process row exists, and outside samples.

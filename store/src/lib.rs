@@ -12,6 +12,7 @@ mod baseline;
 mod clock;
 pub mod dashboard;
 mod error;
+mod interrupted;
 mod open;
 mod private;
 mod probe;
@@ -158,12 +159,48 @@ impl Store {
     }
 
     fn connect(path: &Path) -> Result<Store, StoreError> {
-        Ok(Store {
+        let store = Store {
             conn: open::connect(path)?,
             path: path.to_owned(),
             interner: Interner::default(),
             clocks: HashMap::new(),
-        })
+        };
+        // Best effort: a store this user may only read is shown as it is.
+        let _ = interrupted::settle(&store.conn);
+        Ok(store)
+    }
+
+    /// Names this process as the recorder of `session`: when it dies
+    /// before ending the session, the next command that opens the store
+    /// ends it as interrupted.
+    pub fn set_recorder(&mut self, session: SessionId) -> Result<(), StoreError> {
+        let (pid, started) = interrupted::this_process();
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE sessions SET recorder_pid = ?2, recorder_started = ?3 WHERE id = ?1",
+                params![session.0, pid, started],
+            )
+            .map_err(|e| self.sql_err(e))?;
+        self.expect_row(changed, "session", session.0)
+    }
+
+    /// Notes that the recorder is alive and has read `requests_seen`
+    /// request starts: an interrupted session ends here, and those of them
+    /// never stored are counted as lost.
+    pub fn record_progress(
+        &mut self,
+        session: SessionId,
+        requests_seen: u64,
+    ) -> Result<(), StoreError> {
+        let now = clock::now_rfc3339_ms();
+        self.conn
+            .prepare_cached(
+                "UPDATE sessions SET progress_at = ?2, requests_seen = ?3 WHERE id = ?1",
+            )
+            .and_then(|mut stmt| stmt.execute(params![session.0, now, requests_seen]))
+            .map_err(|e| self.sql_err(e))?;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
