@@ -35,7 +35,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let name = program.to_string_lossy().into_owned();
     let package = inject::package_dir()?;
-    let store = Store::open(&args.record.db.db)?;
+    let mut store = Store::open(&args.record.db.db)?;
+    crate::prune::apply_retention(&mut store, &args.retention)?;
     let runtime = crate::runtime::Runtime::create()?;
     let pythonpath = inject::pythonpath(&inject::prepare(&package, runtime.path())?);
     if args.ui {

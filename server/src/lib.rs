@@ -5,8 +5,9 @@
 //! thread, so SQLite never runs on the async runtime and a store that is
 //! being recorded into is always read as of now. Only loopback `Host`
 //! headers are answered unless the server was bound elsewhere (DNS
-//! rebinding protection, `host.rs`). Nothing changes data, so every route
-//! is a GET; no CORS headers are sent. Page templates, CSS and JavaScript
+//! rebinding protection, `host.rs`). The one route that changes data,
+//! `POST /clear`, also checks `Origin` and a per-server token
+//! (`actions.rs`); every other route is a GET; no CORS headers are sent. Page templates, CSS and JavaScript
 //! live in `flamegraph-templates/` and are compiled in.
 //!
 //! Stacks go through a transform (`profile.rs`: "my code only", synthetic
@@ -14,6 +15,7 @@
 //! inferno SVG). Comparisons come from `timeglass-compare` (`compare.rs`);
 //! `diff.rs` turns their per-request paths into a differential call tree.
 
+mod actions;
 mod api;
 mod assets;
 mod compare;
@@ -35,7 +37,7 @@ mod stats;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 pub use error::ServerError;
@@ -73,12 +75,15 @@ impl ServerOptions {
 #[derive(Clone)]
 struct AppState {
     db: Arc<PathBuf>,
+    /// This server's token for actions that change data (`actions.rs`).
+    token: Arc<str>,
 }
 
 /// The whole dashboard as a router, for [`Server`] and for tests.
 pub fn app(options: &ServerOptions) -> Router {
     let state = AppState {
         db: Arc::new(options.db.clone()),
+        token: actions::new_token().into(),
     };
     let allowed = host::AllowedHosts::new(&options.host);
     Router::new()
@@ -91,6 +96,7 @@ pub fn app(options: &ServerOptions) -> Router {
         .route("/compare/requests", get(pages::compare_requests::requests))
         .route("/routes/{method}/{*route}", get(pages::route::route))
         .route("/assets/{name}", get(assets::asset))
+        .route("/clear", post(actions::clear))
         .route("/api/v1/requests", get(api::requests))
         .route("/api/v1/requests/stream", get(live::stream))
         .route("/api/v1/requests/{id}", get(api::request))

@@ -16,6 +16,7 @@ mod interrupted;
 mod open;
 mod private;
 mod probe;
+mod prune;
 mod read;
 mod schema;
 mod window;
@@ -37,6 +38,7 @@ pub use error::StoreError;
 pub use probe::{
     NewProbeOperation, NewProbeResult, NewProbeRun, ProbeCandidate, ProbeOutcome, ProbeSummary,
 };
+pub use prune::{defaults as retention_defaults, Prune, Pruned, Retention};
 pub use read::{
     Breakdown, CallRow, LoopBlockRow, ProcessRow, QueryRow, RequestQuery, RequestRow, SessionRow,
 };
@@ -168,6 +170,20 @@ impl Store {
         // Best effort: a store this user may only read is shown as it is.
         let _ = interrupted::settle(&store.conn);
         Ok(store)
+    }
+
+    /// Deletes the sessions `what` names (never one being recorded) and
+    /// gives the space back.
+    pub fn prune(&mut self, what: &Prune) -> Result<Pruned, StoreError> {
+        prune::prune(&mut self.conn, what).map_err(|e| self.sql_err(e))
+    }
+
+    /// Deletes the oldest ended sessions until `retention` holds.
+    pub fn enforce_retention(&mut self, retention: &Retention) -> Result<Pruned, StoreError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        prune::enforce(&mut self.conn, retention, now).map_err(|e| self.sql_err(e))
     }
 
     /// Names this process as the recorder of `session`: when it dies

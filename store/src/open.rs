@@ -145,6 +145,16 @@ pub fn connect(path: &Path) -> Result<Connection, StoreError> {
     configure(&conn).map_err(sql_err)?;
     match verify(&conn).map_err(sql_err)? {
         Ok(version) if version == SCHEMA_VERSION => {}
+        Ok(0) => {
+            // Only possible before the first table: freed pages can then be
+            // given back without a full VACUUM (prune.rs).
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+                .map_err(sql_err)?;
+            match schema::migrate(&mut conn).map_err(sql_err)? {
+                Migrated::UpToDate => {}
+                Migrated::TooNew(found) => return Err(Rejection::TooNew(found).into_error(path)),
+            }
+        }
         Ok(_) => match schema::migrate(&mut conn).map_err(sql_err)? {
             Migrated::UpToDate => {}
             Migrated::TooNew(found) => return Err(Rejection::TooNew(found).into_error(path)),
