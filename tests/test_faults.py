@@ -7,14 +7,17 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from fixtures import harness
 from tests.context import TestContext
-from tests.faults import Load, expected_body, integrity, start_run
+from tests.faults import Load, expected_body, integrity, start_run, wait_until
 
 
 def children(pid: int) -> list[int]:
@@ -111,3 +114,148 @@ def test_app_killed_with_requests_in_flight(ctx: TestContext) -> None:
     table = ctx.cli_ok("sessions", "--db", str(ctx.db)).stdout
     assert "INCOMPLETE" in table, table
     assert integrity(ctx.db) == "ok"
+
+
+def test_recorder_stopped_for_ten_seconds_under_load(ctx: TestContext) -> None:
+    process, port = start_run(ctx)
+    try:
+        expected = expected_body(port)
+        load = Load(port).start()
+        time.sleep(1.0)
+        os.kill(process.pid, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        try:
+            time.sleep(10.0)
+            # A stopped recorder is alive: no command calls its session interrupted.
+            (session,) = ctx.sessions()
+            assert session["interrupted"] is False, session
+            assert session["ended_at"] is None, session
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+        time.sleep(2.0)
+        load.stop()
+        answered = len(load.answers) + 1  # and the one that read the expected body
+        assert process.interrupt(timeout=30) == 0, process.stderr()
+    finally:
+        process.kill()
+    load.assert_unchanged(expected)
+    during = load.answered_before(stopped_at + 10) - load.answered_before(stopped_at)
+    assert during > 100, "the app answered at its pace while its recorder was stopped"
+    (session,) = ctx.sessions()
+    stored, lost_events = session["requests"], session["lost_events"]
+    # Everything answered is stored, or the ring lapped the stopped reader and what it
+    # overwrote is counted (and said when the run ended).
+    assert stored == answered or lost_events > 0, (stored, answered, session)
+    if lost_events:
+        assert "marker events were lost" in process.stderr()
+    assert integrity(ctx.db) == "ok"
+
+
+def test_two_runs_on_one_store_at_once(ctx: TestContext) -> None:
+    first, port_a = start_run(ctx)
+    second, port_b = start_run(ctx)
+    try:
+        loads = [Load(port_a).start(), Load(port_b).start()]
+        time.sleep(3.0)
+        for load in loads:
+            load.stop()
+        for p in (first, second):
+            assert p.interrupt(timeout=30) == 0, p.stderr()
+            assert "warning" not in p.stderr(), p.stderr()
+    finally:
+        first.kill()
+        second.kill()
+    expected = {len(load.answers) for load in loads}
+    sessions = ctx.sessions()
+    assert len(sessions) == 2
+    assert {s["requests"] for s in sessions} == expected, (sessions, expected)
+    assert all(s["lost_requests"] == 0 and s["lost_events"] == 0 for s in sessions)
+    assert integrity(ctx.db) == "ok"
+
+
+def ui(ctx: TestContext, db: Path) -> tuple[harness.Process, str]:
+    port = harness.free_port()
+    argv = [str(ctx.bin), "ui", "--db", str(db), "--port", str(port)]
+    process = harness.Process(argv, log_dir=ctx.tmp / "ui", name="ui")
+    process.wait_for_port(port, timeout=30)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def test_the_store_deleted_or_replaced_while_ui_reads_it(ctx: TestContext) -> None:
+    with ctx.run_app() as app:
+        for _ in range(3):
+            app.request("GET", "/items/1")
+    other = ctx.tmp / "other.db"
+    ctx.db, original = other, ctx.db
+    with ctx.run_app() as app:
+        app.request("GET", "/health")
+    ctx.db = original
+
+    server, url = ui(ctx, original)
+    try:
+        page = httpx.get(url, timeout=10)
+        assert page.status_code == 200
+        assert "/items/1" in page.text
+
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{original}{suffix}").unlink(missing_ok=True)
+        gone = httpx.get(url, timeout=10)
+        assert gone.status_code == 404, gone.text
+        assert "no TimeGlass database" in gone.text
+
+        original.write_bytes(b"not a database at all\n" * 10)
+        foreign = httpx.get(f"{url}/api/v1/requests", timeout=10)
+        assert foreign.status_code >= 400, foreign.text
+        assert "not an SQLite database" in foreign.text
+
+        original.unlink()
+        original.write_bytes(other.read_bytes())
+        back = httpx.get(url, timeout=10)
+        assert back.status_code == 200, back.text
+        assert "/health" in back.text
+        assert "/items/1" not in back.text
+        assert server.popen.poll() is None, "the dashboard kept running"
+    finally:
+        server.kill()
+    assert "panicked" not in server.stderr()
+
+
+def test_a_full_disk_while_recording(ctx: TestContext, tmp_path: Path) -> None:
+    """A small tmpfs the test mounts fills up under load: the app answers unchanged,
+    the recorder keeps requests in memory and says so once, and when space comes back
+    it writes them all."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], check=True)
+    try:
+        ctx.db = disk / "store.db"
+        process, port = start_run(ctx)
+        try:
+            expected = expected_body(port)
+            load = Load(port).start()
+            time.sleep(0.5)
+            # Take all but the last few hundred KiB.
+            free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+            filler = disk / "filler"
+            filler.write_bytes(b"\0" * max(0, free - 256 * 1024))
+            wait_until("the store to fill up", lambda: "store failed" in process.stderr())
+            time.sleep(1.0)
+            filler.unlink()
+            wait_until("writing to work again", lambda: "works again" in process.stderr())
+            time.sleep(1.0)
+            load.stop()
+            assert process.interrupt(timeout=30) == 0, process.stderr()
+        finally:
+            process.kill()
+        load.assert_unchanged(expected)
+        stderr = process.stderr()
+        assert stderr.count("writing the store failed") == 1, stderr
+        assert "database or disk is full" in stderr, stderr
+        (session,) = ctx.sessions()
+        # Every answer, and the one that read the expected body: none was lost.
+        assert session["requests"] == len(load.answers) + 1, (session, len(load.answers))
+        assert integrity(ctx.db) == "ok"
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

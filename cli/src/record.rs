@@ -104,6 +104,9 @@ impl Recording {
                 lost_events: summary.lost_events,
             },
         )?;
+        if summary.unstored_requests > 0 {
+            store.add_lost_requests(self.session, summary.unstored_requests)?;
+        }
         Ok(summary)
     }
 
@@ -154,9 +157,15 @@ fn print_notice(notice: &Notice, rate: u32, hinted: &AtomicBool) {
         Notice::Refused { pid, error } => {
             eprintln!("timeglass: warning: process {pid} is not recorded: {error}")
         }
-        Notice::StoreFailed { error } => {
-            eprintln!("timeglass: warning: writing the store failed, will retry: {error}")
+        Notice::StoreFailed { error } => eprintln!(
+            "timeglass: warning: writing the store failed: {error}; the app is not affected, requests are kept in memory and written when it works again (is the disk full?)"
+        ),
+        Notice::StoreRecovered { unstored: 0 } => {
+            eprintln!("timeglass: writing the store works again; nothing was lost")
         }
+        Notice::StoreRecovered { unstored } => eprintln!(
+            "timeglass: writing the store works again; {unstored} requests could not be kept meanwhile"
+        ),
     }
 }
 
@@ -183,6 +192,12 @@ pub fn print_summary(summary: &Summary, recording_db: &Path, session: SessionId)
             "timeglass: warning: {} worker process(es) crashed: {}; `timeglass sessions` shows them",
             pids.len(),
             pids.join(", ")
+        );
+    }
+    if summary.unstored_requests > 0 {
+        eprintln!(
+            "timeglass: warning: {} requests were not stored because the store could not be written",
+            summary.unstored_requests
         );
     }
     if summary.lost_events > 0 {

@@ -76,8 +76,12 @@ pub enum Notice {
     /// A ring file was refused (another user's, or open to other users);
     /// that process is not recorded.
     Refused { pid: u32, error: String },
-    /// Writing to the store failed; recording goes on in memory and is retried.
+    /// Writing to the store failed; recording goes on in memory and is
+    /// retried. Said once until [`Notice::StoreRecovered`].
     StoreFailed { error: String },
+    /// Writing works again; `unstored` requests were dropped meanwhile
+    /// (more were waiting than the recorder keeps in memory).
+    StoreRecovered { unstored: u64 },
 }
 
 /// What a finished recording amounts to.
@@ -98,6 +102,8 @@ pub struct Summary {
     pub failed_walks: u64,
     /// Ring slots lost before they were read, plus events the marker dropped.
     pub lost_events: u64,
+    /// Requests dropped because the store could not be written for long.
+    pub unstored_requests: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -73,6 +73,8 @@ pub struct Writer {
     summary: Summary,
     /// The request starts last noted in the session, and when.
     noted: (u64, Instant),
+    /// The last write failed (said once, until one succeeds).
+    store_failing: bool,
 }
 
 /// How often the recorder notes it is alive when nothing new arrived.
@@ -123,6 +125,7 @@ impl Writer {
             samples: Vec::new(),
             summary: Summary::default(),
             noted: (0, Instant::now()),
+            store_failing: false,
         }
     }
 
@@ -483,11 +486,24 @@ impl Writer {
         }
     }
 
+    /// Writes what is ready; says once when the store starts failing and
+    /// once when it works again, not every 100 ms in between.
     fn write(&mut self) {
-        if let Err(e) = self.try_write().and_then(|()| self.note_progress()) {
-            (self.notify)(Notice::StoreFailed {
-                error: e.to_string(),
-            });
+        match self.try_write().and_then(|()| self.note_progress()) {
+            Ok(()) if self.store_failing => {
+                self.store_failing = false;
+                (self.notify)(Notice::StoreRecovered {
+                    unstored: self.summary.unstored_requests,
+                });
+            }
+            Ok(()) => {}
+            Err(e) if !self.store_failing => {
+                self.store_failing = true;
+                (self.notify)(Notice::StoreFailed {
+                    error: e.to_string(),
+                });
+            }
+            Err(_) => {}
         }
     }
 
@@ -561,8 +577,35 @@ impl Writer {
                 self.held.extend(batch.requests.into_iter().map(|(_, r)| r));
                 self.outside.extend(outside_ready);
                 self.samples.extend(samples_ready);
+                self.bound_held();
                 Err(e.into())
             }
+        }
+    }
+}
+
+/// Requests kept in memory while the store cannot be written (a full disk,
+/// a lock held too long): minutes of a busy app, some hundreds of MB at
+/// most. Beyond it the oldest are dropped and counted, so the recorder's
+/// memory stays bounded however long the store fails.
+const MAX_HELD: usize = 50_000;
+/// The same for outside-request stacks and resource samples.
+const MAX_HELD_SAMPLES: usize = 200_000;
+
+impl Writer {
+    fn bound_held(&mut self) {
+        if self.held.len() > MAX_HELD {
+            let excess = self.held.len() - MAX_HELD;
+            self.held.drain(..excess);
+            self.summary.unstored_requests += excess as u64;
+        }
+        if self.outside.len() > MAX_HELD_SAMPLES {
+            let excess = self.outside.len() - MAX_HELD_SAMPLES;
+            self.outside.drain(..excess);
+        }
+        if self.samples.len() > MAX_HELD_SAMPLES {
+            let excess = self.samples.len() - MAX_HELD_SAMPLES;
+            self.samples.drain(..excess);
         }
     }
 }

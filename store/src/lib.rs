@@ -186,6 +186,18 @@ impl Store {
         prune::enforce(&mut self.conn, retention, now).map_err(|e| self.sql_err(e))
     }
 
+    /// Counts `n` more requests of `session` that were recorded but could
+    /// not be stored.
+    pub fn add_lost_requests(&mut self, session: SessionId, n: u64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE sessions SET lost_requests = lost_requests + ?2 WHERE id = ?1",
+                params![session.0, n],
+            )
+            .map_err(|e| self.sql_err(e))?;
+        Ok(())
+    }
+
     /// Names this process as the recorder of `session`: when it dies
     /// before ending the session, the next command that opens the store
     /// ends it as interrupted.
