@@ -111,6 +111,20 @@ loopback unless `--allow-remote`. When the app runs under `timeglass run`, each
 stored with the session. Exit code: 0 when nothing answered 5xx or hung, 1 when
 something did, 2 for bad input.")]
     Probe(ProbeArgs),
+    /// Delete recorded sessions: those older than an age, or one by id.
+    #[command(after_help = "\
+Examples:
+  timeglass prune --older-than 7d
+  timeglass prune --session 3
+
+A session being recorded is never deleted. The freed space goes back to the
+file system. `run` also applies the retention settings before it records: `--keep-days` (default 14), and `keep_days`, `max_requests` (default
+1000000) and `max_size_mb` (default 1024) under `[retention]` of
+`timeglass.toml` or `[tool.timeglass.retention]` of `pyproject.toml`; 0
+turns a limit off.")]
+    Prune(crate::prune::PruneArgs),
+    /// Delete every recorded session (not one being recorded).
+    Clear(crate::prune::ClearArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Example:\n  timeglass completions bash > ~/.local/share/bash-completion/completions/timeglass"
@@ -179,6 +193,8 @@ pub struct RunArgs {
     /// `?`/`$1`/`%s`), e.g. when they hold personal data.
     #[arg(long)]
     pub no_sql_params: bool,
+    #[command(flatten)]
+    pub retention: crate::prune::RetentionArgs,
     /// The command that starts the app, after `--`.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,

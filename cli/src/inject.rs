@@ -9,6 +9,7 @@
 //! Nothing else of our environment leaks into the app's.
 
 use std::ffi::OsString;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use timeglass_wire::env;
@@ -82,7 +83,11 @@ pub fn prepare(package: &Path, into: &Path) -> Result<PathBuf> {
     let fail = |what: &str, e: std::io::Error| {
         Failure::new(format!("cannot prepare `{}`: {what}: {e}", dir.display()))
     };
-    std::fs::create_dir_all(&dir).map_err(|e| fail("create", e))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| fail("create", e))?;
     std::fs::copy(
         package.join("_bootstrap").join("sitecustomize.py"),
         dir.join("sitecustomize.py"),

@@ -11,10 +11,12 @@ mod failure;
 mod inject;
 mod junit;
 mod probe;
+mod prune;
 mod record;
 mod report;
 mod requests;
 mod run;
+mod runtime;
 mod sessions;
 mod show;
 mod table;
@@ -42,6 +44,8 @@ fn main() -> ExitCode {
         Command::Export(a) => export::export(a),
         Command::Ui(a) => ui::ui(a),
         Command::Probe(a) => probe::probe(a),
+        Command::Prune(a) => prune::prune(a),
+        Command::Clear(a) => prune::clear(a),
         Command::Completions(a) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(a.shell, &mut cmd, "timeglass", &mut std::io::stdout());

@@ -55,6 +55,7 @@ impl Recording {
             "wall"
         };
         store.set_sample_mode(session, mode)?;
+        store.set_recorder(session)?;
         let options = RecorderOptions {
             runtime_dir: target.runtime_dir,
             follow: target.follow,
@@ -103,6 +104,9 @@ impl Recording {
                 lost_events: summary.lost_events,
             },
         )?;
+        if summary.unstored_requests > 0 {
+            store.add_lost_requests(self.session, summary.unstored_requests)?;
+        }
         Ok(summary)
     }
 
@@ -150,9 +154,18 @@ fn print_notice(notice: &Notice, rate: u32, hinted: &AtomicBool) {
             "timeglass: warning: process {pid} died without exiting cleanly after {requests} requests; its supervisor may start a new one"
         ),
         Notice::Exited { .. } => {}
-        Notice::StoreFailed { error } => {
-            eprintln!("timeglass: warning: writing the store failed, will retry: {error}")
+        Notice::Refused { pid, error } => {
+            eprintln!("timeglass: warning: process {pid} is not recorded: {error}")
         }
+        Notice::StoreFailed { error } => eprintln!(
+            "timeglass: warning: writing the store failed: {error}; the app is not affected, requests are kept in memory and written when it works again (is the disk full?)"
+        ),
+        Notice::StoreRecovered { unstored: 0 } => {
+            eprintln!("timeglass: writing the store works again; nothing was lost")
+        }
+        Notice::StoreRecovered { unstored } => eprintln!(
+            "timeglass: writing the store works again; {unstored} requests could not be kept meanwhile"
+        ),
     }
 }
 
@@ -179,6 +192,12 @@ pub fn print_summary(summary: &Summary, recording_db: &Path, session: SessionId)
             "timeglass: warning: {} worker process(es) crashed: {}; `timeglass sessions` shows them",
             pids.len(),
             pids.join(", ")
+        );
+    }
+    if summary.unstored_requests > 0 {
+        eprintln!(
+            "timeglass: warning: {} requests were not stored because the store could not be written",
+            summary.unstored_requests
         );
     }
     if summary.lost_events > 0 {

@@ -3,7 +3,7 @@
 
 use std::io::ErrorKind;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitCode, ExitStatus};
 use std::time::{Duration, Instant};
 
@@ -35,11 +35,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let name = program.to_string_lossy().into_owned();
     let package = inject::package_dir()?;
-    let store = Store::open(&args.record.db.db)?;
-    let runtime = timeglass_wire::runtime_dir().join(format!("run-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&runtime);
-    let _cleanup = RemoveOnDrop(runtime.clone());
-    let pythonpath = inject::pythonpath(&inject::prepare(&package, &runtime)?);
+    let mut store = Store::open(&args.record.db.db)?;
+    crate::prune::apply_retention(&mut store, &args.retention)?;
+    let runtime = crate::runtime::Runtime::create()?;
+    let pythonpath = inject::pythonpath(&inject::prepare(&package, runtime.path())?);
     if args.ui {
         start_dashboard(&args.record.db.db, args.ui_port)?;
     }
@@ -47,7 +46,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let mut command = Command::new(program);
     command
         .args(rest)
-        .env(env::RUNTIME_DIR, &runtime)
+        .env(env::RUNTIME_DIR, runtime.path())
         .env(env::AUTO, "1")
         .env("PYTHONPATH", pythonpath);
     if args.no_sql_params {
@@ -65,7 +64,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         cwd: std::env::current_dir()
             .map(|d| d.display().to_string())
             .unwrap_or_default(),
-        runtime_dir: runtime.clone(),
+        runtime_dir: runtime.path().to_owned(),
         follow: Follow::Directory,
     };
     let recording = Recording::start(&args.record, store, target)?;
@@ -203,12 +202,4 @@ fn start_dashboard(db: &Path, port: u16) -> Result<()> {
         }
     });
     Ok(())
-}
-
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

@@ -31,8 +31,12 @@ pub fn sessions(args: SessionsArgs) -> Result<ExitCode> {
 }
 
 /// How the session ended: the app's exit code under `run`; `-` after
-/// `attach` (the app went on running, or was not ours to wait for).
+/// `attach` (the app went on running, or was not ours to wait for);
+/// `interrupted` when its recorder died first.
 fn exit(s: &SessionRow) -> String {
+    if s.interrupted {
+        return "interrupted".into();
+    }
     match (&s.ended_at, s.exit_code) {
         (None, _) => "recording".into(),
         (Some(_), Some(code)) => code.to_string(),
@@ -49,8 +53,10 @@ fn table(rows: &[SessionRow]) -> String {
         "REQUESTS",
         "EXIT",
         "CRASHED",
+        "INCOMPLETE",
+        "LOST",
     ];
-    let right = [true, false, false, true, true, true, true];
+    let right = [true, false, false, true, true, true, true, true, true];
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|s| {
@@ -62,6 +68,8 @@ fn table(rows: &[SessionRow]) -> String {
                 s.requests.to_string(),
                 exit(s),
                 s.crashed.to_string(),
+                s.incomplete.to_string(),
+                s.lost_requests.to_string(),
             ]
         })
         .collect();

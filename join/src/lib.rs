@@ -86,6 +86,9 @@ pub struct JoinStats {
     pub unfinished: u64,
     /// Events or samples for requests whose start was lost.
     pub orphans: u64,
+    /// Request starts read (each a request that is stored, unless the
+    /// recording is interrupted before).
+    pub requests_started: u64,
 }
 
 #[derive(Default)]
@@ -137,6 +140,7 @@ impl Join {
     pub fn event(&mut self, pid: u32, event: Event) {
         match event {
             Event::RequestStart(start) => {
+                self.stats.requests_started += 1;
                 let key = (pid, start.request_id);
                 self.pending.entry(key).or_default().start = Some(start);
             }
@@ -295,6 +299,7 @@ impl Join {
 
     fn finish(&mut self, pid: u32, p: Pending) -> ProfiledRequest {
         let start = p.start.expect("only requests with a start are finished");
+        let incomplete = p.end.is_none();
         let (end_ns, response_ns, status, flags, route) = match p.end {
             Some(e) => (e.ts_ns, e.response_ns, e.status, e.flags, e.route),
             None => {
@@ -430,6 +435,7 @@ impl Join {
             breakdown,
             cpu_ns,
             loop_block,
+            incomplete,
         }
     }
 

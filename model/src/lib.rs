@@ -452,6 +452,9 @@ pub struct ProfiledRequest {
     pub cpu_ns: u64,
     /// Set when it held the event loop too long without yielding.
     pub loop_block: Option<LoopBlock>,
+    /// Its end never came: its process died mid-request (`kill -9`, a
+    /// crash) or recording stopped first. Kept with its samples so far.
+    pub incomplete: bool,
 }
 
 /// What a request carried and what its response said, as the marker saw it.
@@ -496,6 +499,7 @@ impl ProfiledRequest {
             breakdown: TimeBreakdown::default(),
             cpu_ns: 0,
             loop_block: None,
+            incomplete: false,
         }
     }
 

@@ -73,8 +73,15 @@ pub enum Notice {
     /// A process died without exiting cleanly (killed, crashed); the requests
     /// it had in flight are stored as cancelled.
     Crashed { pid: u32, requests: u64 },
-    /// Writing to the store failed; recording goes on in memory and is retried.
+    /// A ring file was refused (another user's, or open to other users);
+    /// that process is not recorded.
+    Refused { pid: u32, error: String },
+    /// Writing to the store failed; recording goes on in memory and is
+    /// retried. Said once until [`Notice::StoreRecovered`].
     StoreFailed { error: String },
+    /// Writing works again; `unstored` requests were dropped meanwhile
+    /// (more were waiting than the recorder keeps in memory).
+    StoreRecovered { unstored: u64 },
 }
 
 /// What a finished recording amounts to.
@@ -95,6 +102,8 @@ pub struct Summary {
     pub failed_walks: u64,
     /// Ring slots lost before they were read, plus events the marker dropped.
     pub lost_events: u64,
+    /// Requests dropped because the store could not be written for long.
+    pub unstored_requests: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

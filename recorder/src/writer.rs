@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use timeglass_join::{Join, JoinOptions};
 use timeglass_model::{ProfiledRequest, StackCount};
 use timeglass_store::{Batch, NewProcess, ProcessExit, ProcessId, ProcessSample, SessionId, Store};
-use timeglass_wire::{monotonic_ns, Event, Reader, Region, RING_SUFFIX};
+use timeglass_wire::{monotonic_ns, Event, Reader, Region, RegionError, RING_SUFFIX};
 
 use crate::resources::{self, Resources};
 use crate::worker::{sample_process, Report};
@@ -57,6 +57,11 @@ pub struct Writer {
     /// Events older than this (monotonic ns) are history from before the
     /// recording and are skipped.
     history_from_ns: u64,
+    /// The user whose ring files are read: ours under `run`, the attached
+    /// app's owner under `attach`. Any other owner's ring is refused.
+    ring_owner: u32,
+    /// Ring files refused (and said so once each).
+    refused: HashSet<u32>,
     tx: Sender<Report>,
     rx: Receiver<Report>,
     /// Finished requests not yet in the store (their process row is not
@@ -66,7 +71,14 @@ pub struct Writer {
     /// Resource samples not yet in the store, by pid.
     samples: Vec<(u32, ProcessSample)>,
     summary: Summary,
+    /// The request starts last noted in the session, and when.
+    noted: (u64, Instant),
+    /// The last write failed (said once, until one succeeds).
+    store_failing: bool,
 }
+
+/// How often the recorder notes it is alive when nothing new arrived.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 impl Writer {
     pub fn new(
@@ -81,6 +93,11 @@ impl Writer {
         let history_from_ns = match options.follow {
             Follow::Directory => 0,
             Follow::Tree { .. } => monotonic_ns().saturating_sub(HISTORY.as_nanos() as u64),
+        };
+        let me = timeglass_wire::private::current_uid();
+        let ring_owner = match options.follow {
+            Follow::Directory => me,
+            Follow::Tree { root } => procfs::uid(root).unwrap_or(me),
         };
         let join = Join::with_options(JoinOptions {
             rate_hz: options.sampler.rate_hz,
@@ -99,12 +116,16 @@ impl Writer {
             ignored: HashSet::new(),
             not_sampled: HashSet::new(),
             history_from_ns,
+            ring_owner,
+            refused: HashSet::new(),
             tx,
             rx,
             held: Vec::new(),
             outside: Vec::new(),
             samples: Vec::new(),
             summary: Summary::default(),
+            noted: (0, Instant::now()),
+            store_failing: false,
         }
     }
 
@@ -197,7 +218,7 @@ impl Writer {
         };
         for (pid, path) in ring_files(&self.options.runtime_dir) {
             let known = self.procs.get(&pid).map(|p| p.region.is_some());
-            if known == Some(true) || self.ignored.contains(&pid) {
+            if known == Some(true) || self.ignored.contains(&pid) || self.refused.contains(&pid) {
                 continue;
             }
             if let Some(tree) = &tree {
@@ -208,8 +229,17 @@ impl Writer {
                     continue;
                 }
             }
-            if let Ok(region) = Region::open(&path) {
-                self.adopt(pid, Some(Arc::new(region)));
+            match Region::open_owned(&path, self.ring_owner) {
+                Ok(region) => self.adopt(pid, Some(Arc::new(region))),
+                Err(e @ RegionError::Unsafe { .. }) => {
+                    self.refused.insert(pid);
+                    (self.notify)(Notice::Refused {
+                        pid,
+                        error: e.to_string(),
+                    });
+                }
+                // Half-written or gone: looked at again next time.
+                Err(_) => {}
             }
         }
         if let Some(tree) = tree {
@@ -456,12 +486,38 @@ impl Writer {
         }
     }
 
+    /// Writes what is ready; says once when the store starts failing and
+    /// once when it works again, not every 100 ms in between.
     fn write(&mut self) {
-        if let Err(e) = self.try_write() {
-            (self.notify)(Notice::StoreFailed {
-                error: e.to_string(),
-            });
+        match self.try_write().and_then(|()| self.note_progress()) {
+            Ok(()) if self.store_failing => {
+                self.store_failing = false;
+                (self.notify)(Notice::StoreRecovered {
+                    unstored: self.summary.unstored_requests,
+                });
+            }
+            Ok(()) => {}
+            Err(e) if !self.store_failing => {
+                self.store_failing = true;
+                (self.notify)(Notice::StoreFailed {
+                    error: e.to_string(),
+                });
+            }
+            Err(_) => {}
         }
+    }
+
+    /// After a write: how many request starts were read, so that a
+    /// recorder killed now leaves a count of what it had not stored yet.
+    fn note_progress(&mut self) -> Result<(), RecorderError> {
+        let seen = self.join.stats().requests_started;
+        let (noted, at) = self.noted;
+        if seen == noted && at.elapsed() < PROGRESS_EVERY {
+            return Ok(());
+        }
+        self.store.record_progress(self.session, seen)?;
+        self.noted = (seen, Instant::now());
+        Ok(())
     }
 
     /// Stores held requests whose process row exists, and outside samples.
@@ -521,8 +577,35 @@ impl Writer {
                 self.held.extend(batch.requests.into_iter().map(|(_, r)| r));
                 self.outside.extend(outside_ready);
                 self.samples.extend(samples_ready);
+                self.bound_held();
                 Err(e.into())
             }
+        }
+    }
+}
+
+/// Requests kept in memory while the store cannot be written (a full disk,
+/// a lock held too long): minutes of a busy app, some hundreds of MB at
+/// most. Beyond it the oldest are dropped and counted, so the recorder's
+/// memory stays bounded however long the store fails.
+const MAX_HELD: usize = 50_000;
+/// The same for outside-request stacks and resource samples.
+const MAX_HELD_SAMPLES: usize = 200_000;
+
+impl Writer {
+    fn bound_held(&mut self) {
+        if self.held.len() > MAX_HELD {
+            let excess = self.held.len() - MAX_HELD;
+            self.held.drain(..excess);
+            self.summary.unstored_requests += excess as u64;
+        }
+        if self.outside.len() > MAX_HELD_SAMPLES {
+            let excess = self.outside.len() - MAX_HELD_SAMPLES;
+            self.outside.drain(..excess);
+        }
+        if self.samples.len() > MAX_HELD_SAMPLES {
+            let excess = self.samples.len() - MAX_HELD_SAMPLES;
+            self.samples.drain(..excess);
         }
     }
 }

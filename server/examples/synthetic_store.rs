@@ -276,6 +276,7 @@ fn generate(out: &std::path::Path, total: u64) -> Result<(), timeglass_store::St
                 breakdown: time.breakdown,
                 cpu_ns: time.cpu_ns,
                 loop_block,
+                incomplete: false,
             },
         ));
         if batch.len() == 2_000 {

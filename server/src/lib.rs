@@ -5,16 +5,19 @@
 //! thread, so SQLite never runs on the async runtime and a store that is
 //! being recorded into is always read as of now. Only loopback `Host`
 //! headers are answered unless the server was bound elsewhere (DNS
-//! rebinding protection, `host.rs`). Nothing changes data, so every route
-//! is a GET; no CORS headers are sent. Page templates, CSS and JavaScript
-//! live in `server/templates/` and `server/static/` (the flame graphs' own in
-//! `flamegraph-templates/`) and are compiled in.
+//! rebinding protection, `host.rs`). The one route that changes data,
+//! `POST /clear`, also checks `Origin` and a per-server token
+//! (`actions.rs`); every other route is a GET; no CORS headers are sent.
+//! Page templates, CSS and JavaScript live in `server/templates/` and
+//! `server/static/` (the flame graphs' own in `flamegraph-templates/`) and
+//! are compiled in.
 //!
 //! Stacks go through a transform (`profile.rs`: "my code only", synthetic
 //! frames hidden) before a renderer (`flame.rs`: call tree, functions,
 //! inferno SVG). Comparisons come from `timeglass-compare` (`compare.rs`);
 //! `diff.rs` turns their per-request paths into a differential call tree.
 
+mod actions;
 mod api;
 mod assets;
 mod compare;
@@ -36,7 +39,7 @@ mod stats;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 pub use error::ServerError;
@@ -74,12 +77,15 @@ impl ServerOptions {
 #[derive(Clone)]
 struct AppState {
     db: Arc<PathBuf>,
+    /// This server's token for actions that change data (`actions.rs`).
+    token: Arc<str>,
 }
 
 /// The whole dashboard as a router, for [`Server`] and for tests.
 pub fn app(options: &ServerOptions) -> Router {
     let state = AppState {
         db: Arc::new(options.db.clone()),
+        token: actions::new_token().into(),
     };
     let allowed = host::AllowedHosts::new(&options.host);
     Router::new()
@@ -96,6 +102,7 @@ pub fn app(options: &ServerOptions) -> Router {
         .route("/compare/requests", get(pages::compare_requests::requests))
         .route("/routes/{method}/{*route}", get(pages::route::route))
         .route("/assets/{name}", get(assets::asset))
+        .route("/clear", post(actions::clear))
         .route("/api/v1/requests", get(api::requests))
         .route("/api/v1/requests/stream", get(live::stream))
         .route("/api/v1/requests/{id}", get(api::request))

@@ -58,3 +58,14 @@
     if (window.scrollY > 0) window.scrollBy(0, document.documentElement.scrollHeight - before);
   });
 })();
+
+// Clearing deletes every session that is not being recorded: ask first.
+(function () {
+  var form = document.getElementById("clear");
+  if (!form) return;
+  form.addEventListener("submit", function (event) {
+    if (!window.confirm("Delete every recorded session (except one being recorded)? This cannot be undone.")) {
+      event.preventDefault();
+    }
+  });
+})();

@@ -12,8 +12,11 @@ mod baseline;
 mod clock;
 pub mod dashboard;
 mod error;
+mod interrupted;
 mod open;
+mod private;
 mod probe;
+mod prune;
 mod read;
 mod schema;
 mod window;
@@ -21,6 +24,7 @@ mod write;
 
 use std::collections::HashMap;
 use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -34,6 +38,7 @@ pub use error::StoreError;
 pub use probe::{
     NewProbeOperation, NewProbeResult, NewProbeRun, ProbeCandidate, ProbeOutcome, ProbeSummary,
 };
+pub use prune::{defaults as retention_defaults, Prune, Pruned, Retention};
 pub use read::{
     Breakdown, CallRow, LoopBlockRow, ProcessRow, QueryRow, RequestQuery, RequestRow, SessionRow,
 };
@@ -132,14 +137,16 @@ impl Store {
     /// if the path is missing or an empty file. Refuses any file that is not
     /// a TimeGlass database, without changing it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let create = match open::probe(path)? {
+        match open::probe(path)? {
             Found::Absent => {
                 create_parent(path)?;
-                true
+                // SQLite gives the `-wal` and `-shm` files the mode of the
+                // database, so they are private too.
+                private::create_file(path)?;
             }
-            Found::Empty | Found::TimeGlass => false,
-        };
-        Self::connect(path, create)
+            Found::Empty | Found::TimeGlass => private::tighten(path)?,
+        }
+        Self::connect(path)
     }
 
     /// Opens an existing store, for readers: a missing or empty file is
@@ -149,17 +156,79 @@ impl Store {
             Found::Absent | Found::Empty => Err(StoreError::Missing {
                 path: path.to_owned(),
             }),
-            Found::TimeGlass => Self::connect(path, false),
+            Found::TimeGlass => Self::connect(path),
         }
     }
 
-    fn connect(path: &Path, create: bool) -> Result<Store, StoreError> {
-        Ok(Store {
-            conn: open::connect(path, create)?,
+    fn connect(path: &Path) -> Result<Store, StoreError> {
+        let store = Store {
+            conn: open::connect(path)?,
             path: path.to_owned(),
             interner: Interner::default(),
             clocks: HashMap::new(),
-        })
+        };
+        // Best effort: a store this user may only read is shown as it is.
+        let _ = interrupted::settle(&store.conn);
+        Ok(store)
+    }
+
+    /// Deletes the sessions `what` names (never one being recorded) and
+    /// gives the space back.
+    pub fn prune(&mut self, what: &Prune) -> Result<Pruned, StoreError> {
+        prune::prune(&mut self.conn, what).map_err(|e| self.sql_err(e))
+    }
+
+    /// Deletes the oldest ended sessions until `retention` holds.
+    pub fn enforce_retention(&mut self, retention: &Retention) -> Result<Pruned, StoreError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        prune::enforce(&mut self.conn, retention, now).map_err(|e| self.sql_err(e))
+    }
+
+    /// Counts `n` more requests of `session` that were recorded but could
+    /// not be stored.
+    pub fn add_lost_requests(&mut self, session: SessionId, n: u64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE sessions SET lost_requests = lost_requests + ?2 WHERE id = ?1",
+                params![session.0, n],
+            )
+            .map_err(|e| self.sql_err(e))?;
+        Ok(())
+    }
+
+    /// Names this process as the recorder of `session`: when it dies
+    /// before ending the session, the next command that opens the store
+    /// ends it as interrupted.
+    pub fn set_recorder(&mut self, session: SessionId) -> Result<(), StoreError> {
+        let (pid, started) = interrupted::this_process();
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE sessions SET recorder_pid = ?2, recorder_started = ?3 WHERE id = ?1",
+                params![session.0, pid, started],
+            )
+            .map_err(|e| self.sql_err(e))?;
+        self.expect_row(changed, "session", session.0)
+    }
+
+    /// Notes that the recorder is alive and has read `requests_seen`
+    /// request starts: an interrupted session ends here, and those of them
+    /// never stored are counted as lost.
+    pub fn record_progress(
+        &mut self,
+        session: SessionId,
+        requests_seen: u64,
+    ) -> Result<(), StoreError> {
+        let now = clock::now_rfc3339_ms();
+        self.conn
+            .prepare_cached(
+                "UPDATE sessions SET progress_at = ?2, requests_seen = ?3 WHERE id = ?1",
+            )
+            .and_then(|mut stmt| stmt.execute(params![session.0, now, requests_seen]))
+            .map_err(|e| self.sql_err(e))?;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -392,14 +461,18 @@ impl Store {
     }
 }
 
+/// Creates the missing directories above the store, private (`0700`): the
+/// store holds request bodies, headers and SQL parameters.
 fn create_parent(path: &Path) -> Result<(), StoreError> {
     match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => {
-            fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+        Some(dir) if !dir.as_os_str().is_empty() => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(private::DIR_MODE)
+            .create(dir)
+            .map_err(|source| StoreError::Io {
                 path: dir.to_owned(),
                 source,
-            })
-        }
+            }),
         _ => Ok(()),
     }
 }

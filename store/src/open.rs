@@ -133,11 +133,10 @@ fn judge_header(header: &[u8]) -> Result<Found, Rejection> {
 }
 
 /// Opens, verifies through SQLite itself, migrates if older, switches to WAL.
-pub fn connect(path: &Path, create: bool) -> Result<Connection, StoreError> {
-    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    if create {
-        flags |= OpenFlags::SQLITE_OPEN_CREATE;
-    }
+/// The file exists already: a new store is created empty, with its mode,
+/// before SQLite sees it.
+pub fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let sql_err = |source| StoreError::Sqlite {
         path: path.to_owned(),
         source,
@@ -146,6 +145,16 @@ pub fn connect(path: &Path, create: bool) -> Result<Connection, StoreError> {
     configure(&conn).map_err(sql_err)?;
     match verify(&conn).map_err(sql_err)? {
         Ok(version) if version == SCHEMA_VERSION => {}
+        Ok(0) => {
+            // Only possible before the first table: freed pages can then be
+            // given back without a full VACUUM (prune.rs).
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+                .map_err(sql_err)?;
+            match schema::migrate(&mut conn).map_err(sql_err)? {
+                Migrated::UpToDate => {}
+                Migrated::TooNew(found) => return Err(Rejection::TooNew(found).into_error(path)),
+            }
+        }
         Ok(_) => match schema::migrate(&mut conn).map_err(sql_err)? {
             Migrated::UpToDate => {}
             Migrated::TooNew(found) => return Err(Rejection::TooNew(found).into_error(path)),

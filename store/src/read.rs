@@ -58,6 +58,9 @@ pub struct RequestRow {
     pub breakdown: Option<Breakdown>,
     /// Set when it held the event loop without yielding for too long.
     pub loop_block: Option<LoopBlockRow>,
+    /// Its end never came (its process was killed mid-request, or recording
+    /// stopped first): kept with the samples taken so far.
+    pub incomplete: bool,
 }
 
 impl RequestRow {
@@ -211,6 +214,14 @@ pub struct SessionRow {
     pub processes: u64,
     /// Processes that died without exiting cleanly (killed, crashed).
     pub crashed: u64,
+    /// Its recorder died before ending it (`kill -9`, a crash); it ends at
+    /// the recorder's last write.
+    pub interrupted: bool,
+    /// Requests whose start the recorder had read but that it never
+    /// stored, because it was interrupted.
+    pub lost_requests: u64,
+    /// Requests kept without their end (their process died mid-request).
+    pub incomplete: u64,
 }
 
 /// One process of a session, as `timeglass sessions` shows it.
@@ -244,7 +255,7 @@ pub(crate) const REQUEST_COLUMNS: &str =
     r.n_plus_one_caller,
     r.python_us, r.native_us, r.blocked_us, r.gil_wait_us, r.sql_wait_us, r.http_wait_us,
     r.await_us, r.queued_us, r.cpu_us, r.loop_blocked_us, r.loop_block_start_ns,
-    r.loop_block_line, r.loop_block_delayed
+    r.loop_block_line, r.loop_block_delayed, r.incomplete
     FROM requests r JOIN processes p ON p.id = r.process_id";
 
 pub(crate) fn request_row(row: &Row<'_>) -> rusqlite::Result<RequestRow> {
@@ -297,6 +308,7 @@ pub(crate) fn request_row(row: &Row<'_>) -> rusqlite::Result<RequestRow> {
         cpu_ms,
         breakdown,
         loop_block: loop_block(row, start_ns)?,
+        incomplete: row.get(39)?,
     })
 }
 
@@ -479,7 +491,9 @@ pub fn sessions(conn: &Connection) -> rusqlite::Result<Vec<SessionRow>> {
              s.samples, s.torn_samples, s.lost_events,
              (SELECT count(*) FROM requests r WHERE r.session_id = s.id),
              (SELECT count(*) FROM processes p WHERE p.session_id = s.id),
-             (SELECT count(*) FROM processes p WHERE p.session_id = s.id AND p.exit = 'crashed')
+             (SELECT count(*) FROM processes p WHERE p.session_id = s.id AND p.exit = 'crashed'),
+             s.interrupted, s.lost_requests,
+             (SELECT count(*) FROM requests r WHERE r.session_id = s.id AND r.incomplete)
          FROM sessions s ORDER BY s.started_at DESC, s.id DESC",
     )?;
     let rows = stmt.query_map([], |row| {
@@ -500,6 +514,9 @@ pub fn sessions(conn: &Connection) -> rusqlite::Result<Vec<SessionRow>> {
             requests: row.get(10)?,
             processes: row.get(11)?,
             crashed: row.get(12)?,
+            interrupted: row.get(13)?,
+            lost_requests: row.get(14)?,
+            incomplete: row.get(15)?,
         })
     })?;
     rows.collect()

@@ -13,7 +13,30 @@ pub const APPLICATION_ID: i32 = i32::from_be_bytes(*b"TmGl");
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
+
+/// Version 11: how a recording ended when it did not end cleanly.
+///
+/// `recorder_pid` and `recorder_started` (the process's start time in clock
+/// ticks since boot, `/proc/PID/stat` field 22, so a reused pid is told
+/// apart) name the process that records the session. A session without an
+/// end whose recorder is gone is `interrupted` the next time any command
+/// opens the store; it ends at `progress_at`, the recorder's last write.
+/// `requests_seen` is how many request starts the recorder had read by
+/// then; those of them never stored are `lost_requests`. A request whose
+/// end never came (its process was killed mid-request, or recording
+/// stopped first) is kept with its samples so far as `incomplete`.
+const V11: &str = "
+ALTER TABLE sessions ADD COLUMN recorder_pid INTEGER;
+ALTER TABLE sessions ADD COLUMN recorder_started INTEGER;
+ALTER TABLE sessions ADD COLUMN progress_at TEXT;
+ALTER TABLE sessions ADD COLUMN requests_seen INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN lost_requests INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN incomplete INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX sessions_unended ON sessions(id) WHERE ended_at IS NULL;
+CREATE INDEX requests_incomplete ON requests(session_id) WHERE incomplete;
+";
 
 /// Version 10: what `timeglass baseline` and `timeglass compare` need.
 ///

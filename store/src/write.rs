@@ -221,10 +221,10 @@ fn insert_request(
              queries, db_us, calls, http_us, n_plus_one_count, n_plus_one_sql, n_plus_one_caller,
              python_us, native_us, blocked_us, gil_wait_us, sql_wait_us, http_wait_us, await_us,
              queued_us, cpu_us, loop_blocked_us, loop_block_start_ns, loop_block_line,
-             loop_block_delayed)
+             loop_block_delayed, incomplete)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
              ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35,
-             ?36, ?37, ?38)",
+             ?36, ?37, ?38, ?39)",
     )?
     .execute(params![
         session,
@@ -265,6 +265,7 @@ fn insert_request(
         block.map(|l| l.start_ns),
         block.and_then(|l| l.line.as_ref()),
         block.map(|l| serde_json::to_string(&l.delayed).expect("integers serialize")),
+        profiled.incomplete,
     ])?;
     Ok(conn.last_insert_rowid())
 }

@@ -27,6 +27,7 @@ mod event;
 mod filename;
 mod futex;
 mod layout;
+pub mod private;
 mod region;
 mod ring;
 mod scopes;

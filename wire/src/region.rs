@@ -11,6 +11,7 @@ use memmap2::MmapRaw;
 use crate::env;
 use crate::futex;
 use crate::layout::{header, Geometry, FORMAT_VERSION, MAGIC};
+use crate::private;
 
 /// File name suffix of a ring file: `<pid>.ring`.
 pub const RING_SUFFIX: &str = ".ring";
@@ -30,6 +31,11 @@ pub enum RegionError {
     Version { path: PathBuf, found: u64 },
     #[error("`{path}` is damaged: {what}")]
     Damaged { path: PathBuf, what: &'static str },
+    #[error("refusing `{path}`: it is {why}; remove it, or point TIMEGLASS_RUNTIME_DIR at a directory of your own")]
+    Unsafe {
+        path: PathBuf,
+        why: crate::private::Unsafe,
+    },
 }
 
 /// The directory where markers create their ring files.
@@ -87,7 +93,7 @@ impl Region {
                 source,
             }
         };
-        fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+        private::ensure_dir(dir)?;
         let path = ring_path(dir, pid);
         let tmp = dir.join(format!("{pid}{RING_SUFFIX}.{}.tmp", std::process::id()));
         let file = OpenOptions::new()
@@ -118,17 +124,31 @@ impl Region {
         Ok(region)
     }
 
-    /// Opens an existing ring file, checking that it is one.
+    /// Opens an existing ring file of this user, checking that it is one.
     pub fn open(path: &Path) -> Result<Region, RegionError> {
+        Self::open_owned(path, private::current_uid())
+    }
+
+    /// Opens an existing ring file, checking that it is one, that user
+    /// `owner` owns it (the user whose app is recorded) and that no other
+    /// user may read or write it. A symbolic link is not followed.
+    pub fn open_owned(path: &Path, owner: u32) -> Result<Region, RegionError> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .map_err(|source| RegionError::Io {
                 action: "open",
                 path: path.into(),
                 source,
             })?;
+        let meta = file.metadata().map_err(|source| RegionError::Io {
+            action: "stat",
+            path: path.into(),
+            source,
+        })?;
+        private::check_file(&meta, path, owner)?;
         Self::from_file(&file, path)
     }
 

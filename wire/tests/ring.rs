@@ -180,8 +180,63 @@ fn opening_checks_the_file() {
     assert_eq!(opened.pid(), 4242);
     let bogus = dir.path().join("bogus.ring");
     std::fs::write(&bogus, vec![1u8; 8192]).unwrap();
+    set_mode(&bogus, 0o600);
     let err = Region::open(&bogus).err().unwrap().to_string();
     assert!(err.contains("is not a TimeGlass ring file"), "{err}");
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().mode() & 0o777
+}
+
+#[test]
+fn ring_files_and_their_directory_are_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = dir.path().join("run");
+    let region = Region::create(&runtime, 4242, Geometry::default()).unwrap();
+    assert_eq!(mode(&runtime), 0o700);
+    assert_eq!(mode(region.path()), 0o600);
+}
+
+#[test]
+fn a_ring_open_to_other_users_is_refused() {
+    let (_dir, region) = region(64);
+    set_mode(region.path(), 0o644);
+    let err = Region::open(region.path()).err().unwrap().to_string();
+    assert!(
+        err.contains("refusing") && err.contains("open to other users (mode 0644)"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "one line: {err}");
+}
+
+#[test]
+fn a_ring_of_another_user_is_refused() {
+    let (_dir, region) = region(64);
+    let me = timeglass_wire::private::current_uid();
+    // Whoever we are, a ring is refused when it is not the expected user's.
+    let err = Region::open_owned(region.path(), me + 1)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains(&format!("owned by user {me}, not by user {}", me + 1)),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_linked_ring_is_not_followed() {
+    let (dir, region) = region(64);
+    let link = dir.path().join("1.ring");
+    std::os::unix::fs::symlink(region.path(), &link).unwrap();
+    assert!(Region::open(&link).is_err());
 }
 
 #[test]

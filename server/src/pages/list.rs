@@ -31,6 +31,7 @@ struct RequestsTemplate<'a> {
     pager: &'a str,
     stream: &'a str,
     live: &'a str,
+    token: &'a str,
 }
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
@@ -48,21 +49,34 @@ pub async fn requests(
         let p95 = RouteP95::read(store, &rows)?;
         let last_id = store.last_request_id()?;
         let sessions = store.sessions()?;
-        Ok(requests_page(
-            &params, &sessions, &rows, next, &p95, last_id,
-        ))
+        let view = ListView {
+            sessions: &sessions,
+            rows: &rows,
+            next,
+            p95: &p95,
+            last_id,
+        };
+        Ok(requests_page(&params, &view, &state.token))
     })
     .await
 }
 
-fn requests_page(
-    params: &ListParams,
-    sessions: &[SessionRow],
-    rows: &[RequestRow],
+struct ListView<'a> {
+    sessions: &'a [SessionRow],
+    rows: &'a [RequestRow],
     next: Option<i64>,
-    p95: &RouteP95,
+    p95: &'a RouteP95,
     last_id: i64,
-) -> Html<String> {
+}
+
+fn requests_page(params: &ListParams, view: &ListView<'_>, token: &str) -> Html<String> {
+    let ListView {
+        sessions,
+        rows,
+        next,
+        p95,
+        last_id,
+    } = *view;
     let scope = scope_fields(
         sessions,
         params.session().ok().flatten(),
@@ -97,6 +111,7 @@ fn requests_page(
         pager: &pager(params, next),
         stream: &stream,
         live: if live { "on" } else { "off" },
+        token,
     });
     page("Requests", "requests", &body)
 }

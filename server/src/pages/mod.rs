@@ -206,6 +206,9 @@ fn duration_bar(duration_ms: f64) -> String {
 }
 
 pub fn status_text(r: &RequestRow) -> String {
+    if r.incomplete {
+        return "incomplete".to_string();
+    }
     match (r.status, r.errored) {
         (Some(s), _) => s.to_string(),
         (None, true) => "error".to_string(),

@@ -126,10 +126,13 @@ pub fn scope_fields(
             } else {
                 ""
             };
-            let state = if s.ended_at.is_none() {
-                ", recording"
-            } else {
-                ""
+            let state = match (s.interrupted, s.ended_at.is_none()) {
+                (true, _) if s.lost_requests > 0 => {
+                    format!(", interrupted, {} requests lost", count(s.lost_requests))
+                }
+                (true, _) => ", interrupted".to_string(),
+                (false, true) => ", recording".to_string(),
+                (false, false) => String::new(),
             };
             format!(
                 "<option value=\"{id}\"{selected}>#{id} · {start} · {n} requests{state}</option>",

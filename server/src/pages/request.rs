@@ -256,6 +256,7 @@ fn summary(d: &RequestDetail) -> String {
         "Status",
         &status_text(r),
         match (r.errored, r.cancelled) {
+            _ if r.incomplete => "its process died mid-request; samples so far",
             (true, _) => "the app raised an exception",
             (_, true) => "cancelled (client went away)",
             _ => "",
@@ -601,6 +602,7 @@ mod tests {
             cpu_ms: None,
             breakdown: None,
             loop_block: None,
+            incomplete: false,
         }
     }
 
