@@ -2,6 +2,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use timeglass_model::StackCount;
+use timeglass_render::View;
 use timeglass_store::{SessionId, Store};
 
 use crate::args::{ExportArgs, ExportFormat};
@@ -9,17 +10,19 @@ use crate::failure::{Failure, Result};
 
 pub fn export(args: ExportArgs) -> Result<ExitCode> {
     let store = Store::open_existing(&args.db.db)?;
-    let mut stacks = match (args.request, args.session) {
+    let stacks = match (args.request, args.session) {
         (Some(request), _) => request_stacks(&store, request, &args)?,
         (None, Some(session)) => session_stacks(&store, session, &args)?,
         // clap requires one of the two.
         (None, None) => return Err(Failure::usage("give `--request ID` or `--session ID`")),
     };
-    if args.sampled_only {
-        stacks.retain(|s| !s.stack.last().is_some_and(timeglass_model::Frame::is_wait));
-    }
+    let view = View {
+        sampled_only: args.sampled_only,
+        ..View::default()
+    };
+    let stacks = view.apply(&stacks);
     let text = match args.format {
-        ExportFormat::Folded => timeglass_model::folded(&stacks),
+        ExportFormat::Folded => timeglass_render::folded(&stacks),
     };
     match &args.output {
         Some(path) => std::fs::write(path, text)

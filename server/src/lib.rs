@@ -9,9 +9,9 @@
 //! is a GET; no CORS headers are sent. Page templates, CSS and JavaScript
 //! live in `flamegraph-templates/` and are compiled in.
 //!
-//! Stacks go through a transform (`profile.rs`: "my code only", synthetic
-//! frames hidden) before a renderer (`flame.rs`: call tree, functions,
-//! inferno SVG). Comparisons come from `timeglass-compare` (`compare.rs`);
+//! Stacks go through a view of `timeglass-render` ("my code only",
+//! synthetic frames hidden, CPU time) before one of its renderers (call
+//! tree, functions, inferno SVG, the profile formats). Comparisons come from `timeglass-compare` (`compare.rs`);
 //! `diff.rs` turns their per-request paths into a differential call tree.
 
 mod api;
@@ -20,14 +20,12 @@ mod compare;
 mod db;
 mod diff;
 mod error;
-mod flame;
 mod headers;
 mod host;
 mod html;
 mod list;
 mod live;
 mod pages;
-mod profile;
 mod report;
 mod serve;
 mod stats;

@@ -8,13 +8,13 @@ use timeglass_model::RequestContext;
 use timeglass_store::{local_time, CallRow, QueryRow, RequestRow, Store};
 
 use crate::error::AppError;
-use crate::flame::Profile;
 use crate::html::{bytes, escape, fill, json_script, ms, page, route_href};
 use crate::pages::compare_requests::neighbour;
 use crate::pages::io::{calls_panel, queries_panel};
 use crate::pages::status_text;
 use crate::pages::time::{loop_warning, request_breakdown};
 use crate::{db, AppState};
+use timeglass_render::Profile;
 
 const REQUEST: &str = include_str!("../../../flamegraph-templates/request.html");
 const FLAME: &str = include_str!("../../../flamegraph-templates/flame.html");
