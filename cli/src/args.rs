@@ -92,8 +92,13 @@ whole-process profile (see `timeglass export --session`).")]
     /// Show one request with its SQL statements and outgoing HTTP calls, in order.
     #[command(after_help = "Example:\n  timeglass show 42 --json")]
     Show(ShowArgs),
-    /// Write one request's stacks, or a session's stacks outside requests, in
-    /// a format other tools read.
+    /// Write the profile of one request, of an endpoint's requests or of a
+    /// session in a format other tools open (speedscope, Perfetto, pprof).
+    #[command(after_help = "\
+Examples:
+  timeglass export --request 12 --format speedscope -o request-12.speedscope.json
+  timeglass export --route \"GET /items/{id}\" --session 3 --format pprof -o items.pb.gz
+  timeglass export --session 3 --format chrome -o session-3.trace.json")]
     Export(ExportArgs),
     /// Serve the dashboard: recorded requests and their flame graphs in a browser.
     #[command(after_help = "Example:\n  timeglass ui --open")]
@@ -292,36 +297,38 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum ExportFormat {
-    /// Brendan Gregg's folded stacks: `outer;...;leaf COUNT` per line.
-    Folded,
-}
-
 #[derive(Args)]
+#[command(group(
+    clap::ArgGroup::new("subject")
+        .required(true)
+        .multiple(true)
+        .args(["request", "route", "session"])
+))]
 pub struct ExportArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// Id of the request, as `timeglass requests` shows it.
-    #[arg(
-        long,
-        value_name = "ID",
-        required_unless_present = "session",
-        conflicts_with = "session"
-    )]
+    #[arg(long, value_name = "ID", conflicts_with_all = ["route", "session"])]
     pub request: Option<i64>,
-    /// Id of a session, as `timeglass sessions` shows it: its samples taken
-    /// outside any request (start-up, idle time, or everything when the app
-    /// had no marker).
+    /// Every request of one endpoint, merged: `METHOD ROUTE` as the report
+    /// lists it (`"GET /items/{id}"`); with `--session`, of that session only.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub route: Option<String>,
+    /// Id of a session, as `timeglass sessions` shows it: its requests and
+    /// its samples taken outside any request (start-up, idle time, or
+    /// everything when the app had no marker).
     #[arg(long, value_name = "ID")]
     pub session: Option<i64>,
-    #[arg(long, value_enum, default_value = "folded")]
-    pub format: ExportFormat,
+    /// folded, svg, speedscope, chrome (Perfetto's and Chrome's trace
+    /// viewer) or pprof (gzipped profile.proto).
+    #[arg(long, value_name = "FORMAT", default_value = "folded")]
+    pub format: String,
     /// Leave out the time spent waiting on SQL statements and HTTP calls
     /// (the `[sql] ...`/`[http] ...` frames): only what was sampled.
     #[arg(long)]
     pub sampled_only: bool,
-    /// Write to this file instead of standard output.
+    /// Write to this file instead of standard output (written whole or not
+    /// at all: a temporary file beside it is renamed into place).
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 }

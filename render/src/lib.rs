@@ -7,14 +7,28 @@
 //!
 //! Capture, transform, render: the store reads stacks, a [`View`] turns them
 //! into the stacks to show, and a renderer turns those into bytes. Nothing
-//! here does I/O.
+//! here does I/O but [`Recording::load`], which reads the store.
 
+mod chrome;
 mod error;
 mod folded;
+mod format;
 mod kind;
+pub mod pprof;
+mod recording;
+mod spans;
+mod speedscope;
+mod stages;
 mod svg;
 mod tree;
 mod view;
+
+pub use chrome::chrome;
+pub use format::{samples, Format};
+pub use recording::{LoadError, Outside, Recording, RequestTrack, Subject};
+pub use spans::{spans, Span};
+pub use speedscope::speedscope;
+pub use stages::{stages, Stage};
 
 pub use error::RenderError;
 pub use folded::folded;

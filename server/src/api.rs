@@ -63,7 +63,7 @@ pub struct ProfileParams {
 }
 
 impl ProfileParams {
-    fn view(&self) -> View {
+    pub fn view(&self) -> View {
         View {
             weight: match self.cpu {
                 true => Weight::Cpu,
@@ -134,13 +134,19 @@ pub async fn route(
 }
 
 /// The flame graph merged over every request of the route: its call tree
-/// as JSON at `.../{route}/profile`, inferno's SVG at `.../{route}/flamegraph.svg`
-/// (the route itself is a wildcard, so the suffix is read here).
+/// as JSON at `.../{route}/profile`, inferno's SVG at `.../{route}/flamegraph.svg`,
+/// a download at `.../{route}/export/{format}` (`?session=`; the route
+/// itself is a wildcard, so the suffix is read here).
 pub async fn route_profile_or_svg(
     State(state): State<AppState>,
     Path((method, rest)): Path<(String, String)>,
     Query(params): Query<ProfileParams>,
+    Query(session): Query<crate::export::SessionParam>,
 ) -> Result<axum::response::Response, ApiError> {
+    if let Some((route, format)) = rest.rsplit_once("/export/") {
+        let key = route_key((method, route.to_string()));
+        return crate::export::route(&state, key, format, session.session, params).await;
+    }
     let (rest, svg) = match (
         rest.strip_suffix("/profile"),
         rest.strip_suffix("/flamegraph.svg"),

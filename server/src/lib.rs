@@ -20,6 +20,7 @@ mod compare;
 mod db;
 mod diff;
 mod error;
+mod export;
 mod headers;
 mod host;
 mod html;
@@ -97,6 +98,14 @@ pub fn app(options: &ServerOptions) -> Router {
         .route(
             "/api/v1/requests/{id}/flamegraph.svg",
             get(api::request_svg),
+        )
+        .route(
+            "/api/v1/requests/{id}/export/{format}",
+            get(export::request),
+        )
+        .route(
+            "/api/v1/sessions/{id}/export/{format}",
+            get(export::session),
         )
         .route("/api/v1/routes", get(api::routes))
         .route("/api/v1/stats", get(report::stats))

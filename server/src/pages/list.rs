@@ -81,11 +81,20 @@ fn requests_page(
             ("rows", &lines),
             ("empty", &empty_list(params, rows)),
             ("pager", &pager(params, next)),
+            ("exports", &session_exports(params)),
             ("stream", &escape(&stream)),
             ("live", if live { "on" } else { "off" }),
         ],
     );
     page("Requests", "requests", &body)
+}
+
+/// The session's profile downloads, when the list shows one session.
+fn session_exports(params: &ListParams) -> String {
+    match params.session().ok().flatten() {
+        Some(id) => crate::export::links(&format!("/api/v1/sessions/{id}")),
+        None => String::new(),
+    }
 }
 
 fn empty_list(params: &ListParams, rows: &[RequestRow]) -> String {
