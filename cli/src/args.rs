@@ -240,9 +240,72 @@ pub struct RequestsArgs {
     /// Only requests that started before T: RFC 3339 or a time ago.
     #[arg(long, value_name = "T")]
     pub until: Option<String>,
-    /// Print JSON (an array of objects) instead of a table.
-    #[arg(long)]
+    /// Only requests whose route or path contains TEXT.
+    #[arg(long, value_name = "TEXT")]
+    pub route: Option<String>,
+    /// Only requests answered with a status of this class: 2xx, 3xx, 4xx or 5xx.
+    #[arg(long, value_name = "CLASS", value_parser = status_class)]
+    pub status: Option<u8>,
+    /// Only requests that took at least this long (response time, ms).
+    #[arg(long, value_name = "MS")]
+    pub min_ms: Option<f64>,
+    /// `start`: newest first; `duration`: slowest first.
+    #[arg(long, value_enum, default_value = "start")]
+    pub sort: RequestSort,
+    #[command(flatten)]
+    pub table: TableArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RequestSort {
+    Start,
+    Duration,
+}
+
+/// `2xx` → 2.
+fn status_class(text: &str) -> Result<u8, String> {
+    match text.as_bytes() {
+        [c @ b'1'..=b'5', b'x' | b'X', b'x' | b'X'] => Ok(c - b'0'),
+        _ => Err(format!(
+            "`{text}` is not a status class; use 2xx, 3xx, 4xx or 5xx"
+        )),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableFormat {
+    /// Aligned columns for a terminal (the default).
+    Table,
+    Csv,
+    /// The rows as one JSON document (what `--json` prints).
+    Json,
+    /// One flat JSON object per line.
+    Jsonl,
+    /// Apache Parquet, for pandas, DuckDB or Polars; give `-o FILE`.
+    Parquet,
+}
+
+/// The output of a command that lists rows.
+#[derive(Args)]
+pub struct TableArgs {
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: TableFormat,
+    /// The same as `--format json`.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// Write to this file instead of standard output (whole or not at all).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+impl TableArgs {
+    pub fn format(&self) -> TableFormat {
+        if self.json {
+            TableFormat::Json
+        } else {
+            self.format
+        }
+    }
 }
 
 const REPORT_HELP: &str = "\
@@ -263,6 +326,10 @@ pub enum ReportFormat {
     Table,
     Json,
     Markdown,
+    /// The statistics per endpoint (and overall) as CSV, JSON Lines or Parquet.
+    Csv,
+    Jsonl,
+    Parquet,
 }
 
 #[derive(Args)]
@@ -283,6 +350,9 @@ pub struct ReportArgs {
     pub route: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: ReportFormat,
+    /// Write to this file instead of standard output (whole or not at all).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -292,9 +362,10 @@ pub struct ShowArgs {
     /// Id of the request, as `timeglass requests` shows it.
     #[arg(value_name = "ID")]
     pub request: i64,
-    /// Print JSON (one object with `queries` and `calls`) instead of text.
-    #[arg(long)]
-    pub json: bool,
+    /// `json` is one object with `queries` and `calls` (as `--json`); csv,
+    /// jsonl and parquet list the statements and calls, one row each.
+    #[command(flatten)]
+    pub table: TableArgs,
 }
 
 #[derive(Args)]

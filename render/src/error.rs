@@ -5,4 +5,12 @@ pub enum RenderError {
     Flame(#[from] std::io::Error),
     #[error("no samples: there is no flame graph to draw")]
     NoSamples,
+    #[error("cannot write the table: {0}")]
+    Table(String),
+}
+
+impl RenderError {
+    pub(crate) fn table(e: impl std::fmt::Display) -> RenderError {
+        RenderError::Table(e.to_string())
+    }
 }

@@ -20,6 +20,8 @@ mod spans;
 mod speedscope;
 mod stages;
 mod svg;
+mod table;
+mod tables;
 mod tree;
 mod view;
 
@@ -34,6 +36,8 @@ pub use error::RenderError;
 pub use folded::folded;
 pub use kind::{file, kind, Kind, LIBRARY_ONLY};
 pub use svg::svg;
+pub use table::{Cell, Table, TableFormat, Type};
+pub use tables::{endpoints_table, requests_table, statements_table};
 pub use timeglass_model::sort_stacks;
 pub use tree::{focus, functions, tree, FunctionSamples, Node, Profile};
 pub use view::{merge, View, Weight};
