@@ -20,7 +20,7 @@ from /proc/<pid>/stat of the `timeglass` process only, not the app's.
 
 `--capture-only` runs just `full` and `nocapture` on /queries, then the
 per-statement cost, and skips the other parts (walk, accuracy, wallclock,
-compare, dashboard); each of those runs alone too, e.g. `python -m bench.compare`.
+compare, exports, dashboard); each of those runs alone too, e.g. `python -m bench.compare`.
 
 Stdlib only; run from the repository root as `python -m bench.run`.
 """
@@ -46,7 +46,7 @@ from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
-from bench import accuracy, compare, dashboard, walk, wallclock
+from bench import accuracy, compare, dashboard, exports, walk, wallclock
 from bench.measure import cpu_percent_during
 from fixtures import harness
 
@@ -374,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     accuracy.main()
     wallclock.main([])
     compared = compare.main([])
-    return dashboard.main() or compared
+    exported = exports.main([])
+    return dashboard.main() or compared or exported
 
 
 if __name__ == "__main__":
