@@ -12,9 +12,7 @@
 
 use std::time::Instant;
 
-use timeglass_model::{
-    Frame, ProfiledRequest, Request, SqlQuery, StackCount, TimeBreakdown,
-};
+use timeglass_model::{Frame, ProfiledRequest, Request, SqlQuery, StackCount, TimeBreakdown};
 use timeglass_render::{requests_table, Format, Recording, Subject, TableFormat, View};
 use timeglass_store::{
     Batch, ClockMap, NewProcess, NewSession, RequestFilter, RequestPage, Sort, Store,
@@ -98,7 +96,11 @@ fn store(dir: &std::path::Path, name: &str, requests: Vec<ProfiledRequest>) -> S
         .unwrap();
     let mut requests = requests.into_iter().peekable();
     while requests.peek().is_some() {
-        let chunk: Vec<_> = requests.by_ref().take(5_000).map(|r| (process, r)).collect();
+        let chunk: Vec<_> = requests
+            .by_ref()
+            .take(5_000)
+            .map(|r| (process, r))
+            .collect();
         store
             .write(&Batch {
                 session,
