@@ -62,7 +62,7 @@ fn request(id: u64, at_ms: u64, duration_ms: u64) -> Request {
         method: "GET".into(),
         path: format!("/items/{}", id % 1000),
         route: Some("/items/{item_id}".into()),
-        status: Some(if id % 50 == 0 { 500 } else { 200 }),
+        status: Some(if id.is_multiple_of(50) { 500 } else { 200 }),
         errored: false,
         cancelled: false,
         start_ns: at_ms * MS,
