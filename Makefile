@@ -76,7 +76,18 @@ help:
 # --- build -------------------------------------------------------------------
 
 .PHONY: build
-build: venv cli marker browser
+build: venv cli marker browser js
+
+# The published schemas the export tests check against (speedscope's JSON
+# schema, pprof's profile.proto as generated JavaScript), from npm with
+# install scripts off: nothing in them is built or run but that code.
+.PHONY: js
+js: tests/js/node_modules/.stamp
+
+tests/js/node_modules/.stamp: tests/js/package.json tests/js/package-lock.json
+	@command -v npm >/dev/null || { apt-get update && apt-get install -y npm; }
+	cd tests/js && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
 
 # The dashboard's browser tests drive Debian's chromium (never a browser that
 # Playwright downloads).

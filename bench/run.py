@@ -20,7 +20,8 @@ from /proc/<pid>/stat of the `timeglass` process only, not the app's.
 
 `--capture-only` runs just `full` and `nocapture` on /queries, then the
 per-statement cost, and skips the other parts (walk, accuracy, wallclock,
-compare, dashboard, callgrind); each of those runs alone too, e.g. `python -m bench.compare`.
+compare, exports, dashboard, callgrind); each of those runs alone too, e.g.
+`python -m bench.compare`.
 `python -m bench.callgrind` counts the marker's instructions per FastAPI request and fails
 above 1.03 of bare; `make bench` runs it too.
 
@@ -48,7 +49,7 @@ from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
-from bench import accuracy, callgrind, compare, dashboard, walk, wallclock
+from bench import accuracy, callgrind, compare, dashboard, exports, walk, wallclock
 from bench.measure import cpu_percent_during
 from fixtures import harness
 
@@ -380,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     accuracy.main()
     wallclock.main([])
     compared = compare.main([])
-    return dashboard.main() or compared or instructions
+    exported = exports.main([])
+    return dashboard.main() or compared or instructions or exported
 
 
 if __name__ == "__main__":

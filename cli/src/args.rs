@@ -92,8 +92,13 @@ whole-process profile (see `timeglass export --session`).")]
     /// Show one request with its SQL statements and outgoing HTTP calls, in order.
     #[command(after_help = "Example:\n  timeglass show 42 --json")]
     Show(ShowArgs),
-    /// Write one request's stacks, or a session's stacks outside requests, in
-    /// a format other tools read.
+    /// Write the profile of one request, of an endpoint's requests or of a
+    /// session in a format other tools open (speedscope, Perfetto, pprof).
+    #[command(after_help = "\
+Examples:
+  timeglass export --request 12 --format speedscope -o request-12.speedscope.json
+  timeglass export --route \"GET /items/{id}\" --session 3 --format pprof -o items.pb.gz
+  timeglass export --session 3 --format chrome -o session-3.trace.json")]
     Export(ExportArgs),
     /// Serve the dashboard: recorded requests and their flame graphs in a browser.
     #[command(after_help = "Example:\n  timeglass ui --open")]
@@ -255,9 +260,72 @@ pub struct RequestsArgs {
     /// Only requests that started before T: RFC 3339 or a time ago.
     #[arg(long, value_name = "T")]
     pub until: Option<String>,
-    /// Print JSON (an array of objects) instead of a table.
-    #[arg(long)]
+    /// Only requests whose route or path contains TEXT.
+    #[arg(long, value_name = "TEXT")]
+    pub route: Option<String>,
+    /// Only requests answered with a status of this class: 2xx, 3xx, 4xx or 5xx.
+    #[arg(long, value_name = "CLASS", value_parser = status_class)]
+    pub status: Option<u8>,
+    /// Only requests that took at least this long (response time, ms).
+    #[arg(long, value_name = "MS")]
+    pub min_ms: Option<f64>,
+    /// `start`: newest first; `duration`: slowest first.
+    #[arg(long, value_enum, default_value = "start")]
+    pub sort: RequestSort,
+    #[command(flatten)]
+    pub table: TableArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RequestSort {
+    Start,
+    Duration,
+}
+
+/// `2xx` → 2.
+fn status_class(text: &str) -> Result<u8, String> {
+    match text.as_bytes() {
+        [c @ b'1'..=b'5', b'x' | b'X', b'x' | b'X'] => Ok(c - b'0'),
+        _ => Err(format!(
+            "`{text}` is not a status class; use 2xx, 3xx, 4xx or 5xx"
+        )),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableFormat {
+    /// Aligned columns for a terminal (the default).
+    Table,
+    Csv,
+    /// The rows as one JSON document (what `--json` prints).
+    Json,
+    /// One flat JSON object per line.
+    Jsonl,
+    /// Apache Parquet, for pandas, DuckDB or Polars; give `-o FILE`.
+    Parquet,
+}
+
+/// The output of a command that lists rows.
+#[derive(Args)]
+pub struct TableArgs {
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: TableFormat,
+    /// The same as `--format json`.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// Write to this file instead of standard output (whole or not at all).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+impl TableArgs {
+    pub fn format(&self) -> TableFormat {
+        if self.json {
+            TableFormat::Json
+        } else {
+            self.format
+        }
+    }
 }
 
 const REPORT_HELP: &str = "\
@@ -278,6 +346,10 @@ pub enum ReportFormat {
     Table,
     Json,
     Markdown,
+    /// The statistics per endpoint (and overall) as CSV, JSON Lines or Parquet.
+    Csv,
+    Jsonl,
+    Parquet,
 }
 
 #[derive(Args)]
@@ -298,6 +370,9 @@ pub struct ReportArgs {
     pub route: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: ReportFormat,
+    /// Write to this file instead of standard output (whole or not at all).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -307,41 +382,44 @@ pub struct ShowArgs {
     /// Id of the request, as `timeglass requests` shows it.
     #[arg(value_name = "ID")]
     pub request: i64,
-    /// Print JSON (one object with `queries` and `calls`) instead of text.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum ExportFormat {
-    /// Brendan Gregg's folded stacks: `outer;...;leaf COUNT` per line.
-    Folded,
+    /// `json` is one object with `queries` and `calls` (as `--json`); csv,
+    /// jsonl and parquet list the statements and calls, one row each.
+    #[command(flatten)]
+    pub table: TableArgs,
 }
 
 #[derive(Args)]
+#[command(group(
+    clap::ArgGroup::new("subject")
+        .required(true)
+        .multiple(true)
+        .args(["request", "route", "session"])
+))]
 pub struct ExportArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// Id of the request, as `timeglass requests` shows it.
-    #[arg(
-        long,
-        value_name = "ID",
-        required_unless_present = "session",
-        conflicts_with = "session"
-    )]
+    #[arg(long, value_name = "ID", conflicts_with_all = ["route", "session"])]
     pub request: Option<i64>,
-    /// Id of a session, as `timeglass sessions` shows it: its samples taken
-    /// outside any request (start-up, idle time, or everything when the app
-    /// had no marker).
+    /// Every request of one endpoint, merged: `METHOD ROUTE` as the report
+    /// lists it (`"GET /items/{id}"`); with `--session`, of that session only.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub route: Option<String>,
+    /// Id of a session, as `timeglass sessions` shows it: its requests and
+    /// its samples taken outside any request (start-up, idle time, or
+    /// everything when the app had no marker).
     #[arg(long, value_name = "ID")]
     pub session: Option<i64>,
-    #[arg(long, value_enum, default_value = "folded")]
-    pub format: ExportFormat,
+    /// folded, svg, speedscope, chrome (Perfetto's and Chrome's trace
+    /// viewer) or pprof (gzipped profile.proto).
+    #[arg(long, value_name = "FORMAT", default_value = "folded")]
+    pub format: String,
     /// Leave out the time spent waiting on SQL statements and HTTP calls
     /// (the `[sql] ...`/`[http] ...` frames): only what was sampled.
     #[arg(long)]
     pub sampled_only: bool,
-    /// Write to this file instead of standard output.
+    /// Write to this file instead of standard output (written whole or not
+    /// at all: a temporary file beside it is renamed into place).
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 }

@@ -1,52 +1,64 @@
-use std::io::Write;
 use std::process::ExitCode;
 
-use timeglass_model::StackCount;
+use timeglass_render::{Format, LoadError, Recording, Subject, View};
 use timeglass_store::{SessionId, Store};
 
-use crate::args::{ExportArgs, ExportFormat};
+use crate::args::ExportArgs;
 use crate::failure::{Failure, Result};
 
 pub fn export(args: ExportArgs) -> Result<ExitCode> {
+    let format = Format::parse(&args.format).ok_or_else(|| {
+        let known: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
+        Failure::usage(format!(
+            "unknown format `{}`; use one of {}",
+            args.format,
+            known.join(", ")
+        ))
+    })?;
+    let subject = subject(&args)?;
     let store = Store::open_existing(&args.db.db)?;
-    let mut stacks = match (args.request, args.session) {
-        (Some(request), _) => request_stacks(&store, request, &args)?,
-        (None, Some(session)) => session_stacks(&store, session, &args)?,
-        // clap requires one of the two.
-        (None, None) => return Err(Failure::usage("give `--request ID` or `--session ID`")),
+    let recording = Recording::load(&store, subject).map_err(|e| match e {
+        LoadError::Store(e) => Failure::from(e),
+        other => Failure::usage(format!("{other} (in `{}`)", args.db.db.display())),
+    })?;
+    let view = View {
+        sampled_only: args.sampled_only,
+        ..View::default()
     };
-    if args.sampled_only {
-        stacks.retain(|s| !s.stack.last().is_some_and(timeglass_model::Frame::is_wait));
-    }
-    let text = match args.format {
-        ExportFormat::Folded => timeglass_model::folded(&stacks),
-    };
-    match &args.output {
-        Some(path) => std::fs::write(path, text)
-            .map_err(|e| Failure::new(format!("cannot write `{}`: {e}", path.display())))?,
-        None => std::io::stdout().lock().write_all(text.as_bytes())?,
-    }
+    let bytes = format
+        .render(&recording, view)
+        .map_err(|e| Failure::new(e.to_string()))?;
+    crate::output::write(args.output.as_deref(), &bytes)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn request_stacks(store: &Store, request: i64, args: &ExportArgs) -> Result<Vec<StackCount>> {
-    if store.request(request)?.is_none() {
-        return Err(Failure::usage(format!(
-            "no request with id {request} in `{}`; list them with `timeglass requests`",
-            args.db.db.display()
-        )));
-    }
-    Ok(store.request_stacks(request)?)
-}
-
-fn session_stacks(store: &Store, session: i64, args: &ExportArgs) -> Result<Vec<StackCount>> {
-    let session = SessionId(session);
-    if !store.sessions()?.iter().any(|s| s.id == session) {
-        return Err(Failure::usage(format!(
-            "no session with id {} in `{}`; list them with `timeglass sessions`",
-            session.0,
-            args.db.db.display()
-        )));
-    }
-    Ok(store.outside_stacks(session)?)
+fn subject(args: &ExportArgs) -> Result<Subject> {
+    let session = args.session.map(SessionId);
+    Ok(match (args.request, &args.route, session) {
+        (Some(id), _, _) => Subject::Request(id),
+        (None, Some(endpoint), session) => {
+            let (method, route) = endpoint
+                .trim()
+                .split_once(' ')
+                .map(|(m, r)| (m.to_ascii_uppercase(), r.trim().to_string()))
+                .filter(|(m, r)| !m.is_empty() && r.starts_with('/'))
+                .ok_or_else(|| {
+                    Failure::usage(format!(
+                        "`--route {endpoint}` is not `METHOD ROUTE`; write it as the report lists it, e.g. \"GET /items/{{id}}\""
+                    ))
+                })?;
+            Subject::Route {
+                method,
+                route,
+                session,
+            }
+        }
+        (None, None, Some(session)) => Subject::Session(session),
+        // clap requires one of the three.
+        (None, None, None) => {
+            return Err(Failure::usage(
+                "give `--request ID`, `--route \"METHOD ROUTE\"` or `--session ID`",
+            ))
+        }
+    })
 }

@@ -10,6 +10,7 @@ mod export;
 mod failure;
 mod inject;
 mod junit;
+mod output;
 mod probe;
 mod prune;
 mod record;

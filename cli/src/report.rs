@@ -1,14 +1,17 @@
 //! `timeglass report`: a session's figures and score, as a table, Markdown
 //! or JSON. The figures come from `timeglass-report`; this file renders.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use timeglass_report::{EndpointStats, Report, ReportError, ReportQuery, Score, Stats, Status};
 use timeglass_store::{RouteMatch, Store};
 
-use crate::args::{ReportArgs, ReportFormat};
+use timeglass_render::endpoints_table;
+
+use crate::args::{ReportArgs, ReportFormat, TableFormat};
 use crate::failure::{Failure, Result};
+use crate::requests::rows_as;
 use crate::table::render_painted;
 
 pub fn report(args: ReportArgs) -> Result<ExitCode> {
@@ -23,16 +26,20 @@ pub fn report(args: ReportArgs) -> Result<ExitCode> {
     let cwd = std::env::current_dir()?;
     let report =
         Report::build(&store, &query, &[&cwd], timeglass_report::now_unix_ns()).map_err(failure)?;
-    let mut out = std::io::stdout().lock();
-    let color = Color::wanted(std::io::stdout().is_terminal());
-    match args.format {
+    let color = Color::wanted(args.output.is_none() && std::io::stdout().is_terminal());
+    let table = || endpoints_table(report.session, &report.endpoints, &report.overall);
+    let bytes = match args.format {
         ReportFormat::Json => {
             let json = serde_json::to_string_pretty(&report).expect("report serializes");
-            writeln!(out, "{json}")?;
+            format!("{json}\n").into_bytes()
         }
-        ReportFormat::Table => write!(out, "{}", text(&report, color))?,
-        ReportFormat::Markdown => write!(out, "{}", markdown(&report))?,
-    }
+        ReportFormat::Table => text(&report, color).into_bytes(),
+        ReportFormat::Markdown => markdown(&report).into_bytes(),
+        ReportFormat::Csv => rows_as(TableFormat::Csv, &table())?,
+        ReportFormat::Jsonl => rows_as(TableFormat::Jsonl, &table())?,
+        ReportFormat::Parquet => rows_as(TableFormat::Parquet, &table())?,
+    };
+    crate::output::write(args.output.as_deref(), &bytes)?;
     Ok(ExitCode::from(u8::from(report.failed())))
 }
 

@@ -1,10 +1,11 @@
-use std::io::Write;
 use std::process::ExitCode;
 
 use timeglass_report::{parse_time, ReportError};
 use timeglass_store::{local_time, RequestFilter, RequestPage, RequestRow, SessionId, Sort, Store};
 
-use crate::args::RequestsArgs;
+use timeglass_render::{requests_table, Table};
+
+use crate::args::{RequestSort, RequestsArgs, TableFormat};
 use crate::failure::Result;
 use crate::table::render;
 
@@ -12,25 +13,47 @@ pub fn requests(args: RequestsArgs) -> Result<ExitCode> {
     let store = Store::open_existing(&args.db.db)?;
     let filter = filter(&store, &args).map_err(crate::report::failure)?;
     let filtered = filter != RequestFilter::default();
-    // The dashboard's list, newest first: the same filter, the same order.
+    // The dashboard's list, newest (or slowest) first: the same filter, the same order.
     let rows = store.request_page(&RequestPage {
         limit: args.limit,
         before: None,
         filter,
-        sort: Sort::Newest,
+        sort: match args.sort {
+            RequestSort::Start => Sort::Newest,
+            RequestSort::Duration => Sort::Slowest,
+        },
     })?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        let json = serde_json::to_string_pretty(&rows).expect("rows serialize");
-        writeln!(out, "{json}")?;
-    } else if rows.is_empty() && filtered {
-        writeln!(out, "No requests match in `{}`.", args.db.db.display())?;
-    } else if rows.is_empty() {
-        writeln!(out, "No requests recorded in `{}` yet. Record some with `timeglass run -- uvicorn app:app`.", args.db.db.display())?;
-    } else {
-        write!(out, "{}", table(&rows))?;
-    }
+    let bytes = match args.table.format() {
+        TableFormat::Json => {
+            let json = serde_json::to_string_pretty(&rows).expect("rows serialize");
+            format!("{json}\n").into_bytes()
+        }
+        TableFormat::Table if rows.is_empty() && filtered => {
+            format!("No requests match in `{}`.\n", args.db.db.display()).into_bytes()
+        }
+        TableFormat::Table if rows.is_empty() => format!(
+            "No requests recorded in `{}` yet. Record some with `timeglass run -- uvicorn app:app`.\n",
+            args.db.db.display()
+        )
+        .into_bytes(),
+        TableFormat::Table => table(&rows).into_bytes(),
+        other => rows_as(other, &requests_table(&rows))?,
+    };
+    crate::output::write(args.table.output.as_deref(), &bytes)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A flat table in one of the table formats.
+pub(crate) fn rows_as(format: TableFormat, table: &Table) -> Result<Vec<u8>> {
+    let format = match format {
+        TableFormat::Csv => timeglass_render::TableFormat::Csv,
+        TableFormat::Jsonl => timeglass_render::TableFormat::Jsonl,
+        TableFormat::Parquet => timeglass_render::TableFormat::Parquet,
+        TableFormat::Table | TableFormat::Json => unreachable!("rendered by the command"),
+    };
+    format
+        .render(table)
+        .map_err(|e| crate::failure::Failure::new(e.to_string()))
 }
 
 /// `--session`, `--since` and `--until`, read as `timeglass report` reads
@@ -53,6 +76,9 @@ fn filter(store: &Store, args: &RequestsArgs) -> std::result::Result<RequestFilt
         session: args.session.map(SessionId),
         since_unix_ns: since,
         until_unix_ns: until,
+        text: args.route.clone(),
+        status_class: args.status,
+        min_duration_us: args.min_ms.map(|ms| (ms.max(0.0) * 1000.0).round() as u64),
         ..RequestFilter::default()
     })
 }

@@ -2,15 +2,16 @@
 //! statements and outgoing HTTP calls in the order they started.
 
 use std::fmt::Write as _;
-use std::io::Write;
 use std::process::ExitCode;
 
 use serde::Serialize;
 use timeglass_store::{local_time, Breakdown, CallRow, LoopBlockRow, QueryRow, RequestRow, Store};
 
-use crate::args::ShowArgs;
+use timeglass_render::statements_table;
+
+use crate::args::{ShowArgs, TableFormat};
 use crate::failure::{Failure, Result};
-use crate::requests::duration;
+use crate::requests::{duration, rows_as};
 
 /// Statements longer than this are cut in the text view (JSON has all that was stored).
 const SHOWN_SQL_CHARS: usize = 300;
@@ -34,18 +35,20 @@ pub fn show(args: ShowArgs) -> Result<ExitCode> {
     };
     let queries = store.request_queries(request.id)?;
     let calls = store.request_calls(request.id)?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        let shown = Shown {
-            request: &request,
-            queries: &queries,
-            calls: &calls,
-        };
-        let json = serde_json::to_string_pretty(&shown).expect("rows serialize");
-        writeln!(out, "{json}")?;
-    } else {
-        write!(out, "{}", text(&request, &queries, &calls))?;
-    }
+    let bytes = match args.table.format() {
+        TableFormat::Json => {
+            let shown = Shown {
+                request: &request,
+                queries: &queries,
+                calls: &calls,
+            };
+            let json = serde_json::to_string_pretty(&shown).expect("rows serialize");
+            format!("{json}\n").into_bytes()
+        }
+        TableFormat::Table => text(&request, &queries, &calls).into_bytes(),
+        other => rows_as(other, &statements_table(request.id, &queries, &calls))?,
+    };
+    crate::output::write(args.table.output.as_deref(), &bytes)?;
     Ok(ExitCode::SUCCESS)
 }
 

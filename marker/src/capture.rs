@@ -27,11 +27,11 @@ static PARAMS: AtomicBool = AtomicBool::new(true);
 /// Sequences of parameters longer than this are shown by their first items.
 const SHOWN_ITEMS: usize = 64;
 
-/// `_native.configure_capture(hidden, library, params)`: where TimeGlass's own
-/// and library code live, and whether to record parameters. Idempotent.
+/// `_native.configure_capture(hidden, params)`: where TimeGlass's own code
+/// lives, and whether to record parameters. Idempotent.
 #[pyfunction]
-pub fn configure_capture(hidden: Vec<String>, library: Vec<String>, params: bool) {
-    stack::configure(stack::Config { hidden, library });
+pub fn configure_capture(hidden: Vec<String>, params: bool) {
+    stack::configure(stack::Config { hidden });
     PARAMS.store(params, Ordering::Relaxed);
     ON.store(true, Ordering::Release);
 }

@@ -99,3 +99,10 @@ fn set_stack(d: &Bound<'_, PyDict>, stack: &StackRef) -> PyResult<()> {
     });
     d.set_item("frames", frames)
 }
+
+/// `_native._classify_code(code)`: `(short filename, library)` of a code
+/// object, exactly as the frames of a query's stack get them. For tests.
+#[pyfunction]
+pub fn _classify_code(py: Python<'_>, code: Bound<'_, PyAny>) -> (String, bool) {
+    crate::stack::classify(py, code)
+}

@@ -86,6 +86,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(start, m)?)?;
     m.add_function(wrap_pyfunction!(stopped, m)?)?;
     m.add_function(wrap_pyfunction!(debug::_read_events, m)?)?;
+    m.add_function(wrap_pyfunction!(debug::_classify_code, m)?)?;
     m.add_function(wrap_pyfunction!(capture::configure_capture, m)?)?;
     m.add_function(wrap_pyfunction!(capture::query_begin, m)?)?;
     m.add_function(wrap_pyfunction!(capture::query_end, m)?)?;

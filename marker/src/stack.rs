@@ -37,9 +37,9 @@ const MAX_STACKS: usize = 8_192;
 pub struct Config {
     /// Files under these prefixes are TimeGlass's own wrappers (or an event
     /// dispatcher calling them): dropped from the inner end of a stack.
+    /// Library code is told apart by [`timeglass_wire::is_library_file`],
+    /// the renderers' rule, so a caller and a flame graph agree.
     pub hidden: Vec<String>,
-    /// Files under these prefixes are library code, not the app's.
-    pub library: Vec<String>,
 }
 
 struct Code {
@@ -360,23 +360,36 @@ impl Tables {
     }
 
     fn describe(&self, py: Python<'_>, code: Bound<'_, PyAny>) -> Code {
-        let text = |attr: &Bound<'_, pyo3::types::PyString>| {
-            code.getattr(attr)
-                .ok()
-                .and_then(|v| v.extract::<String>().ok())
-        };
-        let name = text(intern!(py, "co_qualname"))
-            .or_else(|| text(intern!(py, "co_name")))
-            .unwrap_or_default();
-        let filename = text(intern!(py, "co_filename")).unwrap_or_default();
-        let under = |prefixes: &[String]| prefixes.iter().any(|p| filename.starts_with(p.as_str()));
-        Code {
-            hidden: under(&self.config.hidden),
-            library: filename.starts_with('<') || under(&self.config.library),
-            short: timeglass_wire::short_filename(Path::new(&filename)),
-            name,
-            filename,
-            _pin: code.unbind(),
-        }
+        describe(&self.config, py, code)
+    }
+}
+
+/// `(short filename, library)` of a code object, as a query's stack names
+/// its frame. For the test that the marker and the renderers class files
+/// alike (`marker/tests/test_library_frames.py`).
+pub fn classify(py: Python<'_>, code: Bound<'_, PyAny>) -> (String, bool) {
+    let c = describe(&Config::default(), py, code);
+    (c.short, c.library)
+}
+
+fn describe(config: &Config, py: Python<'_>, code: Bound<'_, PyAny>) -> Code {
+    let text = |attr: &Bound<'_, pyo3::types::PyString>| {
+        code.getattr(attr)
+            .ok()
+            .and_then(|v| v.extract::<String>().ok())
+    };
+    let name = text(intern!(py, "co_qualname"))
+        .or_else(|| text(intern!(py, "co_name")))
+        .unwrap_or_default();
+    let filename = text(intern!(py, "co_filename")).unwrap_or_default();
+    let under = |prefixes: &[String]| prefixes.iter().any(|p| filename.starts_with(p.as_str()));
+    let short = timeglass_wire::short_filename(Path::new(&filename));
+    Code {
+        hidden: under(&config.hidden),
+        library: timeglass_wire::is_library_file(&filename, &short),
+        short,
+        name,
+        filename,
+        _pin: code.unbind(),
     }
 }

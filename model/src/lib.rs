@@ -518,27 +518,14 @@ impl ProfiledRequest {
     }
 }
 
-/// Brendan Gregg's folded format: one line per distinct stack,
-/// `outer;...;leaf COUNT`, sorted so output is stable.
-pub fn folded(stacks: &[StackCount]) -> String {
-    let mut lines: Vec<String> = stacks
-        .iter()
-        .filter(|s| s.samples > 0 && !s.stack.is_empty())
-        .map(|s| {
-            let labels: Vec<String> = s
-                .stack
-                .iter()
-                .map(|f| f.label().replace(';', ":"))
-                .collect();
-            format!("{} {}", labels.join(";"), s.samples)
-        })
-        .collect();
-    lines.sort();
-    let mut out = lines.join("\n");
-    if !out.is_empty() {
-        out.push('\n');
-    }
-    out
+/// The one order of a set of stacks: most samples first, then by frames, so
+/// every reader and renderer lists the same stacks the same way.
+pub fn sort_stacks(stacks: &mut [StackCount]) {
+    stacks.sort_by(|a, b| {
+        b.samples
+            .cmp(&a.samples)
+            .then_with(|| a.stack.cmp(&b.stack))
+    });
 }
 
 #[cfg(test)]
@@ -555,27 +542,14 @@ mod tests {
     }
 
     #[test]
-    fn folded_lines_are_sorted_labelled_and_counted() {
-        let a: Stack = vec![
-            frame("<module>", "main.py", 1),
-            frame("handler", "app.py", 12),
-        ]
-        .into();
-        let b: Stack = vec![frame("<module>", "main.py", 1), frame("a;b", "x.py", 0)].into();
-        let text = folded(&[
-            StackCount {
-                stack: a,
-                samples: 3,
-            },
-            StackCount {
-                stack: b,
-                samples: 1,
-            },
-        ]);
-        assert_eq!(
-            text,
-            "<module> (main.py:1);a:b (x.py) 1\n<module> (main.py:1);handler (app.py:12) 3\n"
-        );
-        assert_eq!(folded(&[]), "");
+    fn stacks_sort_by_samples_then_frames() {
+        let one = |name: &str, samples| StackCount {
+            stack: vec![frame(name, "app.py", 1)].into(),
+            samples,
+        };
+        let mut stacks = vec![one("b", 1), one("c", 5), one("a", 1)];
+        sort_stacks(&mut stacks);
+        let order: Vec<&str> = stacks.iter().map(|s| s.stack[0].name.as_ref()).collect();
+        assert_eq!(order, ["c", "a", "b"]);
     }
 }

@@ -6,14 +6,13 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use timeglass_model::StackCount;
+use timeglass_render::{Profile, View, Weight};
 use timeglass_store::{RequestRow, RouteRow};
 
 use crate::error::{ApiError, AppError};
-use crate::flame::{self, Profile};
 use crate::list::{split_page, ListParams};
 use crate::pages::request::RequestDetail;
 use crate::pages::route::{route_key, RouteDetail};
-use crate::profile::View;
 use crate::report::StatsParams;
 use crate::{db, AppState};
 
@@ -64,11 +63,15 @@ pub struct ProfileParams {
 }
 
 impl ProfileParams {
-    fn view(&self) -> View {
+    pub fn view(&self) -> View {
         View {
+            weight: match self.cpu {
+                true => Weight::Cpu,
+                false => Weight::Wall,
+            },
             mine: self.mine,
             hide_synthetic: self.hide_synthetic,
-            cpu: self.cpu,
+            sampled_only: false,
         }
     }
 }
@@ -90,7 +93,7 @@ pub async fn folded(
     Query(params): Query<ProfileParams>,
 ) -> Result<impl IntoResponse, ApiError> {
     let stacks = request_stacks(&state, id).await?;
-    let text = timeglass_model::folded(&params.view().apply(&stacks));
+    let text = timeglass_render::folded(&params.view().apply(&stacks));
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
 }
 
@@ -131,13 +134,19 @@ pub async fn route(
 }
 
 /// The flame graph merged over every request of the route: its call tree
-/// as JSON at `.../{route}/profile`, inferno's SVG at `.../{route}/flamegraph.svg`
-/// (the route itself is a wildcard, so the suffix is read here).
+/// as JSON at `.../{route}/profile`, inferno's SVG at `.../{route}/flamegraph.svg`,
+/// a download at `.../{route}/export/{format}` (`?session=`; the route
+/// itself is a wildcard, so the suffix is read here).
 pub async fn route_profile_or_svg(
     State(state): State<AppState>,
     Path((method, rest)): Path<(String, String)>,
     Query(params): Query<ProfileParams>,
+    Query(session): Query<crate::export::SessionParam>,
 ) -> Result<axum::response::Response, ApiError> {
+    if let Some((route, format)) = rest.rsplit_once("/export/") {
+        let key = route_key((method, route.to_string()));
+        return crate::export::route(&state, key, format, session.session, params).await;
+    }
     let (rest, svg) = match (
         rest.strip_suffix("/profile"),
         rest.strip_suffix("/flamegraph.svg"),
@@ -173,7 +182,8 @@ fn svg_response(
     params: &ProfileParams,
     stacks: &[StackCount],
 ) -> Result<impl IntoResponse, ApiError> {
-    let svg = flame::svg(title, &params.view().apply(stacks), params.icicle)?
+    let svg = timeglass_render::svg(title, &params.view().apply(stacks), params.icicle)
+        .map_err(AppError::from)?
         .ok_or_else(|| AppError::BadInput("no samples: there is no flame graph to draw".into()))?;
     Ok((
         [

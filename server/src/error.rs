@@ -44,8 +44,8 @@ pub enum AppError {
     BadInput(String),
     #[error("could not read the store: {0}")]
     Store(StoreError),
-    #[error("could not draw the flame graph: {0}")]
-    Flame(io::Error),
+    #[error("{0}")]
+    Render(#[from] timeglass_render::RenderError),
     #[error("a dashboard task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -68,7 +68,7 @@ impl AppError {
             | AppError::NoRoute(..)
             | AppError::NoPage => StatusCode::NOT_FOUND,
             AppError::BadInput(_) => StatusCode::BAD_REQUEST,
-            AppError::Store(_) | AppError::Flame(_) | AppError::Task(_) => {
+            AppError::Store(_) | AppError::Render(_) | AppError::Task(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }

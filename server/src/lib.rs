@@ -12,9 +12,9 @@
 //! `server/static/` (the flame graphs' own in `flamegraph-templates/`) and
 //! are compiled in.
 //!
-//! Stacks go through a transform (`profile.rs`: "my code only", synthetic
-//! frames hidden) before a renderer (`flame.rs`: call tree, functions,
-//! inferno SVG). Comparisons come from `timeglass-compare` (`compare.rs`);
+//! Stacks go through a view of `timeglass-render` ("my code only",
+//! synthetic frames hidden, CPU time) before one of its renderers (call
+//! tree, functions, inferno SVG, the profile formats). Comparisons come from `timeglass-compare` (`compare.rs`);
 //! `diff.rs` turns their per-request paths into a differential call tree.
 
 mod actions;
@@ -24,14 +24,13 @@ mod compare;
 mod db;
 mod diff;
 mod error;
-mod flame;
+mod export;
 mod headers;
 mod host;
 mod html;
 mod list;
 mod live;
 mod pages;
-mod profile;
 mod report;
 mod serve;
 mod stats;
@@ -111,6 +110,14 @@ pub fn app(options: &ServerOptions) -> Router {
         .route(
             "/api/v1/requests/{id}/flamegraph.svg",
             get(api::request_svg),
+        )
+        .route(
+            "/api/v1/requests/{id}/export/{format}",
+            get(export::request),
+        )
+        .route(
+            "/api/v1/sessions/{id}/export/{format}",
+            get(export::session),
         )
         .route("/api/v1/routes", get(api::routes))
         .route("/api/v1/stats", get(report::stats))

@@ -632,7 +632,7 @@ async fn api_matches_the_store() {
     let (_, folded) = page(world.app(), "/api/v1/requests/1/folded").await;
     assert_eq!(
         folded,
-        timeglass_model::folded(&store.request_stacks(1).unwrap())
+        timeglass_render::folded(&store.request_stacks(1).unwrap())
     );
     assert!(folded.contains("compute_fib (app.py:7) 5"));
 }

@@ -552,9 +552,8 @@ fn stacks(conn: &Connection, leaves_sql: &str, id: i64) -> rusqlite::Result<Vec<
 /// memory.
 pub(crate) fn stacks_of_leaves(
     conn: &Connection,
-    mut leaves: Vec<(i64, u64)>,
+    leaves: Vec<(i64, u64)>,
 ) -> rusqlite::Result<Vec<StackCount>> {
-    leaves.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let ids: Vec<i64> = leaves.iter().map(|l| l.0).filter(|&id| id != 0).collect();
     let ids = serde_json::to_string(&ids).expect("integers serialize");
     let mut nodes: HashMap<i64, (i64, Frame)> = HashMap::new();
@@ -578,13 +577,15 @@ pub(crate) fn stacks_of_leaves(
         nodes.insert(row.get(0)?, (row.get(1)?, frame));
     }
 
-    leaves
+    let mut stacks = leaves
         .into_iter()
         .map(|(leaf, samples)| {
             let stack = walk_to_root(&nodes, leaf)?;
             Ok(StackCount { stack, samples })
         })
-        .collect()
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    timeglass_model::sort_stacks(&mut stacks);
+    Ok(stacks)
 }
 
 fn walk_to_root(nodes: &HashMap<i64, (i64, Frame)>, leaf: i64) -> rusqlite::Result<Arc<[Frame]>> {

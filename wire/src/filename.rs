@@ -1,8 +1,10 @@
-//! The short filename of a frame, as py-spy shows it.
+//! The short filename of a frame, as py-spy shows it, and whether a file is
+//! library code.
 //!
 //! The marker names the frames of the stacks it sends (a query's caller) and
 //! the sampler names the frames it reads; both shorten files this one way, so
-//! a stack from either merges with the other's stacks of the same code.
+//! a stack from either merges with the other's stacks of the same code. Both
+//! the marker and the renderers class files by [`is_library_file`].
 
 use std::path::Path;
 
@@ -22,6 +24,38 @@ pub fn short_filename(filename: &Path) -> String {
         .strip_prefix(package_parent)
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// Packages that are the framework around the app, wherever they are
+/// installed (an editable checkout of Starlette is still not the app's code).
+const FRAMEWORK_PACKAGES: &[&str] = &[
+    "fastapi/",
+    "starlette/",
+    "anyio/",
+    "uvicorn/",
+    "uvloop/",
+    "h11/",
+    "httptools/",
+    "pydantic/",
+    "pydantic_core/",
+    "timeglass/",
+];
+
+/// Whether a frame's file is library code rather than the app's own: an
+/// installed package, the standard library under any prefix
+/// (`/usr/lib/python3.12/asyncio/...`, pyenv's `.../lib/python3.12/...`), a
+/// frozen module, or one of the framework's packages by its short name.
+///
+/// The one rule for "is this a library frame": the dashboard's "my code
+/// only" and colours (`timeglass-render`) and the marker's SQL and HTTP
+/// callers both use it. It looks at the text only, never the file system,
+/// so a stored frame is judged the same way on any machine.
+pub fn is_library_file(filename: &str, short: &str) -> bool {
+    filename.contains("/site-packages/")
+        || filename.contains("/dist-packages/")
+        || filename.contains("/lib/python3")
+        || filename.starts_with("<frozen ")
+        || FRAMEWORK_PACKAGES.iter().any(|p| short.starts_with(p))
 }
 
 #[cfg(test)]

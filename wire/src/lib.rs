@@ -43,7 +43,7 @@ pub use event::{
     END_ERROR, END_NO_RESPONSE, MAX_BODY_BYTES, MAX_HEADER_BYTES, PHASE_HANDLER, PHASE_REQUEST,
     PHASE_RESPONSE,
 };
-pub use filename::short_filename;
+pub use filename::{is_library_file, short_filename};
 pub use layout::{Geometry, FORMAT_VERSION, MAGIC};
 pub use region::{ring_path, runtime_dir, user_runtime_dir, Region, RegionError, RING_SUFFIX};
 pub use ring::{ReadStats, Reader, MAX_RECORD_BYTES};

@@ -12,14 +12,11 @@ untouched.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.util
 import os
 import re
-import site
 import sys
-import sysconfig
 import threading
 import types
 from collections.abc import Sequence
@@ -43,7 +40,7 @@ def install() -> None:
         _installed = True
     try:
         params = os.environ.get(_env.SQL_PARAMS) != "0"
-        _native.configure_capture(_hidden_prefixes(), _library_prefixes(), params)
+        _native.configure_capture(_hidden_prefixes(), params)
     except Exception as exc:  # noqa: BLE001 - capture is off, the app runs as before
         warn("capture", f"SQL and HTTP capture is off: {exc!r}")
         return
@@ -109,13 +106,3 @@ def _hidden_prefixes() -> list[str]:
     for location in (spec.submodule_search_locations or []) if spec else []:
         hidden.append(os.path.join(location, "event"))
     return _with_sep(hidden)
-
-
-def _library_prefixes() -> list[str]:
-    """Installed packages, the standard library and scripts: not the app's own code."""
-    paths = sysconfig.get_paths()
-    found = [paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib", "scripts")]
-    found += [p for p in sys.path if "site-packages" in p or "dist-packages" in p]
-    with contextlib.suppress(AttributeError):  # some embedded interpreters have a reduced `site`
-        found += [*site.getsitepackages(), site.getusersitepackages()]
-    return _with_sep([p for p in found if p])

@@ -29,6 +29,7 @@ struct RequestsTemplate<'a> {
     rows: &'a str,
     empty: &'a str,
     pager: &'a str,
+    exports: &'a str,
     stream: &'a str,
     live: &'a str,
     token: &'a str,
@@ -109,11 +110,20 @@ fn requests_page(params: &ListParams, view: &ListView<'_>, token: &str) -> Html<
         rows: &lines,
         empty: &empty_list(params, rows),
         pager: &pager(params, next),
+        exports: &session_exports(params),
         stream: &stream,
         live: if live { "on" } else { "off" },
         token,
     });
     page("Requests", "requests", &body)
+}
+
+/// The session's profile downloads, when the list shows one session.
+fn session_exports(params: &ListParams) -> String {
+    match params.session().ok().flatten() {
+        Some(id) => crate::export::links(&format!("/api/v1/sessions/{id}")),
+        None => String::new(),
+    }
 }
 
 fn empty_list(params: &ListParams, rows: &[RequestRow]) -> String {

@@ -9,13 +9,13 @@ use timeglass_model::RequestContext;
 use timeglass_store::{local_time, CallRow, QueryRow, RequestRow, Store};
 
 use crate::error::AppError;
-use crate::flame::Profile;
 use crate::html::{bytes, escape, json_script, ms, page, render, route_href};
 use crate::pages::compare_requests::neighbour;
 use crate::pages::io::{calls_panel, queries_panel};
 use crate::pages::status_text;
 use crate::pages::time::{loop_warning, request_breakdown};
 use crate::{db, AppState};
+use timeglass_render::{stages, Profile, Stage};
 
 #[derive(Template)]
 #[template(path = "request.html")]
@@ -44,6 +44,7 @@ struct RequestTemplate<'a> {
 struct FlameTemplate<'a> {
     profile_url: &'a str,
     svg_url: &'a str,
+    exports: &'a str,
     profile_json: &'a str,
 }
 
@@ -61,14 +62,6 @@ pub struct RequestDetail {
     pub query_rows: Vec<QueryRow>,
     #[serde(rename = "http_calls")]
     pub call_rows: Vec<CallRow>,
-}
-
-/// A span of the request's wall time, from its start.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Stage {
-    pub name: &'static str,
-    pub start_ms: f64,
-    pub end_ms: f64,
 }
 
 impl RequestDetail {
@@ -91,56 +84,6 @@ impl RequestDetail {
             context,
         })
     }
-}
-
-/// The request's wall time split at the response start (when the context
-/// says when it was), the last body chunk, and the end of the app's call.
-pub fn stages(r: &RequestRow, context: Option<&RequestContext>) -> Vec<Stage> {
-    let at = |ns: u64| ns.saturating_sub(r.start_ns) as f64 / 1e6;
-    let end = at(r.end_ns);
-    let sent = r.response_end_ns.map(at).map(|t| t.min(end));
-    let started = context
-        .and_then(|c| c.response_start_ns)
-        .map(at)
-        .filter(|&t| t <= sent.unwrap_or(end));
-    let mut out = Vec::new();
-    let handler_end = started.or(sent).unwrap_or(end);
-    let handler = match started.or(sent) {
-        Some(_) if started.is_none() => "handler and response",
-        _ => "handler",
-    };
-    let handler_start = context
-        .and_then(|c| c.handler_start_ns)
-        .map(at)
-        .filter(|&t| t <= handler_end)
-        .unwrap_or(0.0);
-    if handler_start > 0.0 {
-        out.push(Stage {
-            name: "middleware & dependencies",
-            start_ms: 0.0,
-            end_ms: handler_start,
-        });
-    }
-    out.push(Stage {
-        name: handler,
-        start_ms: handler_start,
-        end_ms: handler_end,
-    });
-    if let (Some(started), Some(sent)) = (started, sent) {
-        out.push(Stage {
-            name: "sending response",
-            start_ms: started,
-            end_ms: sent,
-        });
-    }
-    if let Some(sent) = sent.filter(|&s| end > s) {
-        out.push(Stage {
-            name: "background",
-            start_ms: sent,
-            end_ms: end,
-        });
-    }
-    out
 }
 
 pub async fn request(
@@ -228,6 +171,7 @@ pub fn flame_section(profile: &Profile, api: &str) -> String {
     render(&FlameTemplate {
         profile_url: &format!("{api}/profile"),
         svg_url: &format!("{api}/flamegraph.svg"),
+        exports: &crate::export::links(api),
         profile_json: &json_script(profile),
     })
 }

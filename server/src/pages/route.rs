@@ -9,7 +9,6 @@ use serde::Serialize;
 use timeglass_store::{local_time, Endpoint, RequestRow, RouteMatch, RouteRow, Store};
 
 use crate::error::AppError;
-use crate::flame::Profile;
 use crate::html::{count, escape, ms, page, query_value, render, route_href};
 use crate::pages::report::{filter_query, filters, route_charts};
 use crate::pages::request::flame_section;
@@ -18,6 +17,7 @@ use crate::pages::{request_line, RouteP95};
 use crate::report::StatsParams;
 use crate::stats::RouteStats;
 use crate::{db, AppState};
+use timeglass_render::Profile;
 use timeglass_report::{ReportError, ReportQuery, Selection};
 
 #[derive(Template)]

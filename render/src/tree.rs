@@ -1,16 +1,13 @@
-//! Renderers of a set of stacks: the call tree the dashboard's flame graph
-//! draws (`flamegraph-templates/flame.js`), the functions by self and total
-//! samples, and inferno's standalone SVG for downloading.
+//! The call tree the dashboard's flame graph draws
+//! (`flamegraph-templates/flame.js`), and the functions by self and total
+//! samples.
 
 use std::collections::{HashMap, HashSet};
 
-use inferno::flamegraph::color::{MultiPalette, Palette};
-use inferno::flamegraph::{self, Direction, Options};
 use serde::Serialize;
 use timeglass_model::{Frame, StackCount};
 
-use crate::error::AppError;
-use crate::profile::{kind, Kind};
+use crate::kind::{file, kind};
 
 /// One node of the call tree. Field names are short: a merged tree can have
 /// thousands of nodes and travels as JSON.
@@ -139,22 +136,9 @@ pub fn focus(root: &Node) -> Vec<usize> {
 
 const K_APP: u8 = 0;
 const K_LIBRARY: u8 = 1;
-const K_SYNTHETIC: u8 = 2;
-
-fn file(frame: &Frame) -> &str {
-    if frame.short.is_empty() {
-        &frame.filename
-    } else {
-        &frame.short
-    }
-}
 
 fn kind_code(frame: &Frame) -> u8 {
-    match kind(frame) {
-        Kind::App => K_APP,
-        Kind::Library => K_LIBRARY,
-        Kind::Synthetic => K_SYNTHETIC,
-    }
+    kind(frame).code()
 }
 
 /// Samples of one function (all its lines together).
@@ -203,27 +187,6 @@ pub fn functions(stacks: &[StackCount]) -> Vec<FunctionSamples> {
             .then_with(|| (&a.name, &a.file).cmp(&(&b.name, &b.file)))
     });
     all
-}
-
-/// inferno's standalone flame graph (click to zoom, Ctrl-F to search), as
-/// an SVG document; `icicle` puts the root at the top. `None` without samples.
-pub fn svg(title: &str, stacks: &[StackCount], icicle: bool) -> Result<Option<String>, AppError> {
-    let folded = timeglass_model::folded(stacks);
-    if folded.is_empty() {
-        return Ok(None);
-    }
-    let mut options = Options::default();
-    options.title = title.to_string();
-    options.count_name = "samples".to_string();
-    options.colors = Palette::Multi(MultiPalette::Python);
-    // The same function gets the same colour in every graph.
-    options.hash = true;
-    if icicle {
-        options.direction = Direction::Inverted;
-    }
-    let mut out = Vec::new();
-    flamegraph::from_lines(&mut options, folded.lines(), &mut out).map_err(AppError::Flame)?;
-    Ok(Some(String::from_utf8_lossy(&out).into_owned()))
 }
 
 #[cfg(test)]
@@ -335,13 +298,5 @@ mod tests {
         let synthetic = tree(&[count(vec![Frame::synthetic("[background]"), lib("x")], 5)]);
         assert!(focus(&synthetic).is_empty());
         assert!(focus(&tree(&[])).is_empty());
-    }
-
-    #[test]
-    fn no_samples_no_svg() {
-        assert!(svg("t", &[], false).unwrap().is_none());
-        let one = count(vec![frame("main", 1)], 1);
-        let svg = svg("t", &[one], true).unwrap().unwrap();
-        assert!(svg.contains("<svg") && svg.contains("main (app.py:1)"));
     }
 }

@@ -1,0 +1,221 @@
+//! What an export costs, for `make bench` (`bench/exports.py`).
+//!
+//! `export_cost [--samples N] [--requests N] [--rounds N]` builds two
+//! stores in a temporary directory: one request with N samples (default
+//! 10,000) over distinct FastAPI-deep stacks and 20 statements, and N
+//! requests (default 100,000) with breakdowns and N+1 flags. It then times,
+//! as `timeglass export` and `timeglass requests` run them (store read
+//! included), each profile format of the one request (the median of the
+//! rounds, against the 50 ms target) and the requests table to CSV and
+//! Parquet (rows per second, against 200,000). Exit 1 when a target is
+//! missed.
+
+use std::time::Instant;
+
+use timeglass_model::{Frame, ProfiledRequest, Request, SqlQuery, StackCount, TimeBreakdown};
+use timeglass_render::{requests_table, Format, Recording, Subject, TableFormat, View};
+use timeglass_store::{
+    Batch, ClockMap, NewProcess, NewSession, RequestFilter, RequestPage, Sort, Store,
+};
+
+const MS: u64 = 1_000_000;
+const EXPORT_TARGET_MS: f64 = 50.0;
+const ROWS_TARGET: f64 = 200_000.0;
+
+fn frame(name: String, file: &str, line: u32) -> Frame {
+    Frame {
+        name: name.into(),
+        filename: format!("/venv/lib/python3.12/site-packages/{file}").into(),
+        short: file.into(),
+        line,
+    }
+}
+
+/// `samples` samples over stacks 40 frames deep: a shared FastAPI prefix
+/// and a distinct app tail per 10 samples.
+fn stacks(samples: u64) -> Vec<StackCount> {
+    let prefix: Vec<Frame> = (0..30)
+        .map(|i| frame(format!("framework_{i}"), "starlette/routing.py", 100 + i))
+        .collect();
+    (0..samples.div_ceil(10))
+        .map(|i| {
+            let mut stack = prefix.clone();
+            stack.extend((0..10).map(|d| Frame {
+                name: format!("handler_{}_{d}", i % 97).into(),
+                filename: "/srv/app/main.py".into(),
+                short: "main.py".into(),
+                line: (i % 500) as u32 + d,
+            }));
+            StackCount {
+                stack: stack.into(),
+                samples: 10,
+            }
+        })
+        .collect()
+}
+
+fn request(id: u64, at_ms: u64, duration_ms: u64) -> Request {
+    Request {
+        marker_id: id,
+        pid: 4242,
+        tid: 99,
+        method: "GET".into(),
+        path: format!("/items/{}", id % 1000),
+        route: Some("/items/{item_id}".into()),
+        status: Some(if id.is_multiple_of(50) { 500 } else { 200 }),
+        errored: false,
+        cancelled: false,
+        start_ns: at_ms * MS,
+        end_ns: (at_ms + duration_ms) * MS,
+        response_end_ns: Some((at_ms + duration_ms) * MS),
+    }
+}
+
+fn store(dir: &std::path::Path, name: &str, requests: Vec<ProfiledRequest>) -> Store {
+    let mut store = Store::open(&dir.join(name)).unwrap();
+    let session = store
+        .begin_session(&NewSession {
+            command: vec!["uvicorn".into()],
+            cwd: "/srv/app".into(),
+            rate_hz: 1000,
+            clock: ClockMap {
+                mono_ns: 0,
+                unix_ns: 1_790_000_000_000_000_000,
+            },
+        })
+        .unwrap();
+    let process = store
+        .add_process(
+            session,
+            &NewProcess {
+                pid: 4242,
+                command_line: vec!["python".into()],
+                python_version: None,
+            },
+        )
+        .unwrap();
+    let mut requests = requests.into_iter().peekable();
+    while requests.peek().is_some() {
+        let chunk: Vec<_> = requests
+            .by_ref()
+            .take(5_000)
+            .map(|r| (process, r))
+            .collect();
+        store
+            .write(&Batch {
+                session,
+                requests: chunk,
+                outside: vec![],
+                process_samples: vec![],
+            })
+            .unwrap();
+    }
+    store
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let mut samples = 10_000u64;
+    let mut requests = 100_000u64;
+    let mut rounds = 9usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = args.next().and_then(|v| v.parse::<u64>().ok());
+        match (arg.as_str(), value) {
+            ("--samples", Some(v)) => samples = v,
+            ("--requests", Some(v)) => requests = v,
+            ("--rounds", Some(v)) => rounds = v.max(1) as usize,
+            _ => {
+                eprintln!("usage: export_cost [--samples N] [--requests N] [--rounds N]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut missed = false;
+
+    let queries = (0..20)
+        .map(|i| SqlQuery {
+            sql: format!("SELECT * FROM items WHERE id = {i}"),
+            sql_len: 32,
+            normalized: "SELECT * FROM items WHERE id = ?".into(),
+            params: None,
+            params_len: 0,
+            start_ns: (1 + i) * MS,
+            end_ns: (1 + i) * MS + MS / 2,
+            rows: Some(1),
+            driver: "sqlite3".into(),
+            error: None,
+            caller: vec![].into(),
+            stack: vec![].into(),
+        })
+        .collect();
+    let one = ProfiledRequest {
+        stacks: stacks(samples),
+        queries,
+        ..ProfiledRequest::new(request(1, 0, samples))
+    };
+    let single = store(dir.path(), "one.db", vec![one]);
+    println!("one request of {samples} samples, median of {rounds} rounds (target < {EXPORT_TARGET_MS} ms):");
+    for format in Format::ALL {
+        let times: Vec<f64> = (0..rounds)
+            .map(|_| {
+                let started = Instant::now();
+                let recording = Recording::load(&single, Subject::Request(1)).unwrap();
+                let bytes = format.render(&recording, View::default()).unwrap();
+                assert!(!bytes.is_empty());
+                started.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        let ms = median(times);
+        let ok = ms < EXPORT_TARGET_MS;
+        missed |= !ok;
+        println!(
+            "  export {:<10} {ms:8.2} ms  {}",
+            format.name(),
+            if ok { "ok" } else { "MISSED" }
+        );
+    }
+
+    let many: Vec<ProfiledRequest> = (1..=requests)
+        .map(|id| ProfiledRequest {
+            breakdown: TimeBreakdown {
+                python_ns: 3 * MS,
+                sql_ns: MS,
+                ..TimeBreakdown::default()
+            },
+            cpu_ns: 3 * MS,
+            ..ProfiledRequest::new(request(id, id * 5, 4 + id % 17))
+        })
+        .collect();
+    let table_store = store(dir.path(), "many.db", many);
+    println!("requests table of {requests} rows (target >= {ROWS_TARGET:.0} rows/s):");
+    for format in [TableFormat::Csv, TableFormat::Parquet] {
+        let started = Instant::now();
+        let rows = table_store
+            .request_page(&RequestPage {
+                limit: requests as usize,
+                before: None,
+                filter: RequestFilter::default(),
+                sort: Sort::Newest,
+            })
+            .unwrap();
+        let bytes = format.render(&requests_table(&rows)).unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        let rate = rows.len() as f64 / seconds;
+        let ok = rate >= ROWS_TARGET;
+        missed |= !ok;
+        println!(
+            "  table  {:<10} {rate:10.0} rows/s  ({:.1} MB in {:.0} ms)  {}",
+            format!("{format:?}").to_lowercase(),
+            bytes.len() as f64 / 1e6,
+            seconds * 1e3,
+            if ok { "ok" } else { "MISSED" }
+        );
+    }
+    std::process::exit(i32::from(missed));
+}
