@@ -320,6 +320,10 @@
     var dir = state.dir === "icicle" ? "icicle=true" : "";
     var all = [q, dir].filter(Boolean).join("&");
     svgLink.href = root.dataset.svgUrl + (all ? "?" + all : "");
+    // The downloads are of the view shown here too.
+    root.querySelectorAll("a[data-export]").forEach(function (a) {
+      a.href = a.dataset.export + (q ? "?" + q : "");
+    });
   }
 
   mine.addEventListener("change", function () { state.mine = mine.checked; save(); syncControls(); refetch(); });

@@ -382,6 +382,9 @@ def test_wall_and_cpu_views_of_the_flame_graph(dashboard: Dashboard, page: Page)
     expect(waits).to_have_count(0)
     expect(functions).to_have_count(0)
     expect(page.locator("#svg-link")).to_have_attribute("href", re.compile(r"cpu=true"))
+    # The downloads are of the view shown.
+    speedscope = page.locator("#flame a[data-export$='/export/speedscope']")
+    expect(speedscope).to_have_attribute("href", re.compile(r"/export/speedscope\?cpu=true$"))
     dashboard.shot(page, "request-cpu")
     # The choice is kept for the next page.
     page.reload()

@@ -4,8 +4,9 @@
 //! (`[background]`, `[sql] ...`, the state leaves such as `[blocked]`), and
 //! merging the stacks of many requests into one profile.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use timeglass_model::{sort_stacks, Frame, StackCount};
 
@@ -131,7 +132,9 @@ impl View {
 /// Sums the counts of equal stacks (the stacks of every request of an
 /// endpoint, say) into one profile, in the one order of [`sort_stacks`].
 pub fn merge(stacks: impl IntoIterator<Item = (Arc<[Frame]>, u64)>) -> Vec<StackCount> {
-    let mut merged: HashMap<Arc<[Frame]>, u64> = HashMap::new();
+    // Stacks are dozens of frames of text: SipHash over all of it was the
+    // largest part of merging 10,000 samples (callgrind).
+    let mut merged: FxHashMap<Arc<[Frame]>, u64> = FxHashMap::default();
     for (stack, samples) in stacks {
         *merged.entry(stack).or_default() += samples;
     }

@@ -18,11 +18,11 @@ use crate::{db, AppState};
 
 /// The links a page offers, one per format, under `api` (`{api}/export/{format}`).
 pub fn links(api: &str) -> String {
+    // `data-export`: flame.js adds the view's parameters (CPU, my code
+    // only, synthetic frames) to the address as the user switches them.
     let link = |f: Format, label: &str, title: &str| {
-        format!(
-            "<a href=\"{}\" download title=\"{title}\">{label}</a>",
-            escape(&format!("{api}/export/{}", f.name()))
-        )
+        let href = escape(&format!("{api}/export/{}", f.name()));
+        format!("<a href=\"{href}\" data-export=\"{href}\" download title=\"{title}\">{label}</a>")
     };
     format!(
         "<span class=\"exports muted\">Download: {} · {} · {} · {} · {}</span>",
