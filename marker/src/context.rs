@@ -89,6 +89,7 @@ impl RequestHead {
         let mut head = RequestHead::default();
         let mut framed = false;
         if let Ok(Some(list)) = scope.get_item(intern!(py, "headers")) {
+            head.headers.reserve(list_len(&list));
             let mut budget = MAX_HEADER_BYTES;
             for_each_header(&list, |name, value| {
                 if name.eq_ignore_ascii_case(b"content-type") {
@@ -142,6 +143,12 @@ fn http1(scope: &Bound<'_, PyDict>) -> bool {
         Ok(None) => true,
         Err(_) => false,
     }
+}
+
+/// How many headers a header list holds, when that is known cheaply (at most 64: only
+/// what a vector is sized for).
+fn list_len(list: &Bound<'_, PyAny>) -> usize {
+    list.cast::<PyList>().map_or(0, |l| l.len().min(64))
 }
 
 /// Calls `f(name, value)` for each `[name, value]` pair of byte strings of
@@ -311,6 +318,7 @@ pub fn response_event(
     let py = message.py();
     let mut headers = Vec::new();
     if let Ok(Some(list)) = message.get_item(intern!(py, "headers")) {
+        headers.reserve(list_len(&list));
         let mut budget = MAX_HEADER_BYTES;
         for_each_header(&list, |name, value| {
             push_redacted(&mut headers, name, value, &mut budget);
