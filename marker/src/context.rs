@@ -29,6 +29,16 @@ pub fn enabled() -> bool {
     *ENABLED.get_or_init(|| std::env::var_os(env::CONTEXT).is_none_or(|v| v != "0"))
 }
 
+/// Whether a context event could still reach a reader: some recorder has
+/// read this ring, or it has not wrapped yet (a later `timeglass attach`
+/// reads what it still holds). Once a ring nobody ever read is full, each
+/// event only pushes out another unread one, so the capture is skipped; the
+/// first read turns it back on.
+pub fn worth_capturing(region: &Region) -> bool {
+    region.last_reader_beat().is_some()
+        || region.ring_position() < region.geometry().ring_slots as u64
+}
+
 /// The body bytes a request's app has read so far, shared by its `receive`
 /// and `send` wrappers.
 #[derive(Default)]
@@ -260,7 +270,7 @@ fn mark_handler() {
     if !enabled() {
         return;
     }
-    let Some(region) = state::region() else {
+    let Some(region) = state::region().filter(|r| worth_capturing(r)) else {
         return;
     };
     let rid = state::current_slot().map_or(0, |s| s.get());
