@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("\nWhere the marker's instructions go (self cost per request, marked - bare):")
     for name, count in table[: args.top]:
-        print(f"  {count:+10,.0f}  {name}")
+        print(f"  {count:+10,.0f}  {name[:110]}")
     if ratio > args.limit:
         print(
             f"error: the marker costs {ratio:.4f} of a bare request's instructions,"

@@ -29,6 +29,16 @@ pub fn enabled() -> bool {
     *ENABLED.get_or_init(|| std::env::var_os(env::CONTEXT).is_none_or(|v| v != "0"))
 }
 
+/// Whether a context event could still reach a reader: some recorder has
+/// read this ring, or it has not wrapped yet (a later `timeglass attach`
+/// reads what it still holds). Once a ring nobody ever read is full, each
+/// event only pushes out another unread one, so the capture is skipped; the
+/// first read turns it back on.
+pub fn worth_capturing(region: &Region) -> bool {
+    region.last_reader_beat().is_some()
+        || region.ring_position() < region.geometry().ring_slots as u64
+}
+
 /// The body bytes a request's app has read so far, shared by its `receive`
 /// and `send` wrappers.
 #[derive(Default)]
@@ -89,6 +99,7 @@ impl RequestHead {
         let mut head = RequestHead::default();
         let mut framed = false;
         if let Ok(Some(list)) = scope.get_item(intern!(py, "headers")) {
+            head.headers.reserve(list_len(&list));
             let mut budget = MAX_HEADER_BYTES;
             for_each_header(&list, |name, value| {
                 if name.eq_ignore_ascii_case(b"content-type") {
@@ -142,6 +153,12 @@ fn http1(scope: &Bound<'_, PyDict>) -> bool {
         Ok(None) => true,
         Err(_) => false,
     }
+}
+
+/// How many headers a header list holds, when that is known cheaply (at most 64: only
+/// what a vector is sized for).
+fn list_len(list: &Bound<'_, PyAny>) -> usize {
+    list.cast::<PyList>().map_or(0, |l| l.len().min(64))
 }
 
 /// Calls `f(name, value)` for each `[name, value]` pair of byte strings of
@@ -253,7 +270,7 @@ fn mark_handler() {
     if !enabled() {
         return;
     }
-    let Some(region) = state::region() else {
+    let Some(region) = state::region().filter(|r| worth_capturing(r)) else {
         return;
     };
     let rid = state::current_slot().map_or(0, |s| s.get());
@@ -311,6 +328,7 @@ pub fn response_event(
     let py = message.py();
     let mut headers = Vec::new();
     if let Ok(Some(list)) = message.get_item(intern!(py, "headers")) {
+        headers.reserve(list_len(&list));
         let mut budget = MAX_HEADER_BYTES;
         for_each_header(&list, |name, value| {
             push_redacted(&mut headers, name, value, &mut budget);

@@ -97,7 +97,7 @@ fn capture_context<'py>(
     scope: &Bound<'py, PyDict>,
     receive: Bound<'py, PyAny>,
 ) -> (Bound<'py, PyAny>, Option<ResponseContext>) {
-    if !context::enabled() {
+    if !context::enabled() || !context::worth_capturing(region) {
         return (receive, None);
     }
     let mut head = RequestHead::scan(scope);

@@ -276,3 +276,48 @@ def test_package_works_from_the_symlink_in_a_bare_interpreter(tmp_path: Path) ->
     )
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == ["True type", "True"]
+
+
+def test_context_capture_pauses_on_a_full_ring_nobody_reads(tmp_path: Path) -> None:
+    # Once a ring that no recorder ever read has wrapped, a request's context events would
+    # only push out other unread ones: the marker skips them, and the first read (what a
+    # recorder's drain does) turns them back on. Start and end events never stop.
+    code = """
+    import asyncio
+    from timeglass import TimeGlassMiddleware, _native, stats
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"a", b"b")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def noop(message):
+        return None
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    def scope():
+        return {"type": "http", "method": "GET", "path": "/", "headers": [(b"h", b"v" * 200)]}
+
+    async def main():
+        marker = TimeGlassMiddleware(app)
+
+        async def one():
+            before = stats()["records_written"]
+            await marker(scope(), receive, noop)
+            return stats()["records_written"] - before
+
+        fresh = await one()
+        while stats()["records_written"] < 70_000:  # more slots than the ring has
+            await one()
+        full = await one()
+        _native._read_events(stats()["ring_path"])  # a reader drains it once
+        read = await one()
+        print(fresh, full, read)
+
+    asyncio.run(main())
+    """
+    p = run_python(code, {_env.RUNTIME_DIR: str(tmp_path), _env.RECORD: "0"})
+    assert p.returncode == 0, p.stderr
+    fresh, full, read = (int(n) for n in p.stdout.split())
+    assert (fresh, full, read) == (4, 2, 4), p.stdout
