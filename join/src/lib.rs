@@ -14,6 +14,7 @@
 //! said one thing, the events another, and a sample that falls outside its
 //! request's window is not charged to it.
 
+mod rss;
 mod sql;
 mod waits;
 mod wall;
@@ -114,6 +115,7 @@ pub struct Join {
     stacks: waits::Stacks,
     prefixes: Prefixes,
     recent: Recent,
+    rss: rss::Readings,
     stats: JoinStats,
 }
 
@@ -166,6 +168,12 @@ impl Join {
             }
             Event::Unknown(_) => {}
         }
+    }
+
+    /// Takes one reading of process `pid`'s resident memory (RSS), in
+    /// time order per process.
+    pub fn rss(&mut self, pid: u32, ts_ns: u64, bytes: u64) {
+        self.rss.push(pid, ts_ns, bytes);
     }
 
     /// Takes one sample.
@@ -243,7 +251,23 @@ impl Join {
             .filter(|(_, p)| p.end.as_ref().is_some_and(|e| e.ts_ns + GRACE_NS <= now_ns))
             .map(|(k, _)| *k)
             .collect();
-        self.settle(done)
+        let out = self.settle(done);
+        self.trim_rss(now_ns);
+        out
+    }
+
+    /// Drops the RSS readings no pending request can need any more.
+    fn trim_rss(&mut self, now_ns: u64) {
+        for pid in self.rss.pids() {
+            let oldest = self
+                .pending
+                .iter()
+                .filter(|(k, _)| k.0 == pid)
+                .filter_map(|(_, p)| p.start.as_ref().map(|s| s.ts_ns))
+                .min()
+                .unwrap_or(now_ns);
+            self.rss.trim(pid, oldest.min(now_ns));
+        }
     }
 
     /// Everything still pending, at the end of a session or when process
@@ -259,7 +283,11 @@ impl Join {
             self.stacks.forget(pid);
             self.prefixes.forget(pid);
         }
-        self.settle(keys)
+        let out = self.settle(keys);
+        if let Some(pid) = pid {
+            self.rss.forget(pid);
+        }
+        out
     }
 
     fn settle(&mut self, keys: Vec<(u32, u64)>) -> Vec<ProfiledRequest> {
@@ -430,6 +458,7 @@ impl Join {
             breakdown,
             cpu_ns,
             loop_block,
+            memory: self.rss.of(pid, start.ts_ns, end_ns),
         }
     }
 

@@ -452,6 +452,24 @@ pub struct ProfiledRequest {
     pub cpu_ns: u64,
     /// Set when it held the event loop too long without yielding.
     pub loop_block: Option<LoopBlock>,
+    /// What the process's memory did while it ran.
+    pub memory: Memory,
+}
+
+/// A request's memory: the process's resident memory (RSS) around it, read
+/// by the recorder from outside. Under concurrency RSS moves for every
+/// request in flight at once: it says how big the process was, not what this
+/// request allocated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Memory {
+    /// RSS at the reading nearest its start (the last one before it, or the
+    /// first after it when none came before); `None` when nothing was read.
+    pub rss_start_bytes: Option<u64>,
+    /// RSS at the reading nearest its end (the first one after it, or the
+    /// last before it).
+    pub rss_end_bytes: Option<u64>,
+    /// The highest RSS read while it ran, its start and end readings included.
+    pub rss_peak_bytes: Option<u64>,
 }
 
 /// What a request carried and what its response said, as the marker saw it.
@@ -496,6 +514,7 @@ impl ProfiledRequest {
             breakdown: TimeBreakdown::default(),
             cpu_ns: 0,
             loop_block: None,
+            memory: Memory::default(),
         }
     }
 

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::collections::HashMap;
 
 use timeglass_model::{
-    Caller, Frame, HttpCall, LoopBlock, ProfiledRequest, Repeated, Request, RequestContext,
+    Caller, Frame, HttpCall, LoopBlock, Memory, ProfiledRequest, Repeated, Request, RequestContext,
     SqlQuery, Stack, StackCount, TimeBreakdown, AWAIT_FRAME_PREFIX, BLOCKED_FRAME, GIL_WAIT_FRAME,
     HTTP_FRAME_PREFIX, LOOP_BUSY_FRAME, NATIVE_FRAME, SQL_FRAME_PREFIX,
 };
@@ -157,6 +157,17 @@ fn stacks(rng: &mut Rng, route: usize, samples: u64) -> Vec<StackCount> {
     out
 }
 
+/// A process that grows slowly from 80 MiB, with a few MiB of churn per request.
+fn memory(rng: &mut Rng, i: u64) -> Memory {
+    let start = (80 << 20) + i * 64 + rng.below(4 << 20);
+    let end = start + rng.below(2 << 20);
+    Memory {
+        rss_start_bytes: Some(start),
+        rss_end_bytes: Some(end),
+        rss_peak_bytes: Some(end + rng.below(1 << 20)),
+    }
+}
+
 fn context(method: &str, path: &str) -> RequestContext {
     let mut request_headers = vec![
         ("host".to_string(), "127.0.0.1:8000".to_string()),
@@ -276,6 +287,7 @@ fn generate(out: &std::path::Path, total: u64) -> Result<(), timeglass_store::St
                 breakdown: time.breakdown,
                 cpu_ns: time.cpu_ns,
                 loop_block,
+                memory: memory(&mut rng, i),
             },
         ));
         if batch.len() == 2_000 {

@@ -45,6 +45,9 @@ pub enum Sort {
     /// Most CPU time first.
     MostCpu,
     LeastCpu,
+    /// Highest peak RSS first (requests without a reading last).
+    MostMemory,
+    LeastMemory,
 }
 
 impl Sort {
@@ -57,6 +60,8 @@ impl Sort {
             Sort::Fastest => ("r.duration_us", false),
             Sort::MostCpu => ("r.cpu_us", true),
             Sort::LeastCpu => ("r.cpu_us", false),
+            Sort::MostMemory => ("r.rss_peak_bytes", true),
+            Sort::LeastMemory => ("r.rss_peak_bytes", false),
         }
     }
 }
@@ -91,6 +96,8 @@ pub struct RouteRow {
 pub struct RouteSample {
     /// Response times of every request of the route, ascending.
     pub durations_us: Vec<u64>,
+    /// Peak RSS of its requests that have one (schema 12 or later), ascending.
+    pub rss_peak_bytes: Vec<u64>,
     pub errors: u64,
     /// SQL statements its requests ran, and their summed time.
     pub queries: u64,
@@ -309,8 +316,10 @@ impl Store {
                 })
             })
             .map_err(|e| self.sql_err(e))?;
+        let rss_peak_bytes = self.memory_column(conditions, &values, "rss_peak_bytes")?;
         Ok(RouteSample {
             durations_us,
+            rss_peak_bytes,
             errors,
             queries,
             db_us,
@@ -321,6 +330,25 @@ impl Store {
             measured_duration_us,
             loop_blocks,
         })
+    }
+
+    /// `column` (an RSS column) of the requests `conditions` select that
+    /// have one, ascending.
+    fn memory_column(
+        &self,
+        conditions: &str,
+        values: &[Value],
+        column: &str,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {column} FROM requests WHERE {conditions} AND {column} > 0 ORDER BY {column}"
+            ))
+            .and_then(|mut s| {
+                s.query_map(params_from_iter(values.iter()), |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<u64>>>()
+            })
+            .map_err(|e| self.sql_err(e))
     }
 
     /// The route's slowest requests, slowest first.

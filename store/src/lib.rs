@@ -35,7 +35,8 @@ pub use probe::{
     NewProbeOperation, NewProbeResult, NewProbeRun, ProbeCandidate, ProbeOutcome, ProbeSummary,
 };
 pub use read::{
-    Breakdown, CallRow, LoopBlockRow, ProcessRow, QueryRow, RequestQuery, RequestRow, SessionRow,
+    Breakdown, CallRow, LoopBlockRow, MemoryRow, ProcessRow, QueryRow, RequestQuery, RequestRow,
+    SessionRow,
 };
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use window::{

@@ -58,6 +58,26 @@ pub struct RequestRow {
     pub breakdown: Option<Breakdown>,
     /// Set when it held the event loop without yielding for too long.
     pub loop_block: Option<LoopBlockRow>,
+    /// The process's resident memory around it.
+    pub memory: MemoryRow,
+}
+
+/// A request's memory figures as stored (see [`timeglass_model::Memory`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MemoryRow {
+    /// The app process's RSS at the reading nearest the request's start,
+    /// nearest its end, and the highest in between; `None` when the
+    /// recorder read none (requests recorded before schema 12).
+    pub rss_start_bytes: Option<u64>,
+    pub rss_end_bytes: Option<u64>,
+    pub rss_peak_bytes: Option<u64>,
+}
+
+impl MemoryRow {
+    /// RSS at the end minus RSS at the start, when both were read.
+    pub fn rss_delta_bytes(&self) -> Option<i64> {
+        Some(self.rss_end_bytes? as i64 - self.rss_start_bytes? as i64)
+    }
 }
 
 impl RequestRow {
@@ -244,7 +264,7 @@ pub(crate) const REQUEST_COLUMNS: &str =
     r.n_plus_one_caller,
     r.python_us, r.native_us, r.blocked_us, r.gil_wait_us, r.sql_wait_us, r.http_wait_us,
     r.await_us, r.queued_us, r.cpu_us, r.loop_blocked_us, r.loop_block_start_ns,
-    r.loop_block_line, r.loop_block_delayed
+    r.loop_block_line, r.loop_block_delayed, r.rss_start_bytes, r.rss_end_bytes, r.rss_peak_bytes
     FROM requests r JOIN processes p ON p.id = r.process_id";
 
 pub(crate) fn request_row(row: &Row<'_>) -> rusqlite::Result<RequestRow> {
@@ -297,6 +317,19 @@ pub(crate) fn request_row(row: &Row<'_>) -> rusqlite::Result<RequestRow> {
         cpu_ms,
         breakdown,
         loop_block: loop_block(row, start_ns)?,
+        memory: memory(row)?,
+    })
+}
+
+/// Columns 39-41; `None` when nothing was read (stored as 0).
+fn memory(row: &Row<'_>) -> rusqlite::Result<MemoryRow> {
+    let bytes = |at: usize| -> rusqlite::Result<Option<u64>> {
+        Ok(row.get::<_, Option<u64>>(at)?.filter(|b| *b > 0))
+    };
+    Ok(MemoryRow {
+        rss_start_bytes: bytes(39)?,
+        rss_end_bytes: bytes(40)?,
+        rss_peak_bytes: bytes(41)?,
     })
 }
 

@@ -13,7 +13,26 @@ pub const APPLICATION_ID: i32 = i32::from_be_bytes(*b"TmGl");
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
+
+/// Version 12: each request's memory.
+///
+/// `rss_start_bytes`, `rss_end_bytes` and `rss_peak_bytes` are the app
+/// process's resident memory at the recorder's readings nearest the
+/// request's start and end and the highest in between; 0 when nothing was
+/// read (rows of earlier versions too: a live process never has 0 bytes
+/// resident), so sorting by them pages through every row.
+/// `requests_by_rss_peak` serves the list sorted by peak RSS.
+const V12: &str = "
+ALTER TABLE requests ADD COLUMN rss_start_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN rss_end_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN rss_peak_bytes INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX requests_by_rss_peak ON requests(rss_peak_bytes);
+";
+
+/// Version 11 is issue 15's step (privacy and prune), on its own branch;
+/// it takes this place when the two are merged.
+const V11: &str = "";
 
 /// Version 10: what `timeglass baseline` and `timeglass compare` need.
 ///
@@ -682,6 +701,7 @@ mod tests {
             (old.cpu_ms, old.breakdown, old.loop_block),
             (None, None, None)
         );
+        assert_eq!(old.memory, crate::MemoryRow::default(), "no RSS read");
 
         let mut store = Store::open(&path).unwrap();
         let mut new = ProfiledRequest::new(Request {
@@ -698,6 +718,11 @@ mod tests {
             ..TimeBreakdown::default()
         };
         new.cpu_ns = 4_200_000;
+        new.memory = timeglass_model::Memory {
+            rss_start_bytes: Some(80 << 20),
+            rss_end_bytes: Some(81 << 20),
+            rss_peak_bytes: Some(99 << 20),
+        };
         new.loop_block = Some(LoopBlock {
             blocked_ns: 4_000_000,
             start_ns: 2_001_000_000,
@@ -714,6 +739,10 @@ mod tests {
             .unwrap();
         let new = store.request(2).unwrap().unwrap();
         assert_eq!(new.cpu_ms, Some(4.2));
+        assert_eq!(
+            (new.memory.rss_peak_bytes, new.memory.rss_delta_bytes()),
+            (Some(99 << 20), Some(1 << 20))
+        );
         let b = new.breakdown.unwrap();
         assert_eq!((b.python_ms, b.blocked_ms, b.total_ms()), (4.0, 6.0, 10.0));
         let block = new.loop_block.unwrap();

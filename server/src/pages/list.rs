@@ -78,6 +78,7 @@ fn requests_page(
             ("duration_sort", duration_sort_link(params).as_str()),
             ("time_sort", time_sort_link(params).as_str()),
             ("cpu_sort", cpu_sort_link(params).as_str()),
+            ("memory_sort", memory_sort_link(params).as_str()),
             ("rows", &lines),
             ("empty", &empty_list(params, rows)),
             ("pager", &pager(params, next)),
@@ -162,6 +163,14 @@ fn cpu_sort_link(params: &ListParams) -> String {
     let next = match params.sort_name() {
         "-cpu" => "cpu",
         _ => "-cpu",
+    };
+    with_sort(params, next)
+}
+
+fn memory_sort_link(params: &ListParams) -> String {
+    let next = match params.sort_name() {
+        "-memory" => "memory",
+        _ => "-memory",
     };
     with_sort(params, next)
 }

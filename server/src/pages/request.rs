@@ -240,6 +240,9 @@ fn summary(d: &RequestDetail) -> String {
         };
         tiles.push(tile("CPU", &ms(cpu), &note));
     }
+    if let Some((value, note)) = super::memory::summary(&r.memory) {
+        tiles.push(tile("Peak memory", &value, &note));
+    }
     tiles.push(tile(
         "Samples",
         &r.samples.to_string(),
@@ -552,6 +555,7 @@ mod tests {
             cpu_ms: None,
             breakdown: None,
             loop_block: None,
+            memory: Default::default(),
         }
     }
 

@@ -9,7 +9,7 @@ use timeglass_store::{local_time, Endpoint, RequestRow, RouteMatch, RouteRow, St
 
 use crate::error::AppError;
 use crate::flame::Profile;
-use crate::html::{count, escape, fill, ms, page, query_value, route_href};
+use crate::html::{bytes, count, escape, fill, ms, page, query_value, route_href};
 use crate::pages::report::{filter_query, filters, route_charts};
 use crate::pages::request::flame_section;
 use crate::pages::time::route_breakdown;
@@ -232,6 +232,10 @@ fn tiles(stats: Option<&RouteStats>) -> String {
         ("DB time share", format!("{:.0}%", s.db_share * 100.0)),
         ("CPU / request", s.avg_cpu_ms.map_or("—".to_string(), ms)),
         (
+            "Peak RSS",
+            s.rss_peak.map_or("—".to_string(), |r| bytes(r.avg as u64)),
+        ),
+        (
             "Blocked the loop",
             match s.loop_blocks {
                 0 => "0".to_string(),
@@ -255,6 +259,7 @@ fn tiles(stats: Option<&RouteStats>) -> String {
             "Blocked the loop" => {
                 "<div class=\"note\">held it without yielding</div>".to_string()
             }
+            "Peak RSS" => super::memory::spread_note(s.rss_peak.as_ref()),
             _ => String::new(),
         };
         format!("<div class=\"tile\"><div class=\"label\">{label}</div><div class=\"value\">{value}</div>{note}</div>")
