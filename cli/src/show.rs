@@ -145,8 +145,16 @@ fn time_text(r: &RequestRow) -> String {
 /// `Memory: process RSS 80.0 MiB at start, 82.0 MiB at end (+2.0 MiB), peak 90.0 MiB`;
 /// nothing when the recorder read none.
 fn memory_text(m: &MemoryRow) -> String {
+    let gc = match m.gc_collections {
+        0 => String::new(),
+        n => format!(
+            "Garbage collection: {} paused it {:.2} ms\n",
+            plural(n, "collection", "collections"),
+            m.gc_pause_ms
+        ),
+    };
     let Some(peak) = m.rss_peak_bytes else {
-        return String::new();
+        return gc;
     };
     let at = |b: Option<u64>| b.map_or("-".to_string(), mib);
     let change = m.rss_delta_bytes().map_or(String::new(), |d| {
@@ -154,7 +162,7 @@ fn memory_text(m: &MemoryRow) -> String {
         format!(" ({sign}{})", mib(d.unsigned_abs()))
     });
     format!(
-        "Memory: process RSS {} at start, {} at end{change}, peak {}\n",
+        "Memory: process RSS {} at start, {} at end{change}, peak {}\n{gc}",
         at(m.rss_start_bytes),
         at(m.rss_end_bytes),
         mib(peak)
@@ -367,6 +375,8 @@ pub(crate) mod fixture {
             rss_start_bytes: Some(80 << 20),
             rss_end_bytes: Some(78 << 20),
             rss_peak_bytes: Some(96 << 20),
+            gc_collections: 3,
+            gc_pause_ns: 1_250_000,
         };
         let idle = request(3, "/idle", 20, 5);
         store
@@ -418,6 +428,7 @@ CPU 2.5 ms (6% of its 40.0 ms); its 40.0 ms response time went to:
   awaiting other                      10.0 ms   25%
   queued (loop busy, no worker)        8.0 ms   20%
 Memory: process RSS 80.0 MiB at start, 78.0 MiB at end (-2.0 MiB), peak 96.0 MiB
+Garbage collection: 3 collections paused it 1.25 ms
 "
         );
         assert_eq!(
@@ -452,12 +463,15 @@ Memory: process RSS 80.0 MiB at start, 78.0 MiB at end (-2.0 MiB), peak 96.0 MiB
         assert_eq!(
             json["memory"],
             serde_json::json!({
-                "rss_start_bytes": null, "rss_end_bytes": null, "rss_peak_bytes": null
+                "rss_start_bytes": null, "rss_end_bytes": null, "rss_peak_bytes": null,
+                "gc_collections": 0, "gc_pause_ms": 0.0
             }),
             "nothing read"
         );
         let io = serde_json::to_value(&rows[1]).unwrap();
         assert_eq!(io["memory"]["rss_peak_bytes"], 96 << 20);
         assert_eq!(io["memory"]["rss_end_bytes"], 78 << 20);
+        assert_eq!(io["memory"]["gc_collections"], 3);
+        assert_eq!(io["memory"]["gc_pause_ms"], 1.25);
     }
 }

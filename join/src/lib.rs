@@ -14,6 +14,7 @@
 //! said one thing, the events another, and a sample that falls outside its
 //! request's window is not charged to it.
 
+mod gc;
 mod rss;
 mod sql;
 mod waits;
@@ -24,8 +25,8 @@ use std::collections::HashMap;
 use rustc_hash::FxHashMap;
 
 use timeglass_model::{
-    Frame, HttpCall, ProfiledRequest, Quality, Request, RequestContext, Sample, SqlQuery, Stack,
-    StackCount, BACKGROUND_FRAME,
+    Frame, HttpCall, Memory, ProfiledRequest, Quality, Request, RequestContext, Sample, SqlQuery,
+    Stack, StackCount, BACKGROUND_FRAME,
 };
 use timeglass_wire::{
     Event, RequestEnd, RequestStart, END_CANCELLED, END_ERROR, END_NO_RESPONSE, PHASE_HANDLER,
@@ -104,6 +105,8 @@ struct Pending {
     queries: Vec<SqlQuery>,
     calls: Vec<HttpCall>,
     context: Option<RequestContext>,
+    /// Garbage collections on its threads: `(tid, start, end)`.
+    gcs: Vec<(u32, u64, u64)>,
 }
 
 /// The join of one recording session (any number of processes).
@@ -165,6 +168,11 @@ impl Join {
                 let key = (pid, c.request_id);
                 let call = self.stacks.call(pid, c);
                 self.pending.entry(key).or_default().calls.push(call);
+            }
+            Event::Gc(g) => {
+                let key = (pid, g.request_id);
+                let gcs = &mut self.pending.entry(key).or_default().gcs;
+                gcs.push((g.tid, g.start_ns, g.end_ns.max(g.start_ns)));
             }
             Event::Unknown(_) => {}
         }
@@ -360,19 +368,25 @@ impl Join {
         // weighted `[sql]`/`[http]` stack stands for them.
         samples.retain(|s| !wall::inside_wait(s, &waits_at));
         time_only.retain(|s| !wall::inside_wait(s, &waits_at));
+        // Samples of a thread while it collected garbage: the collection's
+        // time (timed, in the breakdown), shown under a `[gc]` leaf.
+        for s in samples.iter_mut().filter(|s| gc::inside(s, &p.gcs)) {
+            s.stack = gc::with_leaf(&s.stack);
+        }
         let in_response: Vec<Charged> = samples
             .iter()
             .chain(&time_only)
-            .filter(|s| s.from_ns < response_until)
+            .filter(|s| s.from_ns < response_until && !gc::inside(s, &p.gcs))
             .cloned()
             .collect();
-        let breakdown = wall::breakdown(
+        let mut breakdown = wall::breakdown(
             &in_response,
             &sql_windows,
             &http_windows,
             start.ts_ns,
             response_until,
         );
+        breakdown.gc_ns = gc::pause_within(&p.gcs, start.ts_ns, response_until);
         // A chain whose root was first seen after the thread samples that
         // show what runs it learns from this request's own thread samples.
         if samples.iter().any(Charged::suspended) {
@@ -458,7 +472,11 @@ impl Join {
             breakdown,
             cpu_ns,
             loop_block,
-            memory: self.rss.of(pid, start.ts_ns, end_ns),
+            memory: Memory {
+                gc_collections: p.gcs.len() as u64,
+                gc_pause_ns: gc::pause_within(&p.gcs, start.ts_ns, end_ns),
+                ..self.rss.of(pid, start.ts_ns, end_ns)
+            },
         }
     }
 

@@ -58,6 +58,7 @@ impl Readings {
             rss_start_bytes: Some(readings[start].1),
             rss_end_bytes: Some(readings[end].1),
             rss_peak_bytes: peak,
+            ..Memory::default()
         }
     }
 

@@ -11,6 +11,7 @@ mod bind;
 mod capture;
 mod context;
 mod debug;
+mod gc;
 mod lifespan;
 mod middleware;
 mod redact;
@@ -94,6 +95,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     py.import("os")?
         .getattr("register_at_fork")?
         .call((), Some(&kwargs))?;
+    gc::install(m)?;
     py.import("atexit")?
         .call_method1("register", (wrap_pyfunction!(stopped, m)?,))?;
     Ok(())

@@ -165,6 +165,8 @@ fn memory(rng: &mut Rng, i: u64) -> Memory {
         rss_start_bytes: Some(start),
         rss_end_bytes: Some(end),
         rss_peak_bytes: Some(end + rng.below(1 << 20)),
+        gc_collections: rng.below(3),
+        gc_pause_ns: rng.below(400_000),
     }
 }
 
@@ -544,8 +546,11 @@ impl Time {
         let (native, gil, blocked, awaiting, queued) =
             (part(1), part(2), part(3), part(4), part(5));
         let python = (rest as u64).saturating_sub(native + gil + blocked + awaiting + queued);
+        // A collection's pause in a tenth of the requests, out of their Python time.
+        let gc = if rng.below(10) == 0 { python / 20 } else { 0 };
         let breakdown = TimeBreakdown {
-            python_ns: python,
+            python_ns: python - gc,
+            gc_ns: gc,
             native_ns: native,
             blocked_ns: blocked,
             gil_wait_ns: gil,

@@ -109,6 +109,7 @@ impl RouteStats {
                     http_ms: per(sum.http_ms),
                     await_ms: per(sum.await_ms),
                     queued_ms: per(sum.queued_ms),
+                    gc_ms: per(sum.gc_ms),
                 }
             }),
             loop_blocks: sample.loop_blocks,

@@ -1267,6 +1267,7 @@ fn memory_world() -> World {
                 rss_start_bytes: mib(90),
                 rss_end_bytes: mib(94),
                 rss_peak_bytes: mib(peak),
+                ..Memory::default()
             };
             r
         })

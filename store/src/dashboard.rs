@@ -295,7 +295,7 @@ impl Store {
                      coalesce(sum(await_us), 0), coalesce(sum(queued_us), 0),
                      coalesce(sum(cpu_us), 0),
                      coalesce(sum(CASE WHEN python_us IS NOT NULL THEN duration_us END), 0),
-                     count(loop_blocked_us)
+                     count(loop_blocked_us), coalesce(sum(gc_us), 0)
                  FROM requests WHERE {conditions}"
             ))
             .and_then(|mut s| {
@@ -311,6 +311,7 @@ impl Store {
                         http_ns: ns(6)?,
                         await_ns: ns(7)?,
                         queued_ns: ns(8)?,
+                        gc_ns: ns(12)?,
                     };
                     Ok((r.get(0)?, breakdown, ns(9)?, r.get(10)?, r.get(11)?))
                 })

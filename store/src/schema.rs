@@ -23,10 +23,19 @@ const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12]
 /// read (rows of earlier versions too: a live process never has 0 bytes
 /// resident), so sorting by them pages through every row.
 /// `requests_by_rss_peak` serves the list sorted by peak RSS.
+///
+/// `gc_collections` and `gc_pause_us` are the garbage collections that ran
+/// on the request's threads while they ran it and their summed pause;
+/// `gc_us` is the part of the pause within the response time, a category
+/// of the time breakdown beside `python_us` (whose samples no longer count
+/// it). All three are 0 for requests recorded before.
 const V12: &str = "
 ALTER TABLE requests ADD COLUMN rss_start_bytes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE requests ADD COLUMN rss_end_bytes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE requests ADD COLUMN rss_peak_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN gc_us INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN gc_collections INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN gc_pause_us INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX requests_by_rss_peak ON requests(rss_peak_bytes);
 ";
 
@@ -722,6 +731,7 @@ mod tests {
             rss_start_bytes: Some(80 << 20),
             rss_end_bytes: Some(81 << 20),
             rss_peak_bytes: Some(99 << 20),
+            ..Default::default()
         };
         new.loop_block = Some(LoopBlock {
             blocked_ns: 4_000_000,

@@ -222,10 +222,11 @@ fn insert_request(
              queries, db_us, calls, http_us, n_plus_one_count, n_plus_one_sql, n_plus_one_caller,
              python_us, native_us, blocked_us, gil_wait_us, sql_wait_us, http_wait_us, await_us,
              queued_us, cpu_us, loop_blocked_us, loop_block_start_ns, loop_block_line,
-             loop_block_delayed, rss_start_bytes, rss_end_bytes, rss_peak_bytes)
+             loop_block_delayed, rss_start_bytes, rss_end_bytes, rss_peak_bytes, gc_us,
+             gc_collections, gc_pause_us)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
              ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35,
-             ?36, ?37, ?38, ?39, ?40, ?41)",
+             ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44)",
     )?
     .execute(params![
         session,
@@ -269,6 +270,9 @@ fn insert_request(
         m.rss_start_bytes.unwrap_or(0),
         m.rss_end_bytes.unwrap_or(0),
         m.rss_peak_bytes.unwrap_or(0),
+        us(b.gc_ns),
+        m.gc_collections,
+        us(m.gc_pause_ns),
     ])?;
     Ok(conn.last_insert_rowid())
 }

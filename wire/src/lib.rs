@@ -38,7 +38,7 @@ pub use capture::{
 };
 pub use clock::monotonic_ns;
 pub use event::{
-    truncate_str, DecodeError, Event, RequestContext, RequestEnd, RequestStart, END_CANCELLED,
+    truncate_str, DecodeError, Event, Gc, RequestContext, RequestEnd, RequestStart, END_CANCELLED,
     END_ERROR, END_NO_RESPONSE, MAX_BODY_BYTES, MAX_HEADER_BYTES, PHASE_HANDLER, PHASE_REQUEST,
     PHASE_RESPONSE,
 };

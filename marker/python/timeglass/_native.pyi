@@ -22,6 +22,7 @@ __all__ = [
     "call_end",
     "configure_capture",
     "current_request",
+    "gc_callback",
     "query_begin",
     "query_end",
     "start",
@@ -130,3 +131,4 @@ def call_end(
     error: BaseException | None = None,
     outer: object = None,
 ) -> None: ...
+def gc_callback(phase: object, _info: object) -> None: ...

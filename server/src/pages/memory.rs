@@ -59,6 +59,17 @@ pub fn summary(m: &MemoryRow) -> Option<(String, String)> {
     Some((bytes(peak), note))
 }
 
+/// The summary card's garbage-collection tile, `(value, note)`; `None`
+/// when no collection ran on its threads while they ran it.
+pub fn gc_summary(m: &MemoryRow) -> Option<(String, String)> {
+    let note = match m.gc_collections {
+        0 => return None,
+        1 => "1 collection on its threads".to_string(),
+        n => format!("{n} collections on its threads"),
+    };
+    Some((crate::html::ms(m.gc_pause_ms), note))
+}
+
 /// The endpoint tile's note under the average peak RSS: its p95.
 pub fn spread_note(spread: Option<&Spread>) -> String {
     match spread {
@@ -90,6 +101,7 @@ mod tests {
             rss_start_bytes: Some(80 << 20),
             rss_end_bytes: Some(82 << 20),
             rss_peak_bytes: Some(90 << 20),
+            ..MemoryRow::default()
         };
         let (value, note) = summary(&m).unwrap();
         assert_eq!(value, "90.0 MiB");
