@@ -15,10 +15,12 @@ a `[gc]` leaf below `collect_garbage`.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from fixtures import attribution
@@ -123,3 +125,106 @@ def test_the_interpreter_s_own_collections_are_counted(memory: Recording) -> Non
     assert m["gc_pause_ms"] > 0, m
     small = memory.shown("/small/s0")["memory"]
     assert small["gc_collections"] <= 2, small
+
+
+# Allocations: `timeglass run --memory` samples them every ~512 KiB a thread
+# allocates and charges every byte since the last sample to the stack and
+# request of the allocation that crossed the sampling point.
+ALLOC_TOLERANCE = 0.20
+CONCURRENT_TOLERANCE = 0.25
+CONCURRENT_MB = (8, 16, 24, 32)
+
+
+@dataclass
+class Allocations:
+    recorded: attribution.Recorded
+    rows: dict[str, dict[str, Any]]
+    alone: dict[str, Any]
+
+    def shown(self, path: str) -> dict[str, Any]:
+        shown: dict[str, Any] = json.loads(
+            self.recorded.cli("show", str(self.rows[path]["id"]), "--json")
+        )
+        return shown
+
+    def folded(self, path: str) -> list[tuple[str, int]]:
+        text = self.recorded.cli(
+            "export", "--request", str(self.rows[path]["id"]), "--memory", "--format", "folded"
+        )
+        out = []
+        for line in text.splitlines():
+            stack, _, count = line.rpartition(" ")
+            out.append((stack, int(count)))
+        return out
+
+
+@pytest.fixture(scope="module")
+def allocations(tmp_path_factory: pytest.TempPathFactory) -> Allocations:
+    tmp: Path = tmp_path_factory.mktemp("allocations")
+    with attribution.recording(tmp, app=APP, extra_args=["--memory"]) as (client, recorded):
+        assert client.get("/health").status_code == 200
+        for i in range(2):
+            assert client.get(f"/build/warm{i}", params={"mb": 2}).status_code == 200
+        alone = client.get("/build/alone", params={"mb": 20, "measure": True}).json()
+        paths = [f"/build/c{mb}" for mb in CONCURRENT_MB]
+        params = [{"mb": mb, "site": k} for k, mb in enumerate(CONCURRENT_MB)]
+        responses = parallel(client, paths, params)
+        assert all(r.status_code == 200 for r in responses), responses
+    rows = {str(row["path"]): row for row in recorded.rows()}
+    return Allocations(recorded, rows, alone)
+
+
+def parallel(
+    client: httpx.Client, paths: list[str], params: list[dict[str, Any]]
+) -> list[httpx.Response]:
+    out: list[httpx.Response | None] = [None] * len(paths)
+
+    def send(i: int) -> None:
+        out[i] = client.get(paths[i], params=params[i], timeout=60)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(paths))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [r for r in out if r is not None]
+
+
+def test_one_request_s_bytes_match_tracemalloc(allocations: Allocations) -> None:
+    traced = allocations.alone["traced_bytes"]
+    assert traced >= 20 * MIB, allocations.alone
+    m = allocations.shown("/build/alone")["memory"]
+    assert m["alloc_bytes"] is not None, m
+    assert abs(m["alloc_bytes"] - traced) <= ALLOC_TOLERANCE * traced, (m, traced)
+
+
+def test_the_memory_flame_graph_puts_the_bytes_under_the_function(
+    allocations: Allocations,
+) -> None:
+    stacks = allocations.folded("/build/alone")
+    total = sum(n for _, n in stacks)
+    under = sum(n for stack, n in stacks if "build_objects (" in stack)
+    assert total > 0, stacks
+    assert under >= 0.8 * total, stacks
+
+
+def test_concurrent_requests_each_get_their_own_bytes_and_sites(
+    allocations: Allocations,
+) -> None:
+    for site, mb in enumerate(CONCURRENT_MB):
+        path = f"/build/c{mb}"
+        m = allocations.shown(path)["memory"]
+        # Their own objects (1 KiB each, plus each bytearray's header) and the list.
+        expected = mb * MIB * (1 + 57 / 1024)
+        assert abs(m["alloc_bytes"] - expected) <= CONCURRENT_TOLERANCE * expected, (path, m)
+        stacks = allocations.folded(path)
+        own = sum(n for stack, n in stacks if f"build_at_site_{site} (" in stack)
+        assert own >= 0.8 * sum(n for _, n in stacks), (path, stacks)
+        for stack, _ in stacks:
+            others = [k for k in range(len(CONCURRENT_MB)) if k != site]
+            assert not any(f"build_at_site_{k} (" in stack for k in others), (path, stack)
+
+
+def test_without_memory_nothing_is_sampled(memory: Recording) -> None:
+    m = memory.shown("/small/s0")["memory"]
+    assert m["alloc_bytes"] is None, m

@@ -179,6 +179,10 @@ pub struct RunArgs {
     /// `?`/`$1`/`%s`), e.g. when they hold personal data.
     #[arg(long)]
     pub no_sql_params: bool,
+    /// Sample the app's allocations: bytes allocated per request and a
+    /// memory flame graph of where. Costs the app some speed (see the README).
+    #[arg(long)]
+    pub memory: bool,
     /// The command that starts the app, after `--`.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -321,6 +325,10 @@ pub struct ExportArgs {
     /// (the `[sql] ...`/`[http] ...` frames): only what was sampled.
     #[arg(long)]
     pub sampled_only: bool,
+    /// Where the request allocated instead of where its time went: stacks
+    /// weighed in bytes (recorded with `timeglass run --memory`).
+    #[arg(long, requires = "request")]
+    pub memory: bool,
     /// Write to this file instead of standard output.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,

@@ -36,7 +36,10 @@ fn request_stacks(store: &Store, request: i64, args: &ExportArgs) -> Result<Vec<
             args.db.db.display()
         )));
     }
-    Ok(store.request_stacks(request)?)
+    Ok(match args.memory {
+        true => store.request_alloc_stacks(request)?,
+        false => store.request_stacks(request)?,
+    })
 }
 
 fn session_stacks(store: &Store, session: i64, args: &ExportArgs) -> Result<Vec<StackCount>> {

@@ -153,6 +153,10 @@ fn memory_text(m: &MemoryRow) -> String {
             m.gc_pause_ms
         ),
     };
+    let gc = match m.alloc_bytes {
+        Some(bytes) => format!("Allocated {} (sampled)\n{gc}", mib(bytes)),
+        None => gc,
+    };
     let Some(peak) = m.rss_peak_bytes else {
         return gc;
     };
@@ -377,6 +381,7 @@ pub(crate) mod fixture {
             rss_peak_bytes: Some(96 << 20),
             gc_collections: 3,
             gc_pause_ns: 1_250_000,
+            alloc_bytes: Some(24 << 20),
         };
         let idle = request(3, "/idle", 20, 5);
         store
@@ -428,6 +433,7 @@ CPU 2.5 ms (6% of its 40.0 ms); its 40.0 ms response time went to:
   awaiting other                      10.0 ms   25%
   queued (loop busy, no worker)        8.0 ms   20%
 Memory: process RSS 80.0 MiB at start, 78.0 MiB at end (-2.0 MiB), peak 96.0 MiB
+Allocated 24.0 MiB (sampled)
 Garbage collection: 3 collections paused it 1.25 ms
 "
         );
@@ -464,7 +470,7 @@ Garbage collection: 3 collections paused it 1.25 ms
             json["memory"],
             serde_json::json!({
                 "rss_start_bytes": null, "rss_end_bytes": null, "rss_peak_bytes": null,
-                "gc_collections": 0, "gc_pause_ms": 0.0
+                "alloc_bytes": null, "gc_collections": 0, "gc_pause_ms": 0.0
             }),
             "nothing read"
         );

@@ -107,6 +107,8 @@ struct Pending {
     context: Option<RequestContext>,
     /// Garbage collections on its threads: `(tid, start, end)`.
     gcs: Vec<(u32, u64, u64)>,
+    /// Sampled allocations: `(time, stack, bytes)`.
+    allocs: Vec<(u64, Stack, u64)>,
 }
 
 /// The join of one recording session (any number of processes).
@@ -119,6 +121,8 @@ pub struct Join {
     prefixes: Prefixes,
     recent: Recent,
     rss: rss::Readings,
+    /// Processes whose marker samples allocations (one sample seen).
+    sampling_allocs: std::collections::HashSet<u32>,
     stats: JoinStats,
 }
 
@@ -173,6 +177,13 @@ impl Join {
                 let key = (pid, g.request_id);
                 let gcs = &mut self.pending.entry(key).or_default().gcs;
                 gcs.push((g.tid, g.start_ns, g.end_ns.max(g.start_ns)));
+            }
+            Event::Alloc(a) => {
+                self.sampling_allocs.insert(pid);
+                let key = (pid, a.request_id);
+                let stack = self.stacks.stack_of(pid, a.stack);
+                let allocs = &mut self.pending.entry(key).or_default().allocs;
+                allocs.push((a.ts_ns, stack, a.bytes));
             }
             Event::Unknown(_) => {}
         }
@@ -294,6 +305,7 @@ impl Join {
         let out = self.settle(keys);
         if let Some(pid) = pid {
             self.rss.forget(pid);
+            self.sampling_allocs.remove(&pid);
         }
         out
     }
@@ -345,6 +357,7 @@ impl Join {
             }
         };
         let response_end_ns = Some(response_ns).filter(|&t| t != 0);
+        let alloc_bytes: u64 = p.allocs.iter().map(|a| a.2).sum();
         let mut samples = p.samples;
         samples.sort_by_key(|s| s.ts_ns);
         let mut time_only = p.time_only;
@@ -472,7 +485,9 @@ impl Join {
             breakdown,
             cpu_ns,
             loop_block,
+            alloc_stacks: allocations(p.allocs, response_end_ns),
             memory: Memory {
+                alloc_bytes: self.sampling_allocs.contains(&pid).then_some(alloc_bytes),
                 gc_collections: p.gcs.len() as u64,
                 gc_pause_ns: gc::pause_within(&p.gcs, start.ts_ns, end_ns),
                 ..self.rss.of(pid, start.ts_ns, end_ns)
@@ -529,6 +544,29 @@ fn add_context(context: &mut RequestContext, event: timeglass_wire::RequestConte
         }
         _ => {}
     }
+}
+
+/// Sampled allocations summed per stack (bytes), most first; those made
+/// after the response was sent under `[background]`.
+fn allocations(allocs: Vec<(u64, Stack, u64)>, response_end_ns: Option<u64>) -> Vec<StackCount> {
+    let mut bytes: FxHashMap<Stack, u64> = FxHashMap::default();
+    for (ts_ns, stack, n) in allocs {
+        let stack = match response_end_ns {
+            Some(sent) if ts_ns > sent => under_background(&stack),
+            _ => stack,
+        };
+        *bytes.entry(stack).or_insert(0) += n;
+    }
+    let mut out: Vec<StackCount> = bytes
+        .into_iter()
+        .map(|(stack, samples)| StackCount { stack, samples })
+        .collect();
+    out.sort_by(|a, b| {
+        b.samples
+            .cmp(&a.samples)
+            .then_with(|| a.stack.cmp(&b.stack))
+    });
+    out
 }
 
 /// `stack` under a `[background]` root: the request's background stage.

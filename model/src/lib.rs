@@ -463,6 +463,10 @@ pub struct ProfiledRequest {
     pub loop_block: Option<LoopBlock>,
     /// What the process's memory did while it ran.
     pub memory: Memory,
+    /// Where it allocated, from the marker's sampled allocations: stacks
+    /// weighed in bytes (not samples), those after the response under
+    /// [`BACKGROUND_FRAME`]. Empty when allocations were not sampled.
+    pub alloc_stacks: Vec<StackCount>,
 }
 
 /// A request's memory: the process's resident memory (RSS) around it, read
@@ -479,6 +483,10 @@ pub struct Memory {
     pub rss_end_bytes: Option<u64>,
     /// The highest RSS read while it ran, its start and end readings included.
     pub rss_peak_bytes: Option<u64>,
+    /// Bytes it allocated (the MEM and OBJ domains), estimated from the
+    /// marker's sampled allocations; `None` when its process did not
+    /// sample them (`timeglass run --memory`).
+    pub alloc_bytes: Option<u64>,
     /// Garbage collections that ran on its threads while they ran it, and
     /// their summed pause (background stage included).
     pub gc_collections: u64,
@@ -528,6 +536,7 @@ impl ProfiledRequest {
             cpu_ns: 0,
             loop_block: None,
             memory: Memory::default(),
+            alloc_stacks: Vec::new(),
         }
     }
 

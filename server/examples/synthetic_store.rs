@@ -167,6 +167,8 @@ fn memory(rng: &mut Rng, i: u64) -> Memory {
         rss_peak_bytes: Some(end + rng.below(1 << 20)),
         gc_collections: rng.below(3),
         gc_pause_ns: rng.below(400_000),
+        // Recorded without `--memory`.
+        alloc_bytes: None,
     }
 }
 
@@ -290,6 +292,7 @@ fn generate(out: &std::path::Path, total: u64) -> Result<(), timeglass_store::St
                 cpu_ns: time.cpu_ns,
                 loop_block,
                 memory: memory(&mut rng, i),
+                alloc_stacks: vec![],
             },
         ));
         if batch.len() == 2_000 {

@@ -39,6 +39,8 @@ pub const SORTS: &[(&str, Sort, &str)] = &[
     ("cpu", Sort::LeastCpu, "least CPU first"),
     ("-memory", Sort::MostMemory, "highest peak RSS first"),
     ("memory", Sort::LeastMemory, "lowest peak RSS first"),
+    ("-allocated", Sort::MostAllocated, "most allocated first"),
+    ("allocated", Sort::LeastAllocated, "least allocated first"),
 ];
 
 impl ListParams {

@@ -36,6 +36,9 @@ pub struct RouteStats {
     /// The process's peak RSS during its requests: average and p95 over
     /// those with a reading; `None` when none has one.
     pub rss_peak: Option<Spread>,
+    /// Bytes allocated per request, over those whose allocations were
+    /// sampled; `None` when none was.
+    pub alloc: Option<Spread>,
 }
 
 /// The average and nearest-rank p95 of a figure over requests.
@@ -114,6 +117,7 @@ impl RouteStats {
             }),
             loop_blocks: sample.loop_blocks,
             rss_peak: Spread::of(&sample.rss_peak_bytes),
+            alloc: Spread::of(&sample.alloc_bytes),
         })
     }
 }
@@ -174,6 +178,7 @@ mod tests {
         let sample = RouteSample {
             durations_us: vec![1_000, 2_000, 2_000, 3_000, 100_000],
             rss_peak_bytes: (1..=20).map(|mib| mib << 20).collect(),
+            alloc_bytes: vec![],
             errors: 1,
             queries: 12,
             db_us: 54_000,

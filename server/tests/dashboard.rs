@@ -1276,6 +1276,13 @@ fn memory_world() -> World {
         get("GET", "/grow", Some("/grow"), Some(200), 30),
         vec![],
     ));
+    rows[0].memory.alloc_bytes = Some(3 << 20);
+    rows[0].alloc_stacks = vec![
+        count(&["main", "grow", "build"], 3 << 20),
+        count(&["main", "grow"], 1 << 10),
+    ];
+    rows[1].memory.alloc_bytes = Some(1 << 20);
+    rows[1].alloc_stacks = vec![count(&["main", "grow", "build"], 1 << 20)];
     World::new(rows)
 }
 
@@ -1344,4 +1351,47 @@ async fn request_page_and_endpoint_view_show_memory() {
         detail["stats"]["rss_peak"],
         serde_json::json!({"requests": 3, "avg": (200u64 << 20) as f64, "p95": 300u64 << 20})
     );
+}
+
+#[tokio::test]
+async fn the_memory_view_weighs_stacks_in_bytes_per_request_and_endpoint() {
+    let world = memory_world();
+    let profile = |url: &'static str| {
+        let app = world.app();
+        async move {
+            let (status, body) = page(app, url).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()
+        }
+    };
+    let one = profile("/api/v1/requests/1/profile?memory=true").await;
+    assert_eq!(one["samples"], (3 << 20) + (1 << 10));
+    let route = profile("/api/v1/route-profiles/GET/grow/profile?memory=true").await;
+    assert_eq!(
+        route["samples"],
+        (4 << 20) + (1 << 10),
+        "summed over the route"
+    );
+    let wall = profile("/api/v1/requests/1/profile").await;
+    assert_eq!(wall["samples"], 0, "the wall view is unchanged");
+    let (_, folded) = page(world.app(), "/api/v1/requests/2/folded?memory=true").await;
+    assert_eq!(
+        folded,
+        "main (app.py:7);grow (app.py:7);build (app.py:7) 1048576\n"
+    );
+
+    let (_, html) = page(world.app(), "/requests/1").await;
+    assert!(
+        html.contains("data-time=\"memory\""),
+        "the toggle has a Memory view"
+    );
+    assert!(html.contains("<div class=\"label\">Allocated</div><div class=\"value\">3.0 MiB</div>"));
+    let (_, html) = page(world.app(), "/").await;
+    assert!(html.contains("href=\"/?sort=-allocated\""));
+    let row = html.lines().find(|l| l.contains("data-id=\"1\"")).unwrap();
+    assert!(row.contains(">3.0 MiB</span></td>"), "{row}");
+    let (_, json) = page(world.app(), "/api/v1/routes/GET/grow").await;
+    let detail: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(detail["stats"]["alloc"]["p95"], 3 << 20);
+    assert_eq!(detail["stats"]["alloc"]["requests"], 2);
 }

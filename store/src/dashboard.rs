@@ -48,6 +48,9 @@ pub enum Sort {
     /// Highest peak RSS first (requests without a reading last).
     MostMemory,
     LeastMemory,
+    /// Most bytes allocated first (requests whose allocations were not sampled last).
+    MostAllocated,
+    LeastAllocated,
 }
 
 impl Sort {
@@ -62,6 +65,8 @@ impl Sort {
             Sort::LeastCpu => ("r.cpu_us", false),
             Sort::MostMemory => ("r.rss_peak_bytes", true),
             Sort::LeastMemory => ("r.rss_peak_bytes", false),
+            Sort::MostAllocated => ("r.alloc_bytes", true),
+            Sort::LeastAllocated => ("r.alloc_bytes", false),
         }
     }
 }
@@ -98,6 +103,8 @@ pub struct RouteSample {
     pub durations_us: Vec<u64>,
     /// Peak RSS of its requests that have one (schema 12 or later), ascending.
     pub rss_peak_bytes: Vec<u64>,
+    /// Bytes allocated by its requests whose allocations were sampled, ascending.
+    pub alloc_bytes: Vec<u64>,
     pub errors: u64,
     /// SQL statements its requests ran, and their summed time.
     pub queries: u64,
@@ -317,10 +324,12 @@ impl Store {
                 })
             })
             .map_err(|e| self.sql_err(e))?;
-        let rss_peak_bytes = self.memory_column(conditions, &values, "rss_peak_bytes")?;
+        let rss_peak_bytes = self.memory_column(conditions, &values, "rss_peak_bytes", 0)?;
+        let alloc_bytes = self.memory_column(conditions, &values, "alloc_bytes", -1)?;
         Ok(RouteSample {
             durations_us,
             rss_peak_bytes,
+            alloc_bytes,
             errors,
             queries,
             db_us,
@@ -333,17 +342,19 @@ impl Store {
         })
     }
 
-    /// `column` (an RSS column) of the requests `conditions` select that
-    /// have one, ascending.
+    /// `column` (a memory column, `none` when not measured) of the
+    /// requests `conditions` select that have one, ascending.
     fn memory_column(
         &self,
         conditions: &str,
         values: &[Value],
         column: &str,
+        none: i64,
     ) -> Result<Vec<u64>, StoreError> {
         self.conn
             .prepare_cached(&format!(
-                "SELECT {column} FROM requests WHERE {conditions} AND {column} > 0 ORDER BY {column}"
+                "SELECT {column} FROM requests WHERE {conditions} AND {column} > {none}
+                 ORDER BY {column}"
             ))
             .and_then(|mut s| {
                 s.query_map(params_from_iter(values.iter()), |r| r.get(0))?
@@ -412,6 +423,28 @@ impl Store {
                 "SELECT rs.stack_id, sum(rs.samples)
                  FROM requests r JOIN request_stacks rs ON rs.request_id = r.id
                  WHERE r.method = ?1 AND r.route = ?2 GROUP BY rs.stack_id",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![method, route], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<(i64, u64)>>>()
+            })
+            .map_err(|e| self.sql_err(e))?;
+        stacks_of_leaves(&self.conn, leaves).map_err(|e| self.sql_err(e))
+    }
+
+    /// Where every request of the route allocated, summed: stacks weighed
+    /// in bytes (in `samples`).
+    pub fn route_alloc_stacks(
+        &self,
+        method: &str,
+        route: &str,
+    ) -> Result<Vec<StackCount>, StoreError> {
+        let leaves = self
+            .conn
+            .prepare_cached(
+                "SELECT ra.stack_id, sum(ra.bytes)
+                 FROM requests r JOIN request_alloc_stacks ra ON ra.request_id = r.id
+                 WHERE r.method = ?1 AND r.route = ?2 GROUP BY ra.stack_id",
             )
             .and_then(|mut s| {
                 s.query_map(params![method, route], |r| Ok((r.get(0)?, r.get(1)?)))?

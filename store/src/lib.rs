@@ -288,6 +288,12 @@ impl Store {
         read::request_stacks(&self.conn, id).map_err(|e| self.sql_err(e))
     }
 
+    /// Where the request allocated: stacks weighed in bytes (in `samples`);
+    /// empty when its allocations were not sampled.
+    pub fn request_alloc_stacks(&self, id: i64) -> Result<Vec<StackCount>, StoreError> {
+        read::request_alloc_stacks(&self.conn, id).map_err(|e| self.sql_err(e))
+    }
+
     /// The SQL statements the request ran, in the order they started. Empty
     /// for an unknown request.
     pub fn request_queries(&self, id: i64) -> Result<Vec<QueryRow>, StoreError> {

@@ -71,6 +71,9 @@ pub struct MemoryRow {
     pub rss_start_bytes: Option<u64>,
     pub rss_end_bytes: Option<u64>,
     pub rss_peak_bytes: Option<u64>,
+    /// Bytes it allocated, estimated from sampled allocations; `None` when
+    /// its process did not sample them.
+    pub alloc_bytes: Option<u64>,
     /// Garbage collections on its threads while they ran it, and their
     /// summed pause (0 for requests recorded before schema 12).
     pub gc_collections: u64,
@@ -273,7 +276,7 @@ pub(crate) const REQUEST_COLUMNS: &str =
     r.python_us, r.native_us, r.blocked_us, r.gil_wait_us, r.sql_wait_us, r.http_wait_us,
     r.await_us, r.queued_us, r.cpu_us, r.loop_blocked_us, r.loop_block_start_ns,
     r.loop_block_line, r.loop_block_delayed, r.rss_start_bytes, r.rss_end_bytes, r.rss_peak_bytes,
-    r.gc_us, r.gc_collections, r.gc_pause_us
+    r.gc_us, r.gc_collections, r.gc_pause_us, r.alloc_bytes
     FROM requests r JOIN processes p ON p.id = r.process_id";
 
 pub(crate) fn request_row(row: &Row<'_>) -> rusqlite::Result<RequestRow> {
@@ -341,6 +344,7 @@ fn memory(row: &Row<'_>) -> rusqlite::Result<MemoryRow> {
         rss_peak_bytes: bytes(41)?,
         gc_collections: row.get(43)?,
         gc_pause_ms: row.get::<_, u64>(44)? as f64 / 1e3,
+        alloc_bytes: u64::try_from(row.get::<_, i64>(45)?).ok(),
     })
 }
 
@@ -536,11 +540,18 @@ pub fn sessions(conn: &Connection) -> rusqlite::Result<Vec<SessionRow>> {
 
 /// Leaf ids with their samples, for one id parameter (`?1`).
 const REQUEST_LEAVES: &str = "SELECT stack_id, samples FROM request_stacks WHERE request_id = ?1";
+const REQUEST_ALLOC_LEAVES: &str =
+    "SELECT stack_id, bytes FROM request_alloc_stacks WHERE request_id = ?1";
 const OUTSIDE_LEAVES: &str =
     "SELECT stack_id, sum(samples) FROM outside_stacks WHERE session_id = ?1 GROUP BY stack_id";
 
 pub fn request_stacks(conn: &Connection, request: i64) -> rusqlite::Result<Vec<StackCount>> {
     stacks(conn, REQUEST_LEAVES, request)
+}
+
+/// Where the request allocated: stacks weighed in bytes (`samples` holds bytes).
+pub fn request_alloc_stacks(conn: &Connection, request: i64) -> rusqlite::Result<Vec<StackCount>> {
+    stacks(conn, REQUEST_ALLOC_LEAVES, request)
 }
 
 /// Summed over the session's processes.

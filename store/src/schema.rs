@@ -29,7 +29,21 @@ const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12]
 /// `gc_us` is the part of the pause within the response time, a category
 /// of the time breakdown beside `python_us` (whose samples no longer count
 /// it). All three are 0 for requests recorded before.
+///
+/// `alloc_bytes` is what the request allocated, estimated from the
+/// marker's sampled allocations (`timeglass run --memory`), -1 when its
+/// process did not sample them; `request_alloc_stacks` is where, in bytes
+/// per stack (the trie of `stacks`, as `request_stacks`).
+/// `requests_by_alloc` serves the list sorted by it.
 const V12: &str = "
+ALTER TABLE requests ADD COLUMN alloc_bytes INTEGER NOT NULL DEFAULT -1;
+CREATE INDEX requests_by_alloc ON requests(alloc_bytes);
+CREATE TABLE request_alloc_stacks (
+    request_id INTEGER NOT NULL REFERENCES requests(id),
+    stack_id   INTEGER NOT NULL,
+    bytes      INTEGER NOT NULL,
+    PRIMARY KEY (request_id, stack_id)
+) WITHOUT ROWID;
 ALTER TABLE requests ADD COLUMN rss_start_bytes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE requests ADD COLUMN rss_end_bytes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE requests ADD COLUMN rss_peak_bytes INTEGER NOT NULL DEFAULT 0;

@@ -4,7 +4,7 @@
 //! bytes. New kinds get new numbers; a reader skips kinds it does not know.
 //! The SQL and HTTP-call events are in `capture.rs`.
 
-use crate::capture::{Call, Query};
+use crate::capture::{Alloc, Call, Query};
 
 /// Longest string stored in an event; longer ones are cut at a char boundary.
 pub const MAX_STRING_BYTES: usize = 8 * 1024;
@@ -36,6 +36,7 @@ const KIND_QUERY: u16 = 3;
 const KIND_CALL: u16 = 4;
 const KIND_REQUEST_CONTEXT: u16 = 5;
 const KIND_GC: u16 = 6;
+const KIND_ALLOC: u16 = 7;
 
 /// One garbage collection that ran on a thread while it ran a request
 /// (the marker's `gc.callbacks` entry: from `start` to `stop`).
@@ -105,6 +106,8 @@ pub enum Event {
     RequestContext(RequestContext),
     /// A garbage collection a request paid for.
     Gc(Gc),
+    /// A sampled allocation.
+    Alloc(Alloc),
     /// A kind this reader does not know (written by a newer marker).
     Unknown(u16),
 }
@@ -164,6 +167,10 @@ impl Event {
                 out.extend_from_slice(&g.end_ns.to_le_bytes());
                 KIND_GC
             }
+            Event::Alloc(a) => {
+                a.encode(out);
+                KIND_ALLOC
+            }
             Event::Unknown(kind) => *kind,
         }
     }
@@ -200,6 +207,7 @@ impl Event {
             }),
             KIND_QUERY => Event::Query(Query::decode(&mut r)?),
             KIND_CALL => Event::Call(Call::decode(&mut r)?),
+            KIND_ALLOC => Event::Alloc(Alloc::decode(&mut r)?),
             KIND_GC => Event::Gc(Gc {
                 request_id: r.u64()?,
                 tid: r.u32()?,

@@ -33,7 +33,7 @@ mod scopes;
 mod slots;
 
 pub use capture::{
-    frame_bytes, Call, Query, StackFrame, StackRef, MAX_ERROR_BYTES, MAX_PARAMS_BYTES,
+    frame_bytes, Alloc, Call, Query, StackFrame, StackRef, MAX_ERROR_BYTES, MAX_PARAMS_BYTES,
     MAX_SQL_BYTES, MAX_STACK_BYTES,
 };
 pub use clock::monotonic_ns;

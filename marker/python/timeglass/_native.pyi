@@ -23,6 +23,8 @@ __all__ = [
     "configure_capture",
     "current_request",
     "gc_callback",
+    "memory_sampling",
+    "memory_stop",
     "query_begin",
     "query_end",
     "start",
@@ -132,3 +134,5 @@ def call_end(
     outer: object = None,
 ) -> None: ...
 def gc_callback(phase: object, _info: object) -> None: ...
+def memory_sampling() -> bool: ...
+def memory_stop() -> None: ...

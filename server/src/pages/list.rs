@@ -79,6 +79,7 @@ fn requests_page(
             ("time_sort", time_sort_link(params).as_str()),
             ("cpu_sort", cpu_sort_link(params).as_str()),
             ("memory_sort", memory_sort_link(params).as_str()),
+            ("alloc_sort", alloc_sort_link(params).as_str()),
             ("rows", &lines),
             ("empty", &empty_list(params, rows)),
             ("pager", &pager(params, next)),
@@ -171,6 +172,14 @@ fn memory_sort_link(params: &ListParams) -> String {
     let next = match params.sort_name() {
         "-memory" => "memory",
         _ => "-memory",
+    };
+    with_sort(params, next)
+}
+
+fn alloc_sort_link(params: &ListParams) -> String {
+    let next = match params.sort_name() {
+        "-allocated" => "allocated",
+        _ => "-allocated",
     };
     with_sort(params, next)
 }

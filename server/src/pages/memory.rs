@@ -28,6 +28,30 @@ pub fn list_cell(r: &RequestRow) -> String {
     }
 }
 
+/// The list's cell: bytes allocated (sampled); a dash when not sampled.
+pub fn alloc_cell(r: &RequestRow) -> String {
+    match r.memory.alloc_bytes {
+        Some(b) => format!(
+            "<span title=\"bytes allocated, estimated from allocations sampled every ~512 KiB\">{}</span>",
+            bytes(b)
+        ),
+        None => "<span class=\"muted\" title=\"not sampled: record with timeglass run --memory\">—</span>"
+            .to_string(),
+    }
+}
+
+/// The summary card's allocation tile, `(value, note)`; `None` when its
+/// process did not sample allocations.
+pub fn alloc_summary(m: &MemoryRow) -> Option<(String, String)> {
+    let b = m.alloc_bytes?;
+    Some((
+        bytes(b),
+        "<span title=\"Python allocations (PyMem and PyObject) its threads made while running it, \
+         estimated from allocations sampled every ~512 KiB\">sampled · see the Memory flame graph</span>"
+            .to_string(),
+    ))
+}
+
 fn rss_title(m: &MemoryRow) -> String {
     let at = |b: Option<u64>| b.map_or("—".to_string(), bytes);
     let change = m
@@ -70,11 +94,11 @@ pub fn gc_summary(m: &MemoryRow) -> Option<(String, String)> {
     Some((crate::html::ms(m.gc_pause_ms), note))
 }
 
-/// The endpoint tile's note under the average peak RSS: its p95.
-pub fn spread_note(spread: Option<&Spread>) -> String {
+/// The endpoint tile's note under an average (`what` says of what): its p95.
+pub fn spread_note(spread: Option<&Spread>, what: &str) -> String {
     match spread {
         Some(s) => format!(
-            "<div class=\"note\" title=\"The app process's highest resident memory while each request ran, over {} requests\">average · p95 {}</div>",
+            "<div class=\"note\" title=\"{what}, over {} requests\">average · p95 {}</div>",
             s.requests,
             bytes(s.p95)
         ),

@@ -124,6 +124,7 @@ pub fn request_line(r: &RequestRow, p95: &RouteP95) -> String {
          <td class=\"num db\">{db}</td>\
          <td class=\"num cpu\">{cpu}</td>\
          <td class=\"num mem\">{memory}</td>\
+         <td class=\"num alloc\">{allocated}</td>\
          <td class=\"num muted\">{samples}</td></tr>\n",
         classes = classes.join(" "),
         id = r.id,
@@ -139,6 +140,7 @@ pub fn request_line(r: &RequestRow, p95: &RouteP95) -> String {
         db = db_cell(r),
         cpu = cpu_cell(r),
         memory = memory::list_cell(r),
+        allocated = memory::alloc_cell(r),
         samples = r.samples,
     )
 }

@@ -243,6 +243,9 @@ fn summary(d: &RequestDetail) -> String {
     if let Some((value, note)) = super::memory::summary(&r.memory) {
         tiles.push(tile("Peak memory", &value, &note));
     }
+    if let Some((value, note)) = super::memory::alloc_summary(&r.memory) {
+        tiles.push(tile("Allocated", &value, &note));
+    }
     if let Some((value, note)) = super::memory::gc_summary(&r.memory) {
         tiles.push(tile("GC pause", &value, &note));
     }

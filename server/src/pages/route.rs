@@ -236,6 +236,10 @@ fn tiles(stats: Option<&RouteStats>) -> String {
             s.rss_peak.map_or("—".to_string(), |r| bytes(r.avg as u64)),
         ),
         (
+            "Allocated / request",
+            s.alloc.map_or("—".to_string(), |r| bytes(r.avg as u64)),
+        ),
+        (
             "Blocked the loop",
             match s.loop_blocks {
                 0 => "0".to_string(),
@@ -259,7 +263,14 @@ fn tiles(stats: Option<&RouteStats>) -> String {
             "Blocked the loop" => {
                 "<div class=\"note\">held it without yielding</div>".to_string()
             }
-            "Peak RSS" => super::memory::spread_note(s.rss_peak.as_ref()),
+            "Peak RSS" => super::memory::spread_note(
+                s.rss_peak.as_ref(),
+                "The app process's highest resident memory while each request ran",
+            ),
+            "Allocated / request" => super::memory::spread_note(
+                s.alloc.as_ref(),
+                "Bytes each request allocated, from sampled allocations (timeglass run --memory)",
+            ),
             _ => String::new(),
         };
         format!("<div class=\"tile\"><div class=\"label\">{label}</div><div class=\"value\">{value}</div>{note}</div>")
