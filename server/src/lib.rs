@@ -24,6 +24,7 @@ mod flame;
 mod headers;
 mod host;
 mod html;
+mod leak;
 mod list;
 mod live;
 mod pages;

@@ -363,6 +363,32 @@ impl Store {
             .map_err(|e| self.sql_err(e))
     }
 
+    /// `(process, RSS at the end)` of the endpoint's requests in a report's
+    /// window that have a reading, in the order they started: what a leak
+    /// hint tests for a trend.
+    pub fn window_rss_ends(
+        &self,
+        q: &WindowQuery,
+        endpoint: &Endpoint,
+    ) -> Result<Vec<(i64, u64)>, StoreError> {
+        let (conditions, mut values) = q.conditions();
+        values.push(Value::Text(endpoint.method.clone()));
+        values.push(endpoint.route.clone().map_or(Value::Null, Value::Text));
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT process_id, rss_end_bytes FROM requests
+                 WHERE {conditions} AND method = ? AND route IS ? AND rss_end_bytes > 0
+                 ORDER BY start_ns, id"
+            ))
+            .and_then(|mut s| {
+                s.query_map(params_from_iter(values.iter()), |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<(i64, u64)>>>()
+            })
+            .map_err(|e| self.sql_err(e))
+    }
+
     /// The route's slowest requests, slowest first.
     pub fn route_slowest(
         &self,

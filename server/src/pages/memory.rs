@@ -4,6 +4,7 @@
 use timeglass_store::{MemoryRow, RequestRow};
 
 use crate::html::{bytes, escape};
+use crate::leak::LeakHint;
 use crate::stats::Spread;
 
 /// A signed change in bytes: `+3.1 MiB`, `−812.0 KiB`, `±0 B`.
@@ -104,6 +105,39 @@ pub fn spread_note(spread: Option<&Spread>, what: &str) -> String {
         ),
         None => "<div class=\"note\">not recorded</div>".to_string(),
     }
+}
+
+/// The endpoint view's leak hint, or nothing.
+pub fn leak_card(hint: Option<&LeakHint>) -> String {
+    let Some(h) = hint else {
+        return String::new();
+    };
+    let sites = match h.sites.is_empty() {
+        true => "<p class=\"muted\">Record with <code>timeglass run --memory</code> to see where it allocates.</p>".to_string(),
+        false => {
+            let items: String = h
+                .sites
+                .iter()
+                .map(|s| {
+                    format!(
+                        "<li><code>{}</code> <span class=\"muted\">{}</span></li>",
+                        escape(&s.frame),
+                        bytes(s.bytes)
+                    )
+                })
+                .collect();
+            format!("<p>Where this endpoint allocates most:</p><ol class=\"leak-sites\">{items}</ol>")
+        }
+    };
+    format!(
+        "<section class=\"card leak\" id=\"leak\"><h2><span class=\"badge leak-badge\">leak?</span> \
+         Memory keeps climbing</h2><p>The process's resident memory at the end of this \
+         endpoint's requests rose {} over its last {} requests (trend test z = {:.1}). RSS is \
+         the whole process's: another endpoint leaking meanwhile climbs here too.</p>{sites}</section>",
+        delta(h.rise_bytes),
+        h.requests,
+        h.z
+    )
 }
 
 #[cfg(test)]

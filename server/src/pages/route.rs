@@ -10,6 +10,7 @@ use timeglass_store::{local_time, Endpoint, RequestRow, RouteMatch, RouteRow, St
 use crate::error::AppError;
 use crate::flame::Profile;
 use crate::html::{bytes, count, escape, fill, ms, page, query_value, route_href};
+use crate::leak::LeakHint;
 use crate::pages::report::{filter_query, filters, route_charts};
 use crate::pages::request::flame_section;
 use crate::pages::time::route_breakdown;
@@ -36,6 +37,8 @@ pub struct RouteDetail {
     /// `None` when the route has no request in that session and range.
     pub stats: Option<RouteStats>,
     pub slowest: Vec<RequestRow>,
+    /// Set when the process's RSS at the end of its requests keeps climbing.
+    pub leak: Option<LeakHint>,
 }
 
 impl RouteDetail {
@@ -69,12 +72,19 @@ impl RouteDetail {
                     session: Some(session),
                     stats: None,
                     slowest: Vec::new(),
+                    leak: None,
                 })
             }
             Err(e) => return Err(e.into()),
         };
         let sample = store.window_sample(&sel.query, &endpoint)?;
+        let ends = store.window_rss_ends(&sel.query, &endpoint)?;
+        let leak = match ends.len() >= crate::leak::MIN_REQUESTS {
+            true => crate::leak::hint(&ends, &store.route_alloc_stacks(method, route)?),
+            false => None,
+        };
         Ok(RouteDetail {
+            leak,
             method: method.to_string(),
             route: route.to_string(),
             session: Some(sel.session.id.0),
@@ -325,6 +335,7 @@ fn route_page(
             ),
             ("flame", &flame_section(profile, &profile_api)),
             ("slowest", &slowest),
+            ("leak", &super::memory::leak_card(d.leak.as_ref())),
         ],
     );
     page(&title, "routes", &body)
