@@ -96,17 +96,17 @@ def test_a_request_pays_for_the_collections_it_ran(memory: Recording) -> None:
     for path, response in memory.gc_responses.items():
         shown = memory.shown(path)
         m, b = shown["memory"], shown["breakdown"]
-        # Its own collections, and the interpreter's young-generation ones
-        # while FastAPI set the request up (before the handler paused them).
-        assert response["collections"] <= m["gc_collections"] <= response["collections"] + 10, (
-            m,
-            response,
-        )
+        # What the handler's thread collected, and what the interpreter
+        # collected on it while FastAPI set the request up and answered.
+        assert 3 <= response["collections"] <= m["gc_collections"], (m, response)
+        assert m["gc_collections"] <= response["collections"] + 10, (m, response)
         measured = response["gc_ms"]
         assert measured > 5, response
-        # The marker's clock brackets each collection a little more tightly
-        # than the handler's perf_counter() around gc.collect().
-        assert 0.85 * measured <= m["gc_pause_ms"] <= measured + 5.0, (m, response)
+        # None of the handler's collections is missed. From 3.12 a collection
+        # the interpreter schedules runs on the next thread that checks for
+        # pending work, which may still be this request's after its handler
+        # returned: those are its pause too, but the app did not see them.
+        assert 0.85 * measured <= m["gc_pause_ms"] <= 1.5 * measured + 5.0, (m, response)
         assert abs(b["gc_ms"] - m["gc_pause_ms"]) < 0.01, (b, m)
         folded = memory.recorded.folded(memory.rows[path]["id"])
         in_gc = [line for line in folded.splitlines() if line.rpartition(" ")[0].endswith(";[gc]")]
