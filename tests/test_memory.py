@@ -55,6 +55,9 @@ def memory(tmp_path_factory: pytest.TempPathFactory) -> Recording:
             response = client.get(f"/hold/h{i}", params={"mb": 64, "ms": 60})
             assert response.json()["held_bytes"] == 64 * MIB
             assert client.get(f"/small/s{i}").status_code == 200
+        # The first sync endpoint imports anyio's thread backend on the loop
+        # thread, and the interpreter collects during those imports.
+        assert client.get("/gc/warm", params={"objects": 1000, "collections": 1}).is_success
         gc_responses = {}
         for i in range(2):
             response = client.get(f"/gc/g{i}", params={"objects": 300_000, "collections": 3})
@@ -103,7 +106,7 @@ def test_a_request_pays_for_the_collections_it_ran(memory: Recording) -> None:
         measured = response["gc_ms"]
         assert measured > 5, response
         # None of the handler's collections is missed; the interpreter's own
-        # (on 3.12 they took up to as long again) come on top, within the request.
+        # come on top, within the request.
         duration = memory.rows[path]["duration_ms"]
         assert 0.85 * measured <= m["gc_pause_ms"] <= duration, (m, response, duration)
         assert abs(b["gc_ms"] - m["gc_pause_ms"]) < 0.01, (b, m)
@@ -112,12 +115,9 @@ def test_a_request_pays_for_the_collections_it_ran(memory: Recording) -> None:
         assert in_gc, folded
         weight = sum(int(line.rpartition(" ")[2]) for line in in_gc)
         under = sum(int(line.rpartition(" ")[2]) for line in in_gc if "collect_garbage" in line)
-        # The rest: the interpreter's own collections, under the code that
-        # allocated when they came (on 3.12 about a seventh of the pause).
-        assert under >= 0.75 * weight, folded
-        # Samples tile the response time: the collections' share is about
-        # theirs (on 3.12 fewer samples land in a full collection: 40-60%).
-        assert weight >= 0.3 * measured, (weight, measured, folded)
+        assert under >= 0.9 * weight, folded
+        # Samples tile the response time: the collections' share is about theirs.
+        assert weight >= 0.5 * measured, (weight, measured, folded)
 
 
 def test_the_interpreter_s_own_collections_are_counted(memory: Recording) -> None:
@@ -167,11 +167,14 @@ def allocations(tmp_path_factory: pytest.TempPathFactory) -> Allocations:
         assert client.get("/health").status_code == 200
         for i in range(2):
             assert client.get(f"/build/warm{i}", params={"mb": 2}).status_code == 200
-        alone = client.get("/build/alone", params={"mb": 20, "measure": True}).json()
         paths = [f"/build/c{mb}" for mb in CONCURRENT_MB]
         params = [{"mb": mb, "site": k} for k, mb in enumerate(CONCURRENT_MB)]
         responses = parallel(client, paths, params)
         assert all(r.status_code == 200 for r in responses), responses
+        # Last: on 3.12, once tracemalloc has started and stopped in the
+        # process, concurrent requests' bytes drift between them by up to a
+        # third (not yet explained; see the README).
+        alone = client.get("/build/alone", params={"mb": 20, "measure": True}).json()
     rows = {str(row["path"]): row for row in recorded.rows()}
     return Allocations(recorded, rows, alone)
 
