@@ -61,6 +61,8 @@ UVICORN_QUIET = ("--no-access-log", "--log-level", "warning")
 RESULTS_DIR = harness.REPO_ROOT / "bench-results"
 MARKER_COST = harness.REPO_ROOT / "marker" / "bench" / "marker_cost.py"
 CAPTURE_COST = harness.REPO_ROOT / "marker" / "bench" / "capture_cost.py"
+GC_COST = harness.REPO_ROOT / "marker" / "bench" / "gc_cost.py"
+ALLOC_COST = harness.REPO_ROOT / "marker" / "bench" / "alloc_cost.py"
 
 
 class BenchError(RuntimeError):
@@ -308,6 +310,16 @@ def marker_cost(capture_only: bool) -> None:
         subprocess.run([str(harness.venv_python()), str(MARKER_COST)], check=False)
     print("\nCapture cost per SQL statement (marker/bench/capture_cost.py)\n", flush=True)
     subprocess.run([str(harness.venv_python()), str(CAPTURE_COST)], check=False)
+    if capture_only:
+        return
+    print("\nGC callback cost per collection (marker/bench/gc_cost.py)\n", flush=True)
+    subprocess.run([str(harness.venv_python()), str(GC_COST)], check=False)
+    print(
+        "\nAllocation sampling per request, off then on (marker/bench/alloc_cost.py)\n", flush=True
+    )
+    for memory in ("0", "1"):
+        env = {**os.environ, "TIMEGLASS_MEMORY": memory}
+        subprocess.run([str(harness.venv_python()), str(ALLOC_COST)], check=False, env=env)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
