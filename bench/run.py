@@ -50,8 +50,11 @@ from bench import accuracy, compare, dashboard, walk, wallclock
 from bench.measure import cpu_percent_during
 from fixtures import harness
 
-CONFIGS = ("bare", "marker", "full", "nocapture", "gilonly")
-RECORDED = ("full", "nocapture", "gilonly")
+CONFIGS = ("bare", "marker", "full", "nocapture", "gilonly", "memory")
+RECORDED = ("full", "nocapture", "gilonly", "memory")
+# `timeglass run --memory` is on by default only if it keeps this share of
+# full's throughput (it is opt-in: README).
+MEMORY_FLOOR = 0.98
 ENDPOINTS = ("/health", "/cpu?ms=5", "/queries?n=10")
 # Capture must keep at least this share of the throughput without it.
 CAPTURE_FLOOR = 0.95
@@ -157,7 +160,7 @@ def serve(config: str, port: int, work: Path, marker: dict[str, str]) -> Iterato
         env.update(marker)
     argv = app
     if config in RECORDED:
-        extra = ["--gil-only-samples"] if config == "gilonly" else []
+        extra = {"gilonly": ["--gil-only-samples"], "memory": ["--memory"]}.get(config, [])
         argv = [
             str(harness.timeglass_bin()),
             "run",
@@ -255,6 +258,15 @@ def report(measurements: list[Measurement], idle: list[float]) -> None:
     errors = sum(m.wrk.errors for m in measurements)
     if errors:
         print(f"\n  warning: wrk saw {errors} socket errors or non-2xx responses")
+
+    for endpoint in ENDPOINTS:
+        full, sampled = by_key[("full", endpoint)], by_key[("memory", endpoint)]
+        if full and sampled:
+            ratio = median([m.wrk.requests_per_s for m in sampled]) / median(
+                [m.wrk.requests_per_s for m in full]
+            )
+            floor = "ok" if ratio >= MEMORY_FLOOR else f"below the {MEMORY_FLOOR:.2f} floor"
+            print(f"  allocation sampling on {endpoint}: {ratio:.3f}x of full ({floor})")
 
     queries = ENDPOINTS[-1]
     on = median([m.wrk.requests_per_s for m in by_key[("full", queries)]])
