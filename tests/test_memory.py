@@ -171,9 +171,7 @@ def allocations(tmp_path_factory: pytest.TempPathFactory) -> Allocations:
         params = [{"mb": mb, "site": k} for k, mb in enumerate(CONCURRENT_MB)]
         responses = parallel(client, paths, params)
         assert all(r.status_code == 200 for r in responses), responses
-        # Last: on 3.12, once tracemalloc has started and stopped in the
-        # process, concurrent requests' bytes drift between them by up to a
-        # third (not yet explained; see the README).
+        # Last: tracemalloc traces the whole process while it runs.
         alone = client.get("/build/alone", params={"mb": 20, "measure": True}).json()
     rows = {str(row["path"]): row for row in recorded.rows()}
     return Allocations(recorded, rows, alone)
