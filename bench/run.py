@@ -53,8 +53,11 @@ from bench import accuracy, callgrind, compare, dashboard, exports, walk, wallcl
 from bench.measure import cpu_percent_during
 from fixtures import harness
 
-CONFIGS = ("bare", "marker", "full", "nocapture", "gilonly")
-RECORDED = ("full", "nocapture", "gilonly")
+CONFIGS = ("bare", "marker", "full", "nocapture", "gilonly", "memory")
+RECORDED = ("full", "nocapture", "gilonly", "memory")
+# `timeglass run --memory` is on by default only if it keeps this share of
+# full's throughput (it is opt-in: README).
+MEMORY_FLOOR = 0.98
 ENDPOINTS = ("/health", "/cpu?ms=5", "/queries?n=10")
 # Capture must keep at least this share of the throughput without it.
 CAPTURE_FLOOR = 0.95
@@ -64,6 +67,8 @@ UVICORN_QUIET = ("--no-access-log", "--log-level", "warning")
 RESULTS_DIR = harness.REPO_ROOT / "bench-results"
 MARKER_COST = harness.REPO_ROOT / "marker" / "bench" / "marker_cost.py"
 CAPTURE_COST = harness.REPO_ROOT / "marker" / "bench" / "capture_cost.py"
+GC_COST = harness.REPO_ROOT / "marker" / "bench" / "gc_cost.py"
+ALLOC_COST = harness.REPO_ROOT / "marker" / "bench" / "alloc_cost.py"
 
 
 class BenchError(RuntimeError):
@@ -158,7 +163,7 @@ def serve(config: str, port: int, work: Path, marker: dict[str, str]) -> Iterato
         env.update(marker)
     argv = app
     if config in RECORDED:
-        extra = ["--gil-only-samples"] if config == "gilonly" else []
+        extra = {"gilonly": ["--gil-only-samples"], "memory": ["--memory"]}.get(config, [])
         argv = [
             str(harness.timeglass_bin()),
             "run",
@@ -257,6 +262,15 @@ def report(measurements: list[Measurement], idle: list[float]) -> None:
     if errors:
         print(f"\n  warning: wrk saw {errors} socket errors or non-2xx responses")
 
+    for endpoint in ENDPOINTS:
+        full, sampled = by_key[("full", endpoint)], by_key[("memory", endpoint)]
+        if full and sampled:
+            ratio = median([m.wrk.requests_per_s for m in sampled]) / median(
+                [m.wrk.requests_per_s for m in full]
+            )
+            floor = "ok" if ratio >= MEMORY_FLOOR else f"below the {MEMORY_FLOOR:.2f} floor"
+            print(f"  allocation sampling on {endpoint}: {ratio:.3f}x of full ({floor})")
+
     queries = ENDPOINTS[-1]
     on = median([m.wrk.requests_per_s for m in by_key[("full", queries)]])
     off = median([m.wrk.requests_per_s for m in by_key[("nocapture", queries)]])
@@ -311,6 +325,16 @@ def marker_cost(capture_only: bool) -> None:
         subprocess.run([str(harness.venv_python()), str(MARKER_COST)], check=False)
     print("\nCapture cost per SQL statement (marker/bench/capture_cost.py)\n", flush=True)
     subprocess.run([str(harness.venv_python()), str(CAPTURE_COST)], check=False)
+    if capture_only:
+        return
+    print("\nGC callback cost per collection (marker/bench/gc_cost.py)\n", flush=True)
+    subprocess.run([str(harness.venv_python()), str(GC_COST)], check=False)
+    print(
+        "\nAllocation sampling per request, off then on (marker/bench/alloc_cost.py)\n", flush=True
+    )
+    for memory in ("0", "1"):
+        env = {**os.environ, "TIMEGLASS_MEMORY": memory}
+        subprocess.run([str(harness.venv_python()), str(ALLOC_COST)], check=False, env=env)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -31,7 +31,8 @@
     dir: saved.dir === "flame" ? "flame" : "icicle",
     mine: !!saved.mine,
     synthetic: saved.synthetic !== false,
-    cpu: saved.time === "cpu",
+    // "wall", "cpu", or "memory" (bytes allocated, from sampled allocations).
+    time: saved.time === "cpu" || saved.time === "memory" ? saved.time : "wall",
     zoom: [],          // the zoomed node and its ancestors, root first
     focused: false,    // the zoom is the server's focus: its library ancestors are not drawn
     pattern: null,
@@ -42,7 +43,7 @@
 
   function save() {
     try {
-      localStorage.setItem(STORE_KEY, JSON.stringify({ dir: state.dir, mine: state.mine, synthetic: state.synthetic, time: state.cpu ? "cpu" : "wall" }));
+      localStorage.setItem(STORE_KEY, JSON.stringify({ dir: state.dir, mine: state.mine, synthetic: state.synthetic, time: state.time }));
     } catch (e) { /* private mode: settings last for this page only */ }
   }
 
@@ -65,6 +66,14 @@
     if (!whole) return "0%";
     var p = part / whole * 100;
     return (p >= 10 ? p.toFixed(0) : p >= 1 ? p.toFixed(1) : p.toFixed(2)) + "%";
+  }
+
+  // A node's value: samples, or bytes in the memory view.
+  function amount(v) {
+    if (state.time !== "memory") return String(v);
+    if (v >= 1048576) return (v / 1048576).toFixed(1) + " MiB";
+    if (v >= 1024) return (v / 1024).toFixed(1) + " KiB";
+    return v + " B";
   }
 
   function label(node) { return node.f ? node.n + " (" + node.f + ":" + node.l + ")" : node.n; }
@@ -93,7 +102,9 @@
     graph.textContent = "";
     drawn = [];
     if (!profile.samples) {
-      graph.innerHTML = state.cpu
+      graph.innerHTML = state.time === "memory"
+        ? '<p class="muted nosamples">No allocations were sampled here. Record with <code>timeglass run --memory</code>; a sample is taken every ~512 KiB a thread allocates, so small requests often get none, and a route\'s view merges all its requests.</p>'
+        : state.time === "cpu"
         ? '<p class="muted nosamples">No CPU time was sampled here: all of it was spent off the CPU (blocked, awaiting, queued). Switch to Wall to see where it waited.</p>'
         : '<p class="muted nosamples">No samples were charged here. Sampling runs at 1 kHz, so requests shorter than a few milliseconds often get none; a route\'s view merges all its requests.</p>';
       graph.style.height = "auto";
@@ -203,9 +214,9 @@
       name.appendChild(sw);
       name.appendChild(a);
       td(f.file, "code muted");
-      td(String(f.self_samples), "num");
+      td(amount(f.self_samples), "num");
       td(pct(f.self_samples, profile.samples), "num");
-      td(String(f.total_samples), "num");
+      td(amount(f.total_samples), "num");
       td(pct(f.total_samples, profile.samples), "num");
       return tr;
     });
@@ -238,7 +249,8 @@
       tip.appendChild(where);
     }
     var nums = document.createElement("div");
-    nums.textContent = n.v + " samples · " + pct(n.v, whole) + " of all" + (n.s ? " · self " + n.s + " (" + pct(n.s, whole) + ")" : "");
+    var unit = state.time === "memory" ? " allocated" : " samples";
+    nums.textContent = amount(n.v) + unit + " · " + pct(n.v, whole) + " of all" + (n.s ? " · self " + amount(n.s) + " (" + pct(n.s, whole) + ")" : "");
     tip.appendChild(nums);
     tip.hidden = false;
     var box = root.getBoundingClientRect();
@@ -272,9 +284,8 @@
   });
   root.querySelectorAll("[data-time]").forEach(function (b) {
     b.addEventListener("click", function () {
-      var cpu = b.dataset.time === "cpu";
-      if (cpu === state.cpu) return;
-      state.cpu = cpu; save(); syncControls(); refetch();
+      if (b.dataset.time === state.time) return;
+      state.time = b.dataset.time; save(); syncControls(); refetch();
     });
   });
   root.querySelectorAll("[data-by]").forEach(function (b) {
@@ -283,7 +294,8 @@
 
   function query() {
     var q = [];
-    if (state.cpu) q.push("cpu=true");
+    if (state.time === "cpu") q.push("cpu=true");
+    if (state.time === "memory") q.push("memory=true");
     if (state.mine) q.push("mine=true");
     if (!state.synthetic) q.push("hide_synthetic=true");
     return q.join("&");
@@ -303,14 +315,13 @@
     root.querySelectorAll("[data-dir]").forEach(function (b) { b.classList.toggle("on", b.dataset.dir === state.dir); });
     root.querySelectorAll("[data-time]").forEach(function (b) {
     b.addEventListener("click", function () {
-      var cpu = b.dataset.time === "cpu";
-      if (cpu === state.cpu) return;
-      state.cpu = cpu; save(); syncControls(); refetch();
+      if (b.dataset.time === state.time) return;
+      state.time = b.dataset.time; save(); syncControls(); refetch();
     });
   });
   root.querySelectorAll("[data-by]").forEach(function (b) { b.classList.toggle("on", b.dataset.by === state.fnBy); });
     root.querySelectorAll("[data-time]").forEach(function (b) {
-      var on = (b.dataset.time === "cpu") === state.cpu;
+      var on = b.dataset.time === state.time;
       b.classList.toggle("on", on);
       b.setAttribute("aria-pressed", on ? "true" : "false");
     });
@@ -336,5 +347,5 @@
   });
 
   syncControls();
-  if (state.mine || !state.synthetic || state.cpu) refetch(); else { openAtFocus(); render(); }
+  if (state.mine || !state.synthetic || state.time !== "wall") refetch(); else { openAtFocus(); render(); }
 })();

@@ -103,7 +103,7 @@ def test_requests_and_show_carry_cpu_time_and_the_breakdown(recording: Recording
     shown = ctx.show(recording.require("/cpu")[0]["id"])
     assert set(shown["breakdown"]) == {
         f"{c}_ms"
-        for c in ("python", "native", "blocked", "gil_wait", "sql", "http", "await", "queued")
+        for c in ("python", "native", "gc", "blocked", "gil_wait", "sql", "http", "await", "queued")
     }, shown["breakdown"]
     assert all(isinstance(v, (int, float)) for v in shown["breakdown"].values()), shown
     assert isinstance(shown["cpu_ms"], (int, float)), shown

@@ -131,6 +131,7 @@ def test_sync_cpu_burn_is_sampled(recording: Recording) -> None:
 BACKGROUND_ROOT = "[background]"
 STATE_LEAVES = {
     "[native, on CPU]",
+    "[gc]",
     "[blocked]",
     "[waiting for the GIL]",
     "[ready, event loop busy]",

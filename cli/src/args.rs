@@ -200,6 +200,10 @@ pub struct RunArgs {
     pub no_sql_params: bool,
     #[command(flatten)]
     pub retention: crate::prune::RetentionArgs,
+    /// Sample the app's allocations: bytes allocated per request and a
+    /// memory flame graph of where. Costs the app some speed (see the README).
+    #[arg(long)]
+    pub memory: bool,
     /// The command that starts the app, after `--`.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -418,6 +422,10 @@ pub struct ExportArgs {
     /// (the `[sql] ...`/`[http] ...` frames): only what was sampled.
     #[arg(long)]
     pub sampled_only: bool,
+    /// Where the request allocated instead of where its time went: stacks
+    /// weighed in bytes (recorded with `timeglass run --memory`).
+    #[arg(long, requires = "request")]
+    pub memory: bool,
     /// Write to this file instead of standard output (written whole or not
     /// at all: a temporary file beside it is renamed into place).
     #[arg(long, short = 'o', value_name = "FILE")]

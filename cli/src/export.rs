@@ -15,12 +15,24 @@ pub fn export(args: ExportArgs) -> Result<ExitCode> {
             known.join(", ")
         ))
     })?;
+    if args.memory && !matches!(format, Format::Folded | Format::Svg) {
+        return Err(Failure::usage(format!(
+            "`--memory` exports allocated bytes as `folded` or `svg`; `{}` weighs stacks in time",
+            format.name()
+        )));
+    }
     let subject = subject(&args)?;
     let store = Store::open_existing(&args.db.db)?;
-    let recording = Recording::load(&store, subject).map_err(|e| match e {
+    let mut recording = Recording::load(&store, subject).map_err(|e| match e {
         LoadError::Store(e) => Failure::from(e),
         other => Failure::usage(format!("{other} (in `{}`)", args.db.db.display())),
     })?;
+    if args.memory {
+        // Where the request allocated: the same stacks, weighed in bytes.
+        for track in &mut recording.requests {
+            track.stacks = store.request_alloc_stacks(track.row.id)?;
+        }
+    }
     let view = View {
         sampled_only: args.sampled_only,
         ..View::default()

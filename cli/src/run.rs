@@ -52,6 +52,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     if args.no_sql_params {
         command.env(env::SQL_PARAMS, "0");
     }
+    if args.memory {
+        command.env(env::MEMORY, "1");
+    }
     let mut child = command.spawn().map_err(|e| spawn_failure(&name, e))?;
     forward_signals(child.id());
 

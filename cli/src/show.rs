@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use serde::Serialize;
-use timeglass_store::{local_time, Breakdown, CallRow, LoopBlockRow, QueryRow, RequestRow, Store};
+use timeglass_store::{
+    local_time, Breakdown, CallRow, LoopBlockRow, MemoryRow, QueryRow, RequestRow, Store,
+};
 
 use timeglass_render::statements_table;
 
@@ -77,6 +79,7 @@ fn text(r: &RequestRow, queries: &[QueryRow], calls: &[CallRow]) -> String {
         r.http_ms
     );
     out.push_str(&time_text(r));
+    out.push_str(&memory_text(&r.memory));
     if let Some(block) = &r.loop_block {
         out.push_str(&loop_block_text(block));
     }
@@ -140,6 +143,41 @@ fn time_text(r: &RequestRow) -> String {
         line("not sampled", rest);
     }
     out
+}
+
+/// `Memory: process RSS 80.0 MiB at start, 82.0 MiB at end (+2.0 MiB), peak 90.0 MiB`;
+/// nothing when the recorder read none.
+fn memory_text(m: &MemoryRow) -> String {
+    let gc = match m.gc_collections {
+        0 => String::new(),
+        n => format!(
+            "Garbage collection: {} paused it {:.2} ms\n",
+            plural(n, "collection", "collections"),
+            m.gc_pause_ms
+        ),
+    };
+    let gc = match m.alloc_bytes {
+        Some(bytes) => format!("Allocated {} (sampled)\n{gc}", mib(bytes)),
+        None => gc,
+    };
+    let Some(peak) = m.rss_peak_bytes else {
+        return gc;
+    };
+    let at = |b: Option<u64>| b.map_or("-".to_string(), mib);
+    let change = m.rss_delta_bytes().map_or(String::new(), |d| {
+        let sign = if d < 0 { "-" } else { "+" };
+        format!(" ({sign}{})", mib(d.unsigned_abs()))
+    });
+    format!(
+        "Memory: process RSS {} at start, {} at end{change}, peak {}\n{gc}",
+        at(m.rss_start_bytes),
+        at(m.rss_end_bytes),
+        mib(peak)
+    )
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
 
 fn categories(b: &Breakdown) -> Vec<(&'static str, f64)> {
@@ -249,7 +287,7 @@ fn one_line(sql: &str, full_chars: u64) -> String {
 pub(crate) mod fixture {
     use std::path::PathBuf;
 
-    use timeglass_model::{LoopBlock, ProfiledRequest, Request, TimeBreakdown};
+    use timeglass_model::{LoopBlock, Memory, ProfiledRequest, Request, TimeBreakdown};
     use timeglass_store::{Batch, ClockMap, NewProcess, NewSession, RequestRow, Store};
 
     const MS: u64 = 1_000_000;
@@ -340,6 +378,14 @@ pub(crate) mod fixture {
             ..TimeBreakdown::default()
         };
         io.cpu_ns = 2 * MS + 500_000;
+        io.memory = Memory {
+            rss_start_bytes: Some(80 << 20),
+            rss_end_bytes: Some(78 << 20),
+            rss_peak_bytes: Some(96 << 20),
+            gc_collections: 3,
+            gc_pause_ns: 1_250_000,
+            alloc_bytes: Some(24 << 20),
+        };
         let idle = request(3, "/idle", 20, 5);
         store
             .write(&Batch {
@@ -389,6 +435,9 @@ CPU 2.5 ms (6% of its 40.0 ms); its 40.0 ms response time went to:
   blocked (sleep, I/O, locks)         20.0 ms   50%
   awaiting other                      10.0 ms   25%
   queued (loop busy, no worker)        8.0 ms   20%
+Memory: process RSS 80.0 MiB at start, 78.0 MiB at end (-2.0 MiB), peak 96.0 MiB
+Allocated 24.0 MiB (sampled)
+Garbage collection: 3 collections paused it 1.25 ms
 "
         );
         assert_eq!(
@@ -420,5 +469,18 @@ CPU 2.5 ms (6% of its 40.0 ms); its 40.0 ms response time went to:
             json["loop_block"]["delayed_marker_ids"],
             serde_json::json!([2, 99])
         );
+        assert_eq!(
+            json["memory"],
+            serde_json::json!({
+                "rss_start_bytes": null, "rss_end_bytes": null, "rss_peak_bytes": null,
+                "alloc_bytes": null, "gc_collections": 0, "gc_pause_ms": 0.0
+            }),
+            "nothing read"
+        );
+        let io = serde_json::to_value(&rows[1]).unwrap();
+        assert_eq!(io["memory"]["rss_peak_bytes"], 96 << 20);
+        assert_eq!(io["memory"]["rss_end_bytes"], 78 << 20);
+        assert_eq!(io["memory"]["gc_collections"], 3);
+        assert_eq!(io["memory"]["gc_pause_ms"], 1.25);
     }
 }

@@ -14,6 +14,8 @@
 //! said one thing, the events another, and a sample that falls outside its
 //! request's window is not charged to it.
 
+mod gc;
+mod rss;
 mod sql;
 mod waits;
 mod wall;
@@ -23,8 +25,8 @@ use std::collections::HashMap;
 use rustc_hash::FxHashMap;
 
 use timeglass_model::{
-    Frame, HttpCall, ProfiledRequest, Quality, Request, RequestContext, Sample, SqlQuery, Stack,
-    StackCount, BACKGROUND_FRAME,
+    Frame, HttpCall, Memory, ProfiledRequest, Quality, Request, RequestContext, Sample, SqlQuery,
+    Stack, StackCount, BACKGROUND_FRAME,
 };
 use timeglass_wire::{
     Event, RequestEnd, RequestStart, END_CANCELLED, END_ERROR, END_NO_RESPONSE, PHASE_HANDLER,
@@ -106,6 +108,10 @@ struct Pending {
     queries: Vec<SqlQuery>,
     calls: Vec<HttpCall>,
     context: Option<RequestContext>,
+    /// Garbage collections on its threads: `(tid, start, end)`.
+    gcs: Vec<(u32, u64, u64)>,
+    /// Sampled allocations: `(time, stack, bytes)`.
+    allocs: Vec<(u64, Stack, u64)>,
 }
 
 /// The join of one recording session (any number of processes).
@@ -117,6 +123,9 @@ pub struct Join {
     stacks: waits::Stacks,
     prefixes: Prefixes,
     recent: Recent,
+    rss: rss::Readings,
+    /// Processes whose marker samples allocations (one sample seen).
+    sampling_allocs: std::collections::HashSet<u32>,
     stats: JoinStats,
 }
 
@@ -168,8 +177,26 @@ impl Join {
                 let call = self.stacks.call(pid, c);
                 self.pending.entry(key).or_default().calls.push(call);
             }
+            Event::Gc(g) => {
+                let key = (pid, g.request_id);
+                let gcs = &mut self.pending.entry(key).or_default().gcs;
+                gcs.push((g.tid, g.start_ns, g.end_ns.max(g.start_ns)));
+            }
+            Event::Alloc(a) => {
+                self.sampling_allocs.insert(pid);
+                let key = (pid, a.request_id);
+                let stack = self.stacks.stack_of(pid, a.stack);
+                let allocs = &mut self.pending.entry(key).or_default().allocs;
+                allocs.push((a.ts_ns, stack, a.bytes));
+            }
             Event::Unknown(_) => {}
         }
+    }
+
+    /// Takes one reading of process `pid`'s resident memory (RSS), in
+    /// time order per process.
+    pub fn rss(&mut self, pid: u32, ts_ns: u64, bytes: u64) {
+        self.rss.push(pid, ts_ns, bytes);
     }
 
     /// Takes one sample.
@@ -247,7 +274,23 @@ impl Join {
             .filter(|(_, p)| p.end.as_ref().is_some_and(|e| e.ts_ns + GRACE_NS <= now_ns))
             .map(|(k, _)| *k)
             .collect();
-        self.settle(done)
+        let out = self.settle(done);
+        self.trim_rss(now_ns);
+        out
+    }
+
+    /// Drops the RSS readings no pending request can need any more.
+    fn trim_rss(&mut self, now_ns: u64) {
+        for pid in self.rss.pids() {
+            let oldest = self
+                .pending
+                .iter()
+                .filter(|(k, _)| k.0 == pid)
+                .filter_map(|(_, p)| p.start.as_ref().map(|s| s.ts_ns))
+                .min()
+                .unwrap_or(now_ns);
+            self.rss.trim(pid, oldest.min(now_ns));
+        }
     }
 
     /// Everything still pending, at the end of a session or when process
@@ -263,7 +306,12 @@ impl Join {
             self.stacks.forget(pid);
             self.prefixes.forget(pid);
         }
-        self.settle(keys)
+        let out = self.settle(keys);
+        if let Some(pid) = pid {
+            self.rss.forget(pid);
+            self.sampling_allocs.remove(&pid);
+        }
+        out
     }
 
     fn settle(&mut self, keys: Vec<(u32, u64)>) -> Vec<ProfiledRequest> {
@@ -314,6 +362,7 @@ impl Join {
             }
         };
         let response_end_ns = Some(response_ns).filter(|&t| t != 0);
+        let alloc_bytes: u64 = p.allocs.iter().map(|a| a.2).sum();
         let mut samples = p.samples;
         samples.sort_by_key(|s| s.ts_ns);
         let mut time_only = p.time_only;
@@ -337,19 +386,25 @@ impl Join {
         // weighted `[sql]`/`[http]` stack stands for them.
         samples.retain(|s| !wall::inside_wait(s, &waits_at));
         time_only.retain(|s| !wall::inside_wait(s, &waits_at));
+        // Samples of a thread while it collected garbage: the collection's
+        // time (timed, in the breakdown), shown under a `[gc]` leaf.
+        for s in samples.iter_mut().filter(|s| gc::inside(s, &p.gcs)) {
+            s.stack = gc::with_leaf(&s.stack);
+        }
         let in_response: Vec<Charged> = samples
             .iter()
             .chain(&time_only)
-            .filter(|s| s.from_ns < response_until)
+            .filter(|s| s.from_ns < response_until && !gc::inside(s, &p.gcs))
             .cloned()
             .collect();
-        let breakdown = wall::breakdown(
+        let mut breakdown = wall::breakdown(
             &in_response,
             &sql_windows,
             &http_windows,
             start.ts_ns,
             response_until,
         );
+        breakdown.gc_ns = gc::pause_within(&p.gcs, start.ts_ns, response_until);
         // A chain whose root was first seen after the thread samples that
         // show what runs it learns from this request's own thread samples.
         if samples.iter().any(Charged::suspended) {
@@ -436,6 +491,13 @@ impl Join {
             cpu_ns,
             loop_block,
             incomplete,
+            alloc_stacks: allocations(p.allocs, response_end_ns),
+            memory: Memory {
+                alloc_bytes: self.sampling_allocs.contains(&pid).then_some(alloc_bytes),
+                gc_collections: p.gcs.len() as u64,
+                gc_pause_ns: gc::pause_within(&p.gcs, start.ts_ns, end_ns),
+                ..self.rss.of(pid, start.ts_ns, end_ns)
+            },
         }
     }
 
@@ -488,6 +550,29 @@ fn add_context(context: &mut RequestContext, event: timeglass_wire::RequestConte
         }
         _ => {}
     }
+}
+
+/// Sampled allocations summed per stack (bytes), most first; those made
+/// after the response was sent under `[background]`.
+fn allocations(allocs: Vec<(u64, Stack, u64)>, response_end_ns: Option<u64>) -> Vec<StackCount> {
+    let mut bytes: FxHashMap<Stack, u64> = FxHashMap::default();
+    for (ts_ns, stack, n) in allocs {
+        let stack = match response_end_ns {
+            Some(sent) if ts_ns > sent => under_background(&stack),
+            _ => stack,
+        };
+        *bytes.entry(stack).or_insert(0) += n;
+    }
+    let mut out: Vec<StackCount> = bytes
+        .into_iter()
+        .map(|(stack, samples)| StackCount { stack, samples })
+        .collect();
+    out.sort_by(|a, b| {
+        b.samples
+            .cmp(&a.samples)
+            .then_with(|| a.stack.cmp(&b.stack))
+    });
+    out
 }
 
 /// `stack` under a `[background]` root: the request's background stage.

@@ -73,6 +73,11 @@ impl Stacks {
         issuer
     }
 
+    /// The stack an event of process `pid` was issued from (empty when unknown).
+    pub fn stack_of(&mut self, pid: u32, r: StackRef) -> Stack {
+        self.resolve(pid, r).stack
+    }
+
     /// Forgets a process's stacks (it exited).
     pub fn forget(&mut self, pid: u32) {
         self.by_id.retain(|(p, _), _| *p != pid);

@@ -395,3 +395,53 @@ fn a_long_step_on_the_loop_thread_is_a_loop_block_naming_the_requests_it_delayed
     assert!(delayed.loop_block.is_none());
     assert_eq!(delayed.breakdown.queued_ns, 57 * MS, "from 5 to 62 ms");
 }
+
+#[test]
+fn collections_are_a_breakdown_category_and_a_gc_leaf_under_the_code_that_allocated() {
+    use timeglass_model::GC_FRAME;
+    use timeglass_wire::Gc;
+    const MS: u64 = 1_000_000;
+    let build = stack(&["<module>", "handler", "build"]);
+    let mut j = Join::new();
+    j.event(1, start(1, 0));
+    for t in 1..=20 {
+        j.sample(wall_sample(1, t * MS, 10, 4, State::Python, &build));
+    }
+    // A 2.3 ms collection on the request's thread around the 5 ms and 6 ms
+    // ticks, and one on another thread (tid 11) that no sample of it saw.
+    let gc = |tid, start_ns, end_ns| {
+        Event::Gc(Gc {
+            request_id: 1,
+            tid,
+            start_ns,
+            end_ns,
+        })
+    };
+    j.event(1, gc(10, 4 * MS + MS / 2, 6 * MS + 8 * MS / 10));
+    j.event(1, gc(11, 12 * MS, 12 * MS + MS / 2));
+    j.event(1, end(1, 20 * MS, 200));
+    for t in 1..=3 {
+        j.rss(1, t * 7 * MS, 50 << 20);
+    }
+    let r = j.flush(None).pop().unwrap();
+    assert_eq!(
+        (r.memory.gc_collections, r.memory.gc_pause_ns),
+        (2, 2_800_000)
+    );
+    let b = r.breakdown;
+    assert_eq!(b.gc_ns, 2_800_000, "timed, not sampled");
+    assert_eq!(
+        b.python_ns,
+        18 * MS,
+        "the two ticks inside the collection are its time"
+    );
+    let in_gc: u64 = r
+        .stacks
+        .iter()
+        .filter(|s| &*s.stack.last().unwrap().name == GC_FRAME)
+        .inspect(|s| assert_eq!(s.stack.len(), 4, "under build: {:?}", s.stack))
+        .map(|s| s.samples)
+        .sum();
+    assert_eq!(in_gc, 2);
+    assert_eq!(r.memory.rss_peak_bytes, Some(50 << 20));
+}

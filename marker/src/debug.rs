@@ -73,6 +73,21 @@ pub fn _read_events(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyList>
                 d.set_item("library", c.library)?;
                 set_stack(&d, &c.stack)?;
             }
+            Ok(Event::Gc(g)) => {
+                d.set_item("kind", "gc")?;
+                d.set_item("request_id", g.request_id)?;
+                d.set_item("tid", g.tid)?;
+                d.set_item("start_ns", g.start_ns)?;
+                d.set_item("end_ns", g.end_ns)?;
+            }
+            Ok(Event::Alloc(a)) => {
+                d.set_item("kind", "alloc")?;
+                d.set_item("request_id", a.request_id)?;
+                d.set_item("tid", a.tid)?;
+                d.set_item("ts_ns", a.ts_ns)?;
+                d.set_item("bytes", a.bytes)?;
+                set_stack(&d, &a.stack)?;
+            }
             Ok(Event::Unknown(kind)) => {
                 d.set_item("kind", "unknown")?;
                 d.set_item("code", kind)?;

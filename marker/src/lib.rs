@@ -7,10 +7,12 @@
 //! Rule one: never break the app. Nothing here panics on the request path, and
 //! when the ring cannot be created requests pass through untouched.
 
+mod alloc;
 mod bind;
 mod capture;
 mod context;
 mod debug;
+mod gc;
 mod info;
 mod lifespan;
 mod middleware;
@@ -97,6 +99,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     py.import("os")?
         .getattr("register_at_fork")?
         .call((), Some(&kwargs))?;
+    gc::install(m)?;
+    alloc::install_from_env(m)?;
     py.import("atexit")?
         .call_method1("register", (wrap_pyfunction!(stopped, m)?,))?;
     Ok(())

@@ -124,6 +124,15 @@ pub fn configure(config: Config) {
     }
 }
 
+/// Configures with no prefixes unless [`configure`] already ran: allocation
+/// samples take stacks even when statements are not captured.
+pub fn ensure_configured() {
+    let unset = TABLES.lock().is_ok_and(|t| t.is_none());
+    if unset {
+        configure(Config::default());
+    }
+}
+
 /// One walked frame: an owned frame reference and its key.
 struct Walked {
     frame: *mut ffi::PyFrameObject,

@@ -97,6 +97,7 @@ impl Frame {
         self.is_synthetic()
             && [
                 NATIVE_FRAME,
+                GC_FRAME,
                 BLOCKED_FRAME,
                 GIL_WAIT_FRAME,
                 LOOP_BUSY_FRAME,
@@ -109,7 +110,7 @@ impl Frame {
     /// A leaf whose time was spent off the CPU: waits, blocked calls,
     /// awaits, queueing. A CPU-time view leaves the stacks ending in one out.
     pub fn is_off_cpu(&self) -> bool {
-        self.is_wait() || (self.is_state() && &*self.name != NATIVE_FRAME)
+        self.is_wait() || (self.is_state() && ![NATIVE_FRAME, GC_FRAME].contains(&&*self.name))
     }
 
     /// `file:line in function`, the way a user looks for the line.
@@ -195,6 +196,9 @@ impl State {
 
 /// Leaf frame of a sample taken in native code that released the GIL.
 pub const NATIVE_FRAME: &str = "[native, on CPU]";
+/// Leaf frame of a sample taken while the garbage collector ran (on the
+/// CPU, holding the GIL), under the code whose allocation triggered it.
+pub const GC_FRAME: &str = "[gc]";
 /// Leaf frame of a sample taken in a blocking call.
 pub const BLOCKED_FRAME: &str = "[blocked]";
 /// Leaf frame of a sample taken while the thread waited for the GIL.
@@ -256,12 +260,16 @@ pub struct TimeBreakdown {
     pub await_ns: u64,
     /// Ready but not running: event loop busy, or no free worker thread.
     pub queued_ns: u64,
+    /// Garbage collection (timed by the marker): on the CPU, but not the
+    /// app's Python.
+    #[serde(default)]
+    pub gc_ns: u64,
 }
 
 impl TimeBreakdown {
-    /// CPU time: Python plus native code on a CPU.
+    /// CPU time: Python plus native code on a CPU, garbage collection included.
     pub fn cpu_ns(&self) -> u64 {
-        self.python_ns + self.native_ns
+        self.python_ns + self.native_ns + self.gc_ns
     }
 
     /// Everything accounted for.
@@ -274,6 +282,7 @@ impl TimeBreakdown {
             + self.http_ns
             + self.await_ns
             + self.queued_ns
+            + self.gc_ns
     }
 
     /// Adds `ns` to the category of a sample in `state`.
@@ -455,6 +464,36 @@ pub struct ProfiledRequest {
     /// Its end never came: its process died mid-request (`kill -9`, a
     /// crash) or recording stopped first. Kept with its samples so far.
     pub incomplete: bool,
+    /// What the process's memory did while it ran.
+    pub memory: Memory,
+    /// Where it allocated, from the marker's sampled allocations: stacks
+    /// weighed in bytes (not samples), those after the response under
+    /// [`BACKGROUND_FRAME`]. Empty when allocations were not sampled.
+    pub alloc_stacks: Vec<StackCount>,
+}
+
+/// A request's memory: the process's resident memory (RSS) around it, read
+/// by the recorder from outside. Under concurrency RSS moves for every
+/// request in flight at once: it says how big the process was, not what this
+/// request allocated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Memory {
+    /// RSS at the reading nearest its start (the last one before it, or the
+    /// first after it when none came before); `None` when nothing was read.
+    pub rss_start_bytes: Option<u64>,
+    /// RSS at the reading nearest its end (the first one after it, or the
+    /// last before it).
+    pub rss_end_bytes: Option<u64>,
+    /// The highest RSS read while it ran, its start and end readings included.
+    pub rss_peak_bytes: Option<u64>,
+    /// Bytes it allocated (the MEM and OBJ domains), estimated from the
+    /// marker's sampled allocations; `None` when its process did not
+    /// sample them (`timeglass run --memory`).
+    pub alloc_bytes: Option<u64>,
+    /// Garbage collections that ran on its threads while they ran it, and
+    /// their summed pause (background stage included).
+    pub gc_collections: u64,
+    pub gc_pause_ns: u64,
 }
 
 /// What a request carried and what its response said, as the marker saw it.
@@ -500,6 +539,8 @@ impl ProfiledRequest {
             cpu_ns: 0,
             loop_block: None,
             incomplete: false,
+            memory: Memory::default(),
+            alloc_stacks: Vec::new(),
         }
     }
 

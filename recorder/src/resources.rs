@@ -100,12 +100,7 @@ impl Resources {
             0.0
         };
         let n = Self::read(&self.statm, &mut buf)?;
-        let statm = std::str::from_utf8(&buf[..n]).map_err(|_| invalid("statm"))?;
-        let resident: u64 = statm
-            .split_ascii_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| invalid("statm"))?;
+        let resident = crate::procfs::resident_pages(&buf[..n]).ok_or_else(|| invalid("statm"))?;
         let fds = std::fs::read_dir(format!("/proc/{}/fd", self.pid))?.count();
         Ok(Some(ProcessSample {
             ts_ns,

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use timeglass_sampler::{
-    PySpyOptions, PySpySource, Sample, SampleSink, Sampler, SamplerStats, SourceError,
+    procfs, PySpyOptions, PySpySource, Sample, SampleSink, Sampler, SamplerStats, SourceError,
 };
-use timeglass_wire::{Region, SlotReader};
+use timeglass_wire::{monotonic_ns, Region, SlotReader};
 
 use crate::whole::{AlwaysBusy, NoSlots};
 use crate::RecorderOptions;
@@ -20,6 +20,11 @@ pub enum Report {
         python_version: String,
     },
     Samples(Vec<Sample>),
+    /// Readings of the process's resident memory: `(monotonic ns, bytes)`.
+    Rss {
+        pid: u32,
+        readings: Vec<(u64, u64)>,
+    },
     Done {
         pid: u32,
         stats: SamplerStats,
@@ -33,22 +38,91 @@ struct Batcher<'a> {
     tx: &'a Sender<Report>,
     buf: Vec<Sample>,
     since: Instant,
+    rss: Rss,
 }
 
 impl Batcher<'_> {
     fn send(&mut self) {
+        if !self.rss.readings.is_empty() {
+            let _ = self.tx.send(Report::Rss {
+                pid: self.rss.pid,
+                readings: std::mem::take(&mut self.rss.readings),
+            });
+        }
         if !self.buf.is_empty() {
             let _ = self.tx.send(Report::Samples(std::mem::take(&mut self.buf)));
         }
         self.since = Instant::now();
+    }
+
+    fn due(&self) -> bool {
+        self.buf.len() >= 256 || self.since.elapsed() >= Duration::from_millis(20)
     }
 }
 
 impl SampleSink for Batcher<'_> {
     fn sample(&mut self, sample: Sample) {
         self.buf.push(sample);
-        if self.buf.len() >= 256 || self.since.elapsed() >= Duration::from_millis(20) {
+        if self.due() {
             self.send();
+        }
+    }
+
+    fn turn(&mut self, busy: bool) {
+        if self.rss.turn(busy) && self.due() {
+            self.send();
+        }
+    }
+}
+
+/// RSS is read this often while a request is in flight (200 Hz), whatever
+/// `--rate` is: each request's start, end and peak come from these.
+pub const RSS_BUSY_EVERY: Duration = Duration::from_millis(5);
+/// And this often while none is, so a request that starts has a reading
+/// from before it.
+const RSS_IDLE_EVERY: Duration = Duration::from_millis(100);
+
+/// The process's resident memory, read from outside (`/proc/PID/statm`,
+/// kept open): no cost inside the app.
+struct Rss {
+    pid: u32,
+    statm: Option<procfs::Statm>,
+    last: Option<Instant>,
+    was_busy: bool,
+    readings: Vec<(u64, u64)>,
+}
+
+impl Rss {
+    fn new(pid: u32) -> Self {
+        Rss {
+            pid,
+            statm: procfs::Statm::open(pid).ok(),
+            last: None,
+            was_busy: false,
+            readings: Vec::new(),
+        }
+    }
+
+    /// Reads RSS if one is due; whether it did.
+    fn turn(&mut self, busy: bool) -> bool {
+        let every = if busy { RSS_BUSY_EVERY } else { RSS_IDLE_EVERY };
+        // A change between busy and idle is read at once: the first
+        // request's start and the last one's end get a reading right there.
+        let changed = std::mem::replace(&mut self.was_busy, busy) != busy;
+        let due = changed || self.last.is_none_or(|t| t.elapsed() >= every);
+        let Some(statm) = self.statm.as_ref().filter(|_| due) else {
+            return false;
+        };
+        self.last = Some(Instant::now());
+        match statm.resident_bytes() {
+            Some(bytes) => {
+                self.readings.push((monotonic_ns(), bytes));
+                true
+            }
+            None => {
+                self.statm = None;
+                false
+            }
         }
     }
 }
@@ -82,6 +156,7 @@ pub fn sample_process(
         tx: &tx,
         buf: Vec::new(),
         since: Instant::now(),
+        rss: Rss::new(pid),
     };
     let result = match &region {
         Some(region) => sampler.run(

@@ -348,6 +348,11 @@ impl Writer {
                     self.join.sample(sample);
                 }
             }
+            Report::Rss { pid, readings } => {
+                for (ts_ns, bytes) in readings {
+                    self.join.rss(pid, ts_ns, bytes);
+                }
+            }
             Report::Attached {
                 pid,
                 python_version,

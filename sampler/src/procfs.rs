@@ -72,6 +72,40 @@ impl ProcessStat {
     }
 }
 
+/// Process `pid`'s `statm`, kept open: its resident memory is one `pread`.
+pub struct Statm {
+    file: File,
+    page_size: u64,
+}
+
+impl Statm {
+    pub fn open(pid: u32) -> std::io::Result<Self> {
+        // SAFETY: sysconf has no preconditions; it returns -1 for unknown names.
+        let page = unsafe { nix::libc::sysconf(nix::libc::_SC_PAGESIZE) };
+        Ok(Statm {
+            file: File::open(format!("/proc/{pid}/statm"))?,
+            page_size: u64::try_from(page).ok().filter(|p| *p > 0).unwrap_or(4096),
+        })
+    }
+
+    /// Resident memory (RSS) in bytes; `None` once the process is gone.
+    pub fn resident_bytes(&self) -> Option<u64> {
+        let mut buf = [0u8; 128];
+        let n = self.file.read_at(&mut buf, 0).ok()?;
+        resident_pages(&buf[..n]).map(|pages| pages * self.page_size)
+    }
+}
+
+/// The second field of a `statm` line: resident pages.
+pub fn resident_pages(statm: &[u8]) -> Option<u64> {
+    std::str::from_utf8(statm)
+        .ok()?
+        .split_ascii_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// The command line of `pid`, one string per argument.
 pub fn cmdline(pid: u32) -> Vec<String> {
     fs::read(format!("/proc/{pid}/cmdline"))
@@ -268,6 +302,21 @@ mod tests {
         let stat = ProcessStat::open(child.id());
         child.wait().unwrap();
         assert!(!stat.alive(), "a reaped child is gone");
+    }
+
+    #[test]
+    fn statm_reads_resident_memory_and_follows_it() {
+        assert_eq!(resident_pages(b"5000 1200 300 10 0 900 0\n"), Some(1200));
+        assert_eq!(resident_pages(b"5000"), None);
+        let statm = Statm::open(std::process::id()).unwrap();
+        let before = statm.resident_bytes().unwrap();
+        assert!(before > 1 << 20, "{before}");
+        let block = vec![1u8; 64 << 20];
+        std::hint::black_box(&block);
+        let after = statm.resident_bytes().unwrap();
+        assert!(after >= before + (60 << 20), "{before} -> {after}");
+        drop(block);
+        assert!(Statm::open(u32::MAX - 5).is_err());
     }
 
     #[test]

@@ -81,6 +81,10 @@ const SETTLE: Duration = Duration::from_millis(50);
 /// Where samples go: the join in production, a `Vec` in tests.
 pub trait SampleSink {
     fn sample(&mut self, sample: Sample);
+    /// Called at every turn of the sampling loop (at least every
+    /// millisecond while `busy`, at most every 100 ms otherwise), whether
+    /// or not a tick is due: for readings that must not follow `--rate`.
+    fn turn(&mut self, _busy: bool) {}
 }
 
 impl SampleSink for Vec<Sample> {
@@ -742,6 +746,7 @@ impl Sampler {
         let mut last_busy = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let busy = activity.busy();
+            sink.turn(busy);
             let now = Instant::now();
             if busy {
                 last_busy = now;

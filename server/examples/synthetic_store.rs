@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::collections::HashMap;
 
 use timeglass_model::{
-    Caller, Frame, HttpCall, LoopBlock, ProfiledRequest, Repeated, Request, RequestContext,
+    Caller, Frame, HttpCall, LoopBlock, Memory, ProfiledRequest, Repeated, Request, RequestContext,
     SqlQuery, Stack, StackCount, TimeBreakdown, AWAIT_FRAME_PREFIX, BLOCKED_FRAME, GIL_WAIT_FRAME,
     HTTP_FRAME_PREFIX, LOOP_BUSY_FRAME, NATIVE_FRAME, SQL_FRAME_PREFIX,
 };
@@ -157,6 +157,21 @@ fn stacks(rng: &mut Rng, route: usize, samples: u64) -> Vec<StackCount> {
     out
 }
 
+/// A process that grows slowly from 80 MiB, with a few MiB of churn per request.
+fn memory(rng: &mut Rng, i: u64) -> Memory {
+    let start = (80 << 20) + i * 64 + rng.below(4 << 20);
+    let end = start + rng.below(2 << 20);
+    Memory {
+        rss_start_bytes: Some(start),
+        rss_end_bytes: Some(end),
+        rss_peak_bytes: Some(end + rng.below(1 << 20)),
+        gc_collections: rng.below(3),
+        gc_pause_ns: rng.below(400_000),
+        // Recorded without `--memory`.
+        alloc_bytes: None,
+    }
+}
+
 fn context(method: &str, path: &str) -> RequestContext {
     let mut request_headers = vec![
         ("host".to_string(), "127.0.0.1:8000".to_string()),
@@ -277,6 +292,8 @@ fn generate(out: &std::path::Path, total: u64) -> Result<(), timeglass_store::St
                 cpu_ns: time.cpu_ns,
                 loop_block,
                 incomplete: false,
+                memory: memory(&mut rng, i),
+                alloc_stacks: vec![],
             },
         ));
         if batch.len() == 2_000 {
@@ -533,8 +550,11 @@ impl Time {
         let (native, gil, blocked, awaiting, queued) =
             (part(1), part(2), part(3), part(4), part(5));
         let python = (rest as u64).saturating_sub(native + gil + blocked + awaiting + queued);
+        // A collection's pause in a tenth of the requests, out of their Python time.
+        let gc = if rng.below(10) == 0 { python / 20 } else { 0 };
         let breakdown = TimeBreakdown {
-            python_ns: python,
+            python_ns: python - gc,
+            gc_ns: gc,
             native_ns: native,
             blocked_ns: blocked,
             gil_wait_ns: gil,

@@ -59,13 +59,16 @@ pub struct ProfileParams {
     pub hide_synthetic: bool,
     /// CPU time only instead of wall time.
     pub cpu: bool,
+    /// Where it allocated (bytes, from sampled allocations) instead of time.
+    pub memory: bool,
     pub icicle: bool,
 }
 
 impl ProfileParams {
     pub fn view(&self) -> View {
         View {
-            weight: match self.cpu {
+            // Allocation stacks are weighed in bytes: no CPU share to keep.
+            weight: match self.cpu && !self.memory {
                 true => Weight::Cpu,
                 false => Weight::Wall,
             },
@@ -82,7 +85,7 @@ pub async fn request_profile(
     Path(id): Path<i64>,
     Query(params): Query<ProfileParams>,
 ) -> Result<Json<Profile>, ApiError> {
-    let stacks = request_stacks(&state, id).await?;
+    let stacks = request_stacks(&state, id, params.memory).await?;
     Ok(Json(Profile::new(&params.view().apply(&stacks))))
 }
 
@@ -92,7 +95,7 @@ pub async fn folded(
     Path(id): Path<i64>,
     Query(params): Query<ProfileParams>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let stacks = request_stacks(&state, id).await?;
+    let stacks = request_stacks(&state, id, params.memory).await?;
     let text = timeglass_render::folded(&params.view().apply(&stacks));
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
 }
@@ -103,14 +106,22 @@ pub async fn request_svg(
     Path(id): Path<i64>,
     Query(params): Query<ProfileParams>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let stacks = request_stacks(&state, id).await?;
+    let stacks = request_stacks(&state, id, params.memory).await?;
     svg_response(&format!("request {id}"), &params, &stacks)
 }
 
-async fn request_stacks(state: &AppState, id: i64) -> Result<Vec<StackCount>, AppError> {
+/// Its sampled stacks, or with `memory` its allocation stacks (bytes).
+async fn request_stacks(
+    state: &AppState,
+    id: i64,
+    memory: bool,
+) -> Result<Vec<StackCount>, AppError> {
     db::read(state.db.clone(), move |store| {
         store.request(id)?.ok_or(AppError::NoRequest(id))?;
-        Ok(store.request_stacks(id)?)
+        Ok(match memory {
+            true => store.request_alloc_stacks(id)?,
+            false => store.request_stacks(id)?,
+        })
     })
     .await
 }
@@ -156,7 +167,7 @@ pub async fn route_profile_or_svg(
         _ => return Err(AppError::NoPage.into()),
     };
     let (method, route) = route_key((method, rest));
-    let stacks = route_stacks(&state, (method.clone(), route.clone())).await?;
+    let stacks = route_stacks(&state, (method.clone(), route.clone()), params.memory).await?;
     if svg {
         return Ok(svg_response(&format!("{method} {route}"), &params, &stacks)?.into_response());
     }
@@ -166,9 +177,13 @@ pub async fn route_profile_or_svg(
 async fn route_stacks(
     state: &AppState,
     (method, route): (String, String),
+    memory: bool,
 ) -> Result<Vec<StackCount>, AppError> {
     db::read(state.db.clone(), move |store| {
-        let stacks = store.route_stacks(&method, &route)?;
+        let stacks = match memory {
+            true => store.route_alloc_stacks(&method, &route)?,
+            false => store.route_stacks(&method, &route)?,
+        };
         if stacks.is_empty() && store.route_sample(&method, &route)?.durations_us.is_empty() {
             return Err(AppError::NoRoute(method, route));
         }

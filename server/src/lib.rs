@@ -28,6 +28,7 @@ mod export;
 mod headers;
 mod host;
 mod html;
+mod leak;
 mod list;
 mod live;
 mod pages;

@@ -37,6 +37,10 @@ pub const SORTS: &[(&str, Sort, &str)] = &[
     ("duration", Sort::Fastest, "fastest first"),
     ("-cpu", Sort::MostCpu, "most CPU first"),
     ("cpu", Sort::LeastCpu, "least CPU first"),
+    ("-memory", Sort::MostMemory, "highest peak RSS first"),
+    ("memory", Sort::LeastMemory, "lowest peak RSS first"),
+    ("-allocated", Sort::MostAllocated, "most allocated first"),
+    ("allocated", Sort::LeastAllocated, "least allocated first"),
 ];
 
 impl ListParams {

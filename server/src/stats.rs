@@ -33,6 +33,32 @@ pub struct RouteStats {
     pub avg_breakdown: Option<Breakdown>,
     /// Requests that blocked the event loop.
     pub loop_blocks: u64,
+    /// The process's peak RSS during its requests: average and p95 over
+    /// those with a reading; `None` when none has one.
+    pub rss_peak: Option<Spread>,
+    /// Bytes allocated per request, over those whose allocations were
+    /// sampled; `None` when none was.
+    pub alloc: Option<Spread>,
+}
+
+/// The average and nearest-rank p95 of a figure over requests.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Spread {
+    pub requests: u64,
+    pub avg: f64,
+    pub p95: u64,
+}
+
+impl Spread {
+    /// `None` for no values; `sorted` ascending.
+    pub fn of(sorted: &[u64]) -> Option<Spread> {
+        let p95 = nearest_rank(sorted, Permille(950))?;
+        Some(Spread {
+            requests: sorted.len() as u64,
+            avg: sorted.iter().map(|&v| v as f64).sum::<f64>() / sorted.len() as f64,
+            p95,
+        })
+    }
 }
 
 /// Requests whose response time is in `[from_ms, to_ms)` (the last bucket
@@ -86,9 +112,12 @@ impl RouteStats {
                     http_ms: per(sum.http_ms),
                     await_ms: per(sum.await_ms),
                     queued_ms: per(sum.queued_ms),
+                    gc_ms: per(sum.gc_ms),
                 }
             }),
             loop_blocks: sample.loop_blocks,
+            rss_peak: Spread::of(&sample.rss_peak_bytes),
+            alloc: Spread::of(&sample.alloc_bytes),
         })
     }
 }
@@ -148,6 +177,8 @@ mod tests {
     fn stats_and_histogram_count_every_request() {
         let sample = RouteSample {
             durations_us: vec![1_000, 2_000, 2_000, 3_000, 100_000],
+            rss_peak_bytes: (1..=20).map(|mib| mib << 20).collect(),
+            alloc_bytes: vec![],
             errors: 1,
             queries: 12,
             db_us: 54_000,
@@ -170,6 +201,11 @@ mod tests {
         assert!((s.db_share - 0.5).abs() < 1e-9);
         assert_eq!(s.n_plus_one, 1);
         assert_eq!((s.avg_cpu_ms, s.loop_blocks), (Some(2.5), 1));
+        let rss = s.rss_peak.unwrap();
+        assert_eq!(
+            (rss.requests, rss.p95, rss.avg),
+            (20, 19 << 20, 10.5 * (1 << 20) as f64)
+        );
         let avg = s.avg_breakdown.unwrap();
         assert_eq!((avg.python_ms, avg.sql_ms, avg.blocked_ms), (2.0, 0.5, 0.0));
         for measured in [0, 3] {

@@ -1290,3 +1290,145 @@ async fn pages_carry_no_inline_style_and_the_policy_allows_none() {
         assert!(!html.contains("<style"), "{uri} has a <style> element");
     }
 }
+
+/// Three requests of one route: RSS peaks of 100, 300 and 200 MiB; and one
+/// recorded without readings.
+fn memory_world() -> World {
+    use timeglass_model::Memory;
+    let mib = |n: u64| Some(n << 20);
+    let mut rows: Vec<ProfiledRequest> = [(100, 0), (300, 10), (200, 20)]
+        .into_iter()
+        .map(|(peak, at)| {
+            let mut r = profiled(get("GET", "/grow", Some("/grow"), Some(200), at), vec![]);
+            r.memory = Memory {
+                rss_start_bytes: mib(90),
+                rss_end_bytes: mib(94),
+                rss_peak_bytes: mib(peak),
+                ..Memory::default()
+            };
+            r
+        })
+        .collect();
+    rows.push(profiled(
+        get("GET", "/grow", Some("/grow"), Some(200), 30),
+        vec![],
+    ));
+    rows[0].memory.alloc_bytes = Some(3 << 20);
+    rows[0].alloc_stacks = vec![
+        count(&["main", "grow", "build"], 3 << 20),
+        count(&["main", "grow"], 1 << 10),
+    ];
+    rows[1].memory.alloc_bytes = Some(1 << 20);
+    rows[1].alloc_stacks = vec![count(&["main", "grow", "build"], 1 << 20)];
+    World::new(rows)
+}
+
+#[tokio::test]
+async fn list_has_a_sortable_peak_rss_column() {
+    let world = memory_world();
+    let (_, html) = page(world.app(), "/").await;
+    assert!(html.contains("href=\"/?sort=-memory\""), "peak RSS sorts");
+    let row = html.lines().find(|l| l.contains("data-id=\"2\"")).unwrap();
+    assert!(
+        row.contains(
+            "<td class=\"num mem\"><span title=\"process RSS: 90.0 MiB at start, 94.0 MiB at end \
+             (+4.0 MiB), peak 300.0 MiB\">300.0 MiB</span></td>"
+        ),
+        "{row}"
+    );
+    let row = html.lines().find(|l| l.contains("data-id=\"4\"")).unwrap();
+    assert!(
+        row.contains(
+            "<td class=\"num mem\"><span class=\"muted\" title=\"not measured\">—</span></td>"
+        ),
+        "{row}"
+    );
+    let (_, html) = page(world.app(), "/?sort=-memory").await;
+    assert!(html.contains("value=\"-memory\" selected") && html.contains("href=\"/?sort=memory\""));
+    let at = |s: &str| html.find(s).unwrap();
+    assert!(at("data-id=\"2\"") < at("data-id=\"3\"") && at("data-id=\"3\"") < at("data-id=\"1\""));
+    assert!(
+        at("data-id=\"1\"") < at("data-id=\"4\""),
+        "no reading: last"
+    );
+
+    let (_, body) = page(world.app(), "/api/v1/requests?sort=memory&limit=2").await;
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let ids: Vec<i64> = list["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [4, 1]);
+    assert_eq!(list["requests"][1]["memory"]["rss_peak_bytes"], 100 << 20);
+}
+
+#[tokio::test]
+async fn request_page_and_endpoint_view_show_memory() {
+    let world = memory_world();
+    let (_, html) = page(world.app(), "/requests/2").await;
+    assert!(
+        html.contains("<div class=\"label\">Peak memory</div><div class=\"value\">300.0 MiB</div>"),
+        "summary card"
+    );
+    assert!(html.contains(">RSS 90.0 MiB → 94.0 MiB (+4.0 MiB)</span>"));
+    let (_, html) = page(world.app(), "/requests/4").await;
+    assert!(!html.contains("Peak memory"), "nothing read, nothing shown");
+
+    let (_, html) = page(world.app(), "/routes/GET/grow").await;
+    assert!(
+        html.contains("<div class=\"label\">Peak RSS</div><div class=\"value\">200.0 MiB</div>"),
+        "average over the three with a reading"
+    );
+    assert!(html.contains(">average · p95 300.0 MiB</div>"));
+    let (_, json) = page(world.app(), "/api/v1/routes/GET/grow").await;
+    let detail: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        detail["stats"]["rss_peak"],
+        serde_json::json!({"requests": 3, "avg": (200u64 << 20) as f64, "p95": 300u64 << 20})
+    );
+}
+
+#[tokio::test]
+async fn the_memory_view_weighs_stacks_in_bytes_per_request_and_endpoint() {
+    let world = memory_world();
+    let profile = |url: &'static str| {
+        let app = world.app();
+        async move {
+            let (status, body) = page(app, url).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()
+        }
+    };
+    let one = profile("/api/v1/requests/1/profile?memory=true").await;
+    assert_eq!(one["samples"], (3 << 20) + (1 << 10));
+    let route = profile("/api/v1/route-profiles/GET/grow/profile?memory=true").await;
+    assert_eq!(
+        route["samples"],
+        (4 << 20) + (1 << 10),
+        "summed over the route"
+    );
+    let wall = profile("/api/v1/requests/1/profile").await;
+    assert_eq!(wall["samples"], 0, "the wall view is unchanged");
+    let (_, folded) = page(world.app(), "/api/v1/requests/2/folded?memory=true").await;
+    assert_eq!(
+        folded,
+        "main (app.py:7);grow (app.py:7);build (app.py:7) 1048576\n"
+    );
+
+    let (_, html) = page(world.app(), "/requests/1").await;
+    assert!(
+        html.contains("data-time=\"memory\""),
+        "the toggle has a Memory view"
+    );
+    assert!(html.contains("<div class=\"label\">Allocated</div><div class=\"value\">3.0 MiB</div>"));
+    let (_, html) = page(world.app(), "/").await;
+    assert!(html.contains("href=\"/?sort=-allocated\""));
+    let row = html.lines().find(|l| l.contains("data-id=\"1\"")).unwrap();
+    assert!(row.contains(">3.0 MiB</span></td>"), "{row}");
+    let (_, json) = page(world.app(), "/api/v1/routes/GET/grow").await;
+    let detail: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(detail["stats"]["alloc"]["p95"], 3 << 20);
+    assert_eq!(detail["stats"]["alloc"]["requests"], 2);
+}

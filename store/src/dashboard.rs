@@ -45,6 +45,12 @@ pub enum Sort {
     /// Most CPU time first.
     MostCpu,
     LeastCpu,
+    /// Highest peak RSS first (requests without a reading last).
+    MostMemory,
+    LeastMemory,
+    /// Most bytes allocated first (requests whose allocations were not sampled last).
+    MostAllocated,
+    LeastAllocated,
 }
 
 impl Sort {
@@ -57,6 +63,10 @@ impl Sort {
             Sort::Fastest => ("r.duration_us", false),
             Sort::MostCpu => ("r.cpu_us", true),
             Sort::LeastCpu => ("r.cpu_us", false),
+            Sort::MostMemory => ("r.rss_peak_bytes", true),
+            Sort::LeastMemory => ("r.rss_peak_bytes", false),
+            Sort::MostAllocated => ("r.alloc_bytes", true),
+            Sort::LeastAllocated => ("r.alloc_bytes", false),
         }
     }
 }
@@ -91,6 +101,10 @@ pub struct RouteRow {
 pub struct RouteSample {
     /// Response times of every request of the route, ascending.
     pub durations_us: Vec<u64>,
+    /// Peak RSS of its requests that have one (schema 12 or later), ascending.
+    pub rss_peak_bytes: Vec<u64>,
+    /// Bytes allocated by its requests whose allocations were sampled, ascending.
+    pub alloc_bytes: Vec<u64>,
     pub errors: u64,
     /// SQL statements its requests ran, and their summed time.
     pub queries: u64,
@@ -288,7 +302,7 @@ impl Store {
                      coalesce(sum(await_us), 0), coalesce(sum(queued_us), 0),
                      coalesce(sum(cpu_us), 0),
                      coalesce(sum(CASE WHEN python_us IS NOT NULL THEN duration_us END), 0),
-                     count(loop_blocked_us)
+                     count(loop_blocked_us), coalesce(sum(gc_us), 0)
                  FROM requests WHERE {conditions}"
             ))
             .and_then(|mut s| {
@@ -304,13 +318,18 @@ impl Store {
                         http_ns: ns(6)?,
                         await_ns: ns(7)?,
                         queued_ns: ns(8)?,
+                        gc_ns: ns(12)?,
                     };
                     Ok((r.get(0)?, breakdown, ns(9)?, r.get(10)?, r.get(11)?))
                 })
             })
             .map_err(|e| self.sql_err(e))?;
+        let rss_peak_bytes = self.memory_column(conditions, &values, "rss_peak_bytes", 0)?;
+        let alloc_bytes = self.memory_column(conditions, &values, "alloc_bytes", -1)?;
         Ok(RouteSample {
             durations_us,
+            rss_peak_bytes,
+            alloc_bytes,
             errors,
             queries,
             db_us,
@@ -321,6 +340,53 @@ impl Store {
             measured_duration_us,
             loop_blocks,
         })
+    }
+
+    /// `column` (a memory column, `none` when not measured) of the
+    /// requests `conditions` select that have one, ascending.
+    fn memory_column(
+        &self,
+        conditions: &str,
+        values: &[Value],
+        column: &str,
+        none: i64,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {column} FROM requests WHERE {conditions} AND {column} > {none}
+                 ORDER BY {column}"
+            ))
+            .and_then(|mut s| {
+                s.query_map(params_from_iter(values.iter()), |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<u64>>>()
+            })
+            .map_err(|e| self.sql_err(e))
+    }
+
+    /// `(process, RSS at the end)` of the endpoint's requests in a report's
+    /// window that have a reading, in the order they started: what a leak
+    /// hint tests for a trend.
+    pub fn window_rss_ends(
+        &self,
+        q: &WindowQuery,
+        endpoint: &Endpoint,
+    ) -> Result<Vec<(i64, u64)>, StoreError> {
+        let (conditions, mut values) = q.conditions();
+        values.push(Value::Text(endpoint.method.clone()));
+        values.push(endpoint.route.clone().map_or(Value::Null, Value::Text));
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT process_id, rss_end_bytes FROM requests
+                 WHERE {conditions} AND method = ? AND route IS ? AND rss_end_bytes > 0
+                 ORDER BY start_ns, id"
+            ))
+            .and_then(|mut s| {
+                s.query_map(params_from_iter(values.iter()), |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<(i64, u64)>>>()
+            })
+            .map_err(|e| self.sql_err(e))
     }
 
     /// The route's slowest requests, slowest first.
@@ -383,6 +449,28 @@ impl Store {
                 "SELECT rs.stack_id, sum(rs.samples)
                  FROM requests r JOIN request_stacks rs ON rs.request_id = r.id
                  WHERE r.method = ?1 AND r.route = ?2 GROUP BY rs.stack_id",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![method, route], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<(i64, u64)>>>()
+            })
+            .map_err(|e| self.sql_err(e))?;
+        stacks_of_leaves(&self.conn, leaves).map_err(|e| self.sql_err(e))
+    }
+
+    /// Where every request of the route allocated, summed: stacks weighed
+    /// in bytes (in `samples`).
+    pub fn route_alloc_stacks(
+        &self,
+        method: &str,
+        route: &str,
+    ) -> Result<Vec<StackCount>, StoreError> {
+        let leaves = self
+            .conn
+            .prepare_cached(
+                "SELECT ra.stack_id, sum(ra.bytes)
+                 FROM requests r JOIN request_alloc_stacks ra ON ra.request_id = r.id
+                 WHERE r.method = ?1 AND r.route = ?2 GROUP BY ra.stack_id",
             )
             .and_then(|mut s| {
                 s.query_map(params![method, route], |r| Ok((r.get(0)?, r.get(1)?)))?

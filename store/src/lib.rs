@@ -40,7 +40,8 @@ pub use probe::{
 };
 pub use prune::{defaults as retention_defaults, Prune, Pruned, Retention};
 pub use read::{
-    Breakdown, CallRow, LoopBlockRow, ProcessRow, QueryRow, RequestQuery, RequestRow, SessionRow,
+    Breakdown, CallRow, LoopBlockRow, MemoryRow, ProcessRow, QueryRow, RequestQuery, RequestRow,
+    SessionRow,
 };
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use window::{
@@ -360,6 +361,12 @@ impl Store {
     /// an unknown request.
     pub fn request_stacks(&self, id: i64) -> Result<Vec<StackCount>, StoreError> {
         read::request_stacks(&self.conn, id).map_err(|e| self.sql_err(e))
+    }
+
+    /// Where the request allocated: stacks weighed in bytes (in `samples`);
+    /// empty when its allocations were not sampled.
+    pub fn request_alloc_stacks(&self, id: i64) -> Result<Vec<StackCount>, StoreError> {
+        read::request_alloc_stacks(&self.conn, id).map_err(|e| self.sql_err(e))
     }
 
     /// The SQL statements the request ran, in the order they started. Empty

@@ -61,6 +61,33 @@ pub struct RequestRow {
     /// Its end never came (its process was killed mid-request, or recording
     /// stopped first): kept with the samples taken so far.
     pub incomplete: bool,
+    /// The process's resident memory around it.
+    pub memory: MemoryRow,
+}
+
+/// A request's memory figures as stored (see [`timeglass_model::Memory`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct MemoryRow {
+    /// The app process's RSS at the reading nearest the request's start,
+    /// nearest its end, and the highest in between; `None` when the
+    /// recorder read none (requests recorded before schema 12).
+    pub rss_start_bytes: Option<u64>,
+    pub rss_end_bytes: Option<u64>,
+    pub rss_peak_bytes: Option<u64>,
+    /// Bytes it allocated, estimated from sampled allocations; `None` when
+    /// its process did not sample them.
+    pub alloc_bytes: Option<u64>,
+    /// Garbage collections on its threads while they ran it, and their
+    /// summed pause (0 for requests recorded before schema 12).
+    pub gc_collections: u64,
+    pub gc_pause_ms: f64,
+}
+
+impl MemoryRow {
+    /// RSS at the end minus RSS at the start, when both were read.
+    pub fn rss_delta_bytes(&self) -> Option<i64> {
+        Some(self.rss_end_bytes? as i64 - self.rss_start_bytes? as i64)
+    }
 }
 
 impl RequestRow {
@@ -93,6 +120,8 @@ pub struct Breakdown {
     pub await_ms: f64,
     /// Ready, but the event loop was busy or no worker thread was free.
     pub queued_ms: f64,
+    /// Garbage collection, timed by the marker (schema 12; 0 before).
+    pub gc_ms: f64,
 }
 
 impl Breakdown {
@@ -107,12 +136,13 @@ impl Breakdown {
             http_ms: ms(b.http_ns),
             await_ms: ms(b.await_ns),
             queued_ms: ms(b.queued_ns),
+            gc_ms: ms(b.gc_ns),
         }
     }
 
-    /// Python and native code on a CPU.
+    /// Python and native code on a CPU, garbage collection included.
     pub fn cpu_ms(&self) -> f64 {
-        self.python_ms + self.native_ms
+        self.python_ms + self.native_ms + self.gc_ms
     }
 
     /// Every category summed.
@@ -122,10 +152,11 @@ impl Breakdown {
 
     /// `(name, label, ms)` in the order pages and the CLI show them: on a
     /// CPU first, then off it, then waiting to run.
-    pub fn categories(&self) -> [(&'static str, &'static str, f64); 8] {
+    pub fn categories(&self) -> [(&'static str, &'static str, f64); 9] {
         [
             ("python", "Python (CPU)", self.python_ms),
             ("native", "native, off the GIL (CPU)", self.native_ms),
+            ("gc", "garbage collection (CPU)", self.gc_ms),
             ("gil_wait", "waiting for the GIL", self.gil_wait_ms),
             ("blocked", "blocked (sleep, I/O, locks)", self.blocked_ms),
             ("sql", "awaiting SQL", self.sql_ms),
@@ -255,7 +286,8 @@ pub(crate) const REQUEST_COLUMNS: &str =
     r.n_plus_one_caller,
     r.python_us, r.native_us, r.blocked_us, r.gil_wait_us, r.sql_wait_us, r.http_wait_us,
     r.await_us, r.queued_us, r.cpu_us, r.loop_blocked_us, r.loop_block_start_ns,
-    r.loop_block_line, r.loop_block_delayed, r.incomplete
+    r.loop_block_line, r.loop_block_delayed, r.rss_start_bytes, r.rss_end_bytes, r.rss_peak_bytes,
+    r.gc_us, r.gc_collections, r.gc_pause_us, r.alloc_bytes, r.incomplete
     FROM requests r JOIN processes p ON p.id = r.process_id";
 
 pub(crate) fn request_row(row: &Row<'_>) -> rusqlite::Result<RequestRow> {
@@ -308,7 +340,23 @@ pub(crate) fn request_row(row: &Row<'_>) -> rusqlite::Result<RequestRow> {
         cpu_ms,
         breakdown,
         loop_block: loop_block(row, start_ns)?,
-        incomplete: row.get(39)?,
+        incomplete: row.get(46)?,
+        memory: memory(row)?,
+    })
+}
+
+/// Columns 39-41 and 43-44; `None` when nothing was read (stored as 0).
+fn memory(row: &Row<'_>) -> rusqlite::Result<MemoryRow> {
+    let bytes = |at: usize| -> rusqlite::Result<Option<u64>> {
+        Ok(row.get::<_, Option<u64>>(at)?.filter(|b| *b > 0))
+    };
+    Ok(MemoryRow {
+        rss_start_bytes: bytes(39)?,
+        rss_end_bytes: bytes(40)?,
+        rss_peak_bytes: bytes(41)?,
+        gc_collections: row.get(43)?,
+        gc_pause_ms: row.get::<_, u64>(44)? as f64 / 1e3,
+        alloc_bytes: u64::try_from(row.get::<_, i64>(45)?).ok(),
     })
 }
 
@@ -329,6 +377,7 @@ fn breakdown(row: &Row<'_>) -> rusqlite::Result<Option<Breakdown>> {
         http_ms: ms(31)?,
         await_ms: ms(32)?,
         queued_ms: ms(33)?,
+        gc_ms: ms(42)?,
     }))
 }
 
@@ -524,11 +573,18 @@ pub fn sessions(conn: &Connection) -> rusqlite::Result<Vec<SessionRow>> {
 
 /// Leaf ids with their samples, for one id parameter (`?1`).
 const REQUEST_LEAVES: &str = "SELECT stack_id, samples FROM request_stacks WHERE request_id = ?1";
+const REQUEST_ALLOC_LEAVES: &str =
+    "SELECT stack_id, bytes FROM request_alloc_stacks WHERE request_id = ?1";
 const OUTSIDE_LEAVES: &str =
     "SELECT stack_id, sum(samples) FROM outside_stacks WHERE session_id = ?1 GROUP BY stack_id";
 
 pub fn request_stacks(conn: &Connection, request: i64) -> rusqlite::Result<Vec<StackCount>> {
     stacks(conn, REQUEST_LEAVES, request)
+}
+
+/// Where the request allocated: stacks weighed in bytes (`samples` holds bytes).
+pub fn request_alloc_stacks(conn: &Connection, request: i64) -> rusqlite::Result<Vec<StackCount>> {
+    stacks(conn, REQUEST_ALLOC_LEAVES, request)
 }
 
 /// Summed over the session's processes.

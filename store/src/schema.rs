@@ -13,7 +13,7 @@ pub const APPLICATION_ID: i32 = i32::from_be_bytes(*b"TmGl");
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
 
 /// Version 11: how a recording ended when it did not end cleanly.
 ///
@@ -36,6 +36,44 @@ ALTER TABLE sessions ADD COLUMN lost_requests INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE requests ADD COLUMN incomplete INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX sessions_unended ON sessions(id) WHERE ended_at IS NULL;
 CREATE INDEX requests_incomplete ON requests(session_id) WHERE incomplete;
+";
+
+/// Version 12: each request's memory.
+///
+/// `rss_start_bytes`, `rss_end_bytes` and `rss_peak_bytes` are the app
+/// process's resident memory at the recorder's readings nearest the
+/// request's start and end and the highest in between; 0 when nothing was
+/// read (rows of earlier versions too: a live process never has 0 bytes
+/// resident), so sorting by them pages through every row.
+/// `requests_by_rss_peak` serves the list sorted by peak RSS.
+///
+/// `gc_collections` and `gc_pause_us` are the garbage collections that ran
+/// on the request's threads while they ran it and their summed pause;
+/// `gc_us` is the part of the pause within the response time, a category
+/// of the time breakdown beside `python_us` (whose samples no longer count
+/// it). All three are 0 for requests recorded before.
+///
+/// `alloc_bytes` is what the request allocated, estimated from the
+/// marker's sampled allocations (`timeglass run --memory`), -1 when its
+/// process did not sample them; `request_alloc_stacks` is where, in bytes
+/// per stack (the trie of `stacks`, as `request_stacks`).
+/// `requests_by_alloc` serves the list sorted by it.
+const V12: &str = "
+ALTER TABLE requests ADD COLUMN alloc_bytes INTEGER NOT NULL DEFAULT -1;
+CREATE INDEX requests_by_alloc ON requests(alloc_bytes);
+CREATE TABLE request_alloc_stacks (
+    request_id INTEGER NOT NULL REFERENCES requests(id),
+    stack_id   INTEGER NOT NULL,
+    bytes      INTEGER NOT NULL,
+    PRIMARY KEY (request_id, stack_id)
+) WITHOUT ROWID;
+ALTER TABLE requests ADD COLUMN rss_start_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN rss_end_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN rss_peak_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN gc_us INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN gc_collections INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN gc_pause_us INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX requests_by_rss_peak ON requests(rss_peak_bytes);
 ";
 
 /// Version 10: what `timeglass baseline` and `timeglass compare` need.
@@ -705,6 +743,7 @@ mod tests {
             (old.cpu_ms, old.breakdown, old.loop_block),
             (None, None, None)
         );
+        assert_eq!(old.memory, crate::MemoryRow::default(), "no RSS read");
 
         let mut store = Store::open(&path).unwrap();
         let mut new = ProfiledRequest::new(Request {
@@ -721,6 +760,12 @@ mod tests {
             ..TimeBreakdown::default()
         };
         new.cpu_ns = 4_200_000;
+        new.memory = timeglass_model::Memory {
+            rss_start_bytes: Some(80 << 20),
+            rss_end_bytes: Some(81 << 20),
+            rss_peak_bytes: Some(99 << 20),
+            ..Default::default()
+        };
         new.loop_block = Some(LoopBlock {
             blocked_ns: 4_000_000,
             start_ns: 2_001_000_000,
@@ -737,6 +782,10 @@ mod tests {
             .unwrap();
         let new = store.request(2).unwrap().unwrap();
         assert_eq!(new.cpu_ms, Some(4.2));
+        assert_eq!(
+            (new.memory.rss_peak_bytes, new.memory.rss_delta_bytes()),
+            (Some(99 << 20), Some(1 << 20))
+        );
         let b = new.breakdown.unwrap();
         assert_eq!((b.python_ms, b.blocked_ms, b.total_ms()), (4.0, 6.0, 10.0));
         let block = new.loop_block.unwrap();

@@ -171,6 +171,16 @@ pub fn write_batch(
             let stack = interner.shared_stack_id(&tx, &counted.stack)?;
             insert.execute(params![id, stack, counted.samples])?;
         }
+        drop(insert);
+        let mut allocs = tx.prepare_cached(
+            "INSERT INTO request_alloc_stacks (request_id, stack_id, bytes) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO UPDATE SET bytes = bytes + excluded.bytes",
+        )?;
+        for counted in &request.alloc_stacks {
+            let stack = interner.stack_id(&tx, &counted.stack)?;
+            allocs.execute(params![id, stack, counted.samples])?;
+        }
+        drop(allocs);
         insert_queries(&tx, interner, id, &request.queries)?;
         insert_calls(&tx, interner, id, &request.calls)?;
     }
@@ -213,6 +223,7 @@ fn insert_request(
     let r = &profiled.request;
     let b = &profiled.breakdown;
     let block = profiled.loop_block.as_ref();
+    let m = &profiled.memory;
     let started_at = rfc3339_ms(clock.unix_ns_at(r.start_ns));
     conn.prepare_cached(
         "INSERT INTO requests (session_id, process_id, marker_id, method, path, route, status,
@@ -221,10 +232,11 @@ fn insert_request(
              queries, db_us, calls, http_us, n_plus_one_count, n_plus_one_sql, n_plus_one_caller,
              python_us, native_us, blocked_us, gil_wait_us, sql_wait_us, http_wait_us, await_us,
              queued_us, cpu_us, loop_blocked_us, loop_block_start_ns, loop_block_line,
-             loop_block_delayed, incomplete)
+             loop_block_delayed, rss_start_bytes, rss_end_bytes, rss_peak_bytes, gc_us,
+             gc_collections, gc_pause_us, alloc_bytes, incomplete)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
              ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35,
-             ?36, ?37, ?38, ?39)",
+             ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44, ?45, ?46)",
     )?
     .execute(params![
         session,
@@ -265,6 +277,14 @@ fn insert_request(
         block.map(|l| l.start_ns),
         block.and_then(|l| l.line.as_ref()),
         block.map(|l| serde_json::to_string(&l.delayed).expect("integers serialize")),
+        m.rss_start_bytes.unwrap_or(0),
+        m.rss_end_bytes.unwrap_or(0),
+        m.rss_peak_bytes.unwrap_or(0),
+        us(b.gc_ns),
+        m.gc_collections,
+        us(m.gc_pause_ns),
+        m.alloc_bytes
+            .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
         profiled.incomplete,
     ])?;
     Ok(conn.last_insert_rowid())

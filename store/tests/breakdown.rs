@@ -33,6 +33,7 @@ fn breakdown_cpu_and_loop_block_round_trip() {
         http_ns: 15 * MS,
         await_ns: 8 * MS,
         queued_ns: 4 * MS,
+        gc_ns: 1_500_000,
     };
     r.cpu_ns = 34 * MS + 999;
     r.loop_block = Some(LoopBlock {
@@ -64,9 +65,10 @@ fn breakdown_cpu_and_loop_block_round_trip() {
             http_ms: 15.0,
             await_ms: 8.0,
             queued_ms: 4.0,
+            gc_ms: 1.5,
         }
     );
-    assert!((b.cpu_ms() - 35.123).abs() < 1e-9);
+    assert!((b.cpu_ms() - 36.623).abs() < 1e-9);
     let block = row.loop_block.as_ref().unwrap();
     assert_eq!((block.blocked_ms, block.start_ms), (84.0, 3.0));
     assert_eq!(block.line.as_deref(), Some("app.py:31 in handler"));

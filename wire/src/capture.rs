@@ -191,6 +191,49 @@ impl Call {
     }
 }
 
+/// A sampled allocation (kind 7): the bytes the thread allocated since its
+/// previous sample, charged to the stack that made the allocation that
+/// crossed the sampling point and to the request in the thread's slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alloc {
+    pub request_id: u64,
+    pub tid: u32,
+    pub ts_ns: u64,
+    pub bytes: u64,
+    pub stack: StackRef,
+}
+
+impl Alloc {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        let flags = if self.stack.frames.is_some() {
+            HAS_FRAMES
+        } else {
+            0
+        };
+        out.extend_from_slice(&flags.to_le_bytes());
+        out.extend_from_slice(&self.request_id.to_le_bytes());
+        out.extend_from_slice(&self.tid.to_le_bytes());
+        out.extend_from_slice(&self.ts_ns.to_le_bytes());
+        out.extend_from_slice(&self.bytes.to_le_bytes());
+        out.extend_from_slice(&self.stack.id.to_le_bytes());
+        put_frames(out, self.stack.frames.as_deref());
+    }
+
+    pub(crate) fn decode(r: &mut Cursor<'_>) -> Result<Alloc, DecodeError> {
+        let flags = r.u32()?;
+        Ok(Alloc {
+            request_id: r.u64()?,
+            tid: r.u32()?,
+            ts_ns: r.u64()?,
+            bytes: r.u64()?,
+            stack: StackRef {
+                id: r.u64()?,
+                frames: get_frames(r, flags)?,
+            },
+        })
+    }
+}
+
 fn put_frames(out: &mut Vec<u8>, frames: Option<&[StackFrame]>) {
     let Some(frames) = frames else {
         return;
@@ -309,6 +352,19 @@ mod tests {
                 error: error.map(Into::into),
                 library: "httpx".into(),
                 stack: StackRef { id: 2, frames },
+            }));
+        }
+    }
+
+    #[test]
+    fn allocations_round_trip_with_and_without_frames() {
+        for frames in [Some(frames()), None] {
+            round_trip(Event::Alloc(Alloc {
+                request_id: 4,
+                tid: 99,
+                ts_ns: 1234,
+                bytes: 600_000,
+                stack: StackRef { id: 7, frames },
             }));
         }
     }

@@ -22,6 +22,9 @@ pub const CONTEXT: &str = "TIMEGLASS_CONTEXT";
 /// Set to `0` to turn off capturing SQL statements and outgoing HTTP calls
 /// (requests are still recorded). On by default.
 pub const CAPTURE: &str = "TIMEGLASS_CAPTURE";
+/// Set to `1` by `timeglass run --memory`: the marker samples the app's
+/// allocations (bytes allocated per request and where). Off otherwise.
+pub const MEMORY: &str = "TIMEGLASS_MEMORY";
 /// Set to `0` by `timeglass run --no-sql-params`: statements are captured
 /// without their parameters.
 pub const SQL_PARAMS: &str = "TIMEGLASS_SQL_PARAMS";

@@ -4,7 +4,7 @@
 //! bytes. New kinds get new numbers; a reader skips kinds it does not know.
 //! The SQL and HTTP-call events are in `capture.rs`.
 
-use crate::capture::{Call, Query};
+use crate::capture::{Alloc, Call, Query};
 
 /// Longest string stored in an event; longer ones are cut at a char boundary.
 pub const MAX_STRING_BYTES: usize = 8 * 1024;
@@ -35,6 +35,19 @@ const KIND_REQUEST_END: u16 = 2;
 const KIND_QUERY: u16 = 3;
 const KIND_CALL: u16 = 4;
 const KIND_REQUEST_CONTEXT: u16 = 5;
+const KIND_GC: u16 = 6;
+const KIND_ALLOC: u16 = 7;
+
+/// One garbage collection that ran on a thread while it ran a request
+/// (the marker's `gc.callbacks` entry: from `start` to `stop`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gc {
+    pub request_id: u64,
+    /// Native thread id of the thread that collected.
+    pub tid: u32,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
 
 /// A request entered the app.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +104,10 @@ pub enum Event {
     /// An outgoing HTTP call a request made.
     Call(Call),
     RequestContext(RequestContext),
+    /// A garbage collection a request paid for.
+    Gc(Gc),
+    /// A sampled allocation.
+    Alloc(Alloc),
     /// A kind this reader does not know (written by a newer marker).
     Unknown(u16),
 }
@@ -143,6 +160,17 @@ impl Event {
                 c.encode(out);
                 KIND_CALL
             }
+            Event::Gc(g) => {
+                out.extend_from_slice(&g.request_id.to_le_bytes());
+                out.extend_from_slice(&g.tid.to_le_bytes());
+                out.extend_from_slice(&g.start_ns.to_le_bytes());
+                out.extend_from_slice(&g.end_ns.to_le_bytes());
+                KIND_GC
+            }
+            Event::Alloc(a) => {
+                a.encode(out);
+                KIND_ALLOC
+            }
             Event::Unknown(kind) => *kind,
         }
     }
@@ -179,6 +207,13 @@ impl Event {
             }),
             KIND_QUERY => Event::Query(Query::decode(&mut r)?),
             KIND_CALL => Event::Call(Call::decode(&mut r)?),
+            KIND_ALLOC => Event::Alloc(Alloc::decode(&mut r)?),
+            KIND_GC => Event::Gc(Gc {
+                request_id: r.u64()?,
+                tid: r.u32()?,
+                start_ns: r.u64()?,
+                end_ns: r.u64()?,
+            }),
             other => Event::Unknown(other),
         })
     }
@@ -340,6 +375,21 @@ mod tests {
         assert_eq!(back.body_bytes, (MAX_BODY_BYTES * 2) as u64);
         assert!(back.headers.len() < 17 && back.headers.len() > 10);
         assert!(buf.len() < crate::MAX_RECORD_BYTES);
+    }
+
+    #[test]
+    fn round_trips_a_collection() {
+        let event = Event::Gc(Gc {
+            request_id: 3,
+            tid: 77,
+            start_ns: 1_000,
+            end_ns: 1_450,
+        });
+        let mut buf = Vec::new();
+        let kind = event.encode(&mut buf);
+        assert_eq!(buf.len(), 28, "fits one ring slot's payload");
+        assert_eq!(Event::decode(kind, &buf).unwrap(), event);
+        assert!(Event::decode(kind, &buf[..20]).is_err());
     }
 
     #[test]

@@ -34,12 +34,12 @@ mod scopes;
 mod slots;
 
 pub use capture::{
-    frame_bytes, Call, Query, StackFrame, StackRef, MAX_ERROR_BYTES, MAX_PARAMS_BYTES,
+    frame_bytes, Alloc, Call, Query, StackFrame, StackRef, MAX_ERROR_BYTES, MAX_PARAMS_BYTES,
     MAX_SQL_BYTES, MAX_STACK_BYTES,
 };
 pub use clock::monotonic_ns;
 pub use event::{
-    truncate_str, DecodeError, Event, RequestContext, RequestEnd, RequestStart, END_CANCELLED,
+    truncate_str, DecodeError, Event, Gc, RequestContext, RequestEnd, RequestStart, END_CANCELLED,
     END_ERROR, END_NO_RESPONSE, MAX_BODY_BYTES, MAX_HEADER_BYTES, PHASE_HANDLER, PHASE_REQUEST,
     PHASE_RESPONSE,
 };

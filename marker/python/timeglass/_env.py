@@ -19,6 +19,8 @@ PYTHON_PACKAGE: Final = "TIMEGLASS_PYTHON_PACKAGE"
 CONTEXT: Final = "TIMEGLASS_CONTEXT"
 #: ``0``: SQL statements and outgoing HTTP calls are not captured.
 CAPTURE: Final = "TIMEGLASS_CAPTURE"
+#: ``1`` (``timeglass run --memory``): allocations are sampled per request.
+MEMORY: Final = "TIMEGLASS_MEMORY"
 #: ``0`` (``timeglass run --no-sql-params``): statements are captured without parameters.
 SQL_PARAMS: Final = "TIMEGLASS_SQL_PARAMS"
 #: ``0``: the middleware starts no recorder of its own (``timeglass run`` or ``attach`` record).

@@ -25,6 +25,9 @@ __all__ = [
     "call_end",
     "configure_capture",
     "current_request",
+    "gc_callback",
+    "memory_sampling",
+    "memory_stop",
     "query_begin",
     "query_end",
     "start",
@@ -147,3 +150,6 @@ def call_end(
     error: BaseException | None = None,
     outer: object = None,
 ) -> None: ...
+def gc_callback(phase: object, _info: object) -> None: ...
+def memory_sampling() -> bool: ...
+def memory_stop() -> None: ...

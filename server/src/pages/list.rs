@@ -26,6 +26,8 @@ struct RequestsTemplate<'a> {
     duration_sort: &'a str,
     time_sort: &'a str,
     cpu_sort: &'a str,
+    memory_sort: &'a str,
+    alloc_sort: &'a str,
     rows: &'a str,
     empty: &'a str,
     pager: &'a str,
@@ -107,6 +109,8 @@ fn requests_page(params: &ListParams, view: &ListView<'_>, token: &str) -> Html<
         duration_sort: duration_sort_link(params).as_str(),
         time_sort: time_sort_link(params).as_str(),
         cpu_sort: cpu_sort_link(params).as_str(),
+        memory_sort: memory_sort_link(params).as_str(),
+        alloc_sort: alloc_sort_link(params).as_str(),
         rows: &lines,
         empty: &empty_list(params, rows),
         pager: &pager(params, next),
@@ -200,6 +204,22 @@ fn cpu_sort_link(params: &ListParams) -> String {
     let next = match params.sort_name() {
         "-cpu" => "cpu",
         _ => "-cpu",
+    };
+    with_sort(params, next)
+}
+
+fn memory_sort_link(params: &ListParams) -> String {
+    let next = match params.sort_name() {
+        "-memory" => "memory",
+        _ => "-memory",
+    };
+    with_sort(params, next)
+}
+
+fn alloc_sort_link(params: &ListParams) -> String {
+    let next = match params.sort_name() {
+        "-allocated" => "allocated",
+        _ => "-allocated",
     };
     with_sort(params, next)
 }

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod compare_requests;
 pub mod io;
 pub mod list;
+pub mod memory;
 pub mod report;
 pub mod request;
 pub mod route;
@@ -131,6 +132,8 @@ pub fn request_line(r: &RequestRow, p95: &RouteP95) -> String {
          <td class=\"num queries\">{queries}</td>\
          <td class=\"num db\">{db}</td>\
          <td class=\"num cpu\">{cpu}</td>\
+         <td class=\"num mem\">{memory}</td>\
+         <td class=\"num alloc\">{allocated}</td>\
          <td class=\"num muted\">{samples}</td></tr>\n",
         classes = classes.join(" "),
         id = r.id,
@@ -145,6 +148,8 @@ pub fn request_line(r: &RequestRow, p95: &RouteP95) -> String {
         queries = queries_cell(r),
         db = db_cell(r),
         cpu = cpu_cell(r),
+        memory = memory::list_cell(r),
+        allocated = memory::alloc_cell(r),
         samples = r.samples,
     )
 }

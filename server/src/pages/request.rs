@@ -217,6 +217,15 @@ fn summary(d: &RequestDetail) -> String {
         };
         tiles.push(tile("CPU", &ms(cpu), &note));
     }
+    if let Some((value, note)) = super::memory::summary(&r.memory) {
+        tiles.push(tile("Peak memory", &value, &note));
+    }
+    if let Some((value, note)) = super::memory::alloc_summary(&r.memory) {
+        tiles.push(tile("Allocated", &value, &note));
+    }
+    if let Some((value, note)) = super::memory::gc_summary(&r.memory) {
+        tiles.push(tile("GC pause", &value, &note));
+    }
     tiles.push(tile(
         "Samples",
         &r.samples.to_string(),
@@ -547,6 +556,7 @@ mod tests {
             breakdown: None,
             loop_block: None,
             incomplete: false,
+            memory: Default::default(),
         }
     }
 

@@ -9,7 +9,8 @@ use serde::Serialize;
 use timeglass_store::{local_time, Endpoint, RequestRow, RouteMatch, RouteRow, Store};
 
 use crate::error::AppError;
-use crate::html::{count, escape, ms, page, query_value, render, route_href};
+use crate::html::{bytes, count, escape, ms, page, query_value, render, route_href};
+use crate::leak::LeakHint;
 use crate::pages::report::{filter_query, filters, route_charts};
 use crate::pages::request::flame_section;
 use crate::pages::time::route_breakdown;
@@ -34,6 +35,7 @@ struct RouteTemplate<'a> {
     breakdown: &'a str,
     flame: &'a str,
     slowest: &'a str,
+    leak: &'a str,
 }
 
 #[derive(Template)]
@@ -57,6 +59,8 @@ pub struct RouteDetail {
     /// `None` when the route has no request in that session and range.
     pub stats: Option<RouteStats>,
     pub slowest: Vec<RequestRow>,
+    /// Set when the process's RSS at the end of its requests keeps climbing.
+    pub leak: Option<LeakHint>,
 }
 
 impl RouteDetail {
@@ -90,12 +94,19 @@ impl RouteDetail {
                     session: Some(session),
                     stats: None,
                     slowest: Vec::new(),
+                    leak: None,
                 })
             }
             Err(e) => return Err(e.into()),
         };
         let sample = store.window_sample(&sel.query, &endpoint)?;
+        let ends = store.window_rss_ends(&sel.query, &endpoint)?;
+        let leak = match ends.len() >= crate::leak::MIN_REQUESTS {
+            true => crate::leak::hint(&ends, &store.route_alloc_stacks(method, route)?),
+            false => None,
+        };
         Ok(RouteDetail {
+            leak,
             method: method.to_string(),
             route: route.to_string(),
             session: Some(sel.session.id.0),
@@ -256,6 +267,14 @@ fn tiles(stats: Option<&RouteStats>) -> String {
         ("DB time share", format!("{:.0}%", s.db_share * 100.0)),
         ("CPU / request", s.avg_cpu_ms.map_or("—".to_string(), ms)),
         (
+            "Peak RSS",
+            s.rss_peak.map_or("—".to_string(), |r| bytes(r.avg as u64)),
+        ),
+        (
+            "Allocated / request",
+            s.alloc.map_or("—".to_string(), |r| bytes(r.avg as u64)),
+        ),
+        (
             "Blocked the loop",
             match s.loop_blocks {
                 0 => "0".to_string(),
@@ -279,6 +298,14 @@ fn tiles(stats: Option<&RouteStats>) -> String {
             "Blocked the loop" => {
                 "<div class=\"note\">held it without yielding</div>".to_string()
             }
+            "Peak RSS" => super::memory::spread_note(
+                s.rss_peak.as_ref(),
+                "The app process's highest resident memory while each request ran",
+            ),
+            "Allocated / request" => super::memory::spread_note(
+                s.alloc.as_ref(),
+                "Bytes each request allocated, from sampled allocations (timeglass run --memory)",
+            ),
             _ => String::new(),
         };
         format!("<div class=\"tile\"><div class=\"label\">{label}</div><div class=\"value\">{value}</div>{note}</div>")
@@ -328,6 +355,7 @@ fn route_page(
         ),
         flame: &flame_section(profile, &profile_api),
         slowest: &slowest,
+        leak: &super::memory::leak_card(d.leak.as_ref()),
     });
     page(&title, "routes", &body)
 }

@@ -14,6 +14,7 @@ fn class_of(key: &str) -> &'static str {
     match key {
         "python" => "tb-python",
         "native" => "tb-native",
+        "gc" => "tb-gc",
         "gil_wait" => "tb-gil",
         "blocked" => "tb-blocked",
         "sql" => "tb-sql",

@@ -1,0 +1,157 @@
+//! Each request's resident memory, from the recorder's readings of the
+//! process's RSS: the reading nearest its start, the one nearest its end,
+//! and the highest in between.
+//!
+//! Readings arrive in time order per process (one reader per process), a
+//! little ahead of or behind the marker's events; they are kept until no
+//! pending request of the process can need them.
+
+use std::collections::{HashMap, VecDeque};
+
+use timeglass_model::Memory;
+
+/// Readings are kept this long before the oldest pending request's start,
+/// so a request whose start event comes late still finds one before it.
+const KEEP_BEFORE_NS: u64 = 1_000_000_000;
+
+/// At most this many readings per process (about 80 minutes at 200 Hz): a
+/// request that never ends must not make the join grow without bound.
+const MAX_READINGS: usize = 1 << 20;
+
+#[derive(Default)]
+pub(crate) struct Readings {
+    by_pid: HashMap<u32, VecDeque<(u64, u64)>>,
+}
+
+impl Readings {
+    /// One reading: process `pid` had `bytes` resident at `ts_ns`.
+    pub(crate) fn push(&mut self, pid: u32, ts_ns: u64, bytes: u64) {
+        let readings = self.by_pid.entry(pid).or_default();
+        if readings.back().is_some_and(|&(last, _)| ts_ns < last) {
+            return;
+        }
+        if readings.len() >= MAX_READINGS {
+            readings.pop_front();
+        }
+        readings.push_back((ts_ns, bytes));
+    }
+
+    /// The memory of a request of `pid` that ran over `[start_ns, end_ns]`.
+    pub(crate) fn of(&self, pid: u32, start_ns: u64, end_ns: u64) -> Memory {
+        let Some(readings) = self.by_pid.get(&pid).filter(|r| !r.is_empty()) else {
+            return Memory::default();
+        };
+        // Index of the first reading after `t`.
+        let after = |t: u64| readings.partition_point(|&(ts, _)| ts <= t);
+        let first_after_start = after(start_ns);
+        let start = first_after_start.saturating_sub(1);
+        let first_after_end = after(end_ns);
+        let last_before_end = first_after_end.checked_sub(1);
+        let end = if first_after_end < readings.len() {
+            first_after_end
+        } else {
+            last_before_end.unwrap_or(0)
+        };
+        let (from, to) = (start.min(end), start.max(end));
+        let peak = readings.range(from..=to).map(|&(_, b)| b).max();
+        Memory {
+            rss_start_bytes: Some(readings[start].1),
+            rss_end_bytes: Some(readings[end].1),
+            rss_peak_bytes: peak,
+            ..Memory::default()
+        }
+    }
+
+    /// Drops the readings of `pid` older than [`KEEP_BEFORE_NS`] before
+    /// `oldest_ns` (the oldest start a pending request of it still has, or
+    /// now when none is pending), keeping the last one before it.
+    pub(crate) fn trim(&mut self, pid: u32, oldest_ns: u64) {
+        let Some(readings) = self.by_pid.get_mut(&pid) else {
+            return;
+        };
+        let keep_from = oldest_ns.saturating_sub(KEEP_BEFORE_NS);
+        while readings.len() > 1 && readings[1].0 <= keep_from {
+            readings.pop_front();
+        }
+    }
+
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.by_pid.keys().copied().collect()
+    }
+
+    pub(crate) fn forget(&mut self, pid: u32) {
+        self.by_pid.remove(&pid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+    const MIB: u64 = 1 << 20;
+
+    fn readings(points: &[(u64, u64)]) -> Readings {
+        let mut r = Readings::default();
+        for &(ms, mib) in points {
+            r.push(1, ms * MS, mib * MIB);
+        }
+        r
+    }
+
+    #[test]
+    fn start_end_and_peak_come_from_the_readings_around_the_request() {
+        let r = readings(&[(0, 10), (5, 12), (10, 30), (15, 20), (20, 21), (25, 5)]);
+        let m = r.of(1, 7 * MS, 17 * MS);
+        assert_eq!(
+            m.rss_start_bytes,
+            Some(12 * MIB),
+            "last reading before the start"
+        );
+        assert_eq!(
+            m.rss_end_bytes,
+            Some(21 * MIB),
+            "first reading after the end"
+        );
+        assert_eq!(m.rss_peak_bytes, Some(30 * MIB));
+        assert_eq!(
+            r.of(2, 7 * MS, 17 * MS),
+            Memory::default(),
+            "another process"
+        );
+    }
+
+    #[test]
+    fn a_request_at_the_edges_of_the_readings_takes_the_nearest() {
+        let r = readings(&[(10, 10), (15, 12)]);
+        let before = r.of(1, 2 * MS, 4 * MS);
+        assert_eq!(
+            (
+                before.rss_start_bytes,
+                before.rss_end_bytes,
+                before.rss_peak_bytes
+            ),
+            (Some(10 * MIB), Some(10 * MIB), Some(10 * MIB))
+        );
+        let after = r.of(1, 20 * MS, 30 * MS);
+        assert_eq!(
+            (
+                after.rss_start_bytes,
+                after.rss_end_bytes,
+                after.rss_peak_bytes
+            ),
+            (Some(12 * MIB), Some(12 * MIB), Some(12 * MIB))
+        );
+    }
+
+    #[test]
+    fn trimming_keeps_the_last_reading_before_what_is_still_needed() {
+        let mut r = readings(&[(0, 1), (500, 2), (1500, 3), (2500, 4)]);
+        r.trim(1, 2000 * MS);
+        let m = r.of(1, 2000 * MS, 2600 * MS);
+        assert_eq!(m.rss_start_bytes, Some(3 * MIB));
+        assert_eq!(r.by_pid[&1].len(), 3, "{:?}", r.by_pid[&1]);
+        r.push(1, 100 * MS, 9 * MIB);
+        assert_eq!(r.by_pid[&1].len(), 3, "a reading out of order is dropped");
+    }
+}
