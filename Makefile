@@ -164,7 +164,48 @@ check-pythons:
 # --- checks ------------------------------------------------------------------
 
 .PHONY: test
-test: check-pythons lint-rust test-rust lint-python test-python test-matrix
+test: check-pythons lint-rust test-rust fuzz-smoke lint-python test-python test-matrix
+
+# --- fuzzing -------------------------------------------------------------------
+# libFuzzer targets in fuzz/ (their own crate, outside the workspace), built with
+# nightly and sanitizer-coverage flags as cargo-fuzz would, into target/fuzz.
+# `make fuzz-smoke` runs each over its committed corpus (fuzz/corpus/NAME) for
+# FUZZ_SECONDS; `make fuzz FUZZ_TARGET=ring_reader FUZZ_SECONDS=3600` runs one for
+# long, adding what it finds to the corpus. New inputs of a smoke run go to a
+# scratch directory, so the committed corpus does not change under `make test`.
+FUZZ_TARGETS := event_decode ring_reader store_corrupt walker
+FUZZ_SECONDS ?= 20
+FUZZ_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+FUZZ_BIN := target/fuzz/$(FUZZ_TRIPLE)/release
+FUZZ_FLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+	-Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
+	-Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares \
+	--cfg fuzzing -Cdebug-assertions -Coverflow-checks
+
+.PHONY: fuzz-build
+fuzz-build: venv
+	@rustup toolchain list | grep -q '^nightly' || { \
+		echo "error: the fuzz targets need a nightly toolchain: rustup toolchain install nightly" >&2; exit 1; }
+	cd fuzz && CARGO_TARGET_DIR=$(abspath target/fuzz) RUSTFLAGS="$(FUZZ_FLAGS)" \
+		cargo +nightly build --release --target $(FUZZ_TRIPLE) --bins $(LOCKED)
+
+.PHONY: fuzz-smoke
+fuzz-smoke: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+		scratch=$$(mktemp -d); \
+		echo "=== fuzz $$t for $(FUZZ_SECONDS) s over fuzz/corpus/$$t"; \
+		$(FUZZ_BIN)/$$t $$scratch fuzz/corpus/$$t -max_total_time=$(FUZZ_SECONDS) \
+			-timeout=10 -artifact_prefix=$$scratch/ -print_final_stats=1 2>&1 \
+			| grep -E 'stat::number_of_executed_units|ERROR|panicked|SUMMARY' ; \
+		code=$${PIPESTATUS[0]}; \
+		if [ $$code -ne 0 ]; then echo "error: fuzz target $$t failed; the input is in $$scratch" >&2; exit 1; fi; \
+		rm -rf $$scratch; \
+	done
+
+.PHONY: fuzz
+fuzz: fuzz-build
+	$(FUZZ_BIN)/$(FUZZ_TARGET) fuzz/corpus/$(FUZZ_TARGET) -max_total_time=$(FUZZ_SECONDS) \
+		-timeout=10 -artifact_prefix=fuzz/ -print_final_stats=1
 
 .PHONY: lint-rust
 lint-rust: venv

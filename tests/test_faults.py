@@ -100,8 +100,9 @@ def test_app_killed_with_requests_in_flight(ctx: TestContext) -> None:
     incomplete = [r for r in rows if r["incomplete"]]
     assert len(incomplete) == 3, rows
     assert {r["path"] for r in incomplete} == {"/slow-io"}
-    # Kept with their samples so far: 1.5 s of waiting at 1000 Hz.
-    assert all(r["samples"] > 100 for r in incomplete), incomplete
+    # Kept with their samples so far (1.5 s of waiting at up to 1000 Hz; a loaded
+    # machine samples less often, never not at all).
+    assert all(r["samples"] >= 10 for r in incomplete), [r["samples"] for r in incomplete]
     assert all(r["duration_ms"] >= 1000 for r in incomplete), incomplete
     complete = [r for r in rows if not r["incomplete"]]
     assert len(complete) >= 5

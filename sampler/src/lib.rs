@@ -26,3 +26,5 @@ pub use sampler::{Activity, RequestSlots, SampleSink, Sampler, SamplerOptions, S
 pub use source::{AwaitChain, StackSource, ThreadStack};
 pub use timeglass_model::Sample;
 pub use torn::TornDetector;
+#[doc(hidden)]
+pub use walk::fuzz_walk;

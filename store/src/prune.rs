@@ -143,7 +143,13 @@ fn delete_chosen(conn: &mut Connection, what: &Prune) -> rusqlite::Result<Pruned
 /// Deletes session `id` and everything of it; returns its request count.
 fn delete_session(conn: &Connection, id: i64) -> rusqlite::Result<u64> {
     const OF_REQUESTS: &str = "IN (SELECT id FROM requests WHERE session_id = ?1)";
-    for table in ["request_stacks", "request_context", "queries", "calls"] {
+    for table in [
+        "request_stacks",
+        "request_alloc_stacks",
+        "request_context",
+        "queries",
+        "calls",
+    ] {
         conn.execute(
             &format!("DELETE FROM {table} WHERE request_id {OF_REQUESTS}"),
             params![id],

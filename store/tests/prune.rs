@@ -27,6 +27,7 @@ fn session(store: &mut Store, n: u64, live: bool) -> SessionId {
         .map(|i| {
             let mut r = request(i + 1, i, 5, vec![counted(&[("main", 1), ("h", 2)], 3)]);
             r.request.path = format!("/{}", "x".repeat(2000));
+            r.alloc_stacks = vec![counted(&[("main", 1), ("alloc", 3)], 1 << 20)];
             (process, r)
         })
         .collect();
@@ -80,15 +81,13 @@ fn a_pruned_session_leaves_nothing_behind_and_others_untouched() {
         assert_eq!(of(sql, id), want, "{sql} {id:?}");
     }
     // No row of another table points at a deleted request.
-    assert_eq!(
-        t.count("request_stacks"),
-        raw.query_row(
-            "SELECT count(*) FROM request_stacks s JOIN requests r ON r.id = s.request_id",
-            [],
-            |r| r.get::<_, i64>(0)
-        )
-        .unwrap()
-    );
+    for table in ["request_stacks", "request_alloc_stacks"] {
+        let joined =
+            format!("SELECT count(*) FROM {table} s JOIN requests r ON r.id = s.request_id");
+        let pointing: i64 = raw.query_row(&joined, [], |r| r.get(0)).unwrap();
+        assert_eq!(t.count(table), pointing, "{table}");
+    }
+    assert_eq!(t.count("request_alloc_stacks"), 20, "the kept session's");
     let check: String = raw
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();

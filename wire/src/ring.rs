@@ -119,8 +119,15 @@ impl Region {
         true
     }
 
+    /// The write cursor as the reader trusts it: the app can write any
+    /// value there, and stamps are `2·pos + 2`, so a cursor past
+    /// [`MAX_POSITION`] (centuries of records away) is taken as that, and
+    /// what it points at is read as lost slots instead of overflowing.
+    /// Found by the `ring_reader` fuzz target.
     fn ring_head(&self) -> u64 {
-        self.word(header::RING_HEAD).load(Ordering::Acquire)
+        self.word(header::RING_HEAD)
+            .load(Ordering::Acquire)
+            .min(MAX_POSITION)
     }
 
     /// Ring positions claimed so far. A record published at position `p` is
@@ -158,6 +165,9 @@ impl Default for Reader {
         Reader::new()
     }
 }
+
+/// The largest ring position a reader believes (see `Region::ring_head`).
+const MAX_POSITION: u64 = 1 << 62;
 
 impl Reader {
     /// A reader that starts at the oldest record still in the ring.

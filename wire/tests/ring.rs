@@ -297,3 +297,26 @@ fn a_sleeping_sampler_wakes_when_a_request_starts() {
     // Already busy: no sleep at all.
     assert!(region.wait_for_request(Duration::from_secs(10)));
 }
+
+#[test]
+fn a_cursor_written_near_the_end_of_time_is_read_as_loss_not_a_panic() {
+    let (_dir, region) = region(64);
+    region.publish(1, b"hello");
+    // What a buggy or hostile app can do: the cursor is a plain word in its memory.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(region.path())
+        .unwrap();
+    // SAFETY: the file stays mapped by `region` too; both only write words.
+    let map = unsafe { memmap2::MmapMut::map_mut(&file) }.unwrap();
+    let head = u64::MAX - 3;
+    // SAFETY: word 5 of the header is the ring cursor, 8-byte aligned.
+    unsafe { (map.as_ptr().add(5 * 8) as *mut u64).write_volatile(head) };
+    let mut reader = Reader::new();
+    let delivered = reader.poll(&region, |_, _| {});
+    assert_eq!(delivered, 0);
+    assert!(reader.stats().lost_slots > 0);
+    let mut again = Reader::from_oldest(&region);
+    assert_eq!(again.poll(&region, |_, _| {}), 0);
+}

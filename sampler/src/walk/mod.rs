@@ -646,6 +646,51 @@ fn looks_idle(leaf: &Frame) -> bool {
                 || leaf.filename.contains("tornado")))
 }
 
+/// For the `walker` fuzz target (`fuzz/`): walks `input` laid out as memory
+/// of this process, through the same reads as a live walk. The first byte
+/// picks the CPython layout; every following 8 bytes become one word: by
+/// its low two bits a pointer back into the memory (so reads succeed and
+/// parse whatever is there), a small number, zero, or the raw value.
+#[doc(hidden)]
+pub fn fuzz_walk(input: &[u8]) {
+    use layout::{V3_10, V3_11, V3_12, V3_13};
+    let Some((&pick, rest)) = input.split_first() else {
+        return;
+    };
+    let layout = [&V3_10, &V3_11, &V3_12, &V3_13][usize::from(pick) % 4].clone();
+    let len = (rest.len() / 8).max(512);
+    let mut memory = vec![0u64; len];
+    let base = memory.as_ptr() as u64;
+    let span = (len as u64 - 64) * 8;
+    for (word, raw) in memory.iter_mut().zip(rest.chunks_exact(8)) {
+        let raw = u64::from_le_bytes(raw.try_into().expect("eight bytes"));
+        *word = match raw & 3 {
+            0 => base + ((raw >> 2) % span) / 8 * 8,
+            1 => (raw >> 2) % 4096,
+            2 => 0,
+            _ => raw,
+        };
+    }
+    let roots = Roots {
+        interpreter: base as usize + 64,
+        gil: base as usize + 128,
+        coroutine_type: None,
+        generator_type: None,
+        async_generator_type: None,
+    };
+    let mut walker = Walker::new(std::process::id(), layout, roots, false, true);
+    for chunk_reads in [true, false] {
+        walker.set_chunk_reads(chunk_reads);
+        let _ = walker.gil_holder();
+        let _ = walker.all_threads();
+        let _ = walker.stacks_with(&[1, 2, std::process::id()]);
+    }
+    for at in [0, 8, 256, 4096] {
+        let _ = walker.await_chain(base as usize + at % (len * 8));
+    }
+    drop(memory);
+}
+
 #[cfg(test)]
 mod tests {
     use super::layout::{V3_10, V3_11, V3_12, V3_13};
