@@ -46,13 +46,13 @@ TIMEGLASS_DB says otherwise.";
     after_help = EXAMPLES,
     arg_required_else_help = true
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run an app and record every request it serves.
     #[command(after_help = "Example:\n  timeglass run -- uvicorn app:app --port 8000")]
     Run(RunArgs),
@@ -138,7 +138,7 @@ turns a limit off.")]
 }
 
 #[derive(Args, Clone)]
-pub struct DbArg {
+pub(crate) struct DbArg {
     /// SQLite store to use.
     #[arg(
         long,
@@ -151,7 +151,7 @@ pub struct DbArg {
 
 /// How to sample; shared by `run` and `attach`.
 #[derive(Args)]
-pub struct RecordArgs {
+pub(crate) struct RecordArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// Samples per second while a request is in flight (and all the time in
@@ -185,7 +185,7 @@ pub struct RecordArgs {
 }
 
 #[derive(Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
     pub record: RecordArgs,
     /// Also serve the dashboard (as `timeglass ui` does) while recording.
@@ -210,7 +210,7 @@ pub struct RunArgs {
 }
 
 #[derive(Args)]
-pub struct AttachArgs {
+pub(crate) struct AttachArgs {
     #[command(flatten)]
     pub record: RecordArgs,
     /// The app's process: uvicorn, gunicorn's master, or `fastapi` (a
@@ -237,7 +237,7 @@ fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
 }
 
 #[derive(Args)]
-pub struct SessionsArgs {
+pub(crate) struct SessionsArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// How many sessions to show.
@@ -249,7 +249,7 @@ pub struct SessionsArgs {
 }
 
 #[derive(Args)]
-pub struct RequestsArgs {
+pub(crate) struct RequestsArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// How many requests to show.
@@ -281,7 +281,7 @@ pub struct RequestsArgs {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RequestSort {
+pub(crate) enum RequestSort {
     Start,
     Duration,
 }
@@ -297,7 +297,7 @@ fn status_class(text: &str) -> Result<u8, String> {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TableFormat {
+pub(crate) enum TableFormat {
     /// Aligned columns for a terminal (the default).
     Table,
     Csv,
@@ -311,7 +311,7 @@ pub enum TableFormat {
 
 /// The output of a command that lists rows.
 #[derive(Args)]
-pub struct TableArgs {
+pub(crate) struct TableArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub format: TableFormat,
     /// The same as `--format json`.
@@ -323,7 +323,7 @@ pub struct TableArgs {
 }
 
 impl TableArgs {
-    pub fn format(&self) -> TableFormat {
+    pub(crate) fn format(&self) -> TableFormat {
         if self.json {
             TableFormat::Json
         } else {
@@ -346,7 +346,7 @@ else the current one. Exit status: 0 when every score passes or warns, 1 when
 one fails, 2 for bad input.";
 
 #[derive(Clone, Copy, ValueEnum)]
-pub enum ReportFormat {
+pub(crate) enum ReportFormat {
     Table,
     Json,
     Markdown,
@@ -357,7 +357,7 @@ pub enum ReportFormat {
 }
 
 #[derive(Args)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// Id of the session, as `timeglass sessions` shows it (default: the latest).
@@ -380,7 +380,7 @@ pub struct ReportArgs {
 }
 
 #[derive(Args)]
-pub struct ShowArgs {
+pub(crate) struct ShowArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// Id of the request, as `timeglass requests` shows it.
@@ -399,7 +399,7 @@ pub struct ShowArgs {
         .multiple(true)
         .args(["request", "route", "session"])
 ))]
-pub struct ExportArgs {
+pub(crate) struct ExportArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// Id of the request, as `timeglass requests` shows it.
@@ -433,7 +433,7 @@ pub struct ExportArgs {
 }
 
 #[derive(Args)]
-pub struct UiArgs {
+pub(crate) struct UiArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// Port to listen on (0: any free port).
@@ -449,13 +449,13 @@ pub struct UiArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-pub enum ProbeFormat {
+pub(crate) enum ProbeFormat {
     Table,
     Json,
 }
 
 #[derive(Args)]
-pub struct ProbeArgs {
+pub(crate) struct ProbeArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// The app's base URL.
@@ -500,7 +500,7 @@ fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
 }
 
 #[derive(Args)]
-pub struct CompletionsArgs {
+pub(crate) struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
@@ -533,7 +533,7 @@ session's `pyproject.toml` (`max-slower = \"10%\"`, `max-queries-added = 0`,
 them, 1 when one did, 2 for bad input.";
 
 #[derive(Subcommand)]
-pub enum BaselineCommand {
+pub(crate) enum BaselineCommand {
     /// Keep a session (default: the latest) as baseline NAME.
     Save(BaselineSaveArgs),
     /// List the baselines of the store.
@@ -547,7 +547,7 @@ pub enum BaselineCommand {
 }
 
 #[derive(Args)]
-pub struct BaselineSaveArgs {
+pub(crate) struct BaselineSaveArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// Letters, digits, `.`, `_` and `-`.
@@ -561,7 +561,7 @@ pub struct BaselineSaveArgs {
 }
 
 #[derive(Args)]
-pub struct BaselineListArgs {
+pub(crate) struct BaselineListArgs {
     #[command(flatten)]
     pub db: DbArg,
     #[arg(long)]
@@ -569,14 +569,14 @@ pub struct BaselineListArgs {
 }
 
 #[derive(Args)]
-pub struct BaselineNameArgs {
+pub(crate) struct BaselineNameArgs {
     #[command(flatten)]
     pub db: DbArg,
     pub name: String,
 }
 
 #[derive(Args)]
-pub struct BaselineExportArgs {
+pub(crate) struct BaselineExportArgs {
     #[command(flatten)]
     pub db: DbArg,
     pub name: String,
@@ -586,7 +586,7 @@ pub struct BaselineExportArgs {
 }
 
 #[derive(Args)]
-pub struct BaselineImportArgs {
+pub(crate) struct BaselineImportArgs {
     #[command(flatten)]
     pub db: DbArg,
     pub file: PathBuf,
@@ -599,14 +599,14 @@ pub struct BaselineImportArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-pub enum CompareFormat {
+pub(crate) enum CompareFormat {
     Table,
     Json,
     Markdown,
 }
 
 #[derive(Args)]
-pub struct CompareArgs {
+pub(crate) struct CompareArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// A: the baseline called NAME.
@@ -621,19 +621,19 @@ pub struct CompareArgs {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CheckFormat {
+pub(crate) enum CheckFormat {
     Table,
     Junit,
     Markdown,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FailOn {
+pub(crate) enum FailOn {
     NPlusOne,
 }
 
 #[derive(Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub db: DbArg,
     #[arg(long, value_name = "NAME")]

@@ -30,7 +30,7 @@ enum End {
     Exited,
 }
 
-pub fn attach(args: AttachArgs) -> Result<ExitCode> {
+pub(crate) fn attach(args: AttachArgs) -> Result<ExitCode> {
     let pid = args.pid;
     // Held until the recording ends: markers that start later find it and
     // start no recorder of their own.

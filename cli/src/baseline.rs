@@ -11,7 +11,7 @@ use crate::args::BaselineCommand;
 use crate::failure::{Failure, Result};
 use crate::table::render;
 
-pub fn baseline(command: BaselineCommand) -> Result<ExitCode> {
+pub(crate) fn baseline(command: BaselineCommand) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match command {
         BaselineCommand::Save(a) => {
@@ -83,7 +83,7 @@ pub fn baseline(command: BaselineCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn failure(e: CompareError) -> Failure {
+pub(crate) fn failure(e: CompareError) -> Failure {
     match e.is_bad_input() {
         true => Failure::error(&e).with_code(2),
         false => Failure::error(&e),

@@ -15,7 +15,7 @@ use crate::compare::{explanations, md, sides, warn};
 use crate::failure::{Failure, Result};
 use crate::junit;
 
-pub fn check(args: CheckArgs) -> Result<ExitCode> {
+pub(crate) fn check(args: CheckArgs) -> Result<ExitCode> {
     let max_slower = args
         .max_slower
         .as_deref()

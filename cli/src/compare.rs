@@ -14,7 +14,7 @@ use crate::baseline::failure;
 use crate::failure::{Failure, Result};
 use crate::table::render;
 
-pub fn compare(args: CompareArgs) -> Result<ExitCode> {
+pub(crate) fn compare(args: CompareArgs) -> Result<ExitCode> {
     let store = Store::open_existing(&args.db.db)?;
     let (a, b) = sides(&store, args.baseline.as_deref(), &args.sessions)?;
     let c = timeglass_compare::compare(&a, &b, &TestOptions::default()).map_err(failure)?;
@@ -32,7 +32,7 @@ pub fn compare(args: CompareArgs) -> Result<ExitCode> {
 }
 
 /// A and B from `--baseline` and `--session`.
-pub fn sides(
+pub(crate) fn sides(
     store: &Store,
     baseline: Option<&str>,
     sessions: &[i64],
@@ -56,7 +56,7 @@ pub fn sides(
 }
 
 /// Mismatched settings, on standard error.
-pub fn warn(c: &Comparison) {
+pub(crate) fn warn(c: &Comparison) {
     let mut err = std::io::stderr().lock();
     for w in &c.warnings {
         let _ = writeln!(err, "timeglass: warning: {w}; the figures may not compare");
@@ -114,7 +114,7 @@ fn cells(e: &EndpointComparison) -> Vec<String> {
 }
 
 /// What explains an endpoint's change, one line each.
-pub fn explanations(e: &EndpointComparison) -> Vec<String> {
+pub(crate) fn explanations(e: &EndpointComparison) -> Vec<String> {
     let mut out = e.reasons.clone();
     for f in &e.functions {
         out.push(format!(
@@ -139,7 +139,7 @@ pub fn explanations(e: &EndpointComparison) -> Vec<String> {
 }
 
 /// A statement cut to a line.
-pub fn short_sql(sql: &str) -> String {
+pub(crate) fn short_sql(sql: &str) -> String {
     let one: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     match one.char_indices().nth(80) {
         Some((i, _)) => format!("{}…", &one[..i]),
@@ -173,7 +173,7 @@ fn text(c: &Comparison) -> String {
 }
 
 /// A Markdown cell: pipes escaped, on one line.
-pub fn md(cell: &str) -> String {
+pub(crate) fn md(cell: &str) -> String {
     cell.replace('|', "\\|").replace('\n', " ")
 }
 

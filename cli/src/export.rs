@@ -6,7 +6,7 @@ use timeglass_store::{SessionId, Store};
 use crate::args::ExportArgs;
 use crate::failure::{Failure, Result};
 
-pub fn export(args: ExportArgs) -> Result<ExitCode> {
+pub(crate) fn export(args: ExportArgs) -> Result<ExitCode> {
     let format = Format::parse(&args.format).ok_or_else(|| {
         let known: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
         Failure::usage(format!(

@@ -4,7 +4,7 @@ use std::error::Error;
 use std::fmt;
 use std::process::ExitCode;
 
-pub struct Failure {
+pub(crate) struct Failure {
     message: String,
     /// What the error's sources said, outermost first, printed after the
     /// message on the same line (`error: X: Y: Z`), as uv does.
@@ -15,7 +15,7 @@ pub struct Failure {
 
 impl Failure {
     /// A failure with exit code 1.
-    pub fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         Failure {
             message: message.into(),
             causes: Vec::new(),
@@ -27,7 +27,7 @@ impl Failure {
     /// A failure with exit code 1 from a library's error, with its chain of
     /// sources. A source whose text the message already quotes (thiserror's
     /// `"...: {source}"`) is not repeated.
-    pub fn error(e: &(dyn Error + 'static)) -> Self {
+    pub(crate) fn error(e: &(dyn Error + 'static)) -> Self {
         let mut failure = Failure::new(e.to_string());
         let mut shown = failure.message.clone();
         for cause in std::iter::successors(e.source(), |&c| c.source()) {
@@ -41,23 +41,23 @@ impl Failure {
     }
 
     /// Bad input from the user: exit code 2.
-    pub fn usage(message: impl Into<String>) -> Self {
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
         Failure {
             code: 2,
             ..Failure::new(message)
         }
     }
 
-    pub fn with_code(mut self, code: u8) -> Self {
+    pub(crate) fn with_code(mut self, code: u8) -> Self {
         self.code = code;
         self
     }
 
-    pub fn exit_code(&self) -> ExitCode {
+    pub(crate) fn exit_code(&self) -> ExitCode {
         ExitCode::from(self.code)
     }
 
-    pub fn is_broken_pipe(&self) -> bool {
+    pub(crate) fn is_broken_pipe(&self) -> bool {
         self.broken_pipe
     }
 }
@@ -90,7 +90,7 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-pub type Result<T> = std::result::Result<T, Failure>;
+pub(crate) type Result<T> = std::result::Result<T, Failure>;
 
 #[cfg(test)]
 mod tests {

@@ -17,7 +17,7 @@ use timeglass_wire::env;
 use crate::failure::{Failure, Result};
 
 /// Finds the installed `timeglass` Python package.
-pub fn package_dir() -> Result<PathBuf> {
+pub(crate) fn package_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os(env::PYTHON_PACKAGE).filter(|d| !d.is_empty()) {
         let dir = PathBuf::from(dir);
         return if is_package(&dir) {
@@ -78,7 +78,7 @@ fn is_package(dir: &Path) -> bool {
 }
 
 /// Builds the directory to put first on the child's `PYTHONPATH`.
-pub fn prepare(package: &Path, into: &Path) -> Result<PathBuf> {
+pub(crate) fn prepare(package: &Path, into: &Path) -> Result<PathBuf> {
     let dir = into.join("python");
     let fail = |what: &str, e: std::io::Error| {
         Failure::new(format!("cannot prepare `{}`: {what}: {e}", dir.display()))
@@ -100,7 +100,7 @@ pub fn prepare(package: &Path, into: &Path) -> Result<PathBuf> {
 }
 
 /// `dir` first, then whatever `PYTHONPATH` the user had.
-pub fn pythonpath(dir: &Path) -> OsString {
+pub(crate) fn pythonpath(dir: &Path) -> OsString {
     let mut value = dir.as_os_str().to_owned();
     if let Some(existing) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
         value.push(":");

@@ -7,7 +7,7 @@ use timeglass_compare::{Comparison, Outcome};
 
 use crate::compare::explanations;
 
-pub fn render(c: &Comparison, outcomes: &[Outcome]) -> String {
+pub(crate) fn render(c: &Comparison, outcomes: &[Outcome]) -> String {
     let failures = outcomes.iter().filter(|o| o.failed).count();
     let suite = format!(
         "timeglass check: session {} against baseline session {}",
@@ -54,7 +54,7 @@ pub fn render(c: &Comparison, outcomes: &[Outcome]) -> String {
 
 /// Text for an XML attribute or element: the five special characters as
 /// entities, and characters XML 1.0 cannot carry at all dropped.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for ch in text.chars() {
         match ch {

@@ -9,7 +9,7 @@ use crate::failure::{Failure, Result};
 /// Writes `bytes` to `path` through a temporary file in the same directory
 /// renamed into place, so a reader never sees half a file and a failure
 /// leaves nothing behind; to standard output without a path.
-pub fn write(path: Option<&Path>, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write(path: Option<&Path>, bytes: &[u8]) -> Result<()> {
     let Some(path) = path else {
         std::io::stdout().lock().write_all(bytes)?;
         return Ok(());

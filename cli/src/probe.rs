@@ -22,7 +22,7 @@ use crate::table::render;
 const MATCH_WAIT: Duration = Duration::from_secs(3);
 const MATCH_POLL: Duration = Duration::from_millis(100);
 
-pub fn probe(args: ProbeArgs) -> Result<ExitCode> {
+pub(crate) fn probe(args: ProbeArgs) -> Result<ExitCode> {
     let usage = |e: probe::ProbeError| Failure::error(&e).with_code(2);
     let target = probe::target(&args.url, &args.openapi, args.allow_remote).map_err(usage)?;
     let client = Client::new(target.base.clone(), args.timeout);

@@ -12,7 +12,7 @@ use crate::args::DbArg;
 use crate::failure::{Failure, Result};
 
 #[derive(Args)]
-pub struct PruneArgs {
+pub(crate) struct PruneArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// Delete the sessions that started longer ago than this: `7d`, `12h`,
@@ -25,14 +25,14 @@ pub struct PruneArgs {
 }
 
 #[derive(Args)]
-pub struct ClearArgs {
+pub(crate) struct ClearArgs {
     #[command(flatten)]
     pub db: DbArg,
 }
 
 /// How long to keep recordings, on `run`.
 #[derive(Args, Clone, Debug)]
-pub struct RetentionArgs {
+pub(crate) struct RetentionArgs {
     /// Delete sessions that started more than this many days ago before
     /// recording (default 14; also `keep_days` under `[retention]` of
     /// `timeglass.toml` or `[tool.timeglass.retention]` of `pyproject.toml`,
@@ -41,7 +41,7 @@ pub struct RetentionArgs {
     pub keep_days: Option<u32>,
 }
 
-pub fn prune(args: PruneArgs) -> Result<ExitCode> {
+pub(crate) fn prune(args: PruneArgs) -> Result<ExitCode> {
     let what = match (args.older_than, args.session) {
         (Some(_), Some(_)) => {
             return Err(Failure::usage(
@@ -77,7 +77,7 @@ pub fn prune(args: PruneArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn clear(args: ClearArgs) -> Result<ExitCode> {
+pub(crate) fn clear(args: ClearArgs) -> Result<ExitCode> {
     let mut store = Store::open_existing(&args.db.db)?;
     let done = store.prune(&Prune::All)?;
     say(&done, &args.db.db);
@@ -85,7 +85,7 @@ pub fn clear(args: ClearArgs) -> Result<ExitCode> {
 }
 
 /// Applies the retention settings to the store about to be recorded into.
-pub fn apply_retention(store: &mut Store, args: &RetentionArgs) -> Result<()> {
+pub(crate) fn apply_retention(store: &mut Store, args: &RetentionArgs) -> Result<()> {
     let retention = retention(args, &[Path::new(".")])?;
     let done = store.enforce_retention(&retention)?;
     if done.sessions > 0 {
@@ -176,7 +176,7 @@ fn now_ns() -> i128 {
 }
 
 /// `7d`, `12h`, `30m`, `45s`, `2w`.
-pub fn parse_age(text: &str) -> std::result::Result<Duration, String> {
+pub(crate) fn parse_age(text: &str) -> std::result::Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())

@@ -14,7 +14,7 @@ use crate::args::RecordArgs;
 use crate::failure::{Failure, Result};
 
 /// What a recording is of.
-pub struct Target {
+pub(crate) struct Target {
     /// The app's command line, as the session shows it.
     pub command: Vec<String>,
     pub cwd: String,
@@ -24,14 +24,14 @@ pub struct Target {
 }
 
 /// A session being recorded.
-pub struct Recording {
+pub(crate) struct Recording {
     recorder: Recorder,
     session: SessionId,
     db: PathBuf,
 }
 
 /// The sampler's options from the command line.
-pub fn pyspy_options(args: &RecordArgs) -> PySpyOptions {
+pub(crate) fn pyspy_options(args: &RecordArgs) -> PySpyOptions {
     PySpyOptions {
         gil_only: !args.all_threads,
         lines: true,
@@ -41,7 +41,7 @@ pub fn pyspy_options(args: &RecordArgs) -> PySpyOptions {
 
 impl Recording {
     /// Begins a session in `store` and starts recording `target` into it.
-    pub fn start(args: &RecordArgs, mut store: Store, target: Target) -> Result<Recording> {
+    pub(crate) fn start(args: &RecordArgs, mut store: Store, target: Target) -> Result<Recording> {
         let session = store.begin_session(&NewSession {
             command: target.command,
             cwd: target.cwd,
@@ -83,17 +83,17 @@ impl Recording {
         })
     }
 
-    pub fn session(&self) -> SessionId {
+    pub(crate) fn session(&self) -> SessionId {
         self.session
     }
 
     /// Processes found so far.
-    pub fn processes_seen(&self) -> u64 {
+    pub(crate) fn processes_seen(&self) -> u64 {
         self.recorder.processes_seen()
     }
 
     /// Stops recording, stores everything and ends the session.
-    pub fn finish(self, exit_code: Option<i32>) -> Result<Summary> {
+    pub(crate) fn finish(self, exit_code: Option<i32>) -> Result<Summary> {
         let (summary, mut store) = self.recorder.stop().map_err(|e| Failure::error(&e))?;
         store.end_session(
             self.session,
@@ -110,7 +110,7 @@ impl Recording {
         Ok(summary)
     }
 
-    pub fn db(&self) -> &Path {
+    pub(crate) fn db(&self) -> &Path {
         &self.db
     }
 }
@@ -119,8 +119,7 @@ impl Recording {
 fn clock_now() -> ClockMap {
     let unix_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
+        .map_or(0, |d| d.as_nanos() as i64);
     ClockMap {
         mono_ns: monotonic_ns(),
         unix_ns,
@@ -135,33 +134,33 @@ fn print_notice(notice: &Notice, rate: u32, hinted: &AtomicBool) {
             pid,
             python_version,
         } => {
-            eprintln!("timeglass: sampling process {pid} (Python {python_version}) at {rate} Hz")
+            eprintln!("timeglass: sampling process {pid} (Python {python_version}) at {rate} Hz");
         }
         Notice::AttachFailed { pid, error } => {
-            eprintln!("timeglass: warning: process {pid} is recorded without stacks: {error}")
+            eprintln!("timeglass: warning: process {pid} is recorded without stacks: {error}");
         }
         Notice::Unmarked { pid } => {
             if !hinted.swap(true, Ordering::Relaxed) {
                 eprintln!(
                     "timeglass: process {pid} has no TimeGlass marker, so only a whole-process profile is recorded; for per-request data add `app.add_middleware(TimeGlassMiddleware)` (`from timeglass import TimeGlassMiddleware`) and restart the app, or start it with `timeglass run`"
-                )
+                );
             }
         }
         Notice::Marked { pid } => {
-            eprintln!("timeglass: process {pid} started its marker: recording its requests")
+            eprintln!("timeglass: process {pid} started its marker: recording its requests");
         }
         Notice::Crashed { pid, requests } => eprintln!(
             "timeglass: warning: process {pid} died without exiting cleanly after {requests} requests; its supervisor may start a new one"
         ),
         Notice::Exited { .. } => {}
         Notice::Refused { pid, error } => {
-            eprintln!("timeglass: warning: process {pid} is not recorded: {error}")
+            eprintln!("timeglass: warning: process {pid} is not recorded: {error}");
         }
         Notice::StoreFailed { error } => eprintln!(
             "timeglass: warning: writing the store failed: {error}; the app is not affected, requests are kept in memory and written when it works again (is the disk full?)"
         ),
         Notice::StoreRecovered { unstored: 0 } => {
-            eprintln!("timeglass: writing the store works again; nothing was lost")
+            eprintln!("timeglass: writing the store works again; nothing was lost");
         }
         Notice::StoreRecovered { unstored } => eprintln!(
             "timeglass: writing the store works again; {unstored} requests could not be kept meanwhile"
@@ -169,7 +168,7 @@ fn print_notice(notice: &Notice, rate: u32, hinted: &AtomicBool) {
     }
 }
 
-pub fn print_summary(summary: &Summary, recording_db: &Path, session: SessionId) {
+pub(crate) fn print_summary(summary: &Summary, recording_db: &Path, session: SessionId) {
     let processes = match summary.processes {
         1 => "1 process".to_string(),
         n => format!("{n} processes"),

@@ -14,7 +14,7 @@ use crate::failure::{Failure, Result};
 use crate::requests::rows_as;
 use crate::table::render_painted;
 
-pub fn report(args: ReportArgs) -> Result<ExitCode> {
+pub(crate) fn report(args: ReportArgs) -> Result<ExitCode> {
     let store = Store::open_existing(&args.db.db)?;
     let query = ReportQuery {
         session: args.session,

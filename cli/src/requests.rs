@@ -9,7 +9,7 @@ use crate::args::{RequestSort, RequestsArgs, TableFormat};
 use crate::failure::Result;
 use crate::table::render;
 
-pub fn requests(args: RequestsArgs) -> Result<ExitCode> {
+pub(crate) fn requests(args: RequestsArgs) -> Result<ExitCode> {
     let store = Store::open_existing(&args.db.db)?;
     let filter = filter(&store, &args).map_err(crate::report::failure)?;
     let filtered = filter != RequestFilter::default();

@@ -27,7 +27,7 @@ use crate::record::{print_summary, Recording, Target};
 /// `run` says it is not a Python app.
 const PYTHON_GRACE: Duration = Duration::from_secs(5);
 
-pub fn run(args: RunArgs) -> Result<ExitCode> {
+pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let Some((program, rest)) = args.command.split_first() else {
         return Err(Failure::usage(
             "no command to run; put the command that starts your app after `--`, e.g. `timeglass run -- uvicorn app:app`",
@@ -74,7 +74,12 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let status = supervise(&mut child, &recording, &name, started);
     let (db, session) = (recording.db().to_owned(), recording.session());
-    let summary = recording.finish(status.as_ref().ok().and_then(|s| s.code()))?;
+    let summary = recording.finish(
+        status
+            .as_ref()
+            .ok()
+            .and_then(std::process::ExitStatus::code),
+    )?;
     let status = status?;
     if summary.processes == 0 {
         return Err(nothing_recorded(&name, status, started.elapsed()));

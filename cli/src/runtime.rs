@@ -21,14 +21,14 @@ const PREFIX: &str = "run-";
 const LOCK: &str = "lock";
 
 /// A live run's directory: locked while this value lives, removed on drop.
-pub struct Runtime {
+pub(crate) struct Runtime {
     path: PathBuf,
     _lock: Flock<File>,
 }
 
 impl Runtime {
     /// Creates this run's directory, after removing what killed runs left.
-    pub fn create() -> Result<Runtime> {
+    pub(crate) fn create() -> Result<Runtime> {
         let base = timeglass_wire::runtime_dir();
         private::ensure_dir(&base).map_err(|e| Failure::error(&e))?;
         remove_leftovers(&base);
@@ -44,7 +44,7 @@ impl Runtime {
         Ok(Runtime { path, _lock: lock })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }
@@ -76,7 +76,7 @@ fn libc_nofollow() -> i32 {
 /// directory without a lock file is from a TimeGlass before locks, or from
 /// a run killed while creating it: only its pid tells, so it goes when no
 /// process has that pid.
-pub fn remove_leftovers(base: &Path) -> usize {
+pub(crate) fn remove_leftovers(base: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(base) else {
         return 0;
     };

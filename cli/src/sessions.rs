@@ -10,7 +10,7 @@ use crate::args::SessionsArgs;
 use crate::failure::Result;
 use crate::table::render;
 
-pub fn sessions(args: SessionsArgs) -> Result<ExitCode> {
+pub(crate) fn sessions(args: SessionsArgs) -> Result<ExitCode> {
     let store = Store::open_existing(&args.db.db)?;
     let mut rows = store.sessions()?;
     rows.truncate(args.limit);

@@ -26,7 +26,7 @@ struct Shown<'a> {
     calls: &'a [CallRow],
 }
 
-pub fn show(args: ShowArgs) -> Result<ExitCode> {
+pub(crate) fn show(args: ShowArgs) -> Result<ExitCode> {
     let store = Store::open_existing(&args.db.db)?;
     let Some(request) = store.request(args.request)? else {
         return Err(Failure::usage(format!(
@@ -292,7 +292,7 @@ pub(crate) mod fixture {
 
     const MS: u64 = 1_000_000;
 
-    pub struct Fixture {
+    pub(crate) struct Fixture {
         pub path: PathBuf,
     }
 
@@ -305,7 +305,7 @@ pub(crate) mod fixture {
     }
 
     impl Fixture {
-        pub fn rows(&self) -> Vec<RequestRow> {
+        pub(crate) fn rows(&self) -> Vec<RequestRow> {
             let store = Store::open_existing(&self.path).unwrap();
             (1..=3)
                 .map(|id| store.request(id).unwrap().unwrap())
@@ -329,7 +329,7 @@ pub(crate) mod fixture {
         })
     }
 
-    pub fn store(name: &str) -> Fixture {
+    pub(crate) fn store(name: &str) -> Fixture {
         let dir = std::env::temp_dir().join(format!("timeglass-cli-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("timeglass.db");

@@ -2,13 +2,13 @@
 
 /// Columns padded to their widest cell; `right[i]` right-aligns column `i`
 /// (numbers), the others are left-aligned. Each line ends with a newline.
-pub fn render(header: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {
+pub(crate) fn render(header: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {
     render_painted(header, right, rows, |_, _, cell| cell)
 }
 
 /// [`render`], with `paint(row, column, padded cell)` wrapping each body
 /// cell after padding (colours do not count in the width).
-pub fn render_painted(
+pub(crate) fn render_painted(
     header: &[&str],
     right: &[bool],
     rows: &[Vec<String>],
@@ -44,7 +44,10 @@ pub fn render_painted(
     };
     let mut out = line(
         None,
-        &header.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        &header
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect::<Vec<_>>(),
     );
     for (i, row) in rows.iter().enumerate() {
         out.push_str(&line(Some(i), row));

@@ -8,7 +8,7 @@ use timeglass_server::{Server, ServerOptions};
 use crate::args::UiArgs;
 use crate::failure::{Failure, Result};
 
-pub fn ui(args: UiArgs) -> Result<ExitCode> {
+pub(crate) fn ui(args: UiArgs) -> Result<ExitCode> {
     let options = ServerOptions {
         db: args.db.db,
         host: args.host,

@@ -126,7 +126,9 @@ impl Snapshot {
         if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
             return Err(not(format!("no `\"format\": \"{FORMAT}\"`")));
         }
-        let found = value.get("format_version").and_then(|v| v.as_u64());
+        let found = value
+            .get("format_version")
+            .and_then(serde_json::Value::as_u64);
         if found != Some(u64::from(FORMAT_VERSION)) {
             return Err(CompareError::IncompatibleVersion {
                 what: what.to_string(),

@@ -19,7 +19,7 @@ pub const CALLER_FRAMES: usize = 8;
 
 /// Stacks the marker defined, per process: later events name them by id.
 #[derive(Default)]
-pub struct Stacks {
+pub(crate) struct Stacks {
     by_id: HashMap<(u32, u64), Issuer>,
     /// Normalised text per statement text: apps run few distinct statements
     /// many times, and normalising tokenises the whole statement.
@@ -74,16 +74,16 @@ impl Stacks {
     }
 
     /// The stack an event of process `pid` was issued from (empty when unknown).
-    pub fn stack_of(&mut self, pid: u32, r: StackRef) -> Stack {
+    pub(crate) fn stack_of(&mut self, pid: u32, r: StackRef) -> Stack {
         self.resolve(pid, r).stack
     }
 
     /// Forgets a process's stacks (it exited).
-    pub fn forget(&mut self, pid: u32) {
+    pub(crate) fn forget(&mut self, pid: u32) {
         self.by_id.retain(|(p, _), _| *p != pid);
     }
 
-    pub fn query(&mut self, pid: u32, q: Query) -> SqlQuery {
+    pub(crate) fn query(&mut self, pid: u32, q: Query) -> SqlQuery {
         let issuer = self.resolve(pid, q.stack);
         let normalized = match self.normalized.get(&q.sql) {
             Some(n) => n.clone(),
@@ -112,7 +112,7 @@ impl Stacks {
         }
     }
 
-    pub fn call(&mut self, pid: u32, c: Call) -> HttpCall {
+    pub(crate) fn call(&mut self, pid: u32, c: Call) -> HttpCall {
         let issuer = self.resolve(pid, c.stack);
         HttpCall {
             method: c.method,
@@ -163,7 +163,7 @@ fn caller(frames: &[StackFrame]) -> Caller {
 /// What a wait's synthetic leaf frame is made of. Waits are grouped by it
 /// and the frame is made once per group, not once per wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Leaf<'a> {
+pub(crate) enum Leaf<'a> {
     /// A statement, by its normalised text.
     Sql(&'a str),
     /// A call, by its method and URL.
@@ -202,7 +202,7 @@ impl Stacks {
     /// like the samples of that stage (at least one sample for any wait).
     /// Sub-sample remainders are rounded per
     /// stack, so many short identical waits still add up.
-    pub fn weigh<'a>(
+    pub(crate) fn weigh<'a>(
         &mut self,
         waits: impl Iterator<Item = (&'a Stack, Leaf<'a>, u64, u64)>,
         response_end_ns: Option<u64>,
@@ -291,7 +291,7 @@ impl Hash for ByFrames {
 }
 
 /// The most repeated normalised statement, if it ran `threshold` times or more.
-pub fn n_plus_one(queries: &[SqlQuery], threshold: u64) -> Option<Repeated> {
+pub(crate) fn n_plus_one(queries: &[SqlQuery], threshold: u64) -> Option<Repeated> {
     let mut groups: HashMap<&str, Vec<&SqlQuery>> = HashMap::new();
     for q in queries {
         groups.entry(&q.normalized).or_default().push(q);

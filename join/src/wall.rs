@@ -25,7 +25,7 @@ pub(crate) struct Charged {
 
 impl Charged {
     /// `sample` with `stack`; its time is set again by [`nearest_tick`].
-    pub fn of(sample: &Sample, stack: Stack) -> Charged {
+    pub(crate) fn of(sample: &Sample, stack: Stack) -> Charged {
         Charged {
             ts_ns: sample.ts_ns,
             from_ns: sample.ts_ns.saturating_sub(sample.interval_ns),
@@ -39,7 +39,7 @@ impl Charged {
     }
 
     /// Read from an await chain, not from a thread.
-    pub fn suspended(&self) -> bool {
+    pub(crate) fn suspended(&self) -> bool {
         self.tid == 0
     }
 }
@@ -199,7 +199,7 @@ const RECENT_STACKS: usize = 32;
 
 impl Prefixes {
     /// Notes the root of a suspended sample.
-    pub fn want(&mut self, pid: u32, root: &Frame) {
+    pub(crate) fn want(&mut self, pid: u32, root: &Frame) {
         let key = (pid, root.name.clone(), root.filename.clone());
         if self.learned.contains_key(&key) {
             return;
@@ -221,7 +221,7 @@ impl Prefixes {
 
     /// Looks for wanted roots in a thread sample's stack, and keeps it for
     /// roots wanted later.
-    pub fn learn(&mut self, pid: u32, stack: &Stack) {
+    pub(crate) fn learn(&mut self, pid: u32, stack: &Stack) {
         let recent = self.recent.entry(pid).or_default();
         if !recent.back().is_some_and(|last| Arc::ptr_eq(last, stack)) {
             if recent.len() >= RECENT_STACKS {
@@ -258,7 +258,7 @@ impl Prefixes {
     }
 
     /// `stack` under the frames that run its root, when they are known.
-    pub fn apply(&self, pid: u32, stack: &Stack) -> Stack {
+    pub(crate) fn apply(&self, pid: u32, stack: &Stack) -> Stack {
         let Some(root) = stack.first() else {
             return stack.clone();
         };
@@ -276,7 +276,7 @@ impl Prefixes {
         }
     }
 
-    pub fn forget(&mut self, pid: u32) {
+    pub(crate) fn forget(&mut self, pid: u32) {
         self.learned.retain(|(p, _, _), _| *p != pid);
         self.wanted.remove(&pid);
         self.recent.remove(&pid);
@@ -308,7 +308,7 @@ pub(crate) struct Recent {
 }
 
 impl Recent {
-    pub fn push(&mut self, w: Window) {
+    pub(crate) fn push(&mut self, w: Window) {
         self.newest = self.newest.max(w.end_ns);
         self.windows.push_back(w);
         while self.windows.len() > MAX_RECENT
@@ -321,7 +321,7 @@ impl Recent {
         }
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Window> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Window> {
         self.windows.iter()
     }
 }

@@ -27,7 +27,7 @@ use timeglass_wire::{env, monotonic_ns, Alloc, Event};
 use crate::{stack, state};
 
 /// Mean distance between samples, in bytes allocated by a thread.
-pub const MEAN_INTERVAL: f64 = 512.0 * 1024.0;
+pub(crate) const MEAN_INTERVAL: f64 = 512.0 * 1024.0;
 
 /// `PyMemAllocatorEx` (Include/cpython/pymem.h), the same in 3.5 to 3.13.
 #[repr(C)]
@@ -225,7 +225,7 @@ fn symbol(name: &CStr) -> Option<GetSet> {
 
 /// Why the wrapper was not installed.
 #[derive(Debug, PartialEq, Eq)]
-pub enum NotInstalled {
+pub(crate) enum NotInstalled {
     Unsupported(String),
     Wrapped,
 }
@@ -300,13 +300,13 @@ fn install(py: Python<'_>) -> Result<(), NotInstalled> {
 /// `_native.memory_stop()`, registered with `atexit`: no samples while the
 /// interpreter shuts down (the wrapper stays, passing everything through).
 #[pyfunction]
-pub fn memory_stop() {
+pub(crate) fn memory_stop() {
     ON.store(false, Ordering::Release);
 }
 
 /// `_native.memory_sampling()`: whether allocations are being sampled.
 #[pyfunction]
-pub fn memory_sampling() -> bool {
+pub(crate) fn memory_sampling() -> bool {
     ON.load(Ordering::Acquire)
 }
 
@@ -318,7 +318,7 @@ fn wanted() -> bool {
 
 /// At import: installs the wrapper when asked to and the marker is on;
 /// says once on stderr why it could not, and carries on without it.
-pub fn install_from_env(m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub(crate) fn install_from_env(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(memory_stop, m)?)?;
     m.add_function(wrap_pyfunction!(memory_sampling, m)?)?;
     if !wanted() || state::disabled_by_env() {

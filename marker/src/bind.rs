@@ -27,6 +27,6 @@ impl BoundCall {
 }
 
 #[pyfunction]
-pub fn bind(rid: u64, func: Py<PyAny>) -> BoundCall {
+pub(crate) fn bind(rid: u64, func: Py<PyAny>) -> BoundCall {
     BoundCall { rid, func }
 }

@@ -30,7 +30,7 @@ const SHOWN_ITEMS: usize = 64;
 /// `_native.configure_capture(hidden, params)`: where TimeGlass's own code
 /// lives, and whether to record parameters. Idempotent.
 #[pyfunction]
-pub fn configure_capture(hidden: Vec<String>, params: bool) {
+pub(crate) fn configure_capture(hidden: Vec<String>, params: bool) {
     stack::configure(stack::Config { hidden });
     PARAMS.store(params, Ordering::Relaxed);
     ON.store(true, Ordering::Release);
@@ -39,7 +39,7 @@ pub fn configure_capture(hidden: Vec<String>, params: bool) {
 /// `_native.query_begin()`: the start time (monotonic ns) when the calling
 /// thread runs a recorded request, else 0 (then call nothing else).
 #[pyfunction]
-pub fn query_begin() -> u64 {
+pub(crate) fn query_begin() -> u64 {
     if !ON.load(Ordering::Relaxed) || state::region().is_none() {
         return 0;
     }
@@ -57,7 +57,7 @@ pub fn query_begin() -> u64 {
 #[pyfunction]
 #[pyo3(signature = (start_ns, driver, sql, params=None, rows=None, error=None, outer=None))]
 #[allow(clippy::too_many_arguments)]
-pub fn query_end(
+pub(crate) fn query_end(
     py: Python<'_>,
     start_ns: &Bound<'_, PyAny>,
     driver: &Bound<'_, PyAny>,
@@ -74,7 +74,7 @@ pub fn query_end(
 /// Publishes one statement of the calling thread's request; does nothing
 /// outside a request. Never fails.
 #[allow(clippy::too_many_arguments)]
-pub fn record_query(
+pub(crate) fn record_query(
     py: Python<'_>,
     start_ns: u64,
     driver: &Bound<'_, PyAny>,
@@ -121,7 +121,7 @@ pub fn record_query(
 #[pyfunction]
 #[pyo3(signature = (start_ns, library, method, url, status=None, error=None, outer=None))]
 #[allow(clippy::too_many_arguments)]
-pub fn call_end(
+pub(crate) fn call_end(
     py: Python<'_>,
     start_ns: &Bound<'_, PyAny>,
     library: &Bound<'_, PyAny>,
@@ -253,11 +253,11 @@ const SECRET_KEYS: &[&str] = &[
     "otp",
 ];
 
-pub const REDACTED: &str = "REDACTED";
+pub(crate) const REDACTED: &str = "REDACTED";
 
 /// The URL with the password of its user info and the values of
 /// secret-looking query parameters replaced by `REDACTED`.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let (before_fragment, fragment) = match url.split_once('#') {
         Some((b, f)) => (b, Some(f)),
         None => (url, None),

@@ -24,7 +24,7 @@ use crate::state;
 use crate::watched::{watch, OnReturn};
 
 /// Whether contexts are captured (`TIMEGLASS_CONTEXT` is not `0`), read once.
-pub fn enabled() -> bool {
+pub(crate) fn enabled() -> bool {
     static ENABLED: OnceLock<bool> = OnceLock::new();
     *ENABLED.get_or_init(|| std::env::var_os(env::CONTEXT).is_none_or(|v| v != "0"))
 }
@@ -34,7 +34,7 @@ pub fn enabled() -> bool {
 /// reads what it still holds). Once a ring nobody ever read is full, each
 /// event only pushes out another unread one, so the capture is skipped; the
 /// first read turns it back on.
-pub fn worth_capturing(region: &Region) -> bool {
+pub(crate) fn worth_capturing(region: &Region) -> bool {
     region.last_reader_beat().is_some()
         || region.ring_position() < region.geometry().ring_slots as u64
 }
@@ -83,7 +83,7 @@ impl BodyCapture {
 /// one pass over the header list: no Python object is created per header,
 /// and secrets are redacted on the bytes.
 #[derive(Default)]
-pub struct RequestHead {
+pub(crate) struct RequestHead {
     /// Lowercased names and values, secrets redacted, cut to what the event carries.
     pub headers: Vec<(String, String)>,
     /// Its `content-type` header, which says how to redact the body.
@@ -94,7 +94,7 @@ pub struct RequestHead {
 }
 
 impl RequestHead {
-    pub fn scan(scope: &Bound<'_, PyDict>) -> RequestHead {
+    pub(crate) fn scan(scope: &Bound<'_, PyDict>) -> RequestHead {
         let py = scope.py();
         let mut head = RequestHead::default();
         let mut framed = false;
@@ -121,7 +121,7 @@ impl RequestHead {
     }
 
     /// The context event published when request `rid` enters the app.
-    pub fn event(&mut self, rid: u64, scope: &Bound<'_, PyDict>) -> Event {
+    pub(crate) fn event(&mut self, rid: u64, scope: &Bound<'_, PyDict>) -> Event {
         let py = scope.py();
         let query = scope
             .get_item(intern!(py, "query_string"))
@@ -239,7 +239,7 @@ fn spare_pair() -> (String, String) {
 }
 
 /// Publishes a context event, then keeps its header strings for reuse.
-pub fn publish(region: &Region, event: Event) {
+pub(crate) fn publish(region: &Region, event: Event) {
     state::publish(region, &event);
     if let Event::RequestContext(context) = event {
         let _ = SPARE.try_with(|s| {
@@ -319,7 +319,7 @@ impl MarkHandler {
 
 /// The context event published when request `rid`'s response starts: its
 /// headers, and the body the app has read by then.
-pub fn response_event(
+pub(crate) fn response_event(
     rid: u64,
     message: &Bound<'_, PyDict>,
     request_content_type: &str,

@@ -10,7 +10,7 @@ use timeglass_wire::{Event, Reader, Region, StackRef};
 /// `_native._read_events(path)`: every event still in the ring file at `path`,
 /// oldest first, as dicts. For tests and debugging only.
 #[pyfunction]
-pub fn _read_events(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyList>> {
+pub(crate) fn _read_events(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyList>> {
     let region = Region::open(&path).map_err(|e| PyOSError::new_err(e.to_string()))?;
     let mut events = Vec::new();
     Reader::new().poll(&region, |kind, bytes| {
@@ -118,6 +118,6 @@ fn set_stack(d: &Bound<'_, PyDict>, stack: &StackRef) -> PyResult<()> {
 /// `_native._classify_code(code)`: `(short filename, library)` of a code
 /// object, exactly as the frames of a query's stack get them. For tests.
 #[pyfunction]
-pub fn _classify_code(py: Python<'_>, code: Bound<'_, PyAny>) -> (String, bool) {
+pub(crate) fn _classify_code(py: Python<'_>, code: Bound<'_, PyAny>) -> (String, bool) {
     crate::stack::classify(py, code)
 }

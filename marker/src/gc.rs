@@ -21,7 +21,7 @@ thread_local! {
 /// `gc.callbacks` entry: `(phase, info)`. Never raises: an exception from a
 /// GC callback would be reported by CPython as unraisable in the app.
 #[pyfunction]
-pub fn gc_callback(phase: &Bound<'_, PyAny>, _info: &Bound<'_, PyAny>) {
+pub(crate) fn gc_callback(phase: &Bound<'_, PyAny>, _info: &Bound<'_, PyAny>) {
     if state::region().is_none() {
         return;
     }
@@ -63,7 +63,7 @@ fn stop() {
 
 /// Adds `_native.gc_callback` and appends it to `gc.callbacks` (once per
 /// interpreter: the module is initialised once in each).
-pub fn install(m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub(crate) fn install(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gc_callback, m)?)?;
     let callback = m.getattr("gc_callback")?;
     m.py()

@@ -67,7 +67,7 @@ impl RequestInfo {
 /// Puts `info` at `scope["timeglass"]` and in the request's state
 /// (`scope["state"]`, which Starlette's `request.state` reads). Never fails
 /// the request: a scope that refuses is left as it is.
-pub fn attach(scope: &Bound<'_, PyDict>, info: &Bound<'_, RequestInfo>) -> bool {
+pub(crate) fn attach(scope: &Bound<'_, PyDict>, info: &Bound<'_, RequestInfo>) -> bool {
     let py = scope.py();
     if scope.set_item(intern!(py, "timeglass"), info).is_err() {
         return false;
@@ -146,7 +146,7 @@ static DB_ANY: AtomicBool = AtomicBool::new(false);
 static DB_NS: LazyLock<Mutex<HashMap<u64, u64>>> = LazyLock::new(Default::default);
 
 /// A statement of request `rid` took `ns` (called for every captured statement).
-pub fn add_db(rid: u64, ns: u64) {
+pub(crate) fn add_db(rid: u64, ns: u64) {
     if !DB_ANY.load(Ordering::Relaxed) {
         return;
     }
@@ -158,7 +158,7 @@ pub fn add_db(rid: u64, ns: u64) {
 }
 
 /// Request `rid` is over: its SQL total goes.
-pub fn forget(rid: u64) {
+pub(crate) fn forget(rid: u64) {
     if !DB_ANY.load(Ordering::Relaxed) {
         return;
     }
@@ -182,7 +182,7 @@ fn thread_cpu_ns() -> u64 {
 /// `message` (an `http.response.start`) as a new dict with `Server-Timing`
 /// and `X-TimeGlass-Request` added to its headers; `None` when it cannot be
 /// (the original then goes out unchanged).
-pub fn with_headers<'py>(
+pub(crate) fn with_headers<'py>(
     message: &Bound<'py, PyAny>,
     timing: &Timing,
     rid: u64,

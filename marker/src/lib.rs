@@ -40,12 +40,18 @@ fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("enabled", region.is_some())?;
     d.set_item("pid", std::process::id())?;
     d.set_item("ring_path", region.map(|r| r.path().to_path_buf()))?;
-    d.set_item("records_written", region.map_or(0, |r| r.records_written()))?;
-    d.set_item("dropped", region.map_or(0, |r| r.dropped()))?;
-    d.set_item("inflight", region.map_or(0, |r| r.inflight()))?;
+    d.set_item(
+        "records_written",
+        region.map_or(0, timeglass_wire::Region::records_written),
+    )?;
+    d.set_item("dropped", region.map_or(0, timeglass_wire::Region::dropped))?;
+    d.set_item(
+        "inflight",
+        region.map_or(0, timeglass_wire::Region::inflight),
+    )?;
     d.set_item(
         "slotless_threads",
-        region.map_or(0, |r| r.slotless_threads()),
+        region.map_or(0, timeglass_wire::Region::slotless_threads),
     )?;
     Ok(d)
 }

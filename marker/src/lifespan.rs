@@ -49,7 +49,7 @@ fn message_type(message: &Bound<'_, PyAny>) -> Option<String> {
 }
 
 /// `send`, wrapped when `scope` is a lifespan scope and this process has a ring.
-pub fn watch<'py>(scope: &Bound<'py, PyAny>, send: Bound<'py, PyAny>) -> Bound<'py, PyAny> {
+pub(crate) fn watch<'py>(scope: &Bound<'py, PyAny>, send: Bound<'py, PyAny>) -> Bound<'py, PyAny> {
     let py = scope.py();
     let is_lifespan = state::region().is_some()
         && scope

@@ -5,7 +5,7 @@
 //! first 16 KiB of one (a cut JSON document is still scanned to its end).
 
 /// What a redacted value is replaced with.
-pub const REDACTED: &str = "[redacted]";
+pub(crate) const REDACTED: &str = "[redacted]";
 
 /// Headers that carry credentials whatever their value looks like.
 const SECRET_HEADERS: &[&str] = &[
@@ -33,7 +33,7 @@ const SECRET_WORDS: &[&str] = &[
 ];
 
 /// Whether a header's value must not be stored (its name in any case), without allocating.
-pub fn secret_header_bytes(name: &[u8]) -> bool {
+pub(crate) fn secret_header_bytes(name: &[u8]) -> bool {
     SECRET_HEADERS
         .iter()
         .any(|h| h.len() == name.len() && h.as_bytes().eq_ignore_ascii_case(name))
@@ -47,7 +47,7 @@ pub fn secret_header_bytes(name: &[u8]) -> bool {
 /// where a byte can begin one of them. Runs for every header of every
 /// request, so it is written for speed; `secret_words_table_is_complete`
 /// checks it against the list.
-pub fn secret_name(name: &[u8]) -> bool {
+pub(crate) fn secret_name(name: &[u8]) -> bool {
     let at = |i: usize, word: &[u8]| {
         name.get(i..i + word.len())
             .is_some_and(|part| part.eq_ignore_ascii_case(word))
@@ -68,7 +68,7 @@ pub fn secret_name(name: &[u8]) -> bool {
 }
 
 /// `a=1&password=x` → `a=1&password=[redacted]`. Also form bodies.
-pub fn urlencoded(text: &[u8]) -> Vec<u8> {
+pub(crate) fn urlencoded(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
     for (i, pair) in text.split(|&b| b == b'&').enumerate() {
         if i > 0 {
@@ -88,7 +88,7 @@ pub fn urlencoded(text: &[u8]) -> Vec<u8> {
 /// The body with secret fields redacted, judged by its content type: JSON,
 /// form and multipart form bodies are rewritten, anything else is kept as it
 /// is.
-pub fn body(content_type: &str, body: &[u8]) -> Vec<u8> {
+pub(crate) fn body(content_type: &str, body: &[u8]) -> Vec<u8> {
     let lower = content_type.to_ascii_lowercase();
     if lower.contains("x-www-form-urlencoded") {
         return urlencoded(body);
@@ -121,7 +121,7 @@ fn multipart_boundary(content_type: &str) -> Option<&str> {
 /// A `multipart/form-data` body with the content of every part whose field
 /// name says it holds a secret replaced by `[redacted]`. A body cut inside
 /// such a part has the rest of it hidden.
-pub fn multipart(body: &[u8], boundary: &[u8]) -> Vec<u8> {
+pub(crate) fn multipart(body: &[u8], boundary: &[u8]) -> Vec<u8> {
     let delimiter = [b"--".as_slice(), boundary].concat();
     let mut out = Vec::with_capacity(body.len());
     let mut at = 0;
@@ -182,7 +182,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// Replaces the value of every object member whose key names a secret with
 /// `"[redacted]"`. Objects and arrays under such a key are scanned instead
 /// (their own members are judged by their own keys). Tolerates cut documents.
-pub fn json(text: &[u8]) -> Vec<u8> {
+pub(crate) fn json(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
     let mut i = 0;
     while i < text.len() {

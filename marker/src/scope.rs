@@ -441,7 +441,11 @@ fn response_message(message: &Bound<'_, PyAny>) -> Option<Response> {
 
 /// `_native.bind_task(rid, coro)`: a slot-switching scope for a child task of request `rid`.
 #[pyfunction]
-pub fn bind_task(py: Python<'_>, rid: u64, coro: Bound<'_, PyAny>) -> PyResult<RequestScope> {
+pub(crate) fn bind_task(
+    py: Python<'_>,
+    rid: u64,
+    coro: Bound<'_, PyAny>,
+) -> PyResult<RequestScope> {
     if rid == 0 {
         return Err(PyTypeError::new_err("request id must not be 0"));
     }

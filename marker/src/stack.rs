@@ -34,7 +34,7 @@ const MAX_STACKS: usize = 8_192;
 
 /// Where frames come from and what they are.
 #[derive(Clone, Debug, Default)]
-pub struct Config {
+pub(crate) struct Config {
     /// Files under these prefixes are TimeGlass's own wrappers (or an event
     /// dispatcher calling them): dropped from the inner end of a stack.
     /// Library code is told apart by [`timeglass_wire::is_library_file`],
@@ -110,7 +110,7 @@ struct Tables {
 static TABLES: Mutex<Option<Tables>> = Mutex::new(None);
 
 /// Sets the prefixes; may be called again (the tables start over).
-pub fn configure(config: Config) {
+pub(crate) fn configure(config: Config) {
     if let Ok(mut t) = TABLES.lock() {
         *t = Some(Tables {
             config,
@@ -126,7 +126,7 @@ pub fn configure(config: Config) {
 
 /// Configures with no prefixes unless [`configure`] already ran: allocation
 /// samples take stacks even when statements are not captured.
-pub fn ensure_configured() {
+pub(crate) fn ensure_configured() {
     let unset = TABLES.lock().is_ok_and(|t| t.is_none());
     if unset {
         configure(Config::default());
@@ -172,7 +172,11 @@ impl Drop for Walk {
 /// The issuing stack of the current thread, below any frames of TimeGlass's
 /// own, with `outer` (a frame object) and its callers put outside it: the
 /// frames of the greenlet that waits for SQLAlchemy's async greenlet.
-pub fn capture(py: Python<'_>, region: &Region, outer: Option<&Bound<'_, PyAny>>) -> StackRef {
+pub(crate) fn capture(
+    py: Python<'_>,
+    region: &Region,
+    outer: Option<&Bound<'_, PyAny>>,
+) -> StackRef {
     let unknown = StackRef {
         id: 0,
         frames: None,
@@ -376,7 +380,7 @@ impl Tables {
 /// `(short filename, library)` of a code object, as a query's stack names
 /// its frame. For the test that the marker and the renderers class files
 /// alike (`marker/tests/test_library_frames.py`).
-pub fn classify(py: Python<'_>, code: Bound<'_, PyAny>) -> (String, bool) {
+pub(crate) fn classify(py: Python<'_>, code: Bound<'_, PyAny>) -> (String, bool) {
     let c = describe(&Config::default(), py, code);
     (c.short, c.library)
 }

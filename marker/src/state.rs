@@ -45,26 +45,26 @@ impl Drop for ReleaseOnExit {
 }
 
 /// Changes whenever this process's ring does (a fork gives the child its own).
-pub fn generation() -> u64 {
+pub(crate) fn generation() -> u64 {
     GENERATION.load(Ordering::Acquire)
 }
 
 /// The ring of this process, if the marker is running.
 #[inline]
-pub fn region() -> Option<&'static Region> {
+pub(crate) fn region() -> Option<&'static Region> {
     let ptr = REGION.load(Ordering::Acquire);
     // SAFETY: non-null pointers stored in REGION come from `Box::leak` and are never freed.
     unsafe { ptr.as_ref() }
 }
 
 /// Whether `TIMEGLASS_ENABLED=0` turned the marker off.
-pub fn disabled_by_env() -> bool {
+pub(crate) fn disabled_by_env() -> bool {
     std::env::var_os(env::ENABLED).is_some_and(|v| v == "0")
 }
 
 /// Creates this process's ring file unless that was already tried. Never fails:
 /// a ring that cannot be created leaves the marker passing requests through.
-pub fn ensure_region() -> Option<&'static Region> {
+pub(crate) fn ensure_region() -> Option<&'static Region> {
     if let Some(r) = region() {
         return Some(r);
     }
@@ -97,7 +97,7 @@ fn install_new_region() {
 }
 
 /// Prints one `timeglass: ...` line to stderr, once per process. Never panics.
-pub fn warn_once(msg: &str) {
+pub(crate) fn warn_once(msg: &str) {
     if !WARNED.swap(true, Ordering::Relaxed) {
         let _ = writeln!(std::io::stderr(), "timeglass: {msg}");
     }
@@ -105,7 +105,7 @@ pub fn warn_once(msg: &str) {
 
 /// The calling thread's slot in the current ring, claimed on first use.
 #[inline]
-pub fn current_slot() -> Option<ThreadSlot<'static>> {
+pub(crate) fn current_slot() -> Option<ThreadSlot<'static>> {
     let generation = GENERATION.load(Ordering::Acquire);
     SLOT.try_with(|cell| {
         let (cached_gen, slot) = cell.get();
@@ -125,7 +125,7 @@ pub fn current_slot() -> Option<ThreadSlot<'static>> {
 /// Runs `f` with the calling thread's slot set to request `rid`, then puts
 /// back what the slot held (the request this thread ran before, or 0).
 #[inline]
-pub fn as_request<R>(rid: u64, f: impl FnOnce() -> R) -> R {
+pub(crate) fn as_request<R>(rid: u64, f: impl FnOnce() -> R) -> R {
     let slot = current_slot();
     let prev = slot.map(|s| s.set(rid));
     let r = f();
@@ -142,7 +142,7 @@ static FORKS: AtomicU64 = AtomicU64::new(0);
 /// Native thread id of the calling thread, asked of the kernel once per
 /// thread (and again after a fork): every request's start event carries it,
 /// and a system call per request is measurable on a trivial endpoint.
-pub fn gettid() -> u32 {
+pub(crate) fn gettid() -> u32 {
     thread_local! {
         static TID: Cell<(u64, u32)> = const { Cell::new((u64::MAX, 0)) };
     }
@@ -165,7 +165,7 @@ fn raw_gettid() -> u32 {
 }
 
 /// Publishes one event; counts it as dropped if the ring refuses it.
-pub fn publish(region: &Region, event: &Event) {
+pub(crate) fn publish(region: &Region, event: &Event) {
     thread_local! {
         /// Every statement publishes an event: one encoding buffer per thread.
         static BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(256));
@@ -185,7 +185,7 @@ pub fn publish(region: &Region, event: &Event) {
 
 /// `os.register_at_fork(after_in_child=...)`: a child of a marked process gets
 /// its own ring file (the inherited mapping is the parent's).
-pub fn after_fork_in_child() {
+pub(crate) fn after_fork_in_child() {
     FORKS.fetch_add(1, Ordering::Relaxed);
     let Some(old) = region() else {
         return;
@@ -200,7 +200,7 @@ pub fn after_fork_in_child() {
 
 /// `atexit`, and the app's lifespan shutdown: removes this process's ring
 /// file. A reader keeps its mapping.
-pub fn remove_ring_file() {
+pub(crate) fn remove_ring_file() {
     if let Some(r) = region() {
         if r.pid() == std::process::id() {
             let _ = std::fs::remove_file(r.path());

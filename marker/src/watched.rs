@@ -17,7 +17,7 @@ use crate::context::BodyCapture;
 use crate::scope::{throw_args, SendWrapper};
 
 /// What to note when the awaitable returns.
-pub enum OnReturn {
+pub(crate) enum OnReturn {
     /// Copy the body out of a received `http.request` message.
     Received(Arc<BodyCapture>),
     /// The last body chunk was written: stamp the response's end.
@@ -42,7 +42,7 @@ pub struct Watched {
 /// Wraps `awaitable` so that `on_return` sees its result; `Err` gives the
 /// awaitable back untouched when it is not one (the app then fails on it
 /// exactly as it would without TimeGlass).
-pub fn watch<'py>(
+pub(crate) fn watch<'py>(
     awaitable: Bound<'py, PyAny>,
     on_return: OnReturn,
 ) -> Result<Bound<'py, PyAny>, Bound<'py, PyAny>> {

@@ -296,7 +296,7 @@ fn object_shape(spec: &Spec, o: &ObjectSchema, depth: usize) -> Result<Shape, Pr
 
 /// The bounds written beside the type (or beside an `anyOf`) apply to it.
 fn merge_bounds(mut s: Shape, o: &ObjectSchema) -> Shape {
-    let num = |n: &Option<serde_json::Number>| n.as_ref().and_then(|n| n.as_f64());
+    let num = |n: &Option<serde_json::Number>| n.as_ref().and_then(serde_json::Number::as_f64);
     s.minimum = num(&o.minimum).or(s.minimum);
     s.maximum = num(&o.maximum).or(s.maximum);
     s.exclusive_minimum = num(&o.exclusive_minimum).or(s.exclusive_minimum);

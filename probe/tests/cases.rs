@@ -88,7 +88,7 @@ fn unsafe_methods_are_skipped_and_max_requests_cuts_in_order() {
         .map(|o| {
             (
                 o.method.as_str(),
-                o.skipped.map(|s| s.as_str()),
+                o.skipped.map(timeglass_probe::Skip::as_str),
                 o.cases.len(),
             )
         })

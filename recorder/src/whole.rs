@@ -10,7 +10,7 @@ use timeglass_sampler::{Activity, RequestSlots};
 use timeglass_wire::SlotSnapshot;
 
 /// Always worth sampling at the full rate.
-pub struct AlwaysBusy;
+pub(crate) struct AlwaysBusy;
 
 impl Activity for AlwaysBusy {
     fn busy(&self) -> bool {
@@ -23,7 +23,7 @@ impl Activity for AlwaysBusy {
 }
 
 /// Knows no thread's request.
-pub struct NoSlots;
+pub(crate) struct NoSlots;
 
 impl RequestSlots for NoSlots {
     fn read(&mut self, _tid: u32) -> Option<SlotSnapshot> {

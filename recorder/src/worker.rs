@@ -14,7 +14,7 @@ use crate::whole::{AlwaysBusy, NoSlots};
 use crate::RecorderOptions;
 
 /// What a sampling thread tells the writer.
-pub enum Report {
+pub(crate) enum Report {
     Attached {
         pid: u32,
         python_version: String,
@@ -77,7 +77,7 @@ impl SampleSink for Batcher<'_> {
 
 /// RSS is read this often while a request is in flight (200 Hz), whatever
 /// `--rate` is: each request's start, end and peak come from these.
-pub const RSS_BUSY_EVERY: Duration = Duration::from_millis(5);
+pub(crate) const RSS_BUSY_EVERY: Duration = Duration::from_millis(5);
 /// And this often while none is, so a request that starts has a reading
 /// from before it.
 const RSS_IDLE_EVERY: Duration = Duration::from_millis(100);
@@ -129,7 +129,7 @@ impl Rss {
 
 /// Attaches to process `pid` and samples it until it exits or `stop`: with
 /// its marker's `region` when it has one, as a whole process otherwise.
-pub fn sample_process(
+pub(crate) fn sample_process(
     pid: u32,
     region: Option<Arc<Region>>,
     options: RecorderOptions,
@@ -178,7 +178,7 @@ pub fn sample_process(
 
 /// The ring file appears while the interpreter is still importing the app;
 /// py-spy may not find the interpreter state yet: retry briefly.
-pub fn attach(pid: u32, options: PySpyOptions) -> Result<PySpySource, SourceError> {
+pub(crate) fn attach(pid: u32, options: PySpyOptions) -> Result<PySpySource, SourceError> {
     let mut tries = 0;
     loop {
         match PySpySource::attach(pid, options) {

@@ -40,7 +40,7 @@ struct Proc {
     resources: Option<Resources>,
 }
 
-pub struct Writer {
+pub(crate) struct Writer {
     store: Store,
     session: SessionId,
     options: RecorderOptions,
@@ -81,7 +81,7 @@ pub struct Writer {
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 impl Writer {
-    pub fn new(
+    pub(crate) fn new(
         store: Store,
         session: SessionId,
         options: RecorderOptions,
@@ -129,7 +129,7 @@ impl Writer {
         }
     }
 
-    pub fn run(mut self) -> Result<(Summary, Store), RecorderError> {
+    pub(crate) fn run(mut self) -> Result<(Summary, Store), RecorderError> {
         let mut last_discover = Instant::now() - DISCOVER_EVERY;
         let mut last_write = Instant::now();
         let mut next_resources = Instant::now();
@@ -384,7 +384,7 @@ impl Writer {
     }
 
     fn poll_rings(&mut self) {
-        for (&pid, proc) in self.procs.iter_mut() {
+        for (&pid, proc) in &mut self.procs {
             let Some(region) = &proc.region else {
                 continue;
             };

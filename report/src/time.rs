@@ -13,7 +13,7 @@ pub fn parse_time(text: &str, now_unix_ns: i128) -> Result<i128, ReportError> {
         return Ok(now_unix_ns - ago);
     }
     text.parse::<Timestamp>()
-        .map(|t| t.as_nanosecond())
+        .map(jiff::Timestamp::as_nanosecond)
         .map_err(|_| ReportError::BadTime(text.to_string()))
 }
 

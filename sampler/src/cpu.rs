@@ -11,7 +11,7 @@
 use crate::procfs::{run_state, TaskFiles};
 
 /// Open `schedstat` and `stat` files of one process's threads.
-pub struct ThreadCpu {
+pub(crate) struct ThreadCpu {
     schedstat: TaskFiles,
     stat: TaskFiles,
 }
@@ -27,7 +27,7 @@ impl Default for ThreadCpu {
 
 /// One reading of a thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Reading {
+pub(crate) struct Reading {
     /// Nanoseconds on a CPU so far.
     pub cpu_ns: u64,
     /// Running or runnable (`R`) right now.
@@ -37,7 +37,7 @@ pub struct Reading {
 impl ThreadCpu {
     /// Thread `tid` of `pid` now; `None` when the kernel does not say (the
     /// thread is gone, or it keeps no schedstats).
-    pub fn read(&mut self, pid: u32, tid: u32) -> Option<Reading> {
+    pub(crate) fn read(&mut self, pid: u32, tid: u32) -> Option<Reading> {
         let mut buf = [0u8; 512];
         let n = self.schedstat.read(pid, tid, &mut buf[..64])?;
         let cpu_ns = std::str::from_utf8(&buf[..n])
@@ -56,7 +56,7 @@ impl ThreadCpu {
     }
 
     /// Closes the files of threads `keep` says no to.
-    pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
+    pub(crate) fn retain(&mut self, keep: impl Fn(u32) -> bool) {
         self.schedstat.retain(&keep);
         self.stat.retain(&keep);
     }

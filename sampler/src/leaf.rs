@@ -66,7 +66,7 @@ fn matches_name(name: &str, qualified: &str) -> bool {
 }
 
 /// The leaf frame and state of a request suspended in `chain`.
-pub fn await_leaf(chain: &AwaitChain) -> (Frame, State) {
+pub(crate) fn await_leaf(chain: &AwaitChain) -> (Frame, State) {
     if chain.frames.iter().any(waits_for_worker) {
         return (Frame::synthetic(WORKER_WAIT_FRAME), State::Queued);
     }

@@ -7,12 +7,12 @@
 
 use std::time::Duration;
 
-pub struct Jitter {
+pub(crate) struct Jitter {
     state: u64,
 }
 
 impl Jitter {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Jitter { state: seed | 1 }
     }
 
@@ -26,7 +26,7 @@ impl Jitter {
     }
 
     /// `period` scaled by a uniform factor in [0.8, 1.2): the mean stays the period.
-    pub fn around(&mut self, period: Duration) -> Duration {
+    pub(crate) fn around(&mut self, period: Duration) -> Duration {
         let factor = 0.8 + (self.next() % 4096) as f64 / 4096.0 * 0.4;
         period.mul_f64(factor)
     }

@@ -126,7 +126,10 @@ fn on_every_python(test: impl Fn(&Python) + std::panic::RefUnwindSafe) {
             let why = e
                 .downcast_ref::<String>()
                 .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .or_else(|| {
+                    e.downcast_ref::<&str>()
+                        .map(std::string::ToString::to_string)
+                })
                 .unwrap_or_default();
             failures.push(format!(
                 "CPython 3.{} ({}): {why}",

@@ -21,7 +21,7 @@ use crate::error::AppError;
 use crate::AppState;
 
 /// A fresh random token: 16 bytes from the kernel, in hex.
-pub fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     let mut bytes = [0u8; 16];
     if let Err(e) = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
         // Without a token nothing can be changed, which is safe; say why.
@@ -67,7 +67,7 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
-pub async fn clear(
+pub(crate) async fn clear(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,

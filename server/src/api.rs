@@ -18,13 +18,13 @@ use crate::{db, AppState};
 
 /// One page of `GET /api/v1/requests`, in the list's order.
 #[derive(Serialize)]
-pub struct RequestList {
+pub(crate) struct RequestList {
     pub requests: Vec<RequestRow>,
     /// Pass as `before` for the next page; `null` on the last one.
     pub next_before: Option<i64>,
 }
 
-pub async fn requests(
+pub(crate) async fn requests(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<RequestList>, ApiError> {
@@ -43,7 +43,7 @@ pub async fn requests(
 }
 
 /// The request, its stages, its route's p95 and its context.
-pub async fn request(
+pub(crate) async fn request(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<RequestDetail>, ApiError> {
@@ -54,7 +54,7 @@ pub async fn request(
 /// `?mine=true&hide_synthetic=true&cpu=true` choose the view; `icicle` the SVG's direction.
 #[derive(Clone, Copy, Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct ProfileParams {
+pub(crate) struct ProfileParams {
     pub mine: bool,
     pub hide_synthetic: bool,
     /// CPU time only instead of wall time.
@@ -65,7 +65,7 @@ pub struct ProfileParams {
 }
 
 impl ProfileParams {
-    pub fn view(&self) -> View {
+    pub(crate) fn view(&self) -> View {
         View {
             // Allocation stacks are weighed in bytes: no CPU share to keep.
             weight: match self.cpu && !self.memory {
@@ -80,7 +80,7 @@ impl ProfileParams {
 }
 
 /// The call tree and functions the flame graph draws.
-pub async fn request_profile(
+pub(crate) async fn request_profile(
     State(state): State<AppState>,
     Path(id): Path<i64>,
     Query(params): Query<ProfileParams>,
@@ -90,7 +90,7 @@ pub async fn request_profile(
 }
 
 /// The request's stacks in the folded format (`timeglass export --format folded`).
-pub async fn folded(
+pub(crate) async fn folded(
     State(state): State<AppState>,
     Path(id): Path<i64>,
     Query(params): Query<ProfileParams>,
@@ -101,7 +101,7 @@ pub async fn folded(
 }
 
 /// inferno's standalone SVG of the request, to download or open alone.
-pub async fn request_svg(
+pub(crate) async fn request_svg(
     State(state): State<AppState>,
     Path(id): Path<i64>,
     Query(params): Query<ProfileParams>,
@@ -126,12 +126,12 @@ async fn request_stacks(
     .await
 }
 
-pub async fn routes(State(state): State<AppState>) -> Result<Json<Vec<RouteRow>>, ApiError> {
+pub(crate) async fn routes(State(state): State<AppState>) -> Result<Json<Vec<RouteRow>>, ApiError> {
     Ok(Json(db::read(state.db, |store| Ok(store.routes()?)).await?))
 }
 
 /// `?session=&since=&until=` as for `/api/v1/stats`.
-pub async fn route(
+pub(crate) async fn route(
     State(state): State<AppState>,
     Path(key): Path<(String, String)>,
     Query(params): Query<StatsParams>,
@@ -148,7 +148,7 @@ pub async fn route(
 /// as JSON at `.../{route}/profile`, inferno's SVG at `.../{route}/flamegraph.svg`,
 /// a download at `.../{route}/export/{format}` (`?session=`; the route
 /// itself is a wildcard, so the suffix is read here).
-pub async fn route_profile_or_svg(
+pub(crate) async fn route_profile_or_svg(
     State(state): State<AppState>,
     Path((method, rest)): Path<(String, String)>,
     Query(params): Query<ProfileParams>,

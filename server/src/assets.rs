@@ -46,7 +46,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-pub async fn asset(Path(name): Path<String>) -> Result<impl IntoResponse, AppError> {
+pub(crate) async fn asset(Path(name): Path<String>) -> Result<impl IntoResponse, AppError> {
     let (_, content_type, body) = ASSETS
         .iter()
         .find(|(n, _, _)| *n == name)

@@ -15,13 +15,13 @@ use crate::{db, AppState};
 
 /// One side of a comparison: `session:ID` or `baseline:NAME`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Side {
+pub(crate) enum Side {
     Session(i64),
     Baseline(String),
 }
 
 impl Side {
-    pub fn parse(text: &str) -> Result<Side, AppError> {
+    pub(crate) fn parse(text: &str) -> Result<Side, AppError> {
         let bad = || {
             AppError::BadInput(format!(
                 "`{text}` names no side of a comparison: give `session:ID` or `baseline:NAME`"
@@ -37,14 +37,14 @@ impl Side {
     }
 
     /// The query-string value naming this side.
-    pub fn value(&self) -> String {
+    pub(crate) fn value(&self) -> String {
         match self {
             Side::Session(id) => format!("session:{id}"),
             Side::Baseline(name) => format!("baseline:{name}"),
         }
     }
 
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Side::Session(id) => format!("session {id}"),
             Side::Baseline(name) => format!("baseline `{name}`"),
@@ -71,7 +71,7 @@ fn compare_error(e: CompareError) -> AppError {
 /// `?a=…&b=…`, and for one endpoint `method` and `route` (no `route`: the
 /// requests no route matched).
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct CompareParams {
+pub(crate) struct CompareParams {
     pub a: Option<String>,
     pub b: Option<String>,
     pub method: Option<String>,
@@ -81,7 +81,7 @@ pub struct CompareParams {
 impl CompareParams {
     /// A and B; by default the second latest session against the latest.
     /// B is always a session: a baseline is what a session is judged by.
-    pub fn sides(&self, sessions: &[SessionRow]) -> Result<(Side, Side), AppError> {
+    pub(crate) fn sides(&self, sessions: &[SessionRow]) -> Result<(Side, Side), AppError> {
         let latest = |nth: usize| sessions.get(nth).map(|s| Side::Session(s.id.0));
         let b = match given(&self.b) {
             Some(text) => Side::parse(text)?,
@@ -115,14 +115,14 @@ impl CompareParams {
 }
 
 /// Both snapshots and their comparison, as `timeglass compare` makes it.
-pub struct Compared {
+pub(crate) struct Compared {
     pub a: Snapshot,
     pub b: Snapshot,
     pub comparison: Comparison,
 }
 
 impl Compared {
-    pub fn read(store: &Store, a: &Side, b: &Side) -> Result<Compared, AppError> {
+    pub(crate) fn read(store: &Store, a: &Side, b: &Side) -> Result<Compared, AppError> {
         let (a, b) = (a.snapshot(store)?, b.snapshot(store)?);
         let comparison =
             timeglass_compare::compare(&a, &b, &TestOptions::default()).map_err(compare_error)?;
@@ -131,7 +131,7 @@ impl Compared {
 
     /// The differential profile of one endpoint; `None` when either side
     /// lacks it.
-    pub fn endpoint_diff(&self, method: &str, route: Option<&str>) -> Option<DiffProfile> {
+    pub(crate) fn endpoint_diff(&self, method: &str, route: Option<&str>) -> Option<DiffProfile> {
         let (ea, eb) = (
             self.a.endpoint(method, route)?,
             self.b.endpoint(method, route)?,
@@ -148,7 +148,7 @@ fn read_sides(store: &Store, params: &CompareParams) -> Result<Compared, AppErro
 }
 
 /// `GET /api/v1/compare?a=session:ID|baseline:NAME&b=session:ID`.
-pub async fn api(
+pub(crate) async fn api(
     State(state): State<AppState>,
     Query(params): Query<CompareParams>,
 ) -> Result<Json<Comparison>, ApiError> {
@@ -158,7 +158,7 @@ pub async fn api(
 
 /// `GET /api/v1/compare/endpoint?a=…&b=…&method=…&route=…`: one endpoint's
 /// differential profile, ms per request in A and B.
-pub async fn api_endpoint(
+pub(crate) async fn api_endpoint(
     State(state): State<AppState>,
     Query(params): Query<CompareParams>,
 ) -> Result<Json<DiffProfile>, ApiError> {
@@ -174,7 +174,7 @@ pub async fn api_endpoint(
 
 impl CompareParams {
     /// The endpoint named by `method` and `route`.
-    pub fn endpoint(&self) -> Result<(String, Option<String>), AppError> {
+    pub(crate) fn endpoint(&self) -> Result<(String, Option<String>), AppError> {
         let method = self
             .method
             .clone()
@@ -190,7 +190,7 @@ fn given(v: &Option<String>) -> Option<&str> {
     v.as_deref().filter(|s| !s.trim().is_empty())
 }
 
-pub fn no_endpoint(method: &str, route: Option<&str>) -> AppError {
+pub(crate) fn no_endpoint(method: &str, route: Option<&str>) -> AppError {
     AppError::BadInput(format!(
         "`{method} {}` is not recorded on both sides; a new or gone endpoint has no difference to draw",
         route.unwrap_or("(no route)")

@@ -9,7 +9,7 @@ use crate::error::AppError;
 
 /// Runs `f` on a blocking thread over a freshly opened store, so a page
 /// always shows what the recorder has written so far.
-pub async fn read<T, F>(db: Arc<PathBuf>, f: F) -> Result<T, AppError>
+pub(crate) async fn read<T, F>(db: Arc<PathBuf>, f: F) -> Result<T, AppError>
 where
     T: Send + 'static,
     F: FnOnce(&Store) -> Result<T, AppError> + Send + 'static,

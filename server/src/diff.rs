@@ -15,13 +15,13 @@ use timeglass_compare::profile::{function_deltas, FunctionDelta, PathDelta};
 use timeglass_compare::stats::defaults::MIN_RATIO;
 
 /// Smaller changes per request are drawn as unchanged.
-pub const MIN_CHANGE_MS: f64 = 0.05;
+pub(crate) const MIN_CHANGE_MS: f64 = 0.05;
 /// A changed frame is at least this intense, so it never looks grey.
 const MIN_INTENSITY: f64 = 0.2;
 
 /// One node of the differential call tree (short names: it travels as JSON).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct DiffNode {
+pub(crate) struct DiffNode {
     /// Function name.
     pub n: String,
     /// Short file name; empty for synthetic frames.
@@ -38,7 +38,7 @@ pub struct DiffNode {
 impl DiffNode {
     /// The first node named `name` under this one, depth first.
     #[cfg(test)]
-    pub fn find(&self, name: &str) -> Option<&DiffNode> {
+    pub(crate) fn find(&self, name: &str) -> Option<&DiffNode> {
         self.c
             .iter()
             .find_map(|c| (c.n == name).then_some(c).or_else(|| c.find(name)))
@@ -46,7 +46,7 @@ impl DiffNode {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct DiffProfile {
+pub(crate) struct DiffProfile {
     /// A root named `all`: every path's time, A and B.
     pub tree: DiffNode,
     /// Every function, the largest change of self time first.
@@ -54,7 +54,7 @@ pub struct DiffProfile {
 }
 
 impl DiffProfile {
-    pub fn new(paths: &[PathDelta]) -> DiffProfile {
+    pub(crate) fn new(paths: &[PathDelta]) -> DiffProfile {
         let mut tree = tree(paths);
         let max = max_change(&tree).max(f64::MIN_POSITIVE);
         colour(&mut tree, max);
@@ -66,7 +66,7 @@ impl DiffProfile {
 }
 
 /// `function (file)` as a comparison names a frame, split in two.
-pub fn split_key(key: &str) -> (&str, &str) {
+pub(crate) fn split_key(key: &str) -> (&str, &str) {
     match key.strip_suffix(')').and_then(|k| k.rsplit_once(" (")) {
         Some((name, file)) => (name, file),
         None => (key, ""),
@@ -114,7 +114,7 @@ fn sort(node: &mut DiffNode) {
     node.c.iter_mut().for_each(sort);
 }
 
-pub fn changed(a: f64, b: f64) -> bool {
+pub(crate) fn changed(a: f64, b: f64) -> bool {
     let d = (b - a).abs();
     d >= MIN_CHANGE_MS && d > MIN_RATIO * a.max(b)
 }

@@ -29,7 +29,7 @@ pub enum ServerError {
 
 /// Why one HTTP request failed.
 #[derive(Debug, thiserror::Error)]
-pub enum AppError {
+pub(crate) enum AppError {
     #[error("no TimeGlass database at `{}` yet; record some requests with `timeglass run -- uvicorn app:app`", .0.display())]
     NoStore(PathBuf),
     #[error("no request with id {0}")]
@@ -60,7 +60,7 @@ impl From<StoreError> for AppError {
 }
 
 impl AppError {
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             AppError::NoStore(_)
             | AppError::NoRequest(_)
@@ -84,7 +84,7 @@ impl IntoResponse for AppError {
 
 /// The same errors under `/api/`: `{"error": "..."}`.
 #[derive(Debug)]
-pub struct ApiError(pub AppError);
+pub(crate) struct ApiError(pub AppError);
 
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> ApiError {

@@ -17,7 +17,7 @@ use crate::html::escape;
 use crate::{db, AppState};
 
 /// The links a page offers, one per format, under `api` (`{api}/export/{format}`).
-pub fn links(api: &str) -> String {
+pub(crate) fn links(api: &str) -> String {
     // `data-export`: flame.js adds the view's parameters (CPU, my code
     // only, synthetic frames) to the address as the user switches them.
     let link = |f: Format, label: &str, title: &str| {
@@ -53,11 +53,11 @@ pub fn links(api: &str) -> String {
 /// `?session=` of an endpoint's export, beside the view's parameters.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct SessionParam {
+pub(crate) struct SessionParam {
     pub session: Option<i64>,
 }
 
-pub async fn request(
+pub(crate) async fn request(
     State(state): State<AppState>,
     Path((id, format)): Path<(i64, String)>,
     Query(params): Query<ProfileParams>,
@@ -65,7 +65,7 @@ pub async fn request(
     download(&state, Subject::Request(id), &format, params).await
 }
 
-pub async fn session(
+pub(crate) async fn session(
     State(state): State<AppState>,
     Path((id, format)): Path<(i64, String)>,
     Query(params): Query<ProfileParams>,
@@ -75,7 +75,7 @@ pub async fn session(
 
 /// An endpoint's export; `route` is what followed `/export/` removed by the
 /// caller (the route itself is a wildcard).
-pub async fn route(
+pub(crate) async fn route(
     state: &AppState,
     (method, route): (String, String),
     format: &str,

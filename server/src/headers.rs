@@ -12,7 +12,7 @@ use axum::response::Response;
 const POLICY: &str = "default-src 'self'; style-src 'self'; img-src 'self' data:; \
                       frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
 
-pub async fn add(request: Request, next: Next) -> Response {
+pub(crate) async fn add(request: Request, next: Next) -> Response {
     let start = Instant::now();
     let mut response = next.run(request).await;
     let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;

@@ -13,7 +13,7 @@ const REFUSED: &str = "403 Forbidden: the TimeGlass dashboard answers only to lo
 127.0.0.1, [::1] or the address it was started on (DNS rebinding protection).\n";
 
 #[derive(Clone, Debug)]
-pub struct AllowedHosts {
+pub(crate) struct AllowedHosts {
     /// The `--host` the server was bound to, lowercased and without brackets.
     bound: String,
     /// Bound to every interface (`0.0.0.0`, `::`): any IP address is then a
@@ -22,14 +22,14 @@ pub struct AllowedHosts {
 }
 
 impl AllowedHosts {
-    pub fn new(bound: &str) -> AllowedHosts {
+    pub(crate) fn new(bound: &str) -> AllowedHosts {
         let bound = unbracket(bound).to_ascii_lowercase();
         let any_ip = bound.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified());
         AllowedHosts { bound, any_ip }
     }
 
     /// Whether a `Host` header value (`name[:port]`) may be answered.
-    pub fn allows(&self, host_header: &str) -> bool {
+    pub(crate) fn allows(&self, host_header: &str) -> bool {
         let name = unbracket(host_name(host_header)).to_ascii_lowercase();
         matches!(name.as_str(), "localhost" | "127.0.0.1" | "::1")
             || name == self.bound
@@ -51,7 +51,11 @@ fn unbracket(name: &str) -> &str {
         .unwrap_or(name)
 }
 
-pub async fn check(State(allowed): State<AllowedHosts>, request: Request, next: Next) -> Response {
+pub(crate) async fn check(
+    State(allowed): State<AllowedHosts>,
+    request: Request,
+    next: Next,
+) -> Response {
     let host = request
         .headers()
         .get(header::HOST)

@@ -15,7 +15,7 @@ struct LayoutTemplate<'a> {
     body: &'a str,
 }
 
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -36,7 +36,7 @@ pub fn escape(text: &str) -> String {
 /// does not mark `|safe` (those are HTML the server built). Rendering into a
 /// `String` cannot fail but through a value's `Display`, which ours never do;
 /// should one, the page says so instead of panicking.
-pub fn render<T: Template>(template: &T) -> String {
+pub(crate) fn render<T: Template>(template: &T) -> String {
     template.render().unwrap_or_else(|e| {
         format!(
             "<p class=\"error\">This part of the page could not be drawn: {}</p>",
@@ -47,7 +47,7 @@ pub fn render<T: Template>(template: &T) -> String {
 
 /// A whole page: `body` (HTML) inside the layout; `nav` is the current
 /// section (`requests`, `routes`) for the menu.
-pub fn page(title: &str, nav: &str, body: &str) -> Html<String> {
+pub(crate) fn page(title: &str, nav: &str, body: &str) -> Html<String> {
     let current = |name: &str| match name == nav {
         true => " aria-current=\"page\"",
         false => "",
@@ -63,7 +63,7 @@ pub fn page(title: &str, nav: &str, body: &str) -> Html<String> {
 }
 
 /// Percent-encodes a path, keeping its `/` separators.
-pub fn path_value(path: &str) -> String {
+pub(crate) fn path_value(path: &str) -> String {
     path.split('/')
         .map(query_value)
         .collect::<Vec<_>>()
@@ -71,7 +71,7 @@ pub fn path_value(path: &str) -> String {
 }
 
 /// The endpoint view of `method route`.
-pub fn route_href(method: &str, route: &str) -> String {
+pub(crate) fn route_href(method: &str, route: &str) -> String {
     format!(
         "/routes/{}/{}",
         query_value(method),
@@ -80,7 +80,7 @@ pub fn route_href(method: &str, route: &str) -> String {
 }
 
 /// Milliseconds the way people read them: `0.42 ms`, `12.3 ms`, `456 ms`, `1.23 s`.
-pub fn ms(value: f64) -> String {
+pub(crate) fn ms(value: f64) -> String {
     match value {
         v if v >= 1000.0 => format!("{:.2} s", v / 1000.0),
         v if v >= 100.0 => format!("{v:.0} ms"),
@@ -90,7 +90,7 @@ pub fn ms(value: f64) -> String {
 }
 
 /// A number with thousands separators: `12,345`.
-pub fn count(n: u64) -> String {
+pub(crate) fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -103,7 +103,7 @@ pub fn count(n: u64) -> String {
 }
 
 /// Bytes as `512 B`, `16.0 KiB`, `2.5 MiB`.
-pub fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     match n {
         n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
         n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
@@ -113,14 +113,14 @@ pub fn bytes(n: u64) -> String {
 
 /// JSON for a `<script type="application/json">` element: `<` is escaped so
 /// no value can close the element.
-pub fn json_script(value: &impl serde::Serialize) -> String {
+pub(crate) fn json_script(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value)
         .expect("dashboard data serializes")
         .replace('<', "\\u003c")
 }
 
 /// Percent-encodes a query-string value.
-pub fn query_value(value: &str) -> String {
+pub(crate) fn query_value(value: &str) -> String {
     let mut out = String::new();
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

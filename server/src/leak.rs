@@ -15,7 +15,7 @@ use serde::Serialize;
 use timeglass_model::StackCount;
 
 /// Fewer requests than this are not tested.
-pub const MIN_REQUESTS: usize = 50;
+pub(crate) const MIN_REQUESTS: usize = 50;
 /// The most recent requests tested at most (the test is quadratic).
 const MAX_REQUESTS: usize = 2_000;
 /// One-sided z of the trend statistic: about 1 in 700 by chance.
@@ -26,7 +26,7 @@ const MIN_RISE_BYTES: i64 = 1 << 20;
 const SITES: usize = 5;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct LeakHint {
+pub(crate) struct LeakHint {
     /// Requests tested (of the busiest process).
     pub requests: u64,
     /// Median RSS at the end of the last fifth of them minus that of the first fifth.
@@ -38,7 +38,7 @@ pub struct LeakHint {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Site {
+pub(crate) struct Site {
     /// `function (file:line)` of the innermost frame.
     pub frame: String,
     pub bytes: u64,
@@ -46,7 +46,7 @@ pub struct Site {
 
 /// The hint for an endpoint whose requests ended at `ends` (`(process, RSS)`
 /// in start order), with its allocation stacks; `None` when RSS does not climb.
-pub fn hint(ends: &[(i64, u64)], alloc_stacks: &[StackCount]) -> Option<LeakHint> {
+pub(crate) fn hint(ends: &[(i64, u64)], alloc_stacks: &[StackCount]) -> Option<LeakHint> {
     let busiest = busiest_process(ends)?;
     let series: Vec<u64> = ends
         .iter()

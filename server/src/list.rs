@@ -8,15 +8,15 @@ use timeglass_store::{RequestFilter, RequestPage, SessionId, Sort, Store};
 use crate::error::AppError;
 use crate::html::query_value;
 
-pub const DEFAULT_LIMIT: usize = 50;
-pub const MAX_LIMIT: usize = 1000;
+pub(crate) const DEFAULT_LIMIT: usize = 50;
+pub(crate) const MAX_LIMIT: usize = 1000;
 
 /// `?q=TEXT&method=GET&status=5xx&min_ms=100&session=ID&since=T&until=T&sort=-duration&before=ID&limit=N`;
 /// empty values mean "not set", as a submitted filter form sends them.
 /// `since` and `until` are read as `timeglass report` reads them (RFC 3339
 /// or a time ago, `10m`).
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct ListParams {
+pub(crate) struct ListParams {
     pub q: Option<String>,
     pub method: Option<String>,
     pub status: Option<String>,
@@ -30,7 +30,7 @@ pub struct ListParams {
 }
 
 /// The sorts a list offers: `(parameter, sort, label)`.
-pub const SORTS: &[(&str, Sort, &str)] = &[
+pub(crate) const SORTS: &[(&str, Sort, &str)] = &[
     ("-time", Sort::Newest, "newest first"),
     ("time", Sort::Oldest, "oldest first"),
     ("-duration", Sort::Slowest, "slowest first"),
@@ -45,7 +45,7 @@ pub const SORTS: &[(&str, Sort, &str)] = &[
 
 impl ListParams {
     /// The page to read: one row more than shown, to know whether more follow.
-    pub fn page(&self) -> Result<RequestPage, AppError> {
+    pub(crate) fn page(&self) -> Result<RequestPage, AppError> {
         Ok(RequestPage {
             limit: self.limit()? + 1,
             before: number(&self.before, "before")?,
@@ -54,7 +54,7 @@ impl ListParams {
         })
     }
 
-    pub fn filter(&self) -> Result<RequestFilter, AppError> {
+    pub(crate) fn filter(&self) -> Result<RequestFilter, AppError> {
         let min_ms: Option<f64> = number(&self.min_ms, "min_ms")?;
         if min_ms.is_some_and(|m| !m.is_finite() || m < 0.0) {
             return Err(AppError::BadInput(
@@ -81,7 +81,7 @@ impl ListParams {
     }
 
     /// The session chosen, if one is.
-    pub fn session(&self) -> Result<Option<i64>, AppError> {
+    pub(crate) fn session(&self) -> Result<Option<i64>, AppError> {
         set(&self.session)
             .map(|s| {
                 s.parse::<i64>().map_err(|_| {
@@ -93,7 +93,7 @@ impl ListParams {
 
     /// A session that is not in the store is bad input, as for the report,
     /// rather than a list that stays empty.
-    pub fn check_session(&self, store: &Store) -> Result<(), AppError> {
+    pub(crate) fn check_session(&self, store: &Store) -> Result<(), AppError> {
         match self.session()? {
             Some(id) if store.session_info(SessionId(id))?.is_none() => {
                 Err(ReportError::UnknownSession(id).into())
@@ -102,16 +102,16 @@ impl ListParams {
         }
     }
 
-    pub fn limit(&self) -> Result<usize, AppError> {
+    pub(crate) fn limit(&self) -> Result<usize, AppError> {
         let limit = number(&self.limit, "limit")?.unwrap_or(DEFAULT_LIMIT);
         Ok(limit.clamp(1, MAX_LIMIT))
     }
 
-    pub fn text(&self) -> Option<&str> {
+    pub(crate) fn text(&self) -> Option<&str> {
         set(&self.q)
     }
 
-    pub fn method(&self) -> Result<Option<String>, AppError> {
+    pub(crate) fn method(&self) -> Result<Option<String>, AppError> {
         match set(&self.method) {
             None => Ok(None),
             Some(m) if m.len() <= 16 && m.bytes().all(|b| b.is_ascii_alphabetic()) => {
@@ -124,7 +124,7 @@ impl ListParams {
     }
 
     /// `2xx` ... `5xx` (or just the digit).
-    pub fn status_class(&self) -> Result<Option<u8>, AppError> {
+    pub(crate) fn status_class(&self) -> Result<Option<u8>, AppError> {
         let Some(status) = set(&self.status) else {
             return Ok(None);
         };
@@ -137,7 +137,7 @@ impl ListParams {
         }
     }
 
-    pub fn sort(&self) -> Result<Sort, AppError> {
+    pub(crate) fn sort(&self) -> Result<Sort, AppError> {
         let Some(sort) = set(&self.sort) else {
             return Ok(Sort::Newest);
         };
@@ -152,7 +152,7 @@ impl ListParams {
             })
     }
 
-    pub fn sort_name(&self) -> &'static str {
+    pub(crate) fn sort_name(&self) -> &'static str {
         let sort = self.sort().unwrap_or_default();
         SORTS
             .iter()
@@ -161,7 +161,7 @@ impl ListParams {
     }
 
     /// Whether any filter is set (as opposed to paging or sorting).
-    pub fn filtered(&self) -> bool {
+    pub(crate) fn filtered(&self) -> bool {
         [
             &self.q,
             &self.method,
@@ -177,7 +177,7 @@ impl ListParams {
 
     /// The filters and sort as a query string (`q=a&sort=-duration`), without
     /// paging; empty if nothing is set. Values are percent-encoded.
-    pub fn query(&self) -> String {
+    pub(crate) fn query(&self) -> String {
         let pairs = [
             ("q", &self.q),
             ("method", &self.method),
@@ -211,7 +211,7 @@ fn number<T: std::str::FromStr>(value: &Option<String>, name: &str) -> Result<Op
 
 /// Splits the one extra row off: the rows to show, and the `before` cursor
 /// of the next page if there is one.
-pub fn split_page<T>(
+pub(crate) fn split_page<T>(
     mut rows: Vec<T>,
     limit: usize,
     id: impl Fn(&T) -> i64,

@@ -22,7 +22,7 @@ const POLL: Duration = Duration::from_millis(150);
 const BATCH: usize = 200;
 
 #[derive(Deserialize)]
-pub struct After {
+pub(crate) struct After {
     /// The newest request id the list already has.
     #[serde(default)]
     after: i64,
@@ -37,7 +37,7 @@ struct NewRequest {
     html: String,
 }
 
-pub async fn stream(
+pub(crate) async fn stream(
     State(state): State<AppState>,
     Query(after): Query<After>,
     Query(params): Query<ListParams>,

@@ -18,7 +18,7 @@ use crate::{db, AppState};
 /// `route` is a route template exactly as recorded (`/items/{item_id}`).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct StatsParams {
+pub(crate) struct StatsParams {
     pub session: Option<String>,
     pub since: Option<String>,
     pub until: Option<String>,
@@ -36,7 +36,7 @@ fn non_empty(v: &Option<String>) -> Option<String> {
 }
 
 impl StatsParams {
-    pub fn query(&self) -> Result<ReportQuery, AppError> {
+    pub(crate) fn query(&self) -> Result<ReportQuery, AppError> {
         let session = non_empty(&self.session)
             .map(|s| {
                 s.parse::<i64>().map_err(|_| {
@@ -64,7 +64,7 @@ impl From<ReportError> for AppError {
 }
 
 #[derive(Serialize)]
-pub struct StatsResponse {
+pub(crate) struct StatsResponse {
     pub session: i64,
     pub window: WindowInfo,
     /// `nearest-rank`.
@@ -73,7 +73,7 @@ pub struct StatsResponse {
     pub endpoints: Vec<EndpointStats>,
 }
 
-pub fn stats_of(store: &Store, params: &StatsParams) -> Result<StatsResponse, AppError> {
+pub(crate) fn stats_of(store: &Store, params: &StatsParams) -> Result<StatsResponse, AppError> {
     let sel = Selection::read(store, &params.query()?, timeglass_report::now_unix_ns())?;
     let (overall, endpoints) = sel.stats(store)?;
     Ok(StatsResponse {
@@ -89,7 +89,7 @@ pub fn stats_of(store: &Store, params: &StatsParams) -> Result<StatsResponse, Ap
     })
 }
 
-pub async fn stats(
+pub(crate) async fn stats(
     State(state): State<AppState>,
     Query(params): Query<StatsParams>,
 ) -> Result<Json<StatsResponse>, ApiError> {
@@ -98,7 +98,7 @@ pub async fn stats(
     ))
 }
 
-pub fn series_of(store: &Store, params: &StatsParams) -> Result<Series, AppError> {
+pub(crate) fn series_of(store: &Store, params: &StatsParams) -> Result<Series, AppError> {
     let sel = Selection::read(store, &params.query()?, timeglass_report::now_unix_ns())?;
     let processes = store.process_samples(
         sel.session.id,
@@ -109,7 +109,7 @@ pub fn series_of(store: &Store, params: &StatsParams) -> Result<Series, AppError
     Ok(Series::of(&sel, &sel.timeline(store)?, &processes, buckets))
 }
 
-pub async fn series(
+pub(crate) async fn series(
     State(state): State<AppState>,
     Query(params): Query<StatsParams>,
 ) -> Result<Json<Series>, ApiError> {
@@ -120,9 +120,9 @@ pub async fn series(
 
 /// The whole report, thresholds read from the session's directory, then
 /// the dashboard's.
-pub fn report_of(store: &Store, params: &StatsParams) -> Result<Report, AppError> {
+pub(crate) fn report_of(store: &Store, params: &StatsParams) -> Result<Report, AppError> {
     let cwd = std::env::current_dir().ok();
-    let dirs: Vec<&std::path::Path> = cwd.iter().map(|p| p.as_path()).collect();
+    let dirs: Vec<&std::path::Path> = cwd.iter().map(std::path::PathBuf::as_path).collect();
     Ok(Report::build(
         store,
         &params.query()?,
@@ -131,7 +131,7 @@ pub fn report_of(store: &Store, params: &StatsParams) -> Result<Report, AppError
     )?)
 }
 
-pub async fn report(
+pub(crate) async fn report(
     State(state): State<AppState>,
     Query(params): Query<StatsParams>,
 ) -> Result<Json<Report>, ApiError> {

@@ -8,7 +8,7 @@ use timeglass_store::{Breakdown, RouteSample};
 const BUCKETS: usize = 24;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct RouteStats {
+pub(crate) struct RouteStats {
     pub count: u64,
     pub errors: u64,
     /// Share of requests that failed (5xx or no response), 0 to 1.
@@ -43,7 +43,7 @@ pub struct RouteStats {
 
 /// The average and nearest-rank p95 of a figure over requests.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct Spread {
+pub(crate) struct Spread {
     pub requests: u64,
     pub avg: f64,
     pub p95: u64,
@@ -51,7 +51,7 @@ pub struct Spread {
 
 impl Spread {
     /// `None` for no values; `sorted` ascending.
-    pub fn of(sorted: &[u64]) -> Option<Spread> {
+    pub(crate) fn of(sorted: &[u64]) -> Option<Spread> {
         let p95 = nearest_rank(sorted, Permille(950))?;
         Some(Spread {
             requests: sorted.len() as u64,
@@ -64,7 +64,7 @@ impl Spread {
 /// Requests whose response time is in `[from_ms, to_ms)` (the last bucket
 /// includes its upper bound).
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     pub from_ms: f64,
     pub to_ms: f64,
     pub count: u64,
@@ -72,7 +72,7 @@ pub struct Bucket {
 
 impl RouteStats {
     /// `None` for a route without requests.
-    pub fn new(sample: &RouteSample) -> Option<RouteStats> {
+    pub(crate) fn new(sample: &RouteSample) -> Option<RouteStats> {
         // Zeros throughout mean nothing was sampled in any state, not no CPU.
         let measured = match sample.breakdown.total_ns() > 0 || sample.cpu_ns > 0 {
             true => sample.measured,
@@ -125,7 +125,7 @@ impl RouteStats {
 /// Nearest rank of `sorted` (ascending, not empty): TimeGlass's one
 /// percentile definition (`timeglass_report::percentile`), which the
 /// store's `route_p95_us` follows too.
-pub fn percentile(sorted: &[u64], p: u64) -> u64 {
+pub(crate) fn percentile(sorted: &[u64], p: u64) -> u64 {
     nearest_rank(sorted, Permille(p * 10)).expect("a route's durations are not empty")
 }
 

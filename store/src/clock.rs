@@ -27,7 +27,7 @@ impl ClockMap {
 }
 
 /// RFC 3339, UTC, millisecond precision (truncated toward the past).
-pub fn rfc3339_ms(unix_ns: i128) -> String {
+pub(crate) fn rfc3339_ms(unix_ns: i128) -> String {
     let ms = unix_ns.div_euclid(1_000_000);
     let ts = i64::try_from(ms)
         .ok()
@@ -41,7 +41,7 @@ pub fn rfc3339_ms(unix_ns: i128) -> String {
     print(ts)
 }
 
-pub fn now_rfc3339_ms() -> String {
+pub(crate) fn now_rfc3339_ms() -> String {
     let now = Timestamp::now();
     rfc3339_ms(now.as_nanosecond())
 }
@@ -50,14 +50,14 @@ pub fn now_rfc3339_ms() -> String {
 /// people (the CLI's tables, the dashboard); the text as it is when it is not
 /// a timestamp.
 pub fn local_time(rfc3339: &str) -> String {
-    rfc3339
-        .parse::<Timestamp>()
-        .map(|t| {
+    rfc3339.parse::<Timestamp>().map_or_else(
+        |_| rfc3339.to_string(),
+        |t| {
             t.to_zoned(jiff::tz::TimeZone::system())
                 .strftime("%Y-%m-%d %H:%M:%S%.3f")
                 .to_string()
-        })
-        .unwrap_or_else(|_| rfc3339.to_string())
+        },
+    )
 }
 
 fn print(ts: Timestamp) -> String {

@@ -9,13 +9,13 @@
 use rusqlite::{params, Connection};
 
 /// This process's pid and start time, as a session's recorder.
-pub fn this_process() -> (u32, Option<u64>) {
+pub(crate) fn this_process() -> (u32, Option<u64>) {
     let pid = std::process::id();
     (pid, start_ticks(pid))
 }
 
 /// When `pid` started (ticks since boot); `None` when it is gone or a zombie.
-pub fn start_ticks(pid: u32) -> Option<u64> {
+pub(crate) fn start_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_start(&stat)
 }
@@ -34,7 +34,7 @@ fn parse_start(stat: &str) -> Option<u64> {
 }
 
 /// Ends every unended session whose recorder is gone; returns how many.
-pub fn settle(conn: &Connection) -> rusqlite::Result<usize> {
+pub(crate) fn settle(conn: &Connection) -> rusqlite::Result<usize> {
     let unended: Vec<(i64, u32, Option<u64>)> = {
         let mut stmt = conn.prepare_cached(
             "SELECT id, recorder_pid, recorder_started FROM sessions

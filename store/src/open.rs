@@ -29,7 +29,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What is at the path, judged from the header alone.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Found {
+pub(crate) enum Found {
     Absent,
     /// A 0-byte file: nothing to lose, becomes a new store.
     Empty,
@@ -37,7 +37,7 @@ pub enum Found {
     TimeGlass,
 }
 
-pub fn probe(path: &Path) -> Result<Found, StoreError> {
+pub(crate) fn probe(path: &Path) -> Result<Found, StoreError> {
     let io_err = |source| StoreError::Io {
         path: path.to_owned(),
         source,
@@ -62,7 +62,9 @@ fn read_header(path: &Path) -> io::Result<Vec<u8>> {
     // `stat` opens no descriptor.
     let meta = std::fs::metadata(path)?;
     let key = (meta.dev(), meta.ino());
-    let mut files = HEADER_FILES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut files = HEADER_FILES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let files = files.get_or_insert_with(HashMap::new);
     if let Some(file) = files.get(&key) {
         return read_at_start(file);
@@ -135,7 +137,7 @@ fn judge_header(header: &[u8]) -> Result<Found, Rejection> {
 /// Opens, verifies through SQLite itself, migrates if older, switches to WAL.
 /// The file exists already: a new store is created empty, with its mode,
 /// before SQLite sees it.
-pub fn connect(path: &Path) -> Result<Connection, StoreError> {
+pub(crate) fn connect(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let sql_err = |source| StoreError::Sqlite {
         path: path.to_owned(),

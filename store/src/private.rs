@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use crate::StoreError;
 
-pub const DIR_MODE: u32 = 0o700;
-pub const FILE_MODE: u32 = 0o600;
+pub(crate) const DIR_MODE: u32 = 0o700;
+pub(crate) const FILE_MODE: u32 = 0o600;
 
 /// The files SQLite keeps for the database at `path`.
 fn files(path: &Path) -> [PathBuf; 3] {
@@ -28,7 +28,7 @@ fn files(path: &Path) -> [PathBuf; 3] {
 
 /// Creates an empty store file, `0600`; one created meanwhile by another
 /// `timeglass` is left as it is.
-pub fn create_file(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_file(path: &Path) -> Result<(), StoreError> {
     OpenOptions::new()
         .write(true)
         .create(true)
@@ -43,7 +43,7 @@ pub fn create_file(path: &Path) -> Result<(), StoreError> {
 }
 
 /// Takes group and other access away from this user's store files.
-pub fn tighten(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn tighten(path: &Path) -> Result<(), StoreError> {
     // SAFETY: geteuid never fails.
     let me = unsafe { libc::geteuid() };
     for file in files(path) {

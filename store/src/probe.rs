@@ -252,8 +252,7 @@ pub(crate) fn candidates(
             query: r.get(3)?,
             start_ms: started_at
                 .parse::<jiff::Timestamp>()
-                .map(|t| t.as_millisecond())
-                .unwrap_or(i64::MIN),
+                .map_or(i64::MIN, jiff::Timestamp::as_millisecond),
             tag: headers.and_then(|h| header(&h, tag_header)),
             status: r.get(6)?,
         })

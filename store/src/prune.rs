@@ -75,7 +75,7 @@ impl Pruned {
     }
 }
 
-pub fn file_bytes(conn: &Connection) -> rusqlite::Result<u64> {
+pub(crate) fn file_bytes(conn: &Connection) -> rusqlite::Result<u64> {
     let pages: u64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
     let size: u64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
     Ok(pages * size)
@@ -114,7 +114,7 @@ fn chosen(conn: &Connection, what: &Prune) -> rusqlite::Result<(Vec<i64>, u64)> 
 }
 
 /// Deletes what `what` names, in one transaction, then gives space back.
-pub fn prune(conn: &mut Connection, what: &Prune) -> rusqlite::Result<Pruned> {
+pub(crate) fn prune(conn: &mut Connection, what: &Prune) -> rusqlite::Result<Pruned> {
     let bytes_before = file_bytes(conn)?;
     let mut done = delete_chosen(conn, what)?;
     if done.sessions > 0 {
@@ -206,7 +206,7 @@ fn reclaim(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Deletes the oldest ended sessions until `retention` holds.
-pub fn enforce(
+pub(crate) fn enforce(
     conn: &mut Connection,
     retention: &Retention,
     now_unix_ns: i128,

@@ -436,7 +436,7 @@ fn caller(row: &Row<'_>, index: usize) -> rusqlite::Result<Vec<Frame>> {
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))
 }
 
-pub fn request_queries(conn: &Connection, request: i64) -> rusqlite::Result<Vec<QueryRow>> {
+pub(crate) fn request_queries(conn: &Connection, request: i64) -> rusqlite::Result<Vec<QueryRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT q.sql, q.sql_length, q.normalized, q.params, q.params_length, q.start_ns,
              q.duration_ns, q.rows, q.driver, q.error, k.frames, r.start_ns
@@ -462,7 +462,7 @@ pub fn request_queries(conn: &Connection, request: i64) -> rusqlite::Result<Vec<
     rows.collect()
 }
 
-pub fn request_calls(conn: &Connection, request: i64) -> rusqlite::Result<Vec<CallRow>> {
+pub(crate) fn request_calls(conn: &Connection, request: i64) -> rusqlite::Result<Vec<CallRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT c.method, c.url, c.status, c.start_ns, c.duration_ns, c.error, c.library,
              k.frames, r.start_ns
@@ -485,7 +485,7 @@ pub fn request_calls(conn: &Connection, request: i64) -> rusqlite::Result<Vec<Ca
     rows.collect()
 }
 
-pub fn requests(conn: &Connection, q: &RequestQuery) -> rusqlite::Result<Vec<RequestRow>> {
+pub(crate) fn requests(conn: &Connection, q: &RequestQuery) -> rusqlite::Result<Vec<RequestRow>> {
     let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
     // `id` breaks ties between requests started in the same millisecond.
     let order = "ORDER BY r.started_at DESC, r.id DESC LIMIT ?1";
@@ -507,7 +507,7 @@ pub fn requests(conn: &Connection, q: &RequestQuery) -> rusqlite::Result<Vec<Req
     Ok(rows)
 }
 
-pub fn request(conn: &Connection, id: i64) -> rusqlite::Result<Option<RequestRow>> {
+pub(crate) fn request(conn: &Connection, id: i64) -> rusqlite::Result<Option<RequestRow>> {
     let sql = format!("SELECT {REQUEST_COLUMNS} WHERE r.id = ?1");
     let row = conn
         .prepare_cached(&sql)?
@@ -520,7 +520,7 @@ pub fn request(conn: &Connection, id: i64) -> rusqlite::Result<Option<RequestRow
 
 /// The id of the request that marker id `marker_id` of process `pid` was
 /// stored under, in the newest process with that pid (pids are reused).
-pub fn request_by_marker(
+pub(crate) fn request_by_marker(
     conn: &Connection,
     pid: u32,
     marker_id: u64,
@@ -534,7 +534,7 @@ pub fn request_by_marker(
     .optional()
 }
 
-pub fn sessions(conn: &Connection) -> rusqlite::Result<Vec<SessionRow>> {
+pub(crate) fn sessions(conn: &Connection) -> rusqlite::Result<Vec<SessionRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT s.id, s.started_at, s.ended_at, s.command, s.cwd, s.rate_hz, s.exit_code,
              s.samples, s.torn_samples, s.lost_events,
@@ -578,17 +578,23 @@ const REQUEST_ALLOC_LEAVES: &str =
 const OUTSIDE_LEAVES: &str =
     "SELECT stack_id, sum(samples) FROM outside_stacks WHERE session_id = ?1 GROUP BY stack_id";
 
-pub fn request_stacks(conn: &Connection, request: i64) -> rusqlite::Result<Vec<StackCount>> {
+pub(crate) fn request_stacks(conn: &Connection, request: i64) -> rusqlite::Result<Vec<StackCount>> {
     stacks(conn, REQUEST_LEAVES, request)
 }
 
 /// Where the request allocated: stacks weighed in bytes (`samples` holds bytes).
-pub fn request_alloc_stacks(conn: &Connection, request: i64) -> rusqlite::Result<Vec<StackCount>> {
+pub(crate) fn request_alloc_stacks(
+    conn: &Connection,
+    request: i64,
+) -> rusqlite::Result<Vec<StackCount>> {
     stacks(conn, REQUEST_ALLOC_LEAVES, request)
 }
 
 /// Summed over the session's processes.
-pub fn outside_stacks(conn: &Connection, session: SessionId) -> rusqlite::Result<Vec<StackCount>> {
+pub(crate) fn outside_stacks(
+    conn: &Connection,
+    session: SessionId,
+) -> rusqlite::Result<Vec<StackCount>> {
     stacks(conn, OUTSIDE_LEAVES, session.0)
 }
 
@@ -659,7 +665,10 @@ fn walk_to_root(nodes: &HashMap<i64, (i64, Frame)>, leaf: i64) -> rusqlite::Resu
     Ok(frames.into())
 }
 
-pub fn processes(conn: &Connection, session: SessionId) -> rusqlite::Result<Vec<ProcessRow>> {
+pub(crate) fn processes(
+    conn: &Connection,
+    session: SessionId,
+) -> rusqlite::Result<Vec<ProcessRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT p.id, p.session_id, p.pid, p.command_line, p.python_version, p.started_at,
              p.ended_at, p.exit, (SELECT count(*) FROM requests r WHERE r.process_id = p.id)

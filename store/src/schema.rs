@@ -536,17 +536,17 @@ CREATE TABLE outside_stacks (
 ) WITHOUT ROWID;
 ";
 
-pub fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
+pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))
 }
 
-pub fn application_id(conn: &Connection) -> rusqlite::Result<i32> {
+pub(crate) fn application_id(conn: &Connection) -> rusqlite::Result<i32> {
     conn.pragma_query_value(None, "application_id", |row| row.get(0))
 }
 
 /// What `migrate` found once it held the write lock.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Migrated {
+pub(crate) enum Migrated {
     UpToDate,
     /// Another process upgraded the file to a newer version meanwhile.
     TooNew(u32),
@@ -556,7 +556,7 @@ pub enum Migrated {
 ///
 /// The version is read again under the write lock because another
 /// `timeglass` may have created or upgraded the file since we looked.
-pub fn migrate(conn: &mut Connection) -> rusqlite::Result<Migrated> {
+pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<Migrated> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let from = user_version(&tx)?;
     if from > SCHEMA_VERSION {

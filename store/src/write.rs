@@ -15,7 +15,7 @@ use crate::Batch;
 /// Must be cleared when a transaction rolls back: it may hold ids that were
 /// never committed.
 #[derive(Default)]
-pub struct Interner {
+pub(crate) struct Interner {
     frames: FxHashMap<Frame, i64>,
     /// (parent node, frame) → node; parent 0 is the root.
     nodes: FxHashMap<(i64, i64), i64>,
@@ -35,7 +35,7 @@ enum Interned {
 const MAX_BY_ADDRESS: usize = 4_096;
 
 impl Interner {
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.frames.clear();
         self.nodes.clear();
         self.by_address.clear();
@@ -144,7 +144,7 @@ impl Interner {
 }
 
 /// Writes the whole batch or nothing.
-pub fn write_batch(
+pub(crate) fn write_batch(
     conn: &mut Connection,
     interner: &mut Interner,
     clock: ClockMap,

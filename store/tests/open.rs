@@ -71,7 +71,7 @@ fn sqlite_file_without_application_id_is_refused() {
     let path = dir.path().join("other.db");
     foreign_sqlite(&path, 0);
     assert_refused(&path, |e| {
-        assert!(matches!(e, StoreError::NotTimeGlass { .. }), "{e:?}")
+        assert!(matches!(e, StoreError::NotTimeGlass { .. }), "{e:?}");
     });
 }
 

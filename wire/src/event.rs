@@ -7,7 +7,7 @@
 use crate::capture::{Alloc, Call, Query};
 
 /// Longest string stored in an event; longer ones are cut at a char boundary.
-pub const MAX_STRING_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_STRING_BYTES: usize = 8 * 1024;
 
 /// The request raised an exception out of the app.
 pub const END_ERROR: u32 = 1;

@@ -10,7 +10,7 @@ fn addr(word: &AtomicU64) -> *const u32 {
 }
 
 /// Sleeps while the low half of `word` is 0, for at most `timeout`.
-pub fn wait_while_zero(word: &AtomicU64, timeout: Duration) {
+pub(crate) fn wait_while_zero(word: &AtomicU64, timeout: Duration) {
     let ts = libc::timespec {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
@@ -32,7 +32,7 @@ pub fn wait_while_zero(word: &AtomicU64, timeout: Duration) {
 }
 
 /// Wakes every waiter on `word`.
-pub fn wake(word: &AtomicU64) {
+pub(crate) fn wake(word: &AtomicU64) {
     // SAFETY: as above; FUTEX_WAKE does not touch the memory.
     unsafe {
         libc::syscall(

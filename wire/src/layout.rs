@@ -7,42 +7,42 @@ pub const FORMAT_VERSION: u64 = 3;
 
 /// Header words (each an `AtomicU64`).
 pub(crate) mod header {
-    pub const MAGIC: usize = 0;
-    pub const VERSION: usize = 1;
-    pub const PID: usize = 2;
-    pub const SLOT_COUNT: usize = 3;
-    pub const RING_SLOTS: usize = 4;
+    pub(crate) const MAGIC: usize = 0;
+    pub(crate) const VERSION: usize = 1;
+    pub(crate) const PID: usize = 2;
+    pub(crate) const SLOT_COUNT: usize = 3;
+    pub(crate) const RING_SLOTS: usize = 4;
     /// Next ring position to claim; only ever grows.
-    pub const RING_HEAD: usize = 5;
+    pub(crate) const RING_HEAD: usize = 5;
     /// Requests started and not yet ended.
-    pub const INFLIGHT: usize = 6;
+    pub(crate) const INFLIGHT: usize = 6;
     /// Last request id handed out (ids start at 1; 0 means "no request").
-    pub const NEXT_REQUEST_ID: usize = 7;
+    pub(crate) const NEXT_REQUEST_ID: usize = 7;
     /// Records written into the ring since creation.
-    pub const RECORDS_WRITTEN: usize = 8;
+    pub(crate) const RECORDS_WRITTEN: usize = 8;
     /// Events the marker could not publish (too large, no thread slot left...).
-    pub const DROPPED: usize = 9;
+    pub(crate) const DROPPED: usize = 9;
     /// Monotonic time the file was created.
-    pub const CREATED_NS: usize = 10;
+    pub(crate) const CREATED_NS: usize = 10;
     /// Monotonic time a recorder last read the ring; 0 if none ever did.
-    pub const READER_HEARTBEAT_NS: usize = 11;
+    pub(crate) const READER_HEARTBEAT_NS: usize = 11;
     /// Threads that found the slot table full.
-    pub const SLOTLESS_THREADS: usize = 12;
+    pub(crate) const SLOTLESS_THREADS: usize = 12;
     /// Non-zero while a sampler sleeps on `INFLIGHT` (a futex) waiting for a request.
-    pub const SAMPLER_SLEEPING: usize = 13;
+    pub(crate) const SAMPLER_SLEEPING: usize = 13;
     /// Number of entries in the scope table.
-    pub const SCOPE_COUNT: usize = 14;
+    pub(crate) const SCOPE_COUNT: usize = 14;
     /// One past the highest scope entry ever claimed: readers scan no further.
-    pub const SCOPE_HIGH: usize = 15;
+    pub(crate) const SCOPE_HIGH: usize = 15;
     /// Bumped at every suspend of a scope: orders a request's scopes by how
     /// recently each suspended.
-    pub const SUSPEND_CLOCK: usize = 16;
+    pub(crate) const SUSPEND_CLOCK: usize = 16;
     /// Scopes that found the scope table full (their waits go unsampled).
-    pub const SCOPELESS: usize = 17;
+    pub(crate) const SCOPELESS: usize = 17;
     /// Bumped whenever a thread claims a slot: a reader rescans then.
-    pub const SLOT_CLAIMS: usize = 18;
+    pub(crate) const SLOT_CLAIMS: usize = 18;
     /// Words reserved for the header (one page).
-    pub const WORDS: usize = 512;
+    pub(crate) const WORDS: usize = 512;
 }
 
 /// Words per thread slot: tid, change counter, request id, pthread id.

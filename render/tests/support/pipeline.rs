@@ -19,12 +19,12 @@ use timeglass_sampler::{ReplaySource, RequestSlots, Sampler, SamplerOptions, Sta
 use timeglass_store::{Batch, ClockMap, NewProcess, NewSession, SessionEnd, Store};
 use timeglass_wire::{Event, Query, RequestEnd, RequestStart, SlotSnapshot, StackFrame, StackRef};
 
-pub const PID: u32 = 4242;
+pub(crate) const PID: u32 = 4242;
 const MS: u64 = 1_000_000;
 /// Where the first request starts on the marker's clock.
 const T0: u64 = 1_000 * MS;
 
-pub fn walks_dir() -> PathBuf {
+pub(crate) fn walks_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../render/tests/data/walks")
 }
 
@@ -62,7 +62,7 @@ fn frame(name: &str, filename: &str, short: &str, line: u32, library: bool) -> S
 
 /// A store holding the walks of `fixture` as two requests of
 /// `GET /items/{item_id}` on one thread, the second with one statement.
-pub fn store(fixture: &str, dir: &Path) -> PathBuf {
+pub(crate) fn store(fixture: &str, dir: &Path) -> PathBuf {
     let mut source = ReplaySource::from_jsonl(PID, &walks_dir().join(fixture)).unwrap();
     let walks = std::fs::read_to_string(walks_dir().join(fixture))
         .unwrap()
@@ -214,7 +214,7 @@ const END: &str = "2026-09-21T12:53:22.000Z";
 /// Compares `actual` with the golden file `name` under `dir`, or rewrites it
 /// under `TIMEGLASS_BLESS=1`. Run-to-run details (temporary paths, wall
 /// clock times) are filtered out first.
-pub fn golden(dir: &Path, name: &str, actual: &str, scrub: &[(&str, &str)]) {
+pub(crate) fn golden(dir: &Path, name: &str, actual: &str, scrub: &[(&str, &str)]) {
     let mut text = actual.to_string();
     for (from, to) in scrub {
         text = text.replace(from, to);

@@ -36,13 +36,13 @@ struct Link {
 
 impl Walker {
     /// Whether this walker reads await chains for its version.
-    pub fn reads_await_chains(&self) -> bool {
+    pub(crate) fn reads_await_chains(&self) -> bool {
         self.layout.frame_stack_depth.is_some() && self.layout.minor <= 13
     }
 
     /// The await chain of the coroutine (or generator, or async generator)
     /// at `address`.
-    pub fn await_chain(&mut self, address: usize) -> Result<AwaitChain, ReadFailed> {
+    pub(crate) fn await_chain(&mut self, address: usize) -> Result<AwaitChain, ReadFailed> {
         self.code.begin_walk();
         let mut chain = AwaitChain::default();
         let mut object = address;
@@ -257,7 +257,7 @@ impl Walker {
 
     /// Whether the object at `address` (the end of an await chain) is an
     /// asyncio future or task, or the iterator of one, that is done.
-    pub fn awaited_done(&mut self, address: usize) -> Result<bool, ReadFailed> {
+    pub(crate) fn awaited_done(&mut self, address: usize) -> Result<bool, ReadFailed> {
         let ob_type = self
             .memory
             .word(address.wrapping_add(self.layout.ob_type))?;

@@ -34,7 +34,7 @@ const TRUST_WALKS: u64 = 64;
 
 /// What a code object's head says; a cached entry is valid while it matches.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct CodeHead {
+pub(super) struct CodeHead {
     filename: usize,
     name: usize,
     qualname: usize,
@@ -43,7 +43,7 @@ pub struct CodeHead {
 }
 
 impl CodeHead {
-    pub fn parse(layout: &Layout, bytes: &[u8]) -> Self {
+    pub(super) fn parse(layout: &Layout, bytes: &[u8]) -> Self {
         CodeHead {
             filename: word(bytes, layout.code_filename),
             name: word(bytes, layout.code_name),
@@ -55,7 +55,7 @@ impl CodeHead {
 }
 
 /// What is kept about one code object.
-pub struct CodeInfo {
+pub(super) struct CodeInfo {
     head: CodeHead,
     /// The frame as shown, but for its line.
     pub frame: Frame,
@@ -76,7 +76,7 @@ pub struct CodeInfo {
 }
 
 /// Code objects by address, and shortened filenames.
-pub struct CodeCache {
+pub(super) struct CodeCache {
     code: FxHashMap<usize, Arc<CodeInfo>>,
     short: HashMap<String, String>,
     /// Walks begun, for [`TRUST_WALKS`].
@@ -87,7 +87,7 @@ pub struct CodeCache {
 }
 
 impl CodeCache {
-    pub fn new(root: Option<String>) -> Self {
+    pub(super) fn new(root: Option<String>) -> Self {
         CodeCache {
             code: FxHashMap::default(),
             short: HashMap::new(),
@@ -98,7 +98,7 @@ impl CodeCache {
 
     /// The code object at `address` whose head is `head`, learned afresh
     /// when its head changed; `None` when it cannot be read (a torn read).
-    pub fn get(
+    pub(super) fn get(
         &mut self,
         memory: &Memory,
         layout: &Layout,
@@ -122,20 +122,20 @@ impl CodeCache {
 
     /// Counts a walk begun: heads matched more than [`TRUST_WALKS`] walks
     /// ago are read again.
-    pub fn begin_walk(&mut self) {
+    pub(super) fn begin_walk(&mut self) {
         self.walks += 1;
     }
 
     /// The code object at `address` when its head matched recently enough
     /// to be trusted without reading it (see [`TRUST_WALKS`]).
-    pub fn trusted(&self, address: usize) -> Option<Arc<CodeInfo>> {
+    pub(super) fn trusted(&self, address: usize) -> Option<Arc<CodeInfo>> {
         let info = self.code.get(&address)?;
         let verified = info.verified.load(Ordering::Relaxed);
         (self.walks - verified < TRUST_WALKS).then(|| Arc::clone(info))
     }
 
     /// Reads the head of the code object at `address` and then as [`get`].
-    pub fn read(
+    pub(super) fn read(
         &mut self,
         memory: &Memory,
         layout: &Layout,
@@ -200,7 +200,7 @@ impl CodeInfo {
     /// The line a frame of this code is on. `instr` is what the frame says:
     /// 3.10's `f_lasti`, or 3.11+'s instruction pointer (then `code` is the
     /// code object's address, as the pointer is into it).
-    pub fn line(&self, layout: &Layout, code: usize, instr: usize) -> u32 {
+    pub(super) fn line(&self, layout: &Layout, code: usize, instr: usize) -> u32 {
         // The key is the instruction's offset into the code (3.11+) or
         // `f_lasti` (3.10): small, unlike the pointer.
         let key = match layout.line_format {
@@ -224,7 +224,7 @@ impl CodeInfo {
     /// `read_next` tells from the next instruction's bytes; remembered, since
     /// an instruction's opcode family and oparg never change (specializing a
     /// RESUME keeps it a RESUME).
-    pub fn resumes_after_await(
+    pub(super) fn resumes_after_await(
         &self,
         layout: &Layout,
         code: usize,

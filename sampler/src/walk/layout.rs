@@ -14,7 +14,7 @@
 
 /// How a frame's line is found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LineFormat {
+pub(crate) enum LineFormat {
     /// 3.10's `co_linetable`: (bytecode delta, line delta) byte pairs,
     /// indexed by `2 * f_lasti`.
     Pairs310,
@@ -25,7 +25,7 @@ pub enum LineFormat {
 
 /// How frames are linked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FrameKind {
+pub(crate) enum FrameKind {
     /// 3.10: heap `PyFrameObject`s linked by `f_back`; `thread.frame` points
     /// at the innermost one.
     Object,
@@ -38,7 +38,7 @@ pub enum FrameKind {
 
 /// Where the GIL holder is found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GilKind {
+pub(crate) enum GilKind {
     /// 3.10 and 3.11: `_PyRuntime.gilstate.tstate_current` is the holder.
     TstateCurrent,
     /// 3.12+: the interpreter's `_gil_runtime_state` (at `interp->ceval.gil`)
@@ -48,7 +48,7 @@ pub enum GilKind {
 
 /// The states of a generator's frame that matter here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FrameStates {
+pub(crate) struct FrameStates {
     pub created: i8,
     pub suspended: i8,
     /// 3.13+: suspended in `yield from` / `await` (then the awaited object is
@@ -59,7 +59,7 @@ pub struct FrameStates {
 
 /// The offsets (in bytes) of the fields this walker reads, for one version.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Layout {
+pub(crate) struct Layout {
     pub minor: u8,
     // PyInterpreterState
     pub interp_threads_head: usize,
@@ -154,7 +154,7 @@ const fn max(a: usize, b: usize) -> usize {
 }
 
 /// CPython 3.10.
-pub const V3_10: Layout = Layout {
+pub(crate) const V3_10: Layout = Layout {
     minor: 10,
     interp_threads_head: 8,
     interp_ceval_gil: None,
@@ -212,7 +212,7 @@ pub const V3_10: Layout = Layout {
 };
 
 /// CPython 3.11.
-pub const V3_11: Layout = Layout {
+pub(crate) const V3_11: Layout = Layout {
     minor: 11,
     interp_threads_head: 16,
     interp_ceval_gil: None,
@@ -271,7 +271,7 @@ pub const V3_11: Layout = Layout {
 };
 
 /// CPython 3.12.
-pub const V3_12: Layout = Layout {
+pub(crate) const V3_12: Layout = Layout {
     minor: 12,
     interp_threads_head: 72,
     interp_ceval_gil: Some(384),
@@ -333,7 +333,7 @@ pub const V3_12: Layout = Layout {
 };
 
 /// CPython 3.13, used when the process's `_Py_DebugOffsets` cannot be read.
-pub const V3_13: Layout = Layout {
+pub(crate) const V3_13: Layout = Layout {
     minor: 13,
     interp_threads_head: 7344,
     interp_ceval_gil: Some(16),
@@ -396,7 +396,7 @@ pub const V3_13: Layout = Layout {
 impl Layout {
     /// The built-in table for CPython `major.minor`; `None` for versions this
     /// walker does not read (py-spy's walker reads those).
-    pub fn for_version(major: u64, minor: u64) -> Option<&'static Layout> {
+    pub(crate) fn for_version(major: u64, minor: u64) -> Option<&'static Layout> {
         match (major, minor) {
             (3, 10) => Some(&V3_10),
             (3, 11) => Some(&V3_11),
@@ -408,7 +408,7 @@ impl Layout {
 
     /// Whether the sizes the walker reads (and slices) are sane: a table read
     /// from the process must not make it read megabytes or past its buffers.
-    pub fn plausible(&self) -> bool {
+    pub(crate) fn plausible(&self) -> bool {
         let gil_fits = match self.gil {
             GilKind::TstateCurrent => true,
             GilKind::RuntimeState {
@@ -427,14 +427,14 @@ impl Layout {
     }
 
     /// Whether the interpreter publishes `_Py_DebugOffsets` (3.13+).
-    pub fn has_debug_offsets(major: u64, minor: u64) -> bool {
+    pub(crate) fn has_debug_offsets(major: u64, minor: u64) -> bool {
         major == 3 && minor >= 13
     }
 }
 
 /// Why a `_Py_DebugOffsets` table was not used.
 #[derive(Debug, PartialEq, Eq)]
-pub enum DebugOffsetsError {
+pub(crate) enum DebugOffsetsError {
     /// The cookie is not `xdebugpy`: not the table (or not readable).
     NoCookie,
     /// A version whose table layout this reader does not know.
@@ -446,9 +446,9 @@ pub enum DebugOffsetsError {
 }
 
 /// The cookie at the start of `_Py_DebugOffsets`.
-pub const DEBUG_COOKIE: &[u8; 8] = b"xdebugpy";
+pub(crate) const DEBUG_COOKIE: &[u8; 8] = b"xdebugpy";
 /// Bytes to read for either known table layout (3.14's is the longer).
-pub const DEBUG_OFFSETS_BYTES: usize = 95 * 8;
+pub(crate) const DEBUG_OFFSETS_BYTES: usize = 95 * 8;
 
 /// Where each field sits in the `_Py_DebugOffsets` struct, as an index of
 /// 8-byte words (the struct is `char cookie[8]` then only `uint64_t`s).
@@ -458,7 +458,7 @@ pub const DEBUG_OFFSETS_BYTES: usize = 95 * 8;
 /// `stackpointer` and `tlbc_index`, `co_tlbc`, and a `set_object` section,
 /// and appends `gen_object`, `llist_node` and `debugger_support`.
 #[derive(Debug, PartialEq, Eq)]
-pub struct DebugWords {
+pub(crate) struct DebugWords {
     pub version: usize,
     pub free_threaded: usize,
     pub interpreters_head: usize,
@@ -496,7 +496,7 @@ pub struct DebugWords {
 }
 
 /// The 3.13 table.
-pub const DEBUG_WORDS_3_13: DebugWords = DebugWords {
+pub(crate) const DEBUG_WORDS_3_13: DebugWords = DebugWords {
     version: 1,
     free_threaded: 2,
     interpreters_head: 5,
@@ -534,7 +534,7 @@ pub const DEBUG_WORDS_3_13: DebugWords = DebugWords {
 };
 
 /// The 3.14 table.
-pub const DEBUG_WORDS_3_14: DebugWords = DebugWords {
+pub(crate) const DEBUG_WORDS_3_14: DebugWords = DebugWords {
     version: 1,
     free_threaded: 2,
     interpreters_head: 5,
@@ -573,7 +573,7 @@ pub const DEBUG_WORDS_3_14: DebugWords = DebugWords {
 
 /// What the debug offsets say, beyond the layout: where the interpreter is.
 #[derive(Debug, PartialEq, Eq)]
-pub struct DebugOffsets {
+pub(crate) struct DebugOffsets {
     pub layout: Layout,
     /// `runtime_state.interpreters_head`: where in `_PyRuntime` the pointer
     /// to the first interpreter is.
@@ -584,7 +584,7 @@ impl Layout {
     /// Reads the `_Py_DebugOffsets` table from the bytes at the start of
     /// `_PyRuntime` (at least [`DEBUG_OFFSETS_BYTES`] of them, or fewer for
     /// 3.13's shorter table).
-    pub fn from_debug_offsets(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
+    pub(crate) fn from_debug_offsets(bytes: &[u8]) -> Result<DebugOffsets, DebugOffsetsError> {
         if bytes.len() < 8 || &bytes[..8] != DEBUG_COOKIE {
             return Err(DebugOffsetsError::NoCookie);
         }

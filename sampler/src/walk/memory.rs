@@ -11,7 +11,7 @@ use super::layout::Layout;
 /// A read of the target's memory failed or came back short, or what it
 /// returned makes no sense (torn or garbage memory).
 #[derive(Debug, PartialEq, Eq)]
-pub struct ReadFailed;
+pub(crate) struct ReadFailed;
 
 /// Longer names or filenames are garbage read from torn memory.
 const MAX_TEXT: usize = 64 * 1024;
@@ -21,23 +21,23 @@ const MAX_BYTES: usize = 4 * 1024 * 1024;
 const MAX_C_STRING: usize = 256;
 
 /// The memory of one process.
-pub struct Memory {
+pub(super) struct Memory {
     pid: Pid,
 }
 
 impl Memory {
-    pub fn new(pid: u32) -> Self {
+    pub(super) fn new(pid: u32) -> Self {
         Memory {
             pid: Pid::from_raw(pid as i32),
         }
     }
 
-    pub fn pid(&self) -> Pid {
+    pub(super) fn pid(&self) -> Pid {
         self.pid
     }
 
     /// Reads each `(remote address, buffer)` pair, all in one system call.
-    pub fn read(&self, parts: &mut [(usize, &mut [u8])]) -> Result<(), ReadFailed> {
+    pub(super) fn read(&self, parts: &mut [(usize, &mut [u8])]) -> Result<(), ReadFailed> {
         if parts.iter().any(|(base, _)| *base == 0) {
             return Err(ReadFailed);
         }
@@ -59,20 +59,20 @@ impl Memory {
         }
     }
 
-    pub fn word(&self, address: usize) -> Result<usize, ReadFailed> {
+    pub(super) fn word(&self, address: usize) -> Result<usize, ReadFailed> {
         let mut buf = [0u8; 8];
         self.read(&mut [(address, &mut buf[..])])?;
         Ok(usize::from_ne_bytes(buf))
     }
 
-    pub fn int(&self, address: usize) -> Result<i32, ReadFailed> {
+    pub(super) fn int(&self, address: usize) -> Result<i32, ReadFailed> {
         let mut buf = [0u8; 4];
         self.read(&mut [(address, &mut buf[..])])?;
         Ok(i32::from_ne_bytes(buf))
     }
 
     /// A `str` object's text.
-    pub fn text(&self, layout: &Layout, address: usize) -> Result<String, ReadFailed> {
+    pub(super) fn text(&self, layout: &Layout, address: usize) -> Result<String, ReadFailed> {
         // The head of a non-compact string is followed by its data pointer.
         let mut head = [0u8; 96];
         let head = &mut head[..layout.compact_size + 8];
@@ -104,7 +104,7 @@ impl Memory {
     }
 
     /// A `bytes` object's contents.
-    pub fn bytes(&self, layout: &Layout, address: usize) -> Result<Vec<u8>, ReadFailed> {
+    pub(super) fn bytes(&self, layout: &Layout, address: usize) -> Result<Vec<u8>, ReadFailed> {
         let size = self.word(address.wrapping_add(layout.bytes_size))?;
         if size > MAX_BYTES {
             return Err(ReadFailed);
@@ -115,7 +115,7 @@ impl Memory {
     }
 
     /// A NUL-terminated C string (a type's `tp_name`).
-    pub fn c_string(&self, address: usize) -> Result<String, ReadFailed> {
+    pub(super) fn c_string(&self, address: usize) -> Result<String, ReadFailed> {
         let mut text = Vec::new();
         // Read in small pieces: the string may end just before unmapped memory.
         for piece in 0..MAX_C_STRING / 32 {
@@ -133,7 +133,7 @@ impl Memory {
     }
 }
 
-pub fn decode_text(raw: &[u8], kind: usize) -> Option<String> {
+pub(super) fn decode_text(raw: &[u8], kind: usize) -> Option<String> {
     match kind {
         1 => Some(raw.iter().map(|&b| char::from(b)).collect()),
         2 => {
@@ -151,11 +151,11 @@ pub fn decode_text(raw: &[u8], kind: usize) -> Option<String> {
     }
 }
 
-pub fn word(bytes: &[u8], offset: usize) -> usize {
+pub(super) fn word(bytes: &[u8], offset: usize) -> usize {
     usize::from_ne_bytes(bytes[offset..][..8].try_into().expect("eight bytes"))
 }
 
-pub fn int(bytes: &[u8], offset: usize) -> i32 {
+pub(super) fn int(bytes: &[u8], offset: usize) -> i32 {
     i32::from_ne_bytes(bytes[offset..][..4].try_into().expect("four bytes"))
 }
 

@@ -23,7 +23,7 @@
 
 mod chain;
 mod code;
-pub mod layout;
+pub(crate) mod layout;
 mod memory;
 mod pthread;
 
@@ -37,7 +37,7 @@ use crate::procfs::{run_state, TaskFiles};
 use crate::ThreadStack;
 use code::{CodeCache, CodeHead, CodeInfo};
 use layout::{FrameKind, GilKind, Layout};
-pub use memory::ReadFailed;
+pub(crate) use memory::ReadFailed;
 use memory::{int, word, Memory};
 use pthread::PthreadTids;
 
@@ -68,7 +68,7 @@ const GIL_STATE_BYTES: usize = 4 * 8
 
 /// Where the walker starts: addresses in the target, found at attach.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Roots {
+pub(crate) struct Roots {
     /// The `PyInterpreterState`.
     pub interpreter: usize,
     /// 3.10/3.11: `&_PyRuntime.gilstate.tstate_current`; 3.12+: the
@@ -82,7 +82,7 @@ pub struct Roots {
 }
 
 /// Walks stacks in one CPython process.
-pub struct Walker {
+pub(crate) struct Walker {
     memory: Memory,
     layout: Layout,
     roots: Roots,
@@ -109,7 +109,13 @@ pub struct Walker {
 
 impl Walker {
     /// With `lines` false every frame's line is 0, as with py-spy's `NoLine`.
-    pub fn new(pid: u32, layout: Layout, roots: Roots, dockerized: bool, lines: bool) -> Self {
+    pub(crate) fn new(
+        pid: u32,
+        layout: Layout,
+        roots: Roots,
+        dockerized: bool,
+        lines: bool,
+    ) -> Self {
         Walker {
             memory: Memory::new(pid),
             layout,
@@ -129,11 +135,11 @@ impl Walker {
     /// Whether to read the thread's data-stack chunk in one read, parsing
     /// the frames in it locally and reading all code heads in one vectored
     /// read (3.11+; other layouts ignore it).
-    pub fn set_chunk_reads(&mut self, on: bool) {
+    pub(crate) fn set_chunk_reads(&mut self, on: bool) {
         self.chunk_reads = on;
     }
 
-    pub fn layout(&self) -> &Layout {
+    pub(crate) fn layout(&self) -> &Layout {
         &self.layout
     }
 
@@ -143,7 +149,7 @@ impl Walker {
     /// `_PyRuntime.ceval.gil`, right before `_PyRuntime.gilstate`, whose
     /// `tstate_current` (after an `int`, so at 8) is the root found; 3.12+
     /// point `interp->ceval.gil` at it.
-    pub fn gil_region(&self) -> std::ops::Range<usize> {
+    pub(crate) fn gil_region(&self) -> std::ops::Range<usize> {
         let start = match self.layout.gil {
             GilKind::TstateCurrent => self.roots.gil.wrapping_sub(8 + GIL_STATE_BYTES),
             GilKind::RuntimeState { .. } => self.roots.gil,
@@ -152,7 +158,7 @@ impl Walker {
     }
 
     /// The stack of the thread holding the GIL; none when no thread holds it.
-    pub fn gil_holder(&mut self) -> Result<Vec<ThreadStack>, ReadFailed> {
+    pub(crate) fn gil_holder(&mut self) -> Result<Vec<ThreadStack>, ReadFailed> {
         self.code.begin_walk();
         let holder = self.holder()?;
         if holder == 0 {
@@ -164,7 +170,7 @@ impl Walker {
     }
 
     /// The stack of every thread, with whether each is on a CPU.
-    pub fn all_threads(&mut self) -> Result<Vec<ThreadStack>, ReadFailed> {
+    pub(crate) fn all_threads(&mut self) -> Result<Vec<ThreadStack>, ReadFailed> {
         self.code.begin_walk();
         let holder = self.holder()?;
         let mut stacks = Vec::new();
@@ -179,7 +185,7 @@ impl Walker {
     /// The GIL holder's stack and those of the threads with native ids
     /// `tids`, each once, reading no other thread state (but for a rescan
     /// of the thread list when a tid is not where it was last seen).
-    pub fn stacks_with(&mut self, tids: &[u32]) -> Result<Vec<ThreadStack>, ReadFailed> {
+    pub(crate) fn stacks_with(&mut self, tids: &[u32]) -> Result<Vec<ThreadStack>, ReadFailed> {
         self.code.begin_walk();
         if self.layout.thread_native_id.is_none() && !self.pthread_tids.observed() {
             // 3.10: learn where tids are before the GIL holder's is needed.
@@ -622,12 +628,12 @@ impl Walker {
 }
 
 /// One word of process `pid`'s memory (for finding the roots at attach).
-pub fn read_word(pid: u32, address: usize) -> Option<usize> {
+pub(crate) fn read_word(pid: u32, address: usize) -> Option<usize> {
     Memory::new(pid).word(address).ok()
 }
 
 /// `len` bytes of process `pid`'s memory.
-pub fn read_bytes(pid: u32, address: usize, len: usize) -> Option<Vec<u8>> {
+pub(crate) fn read_bytes(pid: u32, address: usize, len: usize) -> Option<Vec<u8>> {
     let mut bytes = vec![0u8; len];
     Memory::new(pid)
         .read(&mut [(address, &mut bytes[..])])
@@ -703,7 +709,7 @@ mod tests {
         let mut words = vec![0u64; 8192];
         let base = words.as_ptr() as u64;
         let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-        for word in words.iter_mut() {
+        for word in &mut words {
             state = state
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);

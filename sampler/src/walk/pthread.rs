@@ -19,7 +19,7 @@ const SEARCHED: usize = 1024;
 
 /// What is known of where `struct pthread` keeps the tid.
 #[derive(Default)]
-pub struct PthreadTids {
+pub(super) struct PthreadTids {
     /// Offsets consistent with every observation; `None` before the first.
     offsets: Option<Vec<usize>>,
 }
@@ -27,7 +27,7 @@ pub struct PthreadTids {
 impl PthreadTids {
     /// Narrows the candidates with the threads `pthreads` (all the
     /// interpreter's threads, read at one scan).
-    pub fn observe(&mut self, memory: &Memory, pthreads: &[usize]) {
+    pub(super) fn observe(&mut self, memory: &Memory, pthreads: &[usize]) {
         if pthreads.is_empty() || self.offsets.as_ref().is_some_and(|o| o.len() <= 1) {
             return;
         }
@@ -50,13 +50,13 @@ impl PthreadTids {
     }
 
     /// Whether the threads were observed at least once.
-    pub fn observed(&self) -> bool {
+    pub(super) fn observed(&self) -> bool {
         self.offsets.is_some()
     }
 
     /// The tid of the thread whose `pthread_self()` is `pthread`, when every
     /// remaining candidate offset says the same.
-    pub fn tid(&self, memory: &Memory, pthread: usize) -> Option<u32> {
+    pub(super) fn tid(&self, memory: &Memory, pthread: usize) -> Option<u32> {
         let offsets = self.offsets.as_ref()?;
         let (&first, &last) = (offsets.first()?, offsets.last()?);
         let mut bytes = vec![0u8; last + 4 - first];

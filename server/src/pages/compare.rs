@@ -149,7 +149,7 @@ fn page_or_error(
 }
 
 /// `GET /compare?a=…&b=…`.
-pub async fn compare(
+pub(crate) async fn compare(
     State(state): State<AppState>,
     Query(params): Query<CompareParams>,
 ) -> Result<Response, AppError> {
@@ -330,7 +330,7 @@ fn explanation(e: &EndpointComparison) -> String {
 }
 
 /// `GET /compare/endpoint?a=…&b=…&method=…&route=…`.
-pub async fn endpoint(
+pub(crate) async fn endpoint(
     State(state): State<AppState>,
     Query(params): Query<CompareParams>,
 ) -> Result<Response, AppError> {
@@ -392,7 +392,7 @@ fn endpoint_body(
 }
 
 /// The differential flame graph section, with its data and functions.
-pub fn diff_section(diff: &DiffProfile, unit: &str, api: &str) -> String {
+pub(crate) fn diff_section(diff: &DiffProfile, unit: &str, api: &str) -> String {
     let functions: String = diff
         .functions
         .iter()

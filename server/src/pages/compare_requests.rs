@@ -30,7 +30,7 @@ struct CompareRequestsTemplate<'a> {
 /// `?a=ID&b=ID`: B is the request compared, A the one it is compared
 /// with (by default the previous request of B's route in its session).
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct RequestPair {
+pub(crate) struct RequestPair {
     pub a: Option<String>,
     pub b: Option<String>,
 }
@@ -48,7 +48,7 @@ fn id(text: Option<&str>, which: &str) -> Result<Option<i64>, AppError> {
 
 /// The request recorded before `r` on the same route in the same session,
 /// or the one after when `r` is the first.
-pub fn neighbour(store: &Store, r: &RequestRow) -> Result<Option<i64>, AppError> {
+pub(crate) fn neighbour(store: &Store, r: &RequestRow) -> Result<Option<i64>, AppError> {
     let endpoint = Endpoint {
         method: r.method.clone(),
         route: r.route.clone(),
@@ -64,14 +64,14 @@ pub fn neighbour(store: &Store, r: &RequestRow) -> Result<Option<i64>, AppError>
 
 /// Both requests and their differential profile.
 #[derive(Serialize)]
-pub struct ComparedRequests {
+pub(crate) struct ComparedRequests {
     pub a: RequestRow,
     pub b: RequestRow,
     pub diff: DiffProfile,
 }
 
 impl ComparedRequests {
-    pub fn read(store: &Store, pair: &RequestPair) -> Result<ComparedRequests, AppError> {
+    pub(crate) fn read(store: &Store, pair: &RequestPair) -> Result<ComparedRequests, AppError> {
         let b_id = id(pair.b.as_deref(), "B")?
             .ok_or_else(|| AppError::BadInput("give the request to compare as `b=ID`".into()))?;
         let b = store.request(b_id)?.ok_or(AppError::NoRequest(b_id))?;
@@ -96,7 +96,7 @@ impl ComparedRequests {
 }
 
 /// `GET /api/v1/compare/requests?a=ID&b=ID`.
-pub async fn api(
+pub(crate) async fn api(
     State(state): State<AppState>,
     Query(pair): Query<RequestPair>,
 ) -> Result<Json<ComparedRequests>, ApiError> {
@@ -105,7 +105,7 @@ pub async fn api(
 }
 
 /// `GET /compare/requests?a=ID&b=ID`.
-pub async fn requests(
+pub(crate) async fn requests(
     State(state): State<AppState>,
     Query(pair): Query<RequestPair>,
 ) -> Result<Response, AppError> {

@@ -12,7 +12,7 @@ const REPEATED: usize = 2;
 
 /// Statements that share a normalised form, in order of first appearance.
 #[derive(Debug, PartialEq)]
-pub struct Group<'a> {
+pub(crate) struct Group<'a> {
     pub normalized: &'a str,
     pub count: usize,
     pub total_ms: f64,
@@ -22,7 +22,7 @@ pub struct Group<'a> {
 
 /// The normalised statements that ran [`REPEATED`] times or more, most
 /// often first (then most total time).
-pub fn repeated(queries: &[QueryRow]) -> Vec<Group<'_>> {
+pub(crate) fn repeated(queries: &[QueryRow]) -> Vec<Group<'_>> {
     let mut order: Vec<&str> = Vec::new();
     let mut by: HashMap<&str, (usize, f64, HashMap<String, usize>)> = HashMap::new();
     for q in queries {
@@ -59,7 +59,7 @@ pub fn repeated(queries: &[QueryRow]) -> Vec<Group<'_>> {
 }
 
 fn caller_line(q: &QueryRow) -> Option<String> {
-    q.caller.first().map(|f| f.location())
+    q.caller.first().map(timeglass_model::Frame::location)
 }
 
 /// The normalised statement flagged as the request's likely N+1, if any.
@@ -71,7 +71,7 @@ fn n_plus_one(r: &RequestRow) -> Option<&str> {
 }
 
 /// The queries panel: the repeated statements, then every statement in order.
-pub fn queries_panel(r: &RequestRow, queries: &[QueryRow]) -> String {
+pub(crate) fn queries_panel(r: &RequestRow, queries: &[QueryRow]) -> String {
     if queries.is_empty() {
         return "<p class=\"muted\">This request ran no SQL statement that TimeGlass captures \
                 (SQLAlchemy, asyncpg, psycopg, sqlite3, aiosqlite).</p>"
@@ -200,7 +200,7 @@ fn cut_note(shown: u64, length: u64, what: &str) -> String {
 }
 
 /// The calls panel: every outgoing HTTP call in order.
-pub fn calls_panel(calls: &[CallRow]) -> String {
+pub(crate) fn calls_panel(calls: &[CallRow]) -> String {
     if calls.is_empty() {
         return "<p class=\"muted\">This request made no outgoing HTTP call that TimeGlass \
                 captures (httpx, requests).</p>"

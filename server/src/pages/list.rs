@@ -39,7 +39,7 @@ struct RequestsTemplate<'a> {
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
-pub async fn requests(
+pub(crate) async fn requests(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
 ) -> Result<Html<String>, AppError> {

@@ -8,7 +8,7 @@ use crate::leak::LeakHint;
 use crate::stats::Spread;
 
 /// A signed change in bytes: `+3.1 MiB`, `−812.0 KiB`, `±0 B`.
-pub fn delta(d: i64) -> String {
+pub(crate) fn delta(d: i64) -> String {
     match d {
         0 => "±0 B".to_string(),
         d if d > 0 => format!("+{}", bytes(d as u64)),
@@ -17,7 +17,7 @@ pub fn delta(d: i64) -> String {
 }
 
 /// The list's cell: peak RSS, with start, end and change in its tooltip.
-pub fn list_cell(r: &RequestRow) -> String {
+pub(crate) fn list_cell(r: &RequestRow) -> String {
     let m = &r.memory;
     match m.rss_peak_bytes {
         Some(peak) => format!(
@@ -30,7 +30,7 @@ pub fn list_cell(r: &RequestRow) -> String {
 }
 
 /// The list's cell: bytes allocated (sampled); a dash when not sampled.
-pub fn alloc_cell(r: &RequestRow) -> String {
+pub(crate) fn alloc_cell(r: &RequestRow) -> String {
     match r.memory.alloc_bytes {
         Some(b) => format!(
             "<span title=\"bytes allocated, estimated from allocations sampled every ~512 KiB\">{}</span>",
@@ -43,7 +43,7 @@ pub fn alloc_cell(r: &RequestRow) -> String {
 
 /// The summary card's allocation tile, `(value, note)`; `None` when its
 /// process did not sample allocations.
-pub fn alloc_summary(m: &MemoryRow) -> Option<(String, String)> {
+pub(crate) fn alloc_summary(m: &MemoryRow) -> Option<(String, String)> {
     let b = m.alloc_bytes?;
     Some((
         bytes(b),
@@ -68,7 +68,7 @@ fn rss_title(m: &MemoryRow) -> String {
 
 /// The summary card's memory tile, `(value, note)`: peak RSS, then start
 /// → end; `None` when nothing was read.
-pub fn summary(m: &MemoryRow) -> Option<(String, String)> {
+pub(crate) fn summary(m: &MemoryRow) -> Option<(String, String)> {
     let peak = m.rss_peak_bytes?;
     let at = |b: Option<u64>| b.map_or("—".to_string(), bytes);
     let change = m
@@ -86,7 +86,7 @@ pub fn summary(m: &MemoryRow) -> Option<(String, String)> {
 
 /// The summary card's garbage-collection tile, `(value, note)`; `None`
 /// when no collection ran on its threads while they ran it.
-pub fn gc_summary(m: &MemoryRow) -> Option<(String, String)> {
+pub(crate) fn gc_summary(m: &MemoryRow) -> Option<(String, String)> {
     let note = match m.gc_collections {
         0 => return None,
         1 => "1 collection on its threads".to_string(),
@@ -96,7 +96,7 @@ pub fn gc_summary(m: &MemoryRow) -> Option<(String, String)> {
 }
 
 /// The endpoint tile's note under an average (`what` says of what): its p95.
-pub fn spread_note(spread: Option<&Spread>, what: &str) -> String {
+pub(crate) fn spread_note(spread: Option<&Spread>, what: &str) -> String {
     match spread {
         Some(s) => format!(
             "<div class=\"note\" title=\"{what}, over {} requests\">average · p95 {}</div>",
@@ -108,7 +108,7 @@ pub fn spread_note(spread: Option<&Spread>, what: &str) -> String {
 }
 
 /// The endpoint view's leak hint, or nothing.
-pub fn leak_card(hint: Option<&LeakHint>) -> String {
+pub(crate) fn leak_card(hint: Option<&LeakHint>) -> String {
     let Some(h) = hint else {
         return String::new();
     };

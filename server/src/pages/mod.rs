@@ -2,15 +2,15 @@
 //! plain functions from rows to HTML strings, rendering the askama templates of
 //! `server/templates/` (the flame graph sections from `flamegraph-templates/`).
 
-pub mod compare;
-pub mod compare_requests;
-pub mod io;
-pub mod list;
-pub mod memory;
-pub mod report;
-pub mod request;
-pub mod route;
-pub mod time;
+pub(crate) mod compare;
+pub(crate) mod compare_requests;
+pub(crate) mod io;
+pub(crate) mod list;
+pub(crate) mod memory;
+pub(crate) mod report;
+pub(crate) mod request;
+pub(crate) mod route;
+pub(crate) mod time;
 
 use askama::Template;
 use std::collections::HashMap;
@@ -32,11 +32,11 @@ struct MessageTemplate<'a> {
 /// p95 says little.
 const MIN_REQUESTS_FOR_P95: u64 = 20;
 
-pub async fn not_found() -> AppError {
+pub(crate) async fn not_found() -> AppError {
     AppError::NoPage
 }
 
-pub fn error_page(error: &AppError) -> Html<String> {
+pub(crate) fn error_page(error: &AppError) -> Html<String> {
     let heading = match error {
         AppError::NoStore(_) => "Nothing recorded yet",
         AppError::NoRequest(_) | AppError::NoRoute(..) | AppError::NoPage => "Not found",
@@ -65,10 +65,10 @@ fn code_spans(message: &str) -> String {
 
 /// Each route's p95 response time (ms), for the routes of `rows` that have
 /// enough requests for it to mean something.
-pub struct RouteP95(HashMap<(String, String), f64>);
+pub(crate) struct RouteP95(HashMap<(String, String), f64>);
 
 impl RouteP95 {
-    pub fn read(store: &Store, rows: &[RequestRow]) -> Result<RouteP95, AppError> {
+    pub(crate) fn read(store: &Store, rows: &[RequestRow]) -> Result<RouteP95, AppError> {
         let mut p95 = HashMap::new();
         for r in rows {
             let Some(route) = &r.route else { continue };
@@ -85,14 +85,14 @@ impl RouteP95 {
     }
 
     /// The route's p95 if `r` was slower than it.
-    pub fn exceeded_by(&self, r: &RequestRow) -> Option<f64> {
+    pub(crate) fn exceeded_by(&self, r: &RequestRow) -> Option<f64> {
         let p95 = *self.0.get(&(r.method.clone(), r.route.clone()?))?;
         (r.duration_ms > p95).then_some(p95)
     }
 }
 
 /// One row of the request list (also sent by the live stream).
-pub fn request_line(r: &RequestRow, p95: &RouteP95) -> String {
+pub(crate) fn request_line(r: &RequestRow, p95: &RouteP95) -> String {
     let href = format!("/requests/{}", r.id);
     let status_class = r.status.map_or("status-none".to_string(), |s| {
         format!("status-{}xx", s / 100)
@@ -210,7 +210,7 @@ fn duration_bar(duration_ms: f64) -> String {
     )
 }
 
-pub fn status_text(r: &RequestRow) -> String {
+pub(crate) fn status_text(r: &RequestRow) -> String {
     if r.incomplete {
         return "incomplete".to_string();
     }

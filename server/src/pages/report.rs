@@ -51,7 +51,7 @@ struct ScopeTemplate<'a> {
     until: &'a str,
 }
 
-pub async fn report(
+pub(crate) async fn report(
     State(state): State<AppState>,
     Query(params): Query<StatsParams>,
 ) -> Result<Html<String>, AppError> {
@@ -65,7 +65,7 @@ pub async fn report(
 
 /// The query string of the filters (`session`, `since`, `until`, and the
 /// endpoint's `method` and `route` when given), for the APIs the page calls.
-pub fn filter_query(params: &StatsParams, session: i64) -> String {
+pub(crate) fn filter_query(params: &StatsParams, session: i64) -> String {
     let mut parts = vec![format!("session={session}")];
     let fields = [
         ("since", &params.since),
@@ -83,7 +83,7 @@ pub fn filter_query(params: &StatsParams, session: i64) -> String {
 
 /// The session picker and time range in a form of their own; `hidden`
 /// carries other fields.
-pub fn filters(
+pub(crate) fn filters(
     action: &str,
     sessions: &[SessionRow],
     chosen: i64,
@@ -107,7 +107,7 @@ pub fn filters(
 /// The session picker and time range fields, for [`filters`] or a page's
 /// own form (the request list's). `any`: the label of an empty choice of
 /// session, for a page that has one (the list: every session).
-pub fn scope_fields(
+pub(crate) fn scope_fields(
     sessions: &[SessionRow],
     chosen: Option<i64>,
     any: Option<&str>,
@@ -151,7 +151,7 @@ pub fn scope_fields(
 }
 
 /// The charts over the API's series of `query`; `live` polls for more.
-pub fn charts(query: &str, live: bool) -> String {
+pub(crate) fn charts(query: &str, live: bool) -> String {
     let series = escape(&format!("/api/v1/series?{query}"));
     render(&ChartsTemplate {
         series: &series,
@@ -298,7 +298,7 @@ fn report_page(r: &Report, sessions: &[SessionRow], params: &StatsParams) -> Htm
 }
 
 /// The endpoint page's charts and their filters, over `method route`.
-pub fn route_charts(
+pub(crate) fn route_charts(
     store: &Store,
     method: &str,
     route: &str,

@@ -50,7 +50,7 @@ struct FlameTemplate<'a> {
 
 /// Everything the page shows, also served as JSON (`/api/v1/requests/{id}`).
 #[derive(Serialize)]
-pub struct RequestDetail {
+pub(crate) struct RequestDetail {
     #[serde(flatten)]
     pub request: RequestRow,
     pub route_p95_ms: Option<f64>,
@@ -65,7 +65,7 @@ pub struct RequestDetail {
 }
 
 impl RequestDetail {
-    pub fn read(store: &Store, id: i64) -> Result<RequestDetail, AppError> {
+    pub(crate) fn read(store: &Store, id: i64) -> Result<RequestDetail, AppError> {
         let request = store.request(id)?.ok_or(AppError::NoRequest(id))?;
         let route_p95_ms = match &request.route {
             Some(route) => store
@@ -86,7 +86,7 @@ impl RequestDetail {
     }
 }
 
-pub async fn request(
+pub(crate) async fn request(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Html<String>, AppError> {
@@ -102,7 +102,7 @@ pub async fn request(
 /// `/requests/by-marker/{pid}/{marker_id}`: the dashboard address the app
 /// knows a request by (`request.scope["timeglass"].url`), redirected to the
 /// request's page once the recorder has stored it.
-pub async fn by_marker(
+pub(crate) async fn by_marker(
     State(state): State<AppState>,
     Path((pid, marker_id)): Path<(u32, u64)>,
 ) -> Result<Redirect, AppError> {
@@ -167,7 +167,7 @@ fn request_page(d: &RequestDetail, profile: &Profile, other: Option<i64>) -> Htm
 
 /// The flame graph with its controls and function table; `api` is where its
 /// profile (`{api}/profile`) and SVG (`{api}/flamegraph.svg`) are.
-pub fn flame_section(profile: &Profile, api: &str) -> String {
+pub(crate) fn flame_section(profile: &Profile, api: &str) -> String {
     render(&FlameTemplate {
         profile_url: &format!("{api}/profile"),
         svg_url: &format!("{api}/flamegraph.svg"),

@@ -51,7 +51,7 @@ const SLOWEST: usize = 10;
 /// One route's numbers, as the page shows them and `/api/v1/routes/...`
 /// serves them, over the session and time range of its charts.
 #[derive(Serialize)]
-pub struct RouteDetail {
+pub(crate) struct RouteDetail {
     pub method: String,
     pub route: String,
     /// The session the numbers cover (the latest by default).
@@ -65,7 +65,7 @@ pub struct RouteDetail {
 
 impl RouteDetail {
     /// `NoRoute` only for a route no session ever recorded.
-    pub fn read(
+    pub(crate) fn read(
         store: &Store,
         method: &str,
         route: &str,
@@ -118,13 +118,13 @@ impl RouteDetail {
 
 /// `(method, route)` from `/routes/{method}/{*route}`: the route's leading
 /// slash is the separator before it.
-pub fn route_key((method, route): (String, String)) -> (String, String) {
+pub(crate) fn route_key((method, route): (String, String)) -> (String, String) {
     (method.to_ascii_uppercase(), format!("/{route}"))
 }
 
 /// The endpoints of the session and time range the filters choose (the
 /// latest session by default), from the report's per-endpoint sums.
-pub async fn routes(
+pub(crate) async fn routes(
     State(state): State<AppState>,
     Query(params): Query<StatsParams>,
 ) -> Result<Html<String>, AppError> {
@@ -170,7 +170,7 @@ pub async fn routes(
     .await
 }
 
-pub async fn route(
+pub(crate) async fn route(
     State(state): State<AppState>,
     Path(key): Path<(String, String)>,
     Query(params): Query<StatsParams>,

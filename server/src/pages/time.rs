@@ -108,7 +108,7 @@ fn legend(segments: &[Segment], share_of: f64, value: impl Fn(&Segment) -> Strin
 /// The request's breakdown, to scale of its response time (what the join
 /// breaks down: background work after the response is not in it), with
 /// each category's milliseconds and share.
-pub fn request_breakdown(r: &RequestRow) -> String {
+pub(crate) fn request_breakdown(r: &RequestRow) -> String {
     let wall_ms = r.duration_ms;
     let Some(b) = r.breakdown.as_ref().filter(|b| b.total_ms() > 0.0) else {
         let why = match (r.breakdown, r.samples) {
@@ -128,7 +128,7 @@ pub fn request_breakdown(r: &RequestRow) -> String {
 }
 
 /// An endpoint's average breakdown per request, as shares of its response time.
-pub fn route_breakdown(avg: &Breakdown) -> String {
+pub(crate) fn route_breakdown(avg: &Breakdown) -> String {
     let total = avg.total_ms();
     if total <= 0.0 {
         return "<p class=\"muted tb-none\">No time breakdown recorded for this endpoint.</p>"
@@ -144,7 +144,7 @@ pub fn route_breakdown(avg: &Breakdown) -> String {
 
 /// "Blocked the event loop for 84.0 ms at app.py:31 in handler; delayed 3
 /// requests", as a warning with links to the delayed requests stored.
-pub fn loop_warning(block: &LoopBlockRow) -> String {
+pub(crate) fn loop_warning(block: &LoopBlockRow) -> String {
     let at = block
         .line
         .as_deref()
@@ -182,7 +182,7 @@ pub fn loop_warning(block: &LoopBlockRow) -> String {
 }
 
 /// The hover text of a list row's loop badge: the line and the time.
-pub fn loop_title(block: &LoopBlockRow) -> String {
+pub(crate) fn loop_title(block: &LoopBlockRow) -> String {
     let at = block
         .line
         .as_deref()

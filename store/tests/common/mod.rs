@@ -8,12 +8,12 @@ use timeglass_model::{Frame, ProfiledRequest, Request, Stack, StackCount};
 use timeglass_store::{ClockMap, NewProcess, NewSession, ProcessId, SessionId, Store};
 
 /// 2024-05-01T12:00:00Z at monotonic 1 s.
-pub const CLOCK: ClockMap = ClockMap {
+pub(crate) const CLOCK: ClockMap = ClockMap {
     mono_ns: 1_000_000_000,
     unix_ns: 1_714_564_800_000_000_000,
 };
 
-pub struct TestStore {
+pub(crate) struct TestStore {
     pub dir: TempDir,
     pub path: PathBuf,
     pub store: Store,
@@ -23,7 +23,7 @@ pub struct TestStore {
 
 impl TestStore {
     /// A new store with one session and one process.
-    pub fn start() -> TestStore {
+    pub(crate) fn start() -> TestStore {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".timeglass/timeglass.db");
         let mut store = Store::open(&path).unwrap();
@@ -38,18 +38,18 @@ impl TestStore {
         }
     }
 
-    pub fn raw(&self) -> rusqlite::Connection {
+    pub(crate) fn raw(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(&self.path).unwrap()
     }
 
-    pub fn count(&self, table: &str) -> i64 {
+    pub(crate) fn count(&self, table: &str) -> i64 {
         self.raw()
             .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .unwrap()
     }
 }
 
-pub fn new_session() -> NewSession {
+pub(crate) fn new_session() -> NewSession {
     NewSession {
         command: vec![
             "uvicorn".into(),
@@ -63,7 +63,7 @@ pub fn new_session() -> NewSession {
     }
 }
 
-pub fn new_process(pid: u32) -> NewProcess {
+pub(crate) fn new_process(pid: u32) -> NewProcess {
     NewProcess {
         pid,
         command_line: vec!["python".into(), "-m".into(), "uvicorn".into()],
@@ -71,7 +71,7 @@ pub fn new_process(pid: u32) -> NewProcess {
     }
 }
 
-pub fn frame(name: &str, line: u32) -> Frame {
+pub(crate) fn frame(name: &str, line: u32) -> Frame {
     Frame {
         name: name.into(),
         filename: format!("/srv/app/{name}.py").into(),
@@ -81,7 +81,7 @@ pub fn frame(name: &str, line: u32) -> Frame {
 }
 
 /// A stack from `name:line` pairs, outermost first.
-pub fn stack(frames: &[(&str, u32)]) -> Stack {
+pub(crate) fn stack(frames: &[(&str, u32)]) -> Stack {
     frames
         .iter()
         .map(|&(n, l)| frame(n, l))
@@ -89,7 +89,7 @@ pub fn stack(frames: &[(&str, u32)]) -> Stack {
         .into()
 }
 
-pub fn counted(frames: &[(&str, u32)], samples: u64) -> StackCount {
+pub(crate) fn counted(frames: &[(&str, u32)], samples: u64) -> StackCount {
     StackCount {
         stack: stack(frames),
         samples,
@@ -97,7 +97,7 @@ pub fn counted(frames: &[(&str, u32)], samples: u64) -> StackCount {
 }
 
 /// A request starting `start_ms` after the clock reading, lasting `dur_ms`.
-pub fn request(
+pub(crate) fn request(
     marker_id: u64,
     start_ms: u64,
     dur_ms: u64,
@@ -124,7 +124,7 @@ pub fn request(
 }
 
 /// Order-independent comparison of stacks.
-pub fn sorted(mut stacks: Vec<StackCount>) -> Vec<(Vec<Frame>, u64)> {
+pub(crate) fn sorted(mut stacks: Vec<StackCount>) -> Vec<(Vec<Frame>, u64)> {
     let mut out: Vec<_> = stacks
         .drain(..)
         .map(|s| (s.stack.iter().cloned().collect::<Vec<_>>(), s.samples))
