@@ -15,36 +15,31 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use timeglass_wire::private;
 
-use crate::failure::{Failure, Result};
+use crate::LaunchError;
 
 const PREFIX: &str = "run-";
 const LOCK: &str = "lock";
 
 /// A live run's directory: locked while this value lives, removed on drop.
-pub(crate) struct Runtime {
+pub struct Runtime {
     path: PathBuf,
     _lock: Flock<File>,
 }
 
 impl Runtime {
     /// Creates this run's directory, after removing what killed runs left.
-    pub(crate) fn create() -> Result<Runtime> {
+    pub fn create() -> Result<Runtime, LaunchError> {
         let base = timeglass_wire::runtime_dir();
-        private::ensure_dir(&base).map_err(|e| Failure::error(&e))?;
+        private::ensure_dir(&base)?;
         remove_leftovers(&base);
         let path = base.join(format!("{PREFIX}{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
-        private::ensure_dir(&path).map_err(|e| Failure::error(&e))?;
-        let lock = lock(&path).ok_or_else(|| {
-            Failure::new(format!(
-                "cannot lock `{}`; is another `timeglass run` using it?",
-                path.display()
-            ))
-        })?;
+        private::ensure_dir(&path)?;
+        let lock = lock(&path).ok_or_else(|| LaunchError::Locked(path.clone()))?;
         Ok(Runtime { path, _lock: lock })
     }
 
-    pub(crate) fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.path
     }
 }
@@ -76,7 +71,7 @@ fn libc_nofollow() -> i32 {
 /// directory without a lock file is from a TimeGlass before locks, or from
 /// a run killed while creating it: only its pid tells, so it goes when no
 /// process has that pid.
-pub(crate) fn remove_leftovers(base: &Path) -> usize {
+pub fn remove_leftovers(base: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(base) else {
         return 0;
     };

@@ -14,23 +14,26 @@ use std::path::{Path, PathBuf};
 
 use timeglass_wire::env;
 
-use crate::failure::{Failure, Result};
+use crate::LaunchError;
+
+type Result<T> = std::result::Result<T, LaunchError>;
 
 /// Finds the installed `timeglass` Python package.
-pub(crate) fn package_dir() -> Result<PathBuf> {
+pub fn package_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os(env::PYTHON_PACKAGE).filter(|d| !d.is_empty()) {
         let dir = PathBuf::from(dir);
         return if is_package(&dir) {
             Ok(dir)
         } else {
-            Err(Failure::new(format!(
+            Err(LaunchError::Package(format!(
                 "{} points at `{}`, which is not the timeglass Python package (no `_bootstrap/sitecustomize.py` or `_native` extension)",
                 env::PYTHON_PACKAGE,
                 dir.display()
             )))
         };
     }
-    let exe = std::env::current_exe()?;
+    let exe = std::env::current_exe()
+        .map_err(|e| LaunchError::Package(format!("cannot find the `timeglass` binary: {e}")))?;
     // `make build`, `pip install .` and `pipx` all put this binary in the
     // `bin/` of the environment whose site-packages hold the package.
     let prefix = exe.parent().and_then(Path::parent);
@@ -41,7 +44,7 @@ pub(crate) fn package_dir() -> Result<PathBuf> {
         .map(|sp| sp.join("timeglass"))
         .collect();
     candidates.into_iter().find(|d| is_package(d)).ok_or_else(|| {
-        Failure::new(format!(
+        LaunchError::Package(format!(
             "the timeglass Python package was not found next to `{}`; install TimeGlass with `pip install .` or `make build`, or set {} to the package directory",
             exe.display(),
             env::PYTHON_PACKAGE
@@ -78,10 +81,12 @@ fn is_package(dir: &Path) -> bool {
 }
 
 /// Builds the directory to put first on the child's `PYTHONPATH`.
-pub(crate) fn prepare(package: &Path, into: &Path) -> Result<PathBuf> {
+pub fn prepare(package: &Path, into: &Path) -> Result<PathBuf> {
     let dir = into.join("python");
-    let fail = |what: &str, e: std::io::Error| {
-        Failure::new(format!("cannot prepare `{}`: {what}: {e}", dir.display()))
+    let fail = |what: &'static str, source: std::io::Error| LaunchError::Prepare {
+        dir: dir.clone(),
+        what,
+        source,
     };
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -100,7 +105,7 @@ pub(crate) fn prepare(package: &Path, into: &Path) -> Result<PathBuf> {
 }
 
 /// `dir` first, then whatever `PYTHONPATH` the user had.
-pub(crate) fn pythonpath(dir: &Path) -> OsString {
+pub fn pythonpath(dir: &Path) -> OsString {
     let mut value = dir.as_os_str().to_owned();
     if let Some(existing) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
         value.push(":");
