@@ -248,6 +248,17 @@ pub(crate) struct SessionsArgs {
     pub json: bool,
 }
 
+/// `--since T` / `--until T`: the requests that started in a window of time.
+#[derive(Args)]
+pub(crate) struct WindowArgs {
+    /// Only requests that started at or after T: RFC 3339 or a time ago (`10m`, `2h`).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Only requests that started before T: RFC 3339 or a time ago.
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+}
+
 #[derive(Args)]
 pub(crate) struct RequestsArgs {
     #[command(flatten)]
@@ -258,12 +269,8 @@ pub(crate) struct RequestsArgs {
     /// Only the requests of this session, as `timeglass sessions` shows it.
     #[arg(long, value_name = "ID")]
     pub session: Option<i64>,
-    /// Only requests that started at or after T: RFC 3339 or a time ago (`10m`, `2h`).
-    #[arg(long, value_name = "T")]
-    pub since: Option<String>,
-    /// Only requests that started before T: RFC 3339 or a time ago.
-    #[arg(long, value_name = "T")]
-    pub until: Option<String>,
+    #[command(flatten)]
+    pub window: WindowArgs,
     /// Only requests whose route or path contains TEXT.
     #[arg(long, value_name = "TEXT")]
     pub route: Option<String>,
@@ -363,12 +370,8 @@ pub(crate) struct ReportArgs {
     /// Id of the session, as `timeglass sessions` shows it (default: the latest).
     #[arg(long, value_name = "ID")]
     pub session: Option<i64>,
-    /// Only requests that started at or after T: RFC 3339 or a time ago (`10m`, `2h`).
-    #[arg(long, value_name = "T")]
-    pub since: Option<String>,
-    /// Only requests that started before T: RFC 3339 or a time ago.
-    #[arg(long, value_name = "T")]
-    pub until: Option<String>,
+    #[command(flatten)]
+    pub window: WindowArgs,
     /// Only endpoints whose route template contains TEXT.
     #[arg(long, value_name = "TEXT")]
     pub route: Option<String>,

@@ -18,8 +18,8 @@ pub(crate) fn report(args: ReportArgs) -> Result<ExitCode> {
     let store = Store::open_existing(&args.db.db)?;
     let query = ReportQuery {
         session: args.session,
-        since: args.since,
-        until: args.until,
+        since: args.window.since,
+        until: args.window.until,
         method: None,
         route: args.route.map(RouteMatch::Contains),
     };

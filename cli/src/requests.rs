@@ -66,7 +66,7 @@ fn filter(store: &Store, args: &RequestsArgs) -> std::result::Result<RequestFilt
     }
     let now = timeglass_report::now_unix_ns();
     let time = |t: &Option<String>| t.as_deref().map(|t| parse_time(t, now)).transpose();
-    let (since, until) = (time(&args.since)?, time(&args.until)?);
+    let (since, until) = (time(&args.window.since)?, time(&args.window.until)?);
     if let (Some(s), Some(u)) = (since, until) {
         if s >= u {
             return Err(ReportError::EmptyRange);
