@@ -231,3 +231,18 @@ def test_concurrent_requests_each_get_their_own_bytes_and_sites(
 def test_without_memory_nothing_is_sampled(memory: Recording) -> None:
     m = memory.shown("/small/s0")["memory"]
     assert m["alloc_bytes"] is None, m
+
+
+def test_sampling_never_starts_a_collection_inside_an_allocation(tmp_path: Path) -> None:
+    """Reading the stack at a sampled allocation makes frame objects; on 3.10
+    and 3.11 an allocation runs a due collection at once, which then
+    traversed the half-built object around the allocation and crashed the
+    app (segfaults in `deque_traverse`, on the second request of this app
+    before the fix). The app must answer every request and stay alive."""
+    with attribution.recording(tmp_path, app=APP, extra_args=["--memory"]) as (client, recorded):
+        answers = [client.get(f"/deques/d{i}", timeout=60).status_code for i in range(40)]
+        assert answers == [200] * 40, answers
+    rows = [r for r in recorded.rows() if str(r["path"]).startswith("/deques/")]
+    assert len(rows) == 40, len(rows)
+    sampled = [r for r in rows if r["memory"]["alloc_bytes"]]
+    assert len(sampled) >= 30, "allocations were sampled meanwhile"

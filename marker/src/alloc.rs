@@ -146,7 +146,19 @@ fn sample(bytes: u64) {
     // must leave the interpreter's error indicator as it found it.
     // SAFETY: GIL held; the three pointers are restored below.
     unsafe { ffi::PyErr_Fetch(&mut kind, &mut value, &mut trace) };
+    // On 3.10 and 3.11 an allocation runs a due collection at once (3.12 and
+    // later only schedule one), and reading the stack makes frame objects: a
+    // collection started from inside the allocator would traverse the object
+    // being built around this allocation (seen: segfaults in
+    // `deque_traverse` and `_PyObject_IS_GC` under `--memory`). Collections
+    // stay off while the stack is read, and come back as they were.
+    // SAFETY: GIL held; neither call allocates or raises.
+    let collecting = unsafe { ffi::PyGC_Disable() };
     let found = stack::capture(py, region, None);
+    if collecting != 0 {
+        // SAFETY: as above.
+        unsafe { ffi::PyGC_Enable() };
+    }
     // SAFETY: puts back exactly what was fetched (and drops any error the walk left).
     unsafe {
         ffi::PyErr_Clear();
