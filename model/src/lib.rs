@@ -1,6 +1,6 @@
 //! Plain data that flows downstream: sampler/marker → join → store → renderers.
 //! No I/O here.
-#![warn(unused_crate_dependencies)]
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 use std::fmt;
 use std::sync::Arc;
