@@ -443,19 +443,13 @@ impl Store {
 
     /// The stacks of every request of the route, summed: one merged profile.
     pub fn route_stacks(&self, method: &str, route: &str) -> Result<Vec<StackCount>, StoreError> {
-        let leaves = self
-            .conn
-            .prepare_cached(
-                "SELECT rs.stack_id, sum(rs.samples)
-                 FROM requests r JOIN request_stacks rs ON rs.request_id = r.id
-                 WHERE r.method = ?1 AND r.route = ?2 GROUP BY rs.stack_id",
-            )
-            .and_then(|mut s| {
-                s.query_map(params![method, route], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<rusqlite::Result<Vec<(i64, u64)>>>()
-            })
-            .map_err(|e| self.sql_err(e))?;
-        stacks_of_leaves(&self.conn, leaves).map_err(|e| self.sql_err(e))
+        self.route_leaves(
+            "SELECT rs.stack_id, sum(rs.samples)
+             FROM requests r JOIN request_stacks rs ON rs.request_id = r.id
+             WHERE r.method = ?1 AND r.route = ?2 GROUP BY rs.stack_id",
+            method,
+            route,
+        )
     }
 
     /// Where every request of the route allocated, summed: stacks weighed
@@ -465,13 +459,26 @@ impl Store {
         method: &str,
         route: &str,
     ) -> Result<Vec<StackCount>, StoreError> {
+        self.route_leaves(
+            "SELECT ra.stack_id, sum(ra.bytes)
+             FROM requests r JOIN request_alloc_stacks ra ON ra.request_id = r.id
+             WHERE r.method = ?1 AND r.route = ?2 GROUP BY ra.stack_id",
+            method,
+            route,
+        )
+    }
+
+    /// The stacks of `(stack_id, weight)` rows that `sql` sums over the
+    /// requests of `method route` (`?1`, `?2`).
+    fn route_leaves(
+        &self,
+        sql: &str,
+        method: &str,
+        route: &str,
+    ) -> Result<Vec<StackCount>, StoreError> {
         let leaves = self
             .conn
-            .prepare_cached(
-                "SELECT ra.stack_id, sum(ra.bytes)
-                 FROM requests r JOIN request_alloc_stacks ra ON ra.request_id = r.id
-                 WHERE r.method = ?1 AND r.route = ?2 GROUP BY ra.stack_id",
-            )
+            .prepare_cached(sql)
             .and_then(|mut s| {
                 s.query_map(params![method, route], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<rusqlite::Result<Vec<(i64, u64)>>>()
