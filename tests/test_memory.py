@@ -139,7 +139,11 @@ def test_the_interpreter_s_own_collections_are_counted(memory: Recording) -> Non
 # request of the allocation that crossed the sampling point.
 ALLOC_TOLERANCE = 0.20
 CONCURRENT_TOLERANCE = 0.25
-CONCURRENT_MB = (8, 16, 24, 32)
+# Each figure is off by about one sampling interval at either end of the
+# request (the bytes since the thread's last sample before it, and those
+# after its last sample in it), whatever its size: the amounts are large
+# enough for that to stay well inside the tolerance.
+CONCURRENT_MB = (16, 24, 32, 40)
 
 
 @dataclass
@@ -222,8 +226,10 @@ def test_concurrent_requests_each_get_their_own_bytes_and_sites(
     for site, mb in enumerate(CONCURRENT_MB):
         path = f"/build/c{mb}"
         m = allocations.shown(path)["memory"]
-        # Their own objects (1 KiB each, plus each bytearray's header) and the list.
-        expected = mb * MIB * (1 + 57 / 1024)
+        # Their own objects (1 KiB each, plus each bytearray's header) and the
+        # list, whose every growth is a realloc that counts its new size.
+        objects = mb * MIB // 1024
+        expected = objects * (1024 + 57) + list_growth_bytes(objects)
         assert abs(m["alloc_bytes"] - expected) <= CONCURRENT_TOLERANCE * expected, (path, m)
         stacks = allocations.folded(path)
         own = sum(n for stack, n in stacks if f"build_at_site_{site} (" in stack)
@@ -231,6 +237,17 @@ def test_concurrent_requests_each_get_their_own_bytes_and_sites(
         for stack, _ in stacks:
             others = [k for k in range(len(CONCURRENT_MB)) if k != site]
             assert not any(f"build_at_site_{k} (" in stack for k in others), (path, stack)
+
+
+def list_growth_bytes(n: int) -> int:
+    """What appending `n` items to an empty list asks of the allocator: every resize's new size
+    (`list_resize` in CPython's Objects/listobject.c, the same in 3.10 to 3.13)."""
+    total = allocated = 0
+    for size in range(1, n + 1):
+        if size > allocated:
+            allocated = (size + (size >> 3) + 6) & ~3
+            total += allocated * 8
+    return total
 
 
 def test_without_memory_nothing_is_sampled(memory: Recording) -> None:
