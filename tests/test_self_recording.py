@@ -148,11 +148,30 @@ def dashboard_lists(
 
 
 def assert_recorder_ends(app: harness.Process, recorder: int) -> None:
+    """The recorder ends with the app, and leaves no lock behind (`cli/src/tree_lock.rs`)."""
+    lock = Path(f"/dev/shm/timeglass-{os.getuid()}/recorder-{app.pid}.lock")
+    assert lock.read_text() == str(recorder)
     assert app.interrupt(timeout=30) == 0, app.describe()
     deadline = time.monotonic() + 20
     while alive(recorder) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(recorder), "the recorder outlived the app"
+    assert not lock.exists(), "the recorder left its lock behind"
+
+
+def test_a_killed_recorder_s_lock_is_swept(ctx: TestContext) -> None:
+    """What a recorder killed with `kill -9` leaves: a lock file nobody holds, naming a pid that
+    may be anybody's by now. The next recorder to start removes it, and records as ever."""
+    runtime = Path(f"/dev/shm/timeglass-{os.getuid()}")
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    stale = runtime / "recorder-1.lock"
+    stale.write_text(str(os.getpid()))
+    with served(ctx, []) as (app, client, _):
+        db, recorder = recorder_started(app)
+        assert client.get("/cpu/first?ms=20").status_code == 200
+        wait_recorded(ctx, db, {"/cpu/first"})
+        assert not stale.exists(), "the starting recorder swept the leftover lock"
+        assert_recorder_ends(app, recorder)
 
 
 def test_plain_uvicorn_records_by_itself(ctx: TestContext) -> None:

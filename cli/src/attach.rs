@@ -2,15 +2,11 @@
 //! Ctrl-C, `--duration`, or the app's exit. The app is never stopped,
 //! signalled or changed.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{Flock, FlockArg};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use timeglass_recorder::procfs::{self, Inspect};
 use timeglass_recorder::{self as recorder, Follow, SourceError};
@@ -19,6 +15,7 @@ use timeglass_store::Store;
 use crate::args::AttachArgs;
 use crate::failure::{Failure, Result};
 use crate::record::{print_summary, pyspy_options, Recording, Target};
+use crate::tree_lock;
 
 /// Why recording stopped.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,11 +30,16 @@ enum End {
 pub(crate) fn attach(args: AttachArgs) -> Result<ExitCode> {
     let pid = args.pid;
     // Held until the recording ends: markers that start later find it and
-    // start no recorder of their own.
+    // start no recorder of their own. The middleware's recorder inherited
+    // it; both unlink it when they end.
+    let lock_path = tree_lock::path(pid);
     let _lock = match args.by_marker {
-        true => None,
-        false => Some(take_tree_lock(pid)?),
+        true => tree_lock::inherited(&lock_path),
+        false => take_tree_lock(pid)?,
     };
+    if let Some(dir) = lock_path.parent() {
+        tree_lock::sweep(dir);
+    }
     check_target(pid, &args)?;
     let store = Store::open(&args.record.db.db)?;
     let command = procfs::cmdline(pid);
@@ -67,57 +69,24 @@ pub(crate) fn attach(args: AttachArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The lock that the recorder of the tree rooted at `root` holds while it
-/// lives, in the markers' runtime directory; `marker/python/timeglass/_record.py`
-/// names it the same. It holds the recorder's pid.
-fn tree_lock_path(root: u32) -> std::path::PathBuf {
-    timeglass_wire::user_runtime_dir(procfs::uid(root).unwrap_or(0))
-        .join(format!("recorder-{root}.lock"))
-}
-
 /// Takes the recorder lock of `pid`'s tree, refusing when a recorder the
 /// app's middleware started already holds it (for `pid` or its parent: the
 /// middleware of a `--reload` or `--workers` child locks the uvicorn above
 /// it). Without a runtime directory there is no marker to race: no lock.
-fn take_tree_lock(pid: u32) -> Result<Option<Flock<File>>> {
+fn take_tree_lock(pid: u32) -> Result<Option<tree_lock::Held>> {
     let parent = procfs::parent(pid);
     for root in std::iter::once(pid).chain(parent) {
-        let path = tree_lock_path(root);
-        let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
-            continue;
-        };
-        if let Err((file, _)) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            let holder = std::io::read_to_string(&file).unwrap_or_default();
+        if let Some(holder) = tree_lock::holder(&tree_lock::path(root)) {
             return Err(Failure::usage(format!(
-                "process {pid} is already recorded by the recorder its TimeGlassMiddleware started (pid {}); see its requests with `timeglass ui`, or start the app with TIMEGLASS_RECORD=0 to attach yourself",
-                holder.trim()
+                "process {pid} is already recorded by the recorder its TimeGlassMiddleware started (pid {holder}); see its requests with `timeglass ui`, or start the app with TIMEGLASS_RECORD=0 to attach yourself"
             )));
         }
     }
-    let path = tree_lock_path(pid);
-    if let Some(dir) = path.parent() {
-        if std::fs::create_dir_all(dir).is_err() {
-            return Ok(None);
-        }
-    }
-    let Ok(file) = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-    else {
-        return Ok(None);
-    };
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(mut lock) => {
-            let _ = lock.set_len(0);
-            let _ = write!(lock, "{}", std::process::id());
-            Ok(Some(lock))
-        }
-        Err(_) => Err(Failure::usage(format!(
-            "process {pid} is being recorded by another TimeGlass recorder already; see its requests with `timeglass ui`"
+    match tree_lock::take(&tree_lock::path(pid)) {
+        tree_lock::Taken::Held(held) => Ok(Some(held)),
+        tree_lock::Taken::Unavailable => Ok(None),
+        tree_lock::Taken::Busy(holder) => Err(Failure::usage(format!(
+            "process {pid} is being recorded by another TimeGlass recorder (pid {holder}) already; see its requests with `timeglass ui`"
         ))),
     }
 }

@@ -20,6 +20,7 @@ mod run;
 mod sessions;
 mod show;
 mod table;
+mod tree_lock;
 mod ui;
 
 use std::io::Write;

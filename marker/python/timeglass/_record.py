@@ -68,14 +68,11 @@ def _ensure(ring_path: str | None) -> str | None:
         return None  # under `timeglass run`, or turned off
     root = tree_root()
     lock = lock_path(Path(ring_path).parent, root)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = _take_lock(lock)
+    if fd is None:
+        return None  # a recorder reads this tree already, and may now read this process too
+    recorder = None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            # A recorder reads this tree already: let it read this process too.
-            _allow_ptrace(_recorder_pid(fd))
-            return None
         binary = find_binary()
         if binary is None:
             return (
@@ -105,6 +102,9 @@ def _ensure(ring_path: str | None) -> str | None:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(recorder.pid).encode(), 0)
     finally:
+        if recorder is None:
+            with contextlib.suppress(OSError):
+                os.unlink(lock)  # none started: no lock to leave behind
         os.close(fd)  # the recorder's copy keeps the lock
     global _recorder
     _recorder = recorder
@@ -143,6 +143,47 @@ def find_binary() -> str | None:
 def store_path() -> Path:
     """Where ``timeglass attach`` (and ``timeglass ui``) keep the store when not told."""
     return Path(os.environ.get(_env.DB) or ".timeglass/timeglass.db").absolute()
+
+
+def _take_lock(lock: Path) -> int | None:
+    """The tree's lock, open and held; ``None`` when a live recorder holds it (it is then let
+    read this process). A lock file is unlinked by its recorder before it lets go, and a starting
+    recorder removes leftovers (``cli/src/tree_lock.rs``): a lock taken on a file that is no
+    longer at its path, or found held with no live recorder named in it, is tried again."""
+    for _ in range(5):
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _recorder_pid(fd)
+            os.close(fd)
+            if pid is not None and _alive(pid):
+                _allow_ptrace(pid)
+                return None
+            time.sleep(0.05)
+            continue
+        if _names(lock, fd):
+            return fd
+        os.close(fd)
+    raise OSError(f"cannot take the recorder lock {lock}")
+
+
+def _names(path: Path, fd: int) -> bool:
+    try:
+        here, held = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's: alive
+    return True
 
 
 def _recorder_pid(fd: int) -> int | None:
