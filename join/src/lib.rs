@@ -152,6 +152,7 @@ impl Join {
             Event::RequestStart(start) => {
                 self.stats.requests_started += 1;
                 let key = (pid, start.request_id);
+                self.rss.started(pid, start.ts_ns);
                 self.pending.entry(key).or_default().start = Some(start);
             }
             Event::RequestEnd(end) => {

@@ -5,8 +5,14 @@
 //! Readings arrive in time order per process (one reader per process), a
 //! little ahead of or behind the marker's events; they are kept until no
 //! pending request of the process can need them.
+//!
+//! A reading taken after another request of the process started tells of
+//! that request too: the end of a request is the first reading after it
+//! only when no request started in between, else the last reading before
+//! its end (a request shorter than the reading interval, followed at once by
+//! a big one, must not be charged the big one's memory).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use timeglass_model::Memory;
 
@@ -14,13 +20,16 @@ use timeglass_model::Memory;
 /// so a request whose start event comes late still finds one before it.
 const KEEP_BEFORE_NS: u64 = 1_000_000_000;
 
-/// At most this many readings per process (about 80 minutes at 200 Hz): a
-/// request that never ends must not make the join grow without bound.
+/// At most this many readings (about 80 minutes at 200 Hz), and as many
+/// starts, per process: a request that never ends must not make the join
+/// grow without bound.
 const MAX_READINGS: usize = 1 << 20;
 
 #[derive(Default)]
 pub(crate) struct Readings {
     by_pid: HashMap<u32, VecDeque<(u64, u64)>>,
+    /// When the process's requests started, for as long as its readings are kept.
+    starts: HashMap<u32, BTreeSet<u64>>,
 }
 
 impl Readings {
@@ -36,6 +45,15 @@ impl Readings {
         readings.push_back((ts_ns, bytes));
     }
 
+    /// A request of process `pid` started at `ts_ns`.
+    pub(crate) fn started(&mut self, pid: u32, ts_ns: u64) {
+        let starts = self.starts.entry(pid).or_default();
+        if starts.len() >= MAX_READINGS {
+            starts.pop_first();
+        }
+        starts.insert(ts_ns);
+    }
+
     /// The memory of a request of `pid` that ran over `[start_ns, end_ns]`.
     pub(crate) fn of(&self, pid: u32, start_ns: u64, end_ns: u64) -> Memory {
         let Some(readings) = self.by_pid.get(&pid).filter(|r| !r.is_empty()) else {
@@ -47,10 +65,14 @@ impl Readings {
         let start = first_after_start.saturating_sub(1);
         let first_after_end = after(end_ns);
         let last_before_end = first_after_end.checked_sub(1);
-        let end = if first_after_end < readings.len() {
-            first_after_end
-        } else {
-            last_before_end.unwrap_or(0)
+        let next_start = self
+            .starts
+            .get(&pid)
+            .and_then(|s| s.range(end_ns.saturating_add(1)..).next().copied());
+        let end = match last_before_end {
+            Some(i) if first_after_end == readings.len() => i,
+            Some(i) if next_start.is_some_and(|n| n < readings[first_after_end].0) => i,
+            _ => first_after_end.min(readings.len() - 1),
         };
         let (from, to) = (start.min(end), start.max(end));
         let peak = readings.range(from..=to).map(|&(_, b)| b).max();
@@ -73,6 +95,9 @@ impl Readings {
         while readings.len() > 1 && readings[1].0 <= keep_from {
             readings.pop_front();
         }
+        if let Some(starts) = self.starts.get_mut(&pid) {
+            *starts = starts.split_off(&keep_from);
+        }
     }
 
     pub(crate) fn pids(&self) -> Vec<u32> {
@@ -81,6 +106,7 @@ impl Readings {
 
     pub(crate) fn forget(&mut self, pid: u32) {
         self.by_pid.remove(&pid);
+        self.starts.remove(&pid);
     }
 }
 
@@ -142,6 +168,27 @@ mod tests {
             ),
             (Some(12 * MIB), Some(12 * MIB), Some(12 * MIB))
         );
+    }
+
+    #[test]
+    fn a_request_followed_at_once_by_another_ends_at_its_last_own_reading() {
+        // A short request over 7-17 ms; the next one starts at 18 ms and
+        // allocates 64 MiB before the 20 ms reading.
+        let mut r = readings(&[(0, 10), (5, 12), (10, 13), (15, 14), (20, 78)]);
+        r.started(1, 7 * MS);
+        assert_eq!(
+            r.of(1, 7 * MS, 17 * MS).rss_end_bytes,
+            Some(78 * MIB),
+            "nobody else yet"
+        );
+        r.started(1, 18 * MS);
+        let m = r.of(1, 7 * MS, 17 * MS);
+        assert_eq!(m.rss_end_bytes, Some(14 * MIB), "its last reading");
+        assert_eq!(m.rss_peak_bytes, Some(14 * MIB));
+        // Shorter than the interval, with no reading of its own: the one before it.
+        let m = r.of(1, 16 * MS, 17 * MS);
+        assert_eq!(m.rss_end_bytes, Some(14 * MIB));
+        assert_eq!(m.rss_peak_bytes, Some(14 * MIB));
     }
 
     #[test]
