@@ -675,14 +675,23 @@ def test_the_endpoint_graph_opens_where_the_app_code_begins(
     dashboard: Dashboard, page: Page
 ) -> None:
     # An `async def` endpoint: all its stacks share the event loop's frames.
-    # (A plain `def` one splits at the root between the event loop and the
-    # worker thread, so no frame holds 90% and it opens on the full stack.)
     page.goto(dashboard.url + "routes/GET/cpu")
     expect(page.locator("#zoom-path #full-stack")).to_be_visible()
     expect(page.locator("#flame-graph .fr").first).to_have_text("cpu")
     expect(page.locator("#flame-graph .fr", has_text="_run_module_as_main")).to_have_count(0)
     page.click("#full-stack")
     expect(page.locator("#flame-graph .fr", has_text="_run_module_as_main")).not_to_have_count(0)
+    # A plain `def` one splits at the root between the worker thread that runs
+    # it and the event loop that answers for it: it opens on the worker's
+    # chain, where the handler is (render/src/tree.rs `focus`).
+    page.goto(dashboard.url + "routes/GET/sync-cpu")
+    expect(page.locator("#zoom-path #full-stack")).to_be_visible()
+    expect(page.locator("#flame-graph .fr").first).to_have_text("sync_cpu")
+    expect(page.locator("#flame-graph .fr", has_text="_run_module_as_main")).to_have_count(0)
+    dashboard.shot(page, "endpoint-sync-focused")
+    page.click("#full-stack")
+    expect(page.locator("#flame-graph .fr", has_text="_run_module_as_main")).not_to_have_count(0)
+    expect(page.locator("#flame-graph .fr", has_text="Thread._bootstrap")).not_to_have_count(0)
 
 
 # The flame graph's row height (ROW in flamegraph-templates/flame.js).

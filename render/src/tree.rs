@@ -114,28 +114,60 @@ const FOCUS_SHARE: f64 = 0.9;
 /// FastAPI, asyncio) that nearly every sample shares, or to the last frame of
 /// that chain when no single app frame holds that share. Stops at synthetic
 /// frames, and at the root when no library frame is that common.
+///
+/// The root's children are where each thread's stack starts. A sync (`def`)
+/// endpoint runs on a worker thread while the event loop's thread routes,
+/// validates and answers for it, so its samples split between two roots
+/// whose share depends on how short it is: when real frames hold the share
+/// between them and the heaviest root holds most, the chain is followed
+/// under that root, with the share taken of that root's samples, if it
+/// leads to the app's code (else the graph opens at the root, where both
+/// threads show).
 pub fn focus(root: &Node) -> Vec<usize> {
-    let floor = root.v as f64 * FOCUS_SHARE;
+    let mut floor = root.v as f64 * FOCUS_SHARE;
     let mut path = Vec::new();
     let mut node = root;
+    let synthetic: u64 = root
+        .c
+        .iter()
+        .filter(|c| c.k == K_SYNTHETIC)
+        .map(|c| c.v)
+        .sum();
+    let mut split = false;
+    if let Some(first) = root.c.first() {
+        split = (first.v as f64) < floor
+            && 2 * first.v >= root.v
+            && first.k == K_LIBRARY
+            && synthetic as f64 <= root.v as f64 - floor;
+        if split {
+            path.push(0);
+            node = first;
+            floor = first.v as f64 * FOCUS_SHARE;
+        }
+    }
     // Children are sorted heaviest first, so only the first can hold the share.
     while let Some(child) = node.c.first().filter(|c| c.v > 0 && c.v as f64 >= floor) {
         match child.k {
             K_LIBRARY => {}
             K_APP => {
                 path.push(0);
-                break;
+                return path;
             }
             _ => break,
         }
         path.push(0);
         node = child;
     }
+    if split {
+        // That thread's chain holds none of the app's code.
+        path.clear();
+    }
     path
 }
 
 const K_APP: u8 = 0;
 const K_LIBRARY: u8 = 1;
+const K_SYNTHETIC: u8 = 2;
 
 fn kind_code(frame: &Frame) -> u8 {
     kind(frame).code()
@@ -285,6 +317,35 @@ mod tests {
             count(vec![lib("serve"), lib("route"), frame("handler", 3)], 60),
         ]);
         assert_eq!(names_along(&t, &focus(&t)), ["serve", "route"]);
+    }
+
+    #[test]
+    fn focus_of_a_sync_endpoint_follows_its_worker_thread() {
+        // A short `def` endpoint: 70% of its samples on the worker thread,
+        // 30% on the event loop routing and answering for it.
+        let t = tree(&[
+            count(
+                vec![
+                    lib("Thread._bootstrap"),
+                    lib("WorkerThread.run"),
+                    frame("sync_handler", 3),
+                    frame("work", 4),
+                ],
+                70,
+            ),
+            count(vec![lib("serve"), lib("route"), lib("serialize")], 30),
+        ]);
+        assert_eq!(
+            names_along(&t, &focus(&t)),
+            ["Thread._bootstrap", "WorkerThread.run", "sync_handler"]
+        );
+        // The loop's thread holds more, with no app code under it: hiding
+        // the worker would hide the app's code, so both threads show.
+        let t = tree(&[
+            count(vec![lib("serve"), lib("route"), lib("serialize")], 60),
+            count(vec![lib("Thread._bootstrap"), frame("sync_handler", 3)], 40),
+        ]);
+        assert_eq!(names_along(&t, &focus(&t)), Vec::<&str>::new());
     }
 
     #[test]
