@@ -2,13 +2,12 @@
 // (`Profile` in server/src/flame.rs) as positioned boxes, with click to zoom,
 // search with highlight, a tooltip, an icicle/flame toggle, and the wall/CPU,
 // "my code only" and synthetic-frame toggles (the server applies those: it
-// refetches, and the functions table follows).
+// refetches, and the functions table follows). The drawing it shares with
+// diff.js is boxes.js.
 (function () {
   "use strict";
 
-  var ROW = 19;          // px per stack level
-  var MIN_WIDTH = 0.6;   // px: narrower boxes (and their children) are not drawn
-  var LABEL_WIDTH = 28;  // px: narrower boxes get no text
+  var B = window.TimeGlassBoxes;
   var STORE_KEY = "timeglass.flame";
 
   var root = document.getElementById("flame");
@@ -76,8 +75,6 @@
     return v + " B";
   }
 
-  function label(node) { return node.f ? node.n + " (" + node.f + ":" + node.l + ")" : node.n; }
-
   // Opens where the app's own code begins (`focus` in server/src/flame.rs):
   // the library frames above it stay out of the way until "Full stack".
   function openAtFocus() {
@@ -92,16 +89,9 @@
     render();
   }
 
-  function depthOf(node, limit) {
-    var best = 0;
-    for (var i = 0; i < node.c.length; i++) best = Math.max(best, 1 + depthOf(node.c[i], limit - 1));
-    return best;
-  }
-
   function render() {
-    graph.textContent = "";
-    drawn = [];
     if (!profile.samples) {
+      drawn = [];
       graph.innerHTML = state.time === "memory"
         ? '<p class="muted nosamples">No allocations were sampled here. Record with <code>timeglass run --memory</code>; a sample is taken every ~512 KiB a thread allocates, so small requests often get none, and a route\'s view merges all its requests.</p>'
         : state.time === "cpu"
@@ -111,41 +101,15 @@
       renderFunctions();
       return;
     }
-    var width = graph.clientWidth;
-    var zoomed = state.zoom.length ? state.zoom[state.zoom.length - 1] : profile.tree;
-    var ancestors = state.zoom.length ? [profile.tree].concat(state.zoom.slice(0, -1)) : [];
-    var chain = ancestors;
-    if (state.focused) ancestors = [];
-    var levels = ancestors.length + 1 + depthOf(zoomed, 200);
-    graph.style.height = levels * ROW + "px";
-    var frag = document.createDocumentFragment();
-    function top(depth) { return state.dir === "icicle" ? depth * ROW : (levels - 1 - depth) * ROW; }
-    function box(node, depth, x, w, chain, dim) {
-      var el = document.createElement("div");
-      el.className = "fr" + (dim ? " dim" : "");
-      el.style.left = x + "px";
-      el.style.width = Math.max(w - 1, 0.5) + "px";
-      el.style.top = top(depth) + "px";
-      el.style.background = colour(node);
-      el.dataset.i = drawn.length;
-      if (w >= LABEL_WIDTH) el.textContent = node.n;
-      drawn.push({ node: node, depth: depth, chain: chain });
-      frag.appendChild(el);
-      return el;
-    }
-    ancestors.forEach(function (a, i) { box(a, i, 0, width, ancestors.slice(0, i), true); });
-    (function walk(node, depth, x, w, chain) {
-      box(node, depth, x, w, chain, false);
-      var cx = x;
-      var scale = w / node.v;
-      var next = chain.concat([node]);
-      for (var i = 0; i < node.c.length; i++) {
-        var cw = node.c[i].v * scale;
-        if (cw >= MIN_WIDTH) walk(node.c[i], depth + 1, cx, cw, next);
-        cx += cw;
-      }
-    })(zoomed, ancestors.length, 0, width, chain);
-    graph.appendChild(frag);
+    drawn = B.draw({
+      graph: graph,
+      tree: profile.tree,
+      zoom: state.zoom,
+      hideAncestors: state.focused,
+      dir: state.dir,
+      value: function (n) { return n.v; },
+      colour: colour
+    });
     reset.disabled = state.zoom.length === 0;
     renderCrumbs();
     highlight();
@@ -179,16 +143,7 @@
 
   function highlight() {
     var total = 0;
-    var boxes = graph.querySelectorAll(".fr");
-    for (var i = 0; i < boxes.length; i++) {
-      var d = drawn[boxes[i].dataset.i];
-      var hit = !!state.pattern && d.node !== profile.tree && state.pattern.test(d.node.n + " " + d.node.f);
-      boxes[i].classList.toggle("match", hit);
-      if (hit && !boxes[i].classList.contains("dim")) {
-        var counted = d.chain.some(function (a) { return a !== profile.tree && state.pattern.test(a.n + " " + a.f); });
-        if (!counted) total += d.node.v;
-      }
-    }
+    B.highlight(graph, drawn, state.pattern, profile.tree).forEach(function (n) { total += n.v; });
     var base = state.zoom.length ? state.zoom[state.zoom.length - 1].v : profile.samples;
     matched.textContent = state.pattern ? "matched " + pct(Math.min(total, base), base) : "";
   }
@@ -208,7 +163,7 @@
       a.title = "Highlight in the flame graph";
       a.addEventListener("click", function (e) {
         e.preventDefault();
-        search.value = "^" + f.name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&") + " ";
+        search.value = "^" + B.escape(f.name) + " ";
         onSearch();
       });
       name.appendChild(sw);
@@ -225,12 +180,7 @@
   }
 
   function onSearch() {
-    var text = search.value.trim();
-    if (!text) state.pattern = null;
-    else {
-      try { state.pattern = new RegExp(text, "i"); }
-      catch (e) { state.pattern = new RegExp(text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"), "i"); }
-    }
+    state.pattern = B.pattern(search.value);
     highlight();
   }
 
@@ -238,41 +188,14 @@
     var n = d.node;
     var whole = profile.samples;
     tip.innerHTML = "";
-    var title = document.createElement("div");
-    title.className = "tip-name";
-    title.textContent = n.n;
-    tip.appendChild(title);
-    if (n.f) {
-      var where = document.createElement("div");
-      where.className = "tip-file";
-      where.textContent = n.f + ":" + n.l;
-      tip.appendChild(where);
-    }
-    var nums = document.createElement("div");
+    B.line(tip, n.n, "tip-name");
+    if (n.f) B.line(tip, n.f + ":" + n.l, "tip-file");
     var unit = state.time === "memory" ? " allocated" : " samples";
-    nums.textContent = amount(n.v) + unit + " · " + pct(n.v, whole) + " of all" + (n.s ? " · self " + amount(n.s) + " (" + pct(n.s, whole) + ")" : "");
-    tip.appendChild(nums);
-    tip.hidden = false;
-    var box = root.getBoundingClientRect();
-    var x = event.clientX - box.left + 14;
-    var y = event.clientY - box.top + 16;
-    if (x + tip.offsetWidth > box.width) x = Math.max(0, event.clientX - box.left - tip.offsetWidth - 10);
-    tip.style.left = x + "px";
-    tip.style.top = y + "px";
+    B.line(tip, amount(n.v) + unit + " · " + pct(n.v, whole) + " of all" + (n.s ? " · self " + amount(n.s) + " (" + pct(n.s, whole) + ")" : ""));
+    B.placeTip(tip, root, event);
   }
 
-  graph.addEventListener("mousemove", function (event) {
-    var el = event.target.closest(".fr");
-    if (!el) { tip.hidden = true; return; }
-    showTip(event, drawn[el.dataset.i]);
-  });
-  graph.addEventListener("mouseleave", function () { tip.hidden = true; });
-  graph.addEventListener("click", function (event) {
-    var el = event.target.closest(".fr");
-    if (!el) return;
-    var d = drawn[el.dataset.i];
-    zoomTo(d.node === profile.tree ? [] : d.chain.filter(function (a) { return a !== profile.tree; }).concat([d.node]));
-  });
+  B.pointer(graph, tip, function () { return drawn; }, showTip, function (d) { zoomTo(B.zoomOn(d, profile.tree)); });
   reset.addEventListener("click", function () { zoomTo([]); });
   document.addEventListener("keydown", function (event) {
     if (event.key === "Escape" && document.activeElement !== search) zoomTo([]);
@@ -313,13 +236,7 @@
 
   function syncControls() {
     root.querySelectorAll("[data-dir]").forEach(function (b) { b.classList.toggle("on", b.dataset.dir === state.dir); });
-    root.querySelectorAll("[data-time]").forEach(function (b) {
-    b.addEventListener("click", function () {
-      if (b.dataset.time === state.time) return;
-      state.time = b.dataset.time; save(); syncControls(); refetch();
-    });
-  });
-  root.querySelectorAll("[data-by]").forEach(function (b) { b.classList.toggle("on", b.dataset.by === state.fnBy); });
+    root.querySelectorAll("[data-by]").forEach(function (b) { b.classList.toggle("on", b.dataset.by === state.fnBy); });
     root.querySelectorAll("[data-time]").forEach(function (b) {
       var on = b.dataset.time === state.time;
       b.classList.toggle("on", on);
@@ -340,11 +257,7 @@
   mine.addEventListener("change", function () { state.mine = mine.checked; save(); syncControls(); refetch(); });
   synthetic.addEventListener("change", function () { state.synthetic = synthetic.checked; save(); syncControls(); refetch(); });
 
-  var resizeTimer = null;
-  window.addEventListener("resize", function () {
-    clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(render, 100);
-  });
+  B.onResize(render);
 
   syncControls();
   if (state.mine || !state.synthetic || state.time !== "wall") refetch(); else { openAtFocus(); render(); }

@@ -19,6 +19,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../static/list.js"),
     ),
     (
+        "boxes.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../flamegraph-templates/boxes.js"),
+    ),
+    (
         "flame.js",
         "text/javascript; charset=utf-8",
         include_str!("../../flamegraph-templates/flame.js"),
