@@ -80,6 +80,7 @@ struct AppState {
     db: Arc<PathBuf>,
     /// This server's token for actions that change data (`actions.rs`).
     token: Arc<str>,
+    p95: Arc<pages::P95Cache>,
 }
 
 /// The whole dashboard as a router, for [`Server`] and for tests.
@@ -87,6 +88,7 @@ pub fn app(options: &ServerOptions) -> Router {
     let state = AppState {
         db: Arc::new(options.db.clone()),
         token: actions::new_token().into(),
+        p95: Arc::default(),
     };
     let allowed = host::AllowedHosts::new(&options.host);
     Router::new()

@@ -49,12 +49,13 @@ pub(crate) async fn stream(
             tokio::time::sleep(POLL).await;
         }
         let f = filter.clone();
+        let cache = state.p95.clone();
         let found = db::read(state.db.clone(), move |store| {
             // The newest id first: a request stored after it is sent next time.
             let last = store.last_request_id()?;
             let mut rows = store.requests_after(after, &f, BATCH)?;
             rows.retain(|r| r.id <= last);
-            let p95 = RouteP95::read(store, &rows)?;
+            let p95 = RouteP95::read(store, &cache, &rows)?;
             let lines: Vec<NewRequest> = rows
                 .into_iter()
                 .map(|r| NewRequest {

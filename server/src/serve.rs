@@ -9,6 +9,9 @@ use tokio::runtime::Runtime;
 
 use crate::{app, ServerError, ServerOptions};
 
+/// Blocking threads reading the store at once.
+const READERS: usize = 8;
+
 pub struct Server {
     runtime: Runtime,
     listener: TcpListener,
@@ -19,7 +22,13 @@ pub struct Server {
 impl Server {
     /// Binds the address; requests are served by [`Server::run`].
     pub fn bind(options: &ServerOptions) -> Result<Server, ServerError> {
+        // Every read of the store is a blocking task with a connection of
+        // its own: a few at a time keep up with any number of open pages
+        // (reads take milliseconds), where tokio's default of 512 threads let
+        // 50 live lists hold 50 connections, each with its page cache and
+        // allocator arena, at once.
         let runtime = tokio::runtime::Builder::new_multi_thread()
+            .max_blocking_threads(READERS)
             .enable_all()
             .build()
             .map_err(ServerError::Runtime)?;

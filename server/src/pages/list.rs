@@ -49,7 +49,7 @@ pub(crate) async fn requests(
         params.check_session(store)?;
         let rows = store.request_page(&query)?;
         let (rows, next) = split_page(rows, limit, |r| r.id);
-        let p95 = RouteP95::read(store, &rows)?;
+        let p95 = RouteP95::read(store, &state.p95, &rows)?;
         let last_id = store.last_request_id()?;
         let sessions = store.sessions()?;
         let view = ListView {

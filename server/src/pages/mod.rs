@@ -14,6 +14,8 @@ pub(crate) mod time;
 
 use askama::Template;
 use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::response::Html;
 use timeglass_store::{local_time, RequestRow, Store};
@@ -67,8 +69,24 @@ fn code_spans(message: &str) -> String {
 /// enough requests for it to mean something.
 pub(crate) struct RouteP95(HashMap<(String, String), f64>);
 
+/// The routes' p95s as read last, shared by every page and live stream of
+/// one server. Reading one walks the route's requests in the store (100,000
+/// index entries for a route that has as many), and each open request list
+/// asks for it several times a second: with 50 lists open, that was most of
+/// the machine.
+#[derive(Default)]
+pub(crate) struct P95Cache(Mutex<HashMap<(String, String), (Instant, f64)>>);
+
+/// How long a p95 read is used for: it moves slowly, and only decides which
+/// rows are flagged slow.
+const P95_FRESH: Duration = Duration::from_secs(2);
+
 impl RouteP95 {
-    pub(crate) fn read(store: &Store, rows: &[RequestRow]) -> Result<RouteP95, AppError> {
+    pub(crate) fn read(
+        store: &Store,
+        cache: &P95Cache,
+        rows: &[RequestRow],
+    ) -> Result<RouteP95, AppError> {
         let mut p95 = HashMap::new();
         for r in rows {
             let Some(route) = &r.route else { continue };
@@ -76,10 +94,28 @@ impl RouteP95 {
             if p95.contains_key(&key) {
                 continue;
             }
-            let value = store
-                .route_p95_us(&r.method, route, MIN_REQUESTS_FOR_P95)?
-                .map(|us| us as f64 / 1000.0);
-            p95.insert(key, value.unwrap_or(f64::INFINITY));
+            let cached = cache
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&key)
+                .filter(|(at, _)| at.elapsed() < P95_FRESH)
+                .map(|&(_, v)| v);
+            let value = match cached {
+                Some(v) => v,
+                None => {
+                    let v = store
+                        .route_p95_us(&r.method, route, MIN_REQUESTS_FOR_P95)?
+                        .map_or(f64::INFINITY, |us| us as f64 / 1000.0);
+                    cache
+                        .0
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(key.clone(), (Instant::now(), v));
+                    v
+                }
+            };
+            p95.insert(key, value);
         }
         Ok(RouteP95(p95))
     }

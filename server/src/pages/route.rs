@@ -179,7 +179,7 @@ pub(crate) async fn route(
     db::read(state.db, move |store| {
         let detail = RouteDetail::read(store, &method, &route, &params)?;
         let profile = Profile::new(&store.route_stacks(&method, &route)?);
-        let p95 = RouteP95::read(store, &detail.slowest)?;
+        let p95 = RouteP95::read(store, &state.p95, &detail.slowest)?;
         let charts = route_charts(store, &method, &route, &params)?;
         Ok(route_page(&detail, &params, &profile, &p95, &charts))
     })
