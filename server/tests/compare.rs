@@ -263,7 +263,7 @@ async fn the_page_shows_the_table_verdicts_and_explanations() {
     assert!(work.contains("+100% p50"), "{work}");
     assert!(
         work.contains(
-            "/compare/endpoint?a=session%3A1&amp;b=session%3A2&amp;method=GET&amp;route=%2Fwork"
+            "/compare/endpoint?a=session%3A1&#38;b=session%3A2&#38;method=GET&#38;route=%2Fwork"
         ),
         "{work}"
     );
