@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, ViewportSize, sync_playwright
 
 from fixtures import harness
 from tests.context import RunningApp, TestContext
@@ -102,6 +103,56 @@ def apps_ran_on_the_chosen_python(
         assert any(v for _, _, v in recorded), (
             f"{harness.TEST_PYTHON} is set, but no recorded process says which Python it ran"
         )
+
+
+# The dashboard's browser tests drive Debian's chromium (`make build` installs it),
+# never a browser that Playwright downloads.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make build` installs Debian's chromium")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def viewport() -> ViewportSize:
+    """The `page` fixture's window; a test module overrides it for another size."""
+    return {"width": 1400, "height": 900}
+
+
+@pytest.fixture
+def page(browser: Browser, viewport: ViewportSize) -> Iterator[Page]:
+    """A fresh browser tab; the test fails if a script on it threw."""
+    context = browser.new_context(viewport=viewport)
+    p = context.new_page()
+    errors: list[str] = []
+    p.on("pageerror", lambda e: errors.append(str(e)))
+
+    # The pages' policy has no 'unsafe-inline': an inline style or script the
+    # browser refused is a page drawn wrong.
+    def refused(message: ConsoleMessage) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            errors.append(message.text)
+
+    p.on("console", refused)
+    yield p
+    context.close()
+    assert not errors, f"JavaScript errors: {errors}"
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from playwright.sync_api import Page, expect
 
 from fixtures import harness
 from tests.test_compare import record, timeglass
-from tests.test_dashboard import browser, page  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -72,7 +71,7 @@ def verdict_of(at: Page, endpoint: str) -> str:
     return at.locator(f'tr[data-endpoint="{endpoint}"] .verdict').inner_text().lower()
 
 
-def test_the_page_lists_the_slowed_endpoint_as_slower(served: Served, page: Page) -> None:  # noqa: F811
+def test_the_page_lists_the_slowed_endpoint_as_slower(served: Served, page: Page) -> None:
     page.goto(served.url + "/compare")
     expect(page.locator('header nav a[aria-current="page"]')).to_have_text("Compare")
     # Defaults: the two latest sessions, the older as A.
@@ -97,7 +96,7 @@ def test_the_page_lists_the_slowed_endpoint_as_slower(served: Served, page: Page
     assert verdict_of(page, "GET /report") == "slower"
 
 
-def test_bad_input_shows_one_line(served: Served, page: Page) -> None:  # noqa: F811
+def test_bad_input_shows_one_line(served: Served, page: Page) -> None:
     response = page.goto(served.url + "/compare?a=session:999")
     assert response is not None
     assert response.status == 400
@@ -109,7 +108,7 @@ def test_bad_input_shows_one_line(served: Served, page: Page) -> None:  # noqa: 
 
 def test_the_differential_graph_colours_the_slowed_function_red(
     served: Served,
-    page: Page,  # noqa: F811
+    page: Page,
 ) -> None:
     page.goto(served.url + "/compare")
     page.locator('tr[data-endpoint="GET /report"] a.diff-link').click()
@@ -142,7 +141,7 @@ def test_the_differential_graph_colours_the_slowed_function_red(
 
 def test_a_request_compares_with_the_previous_of_its_route(
     served: Served,
-    page: Page,  # noqa: F811
+    page: Page,
 ) -> None:
     listed = httpx.get(f"{served.url}/api/v1/requests?session={served.b}&q=/report").json()
     newest = listed["requests"][0]["id"]

@@ -21,23 +21,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from fixtures import harness
 from tests.context import RunningApp, TestContext
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SECRET_TOKEN = "Bearer tg-e2e-s3cr3t"
 SECRET_PASSWORD = "hunter2-e2e"
 # `/queries?n=100` runs one statement 100 times: an N+1 (the threshold is 5),
@@ -142,35 +132,6 @@ def outgoing(tmp_path_factory: pytest.TempPathFactory, dashboard: Dashboard) -> 
             yield board
     finally:
         server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make build` installs Debian's chromium")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    p = context.new_page()
-    errors: list[str] = []
-    p.on("pageerror", lambda e: errors.append(str(e)))
-
-    # The pages' policy has no 'unsafe-inline': an inline style or script the
-    # browser refused is a page drawn wrong.
-    def refused(message: ConsoleMessage) -> None:
-        if message.type == "error" and "Content Security Policy" in message.text:
-            errors.append(message.text)
-
-    p.on("console", refused)
-    yield p
-    context.close()
-    assert not errors, f"JavaScript errors: {errors}"
 
 
 def rows(page: Page) -> list[str]:

@@ -288,7 +288,8 @@ pub(crate) mod fixture {
     use std::path::PathBuf;
 
     use timeglass_model::{LoopBlock, Memory, ProfiledRequest, Request, TimeBreakdown};
-    use timeglass_store::{Batch, ClockMap, NewProcess, NewSession, RequestRow, Store};
+    use timeglass_store::testing::{self, TestStore};
+    use timeglass_store::{NewSession, RequestRow, Store};
 
     const MS: u64 = 1_000_000;
 
@@ -333,28 +334,12 @@ pub(crate) mod fixture {
         let dir = std::env::temp_dir().join(format!("timeglass-cli-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("timeglass.db");
-        let mut store = Store::open(&path).unwrap();
-        let session = store
-            .begin_session(&NewSession {
-                command: vec!["uvicorn".into()],
-                cwd: "/srv".into(),
-                rate_hz: 1000,
-                clock: ClockMap {
-                    mono_ns: 0,
-                    unix_ns: 1_790_000_000_000_000_000,
-                },
-            })
-            .unwrap();
-        let process = store
-            .add_process(
-                session,
-                &NewProcess {
-                    pid: 4242,
-                    command_line: vec!["python".into()],
-                    python_version: None,
-                },
-            )
-            .unwrap();
+        let session = NewSession {
+            command: vec!["uvicorn".into()],
+            cwd: "/srv".into(),
+            ..testing::session()
+        };
+        let mut t = TestStore::open_with(&path, &session, &testing::process());
         let mut blocker = request(1, "/report", 0, 120);
         blocker.breakdown = TimeBreakdown {
             python_ns: 84 * MS,
@@ -387,14 +372,7 @@ pub(crate) mod fixture {
             alloc_bytes: Some(24 << 20),
         };
         let idle = request(3, "/idle", 20, 5);
-        store
-            .write(&Batch {
-                session,
-                requests: vec![(process, blocker), (process, io), (process, idle)],
-                outside: vec![],
-                process_samples: vec![],
-            })
-            .unwrap();
+        t.write([blocker, io, idle]);
         Fixture { path }
     }
 }

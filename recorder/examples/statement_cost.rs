@@ -16,7 +16,8 @@
 use std::time::Instant;
 
 use timeglass_join::Join;
-use timeglass_store::{Batch, ClockMap, NewProcess, NewSession, Store};
+use timeglass_store::testing::{self, TestStore};
+use timeglass_store::{Batch, NewProcess, NewSession};
 use timeglass_wire::{Event, Query, RequestEnd, RequestStart, StackFrame, StackRef};
 
 const PID: u32 = 4242;
@@ -49,28 +50,20 @@ fn main() {
 /// Seconds to decode, join and store `requests` requests of `statements` each.
 fn run(requests: u64, statements: u64) -> f64 {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut store = Store::open(&dir.path().join("bench.db")).expect("a new store");
-    let session = store
-        .begin_session(&NewSession {
-            command: vec!["uvicorn".into()],
-            cwd: "/srv".into(),
-            rate_hz: 1000,
-            clock: ClockMap {
-                mono_ns: 0,
-                unix_ns: 1_714_564_800_000_000_000,
-            },
-        })
-        .expect("a session");
-    let process = store
-        .add_process(
-            session,
-            &NewProcess {
-                pid: PID,
-                command_line: vec!["python".into()],
-                python_version: None,
-            },
-        )
-        .expect("a process");
+    let session = NewSession {
+        command: vec!["uvicorn".into()],
+        cwd: "/srv".into(),
+        ..testing::session()
+    };
+    let process = NewProcess {
+        pid: PID,
+        ..testing::process()
+    };
+    let TestStore {
+        mut store,
+        session,
+        process,
+    } = TestStore::open_with(&dir.path().join("bench.db"), &session, &process);
     let events = events(requests, statements);
     let mut join = Join::new();
     let mut buf = Vec::new();

@@ -17,9 +17,8 @@ use std::time::Instant;
 
 use timeglass_model::{Frame, ProfiledRequest, Request, SqlQuery, StackCount, TimeBreakdown};
 use timeglass_render::{requests_table, Format, Recording, Subject, TableFormat, View};
-use timeglass_store::{
-    Batch, ClockMap, NewProcess, NewSession, RequestFilter, RequestPage, Sort, Store,
-};
+use timeglass_store::testing::{self, TestStore};
+use timeglass_store::{NewSession, RequestFilter, RequestPage, Sort, Store};
 
 const MS: u64 = 1_000_000;
 const EXPORT_TARGET_MS: f64 = 50.0;
@@ -75,45 +74,16 @@ fn request(id: u64, at_ms: u64, duration_ms: u64) -> Request {
 }
 
 fn store(dir: &std::path::Path, name: &str, requests: Vec<ProfiledRequest>) -> Store {
-    let mut store = Store::open(&dir.join(name)).unwrap();
-    let session = store
-        .begin_session(&NewSession {
-            command: vec!["uvicorn".into()],
-            cwd: "/srv/app".into(),
-            rate_hz: 1000,
-            clock: ClockMap {
-                mono_ns: 0,
-                unix_ns: 1_790_000_000_000_000_000,
-            },
-        })
-        .unwrap();
-    let process = store
-        .add_process(
-            session,
-            &NewProcess {
-                pid: 4242,
-                command_line: vec!["python".into()],
-                python_version: None,
-            },
-        )
-        .unwrap();
+    let session = NewSession {
+        cwd: "/srv/app".into(),
+        ..testing::session()
+    };
+    let mut t = TestStore::open_with(&dir.join(name), &session, &testing::process());
     let mut requests = requests.into_iter().peekable();
     while requests.peek().is_some() {
-        let chunk: Vec<_> = requests
-            .by_ref()
-            .take(5_000)
-            .map(|r| (process, r))
-            .collect();
-        store
-            .write(&Batch {
-                session,
-                requests: chunk,
-                outside: vec![],
-                process_samples: vec![],
-            })
-            .unwrap();
+        t.write(requests.by_ref().take(5_000));
     }
-    store
+    t.store
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -6,9 +6,10 @@ use std::path::Path;
 
 use timeglass_model::{ProfiledRequest, Request};
 use timeglass_report::{Report, ReportQuery, Status};
+use timeglass_store::testing::{self, TestStore};
 use timeglass_store::{
-    Batch, ClockMap, NewProbeOperation, NewProbeResult, NewProbeRun, NewProcess, NewSession,
-    ProbeOutcome, ProcessId, ProcessSample, SessionId, Store,
+    Batch, ClockMap, NewProbeOperation, NewProbeResult, NewProbeRun, NewSession, ProbeOutcome,
+    ProcessSample, SessionId, Store,
 };
 
 const MS: u64 = 1_000_000;
@@ -46,28 +47,19 @@ fn request(
 fn world(cwd: &Path) -> World {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
-    let mut store = Store::open(&path).unwrap();
-    let session = store
-        .begin_session(&NewSession {
-            command: vec!["uvicorn".into()],
-            cwd: cwd.display().to_string(),
-            rate_hz: 1000,
-            clock: ClockMap {
-                mono_ns: 1_000 * MS,
-                unix_ns: 1_790_000_000_000_000_000,
-            },
-        })
-        .unwrap();
-    let process = store
-        .add_process(
-            session,
-            &NewProcess {
-                pid: 42,
-                command_line: vec![],
-                python_version: None,
-            },
-        )
-        .unwrap();
+    let session = NewSession {
+        cwd: cwd.display().to_string(),
+        clock: ClockMap {
+            mono_ns: 1_000 * MS,
+            ..testing::CLOCK
+        },
+        ..testing::session()
+    };
+    let TestStore {
+        mut store,
+        session,
+        process,
+    } = TestStore::open_with(&path, &session, &testing::process());
     let requests = vec![
         request(1, "GET", "/items", 200, 0),
         request(2, "GET", "/items", 200, 100),
@@ -89,10 +81,7 @@ fn world(cwd: &Path) -> World {
     store
         .write(&Batch {
             session,
-            requests: requests
-                .into_iter()
-                .map(|r| (ProcessId(process.0), r))
-                .collect(),
+            requests: requests.into_iter().map(|r| (process, r)).collect(),
             outside: vec![],
             process_samples: vec![sample(0, 20.0, 50), sample(100, 60.0, 70)],
         })

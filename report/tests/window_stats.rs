@@ -5,7 +5,8 @@
 use timeglass_model::{ProfiledRequest, Request};
 use timeglass_report::percentile::{nearest_rank, Permille};
 use timeglass_report::{ReportQuery, Selection, Stats};
-use timeglass_store::{Batch, ClockMap, NewProcess, NewSession, ProcessId, RouteMatch, Store};
+use timeglass_store::testing::{self, TestStore};
+use timeglass_store::{ClockMap, NewSession, RouteMatch, Store};
 
 const MS: u64 = 1_000_000;
 const CLOCK: ClockMap = ClockMap {
@@ -49,41 +50,18 @@ fn requests() -> Vec<Request> {
 }
 
 fn store(dir: &std::path::Path) -> Store {
-    let mut store = Store::open(&dir.join("t.db")).unwrap();
-    let session = store
-        .begin_session(&NewSession {
-            command: vec!["uvicorn".into()],
-            cwd: dir.display().to_string(),
-            rate_hz: 1000,
-            clock: CLOCK,
-        })
-        .unwrap();
-    let process = store
-        .add_process(
-            session,
-            &NewProcess {
-                pid: 42,
-                command_line: vec![],
-                python_version: None,
-            },
-        )
-        .unwrap();
+    let session = NewSession {
+        cwd: dir.display().to_string(),
+        clock: CLOCK,
+        ..testing::session()
+    };
+    let mut t = TestStore::open_with(&dir.join("t.db"), &session, &testing::process());
     // Two batches: the trigger adds the second to the rows of the first.
     let all = requests();
     for half in all.chunks(all.len() / 2 + 7) {
-        store
-            .write(&Batch {
-                session,
-                requests: half
-                    .iter()
-                    .map(|r| (ProcessId(process.0), ProfiledRequest::new(r.clone())))
-                    .collect(),
-                outside: vec![],
-                process_samples: vec![],
-            })
-            .unwrap();
+        t.write(half.iter().map(|r| ProfiledRequest::new(r.clone())));
     }
-    store
+    t.store
 }
 
 fn rfc3339(mono_ns: u64) -> String {

@@ -4,6 +4,7 @@
 //! and `/api/v1/sessions/{id}/export/{format}`. Each reads a
 //! `timeglass_render::Recording` and renders it as the CLI does.
 
+use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -13,41 +14,56 @@ use timeglass_store::SessionId;
 
 use crate::api::ProfileParams;
 use crate::error::{ApiError, AppError};
-use crate::html::escape;
+use crate::html::render;
 use crate::{db, AppState};
 
+/// One download link of [`links`].
+struct Link {
+    href: String,
+    label: &'static str,
+    title: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "parts/exports.html")]
+struct LinksTemplate {
+    links: Vec<Link>,
+}
+
 /// The links a page offers, one per format, under `api` (`{api}/export/{format}`).
+/// `data-export`: flame.js adds the view's parameters (CPU, my code only,
+/// synthetic frames) to the address as the user switches them.
 pub(crate) fn links(api: &str) -> String {
-    // `data-export`: flame.js adds the view's parameters (CPU, my code
-    // only, synthetic frames) to the address as the user switches them.
-    let link = |f: Format, label: &str, title: &str| {
-        let href = escape(&format!("{api}/export/{}", f.name()));
-        format!("<a href=\"{href}\" data-export=\"{href}\" download title=\"{title}\">{label}</a>")
+    let link = |f: Format, label, title| Link {
+        href: format!("{api}/export/{}", f.name()),
+        label,
+        title,
     };
-    format!(
-        "<span class=\"exports muted\">Download: {} · {} · {} · {} · {}</span>",
-        link(
-            Format::Speedscope,
-            "speedscope",
-            "speedscope's JSON file format"
-        ),
-        link(
-            Format::Chrome,
-            "Chrome trace",
-            "Trace Event Format: Perfetto, chrome://tracing"
-        ),
-        link(
-            Format::Pprof,
-            "pprof",
-            "gzipped profile.proto: go tool pprof, Pyroscope"
-        ),
-        link(
-            Format::Folded,
-            "folded",
-            "folded stacks: inferno, flamegraph.pl"
-        ),
-        link(Format::Svg, "SVG", "inferno's standalone SVG"),
-    )
+    render(&LinksTemplate {
+        links: vec![
+            link(
+                Format::Speedscope,
+                "speedscope",
+                "speedscope's JSON file format",
+            ),
+            link(
+                Format::Chrome,
+                "Chrome trace",
+                "Trace Event Format: Perfetto, chrome://tracing",
+            ),
+            link(
+                Format::Pprof,
+                "pprof",
+                "gzipped profile.proto: go tool pprof, Pyroscope",
+            ),
+            link(
+                Format::Folded,
+                "folded",
+                "folded stacks: inferno, flamegraph.pl",
+            ),
+            link(Format::Svg, "SVG", "inferno's standalone SVG"),
+        ],
+    })
 }
 
 /// `?session=` of an endpoint's export, beside the view's parameters.

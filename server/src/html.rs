@@ -1,4 +1,4 @@
-//! HTML helpers: escaping, rendering the templates of `server/templates/`,
+//! HTML helpers: rendering the templates of `server/templates/`,
 //! and the formats pages show values in.
 
 use askama::Template;
@@ -8,26 +8,25 @@ use axum::response::Html;
 #[template(path = "layout.html")]
 struct LayoutTemplate<'a> {
     title: &'a str,
-    nav_requests: &'a str,
-    nav_routes: &'a str,
-    nav_report: &'a str,
-    nav_compare: &'a str,
+    /// The menu's current section.
+    nav: &'a str,
     body: &'a str,
 }
 
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+/// The `<option>`s of a `<select>`, `(value, label)`; the one whose value is
+/// `current` is selected.
+#[derive(Template)]
+#[template(path = "parts/options.html")]
+pub(crate) struct Options<'a> {
+    pub options: &'a [(String, String)],
+    pub current: &'a str,
+}
+
+/// What stands in for a part of a page that could not be rendered.
+#[derive(Template)]
+#[template(path = "parts/broken.html")]
+struct BrokenTemplate {
+    error: String,
 }
 
 /// A page or section from its template (`server/templates/`,
@@ -38,28 +37,15 @@ pub(crate) fn escape(text: &str) -> String {
 /// should one, the page says so instead of panicking.
 pub(crate) fn render<T: Template>(template: &T) -> String {
     template.render().unwrap_or_else(|e| {
-        format!(
-            "<p class=\"error\">This part of the page could not be drawn: {}</p>",
-            escape(&e.to_string())
-        )
+        let error = e.to_string();
+        BrokenTemplate { error }.render().unwrap_or_default()
     })
 }
 
 /// A whole page: `body` (HTML) inside the layout; `nav` is the current
 /// section (`requests`, `routes`) for the menu.
 pub(crate) fn page(title: &str, nav: &str, body: &str) -> Html<String> {
-    let current = |name: &str| match name == nav {
-        true => " aria-current=\"page\"",
-        false => "",
-    };
-    Html(render(&LayoutTemplate {
-        title,
-        nav_requests: current("requests"),
-        nav_routes: current("routes"),
-        nav_report: current("report"),
-        nav_compare: current("compare"),
-        body,
-    }))
+    Html(render(&LayoutTemplate { title, nav, body }))
 }
 
 /// Percent-encodes a path, keeping its `/` separators.
@@ -147,10 +133,6 @@ mod tests {
         assert!(
             out.contains("<a href=\"/routes\" aria-current=\"page\">"),
             "{out}"
-        );
-        assert_eq!(
-            escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
         assert_eq!(query_value("/a b&c"), "%2Fa%20b%26c");
         assert_eq!(

@@ -9,7 +9,7 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use timeglass_server::{app, ServerOptions};
-use timeglass_store::{ClockMap, NewSession, SessionEnd, Store};
+use timeglass_store::{testing, SessionEnd, Store};
 use tower::ServiceExt;
 
 const HOST: &str = "127.0.0.1:7477";
@@ -27,17 +27,7 @@ impl World {
         let db = dir.path().join("timeglass.db");
         let mut store = Store::open(&db).unwrap();
         for ended in [true, true, false] {
-            let id = store
-                .begin_session(&NewSession {
-                    command: vec!["uvicorn".into()],
-                    cwd: "/".into(),
-                    rate_hz: 1000,
-                    clock: ClockMap {
-                        mono_ns: 0,
-                        unix_ns: 1_714_564_800_000_000_000,
-                    },
-                })
-                .unwrap();
+            let id = store.begin_session(&testing::session()).unwrap();
             // Recorded by this live process: never interrupted.
             store.set_recorder(id).unwrap();
             if ended {

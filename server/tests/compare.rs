@@ -13,7 +13,7 @@ use serde_json::Value;
 use timeglass_compare::{baseline, Snapshot, TestOptions};
 use timeglass_model::{Frame, ProfiledRequest, Request as Marked, StackCount};
 use timeglass_server::{app, ServerOptions};
-use timeglass_store::{Batch, ClockMap, NewProcess, NewSession, SessionId, Store};
+use timeglass_store::{testing, Batch, ClockMap, NewProcess, NewSession, SessionId, Store};
 use tower::ServiceExt;
 
 const MS: u64 = 1_000_000;
@@ -73,27 +73,20 @@ impl World {
         let mut store = Store::open(&db).unwrap();
         let mut sessions = Vec::new();
         for (s, (work_ms, f)) in [(6, 2), (12, 4)].into_iter().enumerate() {
-            let session = store
-                .begin_session(&NewSession {
-                    command: vec!["uvicorn".into(), "app:app".into()],
-                    cwd: "/nonexistent-app".into(),
-                    rate_hz: 1000,
-                    clock: ClockMap {
-                        mono_ns: 0,
-                        unix_ns: T0_NS + s as i64 * 3_600_000_000_000,
-                    },
-                })
-                .unwrap();
-            let process = store
-                .add_process(
-                    session,
-                    &NewProcess {
-                        pid: 4242,
-                        command_line: vec!["python".into()],
-                        python_version: Some("3.12.3".into()),
-                    },
-                )
-                .unwrap();
+            let clock = ClockMap {
+                unix_ns: T0_NS + s as i64 * 3_600_000_000_000,
+                ..testing::CLOCK
+            };
+            let session = NewSession {
+                cwd: "/nonexistent-app".into(),
+                clock,
+                ..testing::session()
+            };
+            let process = NewProcess {
+                python_version: Some("3.12.3".into()),
+                ..testing::process()
+            };
+            let (session, process) = testing::begin(&mut store, &session, &process);
             let mut requests = Vec::new();
             for i in 0..N {
                 let work = vec![stack(&["main", "f"], f), stack(&["main", "g"], 2)];
@@ -270,7 +263,7 @@ async fn the_page_shows_the_table_verdicts_and_explanations() {
     assert!(work.contains("+100% p50"), "{work}");
     assert!(
         work.contains(
-            "/compare/endpoint?a=session%3A1&amp;b=session%3A2&amp;method=GET&amp;route=%2Fwork"
+            "/compare/endpoint?a=session%3A1&#38;b=session%3A2&#38;method=GET&#38;route=%2Fwork"
         ),
         "{work}"
     );

@@ -14,7 +14,8 @@ use timeglass_model::{
     Frame, ProfiledRequest, Request as Marked, RequestContext, StackCount, BACKGROUND_FRAME,
 };
 use timeglass_server::{app, Server, ServerOptions};
-use timeglass_store::{Batch, ClockMap, NewProcess, NewSession, ProcessId, SessionId, Store};
+use timeglass_store::testing::TestStore;
+use timeglass_store::Store;
 use tower::ServiceExt;
 
 const MS: u64 = 1_000_000;
@@ -29,15 +30,7 @@ impl World {
     fn new(requests: Vec<ProfiledRequest>) -> World {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("timeglass.db");
-        let mut store = Store::open(&db).unwrap();
-        let (session, process) = begin(&mut store);
-        let batch = Batch {
-            session,
-            requests: requests.into_iter().map(|r| (process, r)).collect(),
-            outside: vec![],
-            process_samples: vec![],
-        };
-        store.write(&batch).unwrap();
+        TestStore::open(&db).write(requests);
         World { _dir: dir, db }
     }
 
@@ -64,31 +57,6 @@ impl World {
     fn store(&self) -> Store {
         Store::open_existing(&self.db).unwrap()
     }
-}
-
-fn begin(store: &mut Store) -> (SessionId, ProcessId) {
-    let session = store
-        .begin_session(&NewSession {
-            command: vec!["uvicorn".into(), "app:app".into()],
-            cwd: "/app".into(),
-            rate_hz: 1000,
-            clock: ClockMap {
-                mono_ns: 0,
-                unix_ns: 1_790_000_000_000_000_000,
-            },
-        })
-        .unwrap();
-    let process = store
-        .add_process(
-            session,
-            &NewProcess {
-                pid: 4242,
-                command_line: vec!["python".into()],
-                python_version: None,
-            },
-        )
-        .unwrap();
-    (session, process)
 }
 
 fn frame(name: &str) -> Frame {
@@ -220,7 +188,7 @@ async fn list_pages_continue_before_the_last_row() {
     assert!(html.contains("href=\"/?before=3\""), "{html}");
     let (_, html) = page(world.app(), "/?limit=2&q=%2F").await;
     assert!(
-        html.contains("href=\"/?q=%2F&amp;before=3\""),
+        html.contains("href=\"/?q=%2F&#38;before=3\""),
         "the filter stays: {html}"
     );
     let (_, html) = page(world.app(), "/?limit=2&before=3").await;
@@ -279,7 +247,7 @@ async fn context_is_shown_and_served_with_redactions_marked() {
         "application/json",
         "next",
         "set-cookie",
-        "&quot;user&quot;",
+        "&#34;user&#34;",
     ] {
         assert!(html.contains(part), "{part} missing");
     }

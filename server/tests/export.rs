@@ -6,7 +6,7 @@ use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use timeglass_model::{Frame, ProfiledRequest, Request as Marked, StackCount};
 use timeglass_server::{app, ServerOptions};
-use timeglass_store::{Batch, ClockMap, NewProcess, NewSession, Store};
+use timeglass_store::testing::TestStore;
 use tower::ServiceExt;
 
 const MS: u64 = 1_000_000;
@@ -46,39 +46,7 @@ fn request(id: u64, path: &str, at_ms: u64) -> ProfiledRequest {
 fn store() -> (tempfile::TempDir, axum::Router) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("timeglass.db");
-    let mut store = Store::open(&db).unwrap();
-    let session = store
-        .begin_session(&NewSession {
-            command: vec!["uvicorn".into()],
-            cwd: "/app".into(),
-            rate_hz: 1000,
-            clock: ClockMap {
-                mono_ns: 0,
-                unix_ns: 1_790_000_000_000_000_000,
-            },
-        })
-        .unwrap();
-    let process = store
-        .add_process(
-            session,
-            &NewProcess {
-                pid: 4242,
-                command_line: vec!["python".into()],
-                python_version: None,
-            },
-        )
-        .unwrap();
-    store
-        .write(&Batch {
-            session,
-            requests: vec![
-                (process, request(1, "/items/1", 0)),
-                (process, request(2, "/items/2", 10)),
-            ],
-            outside: vec![],
-            process_samples: vec![],
-        })
-        .unwrap();
+    TestStore::open(&db).write([request(1, "/items/1", 0), request(2, "/items/2", 10)]);
     let router = app(&ServerOptions::new(db));
     (dir, router)
 }

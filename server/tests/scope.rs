@@ -11,7 +11,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use timeglass_model::{ProfiledRequest, Request as Marked};
 use timeglass_server::{app, ServerOptions};
-use timeglass_store::{Batch, ClockMap, NewProcess, NewSession, ProcessId, SessionId, Store};
+use timeglass_store::{testing, Batch, ClockMap, NewSession, ProcessId, SessionId, Store};
 use tower::ServiceExt;
 
 const MS: u64 = 1_000_000;
@@ -101,28 +101,15 @@ impl World {
 }
 
 fn begin(store: &mut Store, unix_ns: i64) -> (SessionId, ProcessId) {
-    let session = store
-        .begin_session(&NewSession {
-            command: vec!["uvicorn".into(), "app:app".into()],
-            cwd: "/app".into(),
-            rate_hz: 1000,
-            clock: ClockMap {
-                mono_ns: 0,
-                unix_ns,
-            },
-        })
-        .unwrap();
-    let process = store
-        .add_process(
-            session,
-            &NewProcess {
-                pid: 4242,
-                command_line: vec!["python".into()],
-                python_version: None,
-            },
-        )
-        .unwrap();
-    (session, process)
+    let clock = ClockMap {
+        unix_ns,
+        ..testing::CLOCK
+    };
+    let session = NewSession {
+        clock,
+        ..testing::session()
+    };
+    testing::begin(store, &session, &testing::process())
 }
 
 async fn page(app: Router, uri: &str) -> (StatusCode, String) {
@@ -228,7 +215,7 @@ async fn paging_keeps_the_session_and_range() {
     let start = html.find("<nav class=\"pager\">").unwrap();
     let next = &html[start..];
     let href = &next[next.find("href=\"").unwrap() + 6..];
-    let href = href[..href.find('"').unwrap()].replace("&amp;", "&");
+    let href = href[..href.find('"').unwrap()].replace("&#38;", "&");
     assert!(
         href.contains("session=1&since=2026-09-21T14%3A13%3A00Z"),
         "{href}"
@@ -238,7 +225,7 @@ async fn paging_keeps_the_session_and_range() {
     assert_eq!(rows(&html), ["/shared", "/a/3", "/a/2", "/a/1"]);
     // The sort links keep them too.
     assert!(
-        html.contains("href=\"/?session=1&amp;since=2026-09-21T14%3A13%3A00Z&amp;sort=-duration\"")
+        html.contains("href=\"/?session=1&#38;since=2026-09-21T14%3A13%3A00Z&#38;sort=-duration\"")
     );
 }
 

@@ -75,17 +75,7 @@ mod tests {
     }
 
     fn session(store: &mut crate::Store) -> crate::SessionId {
-        let id = store
-            .begin_session(&crate::NewSession {
-                command: vec!["app".into()],
-                cwd: "/".into(),
-                rate_hz: 1000,
-                clock: crate::ClockMap {
-                    mono_ns: 0,
-                    unix_ns: 0,
-                },
-            })
-            .unwrap();
+        let id = store.begin_session(&crate::testing::session()).unwrap();
         store.set_recorder(id).unwrap();
         store.record_progress(id, 5).unwrap();
         id

@@ -20,6 +20,8 @@ mod probe;
 mod prune;
 mod read;
 mod schema;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod window;
 mod write;
 

@@ -77,17 +77,7 @@ mod tests {
         let path = tmp.path().join(".timeglass/timeglass.db");
         let mut store = Store::open(&path).unwrap();
         // The first write creates the `-wal` file.
-        store
-            .begin_session(&crate::NewSession {
-                command: vec!["app".into()],
-                cwd: "/".into(),
-                rate_hz: 1000,
-                clock: crate::ClockMap {
-                    mono_ns: 0,
-                    unix_ns: 0,
-                },
-            })
-            .unwrap();
+        store.begin_session(&crate::testing::session()).unwrap();
         let [db, wal, shm] = files(&path);
         assert_eq!(mode(path.parent().unwrap()), 0o700);
         assert_eq!(mode(&db), 0o600);

@@ -274,22 +274,20 @@ mod tests {
     use timeglass_model::{ProfiledRequest, Request, RequestContext};
 
     use super::*;
-    use crate::{Batch, ClockMap, NewProcess, NewSession, Store};
+    use crate::{Batch, ClockMap, NewSession, Store};
 
     const T0_MS: i64 = 1_700_000_000_000;
 
     fn session(store: &mut Store) -> SessionId {
-        store
-            .begin_session(&NewSession {
-                command: vec!["uvicorn".into()],
-                cwd: "/".into(),
-                rate_hz: 1000,
-                clock: ClockMap {
-                    mono_ns: 0,
-                    unix_ns: T0_MS * 1_000_000,
-                },
-            })
-            .unwrap()
+        let clock = ClockMap {
+            unix_ns: T0_MS * 1_000_000,
+            ..crate::testing::CLOCK
+        };
+        let session = NewSession {
+            clock,
+            ..crate::testing::session()
+        };
+        store.begin_session(&session).unwrap()
     }
 
     fn request(marker_id: u64, path: &str, at_ms: u64, tag: Option<&str>) -> ProfiledRequest {
@@ -425,16 +423,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("s.db")).unwrap();
         let s = session(&mut store);
-        let p = store
-            .add_process(
-                s,
-                &NewProcess {
-                    pid: 42,
-                    command_line: vec![],
-                    python_version: None,
-                },
-            )
-            .unwrap();
+        let p = store.add_process(s, &crate::testing::process()).unwrap();
         let requests = vec![
             (p, request(1, "/before", 10, Some("old-0"))),
             (p, request(2, "/items/x", 1000, Some("run-0"))),

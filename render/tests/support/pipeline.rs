@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use timeglass_join::{Join, JoinOptions, GRACE_NS};
 use timeglass_model::Sample;
 use timeglass_sampler::{ReplaySource, RequestSlots, Sampler, SamplerOptions, StackSource};
-use timeglass_store::{Batch, ClockMap, NewProcess, NewSession, SessionEnd, Store};
+use timeglass_store::testing::{self, TestStore};
+use timeglass_store::{Batch, NewProcess, NewSession, SessionEnd};
 use timeglass_wire::{Event, Query, RequestEnd, RequestStart, SlotSnapshot, StackFrame, StackRef};
 
 pub(crate) const PID: u32 = 4242;
@@ -149,28 +150,21 @@ pub(crate) fn store(fixture: &str, dir: &Path) -> PathBuf {
     }
     let requests = join.finished(T0 + walks as u64 * MS + GRACE_NS);
     let db = dir.join("timeglass.db");
-    let mut store = Store::open(&db).unwrap();
-    let session = store
-        .begin_session(&NewSession {
-            command: vec!["uvicorn".into(), "demo_app:app".into()],
-            cwd: "/srv/app".into(),
-            rate_hz: 1000,
-            clock: ClockMap {
-                mono_ns: 0,
-                unix_ns: 1_790_000_000_000_000_000,
-            },
-        })
-        .unwrap();
-    let process = store
-        .add_process(
-            session,
-            &NewProcess {
-                pid: PID,
-                command_line: vec!["python".into(), "-m".into(), "uvicorn".into()],
-                python_version: Some("3.11.7".into()),
-            },
-        )
-        .unwrap();
+    let session = NewSession {
+        command: vec!["uvicorn".into(), "demo_app:app".into()],
+        cwd: "/srv/app".into(),
+        ..testing::session()
+    };
+    let process = NewProcess {
+        pid: PID,
+        command_line: vec!["python".into(), "-m".into(), "uvicorn".into()],
+        python_version: Some("3.11.7".into()),
+    };
+    let TestStore {
+        mut store,
+        session,
+        process,
+    } = TestStore::open_with(&db, &session, &process);
     let outside = join
         .take_outside()
         .into_iter()

@@ -16,15 +16,19 @@ use timeglass_store::{local_time, BaselineRow, SessionRow, Store};
 use crate::compare::{no_endpoint, CompareParams, Compared, Side};
 use crate::diff::DiffProfile;
 use crate::error::AppError;
-use crate::html::{count, escape, json_script, ms, page, query_value, render};
+use crate::html::{count, json_script, ms, page, query_value, render, Options};
 use crate::{db, AppState};
 
 #[derive(Template)]
 #[template(path = "compare.html")]
 struct CompareTemplate<'a> {
-    a_options: &'a str,
+    /// A's sessions and baselines (in groups of their own when there are baselines).
+    a_sessions: &'a str,
+    a_baselines: &'a str,
     b_options: &'a str,
     body: &'a str,
+    /// The one-line error shown instead of a body.
+    error: Option<String>,
 }
 
 #[derive(Template)]
@@ -44,8 +48,66 @@ struct CompareEndpointTemplate<'a> {
 struct DiffTemplate<'a> {
     unit: &'a str,
     api: &'a str,
-    functions: &'a str,
+    functions: Vec<DiffFunction<'a>>,
     diff_json: &'a str,
+}
+
+/// A function of the differential flame graph's table.
+struct DiffFunction<'a> {
+    function: &'a str,
+    self_a: String,
+    self_b: String,
+    /// Its self time's change in ms, and the stylesheet's class of it.
+    change: String,
+    class: &'static str,
+    inclusive_a: String,
+    inclusive_b: String,
+}
+
+#[derive(Template)]
+#[template(path = "parts/compare_result.html")]
+struct ResultTemplate<'a> {
+    a: String,
+    b: String,
+    a_session: i64,
+    b_session: i64,
+    warnings: &'a [String],
+    rows: &'a str,
+    method: String,
+    explained: &'a str,
+    query: &'a str,
+}
+
+/// One endpoint's row of a comparison.
+#[derive(Template)]
+#[template(path = "parts/compare_row.html")]
+struct RowTemplate {
+    verdict: &'static str,
+    name: String,
+    /// The p50's change and its interval, when the test found one.
+    change: Option<(String, String)>,
+    /// Requests, p50, p95, p99, CPU, queries, DB time, N+1s and 5xx, `A → B`.
+    figures: Vec<String>,
+    /// Its differential flame graph, when both sides served it.
+    diff: Option<String>,
+}
+
+/// What explains one endpoint's change: reasons, functions and statements.
+#[derive(Template)]
+#[template(path = "parts/compare_explanation.html")]
+struct ExplanationTemplate<'a> {
+    name: String,
+    verdict: &'static str,
+    reasons: &'a [String],
+    functions: Vec<DiffFunction<'a>>,
+    statements: Vec<StatementChange<'a>>,
+}
+
+/// A statement that ran more or less often per request.
+struct StatementChange<'a> {
+    sql: &'a str,
+    a: String,
+    b: String,
 }
 
 /// What the pickers offer.
@@ -62,55 +124,44 @@ impl Choices {
         })
     }
 
-    /// The two selects; B lists sessions only.
-    fn form(&self, a: Option<&Side>, b: Option<&Side>) -> (String, String) {
-        let session = |s: &SessionRow, chosen: Option<&Side>| {
-            let side = Side::Session(s.id.0);
-            option(
-                &side,
-                &format!(
+    /// The selects' options: A's sessions, A's baselines, B's sessions.
+    fn form(&self, a: Option<&Side>, b: Option<&Side>) -> [String; 3] {
+        let sessions: Vec<(String, String)> = self
+            .sessions
+            .iter()
+            .map(|s| {
+                let label = format!(
                     "session #{} · {} · {} requests",
                     s.id.0,
                     local_time(&s.started_at),
                     count(s.requests)
-                ),
-                chosen == Some(&side),
-            )
-        };
-        let sessions_a: String = self.sessions.iter().map(|s| session(s, a)).collect();
-        let baselines: String = self
+                );
+                (Side::Session(s.id.0).value(), label)
+            })
+            .collect();
+        let baselines: Vec<(String, String)> = self
             .baselines
             .iter()
             .map(|bl| {
-                let side = Side::Baseline(bl.name.clone());
                 let from = bl
                     .session_id
                     .map_or("imported".to_string(), |id| format!("of session #{id}"));
-                option(
-                    &side,
-                    &format!("baseline {} · {from}", bl.name),
-                    a == Some(&side),
-                )
+                let label = format!("baseline {} · {from}", bl.name);
+                (Side::Baseline(bl.name.clone()).value(), label)
             })
             .collect();
-        let a_options = match baselines.is_empty() {
-            true => sessions_a,
-            false => format!(
-                "<optgroup label=\"Sessions\">{sessions_a}</optgroup><optgroup label=\"Baselines\">{baselines}</optgroup>"
-            ),
+        let options = |options: &[(String, String)], chosen: Option<&Side>| {
+            render(&Options {
+                options,
+                current: &chosen.map_or(String::new(), Side::value),
+            })
         };
-        let b_options = self.sessions.iter().map(|s| session(s, b)).collect();
-        (a_options, b_options)
+        [
+            options(&sessions, a),
+            options(&baselines, a),
+            options(&sessions, b),
+        ]
     }
-}
-
-fn option(side: &Side, label: &str, selected: bool) -> String {
-    format!(
-        "<option value=\"{}\"{}>{}</option>",
-        escape(&side.value()),
-        if selected { " selected" } else { "" },
-        escape(label)
-    )
 }
 
 /// `a=…&b=…` of a comparison.
@@ -129,21 +180,17 @@ fn page_or_error(
     sides: Option<(&Side, &Side)>,
     body: Result<String, AppError>,
 ) -> Response {
-    let (a_options, b_options) = choices.form(sides.map(|s| s.0), sides.map(|s| s.1));
-    let (status, body) = match body {
-        Ok(body) => (StatusCode::OK, body),
-        Err(e) => (
-            e.status(),
-            format!(
-                "<p class=\"compare-error\" role=\"alert\">{}</p>",
-                escape(&e.to_string())
-            ),
-        ),
+    let [a_sessions, a_baselines, b_options] = choices.form(sides.map(|s| s.0), sides.map(|s| s.1));
+    let (status, body, error) = match body {
+        Ok(body) => (StatusCode::OK, body, None),
+        Err(e) => (e.status(), String::new(), Some(e.to_string())),
     };
     let html = render(&CompareTemplate {
-        a_options: &a_options,
+        a_sessions: &a_sessions,
+        a_baselines: &a_baselines,
         b_options: &b_options,
         body: &body,
+        error,
     });
     (status, page(title, "compare", &html)).into_response()
 }
@@ -171,55 +218,23 @@ fn result(c: &Comparison, a: &Side, b: &Side) -> String {
     let query = sides_query(a, b);
     let rows: String = c.endpoints.iter().map(|e| row(e, &query)).collect();
     let explained: String = c.endpoints.iter().map(explanation).collect();
-    let explained = match explained.is_empty() {
-        true => {
-            "<p class=\"muted\">Nothing changed beyond the noise: every endpoint is the same.</p>"
-                .to_string()
-        }
-        false => explained,
-    };
-    format!(
-        "<p class=\"compare-sides\">B: <strong>{b}</strong> against A: <strong>{a}</strong> <span class=\"muted\">(A's session {sa}, B's session {sb})</span></p>\
-         {warnings}\
-         <section class=\"card\"><h2>Endpoints</h2>\
-         <table class=\"list compare-table\"><thead><tr><th>Endpoint</th><th>Verdict</th><th class=\"num\">Change</th>\
-         <th class=\"num\">Requests</th><th class=\"num\">p50</th><th class=\"num\">p95</th><th class=\"num\">p99</th>\
-         <th class=\"num\" title=\"CPU time per request\">CPU/req</th><th class=\"num\">Queries/req</th>\
-         <th class=\"num\" title=\"Time waiting on SQL per request\">DB/req</th><th class=\"num\" title=\"Requests flagged as likely N+1s\">N+1</th>\
-         <th class=\"num\">5xx</th><th></th></tr></thead><tbody>{rows}</tbody></table>\
-         <p class=\"legend muted\">A → B where they differ. {method}.</p></section>\
-         <section class=\"card\" id=\"explained\"><h2>What explains the changes</h2>{explained}</section>\
-         <p class=\"muted raw\">Raw data: <a href=\"/api/v1/compare?{query}\">JSON</a>, the same as <code>timeglass compare --format json</code></p>",
-        a = escape(&a.describe()),
-        b = escape(&b.describe()),
-        sa = c.a_session,
-        sb = c.b_session,
-        warnings = warnings(c),
-        method = escape(&format!(
+    render(&ResultTemplate {
+        a: a.describe(),
+        b: b.describe(),
+        a_session: c.a_session,
+        b_session: c.b_session,
+        warnings: &c.warnings,
+        rows: &rows,
+        method: format!(
             "Verdicts: {}, {:.0}% confidence, at least {:.0}% and {} apart",
             c.method.test,
             c.method.confidence * 100.0,
             c.method.min_ratio * 100.0,
             ms(c.method.min_abs_ms)
-        )),
-    )
-}
-
-fn warnings(c: &Comparison) -> String {
-    c.warnings
-        .iter()
-        .map(|w| {
-            format!(
-                "<p class=\"compare-warning\">{}; the figures may not compare.</p>",
-                escape(w)
-            )
-        })
-        .collect()
-}
-
-fn verdict(e: &EndpointComparison) -> String {
-    let v = e.verdict.as_str();
-    format!("<span class=\"verdict verdict-{v}\">{v}</span>")
+        ),
+        explained: &explained,
+        query: &query,
+    })
 }
 
 /// `A → B` of one figure, or the one side there is.
@@ -237,96 +252,77 @@ fn opt_ms(v: Option<f64>) -> String {
 }
 
 /// The p50 change with its interval, as the test found it.
-fn change(e: &EndpointComparison) -> String {
-    let Some(t) = e.tests.iter().find(|t| t.statistic == Statistic::P50) else {
-        return "<span class=\"muted\">—</span>".into();
-    };
-    let Some(ratio) = t.ratio else {
-        return "<span class=\"muted\">—</span>".into();
-    };
+fn change(e: &EndpointComparison) -> Option<(String, String)> {
+    let t = e.tests.iter().find(|t| t.statistic == Statistic::P50)?;
+    let ratio = t.ratio?;
     let pct = |r: f64| format!("{:+.0}%", (r - 1.0) * 100.0);
     let interval = match (t.low, t.high) {
         (Some(l), Some(h)) => format!("interval {} to {}", pct(l), pct(h)),
         _ => "too few requests for an interval".into(),
     };
-    format!(
-        "<span title=\"p50 B/A, {interval}\">{} p50</span>",
-        pct(ratio)
-    )
+    Some((pct(ratio), interval))
 }
 
 fn row(e: &EndpointComparison, query: &str) -> String {
     let (a, b) = (e.a.as_ref(), e.b.as_ref());
-    let diff = match (a, b) {
-        (Some(_), Some(_)) => {
-            let mut href = format!(
-                "/compare/endpoint?{query}&method={}",
-                query_value(&e.method)
-            );
-            if let Some(route) = &e.route {
-                href.push_str(&format!("&route={}", query_value(route)));
-            }
-            format!(
-                "<a class=\"diff-link\" href=\"{}\">Diff flame graph →</a>",
-                escape(&href)
-            )
+    let diff = (a.is_some() && b.is_some()).then(|| {
+        let mut href = format!(
+            "/compare/endpoint?{query}&method={}",
+            query_value(&e.method)
+        );
+        if let Some(route) = &e.route {
+            href.push_str(&format!("&route={}", query_value(route)));
         }
-        _ => String::new(),
-    };
-    format!(
-        "<tr class=\"v-{verdict_class}\" data-endpoint=\"{name}\"><td class=\"code\">{name}</td><td>{verdict}</td>\
-         <td class=\"num\">{change}</td><td class=\"num\">{requests}</td><td class=\"num\">{p50}</td>\
-         <td class=\"num\">{p95}</td><td class=\"num\">{p99}</td><td class=\"num\">{cpu}</td>\
-         <td class=\"num\">{queries}</td><td class=\"num\">{db}</td><td class=\"num\">{n1}</td>\
-         <td class=\"num\">{e5}</td><td>{diff}</td></tr>",
-        verdict_class = e.verdict.as_str(),
-        name = escape(&e.name()),
-        verdict = verdict(e),
-        change = change(e),
-        requests = pair(a, b, |s| count(s.requests)),
-        p50 = pair(a, b, |s| opt_ms(s.p50_ms)),
-        p95 = pair(a, b, |s| opt_ms(s.p95_ms)),
-        p99 = pair(a, b, |s| opt_ms(s.p99_ms)),
-        cpu = pair(a, b, |s| opt_ms(s.cpu_ms_per_request)),
-        queries = pair(a, b, |s| check::round(s.queries_per_request)),
-        db = pair(a, b, |s| ms(s.db_ms_per_request)),
-        n1 = pair(a, b, |s| s.n_plus_one.to_string()),
-        e5 = pair(a, b, |s| format!("{:.1}%", s.error_rate_5xx * 100.0)),
-    )
+        href
+    });
+    render(&RowTemplate {
+        verdict: e.verdict.as_str(),
+        name: e.name(),
+        change: change(e),
+        figures: vec![
+            pair(a, b, |s| count(s.requests)),
+            pair(a, b, |s| opt_ms(s.p50_ms)),
+            pair(a, b, |s| opt_ms(s.p95_ms)),
+            pair(a, b, |s| opt_ms(s.p99_ms)),
+            pair(a, b, |s| opt_ms(s.cpu_ms_per_request)),
+            pair(a, b, |s| check::round(s.queries_per_request)),
+            pair(a, b, |s| ms(s.db_ms_per_request)),
+            pair(a, b, |s| s.n_plus_one.to_string()),
+            pair(a, b, |s| format!("{:.1}%", s.error_rate_5xx * 100.0)),
+        ],
+        diff,
+    })
 }
 
 /// Reasons, functions and statements of one endpoint, when it changed.
 fn explanation(e: &EndpointComparison) -> String {
-    let mut items: Vec<String> = e.reasons.iter().map(|r| escape(r)).collect();
-    for f in &e.functions {
-        items.push(format!(
-            "<code>{}</code> <strong class=\"{cls}\">{:+.1} ms</strong> per request (self {:.1} → {:.1} ms, inclusive {:.1} → {:.1} ms)",
-            escape(&f.function),
-            f.self_change(),
-            f.self_a_ms,
-            f.self_b_ms,
-            f.inclusive_a_ms,
-            f.inclusive_b_ms,
-            cls = if f.self_change() > 0.0 { "up" } else { "down" },
-        ));
-    }
-    for s in &e.statements {
-        items.push(format!(
-            "<code>{}</code> ran {}x instead of {}x per request",
-            escape(&s.normalized),
-            check::round(s.b_per_request),
-            check::round(s.a_per_request)
-        ));
-    }
-    if items.is_empty() {
-        return String::new();
-    }
-    let list: String = items.iter().map(|i| format!("<li>{i}</li>")).collect();
-    format!(
-        "<h3 class=\"explained-endpoint\">{} {}</h3><ul class=\"explained\">{list}</ul>",
-        escape(&e.name()),
-        verdict(e)
-    )
+    render(&ExplanationTemplate {
+        name: e.name(),
+        verdict: e.verdict.as_str(),
+        reasons: &e.reasons,
+        functions: e
+            .functions
+            .iter()
+            .map(|f| DiffFunction {
+                function: &f.function,
+                self_a: format!("{:.1}", f.self_a_ms),
+                self_b: format!("{:.1}", f.self_b_ms),
+                change: format!("{:+.1}", f.self_change()),
+                class: if f.self_change() > 0.0 { "up" } else { "down" },
+                inclusive_a: format!("{:.1}", f.inclusive_a_ms),
+                inclusive_b: format!("{:.1}", f.inclusive_b_ms),
+            })
+            .collect(),
+        statements: e
+            .statements
+            .iter()
+            .map(|s| StatementChange {
+                sql: &s.normalized,
+                a: check::round(s.a_per_request),
+                b: check::round(s.b_per_request),
+            })
+            .collect(),
+    })
 }
 
 /// `GET /compare/endpoint?a=…&b=…&method=…&route=…`.
@@ -371,20 +367,12 @@ fn endpoint_body(
     if let Some(r) = &route {
         api.push_str(&format!("&route={}", query_value(r)));
     }
-    let title = format!(
-        "{} {}",
-        escape(&method),
-        escape(route.as_deref().unwrap_or("(no route)"))
-    );
+    let title = format!("{} {}", method, route.as_deref().unwrap_or("(no route)"));
     Ok(render(&CompareEndpointTemplate {
         back: &format!("/compare?{query}"),
         title: &title,
-        verdict: &verdict(e),
-        sides: &format!(
-            "B: {} against A: {}",
-            escape(&b.describe()),
-            escape(&a.describe())
-        ),
+        verdict: e.verdict.as_str(),
+        sides: &format!("B: {} against A: {}", b.describe(), a.describe()),
         row: &row(e, &query),
         explained: &explanation(e),
         diff: &diff_section(&diff, "per request, on average", &api),
@@ -393,34 +381,32 @@ fn endpoint_body(
 
 /// The differential flame graph section, with its data and functions.
 pub(crate) fn diff_section(diff: &DiffProfile, unit: &str, api: &str) -> String {
-    let functions: String = diff
+    let functions = diff
         .functions
         .iter()
         .filter(|f| f.self_a_ms > 0.0 || f.self_b_ms > 0.0)
         .take(25)
         .map(|f| {
             let d = f.self_change();
-            let cls = match crate::diff::changed(f.self_a_ms, f.self_b_ms) {
-                false => "same",
-                true if d > 0.0 => "up",
-                true => "down",
-            };
-            format!(
-                "<tr><td class=\"code fn-name\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-                 <td class=\"num {cls}\">{:+.2} ms</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-                escape(&f.function),
-                ms(f.self_a_ms),
-                ms(f.self_b_ms),
-                d,
-                ms(f.inclusive_a_ms),
-                ms(f.inclusive_b_ms),
-            )
+            DiffFunction {
+                function: &f.function,
+                self_a: ms(f.self_a_ms),
+                self_b: ms(f.self_b_ms),
+                change: format!("{d:+.2}"),
+                class: match crate::diff::changed(f.self_a_ms, f.self_b_ms) {
+                    false => "same",
+                    true if d > 0.0 => "up",
+                    true => "down",
+                },
+                inclusive_a: ms(f.inclusive_a_ms),
+                inclusive_b: ms(f.inclusive_b_ms),
+            }
         })
         .collect();
     render(&DiffTemplate {
         unit,
         api,
-        functions: &functions,
+        functions,
         diff_json: &json_script(diff),
     })
 }

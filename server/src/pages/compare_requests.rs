@@ -13,7 +13,7 @@ use timeglass_store::{local_time, Endpoint, RequestRow, Store};
 
 use crate::diff::DiffProfile;
 use crate::error::{ApiError, AppError};
-use crate::html::{escape, ms, page, render};
+use crate::html::{ms, page, render};
 use crate::pages::compare::diff_section;
 use crate::pages::status_text;
 use crate::pages::time::request_breakdown;
@@ -24,7 +24,22 @@ use crate::{db, AppState};
 struct CompareRequestsTemplate<'a> {
     a: &'a str,
     b: &'a str,
-    body: &'a str,
+    /// A and B, or the one-line error shown instead.
+    sides: Vec<SideView<'a>>,
+    diff: String,
+    error: Option<String>,
+}
+
+/// One request of the two, as its card shows it.
+struct SideView<'a> {
+    label: &'static str,
+    r: &'a RequestRow,
+    time: String,
+    status_class: u16,
+    status: String,
+    /// Duration, CPU, queries and DB time.
+    tiles: [(&'static str, String); 4],
+    breakdown: String,
 }
 
 /// `?a=ID&b=ID`: B is the request compared, A the one it is compared
@@ -110,65 +125,44 @@ pub(crate) async fn requests(
     Query(pair): Query<RequestPair>,
 ) -> Result<Response, AppError> {
     db::read(state.db, move |store| {
-        let (status, body) = match ComparedRequests::read(store, &pair) {
-            Ok(c) => (StatusCode::OK, body(&c)),
-            Err(e @ (AppError::BadInput(_) | AppError::NoRequest(_))) => (
-                e.status(),
-                format!(
-                    "<p class=\"compare-error\" role=\"alert\">{}</p>",
-                    escape(&e.to_string())
-                ),
-            ),
+        let (status, compared) = match ComparedRequests::read(store, &pair) {
+            Ok(c) => (StatusCode::OK, Ok(c)),
+            Err(e @ (AppError::BadInput(_) | AppError::NoRequest(_))) => (e.status(), Err(e)),
             Err(e) => return Err(e),
         };
-        let value = |v: &Option<String>| escape(v.as_deref().unwrap_or(""));
+        let (sides, diff) = match &compared {
+            Ok(c) => {
+                let api = format!("/api/v1/compare/requests?a={}&b={}", c.a.id, c.b.id);
+                let diff = diff_section(&c.diff, "of one request each", &api);
+                (vec![side("A", &c.a), side("B", &c.b)], diff)
+            }
+            Err(_) => (Vec::new(), String::new()),
+        };
         let html = render(&CompareRequestsTemplate {
-            a: &value(&pair.a),
-            b: &value(&pair.b),
-            body: &body,
+            a: pair.a.as_deref().unwrap_or(""),
+            b: pair.b.as_deref().unwrap_or(""),
+            sides,
+            diff,
+            error: compared.as_ref().err().map(ToString::to_string),
         });
         Ok((status, page("Compare two requests", "requests", &html)).into_response())
     })
     .await
 }
 
-fn body(c: &ComparedRequests) -> String {
-    let api = format!("/api/v1/compare/requests?a={}&b={}", c.a.id, c.b.id);
-    format!(
-        "<div class=\"req-compare\">{}{}</div>{}",
-        side("A", &c.a),
-        side("B", &c.b),
-        diff_section(&c.diff, "of one request each", &api)
-    )
-}
-
-fn side(label: &str, r: &RequestRow) -> String {
-    let cpu = r.measured_cpu_ms().map_or("—".into(), ms);
-    format!(
-        "<section class=\"card req-side\" data-side=\"{label}\">\
-         <h2>{label}: <a href=\"/requests/{id}\">request #{id}</a> <span class=\"muted\">{time}</span></h2>\
-         <p><span class=\"method m-{mc}\">{method}</span> <span class=\"code\">{path}</span> \
-         <span class=\"status status-{sc}xx\">{status}</span></p>\
-         <div class=\"tiles\">{dur}{cpu}{queries}{db}</div>\
-         <h3>Where the response time went</h3>{breakdown}</section>",
-        id = r.id,
-        time = escape(&local_time(&r.start)),
-        mc = escape(&r.method.to_ascii_lowercase()),
-        method = escape(&r.method),
-        path = escape(&r.path),
-        sc = r.status.map_or(5, |s| s / 100),
-        status = status_text(r),
-        dur = tile("Duration", &ms(r.duration_ms)),
-        cpu = tile("CPU", &cpu),
-        queries = tile("Queries", &r.queries.to_string()),
-        db = tile("DB time", &ms(r.db_ms)),
-        breakdown = request_breakdown(r),
-    )
-}
-
-fn tile(label: &str, value: &str) -> String {
-    format!(
-        "<div class=\"tile\"><div class=\"label\">{label}</div><div class=\"value\">{}</div></div>",
-        escape(value)
-    )
+fn side<'a>(label: &'static str, r: &'a RequestRow) -> SideView<'a> {
+    SideView {
+        label,
+        r,
+        time: local_time(&r.start),
+        status_class: r.status.map_or(5, |s| s / 100),
+        status: status_text(r),
+        tiles: [
+            ("Duration", ms(r.duration_ms)),
+            ("CPU", r.measured_cpu_ms().map_or("—".into(), ms)),
+            ("Queries", r.queries.to_string()),
+            ("DB time", ms(r.db_ms)),
+        ],
+        breakdown: request_breakdown(r),
+    }
 }

@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 
+use askama::Template;
+use timeglass_model::Repeated;
 use timeglass_store::{CallRow, QueryRow, RequestRow};
 
-use crate::html::{escape, ms};
+use crate::html::{ms, render};
 
 /// Statements run this many times or more by one request are grouped as repeated.
 const REPEATED: usize = 2;
@@ -70,75 +72,49 @@ fn n_plus_one(r: &RequestRow) -> Option<&str> {
         .map(|rep| rep.normalized.as_str())
 }
 
+/// A repeated statement as the queries panel shows it.
+struct GroupRow<'a> {
+    group: Group<'a>,
+    total: String,
+    /// The one flagged as the request's likely N+1.
+    hot: bool,
+}
+
+/// A statement as the queries panel shows it.
+struct StatementRow<'a> {
+    q: &'a QueryRow,
+    classes: String,
+    start: String,
+    duration: String,
+    /// How many times its normalised form ran, when it repeated.
+    repeat: Option<usize>,
+    /// `(shown, length)` in characters of a statement or parameters cut short.
+    sql_cut: Option<(u64, u64)>,
+    params_cut: Option<(u64, u64)>,
+    caller: Option<String>,
+}
+
 /// The queries panel: the repeated statements, then every statement in order.
+#[derive(Template)]
+#[template(path = "parts/queries.html")]
+struct QueriesTemplate<'a> {
+    n_plus_one: Option<&'a Repeated>,
+    groups: Vec<GroupRow<'a>>,
+    statements: Vec<StatementRow<'a>>,
+}
+
+/// `(shown, length)` when `length` is more than what was `shown`.
+fn cut(shown: u64, length: u64) -> Option<(u64, u64)> {
+    (length > shown).then_some((shown, length))
+}
+
 pub(crate) fn queries_panel(r: &RequestRow, queries: &[QueryRow]) -> String {
-    if queries.is_empty() {
-        return "<p class=\"muted\">This request ran no SQL statement that TimeGlass captures \
-                (SQLAlchemy, asyncpg, psycopg, sqlite3, aiosqlite).</p>"
-            .to_string();
-    }
     let flagged = n_plus_one(r);
     let groups = repeated(queries);
     let counts: HashMap<&str, usize> = groups.iter().map(|g| (g.normalized, g.count)).collect();
-    let mut out = String::new();
-    if let Some(rep) = r.repeated.as_ref().filter(|_| r.n_plus_one) {
-        out.push_str(&format!(
-            "<div class=\"nplus1-note\"><span class=\"badge nplus1-badge\">N+1</span> \
-             One statement ran <b>{}×</b> from <code>{}</code>: load the rows in one query \
-             (a join or <code>IN (...)</code>) instead of one per item.</div>",
-            rep.count,
-            escape(rep.caller.as_deref().unwrap_or("an unknown line"))
-        ));
-    }
-    if !groups.is_empty() {
-        out.push_str(&groups_table(&groups, flagged));
-    }
-    out.push_str("<h3>Every statement, in order</h3>");
-    out.push_str(&statements_table(queries, &counts, flagged));
-    out
-}
-
-fn groups_table(groups: &[Group<'_>], flagged: Option<&str>) -> String {
-    let rows: String = groups
+    let statements = queries
         .iter()
-        .map(|g| {
-            let hot = flagged == Some(g.normalized);
-            let callers = g
-                .callers
-                .iter()
-                .map(|c| format!("<div>{}</div>", escape(c)))
-                .collect::<String>();
-            format!(
-                "<tr class=\"{class}\"><td class=\"num\">{flag}{count}×</td><td class=\"num\">{total}</td>\
-                 <td class=\"sql\"><code>{sql}</code></td><td class=\"caller\">{callers}</td></tr>",
-                class = if hot { "group nplus1" } else { "group" },
-                flag = if hot {
-                    "<span class=\"badge nplus1-badge\" title=\"likely N+1\">N+1</span> "
-                } else {
-                    ""
-                },
-                count = g.count,
-                total = ms(g.total_ms),
-                sql = escape(g.normalized),
-            )
-        })
-        .collect();
-    format!(
-        "<h3>Repeated statements</h3><table class=\"list repeated\" id=\"repeated\"><thead><tr>\
-         <th class=\"num\">Runs</th><th class=\"num\">Total</th><th>Statement (normalised)</th><th>Called from</th>\
-         </tr></thead><tbody>{rows}</tbody></table>"
-    )
-}
-
-fn statements_table(
-    queries: &[QueryRow],
-    counts: &HashMap<&str, usize>,
-    flagged: Option<&str>,
-) -> String {
-    let rows: String = queries
-        .iter()
-        .enumerate()
-        .map(|(i, q)| {
+        .map(|q| {
             let mut classes = vec!["stmt"];
             if flagged == Some(q.normalized.as_str()) {
                 classes.push("nplus1");
@@ -146,94 +122,61 @@ fn statements_table(
             if q.error.is_some() {
                 classes.push("err");
             }
-            let repeat = match counts.get(q.normalized.as_str()) {
-                Some(n) => format!(
-                    "<span class=\"badge repeat-badge\" title=\"this statement ran {n}× in the request\">×{n}</span>"
-                ),
-                None => String::new(),
-            };
-            format!(
-                "<tr class=\"{classes}\"><td class=\"num muted\">{n}</td><td class=\"num\">{start}</td>\
-                 <td class=\"num\">{duration}</td><td class=\"num\">{rows}</td><td>{driver}</td>\
-                 <td class=\"sql\">{repeat}<code>{sql}</code>{cut}{params}{error}</td><td class=\"caller\">{caller}</td></tr>",
-                classes = classes.join(" "),
-                n = i + 1,
-                start = ms(q.start_ms),
-                duration = ms(q.duration_ms),
-                rows = q.rows.map_or("<span class=\"muted\">—</span>".to_string(), |n| n.to_string()),
-                driver = escape(&q.driver),
-                sql = escape(&q.sql),
-                cut = cut_note(q.sql.chars().count() as u64, q.sql_length, "statement"),
-                params = params(q),
-                error = q.error.as_deref().map_or(String::new(), |e| {
-                    format!("<div class=\"q-error\">{}</div>", escape(e))
-                }),
-                caller = caller_line(q).map_or("<span class=\"muted\">—</span>".to_string(), |c| escape(&c)),
-            )
+            StatementRow {
+                q,
+                classes: classes.join(" "),
+                start: ms(q.start_ms),
+                duration: ms(q.duration_ms),
+                repeat: counts.get(q.normalized.as_str()).copied(),
+                sql_cut: cut(q.sql.chars().count() as u64, q.sql_length),
+                params_cut: q
+                    .params
+                    .as_ref()
+                    .and_then(|p| cut(p.chars().count() as u64, q.params_length)),
+                caller: caller_line(q),
+            }
         })
         .collect();
-    format!(
-        "<div class=\"scroll\"><table class=\"list statements\" id=\"statements\"><thead><tr>\
-         <th class=\"num\">#</th><th class=\"num\">Start</th><th class=\"num\">Duration</th><th class=\"num\">Rows</th>\
-         <th>Driver</th><th>Statement</th><th>Called from</th></tr></thead><tbody>{rows}</tbody></table></div>"
-    )
+    let groups = groups
+        .into_iter()
+        .map(|group| GroupRow {
+            total: ms(group.total_ms),
+            hot: flagged == Some(group.normalized),
+            group,
+        })
+        .collect();
+    render(&QueriesTemplate {
+        n_plus_one: r.repeated.as_ref().filter(|_| r.n_plus_one),
+        groups,
+        statements,
+    })
 }
 
-fn params(q: &QueryRow) -> String {
-    match &q.params {
-        None => String::new(),
-        Some(p) => format!(
-            "<div class=\"q-params\"><span class=\"muted\">params</span> <code>{}</code>{}</div>",
-            escape(p),
-            cut_note(p.chars().count() as u64, q.params_length, "parameters")
-        ),
-    }
-}
-
-fn cut_note(shown: u64, length: u64, what: &str) -> String {
-    match length > shown {
-        true => format!(
-            " <span class=\"muted\">(first {shown} of {length} characters of the {what})</span>"
-        ),
-        false => String::new(),
-    }
+/// A call as the calls panel shows it.
+struct CallView<'a> {
+    c: &'a CallRow,
+    start: String,
+    duration: String,
 }
 
 /// The calls panel: every outgoing HTTP call in order.
+#[derive(Template)]
+#[template(path = "parts/calls.html")]
+struct CallsTemplate<'a> {
+    calls: Vec<CallView<'a>>,
+}
+
 pub(crate) fn calls_panel(calls: &[CallRow]) -> String {
-    if calls.is_empty() {
-        return "<p class=\"muted\">This request made no outgoing HTTP call that TimeGlass \
-                captures (httpx, requests).</p>"
-            .to_string();
-    }
-    let rows: String = calls
-        .iter()
-        .map(|c| {
-            let status = match c.status {
-                Some(s) => format!("<span class=\"status status-{}xx\">{s}</span>", s / 100),
-                None => "<span class=\"status status-none\">—</span>".to_string(),
-            };
-            format!(
-                "<tr class=\"call{err}\"><td><span class=\"method m-{mclass}\">{method}</span></td>\
-                 <td class=\"url\"><code>{url}</code>{error}</td><td class=\"num\">{status}</td>\
-                 <td class=\"num\">{start}</td><td class=\"num\">{duration}</td><td>{library}</td></tr>",
-                err = if c.error.is_some() { " err" } else { "" },
-                mclass = escape(&c.method.to_ascii_lowercase()),
-                method = escape(&c.method),
-                url = escape(&c.url),
-                error = c.error.as_deref().map_or(String::new(), |e| {
-                    format!("<div class=\"q-error\">{}</div>", escape(e))
-                }),
-                start = ms(c.start_ms),
-                duration = ms(c.duration_ms),
-                library = escape(&c.library),
-            )
-        })
-        .collect();
-    format!(
-        "<table class=\"list calls\" id=\"calls\"><thead><tr><th>Method</th><th>URL</th><th class=\"num\">Status</th>\
-         <th class=\"num\">Start</th><th class=\"num\">Duration</th><th>Library</th></tr></thead><tbody>{rows}</tbody></table>"
-    )
+    render(&CallsTemplate {
+        calls: calls
+            .iter()
+            .map(|c| CallView {
+                c,
+                start: ms(c.start_ms),
+                duration: ms(c.duration_ms),
+            })
+            .collect(),
+    })
 }
 
 #[cfg(test)]

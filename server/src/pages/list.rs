@@ -7,7 +7,7 @@ use axum::response::Html;
 use timeglass_store::{RequestRow, SessionRow, Sort};
 
 use crate::error::AppError;
-use crate::html::{escape, page, render};
+use crate::html::{page, render, Options};
 use crate::list::{split_page, ListParams, SORTS};
 use crate::pages::report::scope_fields;
 use crate::pages::{request_line, RouteP95};
@@ -29,8 +29,12 @@ struct RequestsTemplate<'a> {
     memory_sort: &'a str,
     alloc_sort: &'a str,
     rows: &'a str,
-    empty: &'a str,
-    pager: &'a str,
+    /// No row, though the filters or the page could show some.
+    no_match: bool,
+    /// No row, and no filter to blame.
+    nothing_recorded: bool,
+    first_page: Option<String>,
+    next_page: Option<String>,
     exports: &'a str,
     stream: &'a str,
     live: &'a str,
@@ -112,8 +116,10 @@ fn requests_page(params: &ListParams, view: &ListView<'_>, token: &str) -> Html<
         memory_sort: memory_sort_link(params).as_str(),
         alloc_sort: alloc_sort_link(params).as_str(),
         rows: &lines,
-        empty: &empty_list(params, rows),
-        pager: &pager(params, next),
+        no_match: rows.is_empty() && paged_or_filtered(params),
+        nothing_recorded: rows.is_empty() && !paged_or_filtered(params),
+        first_page: paged(params).then(|| format!("/?{}", params.query())),
+        next_page: next.map(|before| next_page(params, before)),
         exports: &session_exports(params),
         stream: &stream,
         live: if live { "on" } else { "off" },
@@ -130,32 +136,24 @@ fn session_exports(params: &ListParams) -> String {
     }
 }
 
-fn empty_list(params: &ListParams, rows: &[RequestRow]) -> String {
-    if !rows.is_empty() {
-        return String::new();
-    }
-    if params.filtered() || params.before.as_deref().is_some_and(|b| !b.is_empty()) {
-        return "<p class=\"empty muted\">No requests match. New ones that do will appear here.</p>"
-            .to_string();
-    }
-    "<div class=\"empty\"><p><strong>No requests recorded yet.</strong></p>\
-     <p>Record some with <code>timeglass run -- uvicorn app:app</code> (add <code>--ui</code> to open this dashboard at the same time), \
-     then send your app a request: it appears here within a second.</p></div>"
-        .to_string()
+/// Whether the list shows a later page than the first.
+fn paged(params: &ListParams) -> bool {
+    params
+        .before
+        .as_deref()
+        .is_some_and(|b| !b.trim().is_empty())
+}
+
+/// Whether an empty list is empty because of its filters or its page.
+fn paged_or_filtered(params: &ListParams) -> bool {
+    params.filtered() || params.before.as_deref().is_some_and(|b| !b.is_empty())
 }
 
 fn options(values: &[(String, String)], current: &str) -> String {
-    values
-        .iter()
-        .map(|(value, label)| {
-            let selected = if value == current { " selected" } else { "" };
-            format!(
-                "<option value=\"{}\"{selected}>{}</option>",
-                escape(value),
-                escape(label)
-            )
-        })
-        .collect()
+    render(&Options {
+        options: values,
+        current,
+    })
 }
 
 fn method_options(params: &ListParams) -> String {
@@ -189,7 +187,7 @@ fn with_sort(params: &ListParams, sort: &str) -> String {
     let mut p = params.clone();
     p.sort = Some(sort.to_string());
     p.before = None;
-    escape(&format!("/?{}", p.query()))
+    format!("/?{}", p.query())
 }
 
 fn duration_sort_link(params: &ListParams) -> String {
@@ -232,23 +230,9 @@ fn time_sort_link(params: &ListParams) -> String {
     with_sort(params, next)
 }
 
-fn pager(params: &ListParams, next: Option<i64>) -> String {
+/// The next page: the requests before `before`, filtered alike.
+fn next_page(params: &ListParams, before: i64) -> String {
     let filter = params.query();
-    let mut links = Vec::new();
-    if params
-        .before
-        .as_deref()
-        .is_some_and(|b| !b.trim().is_empty())
-    {
-        links.push(format!(
-            "<a href=\"/?{}\">« First page</a>",
-            escape(&filter)
-        ));
-    }
-    if let Some(before) = next {
-        let sep = if filter.is_empty() { "" } else { "&" };
-        let href = format!("/?{filter}{sep}before={before}");
-        links.push(format!("<a href=\"{}\">Next page »</a>", escape(&href)));
-    }
-    links.join("")
+    let sep = if filter.is_empty() { "" } else { "&" };
+    format!("/?{filter}{sep}before={before}")
 }

@@ -1,11 +1,12 @@
 //! How pages show a request's memory: resident memory (RSS) around it.
 //! Kept apart from the other renderers so it can move with them.
 
-use timeglass_store::{MemoryRow, RequestRow};
+use timeglass_store::MemoryRow;
 
-use crate::html::{bytes, escape};
+use askama::Template;
+
+use crate::html::{bytes, render};
 use crate::leak::LeakHint;
-use crate::stats::Spread;
 
 /// A signed change in bytes: `+3.1 MiB`, `−812.0 KiB`, `±0 B`.
 pub(crate) fn delta(d: i64) -> String {
@@ -16,44 +17,22 @@ pub(crate) fn delta(d: i64) -> String {
     }
 }
 
-/// The list's cell: peak RSS, with start, end and change in its tooltip.
-pub(crate) fn list_cell(r: &RequestRow) -> String {
-    let m = &r.memory;
-    match m.rss_peak_bytes {
-        Some(peak) => format!(
-            "<span title=\"{}\">{}</span>",
-            escape(&rss_title(m)),
-            bytes(peak)
-        ),
-        None => "<span class=\"muted\" title=\"not measured\">—</span>".to_string(),
-    }
+/// `start → end (change)` of the process's RSS around a request, for the
+/// summary card's memory tile.
+pub(crate) fn rss_change(m: &MemoryRow) -> String {
+    let at = |b: Option<u64>| b.map_or("—".to_string(), bytes);
+    let change = m
+        .rss_delta_bytes()
+        .map_or(String::new(), |d| format!(" ({})", delta(d)));
+    format!(
+        "{} → {}{change}",
+        at(m.rss_start_bytes),
+        at(m.rss_end_bytes)
+    )
 }
 
-/// The list's cell: bytes allocated (sampled); a dash when not sampled.
-pub(crate) fn alloc_cell(r: &RequestRow) -> String {
-    match r.memory.alloc_bytes {
-        Some(b) => format!(
-            "<span title=\"bytes allocated, estimated from allocations sampled every ~512 KiB\">{}</span>",
-            bytes(b)
-        ),
-        None => "<span class=\"muted\" title=\"not sampled: record with timeglass run --memory\">—</span>"
-            .to_string(),
-    }
-}
-
-/// The summary card's allocation tile, `(value, note)`; `None` when its
-/// process did not sample allocations.
-pub(crate) fn alloc_summary(m: &MemoryRow) -> Option<(String, String)> {
-    let b = m.alloc_bytes?;
-    Some((
-        bytes(b),
-        "<span title=\"Python allocations (PyMem and PyObject) its threads made while running it, \
-         estimated from allocations sampled every ~512 KiB\">sampled · see the Memory flame graph</span>"
-            .to_string(),
-    ))
-}
-
-fn rss_title(m: &MemoryRow) -> String {
+/// The list's tooltip of peak RSS: start, end and change.
+pub(crate) fn rss_title(m: &MemoryRow) -> String {
     let at = |b: Option<u64>| b.map_or("—".to_string(), bytes);
     let change = m
         .rss_delta_bytes()
@@ -66,25 +45,7 @@ fn rss_title(m: &MemoryRow) -> String {
     )
 }
 
-/// The summary card's memory tile, `(value, note)`: peak RSS, then start
-/// → end; `None` when nothing was read.
-pub(crate) fn summary(m: &MemoryRow) -> Option<(String, String)> {
-    let peak = m.rss_peak_bytes?;
-    let at = |b: Option<u64>| b.map_or("—".to_string(), bytes);
-    let change = m
-        .rss_delta_bytes()
-        .map_or(String::new(), |d| format!(" ({})", delta(d)));
-    let note = format!(
-        "<span title=\"The app process's resident memory (RSS) at the start and end of this \
-         request; the value is the highest reading while it ran. Under concurrency RSS moves \
-         for every request in flight at once.\">RSS {} → {}{change}</span>",
-        at(m.rss_start_bytes),
-        at(m.rss_end_bytes)
-    );
-    Some((bytes(peak), note))
-}
-
-/// The summary card's garbage-collection tile, `(value, note)`; `None`
+/// The summary card's garbage-collection tile, `(pause, collections)`; `None`
 /// when no collection ran on its threads while they ran it.
 pub(crate) fn gc_summary(m: &MemoryRow) -> Option<(String, String)> {
     let note = match m.gc_collections {
@@ -95,49 +56,29 @@ pub(crate) fn gc_summary(m: &MemoryRow) -> Option<(String, String)> {
     Some((crate::html::ms(m.gc_pause_ms), note))
 }
 
-/// The endpoint tile's note under an average (`what` says of what): its p95.
-pub(crate) fn spread_note(spread: Option<&Spread>, what: &str) -> String {
-    match spread {
-        Some(s) => format!(
-            "<div class=\"note\" title=\"{what}, over {} requests\">average · p95 {}</div>",
-            s.requests,
-            bytes(s.p95)
-        ),
-        None => "<div class=\"note\">not recorded</div>".to_string(),
-    }
+#[derive(Template)]
+#[template(path = "parts/leak.html")]
+struct LeakTemplate<'a> {
+    hint: Option<&'a LeakHint>,
+    rise: String,
+    z: String,
+    /// Where the endpoint allocates most, and how much.
+    sites: Vec<(&'a str, String)>,
 }
 
 /// The endpoint view's leak hint, or nothing.
 pub(crate) fn leak_card(hint: Option<&LeakHint>) -> String {
-    let Some(h) = hint else {
-        return String::new();
-    };
-    let sites = match h.sites.is_empty() {
-        true => "<p class=\"muted\">Record with <code>timeglass run --memory</code> to see where it allocates.</p>".to_string(),
-        false => {
-            let items: String = h
-                .sites
+    render(&LeakTemplate {
+        hint,
+        rise: hint.map_or(String::new(), |h| delta(h.rise_bytes)),
+        z: hint.map_or(String::new(), |h| format!("{:.1}", h.z)),
+        sites: hint.map_or(Vec::new(), |h| {
+            h.sites
                 .iter()
-                .map(|s| {
-                    format!(
-                        "<li><code>{}</code> <span class=\"muted\">{}</span></li>",
-                        escape(&s.frame),
-                        bytes(s.bytes)
-                    )
-                })
-                .collect();
-            format!("<p>Where this endpoint allocates most:</p><ol class=\"leak-sites\">{items}</ol>")
-        }
-    };
-    format!(
-        "<section class=\"card leak\" id=\"leak\"><h2><span class=\"badge leak-badge\">leak?</span> \
-         Memory keeps climbing</h2><p>The process's resident memory at the end of this \
-         endpoint's requests rose {} over its last {} requests (trend test z = {:.1}). RSS is \
-         the whole process's: another endpoint leaking meanwhile climbs here too.</p>{sites}</section>",
-        delta(h.rise_bytes),
-        h.requests,
-        h.z
-    )
+                .map(|s| (s.frame.as_str(), bytes(s.bytes)))
+                .collect()
+        }),
+    })
 }
 
 #[cfg(test)]
@@ -152,20 +93,14 @@ mod tests {
     }
 
     #[test]
-    fn a_request_without_readings_shows_a_dash() {
-        let m = MemoryRow::default();
-        assert_eq!(summary(&m), None);
+    fn a_request_without_readings_shows_dashes() {
         let m = MemoryRow {
             rss_start_bytes: Some(80 << 20),
             rss_end_bytes: Some(82 << 20),
             rss_peak_bytes: Some(90 << 20),
             ..MemoryRow::default()
         };
-        let (value, note) = summary(&m).unwrap();
-        assert_eq!(value, "90.0 MiB");
-        assert!(
-            note.ends_with(">RSS 80.0 MiB → 82.0 MiB (+2.0 MiB)</span>"),
-            "{note}"
-        );
+        assert_eq!(rss_change(&m), "80.0 MiB → 82.0 MiB (+2.0 MiB)");
+        assert_eq!(rss_change(&MemoryRow::default()), "— → —");
     }
 }

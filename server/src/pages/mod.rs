@@ -18,15 +18,17 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::response::Html;
+use timeglass_model::Repeated;
 use timeglass_store::{local_time, RequestRow, Store};
 
 use crate::error::AppError;
-use crate::html::{escape, ms, page, render, route_href};
+use crate::html::{bytes, ms, page, render, route_href};
 
 #[derive(Template)]
 #[template(path = "message.html")]
 struct MessageTemplate<'a> {
     heading: &'a str,
+    /// `` `cmd` `` in it is shown as `<code>cmd</code>`.
     message: &'a str,
 }
 
@@ -45,24 +47,11 @@ pub(crate) fn error_page(error: &AppError) -> Html<String> {
         AppError::BadInput(_) => "Bad request",
         _ => "Something went wrong",
     };
-    let message = code_spans(&escape(&error.to_string()));
     let body = render(&MessageTemplate {
         heading,
-        message: &message,
+        message: &error.to_string(),
     });
     page(heading, "", &body)
-}
-
-/// `` `cmd` `` in an (escaped) message becomes `<code>cmd</code>`.
-fn code_spans(message: &str) -> String {
-    let mut out = String::new();
-    for (i, part) in message.split('`').enumerate() {
-        match i % 2 {
-            1 => out.push_str(&format!("<code>{part}</code>")),
-            _ => out.push_str(part),
-        }
-    }
-    out
 }
 
 /// Each route's p95 response time (ms), for the routes of `rows` that have
@@ -128,11 +117,35 @@ impl RouteP95 {
 }
 
 /// One row of the request list (also sent by the live stream).
+#[derive(Template)]
+#[template(path = "parts/request_row.html")]
+struct RequestLine<'a> {
+    r: &'a RequestRow,
+    classes: String,
+    time: String,
+    route_href: String,
+    status_class: String,
+    status: String,
+    /// The route's p95, when the request was slower.
+    slow: Option<String>,
+    /// The duration bar's width, in % (see [`duration_bar`]).
+    bar: String,
+    duration: String,
+    background: Option<String>,
+    /// The repeated statement of a likely N+1, for its badge's tooltip.
+    n_plus_one: Option<&'a Repeated>,
+    /// The database's share of the response time, in %, when it ran queries.
+    db_share: Option<String>,
+    db: String,
+    /// The loop badge's tooltip, when the request blocked the event loop.
+    loop_title: Option<String>,
+    cpu: Option<String>,
+    peak_rss: Option<String>,
+    rss_title: String,
+    allocated: Option<String>,
+}
+
 pub(crate) fn request_line(r: &RequestRow, p95: &RouteP95) -> String {
-    let href = format!("/requests/{}", r.id);
-    let status_class = r.status.map_or("status-none".to_string(), |s| {
-        format!("status-{}xx", s / 100)
-    });
     let mut classes = vec![];
     if r.status.is_some_and(|s| s >= 500) || (r.status.is_none() && r.errored) {
         classes.push("err");
@@ -141,109 +154,50 @@ pub(crate) fn request_line(r: &RequestRow, p95: &RouteP95) -> String {
     if slow.is_some() {
         classes.push("slow");
     }
-    let route = match &r.route {
-        Some(route) => format!(
-            "<a class=\"route\" href=\"{}\">{}</a>",
-            route_href(&r.method, route),
-            escape(route)
-        ),
-        None => "<span class=\"muted\">—</span>".to_string(),
-    };
-    let slow_mark = slow.map_or(String::new(), |p95| {
-        format!(
-            "<span class=\"badge slow-badge\" title=\"slower than 95% of {} {} (p95 {})\">&gt;p95</span>",
-            escape(&r.method),
-            escape(r.route.as_deref().unwrap_or("")),
-            ms(p95)
-        )
-    });
-    format!(
-        "<tr class=\"{classes}\" data-id=\"{id}\" data-href=\"{href}\">\
-         <td class=\"time\"><a href=\"{href}\">{time}</a></td>\
-         <td><span class=\"method m-{method_class}\">{method}</span></td>\
-         <td class=\"path\"><a href=\"{href}\">{path}</a></td>\
-         <td class=\"code\">{route}</td>\
-         <td class=\"num\"><span class=\"status {status_class}\">{status}</span></td>\
-         <td class=\"num dur\">{slow_mark}{bar}<span class=\"dur-text\">{duration}</span>{background}</td>\
-         <td class=\"num queries\">{queries}</td>\
-         <td class=\"num db\">{db}</td>\
-         <td class=\"num cpu\">{cpu}</td>\
-         <td class=\"num mem\">{memory}</td>\
-         <td class=\"num alloc\">{allocated}</td>\
-         <td class=\"num muted\">{samples}</td></tr>\n",
-        classes = classes.join(" "),
-        id = r.id,
-        time = escape(&local_time(&r.start)),
-        method_class = escape(&r.method.to_ascii_lowercase()),
-        method = escape(&r.method),
-        path = escape(&r.path),
-        status = status_text(r),
-        bar = duration_bar(r.duration_ms),
-        duration = ms(r.duration_ms),
-        background = background(r),
-        queries = queries_cell(r),
-        db = db_cell(r),
-        cpu = cpu_cell(r),
-        memory = memory::list_cell(r),
-        allocated = memory::alloc_cell(r),
-        samples = r.samples,
-    )
+    render(&RequestLine {
+        r,
+        classes: classes.join(" "),
+        time: local_time(&r.start),
+        route_href: r
+            .route
+            .as_deref()
+            .map_or(String::new(), |route| route_href(&r.method, route)),
+        status_class: r.status.map_or("status-none".to_string(), |s| {
+            format!("status-{}xx", s / 100)
+        }),
+        status: status_text(r),
+        slow: slow.map(ms),
+        bar: duration_bar(r.duration_ms),
+        duration: ms(r.duration_ms),
+        background: r.background_ms.filter(|bg| *bg >= 1.0).map(ms),
+        n_plus_one: r.repeated.as_ref().filter(|_| r.n_plus_one),
+        db_share: db_share(r),
+        db: ms(r.db_ms),
+        loop_title: r.loop_block.as_ref().map(time::loop_title),
+        cpu: r.measured_cpu_ms().map(ms),
+        peak_rss: r.memory.rss_peak_bytes.map(bytes),
+        rss_title: memory::rss_title(&r.memory),
+        allocated: r.memory.alloc_bytes.map(bytes),
+    })
 }
 
-/// The query count, with an N+1 badge whose tooltip says what repeated and where.
-fn queries_cell(r: &RequestRow) -> String {
-    let badge = match &r.repeated {
-        Some(rep) if r.n_plus_one => format!(
-            "<span class=\"badge nplus1-badge\" title=\"likely N+1: {} ran {}× from {}\">N+1</span>",
-            escape(&rep.normalized),
-            rep.count,
-            escape(rep.caller.as_deref().unwrap_or("an unknown line"))
-        ),
-        _ => String::new(),
-    };
-    match r.queries {
-        0 => format!("{badge}<span class=\"muted\">0</span>"),
-        n => format!("{badge}{n}"),
-    }
-}
-
-/// CPU time, with a badge when the request blocked the event loop (its
-/// tooltip says where and for how long).
-fn cpu_cell(r: &RequestRow) -> String {
-    let badge = r.loop_block.as_ref().map_or(String::new(), |b| {
-        format!(
-            "<span class=\"badge loop-badge\" title=\"{}\">loop</span>",
-            escape(&time::loop_title(b))
-        )
-    });
-    match r.measured_cpu_ms() {
-        Some(cpu) => format!("{badge}{}", ms(cpu)),
-        None => format!("{badge}<span class=\"muted\" title=\"not measured\">—</span>"),
-    }
-}
-
-/// Time spent in queries, with its share of the response time.
-fn db_cell(r: &RequestRow) -> String {
+/// The share of the response time spent in queries, in %; `None` without queries.
+fn db_share(r: &RequestRow) -> Option<String> {
     if r.queries == 0 {
-        return "<span class=\"muted\">—</span>".to_string();
+        return None;
     }
     let share = match r.duration_ms > 0.0 {
         true => (r.db_ms / r.duration_ms * 100.0).min(100.0),
         false => 0.0,
     };
-    format!(
-        "<span title=\"{share:.0}% of the response time waiting on the database\">{}</span>",
-        ms(r.db_ms)
-    )
+    Some(format!("{share:.0}"))
 }
 
-/// A bar on a log scale from 0.1 ms to 10 s, so rows compare at a glance.
+/// The width of a bar on a log scale from 0.1 ms to 10 s, in %, so rows
+/// compare at a glance.
 fn duration_bar(duration_ms: f64) -> String {
     let share = ((duration_ms.max(0.1).log10() + 1.0) / 5.0).clamp(0.02, 1.0);
-    format!(
-        "<svg class=\"bar\" aria-hidden=\"true\"><rect class=\"bar-fill\" width=\"{:.0}%\" height=\"100%\" rx=\"3\"/></svg>",
-        share * 100.0
-    )
+    format!("{:.0}", share * 100.0)
 }
 
 pub(crate) fn status_text(r: &RequestRow) -> String {
@@ -254,15 +208,5 @@ pub(crate) fn status_text(r: &RequestRow) -> String {
         (Some(s), _) => s.to_string(),
         (None, true) => "error".to_string(),
         (None, false) => "—".to_string(),
-    }
-}
-
-fn background(r: &RequestRow) -> String {
-    match r.background_ms {
-        Some(bg) if bg >= 1.0 => format!(
-            "<span class=\"bg muted\" title=\"background work after the response was sent\">+{}</span>",
-            ms(bg)
-        ),
-        _ => "<span class=\"bg\"></span>".to_string(),
     }
 }

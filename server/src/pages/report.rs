@@ -9,23 +9,45 @@ use timeglass_report::{Report, Score, Stats, Status};
 use timeglass_store::{local_time, SessionRow, Store};
 
 use crate::error::AppError;
-use crate::html::{count, escape, ms, page, query_value, render};
+use crate::html::{count, ms, page, query_value, render, Options};
 use crate::report::{report_of, StatsParams};
 use crate::{db, AppState};
 
 #[derive(Template)]
 #[template(path = "report.html")]
 struct ReportTemplate<'a> {
-    session: &'a str,
+    session: i64,
     window: &'a str,
-    thresholds: &'a str,
+    thresholds: Option<String>,
     filters: &'a str,
-    scores: &'a str,
-    endpoints: &'a str,
+    scores: Vec<ScoreView<'a>>,
+    endpoints: Vec<EndpointView<'a>>,
+    overall: Vec<String>,
     throughput: &'a str,
     process: &'a str,
-    never: &'a str,
+    /// `METHOD route` of the endpoints the traffic never exercised.
+    never: Vec<String>,
     charts: &'a str,
+}
+
+/// A row of the scorecard.
+struct ScoreView<'a> {
+    score: &'a Score,
+    /// The stylesheet's class of its status.
+    class: &'static str,
+    value: String,
+    /// How the value compares with the thresholds when it misses them.
+    cmp: &'static str,
+    warn: String,
+    fail: String,
+}
+
+/// A row of the endpoints table.
+struct EndpointView<'a> {
+    method: &'a str,
+    route: Option<&'a str>,
+    href: String,
+    cells: Vec<String>,
 }
 
 #[derive(Template)]
@@ -40,7 +62,6 @@ struct ChartsTemplate<'a> {
 struct FiltersTemplate<'a> {
     action: &'a str,
     scope: &'a str,
-    hidden: &'a str,
 }
 
 #[derive(Template)]
@@ -81,14 +102,12 @@ pub(crate) fn filter_query(params: &StatsParams, session: i64) -> String {
     parts.join("&")
 }
 
-/// The session picker and time range in a form of their own; `hidden`
-/// carries other fields.
+/// The session picker and time range in a form of their own.
 pub(crate) fn filters(
     action: &str,
     sessions: &[SessionRow],
     chosen: i64,
     params: &StatsParams,
-    hidden: &str,
 ) -> String {
     let scope = scope_fields(
         sessions,
@@ -100,7 +119,6 @@ pub(crate) fn filters(
     render(&FiltersTemplate {
         action,
         scope: &scope,
-        hidden,
     })
 }
 
@@ -114,62 +132,54 @@ pub(crate) fn scope_fields(
     since: Option<&str>,
     until: Option<&str>,
 ) -> String {
-    let any = any.map_or(String::new(), |label| {
-        let selected = if chosen.is_none() { " selected" } else { "" };
-        format!("<option value=\"\"{selected}>{}</option>", escape(label))
-    });
-    let options: String = sessions
-        .iter()
-        .map(|s| {
-            let selected = if Some(s.id.0) == chosen {
-                " selected"
-            } else {
-                ""
-            };
-            let state = match (s.interrupted, s.ended_at.is_none()) {
-                (true, _) if s.lost_requests > 0 => {
-                    format!(", interrupted, {} requests lost", count(s.lost_requests))
-                }
-                (true, _) => ", interrupted".to_string(),
-                (false, true) => ", recording".to_string(),
-                (false, false) => String::new(),
-            };
-            format!(
-                "<option value=\"{id}\"{selected}>#{id} · {start} · {n} requests{state}</option>",
-                id = s.id.0,
-                start = escape(&local_time(&s.started_at)),
-                n = count(s.requests),
-            )
-        })
+    let mut options: Vec<(String, String)> = any
+        .map(|label| (String::new(), label.to_string()))
+        .into_iter()
         .collect();
-    let value = |v: Option<&str>| escape(v.unwrap_or("").trim());
+    options.extend(sessions.iter().map(|s| {
+        let state = match (s.interrupted, s.ended_at.is_none()) {
+            (true, _) if s.lost_requests > 0 => {
+                format!(", interrupted, {} requests lost", count(s.lost_requests))
+            }
+            (true, _) => ", interrupted".to_string(),
+            (false, true) => ", recording".to_string(),
+            (false, false) => String::new(),
+        };
+        let label = format!(
+            "#{} · {} · {} requests{state}",
+            s.id.0,
+            local_time(&s.started_at),
+            count(s.requests)
+        );
+        (s.id.0.to_string(), label)
+    }));
+    let current = chosen.map_or(String::new(), |id| id.to_string());
     render(&ScopeTemplate {
-        sessions: &format!("{any}{options}"),
-        since: &value(since),
-        until: &value(until),
+        sessions: &render(&Options {
+            options: &options,
+            current: &current,
+        }),
+        since: since.unwrap_or("").trim(),
+        until: until.unwrap_or("").trim(),
     })
 }
 
 /// The charts over the API's series of `query`; `live` polls for more.
 pub(crate) fn charts(query: &str, live: bool) -> String {
-    let series = escape(&format!("/api/v1/series?{query}"));
+    let series = format!("/api/v1/series?{query}");
     render(&ChartsTemplate {
         series: &series,
         live: if live { "true" } else { "false" },
     })
 }
 
-fn status_cell(status: Status) -> String {
-    let class = match status {
+fn status_class(status: Status) -> &'static str {
+    match status {
         Status::Pass => "pass",
         Status::Warn => "warn",
         Status::Fail => "fail",
         Status::NotMeasured => "unmeasured",
-    };
-    format!(
-        "<span class=\"verdict verdict-{class}\">{}</span>",
-        status.as_str()
-    )
+    }
 }
 
 fn value(s: &Score, v: f64) -> String {
@@ -182,25 +192,22 @@ fn value(s: &Score, v: f64) -> String {
     }
 }
 
-fn score_row(s: &Score) -> String {
-    let cmp = if s.better == "higher" { "&lt;" } else { "&gt;" };
-    format!(
-        "<tr class=\"score-{b}\"><td>{status}</td><td class=\"code\">{b}</td><td class=\"num\">{v}</td>\
-         <td>warn {cmp} {w}, fail {cmp} {f}</td><td class=\"muted\">{note}</td></tr>",
-        b = escape(s.benchmark),
-        status = status_cell(s.status),
-        v = s.value.map_or("—".into(), |v| value(s, v)),
-        w = value(s, s.warn),
-        f = value(s, s.threshold),
-        note = escape(&s.note),
-    )
+fn score_view(s: &Score) -> ScoreView<'_> {
+    ScoreView {
+        score: s,
+        class: status_class(s.status),
+        value: s.value.map_or("—".into(), |v| value(s, v)),
+        cmp: if s.better == "higher" { "<" } else { ">" },
+        warn: value(s, s.warn),
+        fail: value(s, s.threshold),
+    }
 }
 
-fn stats_cells(s: &Stats) -> String {
+fn stats_cells(s: &Stats) -> Vec<String> {
     let lat = |f: fn(&timeglass_report::stats::Latency) -> f64| {
         s.latency_ms.as_ref().map_or("—".into(), |l| ms(f(l)))
     };
-    [
+    vec![
         count(s.requests),
         format!("{:.2}", s.rps),
         lat(|l| l.p50),
@@ -214,31 +221,27 @@ fn stats_cells(s: &Stats) -> String {
         format!("{:.1}", s.queries_avg),
         count(s.n_plus_one),
     ]
-    .iter()
-    .map(|c| format!("<td class=\"num\">{c}</td>"))
-    .collect()
 }
 
 fn report_page(r: &Report, sessions: &[SessionRow], params: &StatsParams) -> Html<String> {
     let query = filter_query(params, r.session);
-    let endpoints: String = r
+    let scope = StatsParams {
+        method: None,
+        route: None,
+        ..params.clone()
+    };
+    let endpoints = r
         .endpoints
         .iter()
-        .map(|e| {
-            let name = match &e.route {
-                Some(route) => format!(
-                    "<a href=\"{href}?{query}\"><span class=\"method m-{mc}\">{m}</span> <span class=\"code\">{route}</span></a>",
-                    href = crate::html::route_href(&e.method, route),
-                    query = escape(&filter_query(&StatsParams { method: None, route: None, ..params.clone() }, r.session)),
-                    mc = escape(&e.method.to_ascii_lowercase()),
-                    m = escape(&e.method),
-                    route = escape(route),
-                ),
-                None => format!("<span class=\"method\">{}</span> <span class=\"muted\">(no route)</span>", escape(&e.method)),
-            };
-            format!("<tr><td>{name}</td>{}</tr>", stats_cells(&e.stats))
+        .map(|e| EndpointView {
+            method: &e.method,
+            route: e.route.as_deref(),
+            href: e.route.as_deref().map_or(String::new(), |route| {
+                let href = crate::html::route_href(&e.method, route);
+                format!("{href}?{}", filter_query(&scope, r.session))
+            }),
+            cells: stats_cells(&e.stats),
         })
-        .chain([format!("<tr class=\"all\"><td><strong>all</strong></td>{}</tr>", stats_cells(&r.overall))])
         .collect();
     let t = &r.throughput;
     let opt = |v: Option<u64>| v.map_or("—".into(), count);
@@ -255,43 +258,36 @@ fn report_page(r: &Report, sessions: &[SessionRow], params: &StatsParams) -> Htm
         _ => "Processes: no resource samples in this window.".into(),
     };
     let never = match &r.coverage {
-        Some(c) if !c.never_exercised.is_empty() => format!(
-            "<p>Never exercised (besides the probe): {}</p>",
-            c.never_exercised
-                .iter()
-                .map(|e| format!(
-                    "<code>{} {}</code>",
-                    escape(&e.method),
-                    escape(e.route.as_deref().unwrap_or(""))
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        _ => String::new(),
+        Some(c) => c
+            .never_exercised
+            .iter()
+            .map(|e| format!("{} {}", e.method, e.route.as_deref().unwrap_or("")))
+            .collect(),
+        None => Vec::new(),
     };
     let live = sessions
         .iter()
         .any(|s| s.id.0 == r.session && s.ended_at.is_none());
-    let thresholds = match &r.thresholds_file {
-        Some(path) => format!("<code>{}</code>", escape(&path.display().to_string())),
-        None => "defaults".into(),
-    };
     let window = format!(
         "{} to {} ({:.1} s)",
-        escape(&local_time(&r.window.start)),
-        escape(&local_time(&r.window.end)),
+        local_time(&r.window.start),
+        local_time(&r.window.end),
         r.window.seconds
     );
     let body = render(&ReportTemplate {
-        session: &r.session.to_string(),
+        session: r.session,
         window: &window,
-        thresholds: &thresholds,
-        filters: &filters("/report", sessions, r.session, params, ""),
-        scores: &r.scores.iter().map(score_row).collect::<String>(),
-        endpoints: &endpoints,
+        thresholds: r
+            .thresholds_file
+            .as_ref()
+            .map(|path| path.display().to_string()),
+        filters: &filters("/report", sessions, r.session, params),
+        scores: r.scores.iter().map(score_view).collect(),
+        endpoints,
+        overall: stats_cells(&r.overall),
         throughput: &throughput,
         process: &process,
-        never: &never,
+        never,
         charts: &charts(&query, live),
     });
     page("Report", "report", &body)
@@ -325,7 +321,6 @@ pub(crate) fn route_charts(
         &sessions,
         chosen,
         params,
-        "",
     );
     Ok(format!(
         "{form}{}",

@@ -9,7 +9,7 @@ use timeglass_model::RequestContext;
 use timeglass_store::{local_time, CallRow, QueryRow, RequestRow, Store};
 
 use crate::error::AppError;
-use crate::html::{bytes, escape, json_script, ms, page, render, route_href};
+use crate::html::{bytes, json_script, ms, page, render, route_href};
 use crate::pages::compare_requests::neighbour;
 use crate::pages::io::{calls_panel, queries_panel};
 use crate::pages::status_text;
@@ -20,23 +20,22 @@ use timeglass_render::{stages, Profile, Stage};
 #[derive(Template)]
 #[template(path = "request.html")]
 struct RequestTemplate<'a> {
-    method: &'a str,
-    method_class: &'a str,
-    path: &'a str,
+    r: &'a RequestRow,
     status: &'a str,
     status_class: &'a str,
-    route: &'a str,
+    route_href: &'a str,
+    /// "Compare with…"'s default: another request's id (the previous
+    /// request of the same route), or nothing.
     compare_with: &'a str,
     loop_block: &'a str,
     summary: &'a str,
     timeline: &'a str,
     flame: &'a str,
-    queries_title: &'a str,
+    db: &'a str,
     queries: &'a str,
-    calls_title: &'a str,
+    http: &'a str,
     calls: &'a str,
     context: &'a str,
-    id: &'a str,
 }
 
 #[derive(Template)]
@@ -115,52 +114,31 @@ pub(crate) async fn by_marker(
     .await
 }
 
-/// "Compare with…": another request's id, by default `other` (the previous
-/// request of the same route).
-fn compare_with(id: i64, other: Option<i64>) -> String {
-    let value = other.map_or(String::new(), |o| o.to_string());
-    format!(
-        "<form class=\"compare-with\" method=\"get\" action=\"/compare/requests\">\
-         <input type=\"hidden\" name=\"b\" value=\"{id}\">\
-         <input name=\"a\" value=\"{value}\" placeholder=\"request id\" aria-label=\"Request to compare with\">\
-         <button type=\"submit\">Compare with…</button></form>"
-    )
-}
-
 fn request_page(d: &RequestDetail, profile: &Profile, other: Option<i64>) -> Html<String> {
     let r = &d.request;
     let title = format!("{} {}", r.method, r.path);
-    let route = match &r.route {
-        Some(route) => format!(
-            "<a class=\"route\" href=\"{}\" title=\"all requests of this endpoint\">{} {}</a>",
-            route_href(&r.method, route),
-            escape(&r.method),
-            escape(route)
-        ),
-        None => "<span class=\"muted\">no matching route</span>".to_string(),
-    };
     let status_class = r.status.map_or("status-none".to_string(), |s| {
         format!("status-{}xx", s / 100)
     });
-    let id = r.id.to_string();
+    let route_href = r
+        .route
+        .as_deref()
+        .map_or(String::new(), |route| route_href(&r.method, route));
     let body = render(&RequestTemplate {
-        method: &r.method,
-        method_class: &r.method.to_ascii_lowercase(),
-        path: &r.path,
+        r,
         status: &status_text(r),
         status_class: &status_class,
-        route: &route,
-        compare_with: &compare_with(r.id, other),
+        route_href: &route_href,
+        compare_with: &other.map_or(String::new(), |o| o.to_string()),
         loop_block: &r.loop_block.as_ref().map_or(String::new(), loop_warning),
         summary: &summary(d),
         timeline: &timeline(d),
-        flame: &flame_section(profile, &format!("/api/v1/requests/{id}")),
-        queries_title: &queries_title(r),
+        flame: &flame_section(profile, &format!("/api/v1/requests/{}", r.id)),
+        db: &ms(r.db_ms),
         queries: &queries_panel(r, &d.query_rows),
-        calls_title: &calls_title(r),
+        http: &ms(r.http_ms),
         calls: &calls_panel(&d.call_rows),
         context: &context_panel(d.context.as_ref()),
-        id: &id,
     });
     page(&title, "requests", &body)
 }
@@ -176,138 +154,145 @@ pub(crate) fn flame_section(profile: &Profile, api: &str) -> String {
     })
 }
 
-fn tile(label: &str, value: &str, note: &str) -> String {
-    format!("<div class=\"tile\"><div class=\"label\">{label}</div><div class=\"value\">{value}</div><div class=\"note\">{note}</div></div>")
+/// A count of queries or calls, the time they took and its share of the
+/// response time (in %, `None` for a request that took no time).
+struct Io {
+    count: u64,
+    total: String,
+    share: Option<String>,
+    what: &'static str,
+}
+
+fn io(n: u64, total_ms: f64, duration_ms: f64, what: &'static str) -> Option<Io> {
+    (n > 0).then(|| Io {
+        count: n,
+        total: ms(total_ms),
+        share: (duration_ms > 0.0)
+            .then(|| format!("{:.0}", (total_ms / duration_ms * 100.0).min(100.0))),
+        what,
+    })
+}
+
+/// The summary tiles.
+#[derive(Template)]
+#[template(path = "parts/request_tiles.html")]
+struct Tiles<'a> {
+    r: &'a RequestRow,
+    duration: String,
+    /// The route's p95, or nothing when it has too few requests for one.
+    p95: String,
+    /// How many times the route's p95 the request took, when it took longer.
+    times_p95: Option<String>,
+    background: Option<String>,
+    status: String,
+    status_note: &'static str,
+    date: String,
+    time: String,
+    cpu: Option<String>,
+    cpu_note: String,
+    peak_rss: Option<String>,
+    /// `start → end (change)` of the process's RSS.
+    rss_change: String,
+    allocated: Option<String>,
+    /// The GC's pause and how many collections it made.
+    gc: Option<(String, String)>,
+    queries: Option<Io>,
+    calls: Option<Io>,
+    pid: String,
+    thread: String,
+    body: Option<String>,
+    breakdown: String,
 }
 
 fn summary(d: &RequestDetail) -> String {
     let r = &d.request;
-    let mut tiles = vec![];
-    let vs_p95 = match d.route_p95_ms {
-        Some(p95) if p95 > 0.0 && r.duration_ms > p95 => format!(
-            "<span class=\"warn\">{:.1}× the route's p95 ({})</span>",
-            r.duration_ms / p95,
-            ms(p95)
-        ),
-        Some(p95) => format!("route p95 {}", ms(p95)),
-        None => String::new(),
-    };
-    tiles.push(tile("Duration", &ms(r.duration_ms), &vs_p95));
-    if let Some(bg) = r.background_ms.filter(|bg| *bg > 0.0) {
-        tiles.push(tile("Background", &ms(bg), "after the response was sent"));
-    }
-    tiles.push(tile(
-        "Status",
-        &status_text(r),
-        match (r.errored, r.cancelled) {
+    let p95 = d.route_p95_ms;
+    let started = local_time(&r.start);
+    let (date, time) = started.split_once(' ').unwrap_or(("", &started));
+    let m = &r.memory;
+    let wall = r.duration_ms + r.background_ms.unwrap_or(0.0);
+    render(&Tiles {
+        r,
+        duration: ms(r.duration_ms),
+        p95: p95.map_or(String::new(), ms),
+        times_p95: p95
+            .filter(|p95| *p95 > 0.0 && r.duration_ms > *p95)
+            .map(|p95| format!("{:.1}", r.duration_ms / p95)),
+        background: r.background_ms.filter(|bg| *bg > 0.0).map(ms),
+        status: status_text(r),
+        status_note: match (r.errored, r.cancelled) {
             _ if r.incomplete => "its process died mid-request; samples so far",
             (true, _) => "the app raised an exception",
             (_, true) => "cancelled (client went away)",
             _ => "",
         },
-    ));
-    let started = local_time(&r.start);
-    let (date, time) = started.split_once(' ').unwrap_or(("", &started));
-    tiles.push(tile("Started", &escape(time), &escape(date)));
-    if let Some(cpu) = r.measured_cpu_ms() {
-        let wall = r.duration_ms + r.background_ms.unwrap_or(0.0);
-        let note = match wall > 0.0 {
-            true => format!("{:.0}% of its wall time", (cpu / wall * 100.0).min(100.0)),
-            false => String::new(),
-        };
-        tiles.push(tile("CPU", &ms(cpu), &note));
-    }
-    if let Some((value, note)) = super::memory::summary(&r.memory) {
-        tiles.push(tile("Peak memory", &value, &note));
-    }
-    if let Some((value, note)) = super::memory::alloc_summary(&r.memory) {
-        tiles.push(tile("Allocated", &value, &note));
-    }
-    if let Some((value, note)) = super::memory::gc_summary(&r.memory) {
-        tiles.push(tile("GC pause", &value, &note));
-    }
-    tiles.push(tile(
-        "Samples",
-        &r.samples.to_string(),
-        &format!(
-            "<span title=\"samples taken while the thread switched requests, or with a damaged stack: counted, never charged\">{} switched · {} torn</span>",
-            r.switched_samples, r.torn_samples
+        date: date.to_string(),
+        time: time.to_string(),
+        cpu: r.measured_cpu_ms().map(ms),
+        cpu_note: match (r.measured_cpu_ms(), wall > 0.0) {
+            (Some(cpu), true) => {
+                format!("{:.0}% of its wall time", (cpu / wall * 100.0).min(100.0))
+            }
+            _ => String::new(),
+        },
+        peak_rss: m.rss_peak_bytes.map(bytes),
+        rss_change: super::memory::rss_change(m),
+        allocated: m.alloc_bytes.map(bytes),
+        gc: super::memory::gc_summary(m),
+        queries: io(r.queries, r.db_ms, r.duration_ms, "waiting on the database"),
+        calls: io(
+            r.calls,
+            r.http_ms,
+            r.duration_ms,
+            "waiting on outgoing calls",
         ),
-    ));
-    tiles.push(io_tile(
-        "Queries",
-        r.queries,
-        r.db_ms,
-        r.duration_ms,
-        "waiting on the database",
-    ));
-    tiles.push(io_tile(
-        "HTTP calls",
-        r.calls,
-        r.http_ms,
-        r.duration_ms,
-        "waiting on outgoing calls",
-    ));
-    tiles.push(tile(
-        "Process",
-        &format!("pid {}", r.pid),
-        &format!("thread {}", r.tid),
-    ));
-    if let Some(c) = d.context.as_ref().filter(|c| c.body_bytes > 0) {
-        tiles.push(tile("Request body", &bytes(c.body_bytes), ""));
-    }
-    tiles.push(format!(
-        "<div class=\"tile tb-tile\" id=\"time\"><div class=\"label\">Where the response time went</div>{}</div>",
-        request_breakdown(r)
-    ));
-    tiles.concat()
+        pid: format!("pid {}", r.pid),
+        thread: format!("thread {}", r.tid),
+        body: d
+            .context
+            .as_ref()
+            .filter(|c| c.body_bytes > 0)
+            .map(|c| bytes(c.body_bytes)),
+        breakdown: request_breakdown(r),
+    })
 }
 
-/// A count and the time it took, with its share of the response time.
-fn io_tile(label: &str, n: u64, total_ms: f64, duration_ms: f64, what: &str) -> String {
-    if n == 0 {
-        return tile(label, "0", "");
-    }
-    let note = match duration_ms > 0.0 {
-        true => format!(
-            "<span title=\"{what}\">{:.0}% of the response time</span>",
-            (total_ms / duration_ms * 100.0).min(100.0)
-        ),
-        false => String::new(),
-    };
-    tile(
-        label,
-        &format!("{n} <span class=\"sub\">in {}</span>", ms(total_ms)),
-        &note,
-    )
-}
-
-fn queries_title(r: &RequestRow) -> String {
-    let flag = match r.n_plus_one {
-        true => " <span class=\"badge nplus1-badge\">N+1</span>",
-        false => "",
-    };
-    format!(
-        "Queries <span class=\"muted\">{} · {}</span>{flag}",
-        r.queries,
-        ms(r.db_ms)
-    )
-}
-
-fn calls_title(r: &RequestRow) -> String {
-    format!(
-        "Outgoing calls <span class=\"muted\">{} · {}</span>",
-        r.calls,
-        ms(r.http_ms)
-    )
-}
-
-/// A bar of the timeline: where, what it is called, its tooltip.
+/// A bar of the timeline: where (in % of the track), its class, its tooltip.
 struct Bar {
+    class: String,
+    x: String,
+    width: String,
+    title: String,
+}
+
+/// A query or call: where it starts and ends (ms), its class, its tooltip.
+struct Wait {
     start_ms: f64,
     end_ms: f64,
     class: &'static str,
     title: String,
+}
+
+/// A stage of the request, its bar and how long it took.
+struct StageRow {
+    name: &'static str,
+    bar: Bar,
+    duration: String,
+}
+
+/// A lane of queries or calls, and their summed time.
+struct Lane {
+    name: &'static str,
+    bars: Vec<Bar>,
+    sum: String,
+}
+
+#[derive(Template)]
+#[template(path = "parts/timeline.html")]
+struct TimelineTemplate {
+    stages: Vec<StageRow>,
+    lanes: Vec<Lane>,
+    ticks: Vec<String>,
 }
 
 /// Statements and calls are cut to this many characters in a bar's tooltip.
@@ -324,10 +309,10 @@ fn cut(text: &str) -> String {
 /// queries and one of its calls, each bar at its real offset.
 fn timeline(d: &RequestDetail) -> String {
     let stages = &d.stages;
-    let queries: Vec<Bar> = d
+    let queries: Vec<Wait> = d
         .query_rows
         .iter()
-        .map(|q| Bar {
+        .map(|q| Wait {
             start_ms: q.start_ms.max(0.0),
             end_ms: q.start_ms.max(0.0) + q.duration_ms,
             class: if q.error.is_some() {
@@ -345,10 +330,10 @@ fn timeline(d: &RequestDetail) -> String {
             ),
         })
         .collect();
-    let calls: Vec<Bar> = d
+    let calls: Vec<Wait> = d
         .call_rows
         .iter()
-        .map(|c| Bar {
+        .map(|c| Wait {
             start_ms: c.start_ms.max(0.0),
             end_ms: c.start_ms.max(0.0) + c.duration_ms,
             class: if c.error.is_some() {
@@ -373,89 +358,72 @@ fn timeline(d: &RequestDetail) -> String {
         .chain(queries.iter().chain(&calls).map(|b| b.end_ms))
         .fold(0.0_f64, f64::max)
         .max(1e-6);
-    let pct = |t: f64| t / total * 100.0;
-    let lane = |name: &str, bars: &[Bar], sum_ms: f64| -> String {
-        if bars.is_empty() {
-            return String::new();
-        }
-        let bars: String = bars
-            .iter()
-            .map(|b| {
-                bar(
-                    &format!("tl-bar {}", b.class),
-                    pct(b.start_ms),
-                    pct(b.end_ms - b.start_ms).max(0.15),
-                    &escape(&b.title),
-                )
-            })
-            .collect();
-        format!(
-            "<div class=\"tl-row tl-lane\"><div class=\"tl-label\">{name}</div><div class=\"tl-track\">{}</div>\
-             <div class=\"tl-dur\" title=\"summed; overlapping waits count twice\">{}</div></div>",
-            track(&bars),
-            ms(sum_ms)
-        )
+    let bar = |class: String, start_ms: f64, end_ms: f64, min_pct: f64, title: String| Bar {
+        class,
+        x: format!("{:.3}", start_ms / total * 100.0),
+        width: format!("{:.3}", ((end_ms - start_ms) / total * 100.0).max(min_pct)),
+        title,
     };
-    let database = lane("database", &queries, d.request.db_ms);
-    let outgoing = lane("outgoing calls", &calls, d.request.http_ms);
-    let rows: String = stages
+    let lane = |name: &'static str, waits: &[Wait], sum_ms: f64| Lane {
+        name,
+        bars: waits
+            .iter()
+            .map(|w| {
+                let class = format!("tl-bar {}", w.class);
+                bar(class, w.start_ms, w.end_ms, 0.15, w.title.clone())
+            })
+            .collect(),
+        sum: ms(sum_ms),
+    };
+    let lanes = [
+        lane("database", &queries, d.request.db_ms),
+        lane("outgoing calls", &calls, d.request.http_ms),
+    ];
+    let stages = stages
         .iter()
         .map(|s| {
-            let class = s.name.replace(' ', "-");
+            let class = format!("tl-bar tl-{}", s.name.replace(' ', "-"));
             let title = format!("{}: {} → {}", s.name, ms(s.start_ms), ms(s.end_ms));
-            let bar = bar(
-                &format!("tl-bar tl-{class}"),
-                pct(s.start_ms),
-                pct(s.end_ms - s.start_ms).max(0.3),
-                &title,
-            );
-            format!(
-                "<div class=\"tl-row\"><div class=\"tl-label\">{name}</div><div class=\"tl-track\">{track}</div>\
-                 <div class=\"tl-dur\">{dur}</div></div>",
-                name = s.name,
-                track = track(&bar),
-                dur = ms(s.end_ms - s.start_ms),
-            )
+            StageRow {
+                name: s.name,
+                bar: bar(class, s.start_ms, s.end_ms, 0.3, title),
+                duration: ms(s.end_ms - s.start_ms),
+            }
         })
         .collect();
-    // Ticks at 0, 25, 50, 75 and 100% of the track, placed by `style.css`.
-    let ticks: String = (0..=4)
-        .map(|i| format!("<span>{}</span>", ms(total * f64::from(i) / 4.0)))
-        .collect();
-    format!("{rows}{database}{outgoing}<div class=\"tl-row tl-axis-row\"><div class=\"tl-label\"></div><div class=\"tl-axis\">{ticks}</div><div class=\"tl-dur\"></div></div>")
+    render(&TimelineTemplate {
+        stages,
+        lanes: lanes.into_iter().filter(|l| !l.bars.is_empty()).collect(),
+        ticks: (0..=4).map(|i| ms(total * f64::from(i) / 4.0)).collect(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "parts/context.html")]
+struct ContextTemplate<'a> {
+    context: Option<&'a RequestContext>,
+    query: Vec<(String, String)>,
+    /// `(shown, total)` of a body cut short.
+    cut: Option<(String, String)>,
+    /// The body as shown: a whole JSON body indented.
+    body: String,
 }
 
 fn context_panel(context: Option<&RequestContext>) -> String {
-    let Some(c) = context else {
-        return "<p class=\"muted\">No context was captured for this request (recorded with \
-                <code>TIMEGLASS_CONTEXT=0</code>, or by an older marker).</p>"
-            .to_string();
+    let cut = context
+        .filter(|c| (c.body.len() as u64) < c.body_bytes)
+        .map(|c| (bytes(c.body.len() as u64), bytes(c.body_bytes)));
+    let body = match (context, &cut) {
+        (Some(c), None) => pretty(&c.body),
+        (Some(c), Some(_)) => c.body.clone(),
+        (None, _) => String::new(),
     };
-    let query = match c.query.is_empty() {
-        true => "<p class=\"muted\">none</p>".to_string(),
-        false => headers_table(&query_pairs(&c.query)),
-    };
-    let body = match c.body_bytes {
-        0 => "<p class=\"muted\">none</p>".to_string(),
-        n if (c.body.len() as u64) < n => format!(
-            "<p class=\"muted\">first {} of {}</p><pre class=\"body\">{}</pre>",
-            bytes(c.body.len() as u64),
-            bytes(n),
-            redacted_spans(&escape(&c.body))
-        ),
-        _ => format!(
-            "<pre class=\"body\">{}</pre>",
-            redacted_spans(&escape(&pretty(&c.body)))
-        ),
-    };
-    format!(
-        "<div class=\"ctx\"><section><h3>Request headers</h3>{}</section>\
-         <section><h3>Query string</h3>{query}</section>\
-         <section><h3>Request body</h3>{body}</section>\
-         <section><h3>Response headers</h3>{}</section></div>",
-        headers_table(&c.request_headers),
-        headers_table(&c.response_headers)
-    )
+    render(&ContextTemplate {
+        context,
+        query: context.map_or(Vec::new(), |c| query_pairs(&c.query)),
+        cut,
+        body,
+    })
 }
 
 /// A whole JSON body, indented; anything else as it is.
@@ -476,47 +444,6 @@ fn query_pairs(query: &str) -> Vec<(String, String)> {
             (k.to_string(), v.to_string())
         })
         .collect()
-}
-
-fn headers_table(headers: &[(String, String)]) -> String {
-    if headers.is_empty() {
-        return "<p class=\"muted\">none</p>".to_string();
-    }
-    let rows: String = headers
-        .iter()
-        .map(|(name, value)| {
-            format!(
-                "<tr><th>{}</th><td>{}</td></tr>",
-                escape(name),
-                redacted_spans(&escape(value))
-            )
-        })
-        .collect();
-    format!("<table class=\"kv\">{rows}</table>")
-}
-
-/// Marks the marker's `[redacted]` placeholders (in escaped HTML).
-fn redacted_spans(html: &str) -> String {
-    html.replace(
-        "[redacted]",
-        "<span class=\"redacted\" title=\"redacted by the marker before it was stored\">[redacted]</span>",
-    )
-}
-
-/// A timeline track: bars drawn as SVG, placed by attributes (percentages of
-/// the track), so the page needs no `style=` attribute and the CSP no
-/// `'unsafe-inline'`.
-fn track(bars: &str) -> String {
-    format!("<svg class=\"tl-svg\" aria-hidden=\"true\">{bars}</svg>")
-}
-
-/// One bar of a [`track`]; `title` is HTML-safe already. It is both the
-/// tooltip (`<title>`) and, for tests and scripts, a `data-title`.
-fn bar(class: &str, left_pct: f64, width_pct: f64, title: &str) -> String {
-    format!(
-        "<rect class=\"{class}\" x=\"{left_pct:.3}%\" y=\"0\" width=\"{width_pct:.3}%\" height=\"100%\" \
-         rx=\"2\" data-title=\"{title}\"><title>{title}</title></rect>"
-    )
 }
 
 #[cfg(test)]

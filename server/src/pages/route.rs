@@ -9,14 +9,14 @@ use serde::Serialize;
 use timeglass_store::{local_time, Endpoint, RequestRow, RouteMatch, RouteRow, Store};
 
 use crate::error::AppError;
-use crate::html::{bytes, count, escape, ms, page, query_value, render, route_href};
+use crate::html::{bytes, count, ms, page, query_value, render, route_href};
 use crate::leak::LeakHint;
 use crate::pages::report::{filter_query, filters, route_charts};
 use crate::pages::request::flame_section;
 use crate::pages::time::route_breakdown;
 use crate::pages::{request_line, RouteP95};
 use crate::report::StatsParams;
-use crate::stats::RouteStats;
+use crate::stats::{RouteStats, Spread};
 use crate::{db, AppState};
 use timeglass_render::Profile;
 use timeglass_report::{ReportError, ReportQuery, Selection};
@@ -42,7 +42,19 @@ struct RouteTemplate<'a> {
 #[template(path = "routes.html")]
 struct RoutesTemplate<'a> {
     filters: &'a str,
-    content: &'a str,
+    routes: Vec<RouteView<'a>>,
+}
+
+/// A row of the endpoints list.
+struct RouteView<'a> {
+    row: &'a RouteRow,
+    href: String,
+    count: String,
+    /// `count (share%)` of its 5xx responses, when it had any.
+    errors: Option<String>,
+    avg: String,
+    max: String,
+    last: String,
 }
 
 /// How many of a route's slowest requests its view lists.
@@ -150,7 +162,7 @@ pub(crate) async fn routes(
                 })
             })
             .collect();
-        let form = filters("/routes", &sessions, sel.session.id.0, &params, "");
+        let form = filters("/routes", &sessions, sel.session.id.0, &params);
         // The endpoint pages open over the same filters, when any is set.
         let scope = StatsParams {
             method: None,
@@ -203,114 +215,83 @@ fn routes_page(routes: &[RouteRow], form: &str) -> Html<String> {
 
 /// `query`: appended to each endpoint's address (`?session=...` or '').
 fn routes_page_with(routes: &[RouteRow], form: &str, query: &str) -> Html<String> {
-    let rows: String = routes
+    let routes = routes
         .iter()
-        .map(|r| {
-            let href = format!("{}{}", route_href(&r.method, &r.route), escape(query));
-            let errors = match r.errors {
-                0 => "<span class=\"muted\">0</span>".to_string(),
-                n => format!(
-                    "<span class=\"status status-5xx\">{} ({:.1}%)</span>",
-                    count(n),
-                    n as f64 / r.count as f64 * 100.0
-                ),
-            };
-            format!(
-                "<tr data-href=\"{href}\"><td><span class=\"method m-{mc}\">{m}</span></td>\
-                 <td class=\"code\"><a href=\"{href}\">{route}</a></td><td class=\"num\">{n}</td>\
-                 <td class=\"num\">{errors}</td><td class=\"num\">{avg}</td><td class=\"num\">{max}</td>\
-                 <td class=\"time\">{last}</td></tr>",
-                mc = escape(&r.method.to_ascii_lowercase()),
-                m = escape(&r.method),
-                route = escape(&r.route),
-                n = count(r.count),
-                avg = ms(r.avg_ms),
-                max = ms(r.max_ms),
-                last = escape(&local_time(&r.last)),
-            )
+        .map(|r| RouteView {
+            row: r,
+            href: format!("{}{query}", route_href(&r.method, &r.route)),
+            count: count(r.count),
+            errors: (r.errors > 0).then(|| {
+                let share = r.errors as f64 / r.count as f64 * 100.0;
+                format!("{} ({share:.1}%)", count(r.errors))
+            }),
+            avg: ms(r.avg_ms),
+            max: ms(r.max_ms),
+            last: local_time(&r.last),
         })
         .collect();
-    let content = match routes.is_empty() {
-        true => "<p class=\"empty muted\">No requests with a matching route in this session and time range.</p>".to_string(),
-        false => format!("<table class=\"list\"><thead><tr><th>Method</th><th>Route</th><th class=\"num\">Requests</th>\
-             <th class=\"num\">Errors</th><th class=\"num\">Avg</th><th class=\"num\">Max</th><th>Last request</th></tr></thead>\
-             <tbody class=\"rows\">{rows}</tbody></table>"),
-    };
     page(
         "Endpoints",
         "routes",
         &render(&RoutesTemplate {
             filters: form,
-            content: &content,
+            routes,
         }),
     )
 }
 
 /// The summary tiles, or what says there is nothing to sum.
+#[derive(Default, Template)]
+#[template(path = "parts/route_tiles.html")]
+struct TilesTemplate<'a> {
+    stats: Option<&'a RouteStats>,
+    /// The tiles that are a label and a value only.
+    figures: Vec<(&'static str, String)>,
+    queries: String,
+    n_plus_one: String,
+    db_share: String,
+    cpu: String,
+    cpu_note: &'static str,
+    rss: String,
+    /// `(requests, p95)` of the tile's figure, when recorded.
+    rss_spread: Option<(u64, String)>,
+    alloc: String,
+    alloc_spread: Option<(u64, String)>,
+    loop_blocks: String,
+}
+
 fn tiles(stats: Option<&RouteStats>) -> String {
     let Some(s) = stats else {
-        return "<p class=\"empty muted\">No requests of this endpoint in this session and time range.</p>".to_string();
+        return render(&TilesTemplate::default());
     };
-    [
-        ("Requests", count(s.count)),
-        (
-            "Error rate",
-            format!("{:.1}%", s.error_rate * 100.0),
-        ),
-        ("Average", ms(s.avg_ms)),
-        ("p50", ms(s.p50_ms)),
-        ("p90", ms(s.p90_ms)),
-        ("p95", ms(s.p95_ms)),
-        ("p99", ms(s.p99_ms)),
-        ("Max", ms(s.max_ms)),
-        ("Queries / request", format!("{:.1}", s.avg_queries)),
-        ("DB time share", format!("{:.0}%", s.db_share * 100.0)),
-        ("CPU / request", s.avg_cpu_ms.map_or("—".to_string(), ms)),
-        (
-            "Peak RSS",
-            s.rss_peak.map_or("—".to_string(), |r| bytes(r.avg as u64)),
-        ),
-        (
-            "Allocated / request",
-            s.alloc.map_or("—".to_string(), |r| bytes(r.avg as u64)),
-        ),
-        (
-            "Blocked the loop",
-            match s.loop_blocks {
-                0 => "0".to_string(),
-                n => format!("<span class=\"warn\">{}</span>", count(n)),
-            },
-        ),
-    ]
-    .iter()
-    .map(|(label, value)| {
-        let note = match *label {
-            "Queries / request" if s.n_plus_one > 0 => format!(
-                "<div class=\"note\"><span class=\"badge nplus1-badge\">N+1</span> in {} request{}</div>",
-                count(s.n_plus_one),
-                if s.n_plus_one == 1 { "" } else { "s" }
-            ),
-            "DB time share" => "<div class=\"note\">of the response time</div>".to_string(),
-            "CPU / request" if s.avg_cpu_ms.is_none() => {
-                "<div class=\"note\">not recorded</div>".to_string()
-            }
-            "CPU / request" => "<div class=\"note\">Python and native code</div>".to_string(),
-            "Blocked the loop" => {
-                "<div class=\"note\">held it without yielding</div>".to_string()
-            }
-            "Peak RSS" => super::memory::spread_note(
-                s.rss_peak.as_ref(),
-                "The app process's highest resident memory while each request ran",
-            ),
-            "Allocated / request" => super::memory::spread_note(
-                s.alloc.as_ref(),
-                "Bytes each request allocated, from sampled allocations (timeglass run --memory)",
-            ),
-            _ => String::new(),
-        };
-        format!("<div class=\"tile\"><div class=\"label\">{label}</div><div class=\"value\">{value}</div>{note}</div>")
+    let avg = |spread: Option<&Spread>| spread.map_or("—".to_string(), |r| bytes(r.avg as u64));
+    let spread = |spread: Option<&Spread>| spread.map(|s| (s.requests, bytes(s.p95)));
+    render(&TilesTemplate {
+        stats,
+        figures: vec![
+            ("Requests", count(s.count)),
+            ("Error rate", format!("{:.1}%", s.error_rate * 100.0)),
+            ("Average", ms(s.avg_ms)),
+            ("p50", ms(s.p50_ms)),
+            ("p90", ms(s.p90_ms)),
+            ("p95", ms(s.p95_ms)),
+            ("p99", ms(s.p99_ms)),
+            ("Max", ms(s.max_ms)),
+        ],
+        queries: format!("{:.1}", s.avg_queries),
+        n_plus_one: count(s.n_plus_one),
+        db_share: format!("{:.0}%", s.db_share * 100.0),
+        cpu: s.avg_cpu_ms.map_or("—".to_string(), ms),
+        cpu_note: match s.avg_cpu_ms {
+            Some(_) => "Python and native code",
+            None => "not recorded",
+        },
+        rss: avg(s.rss_peak.as_ref()),
+        rss_spread: spread(s.rss_peak.as_ref()),
+        alloc: avg(s.alloc.as_ref()),
+        alloc_spread: spread(s.alloc.as_ref()),
+        loop_blocks: count(s.loop_blocks),
     })
-    .collect()
 }
 
 fn route_page(
@@ -348,16 +329,32 @@ fn route_page(
         tiles: &tiles(s),
         charts,
         histogram: &s.map_or(String::new(), histogram),
-        breakdown: &s.and_then(|s| s.avg_breakdown.as_ref()).map_or(
-            "<p class=\"muted tb-none\">No time breakdown recorded for this endpoint.</p>"
-                .to_string(),
-            route_breakdown,
-        ),
+        breakdown: &route_breakdown(s.and_then(|s| s.avg_breakdown.as_ref())),
         flame: &flame_section(profile, &profile_api),
         slowest: &slowest,
         leak: &super::memory::leak_card(d.leak.as_ref()),
     });
     page(&title, "routes", &body)
+}
+
+/// A bucket of the histogram: its range, count, mark and bar (in %).
+struct HistogramBar {
+    mark: &'static str,
+    from: String,
+    to: String,
+    count: String,
+    y: String,
+    height: String,
+}
+
+#[derive(Template)]
+#[template(path = "parts/histogram.html")]
+struct HistogramTemplate {
+    bars: Vec<HistogramBar>,
+    first: String,
+    last: String,
+    p50: String,
+    p95: String,
 }
 
 /// Bars as tall as their share of the fullest bucket, labelled at both ends.
@@ -369,7 +366,7 @@ fn histogram(s: &RouteStats) -> String {
         .max()
         .unwrap_or(1)
         .max(1);
-    let bars: String = s
+    let bars = s
         .histogram
         .iter()
         .map(|b| {
@@ -380,25 +377,22 @@ fn histogram(s: &RouteStats) -> String {
             } else {
                 ""
             };
-            // Drawn as SVG placed by attributes: no `style=` under the CSP.
             let height = b.count as f64 / fullest as f64 * 100.0;
-            format!(
-                "<div class=\"hbar{mark}\" title=\"{} – {}: {} requests\"><svg aria-hidden=\"true\">\
-                 <rect y=\"{:.1}%\" width=\"100%\" height=\"{height:.1}%\"/></svg></div>",
-                ms(b.from_ms),
-                ms(b.to_ms),
-                count(b.count),
-                100.0 - height,
-            )
+            HistogramBar {
+                mark,
+                from: ms(b.from_ms),
+                to: ms(b.to_ms),
+                count: count(b.count),
+                y: format!("{:.1}", 100.0 - height),
+                height: format!("{height:.1}"),
+            }
         })
         .collect();
-    let first = s.histogram.first().map_or(0.0, |b| b.from_ms);
-    let last = s.histogram.last().map_or(0.0, |b| b.to_ms);
-    format!(
-        "<div class=\"histogram\">{bars}</div><div class=\"haxis\"><span>{}</span><span class=\"muted\">response time · p50 {} · p95 {}</span><span>{}</span></div>",
-        ms(first),
-        ms(s.p50_ms),
-        ms(s.p95_ms),
-        ms(last)
-    )
+    render(&HistogramTemplate {
+        bars,
+        first: ms(s.histogram.first().map_or(0.0, |b| b.from_ms)),
+        last: ms(s.histogram.last().map_or(0.0, |b| b.to_ms)),
+        p50: ms(s.p50_ms),
+        p95: ms(s.p95_ms),
+    })
 }

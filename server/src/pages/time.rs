@@ -7,7 +7,9 @@
 
 use timeglass_store::{Breakdown, LoopBlockRow, RequestRow};
 
-use crate::html::{escape, ms};
+use askama::Template;
+
+use crate::html::{ms, render};
 
 /// The stylesheet's class of each category of `Breakdown::categories`.
 fn class_of(key: &str) -> &'static str {
@@ -60,49 +62,78 @@ fn segments(b: &Breakdown, wall_ms: f64) -> Vec<Segment> {
     out
 }
 
-/// A bar as wide as `scale_ms`, its segments to scale, each with a tooltip.
-fn bar(segments: &[Segment], scale_ms: f64, share_of: f64) -> String {
-    const WIDTH: f64 = 1000.0;
+/// The bar's width in its SVG's coordinates (`viewBox="0 0 1000 14"` in
+/// `parts/breakdown.html`).
+const WIDTH: f64 = 1000.0;
+
+/// A segment as drawn: where on the bar, and what its tooltip and legend say.
+struct Drawn {
+    class: &'static str,
+    label: &'static str,
+    x: String,
+    width: String,
+    ms: String,
+    /// Its share of `share_of`, in %.
+    share: String,
+    /// What the legend says it amounts to.
+    value: String,
+}
+
+/// A bar as wide as `scale_ms`, its segments to scale, each with a tooltip,
+/// and its legend; or why there is none.
+#[derive(Template)]
+#[template(path = "parts/breakdown.html")]
+struct BreakdownTemplate<'a> {
+    none: Option<&'a str>,
+    summary: String,
+    segments: Vec<Drawn>,
+}
+
+fn drawn(
+    segments: &[Segment],
+    scale_ms: f64,
+    share_of: f64,
+    value: impl Fn(&Segment) -> String,
+) -> Vec<Drawn> {
     let mut x = 0.0;
-    let rects: String = segments
+    segments
         .iter()
         .map(|s| {
             let w = s.ms / scale_ms * WIDTH;
-            let rect = format!(
-                "<rect class=\"{}\" x=\"{x:.2}\" y=\"0\" width=\"{w:.2}\" height=\"14\"><title>{}: {} ({:.0}%)</title></rect>",
-                s.class,
-                s.label,
-                ms(s.ms),
-                s.ms / share_of * 100.0
-            );
+            let d = Drawn {
+                class: s.class,
+                label: s.label,
+                x: format!("{x:.2}"),
+                width: format!("{w:.2}"),
+                ms: ms(s.ms),
+                share: format!("{:.0}", s.ms / share_of * 100.0),
+                value: value(s),
+            };
             x += w;
-            rect
+            d
         })
-        .collect();
+        .collect()
+}
+
+fn breakdown(segments: &[Segment], scale_ms: f64, value: impl Fn(&Segment) -> String) -> String {
     let summary: Vec<String> = segments
         .iter()
         .map(|s| format!("{} {}", s.label, ms(s.ms)))
         .collect();
-    format!(
-        "<svg class=\"tb-bar\" viewBox=\"0 0 {WIDTH} 14\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"{}\">{rects}</svg>",
-        escape(&summary.join(", "))
-    )
+    render(&BreakdownTemplate {
+        none: None,
+        summary: summary.join(", "),
+        segments: drawn(segments, scale_ms, scale_ms, value),
+    })
 }
 
-fn legend(segments: &[Segment], share_of: f64, value: impl Fn(&Segment) -> String) -> String {
-    let items: String = segments
-        .iter()
-        .map(|s| {
-            format!(
-                "<li><span class=\"sw {}\"></span>{} <b>{}</b> <span class=\"muted\">{:.0}%</span></li>",
-                s.class,
-                s.label,
-                value(s),
-                s.ms / share_of * 100.0
-            )
-        })
-        .collect();
-    format!("<ul class=\"tb-legend\">{items}</ul>")
+/// What stands in for a breakdown there is not.
+fn no_breakdown(why: &str) -> String {
+    render(&BreakdownTemplate {
+        none: Some(why),
+        summary: String::new(),
+        segments: Vec::new(),
+    })
 }
 
 /// The request's breakdown, to scale of its response time (what the join
@@ -116,69 +147,46 @@ pub(crate) fn request_breakdown(r: &RequestRow) -> String {
             (Some(_), 0) => "no samples were taken while it ran",
             (Some(_), _) => "its recorder did not sample what the request was doing",
         };
-        return format!("<p class=\"muted tb-none\">No time breakdown: {why}.</p>");
+        return no_breakdown(&format!("No time breakdown: {why}."));
     };
     let scale = wall_ms.max(b.total_ms()).max(1e-6);
-    let segments = segments(b, wall_ms);
-    format!(
-        "{}{}",
-        bar(&segments, scale, scale),
-        legend(&segments, scale, |s| ms(s.ms))
-    )
+    breakdown(&segments(b, wall_ms), scale, |s| ms(s.ms))
 }
 
-/// An endpoint's average breakdown per request, as shares of its response time.
-pub(crate) fn route_breakdown(avg: &Breakdown) -> String {
+/// An endpoint's average breakdown per request, as shares of its response
+/// time; `None` when none was recorded.
+pub(crate) fn route_breakdown(avg: Option<&Breakdown>) -> String {
+    let Some(avg) = avg.filter(|avg| avg.total_ms() > 0.0) else {
+        return no_breakdown("No time breakdown recorded for this endpoint.");
+    };
     let total = avg.total_ms();
-    if total <= 0.0 {
-        return "<p class=\"muted tb-none\">No time breakdown recorded for this endpoint.</p>"
-            .to_string();
-    }
-    let segments = segments(avg, total);
-    format!(
-        "{}{}",
-        bar(&segments, total, total),
-        legend(&segments, total, |s| format!("{} / request", ms(s.ms)))
-    )
+    breakdown(&segments(avg, total), total, |s| {
+        format!("{} / request", ms(s.ms))
+    })
+}
+
+#[derive(Template)]
+#[template(path = "parts/loop_warning.html")]
+struct LoopWarning<'a> {
+    block: &'a LoopBlockRow,
+    blocked: String,
+    start: String,
+    /// How many requests it delayed, stored or not.
+    delayed: usize,
+    unstored: usize,
 }
 
 /// "Blocked the event loop for 84.0 ms at app.py:31 in handler; delayed 3
 /// requests", as a warning with links to the delayed requests stored.
 pub(crate) fn loop_warning(block: &LoopBlockRow) -> String {
-    let at = block
-        .line
-        .as_deref()
-        .map(|l| format!(" at <code>{}</code>", escape(l)))
-        .unwrap_or_default();
-    let delayed = match block.delayed_marker_ids.len() {
-        0 => String::new(),
-        n => {
-            let links: Vec<String> = block
-                .delayed
-                .iter()
-                .map(|id| format!("<a href=\"/requests/{id}\">#{id}</a>"))
-                .collect();
-            let missing = n.saturating_sub(block.delayed.len());
-            let unstored = match missing {
-                0 => String::new(),
-                m => format!(" <span class=\"muted\">({m} not recorded)</span>"),
-            };
-            let list = match links.is_empty() {
-                true => String::new(),
-                false => format!(": {}", links.join(", ")),
-            };
-            format!(
-                "; delayed {n} request{}{list}{unstored}",
-                if n == 1 { "" } else { "s" }
-            )
-        }
-    };
-    format!(
-        "<div class=\"loop-warning\" role=\"alert\"><strong>Blocked the event loop for {}</strong>{at}{delayed}\
-         <span class=\"why muted\">From +{} into the request it ran without yielding: every other request on this worker's event loop waited meanwhile.</span></div>",
-        ms(block.blocked_ms),
-        ms(block.start_ms.max(0.0)),
-    )
+    let delayed = block.delayed_marker_ids.len();
+    render(&LoopWarning {
+        block,
+        blocked: ms(block.blocked_ms),
+        start: ms(block.start_ms.max(0.0)),
+        delayed,
+        unstored: delayed.saturating_sub(block.delayed.len()),
+    })
 }
 
 /// The hover text of a list row's loop badge: the line and the time.
@@ -242,7 +250,7 @@ mod tests {
             drawn,
             [("tb-python", 25.0), ("tb-sql", 50.0), ("tb-rest", 25.0)]
         );
-        let svg = bar(&s, 100.0, 100.0);
+        let svg = breakdown(&s, 100.0, |s| ms(s.ms));
         assert!(svg.contains("class=\"tb-sql\" x=\"250.00\" y=\"0\" width=\"500.00\""));
         assert!(!svg.contains("style="));
         assert_eq!(segments(&b, 75.0).len(), 2, "nothing left over");

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use tempfile::TempDir;
 use timeglass_model::{Frame, ProfiledRequest, Request, Stack, StackCount};
-use timeglass_store::{ClockMap, NewProcess, NewSession, ProcessId, SessionId, Store};
+use timeglass_store::{testing, ClockMap, NewProcess, NewSession, ProcessId, SessionId, Store};
 
 /// 2024-05-01T12:00:00Z at monotonic 1 s.
 pub(crate) const CLOCK: ClockMap = ClockMap {
@@ -26,9 +26,11 @@ impl TestStore {
     pub(crate) fn start() -> TestStore {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".timeglass/timeglass.db");
-        let mut store = Store::open(&path).unwrap();
-        let session = store.begin_session(&new_session()).unwrap();
-        let process = store.add_process(session, &new_process(4242)).unwrap();
+        let testing::TestStore {
+            store,
+            session,
+            process,
+        } = testing::TestStore::open_with(&path, &new_session(), &new_process(4242));
         TestStore {
             dir,
             path,
