@@ -76,6 +76,36 @@ impl Store {
             .map_err(|e| self.sql_err(e))
     }
 
+    /// The request of the same endpoint and session recorded just before
+    /// request `id`, or just after it when it is the first. Two aggregates
+    /// over the endpoint's index entries, not its rows: a request page asks
+    /// for it, and an endpoint can have 100,000 requests.
+    pub fn endpoint_neighbour(
+        &self,
+        session: SessionId,
+        endpoint: &Endpoint,
+        id: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let one = |sql: &str| -> Result<Option<i64>, StoreError> {
+            self.conn
+                .prepare_cached(sql)
+                .and_then(|mut s| {
+                    s.query_row(
+                        params![session.0, endpoint.method, endpoint.route, id],
+                        |r| r.get(0),
+                    )
+                })
+                .map_err(|e| self.sql_err(e))
+        };
+        let before = one("SELECT max(id) FROM requests
+             WHERE session_id = ?1 AND method = ?2 AND route IS ?3 AND id < ?4")?;
+        match before {
+            Some(b) => Ok(Some(b)),
+            None => one("SELECT min(id) FROM requests
+                 WHERE session_id = ?1 AND method = ?2 AND route IS ?3 AND id > ?4"),
+        }
+    }
+
     /// The stacks of one endpoint's requests in the session, summed.
     pub fn endpoint_stacks(
         &self,

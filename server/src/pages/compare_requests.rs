@@ -68,13 +68,7 @@ pub(crate) fn neighbour(store: &Store, r: &RequestRow) -> Result<Option<i64>, Ap
         method: r.method.clone(),
         route: r.route.clone(),
     };
-    let ids: Vec<i64> = store
-        .endpoint_requests(r.session_id, &endpoint)?
-        .iter()
-        .map(|f| f.id)
-        .collect();
-    let before = ids.iter().rev().find(|&&i| i < r.id);
-    Ok(before.or_else(|| ids.iter().find(|&&i| i > r.id)).copied())
+    Ok(store.endpoint_neighbour(r.session_id, &endpoint, r.id)?)
 }
 
 /// Both requests and their differential profile.
