@@ -209,6 +209,9 @@ mod tests {
         drop(held);
         assert!(!path.exists());
         let not_open = inherited(&dir.path().join("recorder-6.lock"));
-        assert!(not_open.is_none(), "a lock this process has not open is not its own");
+        assert!(
+            not_open.is_none(),
+            "a lock this process has not open is not its own"
+        );
     }
 }
