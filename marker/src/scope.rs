@@ -17,7 +17,7 @@ use timeglass_wire::{Event, RequestEnd, ScopeEntry, END_CANCELLED, END_ERROR, EN
 use crate::context::{self, ResponseContext};
 use crate::info::{self, Timing};
 use crate::state;
-use crate::watched::{watch, OnReturn};
+use crate::watched::{has_send, watch, OnReturn};
 
 /// What the end event needs beyond the id; absent for child-task scopes.
 pub struct Recording {
@@ -55,7 +55,7 @@ impl RequestScope {
         awaitable: Bound<'_, PyAny>,
         recording: Option<Recording>,
     ) -> PyResult<Self> {
-        let inner = if awaitable.hasattr(intern!(py, "send"))? {
+        let inner = if has_send(&awaitable) {
             awaitable
         } else {
             awaitable.call_method0(intern!(py, "__await__"))?
