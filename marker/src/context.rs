@@ -7,7 +7,6 @@
 //! [`MAX_BODY_BYTES`]); the app gets the very same message objects.
 //! `TIMEGLASS_CONTEXT=0` turns all of it off.
 
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -20,6 +19,7 @@ use timeglass_wire::{
 };
 
 use crate::redact::{self, REDACTED};
+use crate::spare;
 use crate::state;
 use crate::watched::{watch, OnReturn};
 
@@ -99,6 +99,7 @@ impl RequestHead {
         let mut head = RequestHead::default();
         let mut framed = false;
         if let Ok(Some(list)) = scope.get_item(intern!(py, "headers")) {
+            head.headers = spare::headers();
             head.headers.reserve(list_len(&list));
             let mut budget = MAX_HEADER_BYTES;
             for_each_header(&list, |name, value| {
@@ -123,13 +124,15 @@ impl RequestHead {
     /// The context event published when request `rid` enters the app.
     pub(crate) fn event(&mut self, rid: u64, scope: &Bound<'_, PyDict>) -> Event {
         let py = scope.py();
-        let query = scope
+        let mut query = spare::string();
+        if let Some(q) = scope
             .get_item(intern!(py, "query_string"))
             .ok()
             .flatten()
             .and_then(|q| q.cast_into::<PyBytes>().ok())
-            .map(|q| lossy(&redact::urlencoded(cut(q.as_bytes(), MAX_HEADER_BYTES))))
-            .unwrap_or_default();
+        {
+            query = redacted_query(cut(q.as_bytes(), MAX_HEADER_BYTES), query);
+        }
         Event::RequestContext(RequestContext {
             request_id: rid,
             ts_ns: timeglass_wire::monotonic_ns(),
@@ -140,6 +143,14 @@ impl RequestHead {
             body_bytes: 0,
         })
     }
+}
+
+/// The query string with secret parameters redacted, written into `out`'s buffer.
+fn redacted_query(query: &[u8], out: String) -> String {
+    let mut bytes = out.into_bytes();
+    bytes.clear();
+    redact::urlencoded_into(query, &mut bytes);
+    String::from_utf8(bytes).unwrap_or_else(|e| lossy(e.as_bytes()))
 }
 
 /// Whether the request came over HTTP/1.x (ASGI's default is 1.1).
@@ -213,48 +224,11 @@ fn push_redacted(
         return;
     }
     *budget -= size;
-    let (mut n, mut v) = spare_pair();
+    let (mut n, mut v) = (spare::string(), spare::string());
     put_lossy(&mut n, name);
     n.make_ascii_lowercase();
     put_lossy(&mut v, value);
     headers.push((n, v));
-}
-
-thread_local! {
-    /// Header strings of published events, kept for the next request's
-    /// headers: a request's headers then cost no allocation.
-    static SPARE: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Most header strings kept per thread, and the largest one kept.
-const SPARE_PAIRS: usize = 64;
-const SPARE_CAPACITY: usize = 1024;
-
-fn spare_pair() -> (String, String) {
-    SPARE
-        .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-}
-
-/// Publishes a context event, then keeps its header strings for reuse.
-pub(crate) fn publish(region: &Region, event: Event) {
-    state::publish(region, &event);
-    if let Event::RequestContext(context) = event {
-        let _ = SPARE.try_with(|s| {
-            if let Ok(mut spare) = s.try_borrow_mut() {
-                for (n, v) in context.headers {
-                    if spare.len() < SPARE_PAIRS
-                        && n.capacity() <= SPARE_CAPACITY
-                        && v.capacity() <= SPARE_CAPACITY
-                    {
-                        spare.push((n, v));
-                    }
-                }
-            }
-        });
-    }
 }
 
 /// The first `max` bytes of `bytes`.
@@ -326,7 +300,7 @@ pub(crate) fn response_event(
     capture: &BodyCapture,
 ) -> Event {
     let py = message.py();
-    let mut headers = Vec::new();
+    let mut headers = spare::headers();
     if let Ok(Some(list)) = message.get_item(intern!(py, "headers")) {
         headers.reserve(list_len(&list));
         let mut budget = MAX_HEADER_BYTES;

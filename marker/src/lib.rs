@@ -19,6 +19,7 @@ mod lifespan;
 mod middleware;
 mod redact;
 mod scope;
+mod spare;
 mod stack;
 mod state;
 mod timed;

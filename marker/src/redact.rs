@@ -70,6 +70,13 @@ pub(crate) fn secret_name(name: &[u8]) -> bool {
 /// `a=1&password=x` → `a=1&password=[redacted]`. Also form bodies.
 pub(crate) fn urlencoded(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
+    urlencoded_into(text, &mut out);
+    out
+}
+
+/// [`urlencoded`], appended to `out`.
+pub(crate) fn urlencoded_into(text: &[u8], out: &mut Vec<u8>) {
+    out.reserve(text.len());
     for (i, pair) in text.split(|&b| b == b'&').enumerate() {
         if i > 0 {
             out.push(b'&');
@@ -82,7 +89,6 @@ pub(crate) fn urlencoded(text: &[u8]) -> Vec<u8> {
             _ => out.extend_from_slice(pair),
         }
     }
-    out
 }
 
 /// The body with secret fields redacted, judged by its content type: JSON,

@@ -16,6 +16,7 @@ use timeglass_wire::{Event, RequestEnd, ScopeEntry, END_CANCELLED, END_ERROR, EN
 
 use crate::context::{self, ResponseContext};
 use crate::info::{self, Timing};
+use crate::spare;
 use crate::state;
 use crate::watched::{has_send, watch, OnReturn};
 
@@ -167,7 +168,7 @@ impl RequestScope {
             flags,
             route: route_template(rec.scope.bind(py)),
         });
-        state::publish(region, &event);
+        spare::publish(region, event);
         region.dec_inflight();
     }
 }
@@ -286,37 +287,42 @@ fn is_cancellation(py: Python<'_>, e: &PyErr) -> bool {
     }
 }
 
-/// The matched route template, `""` if none matched. Inside a mounted app the
-/// mount's (concrete) path is prefixed, taken from `root_path`.
+/// The matched route template (in a kept string), `""` if none matched.
+/// Inside a mounted app the mount's (concrete) path is prefixed, taken from
+/// `root_path`.
 fn route_template(scope: &Bound<'_, PyDict>) -> String {
-    route_template_inner(scope).unwrap_or_default()
+    let mut out = spare::string();
+    let _ = route_template_into(scope, &mut out);
+    out
 }
 
-fn route_template_inner(scope: &Bound<'_, PyDict>) -> Option<String> {
+fn route_template_into(scope: &Bound<'_, PyDict>, out: &mut String) -> Option<()> {
     let py = scope.py();
     let route = scope.get_item(intern!(py, "route")).ok()??;
-    let path: String = route.getattr(intern!(py, "path")).ok()?.extract().ok()?;
-    let prefix = mount_prefix(scope).unwrap_or_default();
+    let path = route.getattr(intern!(py, "path")).ok()?;
+    let path = path.cast::<PyString>().ok()?.to_str().ok()?;
+    let app_root = scope_text(scope, intern!(py, "app_root_path"));
+    let root = scope_text(scope, intern!(py, "root_path"));
+    let prefix = app_root
+        .as_ref()
+        .zip(root.as_ref())
+        .and_then(|(app_root, root)| root.to_str().ok()?.strip_prefix(app_root.to_str().ok()?))
+        .unwrap_or_default();
+    out.push_str(prefix);
     // A `Mount` as the final match (e.g. static files): its own path is already in `root_path`.
     if !prefix.is_empty() && route.hasattr(intern!(py, "routes")).unwrap_or(false) {
-        return Some(prefix);
+        return Some(());
     }
-    Some(prefix + &path)
+    out.push_str(path);
+    Some(())
 }
 
-fn mount_prefix(scope: &Bound<'_, PyDict>) -> Option<String> {
-    let py = scope.py();
-    let app_root: String = scope
-        .get_item(intern!(py, "app_root_path"))
-        .ok()??
-        .extract()
-        .ok()?;
-    let root: String = scope
-        .get_item(intern!(py, "root_path"))
-        .ok()??
-        .extract()
-        .ok()?;
-    root.strip_prefix(&app_root).map(str::to_owned)
+/// `scope[key]` if it is a `str`.
+fn scope_text<'py>(
+    scope: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyString>,
+) -> Option<Bound<'py, PyString>> {
+    scope.get_item(key).ok()??.cast_into::<PyString>().ok()
 }
 
 /// The `send` callable handed to the app: notes the response status,
@@ -359,7 +365,7 @@ impl SendWrapper {
         if let Ok(message) = message.cast::<PyDict>() {
             let event =
                 context::response_event(self.rid, message, &context.content_type, &context.capture);
-            context::publish(region, event);
+            spare::publish(region, event);
         }
     }
 
