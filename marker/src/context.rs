@@ -85,7 +85,7 @@ impl BodyCapture {
 #[derive(Default)]
 pub(crate) struct RequestHead {
     /// Lowercased names and values, secrets redacted, cut to what the event carries.
-    pub headers: Vec<(String, String)>,
+    pub headers: Option<spare::Headers>,
     /// Its `content-type` header, which says how to redact the body.
     pub content_type: String,
     /// Whether the request may carry a body: an HTTP/1 request without
@@ -99,8 +99,8 @@ impl RequestHead {
         let mut head = RequestHead::default();
         let mut framed = false;
         if let Ok(Some(list)) = scope.get_item(intern!(py, "headers")) {
-            head.headers = spare::headers();
-            head.headers.reserve(list_len(&list));
+            let headers = head.headers.insert(spare::Headers::new(PHASE_REQUEST));
+            headers.reserve(list_len(&list));
             let mut budget = MAX_HEADER_BYTES;
             for_each_header(&list, |name, value| {
                 if name.eq_ignore_ascii_case(b"content-type") {
@@ -112,7 +112,7 @@ impl RequestHead {
                     framed = true;
                     head.may_have_body = true;
                 }
-                push_redacted(&mut head.headers, name, value, &mut budget);
+                push_redacted(headers, name, value, &mut budget);
             });
         }
         if !framed && !http1(scope) {
@@ -137,7 +137,11 @@ impl RequestHead {
             request_id: rid,
             ts_ns: timeglass_wire::monotonic_ns(),
             phase: PHASE_REQUEST,
-            headers: std::mem::take(&mut self.headers),
+            headers: self
+                .headers
+                .take()
+                .map(spare::Headers::finish)
+                .unwrap_or_default(),
             query,
             body: Vec::new(),
             body_bytes: 0,
@@ -206,12 +210,7 @@ const MAX_ONE_HEADER: usize = MAX_HEADER_BYTES / 4;
 
 /// Appends one header as the event carries it, unless `budget` (the bytes
 /// the event has room for) is spent.
-fn push_redacted(
-    headers: &mut Vec<(String, String)>,
-    name: &[u8],
-    value: &[u8],
-    budget: &mut usize,
-) {
+fn push_redacted(headers: &mut spare::Headers, name: &[u8], value: &[u8], budget: &mut usize) {
     let name = cut(name, MAX_ONE_HEADER);
     let value = if redact::secret_header_bytes(name) {
         REDACTED.as_bytes()
@@ -224,11 +223,10 @@ fn push_redacted(
         return;
     }
     *budget -= size;
-    let (mut n, mut v) = (spare::string(), spare::string());
-    put_lossy(&mut n, name);
+    let (n, v) = headers.next();
+    put_lossy(n, name);
     n.make_ascii_lowercase();
-    put_lossy(&mut v, value);
-    headers.push((n, v));
+    put_lossy(v, value);
 }
 
 /// The first `max` bytes of `bytes`.
@@ -300,7 +298,7 @@ pub(crate) fn response_event(
     capture: &BodyCapture,
 ) -> Event {
     let py = message.py();
-    let mut headers = spare::headers();
+    let mut headers = spare::Headers::new(PHASE_RESPONSE);
     if let Ok(Some(list)) = message.get_item(intern!(py, "headers")) {
         headers.reserve(list_len(&list));
         let mut budget = MAX_HEADER_BYTES;
@@ -317,7 +315,7 @@ pub(crate) fn response_event(
         request_id: rid,
         ts_ns: timeglass_wire::monotonic_ns(),
         phase: PHASE_RESPONSE,
-        headers,
+        headers: headers.finish(),
         query: String::new(),
         body,
         body_bytes: capture.total.load(Ordering::Relaxed),

@@ -1,22 +1,31 @@
 //! The strings and header vectors of published events, kept per thread for
 //! the next events: once a thread has served a request, the events of the
 //! next one (method, path, headers, query, route) allocate nothing.
+//!
+//! A header vector comes back with its strings, one vector per phase
+//! (request, response), so the next request's headers are written over the
+//! last one's in place.
 
 use std::cell::RefCell;
 
-use timeglass_wire::{Event, Region};
+use timeglass_wire::{Event, Region, PHASE_RESPONSE};
 
 use crate::state;
 
 thread_local! {
     static STRINGS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-    static HEADERS: RefCell<Vec<Vec<(String, String)>>> = const { RefCell::new(Vec::new()) };
+    /// The request phase's header vector, and the response phase's.
+    static HEADERS: RefCell<[Vec<(String, String)>; 2]> =
+        const { RefCell::new([Vec::new(), Vec::new()]) };
 }
 
-/// Most strings and header vectors kept per thread, and the largest string kept.
+/// Most strings kept per thread, and the largest string kept.
 const MAX_STRINGS: usize = 64;
-const MAX_HEADER_VECS: usize = 4;
 const MAX_CAPACITY: usize = 1024;
+
+fn phase_index(phase: u16) -> usize {
+    usize::from(phase == PHASE_RESPONSE)
+}
 
 /// An empty string, a kept one when there is one.
 pub(crate) fn string() -> String {
@@ -27,13 +36,46 @@ pub(crate) fn string() -> String {
         .unwrap_or_default()
 }
 
-/// An empty header vector, a kept one when there is one.
-pub(crate) fn headers() -> Vec<(String, String)> {
-    HEADERS
-        .try_with(|h| h.try_borrow_mut().ok().and_then(|mut h| h.pop()))
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+/// The headers of an event of `phase` being written, over the strings of
+/// the last such event's when this thread kept them.
+pub(crate) struct Headers {
+    pairs: Vec<(String, String)>,
+    used: usize,
+}
+
+impl Headers {
+    pub(crate) fn new(phase: u16) -> Headers {
+        let pairs = HEADERS
+            .try_with(|h| {
+                h.try_borrow_mut()
+                    .map(|mut h| std::mem::take(&mut h[phase_index(phase)]))
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        Headers { pairs, used: 0 }
+    }
+
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.pairs.reserve(n.saturating_sub(self.pairs.len()));
+    }
+
+    /// The next header's (name, value), both empty.
+    pub(crate) fn next(&mut self) -> &mut (String, String) {
+        if self.used == self.pairs.len() {
+            self.pairs.push(Default::default());
+        }
+        let pair = &mut self.pairs[self.used];
+        self.used += 1;
+        pair.0.clear();
+        pair.1.clear();
+        pair
+    }
+
+    /// The headers written.
+    pub(crate) fn finish(mut self) -> Vec<(String, String)> {
+        self.pairs.truncate(self.used);
+        self.pairs
+    }
 }
 
 /// Publishes an event, then keeps its strings for the next ones.
@@ -50,7 +92,7 @@ fn keep(event: Event) {
         }
         Event::RequestEnd(e) => keep_string(e.route),
         Event::RequestContext(e) => {
-            keep_headers(e.headers);
+            keep_headers(e.phase, e.headers);
             keep_string(e.query);
         }
         _ => {}
@@ -71,18 +113,17 @@ fn keep_string(mut s: String) {
     });
 }
 
-fn keep_headers(mut headers: Vec<(String, String)>) {
-    for (name, value) in headers.drain(..) {
-        keep_string(name);
-        keep_string(value);
-    }
+fn keep_headers(phase: u16, mut headers: Vec<(String, String)>) {
     if headers.capacity() == 0 {
         return;
     }
+    headers.retain(|(n, v)| n.capacity() <= MAX_CAPACITY && v.capacity() <= MAX_CAPACITY);
     let _ = HEADERS.try_with(|kept| {
         if let Ok(mut kept) = kept.try_borrow_mut() {
-            if kept.len() < MAX_HEADER_VECS {
-                kept.push(headers);
+            let slot = &mut kept[phase_index(phase)];
+            // Another request's event of the same phase may have been kept meanwhile.
+            if slot.capacity() == 0 {
+                *slot = headers;
             }
         }
     });
@@ -107,14 +148,16 @@ mod tests {
         keep(start);
         let again = string();
         assert!(again.is_empty() && again.capacity() > 0);
-        let mut headers = headers();
-        headers.push(("host".to_owned(), "x".to_owned()));
+        let mut headers = Headers::new(0);
+        headers.next().0.push_str("host");
         keep(Event::RequestContext(RequestContext {
-            headers,
+            headers: headers.finish(),
             ..RequestContext::default()
         }));
-        let again = self::headers();
-        assert!(again.is_empty() && again.capacity() >= 1);
+        let mut again = Headers::new(0);
+        let pair = again.next();
+        assert!(pair.0.is_empty() && pair.0.capacity() >= 4);
+        assert!(again.finish().len() == 1);
     }
 
     #[test]
