@@ -238,7 +238,7 @@ fn cut(bytes: &[u8], max: usize) -> &[u8] {
 /// thread runs; what came before was middleware, routing and dependencies.
 /// Does nothing outside a recorded request or with contexts off. Never
 /// raises.
-fn mark_handler() {
+pub(crate) fn mark_handler() {
     if !enabled() {
         return;
     }
@@ -258,35 +258,6 @@ fn mark_handler() {
             ..RequestContext::default()
         }),
     );
-}
-
-/// `_native.MarkHandler(run_endpoint_function)`: FastAPI's function that
-/// calls an endpoint, marking the handler stage first. Returns what the
-/// original returns (its coroutine) and adds no Python frame, so the
-/// profiled stacks show FastAPI's own frames only.
-#[pyclass(module = "timeglass._native", frozen)]
-pub struct MarkHandler {
-    #[pyo3(get)]
-    original: Py<PyAny>,
-}
-
-#[pymethods]
-impl MarkHandler {
-    #[new]
-    fn new(original: Py<PyAny>) -> Self {
-        MarkHandler { original }
-    }
-
-    #[pyo3(signature = (*args, **kwargs))]
-    fn __call__<'py>(
-        &self,
-        py: Python<'py>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        mark_handler();
-        self.original.bind(py).call(args, kwargs)
-    }
 }
 
 /// The context event published when request `rid`'s response starts: its

@@ -1,0 +1,137 @@
+//! `_native.mark_handler(run_endpoint_function)`: FastAPI's function that
+//! calls an endpoint, marking the handler stage first
+//! ([`context::mark_handler`]). It returns what the original returns (its
+//! coroutine) and adds no Python frame, so the profiled stacks show
+//! FastAPI's own frames only.
+//!
+//! It is a C function whose `__self__` is the original, called by
+//! vectorcall and calling the original the same way: FastAPI calls it
+//! with keyword arguments once per request, and a pyo3 `__call__` would
+//! copy them into a new tuple and dict, which the original's frame then
+//! unpacks again.
+
+use std::ffi::c_void;
+use std::os::raw::c_char;
+use std::sync::OnceLock;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use crate::context;
+
+type Vectorcall = unsafe extern "C" fn(
+    *mut ffi::PyObject,
+    *const *mut ffi::PyObject,
+    usize,
+    *mut ffi::PyObject,
+) -> *mut ffi::PyObject;
+
+/// `PyObject_Vectorcall`: exported by CPython 3.11 and later (3.10 has it
+/// only as an inline function).
+fn vectorcall() -> Option<Vectorcall> {
+    static FOUND: OnceLock<Option<Vectorcall>> = OnceLock::new();
+    *FOUND.get_or_init(|| {
+        // SAFETY: dlsym on the process's global symbols with a NUL-terminated name.
+        let ptr = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"PyObject_Vectorcall".as_ptr()) };
+        // SAFETY: the symbol has this signature in every CPython that exports it.
+        (!ptr.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, Vectorcall>(ptr) })
+    })
+}
+
+/// # Safety
+///
+/// Called by CPython with the GIL held, `original` the function's
+/// `__self__`, `args` holding `nargs` positional arguments followed by one
+/// per name of `kwnames` (a tuple, or null).
+unsafe extern "C" fn call(
+    original: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    context::mark_handler();
+    if let Some(vectorcall) = vectorcall() {
+        // SAFETY: the arguments are forwarded as CPython gave them.
+        return unsafe { vectorcall(original, args, nargs as usize, kwnames) };
+    }
+    // SAFETY: as above; the GIL is held.
+    unsafe { call_with_dict(original, args, nargs, kwnames) }
+}
+
+/// The original called with a tuple and a dict, where `PyObject_Vectorcall`
+/// is not exported (CPython 3.10).
+///
+/// # Safety
+///
+/// As [`call`].
+unsafe fn call_with_dict(
+    original: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: the GIL is held and every pointer is valid for the call.
+    Python::attach(|py| unsafe {
+        let named = if kwnames.is_null() {
+            0
+        } else {
+            ffi::PyTuple_Size(kwnames)
+        };
+        let value = |i: ffi::Py_ssize_t| Bound::from_borrowed_ptr(py, *args.offset(i));
+        let positional: Vec<_> = (0..nargs).map(value).collect();
+        let result = pyo3::types::PyTuple::new(py, positional).and_then(|positional| {
+            let kwargs = pyo3::types::PyDict::new(py);
+            for i in 0..named {
+                let name = Bound::from_borrowed_ptr(py, ffi::PyTuple_GetItem(kwnames, i));
+                kwargs.set_item(name, value(nargs + i))?;
+            }
+            Bound::from_borrowed_ptr(py, original).call(positional, Some(&kwargs))
+        });
+        match result {
+            Ok(r) => r.into_ptr(),
+            Err(e) => {
+                e.restore(py);
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// The method table entry of the marking function, which CPython keeps a pointer to.
+struct Def(ffi::PyMethodDef);
+
+// SAFETY: the entry is never written after initialisation; its pointers are to statics.
+unsafe impl Sync for Def {}
+
+static MARK_HANDLER: Def = Def(ffi::PyMethodDef {
+    ml_name: c"run_endpoint_function".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunctionFastWithKeywords: call,
+    },
+    ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+    ml_doc: c"FastAPI's run_endpoint_function (its __self__), marking the handler stage first."
+        .as_ptr() as *const c_char,
+});
+
+/// `_native.mark_handler(original)`: `original` wrapped in the marking function.
+#[pyfunction]
+pub(crate) fn mark_handler(original: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let py = original.py();
+    let def = std::ptr::from_ref(&MARK_HANDLER.0).cast_mut();
+    // SAFETY: `def` lives for the program; the new function holds a reference to `original`.
+    unsafe {
+        let f = ffi::PyCFunction_NewEx(def, original.as_ptr(), std::ptr::null_mut());
+        Ok(Bound::from_owned_ptr_or_err(py, f)?.unbind())
+    }
+}
+
+/// `_native.is_mark_handler(obj)`: whether `obj` came from [`mark_handler`].
+#[pyfunction]
+pub(crate) fn is_mark_handler(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: the GIL is held; `obj` is checked to be a C function before it is read as one.
+    unsafe {
+        ffi::PyCFunction_Check(obj.as_ptr()) != 0
+            && ffi::PyCFunction_GetFunction(obj.as_ptr()).map(|f| f as usize)
+                == Some(MARK_HANDLER.0.ml_meth.PyCFunction as usize)
+    }
+}
