@@ -10,33 +10,13 @@
 //! copy them into a new tuple and dict, which the original's frame then
 //! unpacks again.
 
-use std::ffi::c_void;
 use std::os::raw::c_char;
-use std::sync::OnceLock;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
 
+use crate::call::vectorcall;
 use crate::context;
-
-type Vectorcall = unsafe extern "C" fn(
-    *mut ffi::PyObject,
-    *const *mut ffi::PyObject,
-    usize,
-    *mut ffi::PyObject,
-) -> *mut ffi::PyObject;
-
-/// `PyObject_Vectorcall`: exported by CPython 3.11 and later (3.10 has it
-/// only as an inline function).
-fn vectorcall() -> Option<Vectorcall> {
-    static FOUND: OnceLock<Option<Vectorcall>> = OnceLock::new();
-    *FOUND.get_or_init(|| {
-        // SAFETY: dlsym on the process's global symbols with a NUL-terminated name.
-        let ptr = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"PyObject_Vectorcall".as_ptr()) };
-        // SAFETY: the symbol has this signature in every CPython that exports it.
-        (!ptr.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, Vectorcall>(ptr) })
-    })
-}
 
 /// # Safety
 ///

@@ -10,6 +10,7 @@
 
 mod alloc;
 mod bind;
+mod call;
 mod capture;
 mod context;
 mod debug;

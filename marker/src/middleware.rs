@@ -8,10 +8,11 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use timeglass_wire::{Event, Region, RequestEnd, RequestStart, END_ERROR, END_NO_RESPONSE};
 
+use crate::call;
 use crate::context::{self, ReceiveWrapper, RequestHead, ResponseContext};
 use crate::info::{self, RequestInfo, Timing};
 use crate::lifespan;
-use crate::scope::{Recording, RequestScope, SendWrapper};
+use crate::scope::{self, Recording, RequestScope, SendWrapper};
 use crate::spare;
 use crate::state;
 
@@ -69,8 +70,10 @@ impl TimeGlassMiddleware {
         spare::publish(region, start_event(rid, &dict));
         let (receive, context) = capture_context(region, rid, &dict, receive);
         let timing = self.server_timing.then(|| Timing::new(rid));
-        let wrapper = Py::new(py, SendWrapper::new(send.unbind(), rid, context, timing))?;
-        let awaitable = match app.call1((scope, receive, wrapper.clone_ref(py))) {
+        let wrapper = Bound::new(py, SendWrapper::new(send.unbind(), rid, context, timing))?;
+        let app_send =
+            scope::send_function(&wrapper).unwrap_or_else(|_| wrapper.clone().into_any());
+        let awaitable = match call::call(app, [&scope, &receive, &app_send]) {
             Ok(a) => a,
             Err(e) => {
                 end_without_scope(region, rid);
@@ -79,7 +82,7 @@ impl TimeGlassMiddleware {
         };
         let recording = Recording {
             scope: dict.unbind(),
-            send: wrapper,
+            send: wrapper.unbind(),
         };
         match RequestScope::new(py, rid, awaitable.clone(), Some(recording)) {
             Ok(s) => Ok(Bound::new(py, s)?.into_any()),

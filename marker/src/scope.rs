@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
-use pyo3::exceptions::{PyStopIteration, PyTypeError};
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -14,6 +14,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use timeglass_wire::{Event, RequestEnd, ScopeEntry, END_CANCELLED, END_ERROR, END_NO_RESPONSE};
 
+use crate::call;
 use crate::context::{self, ResponseContext};
 use crate::info::{self, Timing};
 use crate::spare;
@@ -385,6 +386,16 @@ impl SendWrapper {
         py: Python<'py>,
         message: Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        SendWrapper::send(slf, py, message)
+    }
+}
+
+impl SendWrapper {
+    fn send<'py>(
+        slf: &Bound<'py, Self>,
+        py: Python<'py>,
+        message: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let this = slf.get();
         let mut last_chunk = false;
         let mut message = message;
@@ -401,7 +412,7 @@ impl SendWrapper {
                 _ => {}
             }
         }
-        let sending = this.send.bind(py).call1((message,))?;
+        let sending = call::call(this.send.bind(py), [&message])?;
         if !last_chunk {
             return Ok(sending);
         }
@@ -415,6 +426,65 @@ impl SendWrapper {
         )
     }
 }
+
+/// The `send` handed to the app: a `METH_O` C function whose `__self__` is
+/// the request's [`SendWrapper`]. The app calls it twice per request, and
+/// a C function is called with its one argument as it is, where the
+/// wrapper's own `__call__` gets a new argument tuple each time.
+pub(crate) fn send_function<'py>(wrapper: &Bound<'py, SendWrapper>) -> PyResult<Bound<'py, PyAny>> {
+    let def = std::ptr::from_ref(&SEND.0).cast_mut();
+    // SAFETY: `def` lives for the program; the function holds a reference to `wrapper`.
+    unsafe {
+        let f = ffi::PyCFunction_NewEx(def, wrapper.as_ptr(), std::ptr::null_mut());
+        Bound::from_owned_ptr_or_err(wrapper.py(), f)
+    }
+}
+
+/// # Safety
+///
+/// Called by CPython with the GIL held, `wrapper` a [`SendWrapper`] (the
+/// function's `__self__`, set by [`send_function`]) and `message` a valid
+/// reference.
+unsafe extern "C" fn send_call(
+    wrapper: *mut ffi::PyObject,
+    message: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: as the caller promises.
+    let (py, wrapper, message) = unsafe {
+        let py = Python::assume_attached();
+        let wrapper = Bound::from_borrowed_ptr(py, wrapper).cast_into_unchecked::<SendWrapper>();
+        (py, wrapper, Bound::from_borrowed_ptr(py, message))
+    };
+    let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        SendWrapper::send(&wrapper, py, message)
+    }));
+    match sent {
+        Ok(Ok(r)) => r.into_ptr(),
+        Ok(Err(e)) => {
+            e.restore(py);
+            std::ptr::null_mut()
+        }
+        Err(_) => {
+            PyRuntimeError::new_err("timeglass: send failed").restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// The method table entry of the `send` function, which CPython keeps a pointer to.
+struct Def(ffi::PyMethodDef);
+
+// SAFETY: the entry is never written after initialisation; its pointers are to statics.
+unsafe impl Sync for Def {}
+
+static SEND: Def = Def(ffi::PyMethodDef {
+    ml_name: c"send".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunction: send_call,
+    },
+    ml_flags: ffi::METH_O,
+    ml_doc: c"The server's send (its __self__ wraps it), as TimeGlass watches it.".as_ptr(),
+});
 
 enum Response {
     /// `http.response.start` with its status.
