@@ -1,4 +1,5 @@
-//! Calls into Python without an argument tuple where CPython allows it.
+//! Calls into Python without an argument tuple where CPython allows it, and
+//! the C functions the marker hands out so that it is called without one.
 //!
 //! The extension is built for the stable ABI of CPython 3.10, which has no
 //! `PyObject_Vectorcall`, so pyo3 builds a tuple for every call. CPython
@@ -44,5 +45,30 @@ pub(crate) fn call<'py, const N: usize>(
     unsafe {
         let result = vectorcall(f.as_ptr(), pointers.as_ptr(), N, std::ptr::null_mut());
         Bound::from_owned_ptr_or_err(py, result)
+    }
+}
+
+/// A C function's method table entry, which CPython keeps a pointer to for
+/// as long as any function made from it lives: always a `static`.
+pub(crate) struct MethodDef(pub(crate) ffi::PyMethodDef);
+
+// SAFETY: the entry is never written after initialisation; its pointers are to statics.
+unsafe impl Sync for MethodDef {}
+
+impl MethodDef {
+    /// A new C function of this entry whose `__self__` (its first argument) is
+    /// `slf`, of the module named `module` if any.
+    pub(crate) fn function<'py>(
+        &'static self,
+        slf: &Bound<'py, PyAny>,
+        module: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let def = std::ptr::from_ref(&self.0).cast_mut();
+        let module = module.map_or(std::ptr::null_mut(), Bound::as_ptr);
+        // SAFETY: `def` is 'static; the new function holds references to `slf` and `module`.
+        unsafe {
+            let f = ffi::PyCFunction_NewEx(def, slf.as_ptr(), module);
+            Bound::from_owned_ptr_or_err(slf.py(), f)
+        }
     }
 }

@@ -19,6 +19,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use timeglass_wire::{monotonic_ns, Event, Gc};
 
+use crate::call::MethodDef;
 use crate::state;
 
 thread_local! {
@@ -109,13 +110,7 @@ fn stop() {
     state::publish(region, &event);
 }
 
-/// The method table entry of `gc_callback`, which CPython keeps a pointer to.
-struct Def(ffi::PyMethodDef);
-
-// SAFETY: the entry is never written after initialisation; its pointers are to statics.
-unsafe impl Sync for Def {}
-
-static GC_CALLBACK: Def = Def(ffi::PyMethodDef {
+static GC_CALLBACK: MethodDef = MethodDef(ffi::PyMethodDef {
     ml_name: c"gc_callback".as_ptr(),
     ml_meth: ffi::PyMethodDefPointer {
         PyCFunctionFast: gc_callback,
@@ -129,12 +124,7 @@ static GC_CALLBACK: Def = Def(ffi::PyMethodDef {
 /// interpreter: the module is initialised once in each).
 pub(crate) fn install(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
-    let def = std::ptr::from_ref(&GC_CALLBACK.0).cast_mut();
-    // SAFETY: `def` lives for the program; the module and its name are valid references.
-    let callback = unsafe {
-        let name = m.name()?;
-        Bound::from_owned_ptr_or_err(py, ffi::PyCFunction_NewEx(def, m.as_ptr(), name.as_ptr()))?
-    };
+    let callback = GC_CALLBACK.function(m.as_any(), Some(m.name()?.as_any()))?;
     m.add("gc_callback", &callback)?;
     py.import("gc")?
         .getattr("callbacks")?

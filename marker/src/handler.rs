@@ -15,7 +15,7 @@ use std::os::raw::c_char;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::call::vectorcall;
+use crate::call::{vectorcall, MethodDef};
 use crate::context;
 
 /// # Safety
@@ -77,13 +77,7 @@ unsafe fn call_with_dict(
     })
 }
 
-/// The method table entry of the marking function, which CPython keeps a pointer to.
-struct Def(ffi::PyMethodDef);
-
-// SAFETY: the entry is never written after initialisation; its pointers are to statics.
-unsafe impl Sync for Def {}
-
-static MARK_HANDLER: Def = Def(ffi::PyMethodDef {
+static MARK_HANDLER: MethodDef = MethodDef(ffi::PyMethodDef {
     ml_name: c"run_endpoint_function".as_ptr(),
     ml_meth: ffi::PyMethodDefPointer {
         PyCFunctionFastWithKeywords: call,
@@ -96,13 +90,7 @@ static MARK_HANDLER: Def = Def(ffi::PyMethodDef {
 /// `_native.mark_handler(original)`: `original` wrapped in the marking function.
 #[pyfunction]
 pub(crate) fn mark_handler(original: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-    let py = original.py();
-    let def = std::ptr::from_ref(&MARK_HANDLER.0).cast_mut();
-    // SAFETY: `def` lives for the program; the new function holds a reference to `original`.
-    unsafe {
-        let f = ffi::PyCFunction_NewEx(def, original.as_ptr(), std::ptr::null_mut());
-        Ok(Bound::from_owned_ptr_or_err(py, f)?.unbind())
-    }
+    Ok(MARK_HANDLER.function(original, None)?.unbind())
 }
 
 /// `_native.is_mark_handler(obj)`: whether `obj` came from [`mark_handler`].

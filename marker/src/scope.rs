@@ -14,7 +14,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use timeglass_wire::{Event, RequestEnd, ScopeEntry, END_CANCELLED, END_ERROR, END_NO_RESPONSE};
 
-use crate::call;
+use crate::call::{self, MethodDef};
 use crate::context::{self, ResponseContext};
 use crate::info::{self, Timing};
 use crate::spare;
@@ -432,12 +432,7 @@ impl SendWrapper {
 /// a C function is called with its one argument as it is, where the
 /// wrapper's own `__call__` gets a new argument tuple each time.
 pub(crate) fn send_function<'py>(wrapper: &Bound<'py, SendWrapper>) -> PyResult<Bound<'py, PyAny>> {
-    let def = std::ptr::from_ref(&SEND.0).cast_mut();
-    // SAFETY: `def` lives for the program; the function holds a reference to `wrapper`.
-    unsafe {
-        let f = ffi::PyCFunction_NewEx(def, wrapper.as_ptr(), std::ptr::null_mut());
-        Bound::from_owned_ptr_or_err(wrapper.py(), f)
-    }
+    SEND.function(wrapper.as_any(), None)
 }
 
 /// # Safety
@@ -471,13 +466,7 @@ unsafe extern "C" fn send_call(
     }
 }
 
-/// The method table entry of the `send` function, which CPython keeps a pointer to.
-struct Def(ffi::PyMethodDef);
-
-// SAFETY: the entry is never written after initialisation; its pointers are to statics.
-unsafe impl Sync for Def {}
-
-static SEND: Def = Def(ffi::PyMethodDef {
+static SEND: MethodDef = MethodDef(ffi::PyMethodDef {
     ml_name: c"send".as_ptr(),
     ml_meth: ffi::PyMethodDefPointer {
         PyCFunction: send_call,
