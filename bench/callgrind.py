@@ -8,7 +8,14 @@ that a noisy machine cannot blur. Prints both counts, their ratio and the functi
 marker's extra instructions go (self cost per request, marked minus bare), and fails when the
 ratio is above the limit (1.03: the marker costs at most 3% of a FastAPI request).
 
-    python -m bench.callgrind [--requests N] [--limit 1.03] [--top K] [--python PATH]
+Then the same for a garbage collection: ``marker/bench/gc_cost.py --only`` runs ``gc.collect(0)``
+at two counts with no callback in ``gc.callbacks``, with the cheapest C callable there
+(``operator.is_``: what CPython spends on any callback) and with TimeGlass's, inside a request
+and outside one; instructions per collection, and as time at the instructions per nanosecond
+that the same run gets outside valgrind (a secondary figure: it moves with the machine).
+
+    python -m bench.callgrind [--part all|requests|gc] [--requests N] [--collections N]
+                              [--limit 1.03] [--top K] [--python PATH]
 """
 
 from __future__ import annotations
@@ -27,8 +34,18 @@ from pathlib import Path
 from fixtures import harness
 
 DRIVER = harness.REPO_ROOT / "marker" / "bench" / "request_instructions.py"
+GC_DRIVER = harness.REPO_ROOT / "marker" / "bench" / "gc_cost.py"
 #: Requests in the short run; the long run adds ``--requests`` to it.
 BASE_REQUESTS = 50
+#: Collections in the short GC run; the long run adds ``--collections`` to it.
+BASE_COLLECTIONS = 1_000
+#: The GC configurations: ``gc_cost.py --only`` arguments.
+GC_CONFIGS = {
+    "none": ["off"],
+    "cheapest": ["cheapest"],
+    "inside": ["on"],
+    "outside": ["on", "--outside"],
+}
 LIMIT = 1.03
 _RECURSION = re.compile(r"'\d+$")
 _ROW = re.compile(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(\S.*)$")
@@ -41,19 +58,15 @@ class Run:
 
 
 def callgrind(python: Path, config: str, requests: int, work: Path) -> Run:
-    out = work / f"callgrind.{config}.{requests}"
+    return callgrind_script(python, [str(DRIVER), config, str(requests)], work)
+
+
+def callgrind_script(python: Path, argv: list[str], work: Path) -> Run:
+    out = work / ("callgrind." + "_".join(a.strip("-") for a in argv[1:]))
     env = dict(os.environ, PYTHONHASHSEED="0", TIMEGLASS_RUNTIME_DIR=str(work / "run"))
     env.pop("TIMEGLASS_CONTEXT", None)
     subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}",
-            str(python),
-            str(DRIVER),
-            config,
-            str(requests),
-        ],
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(python), *argv],
         check=True,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -79,7 +92,7 @@ def callgrind(python: Path, config: str, requests: int, work: Path) -> Run:
         elif ":" in name or "???" in name:
             functions[name] = functions.get(name, 0) + count
     if not total:
-        raise RuntimeError(f"no totals in callgrind_annotate's output for {config}")
+        raise RuntimeError(f"no totals in callgrind_annotate's output for {argv}")
     return Run(total, functions)
 
 
@@ -121,9 +134,61 @@ def measure(python: Path, requests: int) -> tuple[float, float, list[tuple[str, 
     return bare, marked, table
 
 
+def gc_instructions(python: Path, collections: int) -> dict[str, float]:
+    """Instructions per ``gc.collect(0)`` of each of :data:`GC_CONFIGS`."""
+    with tempfile.TemporaryDirectory(prefix="timeglass-callgrind-") as tmp:
+        work = Path(tmp)
+        jobs = [
+            [str(GC_DRIVER), "--collections", str(n), "--only", *config]
+            for config in GC_CONFIGS.values()
+            for n in (BASE_COLLECTIONS, BASE_COLLECTIONS + collections)
+        ]
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            runs = list(pool.map(lambda argv: callgrind_script(python, argv, work), jobs))
+    return {
+        name: (runs[2 * i + 1].total - runs[2 * i].total) / collections
+        for i, name in enumerate(GC_CONFIGS)
+    }
+
+
+def gc_ns_per_collection(python: Path, collections: int) -> float:
+    """Nanoseconds per collection with TimeGlass's callback, inside a request, outside
+    valgrind (``gc_cost.py`` prints microseconds)."""
+    out = subprocess.run(
+        [str(python), str(GC_DRIVER), "--collections", str(collections), "--only", "on"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return float(out.split(":")[1].split()[0]) * 1000
+
+
+def report_gc(python: Path, collections: int) -> None:
+    counts = gc_instructions(python, collections)
+    # Instructions per nanosecond of this very loop, to turn counts into time.
+    per_ns = counts["inside"] / gc_ns_per_collection(python, 20 * collections)
+    cpython = counts["cheapest"] - counts["none"]
+    print(
+        f"\nGC callback: gc.collect(0) under callgrind ({collections:,} collections):"
+        f" {counts['none']:,.0f} instructions per collection with no callback"
+    )
+    for name, label in (("inside", "inside a request"), ("outside", "outside a request")):
+        cost = counts[name] - counts["none"]
+        print(
+            f"  TimeGlass's callback, {label}: {cost:+,.0f} instructions per collection"
+            f" ({cost / per_ns / 1000:.2f} µs at {per_ns:.1f} instructions/ns; target ≤ 0.5 µs),"
+            f" of which CPython's for any callback {cpython:+,.0f} (operator.is_),"
+            f" the callback's own {counts[name] - counts['cheapest']:+,.0f}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("all", "requests", "gc"), default="all")
     parser.add_argument("--requests", type=int, default=300, help="extra requests of the long run")
+    parser.add_argument(
+        "--collections", type=int, default=2_000, help="extra collections of the long GC run"
+    )
     parser.add_argument("--limit", type=float, default=LIMIT, help="largest marked/bare ratio")
     parser.add_argument("--top", type=int, default=25, help="rows of the per-function table")
     parser.add_argument("--python", type=Path, default=harness.venv_python())
@@ -131,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("valgrind") is None or shutil.which("callgrind_annotate") is None:
         print("error: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 1
+    if args.part == "gc":
+        report_gc(args.python, args.collections)
+        return 0
     bare, marked, table = measure(args.python, args.requests)
     ratio = marked / bare
     print(
@@ -141,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\nWhere the marker's instructions go (self cost per request, marked - bare):")
     for name, count in table[: args.top]:
         print(f"  {count:+10,.0f}  {name[:110]}")
+    if args.part == "all":
+        report_gc(args.python, args.collections)
     if ratio > args.limit:
         print(
             f"error: the marker costs {ratio:.4f} of a bare request's instructions,"

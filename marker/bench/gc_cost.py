@@ -11,16 +11,21 @@ callback (building the phase string and the info dict, calling the
 function) is in the difference too: it is paid only because a callback is
 installed.
 
-With `--only on|off` it runs one configuration alone and prints only its
-time: for instruction counts under `valgrind --tool=callgrind`.
+With `--only on|off|cheapest` it runs one configuration alone and prints
+only its time: for instruction counts under `valgrind --tool=callgrind`
+(`bench/callgrind.py` runs it so). `cheapest` puts the cheapest C callable
+there is, `operator.is_`, in `gc.callbacks` instead: what any callback costs
+CPython. `--outside` runs it outside a request.
 
-    python marker/bench/gc_cost.py [--collections N] [--rounds R] [--only on|off]
+    python marker/bench/gc_cost.py [--collections N] [--rounds R]
+                                   [--only on|off|cheapest] [--outside]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import operator
 import os
 import statistics
 import tempfile
@@ -41,8 +46,11 @@ def collections(n: int) -> float:
     return time.perf_counter() - t0
 
 
-def timed(n: int, installed: bool, in_request: bool) -> float:
-    callback = _native.gc_callback
+def timed(n: int, installed: bool, in_request: bool, callback: object = None) -> float:
+    callback = callback or _native.gc_callback
+    for other in (_native.gc_callback, operator.is_):
+        if other is not callback and other in gc.callbacks:
+            gc.callbacks.remove(other)
     present = callback in gc.callbacks
     if installed and not present:
         gc.callbacks.append(callback)
@@ -58,11 +66,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--collections", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--only", choices=("on", "off"))
+    parser.add_argument("--only", choices=("on", "off", "cheapest"))
+    parser.add_argument("--outside", action="store_true", help="with --only: outside a request")
     args = parser.parse_args()
     assert _native.start(), "the marker could not create its ring"
     if args.only:
-        seconds = timed(args.collections, args.only == "on", in_request=True)
+        callback = operator.is_ if args.only == "cheapest" else None
+        installed = args.only != "off"
+        seconds = timed(args.collections, installed, not args.outside, callback)
         print(f"{args.only}: {seconds / args.collections * 1e6:.3f} µs per collection")
         return
     for in_request in (True, False):

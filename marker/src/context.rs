@@ -7,7 +7,6 @@
 //! [`MAX_BODY_BYTES`]); the app gets the very same message objects.
 //! `TIMEGLASS_CONTEXT=0` turns all of it off.
 
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -20,6 +19,7 @@ use timeglass_wire::{
 };
 
 use crate::redact::{self, REDACTED};
+use crate::spare;
 use crate::state;
 use crate::watched::{watch, OnReturn};
 
@@ -85,7 +85,7 @@ impl BodyCapture {
 #[derive(Default)]
 pub(crate) struct RequestHead {
     /// Lowercased names and values, secrets redacted, cut to what the event carries.
-    pub headers: Vec<(String, String)>,
+    pub headers: Option<spare::Headers>,
     /// Its `content-type` header, which says how to redact the body.
     pub content_type: String,
     /// Whether the request may carry a body: an HTTP/1 request without
@@ -99,7 +99,8 @@ impl RequestHead {
         let mut head = RequestHead::default();
         let mut framed = false;
         if let Ok(Some(list)) = scope.get_item(intern!(py, "headers")) {
-            head.headers.reserve(list_len(&list));
+            let headers = head.headers.insert(spare::Headers::new(PHASE_REQUEST));
+            headers.reserve(list_len(&list));
             let mut budget = MAX_HEADER_BYTES;
             for_each_header(&list, |name, value| {
                 if name.eq_ignore_ascii_case(b"content-type") {
@@ -111,7 +112,7 @@ impl RequestHead {
                     framed = true;
                     head.may_have_body = true;
                 }
-                push_redacted(&mut head.headers, name, value, &mut budget);
+                push_redacted(headers, name, value, &mut budget);
             });
         }
         if !framed && !http1(scope) {
@@ -123,23 +124,37 @@ impl RequestHead {
     /// The context event published when request `rid` enters the app.
     pub(crate) fn event(&mut self, rid: u64, scope: &Bound<'_, PyDict>) -> Event {
         let py = scope.py();
-        let query = scope
+        let mut query = spare::string();
+        if let Some(q) = scope
             .get_item(intern!(py, "query_string"))
             .ok()
             .flatten()
             .and_then(|q| q.cast_into::<PyBytes>().ok())
-            .map(|q| lossy(&redact::urlencoded(cut(q.as_bytes(), MAX_HEADER_BYTES))))
-            .unwrap_or_default();
+        {
+            query = redacted_query(cut(q.as_bytes(), MAX_HEADER_BYTES), query);
+        }
         Event::RequestContext(RequestContext {
             request_id: rid,
             ts_ns: timeglass_wire::monotonic_ns(),
             phase: PHASE_REQUEST,
-            headers: std::mem::take(&mut self.headers),
+            headers: self
+                .headers
+                .take()
+                .map(spare::Headers::finish)
+                .unwrap_or_default(),
             query,
             body: Vec::new(),
             body_bytes: 0,
         })
     }
+}
+
+/// The query string with secret parameters redacted, written into `out`'s buffer.
+fn redacted_query(query: &[u8], out: String) -> String {
+    let mut bytes = out.into_bytes();
+    bytes.clear();
+    redact::urlencoded_into(query, &mut bytes);
+    String::from_utf8(bytes).unwrap_or_else(|e| lossy(e.as_bytes()))
 }
 
 /// Whether the request came over HTTP/1.x (ASGI's default is 1.1).
@@ -195,12 +210,7 @@ const MAX_ONE_HEADER: usize = MAX_HEADER_BYTES / 4;
 
 /// Appends one header as the event carries it, unless `budget` (the bytes
 /// the event has room for) is spent.
-fn push_redacted(
-    headers: &mut Vec<(String, String)>,
-    name: &[u8],
-    value: &[u8],
-    budget: &mut usize,
-) {
+fn push_redacted(headers: &mut spare::Headers, name: &[u8], value: &[u8], budget: &mut usize) {
     let name = cut(name, MAX_ONE_HEADER);
     let value = if redact::secret_header_bytes(name) {
         REDACTED.as_bytes()
@@ -213,48 +223,10 @@ fn push_redacted(
         return;
     }
     *budget -= size;
-    let (mut n, mut v) = spare_pair();
-    put_lossy(&mut n, name);
+    let (n, v) = headers.next();
+    put_lossy(n, name);
     n.make_ascii_lowercase();
-    put_lossy(&mut v, value);
-    headers.push((n, v));
-}
-
-thread_local! {
-    /// Header strings of published events, kept for the next request's
-    /// headers: a request's headers then cost no allocation.
-    static SPARE: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Most header strings kept per thread, and the largest one kept.
-const SPARE_PAIRS: usize = 64;
-const SPARE_CAPACITY: usize = 1024;
-
-fn spare_pair() -> (String, String) {
-    SPARE
-        .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-}
-
-/// Publishes a context event, then keeps its header strings for reuse.
-pub(crate) fn publish(region: &Region, event: Event) {
-    state::publish(region, &event);
-    if let Event::RequestContext(context) = event {
-        let _ = SPARE.try_with(|s| {
-            if let Ok(mut spare) = s.try_borrow_mut() {
-                for (n, v) in context.headers {
-                    if spare.len() < SPARE_PAIRS
-                        && n.capacity() <= SPARE_CAPACITY
-                        && v.capacity() <= SPARE_CAPACITY
-                    {
-                        spare.push((n, v));
-                    }
-                }
-            }
-        });
-    }
+    put_lossy(v, value);
 }
 
 /// The first `max` bytes of `bytes`.
@@ -266,7 +238,7 @@ fn cut(bytes: &[u8], max: usize) -> &[u8] {
 /// thread runs; what came before was middleware, routing and dependencies.
 /// Does nothing outside a recorded request or with contexts off. Never
 /// raises.
-fn mark_handler() {
+pub(crate) fn mark_handler() {
     if !enabled() {
         return;
     }
@@ -288,35 +260,6 @@ fn mark_handler() {
     );
 }
 
-/// `_native.MarkHandler(run_endpoint_function)`: FastAPI's function that
-/// calls an endpoint, marking the handler stage first. Returns what the
-/// original returns (its coroutine) and adds no Python frame, so the
-/// profiled stacks show FastAPI's own frames only.
-#[pyclass(module = "timeglass._native", frozen)]
-pub struct MarkHandler {
-    #[pyo3(get)]
-    original: Py<PyAny>,
-}
-
-#[pymethods]
-impl MarkHandler {
-    #[new]
-    fn new(original: Py<PyAny>) -> Self {
-        MarkHandler { original }
-    }
-
-    #[pyo3(signature = (*args, **kwargs))]
-    fn __call__<'py>(
-        &self,
-        py: Python<'py>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        mark_handler();
-        self.original.bind(py).call(args, kwargs)
-    }
-}
-
 /// The context event published when request `rid`'s response starts: its
 /// headers, and the body the app has read by then.
 pub(crate) fn response_event(
@@ -326,7 +269,7 @@ pub(crate) fn response_event(
     capture: &BodyCapture,
 ) -> Event {
     let py = message.py();
-    let mut headers = Vec::new();
+    let mut headers = spare::Headers::new(PHASE_RESPONSE);
     if let Ok(Some(list)) = message.get_item(intern!(py, "headers")) {
         headers.reserve(list_len(&list));
         let mut budget = MAX_HEADER_BYTES;
@@ -343,7 +286,7 @@ pub(crate) fn response_event(
         request_id: rid,
         ts_ns: timeglass_wire::monotonic_ns(),
         phase: PHASE_RESPONSE,
-        headers,
+        headers: headers.finish(),
         query: String::new(),
         body,
         body_bytes: capture.total.load(Ordering::Relaxed),

@@ -10,15 +10,18 @@
 
 mod alloc;
 mod bind;
+mod call;
 mod capture;
 mod context;
 mod debug;
 mod gc;
+mod handler;
 mod info;
 mod lifespan;
 mod middleware;
 mod redact;
 mod scope;
+mod spare;
 mod stack;
 mod state;
 mod timed;
@@ -84,11 +87,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<context::ReceiveWrapper>()?;
     m.add_class::<watched::Watched>()?;
     m.add_class::<info::RequestInfo>()?;
-    m.add_class::<context::MarkHandler>()?;
     m.add_class::<bind::BoundCall>()?;
     m.add_class::<timed::TimedMethod>()?;
     m.add_class::<timed::BoundTimed>()?;
     m.add_function(wrap_pyfunction!(current_request, m)?)?;
+    m.add_function(wrap_pyfunction!(handler::mark_handler, m)?)?;
+    m.add_function(wrap_pyfunction!(handler::is_mark_handler, m)?)?;
     m.add_function(wrap_pyfunction!(bind::bind, m)?)?;
     m.add_function(wrap_pyfunction!(scope::bind_task, m)?)?;
     m.add_function(wrap_pyfunction!(stats, m)?)?;

@@ -8,10 +8,12 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use timeglass_wire::{Event, Region, RequestEnd, RequestStart, END_ERROR, END_NO_RESPONSE};
 
+use crate::call;
 use crate::context::{self, ReceiveWrapper, RequestHead, ResponseContext};
 use crate::info::{self, RequestInfo, Timing};
 use crate::lifespan;
-use crate::scope::{Recording, RequestScope, SendWrapper};
+use crate::scope::{self, Recording, RequestScope, SendWrapper};
+use crate::spare;
 use crate::state;
 
 /// Scope key holding the request's [`RequestInfo`]; an inner marker seeing it passes through.
@@ -65,11 +67,13 @@ impl TimeGlassMiddleware {
         }
         install_patches(py);
         region.inc_inflight();
-        state::publish(region, &start_event(rid, &dict));
+        spare::publish(region, start_event(rid, &dict));
         let (receive, context) = capture_context(region, rid, &dict, receive);
         let timing = self.server_timing.then(|| Timing::new(rid));
-        let wrapper = Py::new(py, SendWrapper::new(send.unbind(), rid, context, timing))?;
-        let awaitable = match app.call1((scope, receive, wrapper.clone_ref(py))) {
+        let wrapper = Bound::new(py, SendWrapper::new(send.unbind(), rid, context, timing))?;
+        let app_send =
+            scope::send_function(&wrapper).unwrap_or_else(|_| wrapper.clone().into_any());
+        let awaitable = match call::call(app, [&scope, &receive, &app_send]) {
             Ok(a) => a,
             Err(e) => {
                 end_without_scope(region, rid);
@@ -78,7 +82,7 @@ impl TimeGlassMiddleware {
         };
         let recording = Recording {
             scope: dict.unbind(),
-            send: wrapper,
+            send: wrapper.unbind(),
         };
         match RequestScope::new(py, rid, awaitable.clone(), Some(recording)) {
             Ok(s) => Ok(Bound::new(py, s)?.into_any()),
@@ -101,7 +105,7 @@ fn capture_context<'py>(
         return (receive, None);
     }
     let mut head = RequestHead::scan(scope);
-    context::publish(region, head.event(rid, scope));
+    spare::publish(region, head.event(rid, scope));
     let response = ResponseContext::new(head.content_type);
     if !head.may_have_body {
         return (receive, Some(response));
@@ -137,13 +141,15 @@ fn start_event(rid: u64, scope: &Bound<'_, PyDict>) -> Event {
     })
 }
 
+/// `scope[key]` as text (in a kept string), `""` when it is not a `str`.
 fn scope_str(scope: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> String {
-    scope
-        .get_item(key)
-        .ok()
-        .flatten()
-        .and_then(|v| v.extract::<String>().ok())
-        .unwrap_or_default()
+    let mut out = spare::string();
+    if let Some(v) = scope.get_item(key).ok().flatten() {
+        if let Some(text) = v.cast::<PyString>().ok().and_then(|v| v.to_str().ok()) {
+            out.push_str(text);
+        }
+    }
+    out
 }
 
 /// The app raised before returning its coroutine.

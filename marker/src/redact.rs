@@ -32,6 +32,9 @@ const SECRET_WORDS: &[&str] = &[
     "credential",
 ];
 
+/// The length of the shortest of [`SECRET_WORDS`].
+const SHORTEST_WORD: usize = 5;
+
 /// Whether a header's value must not be stored (its name in any case), without allocating.
 pub(crate) fn secret_header_bytes(name: &[u8]) -> bool {
     SECRET_HEADERS
@@ -52,7 +55,8 @@ pub(crate) fn secret_name(name: &[u8]) -> bool {
         name.get(i..i + word.len())
             .is_some_and(|part| part.eq_ignore_ascii_case(word))
     };
-    (0..name.len()).any(|i| match name[i] | 0x20 {
+    // No word is shorter than "token": the last four bytes cannot begin one.
+    (0..name.len().saturating_sub(SHORTEST_WORD - 1)).any(|i| match name[i] | 0x20 {
         b'p' => at(i, b"password") || at(i, b"passwd"),
         b's' => at(i, b"secret"),
         b't' => at(i, b"token"),
@@ -70,6 +74,13 @@ pub(crate) fn secret_name(name: &[u8]) -> bool {
 /// `a=1&password=x` → `a=1&password=[redacted]`. Also form bodies.
 pub(crate) fn urlencoded(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
+    urlencoded_into(text, &mut out);
+    out
+}
+
+/// [`urlencoded`], appended to `out`.
+pub(crate) fn urlencoded_into(text: &[u8], out: &mut Vec<u8>) {
+    out.reserve(text.len());
     for (i, pair) in text.split(|&b| b == b'&').enumerate() {
         if i > 0 {
             out.push(b'&');
@@ -82,13 +93,15 @@ pub(crate) fn urlencoded(text: &[u8]) -> Vec<u8> {
             _ => out.extend_from_slice(pair),
         }
     }
-    out
 }
 
 /// The body with secret fields redacted, judged by its content type: JSON,
 /// form and multipart form bodies are rewritten, anything else is kept as it
 /// is.
 pub(crate) fn body(content_type: &str, body: &[u8]) -> Vec<u8> {
+    if body.is_empty() {
+        return Vec::new();
+    }
     let lower = content_type.to_ascii_lowercase();
     if lower.contains("x-www-form-urlencoded") {
         return urlencoded(body);
@@ -327,6 +340,10 @@ file text\r\n\
     fn secret_words_table_is_complete() {
         // The fast scan of `secret_name` finds every word of the list, in any
         // case, anywhere in a name, and nothing else that is close.
+        assert_eq!(
+            Some(SHORTEST_WORD),
+            SECRET_WORDS.iter().map(|w| w.len()).min()
+        );
         for word in SECRET_WORDS {
             for name in [
                 word.to_string(),

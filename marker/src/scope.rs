@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
-use pyo3::exceptions::{PyStopIteration, PyTypeError};
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -14,10 +14,12 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use timeglass_wire::{Event, RequestEnd, ScopeEntry, END_CANCELLED, END_ERROR, END_NO_RESPONSE};
 
+use crate::call::{self, MethodDef};
 use crate::context::{self, ResponseContext};
 use crate::info::{self, Timing};
+use crate::spare;
 use crate::state;
-use crate::watched::{watch, OnReturn};
+use crate::watched::{has_send, watch, OnReturn};
 
 /// What the end event needs beyond the id; absent for child-task scopes.
 pub struct Recording {
@@ -55,7 +57,7 @@ impl RequestScope {
         awaitable: Bound<'_, PyAny>,
         recording: Option<Recording>,
     ) -> PyResult<Self> {
-        let inner = if awaitable.hasattr(intern!(py, "send"))? {
+        let inner = if has_send(&awaitable) {
             awaitable
         } else {
             awaitable.call_method0(intern!(py, "__await__"))?
@@ -167,7 +169,7 @@ impl RequestScope {
             flags,
             route: route_template(rec.scope.bind(py)),
         });
-        state::publish(region, &event);
+        spare::publish(region, event);
         region.dec_inflight();
     }
 }
@@ -286,37 +288,42 @@ fn is_cancellation(py: Python<'_>, e: &PyErr) -> bool {
     }
 }
 
-/// The matched route template, `""` if none matched. Inside a mounted app the
-/// mount's (concrete) path is prefixed, taken from `root_path`.
+/// The matched route template (in a kept string), `""` if none matched.
+/// Inside a mounted app the mount's (concrete) path is prefixed, taken from
+/// `root_path`.
 fn route_template(scope: &Bound<'_, PyDict>) -> String {
-    route_template_inner(scope).unwrap_or_default()
+    let mut out = spare::string();
+    let _ = route_template_into(scope, &mut out);
+    out
 }
 
-fn route_template_inner(scope: &Bound<'_, PyDict>) -> Option<String> {
+fn route_template_into(scope: &Bound<'_, PyDict>, out: &mut String) -> Option<()> {
     let py = scope.py();
     let route = scope.get_item(intern!(py, "route")).ok()??;
-    let path: String = route.getattr(intern!(py, "path")).ok()?.extract().ok()?;
-    let prefix = mount_prefix(scope).unwrap_or_default();
+    let path = route.getattr(intern!(py, "path")).ok()?;
+    let path = path.cast::<PyString>().ok()?.to_str().ok()?;
+    let app_root = scope_text(scope, intern!(py, "app_root_path"));
+    let root = scope_text(scope, intern!(py, "root_path"));
+    let prefix = app_root
+        .as_ref()
+        .zip(root.as_ref())
+        .and_then(|(app_root, root)| root.to_str().ok()?.strip_prefix(app_root.to_str().ok()?))
+        .unwrap_or_default();
+    out.push_str(prefix);
     // A `Mount` as the final match (e.g. static files): its own path is already in `root_path`.
     if !prefix.is_empty() && route.hasattr(intern!(py, "routes")).unwrap_or(false) {
-        return Some(prefix);
+        return Some(());
     }
-    Some(prefix + &path)
+    out.push_str(path);
+    Some(())
 }
 
-fn mount_prefix(scope: &Bound<'_, PyDict>) -> Option<String> {
-    let py = scope.py();
-    let app_root: String = scope
-        .get_item(intern!(py, "app_root_path"))
-        .ok()??
-        .extract()
-        .ok()?;
-    let root: String = scope
-        .get_item(intern!(py, "root_path"))
-        .ok()??
-        .extract()
-        .ok()?;
-    root.strip_prefix(&app_root).map(str::to_owned)
+/// `scope[key]` if it is a `str`.
+fn scope_text<'py>(
+    scope: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyString>,
+) -> Option<Bound<'py, PyString>> {
+    scope.get_item(key).ok()??.cast_into::<PyString>().ok()
 }
 
 /// The `send` callable handed to the app: notes the response status,
@@ -359,7 +366,7 @@ impl SendWrapper {
         if let Ok(message) = message.cast::<PyDict>() {
             let event =
                 context::response_event(self.rid, message, &context.content_type, &context.capture);
-            context::publish(region, event);
+            spare::publish(region, event);
         }
     }
 
@@ -375,6 +382,16 @@ impl SendWrapper {
 #[pymethods]
 impl SendWrapper {
     fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        py: Python<'py>,
+        message: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        SendWrapper::send(slf, py, message)
+    }
+}
+
+impl SendWrapper {
+    fn send<'py>(
         slf: &Bound<'py, Self>,
         py: Python<'py>,
         message: Bound<'py, PyAny>,
@@ -395,7 +412,7 @@ impl SendWrapper {
                 _ => {}
             }
         }
-        let sending = this.send.bind(py).call1((message,))?;
+        let sending = call::call(this.send.bind(py), [&message])?;
         if !last_chunk {
             return Ok(sending);
         }
@@ -409,6 +426,54 @@ impl SendWrapper {
         )
     }
 }
+
+/// The `send` handed to the app: a `METH_O` C function whose `__self__` is
+/// the request's [`SendWrapper`]. The app calls it twice per request, and
+/// a C function is called with its one argument as it is, where the
+/// wrapper's own `__call__` gets a new argument tuple each time.
+pub(crate) fn send_function<'py>(wrapper: &Bound<'py, SendWrapper>) -> PyResult<Bound<'py, PyAny>> {
+    SEND.function(wrapper.as_any(), None)
+}
+
+/// # Safety
+///
+/// Called by CPython with the GIL held, `wrapper` a [`SendWrapper`] (the
+/// function's `__self__`, set by [`send_function`]) and `message` a valid
+/// reference.
+unsafe extern "C" fn send_call(
+    wrapper: *mut ffi::PyObject,
+    message: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: as the caller promises.
+    let (py, wrapper, message) = unsafe {
+        let py = Python::assume_attached();
+        let wrapper = Bound::from_borrowed_ptr(py, wrapper).cast_into_unchecked::<SendWrapper>();
+        (py, wrapper, Bound::from_borrowed_ptr(py, message))
+    };
+    let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        SendWrapper::send(&wrapper, py, message)
+    }));
+    match sent {
+        Ok(Ok(r)) => r.into_ptr(),
+        Ok(Err(e)) => {
+            e.restore(py);
+            std::ptr::null_mut()
+        }
+        Err(_) => {
+            PyRuntimeError::new_err("timeglass: send failed").restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+static SEND: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"send".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunction: send_call,
+    },
+    ml_flags: ffi::METH_O,
+    ml_doc: c"The server's send (its __self__ wraps it), as TimeGlass watches it.".as_ptr(),
+});
 
 enum Response {
     /// `http.response.start` with its status.

@@ -12,6 +12,8 @@ use pyo3::exceptions::PyStopIteration;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
 
 use crate::context::BodyCapture;
 use crate::scope::{throw_args, SendWrapper};
@@ -47,12 +49,13 @@ pub(crate) fn watch<'py>(
     on_return: OnReturn,
 ) -> Result<Bound<'py, PyAny>, Bound<'py, PyAny>> {
     let py = awaitable.py();
-    let inner = match awaitable.hasattr(intern!(py, "send")) {
-        Ok(true) => awaitable.clone(),
-        _ => match awaitable.call_method0(intern!(py, "__await__")) {
+    let inner = if has_send(&awaitable) {
+        awaitable.clone()
+    } else {
+        match awaitable.call_method0(intern!(py, "__await__")) {
             Ok(it) => it,
             Err(_) => return Err(awaitable),
-        },
+        }
     };
     let watched = Watched {
         inner: inner.unbind(),
@@ -64,19 +67,41 @@ pub(crate) fn watch<'py>(
     }
 }
 
+/// Whether `awaitable` is stepped as it is (it has `send`: a coroutine,
+/// generator or iterator-style awaitable) rather than through
+/// `__await__()`. A coroutine, the usual case, is told by its type, without
+/// looking `send` up (which makes a bound method).
+pub(crate) fn has_send(awaitable: &Bound<'_, PyAny>) -> bool {
+    static COROUTINE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    let py = awaitable.py();
+    let coroutine = COROUTINE.import(py, "types", "CoroutineType");
+    coroutine.is_ok_and(|t| awaitable.get_type().is(t))
+        || awaitable.hasattr(intern!(py, "send")).unwrap_or(false)
+}
+
 impl Watched {
-    fn step<'py>(&self, py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    /// One step; `Ok(None)` when the awaitable returned `None`, which
+    /// `__next__` reports without creating a `StopIteration`.
+    fn step<'py>(
+        &self,
+        py: Python<'py>,
+        value: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let mut out: *mut ffi::PyObject = std::ptr::null_mut();
         // SAFETY: both pointers are valid owned references held for the call's duration.
         let r = unsafe { ffi::PyIter_Send(self.inner.as_ptr(), value.as_ptr(), &mut out) };
         match r {
             // SAFETY: PyIter_Send returned a new reference in `out`.
-            ffi::PySendResult::PYGEN_NEXT => Ok(unsafe { Bound::from_owned_ptr(py, out) }),
+            ffi::PySendResult::PYGEN_NEXT => Ok(Some(unsafe { Bound::from_owned_ptr(py, out) })),
             ffi::PySendResult::PYGEN_RETURN => {
                 // SAFETY: as above.
                 let value = unsafe { Bound::from_owned_ptr(py, out) };
                 self.on_return.note(&value);
-                Err(PyStopIteration::new_err((value.unbind(),)))
+                if value.is_none() {
+                    Ok(None)
+                } else {
+                    Err(PyStopIteration::new_err((value.unbind(),)))
+                }
             }
             ffi::PySendResult::PYGEN_ERROR => Err(PyErr::fetch(py)),
         }
@@ -93,12 +118,15 @@ impl Watched {
         slf
     }
 
-    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         self.step(py, &py.None().into_bound(py))
     }
 
     fn send<'py>(&self, py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        self.step(py, value)
+        match self.step(py, value)? {
+            Some(v) => Ok(v),
+            None => Err(PyStopIteration::new_err(())),
+        }
     }
 
     #[pyo3(signature = (typ, val=None, tb=None))]

@@ -111,7 +111,7 @@ def patch_fastapi_endpoint() -> None:
     except Exception:  # noqa: BLE001 - not installed, or broken: nothing to mark, the app runs
         return
     original = getattr(routing, "run_endpoint_function", None)
-    if original is None or isinstance(original, _native.MarkHandler):
+    if original is None or _native.is_mark_handler(original):
         return
     # Native, so no TimeGlass frame appears in the app's stacks.
-    routing.run_endpoint_function = _native.MarkHandler(original)
+    routing.run_endpoint_function = _native.mark_handler(original)
