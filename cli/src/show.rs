@@ -392,6 +392,7 @@ pub(crate) mod fixture {
                 session,
                 requests: vec![(process, blocker), (process, io), (process, idle)],
                 outside: vec![],
+                outside_timeline: vec![],
                 process_samples: vec![],
             })
             .unwrap();

@@ -109,6 +109,7 @@ fn store(dir: &std::path::Path, name: &str, requests: Vec<ProfiledRequest>) -> S
                 session,
                 requests: chunk,
                 outside: vec![],
+                outside_timeline: vec![],
                 process_samples: vec![],
             })
             .unwrap();

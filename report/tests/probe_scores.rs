@@ -94,6 +94,7 @@ fn world(cwd: &Path) -> World {
                 .map(|r| (ProcessId(process.0), r))
                 .collect(),
             outside: vec![],
+            outside_timeline: vec![],
             process_samples: vec![sample(0, 20.0, 50), sample(100, 60.0, 70)],
         })
         .unwrap();

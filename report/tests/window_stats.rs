@@ -79,6 +79,7 @@ fn store(dir: &std::path::Path) -> Store {
                     .map(|r| (ProcessId(process.0), ProfiledRequest::new(r.clone())))
                     .collect(),
                 outside: vec![],
+                outside_timeline: vec![],
                 process_samples: vec![],
             })
             .unwrap();

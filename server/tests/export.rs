@@ -76,6 +76,7 @@ fn store() -> (tempfile::TempDir, axum::Router) {
                 (process, request(2, "/items/2", 10)),
             ],
             outside: vec![],
+            outside_timeline: vec![],
             process_samples: vec![],
         })
         .unwrap();

@@ -445,6 +445,7 @@ mod tests {
                 session: s,
                 requests,
                 outside: vec![],
+                outside_timeline: vec![],
                 process_samples: vec![],
             })
             .unwrap();

@@ -176,11 +176,17 @@ pub(crate) fn store(fixture: &str, dir: &Path) -> PathBuf {
         .into_iter()
         .map(|(_, s)| (process, s))
         .collect();
+    let outside_timeline = join
+        .take_outside_timeline()
+        .into_iter()
+        .map(|(_, t)| (process, t))
+        .collect();
     store
         .write(&Batch {
             session,
             requests: requests.into_iter().map(|r| (process, r)).collect(),
             outside,
+            outside_timeline,
             process_samples: vec![],
         })
         .unwrap();
