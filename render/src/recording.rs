@@ -148,16 +148,16 @@ impl Recording {
         let mut tracks = Vec::with_capacity(rows.len());
         for row in rows {
             let context = store.request_context(row.id)?;
-            let timeline = match timelines {
-                true => store.request_timeline(row.id)?,
-                false => Timeline::default(),
+            let (stacks, timeline) = match timelines {
+                true => store.request_profile(row.id)?,
+                false => (store.request_stacks(row.id)?, Timeline::default()),
             };
             tracks.push(RequestTrack {
+                stacks,
                 timeline,
                 stages: stages(&row, context.as_ref()),
                 queries: store.request_queries(row.id)?,
                 calls: store.request_calls(row.id)?,
-                stacks: store.request_stacks(row.id)?,
                 interval_ns: interval(row.session_id),
                 row,
             });

@@ -373,6 +373,12 @@ impl Store {
         read::request_timeline(&self.conn, id).map_err(|e| self.sql_err(e))
     }
 
+    /// [`Self::request_stacks`] and [`Self::request_timeline`] at once, for
+    /// less than the two.
+    pub fn request_profile(&self, id: i64) -> Result<(Vec<StackCount>, Timeline), StoreError> {
+        read::request_profile(&self.conn, id).map_err(|e| self.sql_err(e))
+    }
+
     /// The session's samples outside any request at their times, per
     /// process pid, in pid order.
     pub fn outside_timelines(

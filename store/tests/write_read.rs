@@ -573,6 +573,13 @@ fn samples_keep_their_times_threads_states_and_stacks() {
             .collect()
     };
     assert_eq!(as_read(&back), as_read(&req.timeline));
+    let (stacks, timeline) = t.store.request_profile(1).unwrap();
+    assert_eq!(stacks, t.store.request_stacks(1).unwrap());
+    assert_eq!(as_read(&timeline), as_read(&back));
+    assert!(
+        std::sync::Arc::ptr_eq(&timeline.stacks[0], &stacks[0].stack),
+        "read once, shared"
+    );
     assert!(
         t.store.request_timeline(2).unwrap().is_empty(),
         "no samples, no row"
