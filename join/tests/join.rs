@@ -185,6 +185,20 @@ fn requests_of_different_processes_with_the_same_marker_id_stay_apart() {
     assert!(done.iter().all(|r| r.samples() == 1));
 }
 
+/// The end of request 8, started at 100 ms: its response sent at 150 ms,
+/// its background stage over at 200 ms.
+fn signup_end() -> Event {
+    const MS: u64 = 1_000_000;
+    Event::RequestEnd(RequestEnd {
+        request_id: 8,
+        ts_ns: 200 * MS,
+        response_ns: 150 * MS,
+        status: 200,
+        flags: 0,
+        route: "/signup".into(),
+    })
+}
+
 #[test]
 fn samples_after_the_response_was_sent_form_the_background_stage() {
     let s = stack(&["<module>", "handler"]);
@@ -195,17 +209,7 @@ fn samples_after_the_response_was_sent_form_the_background_stage() {
     j.sample(sample(8, 120 * MS, Quality::Clean, &s));
     j.sample(sample(8, 170 * MS, Quality::Clean, &bg));
     j.sample(sample(8, 180 * MS, Quality::Clean, &bg));
-    j.event(
-        1,
-        Event::RequestEnd(RequestEnd {
-            request_id: 8,
-            ts_ns: 200 * MS,
-            response_ns: 150 * MS,
-            status: 200,
-            flags: 0,
-            route: "/signup".into(),
-        }),
-    );
+    j.event(1, signup_end());
     let done = j.flush(None);
     let r = &done[0];
     assert_eq!(
@@ -458,17 +462,7 @@ fn a_requests_samples_keep_their_times_over_its_counted_stacks() {
     j.sample(sample(8, 120 * MS, Quality::Clean, &s));
     j.sample(sample(8, 140 * MS, Quality::Switched, &s));
     j.sample(sample(8, 170 * MS, Quality::Clean, &bg));
-    j.event(
-        1,
-        Event::RequestEnd(RequestEnd {
-            request_id: 8,
-            ts_ns: 200 * MS,
-            response_ns: 150 * MS,
-            status: 200,
-            flags: 0,
-            route: "/signup".into(),
-        }),
-    );
+    j.event(1, signup_end());
     let r = &j.flush(None)[0];
     let t = &r.timeline;
     let counted: Vec<&Stack> = r.stacks.iter().map(|c| &c.stack).collect();

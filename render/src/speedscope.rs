@@ -73,30 +73,40 @@ pub(crate) fn weighted(recording: &Recording, view: View) -> Vec<(std::sync::Arc
         .collect()
 }
 
-/// A profile as the file format has it; typed, since a request's timeline
-/// can hold hundreds of thousands of events.
+/// A profile as the file format has it, evented (`events`) or sampled
+/// (`samples` and `weights`), in milliseconds from 0; typed, since a
+/// request's timeline can hold hundreds of thousands of events.
 #[derive(Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-enum Profile {
-    Evented {
-        name: String,
-        unit: &'static str,
-        #[serde(rename = "startValue")]
-        start_value: f64,
-        #[serde(rename = "endValue")]
-        end_value: f64,
-        events: Vec<Event>,
-    },
-    Sampled {
-        name: String,
-        unit: &'static str,
-        #[serde(rename = "startValue")]
-        start_value: f64,
-        #[serde(rename = "endValue")]
-        end_value: f64,
-        samples: Vec<Vec<usize>>,
-        weights: Vec<f64>,
-    },
+struct Profile {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: String,
+    unit: &'static str,
+    #[serde(rename = "startValue")]
+    start_value: f64,
+    #[serde(rename = "endValue")]
+    end_value: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events: Option<Vec<Event>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    samples: Option<Vec<Vec<usize>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    weights: Option<Vec<f64>>,
+}
+
+impl Profile {
+    fn new(kind: &'static str, name: String, end_ms: f64) -> Profile {
+        Profile {
+            kind,
+            name,
+            unit: "milliseconds",
+            start_value: 0.0,
+            end_value: end_ms,
+            events: None,
+            samples: None,
+            weights: None,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -116,13 +126,10 @@ fn sampled(name: String, frames: &mut Frames, recording: &Recording, view: View)
         weights.push(ms(*ns));
     }
     let total: f64 = weights.iter().sum();
-    Profile::Sampled {
-        name,
-        unit: "milliseconds",
-        start_value: 0.0,
-        end_value: total,
-        samples,
-        weights,
+    Profile {
+        samples: Some(samples),
+        weights: Some(weights),
+        ..Profile::new("sampled", name, total)
     }
 }
 
@@ -171,12 +178,10 @@ fn evented(frames: &mut Frames, recording: &Recording, view: View) -> Option<Pro
             at: ms(close),
         });
     }
-    Some(Profile::Evented {
-        name: format!("{} (timeline, {})", recording.title(), view.weight.name()),
-        unit: "milliseconds",
-        start_value: 0.0,
-        end_value: ms(end),
-        events,
+    let name = format!("{} (timeline, {})", recording.title(), view.weight.name());
+    Some(Profile {
+        events: Some(events),
+        ..Profile::new("evented", name, ms(end))
     })
 }
 
