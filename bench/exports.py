@@ -1,9 +1,12 @@
 """Export costs, for `make bench` (issue 13).
 
 Runs the render crate's `export_cost` example (release build): one request of
-10,000 samples exported in every profile format, store read included, against
-< 50 ms each; and a 100,000-request table written as CSV and Parquet, store read
-included, against >= 200,000 rows/s. Exits non-zero when a target is missed.
+10,000 samples (each at its time, in another stack than the one before, so its
+timeline closes and opens frames at every sample) exported in every profile
+format, store read included, against < 50 ms each; and a 100,000-request table
+written as CSV and Parquet, store read included, against >= 200,000 rows/s.
+Each figure is the median of the rounds, with `pass` or `FAIL` against its
+target. Exits non-zero when a target is missed.
 
 Only this part of `make bench`:
 `python -m bench.exports [--samples N] [--requests N] [--rounds N]`.

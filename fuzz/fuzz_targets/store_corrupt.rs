@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use timeglass_model::{Frame, ProfiledRequest, Request, StackCount};
+use timeglass_model::{Frame, ProfiledRequest, Request, StackCount, State, Tick, Timeline};
 use timeglass_store::{
     Batch, ClockMap, NewProcess, NewSession, RequestFilter, RequestQuery, SessionEnd, Store,
 };
@@ -78,10 +78,24 @@ fn fixture() -> &'static Fixture {
                     response_end_ns: Some(start + 4_000_000),
                     ..Request::default()
                 };
+                // Its samples at their times too (schema v13's blobs).
+                let ticks = (0..3 + i)
+                    .map(|k| Tick {
+                        ts_ns: start + k * 1_000_000,
+                        tid: 7,
+                        state: State::Python,
+                        stack: 0,
+                    })
+                    .collect();
+                let timeline = Timeline {
+                    stacks: stacks.iter().map(|s| s.stack.clone()).collect(),
+                    ticks,
+                };
                 (
                     process,
                     ProfiledRequest {
                         stacks,
+                        timeline,
                         ..ProfiledRequest::new(request)
                     },
                 )
@@ -123,6 +137,7 @@ fn read_everything(store: &Store) {
     for s in &sessions {
         let _ = store.processes(s.id);
         let _ = store.outside_stacks(s.id);
+        let _ = store.outside_timelines(s.id);
     }
     let Ok(rows) = store.requests(&RequestQuery {
         limit: 20,
@@ -133,6 +148,7 @@ fn read_everything(store: &Store) {
     for r in &rows {
         let _ = store.request(r.id);
         let _ = store.request_stacks(r.id);
+        let _ = store.request_profile(r.id);
         let _ = store.request_queries(r.id);
         let _ = store.request_calls(r.id);
     }

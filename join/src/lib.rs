@@ -27,7 +27,7 @@ use rustc_hash::FxHashMap;
 
 use timeglass_model::{
     Frame, HttpCall, Memory, ProfiledRequest, Quality, Request, RequestContext, Sample, SqlQuery,
-    Stack, StackCount, BACKGROUND_FRAME,
+    Stack, StackCount, State, Tick, Timeline, BACKGROUND_FRAME,
 };
 use timeglass_wire::{
     Event, RequestEnd, RequestStart, END_CANCELLED, END_ERROR, END_NO_RESPONSE, PHASE_HANDLER,
@@ -121,6 +121,8 @@ pub struct Join {
     options: JoinOptions,
     pending: HashMap<(u32, u64), Pending>,
     outside: FxHashMap<(u32, Stack), u64>,
+    /// The same samples at their times, per process.
+    outside_timeline: FxHashMap<u32, TimelineBuilder>,
     stacks: waits::Stacks,
     prefixes: Prefixes,
     recent: Recent,
@@ -221,7 +223,7 @@ impl Join {
             self.prefixes.learn(sample.pid, &sample.stack);
         }
         if sample.request_id == 0 {
-            self.charge_outside(sample.pid, sample.stack);
+            self.charge_outside(sample.pid, Charged::of(&sample, sample.stack.clone()));
             return;
         }
         if sample.quality == Quality::Switched {
@@ -249,7 +251,7 @@ impl Join {
         let after_end = pending.end.as_ref().is_some_and(|e| sample.ts_ns > e.ts_ns);
         if before_start || after_end {
             self.stats.out_of_window += 1;
-            self.charge_outside(sample.pid, sample.stack);
+            self.charge_outside(sample.pid, Charged::of(&sample, sample.stack.clone()));
             return;
         }
         pending.last_sample_ns = pending.last_sample_ns.max(sample.ts_ns);
@@ -263,9 +265,11 @@ impl Join {
         self.stats.request_samples += 1;
     }
 
-    fn charge_outside(&mut self, pid: u32, stack: Stack) {
+    fn charge_outside(&mut self, pid: u32, sample: Charged) {
         self.stats.outside_samples += 1;
-        *self.outside.entry((pid, stack)).or_insert(0) += 1;
+        let timeline = self.outside_timeline.entry(pid).or_default();
+        timeline.push(sample.ts_ns, sample.tid, sample.state, &sample.stack);
+        *self.outside.entry((pid, sample.stack)).or_insert(0) += 1;
     }
 
     /// Requests that ended more than [`GRACE_NS`] before `now_ns`.
@@ -327,8 +331,7 @@ impl Join {
                 // read): keep the samples, outside any request.
                 self.stats.orphans += 1;
                 for charged in p.samples {
-                    *self.outside.entry((key.0, charged.stack)).or_insert(0) += 1;
-                    self.stats.outside_samples += 1;
+                    self.charge_outside(key.0, charged);
                     self.stats.request_samples -= 1;
                 }
                 continue;
@@ -336,6 +339,18 @@ impl Join {
             out.push(self.finish(key.0, p));
         }
         out.sort_by_key(|r| r.request.start_ns);
+        out
+    }
+
+    /// Samples outside any request since the last call, at their times,
+    /// per process (the samples [`Self::take_outside`] counts).
+    pub fn take_outside_timeline(&mut self) -> Vec<(u32, Timeline)> {
+        let mut out: Vec<(u32, Timeline)> = self
+            .outside_timeline
+            .drain()
+            .map(|(pid, builder)| (pid, builder.finish()))
+            .collect();
+        out.sort_by_key(|(pid, _)| *pid);
         out
     }
 
@@ -418,6 +433,7 @@ impl Join {
         // periods (the unit waits are weighed in): a tick that came late
         // stands for more than one period.
         let period_ns = 1_000_000_000 / u64::from(self.options.rate_hz.max(1));
+        let mut timeline = TimelineBuilder::default();
         let mut weights: FxHashMap<Stack, u64> = FxHashMap::default();
         for charged in samples {
             let stack = if charged.suspended() {
@@ -429,6 +445,7 @@ impl Join {
                 Some(sent) if charged.ts_ns > sent => under_background(&stack),
                 _ => stack,
             };
+            timeline.push(charged.ts_ns, charged.tid, charged.state, &stack);
             *weights.entry(stack).or_insert(0) += charged.interval_ns;
         }
         let counts: FxHashMap<Stack, u64> = weights
@@ -451,6 +468,7 @@ impl Join {
                 .cmp(&a.samples)
                 .then_with(|| a.stack.cmp(&b.stack))
         });
+        let timeline = timeline.in_order_of(&stacks);
         let mut queries = p.queries;
         let mut calls = p.calls;
         queries.sort_by_key(|q| q.start_ns);
@@ -494,6 +512,7 @@ impl Join {
             loop_block,
             incomplete,
             alloc_stacks: allocations(p.allocs, response_end_ns),
+            timeline,
             memory: Memory {
                 alloc_bytes: self.sampling_allocs.contains(&pid).then_some(alloc_bytes),
                 gc_collections: p.gcs.len() as u64,
@@ -529,6 +548,56 @@ impl Join {
         ids.sort_unstable();
         ids.dedup();
         ids
+    }
+}
+
+/// A [`Timeline`] being built, each distinct stack once.
+#[derive(Default)]
+struct TimelineBuilder {
+    index: FxHashMap<Stack, u32>,
+    timeline: Timeline,
+}
+
+impl TimelineBuilder {
+    fn push(&mut self, ts_ns: u64, tid: u32, state: State, stack: &Stack) {
+        let stacks = &mut self.timeline.stacks;
+        let at = *self.index.entry(stack.clone()).or_insert_with(|| {
+            stacks.push(stack.clone());
+            stacks.len() as u32 - 1
+        });
+        let tick = Tick {
+            ts_ns,
+            tid,
+            state,
+            stack: at,
+        };
+        self.timeline.ticks.push(tick);
+    }
+
+    /// In time order (orphans' samples arrive late).
+    fn finish(mut self) -> Timeline {
+        self.timeline.ticks.sort_by_key(|t| t.ts_ns);
+        self.timeline
+    }
+
+    /// With its stacks in the order of `stacks` (the same set, as counted),
+    /// sharing their `Arc`s.
+    fn in_order_of(self, stacks: &[StackCount]) -> Timeline {
+        let at: FxHashMap<&Stack, u32> = stacks
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (&s.stack, i as u32))
+            .collect();
+        let moved: Vec<u32> = self.timeline.stacks.iter().map(|s| at[s]).collect();
+        let mut ticks = self.timeline.ticks;
+        for tick in &mut ticks {
+            tick.stack = moved[tick.stack as usize];
+        }
+        ticks.sort_by_key(|t| t.ts_ns);
+        Timeline {
+            stacks: stacks.iter().map(|s| s.stack.clone()).collect(),
+            ticks,
+        }
     }
 }
 

@@ -185,6 +185,20 @@ fn requests_of_different_processes_with_the_same_marker_id_stay_apart() {
     assert!(done.iter().all(|r| r.samples() == 1));
 }
 
+/// The end of request 8, started at 100 ms: its response sent at 150 ms,
+/// its background stage over at 200 ms.
+fn signup_end() -> Event {
+    const MS: u64 = 1_000_000;
+    Event::RequestEnd(RequestEnd {
+        request_id: 8,
+        ts_ns: 200 * MS,
+        response_ns: 150 * MS,
+        status: 200,
+        flags: 0,
+        route: "/signup".into(),
+    })
+}
+
 #[test]
 fn samples_after_the_response_was_sent_form_the_background_stage() {
     let s = stack(&["<module>", "handler"]);
@@ -195,17 +209,7 @@ fn samples_after_the_response_was_sent_form_the_background_stage() {
     j.sample(sample(8, 120 * MS, Quality::Clean, &s));
     j.sample(sample(8, 170 * MS, Quality::Clean, &bg));
     j.sample(sample(8, 180 * MS, Quality::Clean, &bg));
-    j.event(
-        1,
-        Event::RequestEnd(RequestEnd {
-            request_id: 8,
-            ts_ns: 200 * MS,
-            response_ns: 150 * MS,
-            status: 200,
-            flags: 0,
-            route: "/signup".into(),
-        }),
-    );
+    j.event(1, signup_end());
     let done = j.flush(None);
     let r = &done[0];
     assert_eq!(
@@ -444,4 +448,91 @@ fn collections_are_a_breakdown_category_and_a_gc_leaf_under_the_code_that_alloca
         .sum();
     assert_eq!(in_gc, 2);
     assert_eq!(r.memory.rss_peak_bytes, Some(50 << 20));
+}
+
+#[test]
+fn a_requests_samples_keep_their_times_over_its_counted_stacks() {
+    let s = stack(&["<module>", "handler"]);
+    let bg = stack(&["<module>", "send_welcome_email"]);
+    const MS: u64 = 1_000_000;
+    let mut j = Join::new();
+    j.event(1, start(8, 100 * MS));
+    // Delivered out of order, as two sampler batches can be.
+    j.sample(sample(8, 130 * MS, Quality::Clean, &s));
+    j.sample(sample(8, 120 * MS, Quality::Clean, &s));
+    j.sample(sample(8, 140 * MS, Quality::Switched, &s));
+    j.sample(sample(8, 170 * MS, Quality::Clean, &bg));
+    j.event(1, signup_end());
+    let r = &j.flush(None)[0];
+    let t = &r.timeline;
+    let counted: Vec<&Stack> = r.stacks.iter().map(|c| &c.stack).collect();
+    let on_timeline: Vec<&Stack> = t.stacks.iter().collect();
+    assert_eq!(on_timeline, counted, "the same stacks, in the same order");
+    let ticks: Vec<(u64, u32, &str)> = t
+        .ticks
+        .iter()
+        .map(|k| {
+            let leaf = t.stacks[k.stack as usize].last().unwrap();
+            (k.ts_ns, k.tid, &*leaf.name)
+        })
+        .collect();
+    // The switched sample is not on it; the background one is under its root.
+    assert_eq!(
+        ticks,
+        [
+            (120 * MS, 10, "handler"),
+            (130 * MS, 10, "handler"),
+            (170 * MS, 10, "send_welcome_email")
+        ]
+    );
+    assert_eq!(
+        &*t.stacks[t.ticks[2].stack as usize][0].name,
+        "[background]"
+    );
+}
+
+#[test]
+fn samples_outside_requests_keep_their_times_per_process() {
+    let s = stack(&["<module>", "startup"]);
+    let idle = stack(&["<module>", "idle"]);
+    let mut j = Join::new();
+    j.sample(sample(0, 6, Quality::Clean, &s));
+    j.sample(Sample {
+        pid: 2,
+        tid: 20,
+        ..sample(0, 7, Quality::Clean, &idle)
+    });
+    j.sample(sample(0, 5, Quality::Clean, &idle));
+    // A lost start's samples join them, in time order.
+    j.sample(sample(6, 3, Quality::Clean, &s));
+    j.event(1, end(6, 9, 500));
+    j.flush(None);
+    let timelines = j.take_outside_timeline();
+    type Ticks = Vec<(u64, u32, String)>;
+    let got: Vec<(u32, Ticks)> = timelines
+        .iter()
+        .map(|(pid, t)| {
+            let ticks = t.ticks.iter().map(|k| {
+                let leaf = &t.stacks[k.stack as usize].last().unwrap().name;
+                (k.ts_ns, k.tid, leaf.to_string())
+            });
+            (*pid, ticks.collect())
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                1,
+                vec![
+                    (3, 10, "startup".into()),
+                    (5, 10, "idle".into()),
+                    (6, 10, "startup".into())
+                ]
+            ),
+            (2, vec![(7, 20, "idle".into())]),
+        ]
+    );
+    assert_eq!(timelines[0].1.stacks.len(), 2, "each stack once");
+    assert!(j.take_outside_timeline().is_empty());
 }

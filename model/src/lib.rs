@@ -316,6 +316,35 @@ pub struct LoopBlock {
     pub delayed: Vec<u64>,
 }
 
+/// One sample on a timeline: when it was taken, by which thread, in which
+/// state, and which of its timeline's stacks it caught.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tick {
+    /// `CLOCK_MONOTONIC` just before the walk.
+    pub ts_ns: u64,
+    /// Native thread id; 0 for a suspended request (read from its await
+    /// chain, on no thread).
+    pub tid: u32,
+    pub state: State,
+    /// Index of its stack in [`Timeline::stacks`].
+    pub stack: u32,
+}
+
+/// Samples in the order they were taken, with the stacks they caught, each
+/// stack once: where a profile's time went, when.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Timeline {
+    pub stacks: Vec<Stack>,
+    /// In time order.
+    pub ticks: Vec<Tick>,
+}
+
+impl Timeline {
+    pub fn is_empty(&self) -> bool {
+        self.ticks.is_empty()
+    }
+}
+
 /// A stack with how many samples landed on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StackCount {
@@ -471,6 +500,9 @@ pub struct ProfiledRequest {
     /// weighed in bytes (not samples), those after the response under
     /// [`BACKGROUND_FRAME`]. Empty when allocations were not sampled.
     pub alloc_stacks: Vec<StackCount>,
+    /// Its samples at the times they were taken, over the stacks of
+    /// `stacks` (the same stacks, in the same order; waits are not samples).
+    pub timeline: Timeline,
 }
 
 /// A request's memory: the process's resident memory (RSS) around it, read
@@ -542,6 +574,7 @@ impl ProfiledRequest {
             incomplete: false,
             memory: Memory::default(),
             alloc_stacks: Vec::new(),
+            timeline: Timeline::default(),
         }
     }
 

@@ -78,6 +78,7 @@ fn run(requests: u64, statements: u64) -> f64 {
                 session,
                 requests: done.into_iter().map(|r| (process, r)).collect(),
                 outside: Vec::new(),
+                outside_timeline: vec![],
                 process_samples: vec![],
             };
             store.write(&batch).expect("written");

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use timeglass_join::{Join, JoinOptions};
-use timeglass_model::{ProfiledRequest, StackCount};
+use timeglass_model::{ProfiledRequest, StackCount, Timeline};
 use timeglass_store::{Batch, NewProcess, ProcessExit, ProcessId, ProcessSample, SessionId, Store};
 use timeglass_wire::{monotonic_ns, Event, Reader, Region, RegionError, RING_SUFFIX};
 
@@ -68,6 +68,8 @@ pub(crate) struct Writer {
     /// written yet, or a write failed and will be retried).
     held: Vec<ProfiledRequest>,
     outside: Vec<(u32, StackCount)>,
+    /// The same samples at their times, per process.
+    outside_timeline: Vec<(u32, Timeline)>,
     /// Resource samples not yet in the store, by pid.
     samples: Vec<(u32, ProcessSample)>,
     summary: Summary,
@@ -122,6 +124,7 @@ impl Writer {
             rx,
             held: Vec::new(),
             outside: Vec::new(),
+            outside_timeline: vec![],
             samples: Vec::new(),
             summary: Summary::default(),
             noted: (0, Instant::now()),
@@ -529,6 +532,8 @@ impl Writer {
     /// What cannot be written stays held.
     fn try_write(&mut self) -> Result<(), RecorderError> {
         self.outside.extend(self.join.take_outside());
+        self.outside_timeline
+            .extend(self.join.take_outside_timeline());
         let ids: HashMap<u32, ProcessId> = self
             .procs
             .iter()
@@ -543,10 +548,19 @@ impl Writer {
         let (samples_ready, samples_waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.samples)
             .into_iter()
             .partition(|(pid, _)| ids.contains_key(pid));
+        let (timeline_ready, timeline_waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.outside_timeline)
+                .into_iter()
+                .partition(|(pid, _)| ids.contains_key(pid));
         self.held = waiting;
         self.outside = outside_waiting;
+        self.outside_timeline = timeline_waiting;
         self.samples = samples_waiting;
-        if ready.is_empty() && outside_ready.is_empty() && samples_ready.is_empty() {
+        if ready.is_empty()
+            && outside_ready.is_empty()
+            && samples_ready.is_empty()
+            && timeline_ready.is_empty()
+        {
             return Ok(());
         }
         // Requests move into the batch (and back if it fails): each holds
@@ -560,6 +574,10 @@ impl Writer {
             outside: outside_ready
                 .iter()
                 .map(|(pid, s)| (ids[pid], s.clone()))
+                .collect(),
+            outside_timeline: timeline_ready
+                .into_iter()
+                .map(|(pid, t)| (ids[&pid], t))
                 .collect(),
             process_samples: samples_ready
                 .iter()
@@ -581,6 +599,13 @@ impl Writer {
             Err(e) => {
                 self.held.extend(batch.requests.into_iter().map(|(_, r)| r));
                 self.outside.extend(outside_ready);
+                let pids: HashMap<ProcessId, u32> = ids.iter().map(|(p, id)| (*id, *p)).collect();
+                self.outside_timeline.extend(
+                    batch
+                        .outside_timeline
+                        .into_iter()
+                        .map(|(id, t)| (pids[&id], t)),
+                );
                 self.samples.extend(samples_ready);
                 self.bound_held();
                 Err(e.into())
@@ -607,6 +632,11 @@ impl Writer {
         if self.outside.len() > MAX_HELD_SAMPLES {
             let excess = self.outside.len() - MAX_HELD_SAMPLES;
             self.outside.drain(..excess);
+        }
+        // Each entry is one process's samples of one write (~100 ms).
+        let mut ticks: usize = self.outside_timeline.iter().map(|t| t.1.ticks.len()).sum();
+        while ticks > MAX_HELD_SAMPLES && !self.outside_timeline.is_empty() {
+            ticks -= self.outside_timeline.remove(0).1.ticks.len();
         }
         if self.samples.len() > MAX_HELD_SAMPLES {
             let excess = self.samples.len() - MAX_HELD_SAMPLES;

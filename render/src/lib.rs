@@ -23,6 +23,7 @@ mod stages;
 mod svg;
 mod table;
 mod tables;
+mod timeline;
 mod tree;
 mod view;
 

@@ -3,7 +3,7 @@
 //! formats render a [`Recording`]; the dashboard's download links and
 //! `timeglass export` read it the same way.
 
-use timeglass_model::{StackCount, DEFAULT_RATE_HZ};
+use timeglass_model::{StackCount, Timeline, DEFAULT_RATE_HZ};
 use timeglass_store::{
     CallRow, QueryRow, RequestFilter, RequestPage, RequestRow, SessionId, Sort, Store, StoreError,
 };
@@ -70,6 +70,10 @@ pub struct RequestTrack {
     pub queries: Vec<QueryRow>,
     pub calls: Vec<CallRow>,
     pub stacks: Vec<StackCount>,
+    /// Its samples at their times; empty when the subject merges an
+    /// endpoint's requests (nothing draws their timelines) and for requests
+    /// recorded before sample times were stored.
+    pub timeline: Timeline,
     /// The sampling interval of its session: what one sample weighs.
     pub interval_ns: u64,
 }
@@ -78,6 +82,8 @@ pub struct RequestTrack {
 #[derive(Clone, Debug, Default)]
 pub struct Outside {
     pub stacks: Vec<StackCount>,
+    /// The same samples at their times, per process pid.
+    pub timelines: Vec<(u32, Timeline)>,
     pub interval_ns: u64,
 }
 
@@ -132,19 +138,26 @@ impl Recording {
                 }
                 outside = Outside {
                     stacks: store.outside_stacks(*s)?,
+                    timelines: store.outside_timelines(*s)?,
                     interval_ns: interval(*s),
                 };
                 requests(store, None, None, Some(*s))?
             }
         };
+        let timelines = !matches!(subject, Subject::Route { .. });
         let mut tracks = Vec::with_capacity(rows.len());
         for row in rows {
             let context = store.request_context(row.id)?;
+            let (stacks, timeline) = match timelines {
+                true => store.request_profile(row.id)?,
+                false => (store.request_stacks(row.id)?, Timeline::default()),
+            };
             tracks.push(RequestTrack {
+                stacks,
+                timeline,
                 stages: stages(&row, context.as_ref()),
                 queries: store.request_queries(row.id)?,
                 calls: store.request_calls(row.id)?,
-                stacks: store.request_stacks(row.id)?,
                 interval_ns: interval(row.session_id),
                 row,
             });

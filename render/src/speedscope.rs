@@ -2,19 +2,23 @@
 //!
 //! One request is an evented profile on its own timeline: the request, its
 //! stages and its SQL statements and HTTP calls open and close at their real
-//! offsets. Its sampled stacks follow as a sampled profile: the store keeps
-//! how many samples each stack got, not when, so they cannot be placed on
-//! the timeline. Many requests (an endpoint, a session) are one sampled
+//! offsets, and under them each sample's frames open at the time it was
+//! taken and close when a later sample no longer holds them
+//! (`timeline.rs`). Its stacks follow as a sampled profile, its SQL and HTTP
+//! waits included. Many requests (an endpoint, a session) are one sampled
 //! profile, weighted in milliseconds.
 
 use std::collections::HashMap;
 
+use rustc_hash::FxHashMap;
+use serde::Serialize;
 use serde_json::{json, Value};
 use timeglass_model::Frame;
 
 use crate::kind::file;
 use crate::recording::Recording;
 use crate::spans::spans;
+use crate::timeline::{self, Node};
 use crate::view::View;
 
 /// The frames table, each distinct frame once.
@@ -69,7 +73,51 @@ pub(crate) fn weighted(recording: &Recording, view: View) -> Vec<(std::sync::Arc
         .collect()
 }
 
-fn sampled(name: &str, frames: &mut Frames, recording: &Recording, view: View) -> Value {
+/// A profile as the file format has it, evented (`events`) or sampled
+/// (`samples` and `weights`), in milliseconds from 0; typed, since a
+/// request's timeline can hold hundreds of thousands of events.
+#[derive(Serialize)]
+struct Profile {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: String,
+    unit: &'static str,
+    #[serde(rename = "startValue")]
+    start_value: f64,
+    #[serde(rename = "endValue")]
+    end_value: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events: Option<Vec<Event>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    samples: Option<Vec<Vec<usize>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    weights: Option<Vec<f64>>,
+}
+
+impl Profile {
+    fn new(kind: &'static str, name: String, end_ms: f64) -> Profile {
+        Profile {
+            kind,
+            name,
+            unit: "milliseconds",
+            start_value: 0.0,
+            end_value: end_ms,
+            events: None,
+            samples: None,
+            weights: None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Event {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    frame: usize,
+    at: f64,
+}
+
+fn sampled(name: String, frames: &mut Frames, recording: &Recording, view: View) -> Profile {
     let stacks = weighted(recording, view);
     let mut samples = Vec::with_capacity(stacks.len());
     let mut weights = Vec::with_capacity(stacks.len());
@@ -78,48 +126,80 @@ fn sampled(name: &str, frames: &mut Frames, recording: &Recording, view: View) -
         weights.push(ms(*ns));
     }
     let total: f64 = weights.iter().sum();
-    json!({
-        "type": "sampled",
-        "name": name,
-        "unit": "milliseconds",
-        "startValue": 0,
-        "endValue": total,
-        "samples": samples,
-        "weights": weights,
-    })
+    Profile {
+        samples: Some(samples),
+        weights: Some(weights),
+        ..Profile::new("sampled", name, total)
+    }
 }
 
-fn evented(frames: &mut Frames, recording: &Recording) -> Option<Value> {
+fn evented(frames: &mut Frames, recording: &Recording, view: View) -> Option<Profile> {
     let track = recording.requests.first()?;
     let spans = spans(track);
     let end = spans.first().map_or(0, |s| s.end_ns);
-    let mut events = Vec::new();
-    // Spans are nested and in start order: close the open ones that end
+    let samples = timeline::of_request(track, view);
+    let runs = timeline::runs(&spans, &samples);
+    // A frame's index, by its address in `samples`: looking it up by text
+    // for each of the runs was most of the export (callgrind).
+    let mut by_address: FxHashMap<usize, usize> = FxHashMap::default();
+    let mut events = Vec::with_capacity(runs.len() * 2);
+    // Runs are nested and in start order: close the open ones that end
     // before the next opens.
     let mut open: Vec<(usize, u64)> = Vec::new();
-    for span in &spans {
+    for run in &runs {
         while let Some(&(frame, close)) = open.last() {
-            if close > span.start_ns {
+            if close > run.start_ns {
                 break;
             }
-            events.push(json!({ "type": "C", "frame": frame, "at": ms(close) }));
+            events.push(Event {
+                kind: "C",
+                frame,
+                at: ms(close),
+            });
             open.pop();
         }
-        let frame = frames.of(&span.name, "", 0);
-        events.push(json!({ "type": "O", "frame": frame, "at": ms(span.start_ns) }));
-        open.push((frame, span.end_ns));
+        let frame = match run.node {
+            Node::Span(i) => frames.of(&spans[i].name, "", 0),
+            Node::Frame(f) => *by_address
+                .entry(f as *const Frame as usize)
+                .or_insert_with(|| frames.frame(f)),
+        };
+        events.push(Event {
+            kind: "O",
+            frame,
+            at: ms(run.start_ns),
+        });
+        open.push((frame, run.end_ns));
     }
     while let Some((frame, close)) = open.pop() {
-        events.push(json!({ "type": "C", "frame": frame, "at": ms(close) }));
+        events.push(Event {
+            kind: "C",
+            frame,
+            at: ms(close),
+        });
     }
-    Some(json!({
-        "type": "evented",
-        "name": format!("{} (timeline)", recording.title()),
-        "unit": "milliseconds",
-        "startValue": 0,
-        "endValue": ms(end),
-        "events": events,
-    }))
+    let name = format!("{} (timeline, {})", recording.title(), view.weight.name());
+    Some(Profile {
+        events: Some(events),
+        ..Profile::new("evented", name, ms(end))
+    })
+}
+
+#[derive(Serialize)]
+struct Document {
+    #[serde(rename = "$schema")]
+    schema: &'static str,
+    name: String,
+    exporter: &'static str,
+    #[serde(rename = "activeProfileIndex")]
+    active_profile_index: usize,
+    shared: Shared,
+    profiles: Vec<Profile>,
+}
+
+#[derive(Serialize)]
+struct Shared {
+    frames: Vec<Value>,
 }
 
 /// The recording as a speedscope file.
@@ -127,7 +207,7 @@ pub fn speedscope(recording: &Recording, view: View) -> String {
     let mut frames = Frames::default();
     let mut profiles = Vec::new();
     if recording.subject.is_one_request() {
-        profiles.extend(evented(&mut frames, recording));
+        profiles.extend(evented(&mut frames, recording, view));
     }
     let name = match recording.subject.is_one_request() {
         true => format!(
@@ -137,14 +217,16 @@ pub fn speedscope(recording: &Recording, view: View) -> String {
         ),
         false => format!("{} ({} time)", recording.title(), view.weight.name()),
     };
-    profiles.push(sampled(&name, &mut frames, recording, view));
-    let doc = json!({
-        "$schema": "https://www.speedscope.app/file-format-schema.json",
-        "name": recording.title(),
-        "exporter": concat!("timeglass ", env!("CARGO_PKG_VERSION")),
-        "activeProfileIndex": 0,
-        "shared": { "frames": frames.list },
-        "profiles": profiles,
-    });
-    doc.to_string()
+    profiles.push(sampled(name, &mut frames, recording, view));
+    let doc = Document {
+        schema: "https://www.speedscope.app/file-format-schema.json",
+        name: recording.title(),
+        exporter: concat!("timeglass ", env!("CARGO_PKG_VERSION")),
+        active_profile_index: 0,
+        shared: Shared {
+            frames: frames.list,
+        },
+        profiles,
+    };
+    serde_json::to_string(&doc).expect("a profile serializes")
 }

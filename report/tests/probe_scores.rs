@@ -83,6 +83,7 @@ fn world(cwd: &Path) -> World {
             session,
             requests: requests.into_iter().map(|r| (process, r)).collect(),
             outside: vec![],
+            outside_timeline: vec![],
             process_samples: vec![sample(0, 20.0, 50), sample(100, 60.0, 70)],
         })
         .unwrap();

@@ -19,8 +19,9 @@ use std::collections::HashMap;
 
 use timeglass_model::{
     Caller, Frame, HttpCall, LoopBlock, Memory, ProfiledRequest, Repeated, Request, RequestContext,
-    SqlQuery, Stack, StackCount, TimeBreakdown, AWAIT_FRAME_PREFIX, BLOCKED_FRAME, GIL_WAIT_FRAME,
-    HTTP_FRAME_PREFIX, LOOP_BUSY_FRAME, NATIVE_FRAME, SQL_FRAME_PREFIX,
+    SqlQuery, Stack, StackCount, State, Tick, TimeBreakdown, Timeline, AWAIT_FRAME_PREFIX,
+    BLOCKED_FRAME, GIL_WAIT_FRAME, HTTP_FRAME_PREFIX, LOOP_BUSY_FRAME, NATIVE_FRAME,
+    SQL_FRAME_PREFIX,
 };
 use timeglass_store::{Batch, ClockMap, NewProcess, NewSession, Store};
 
@@ -280,7 +281,6 @@ fn generate(out: &std::path::Path, total: u64) -> Result<(), timeglass_store::St
                     end_ns,
                     response_end_ns: Some(response_end_ns),
                 },
-                stacks,
                 switched_samples: rng.below(2),
                 torn_samples: 0,
                 queries: io.queries,
@@ -294,6 +294,8 @@ fn generate(out: &std::path::Path, total: u64) -> Result<(), timeglass_store::St
                 incomplete: false,
                 memory: memory(&mut rng, i),
                 alloc_stacks: vec![],
+                timeline: timeline(&stacks, start_ns, duration_ns),
+                stacks,
             },
         ));
         if batch.len() == 2_000 {
@@ -301,6 +303,7 @@ fn generate(out: &std::path::Path, total: u64) -> Result<(), timeglass_store::St
                 session,
                 requests: std::mem::take(&mut batch),
                 outside: vec![],
+                outside_timeline: vec![],
                 process_samples: vec![],
             })?;
         }
@@ -309,9 +312,33 @@ fn generate(out: &std::path::Path, total: u64) -> Result<(), timeglass_store::St
         session,
         requests: batch,
         outside: vec![],
+        outside_timeline: vec![],
         process_samples: vec![],
     })?;
     Ok(())
+}
+
+/// The samples of `stacks` at their times, as the join hands them to the
+/// store: each stack's samples in a row, spread over the request.
+fn timeline(stacks: &[StackCount], start_ns: u64, duration_ns: u64) -> Timeline {
+    let total: u64 = stacks.iter().map(|s| s.samples).sum();
+    let step = duration_ns / total.max(1);
+    let ticks = stacks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| std::iter::repeat_n(i as u32, s.samples as usize))
+        .enumerate()
+        .map(|(k, stack)| Tick {
+            ts_ns: start_ns + k as u64 * step,
+            tid: 4242,
+            state: State::Python,
+            stack,
+        })
+        .collect();
+    Timeline {
+        stacks: stacks.iter().map(|s| s.stack.clone()).collect(),
+        ticks,
+    }
 }
 
 /// What a request waited on, as the join would hand it to the store.

@@ -99,6 +99,7 @@ impl World {
                     session,
                     requests,
                     outside: vec![],
+                    outside_timeline: vec![],
                     process_samples: vec![],
                 })
                 .unwrap();

@@ -90,6 +90,7 @@ impl World {
             session,
             requests: requests.into_iter().map(|r| (process, r)).collect(),
             outside: vec![],
+            outside_timeline: vec![],
             process_samples: vec![],
         };
         store.write(&batch).unwrap();

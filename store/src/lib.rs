@@ -22,6 +22,7 @@ mod read;
 mod schema;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod timeline;
 mod window;
 mod write;
 
@@ -32,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
-use timeglass_model::{ProfiledRequest, StackCount};
+use timeglass_model::{ProfiledRequest, StackCount, Timeline};
 
 pub use baseline::{BaselineRow, RequestFigure, StatementCount};
 pub use clock::{local_time, ClockMap};
@@ -124,6 +125,8 @@ pub struct Batch {
     pub requests: Vec<(ProcessId, ProfiledRequest)>,
     /// Samples taken outside any request; added to what is already stored.
     pub outside: Vec<(ProcessId, StackCount)>,
+    /// The same samples at their times, per process (each in time order).
+    pub outside_timeline: Vec<(ProcessId, Timeline)>,
     /// Resource samples of the session's processes.
     pub process_samples: Vec<(ProcessId, ProcessSample)>,
 }
@@ -364,6 +367,27 @@ impl Store {
     /// an unknown request.
     pub fn request_stacks(&self, id: i64) -> Result<Vec<StackCount>, StoreError> {
         read::request_stacks(&self.conn, id).map_err(|e| self.sql_err(e))
+    }
+
+    /// The request's samples at the times they were taken; empty for an
+    /// unknown request and for requests recorded before schema v13.
+    pub fn request_timeline(&self, id: i64) -> Result<Timeline, StoreError> {
+        read::request_timeline(&self.conn, id).map_err(|e| self.sql_err(e))
+    }
+
+    /// [`Self::request_stacks`] and [`Self::request_timeline`] at once, for
+    /// less than the two.
+    pub fn request_profile(&self, id: i64) -> Result<(Vec<StackCount>, Timeline), StoreError> {
+        read::request_profile(&self.conn, id).map_err(|e| self.sql_err(e))
+    }
+
+    /// The session's samples outside any request at their times, per
+    /// process pid, in pid order.
+    pub fn outside_timelines(
+        &self,
+        session: SessionId,
+    ) -> Result<Vec<(u32, Timeline)>, StoreError> {
+        read::outside_timelines(&self.conn, session).map_err(|e| self.sql_err(e))
     }
 
     /// Where the request allocated: stacks weighed in bytes (in `samples`);

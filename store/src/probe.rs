@@ -434,6 +434,7 @@ mod tests {
                 session: s,
                 requests,
                 outside: vec![],
+                outside_timeline: vec![],
                 process_samples: vec![],
             })
             .unwrap();

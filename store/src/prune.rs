@@ -145,6 +145,7 @@ fn delete_session(conn: &Connection, id: i64) -> rusqlite::Result<u64> {
     const OF_REQUESTS: &str = "IN (SELECT id FROM requests WHERE session_id = ?1)";
     for table in [
         "request_stacks",
+        "request_samples",
         "request_alloc_stacks",
         "request_context",
         "queries",
@@ -172,6 +173,7 @@ fn delete_session(conn: &Connection, id: i64) -> rusqlite::Result<u64> {
     for table in [
         "probe_runs",
         "outside_stacks",
+        "outside_samples",
         "endpoint_minutes",
         "processes",
     ] {

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
-use timeglass_model::{Frame, Repeated, StackCount, TimeBreakdown};
+use timeglass_model::{Frame, Repeated, StackCount, Tick, TimeBreakdown, Timeline};
 
+use crate::timeline::{self, Stored};
 use crate::{ProcessId, SessionId};
 
 /// One request as listed by `timeglass requests` and the server.
@@ -616,7 +617,24 @@ pub(crate) fn stacks_of_leaves(
     conn: &Connection,
     leaves: Vec<(i64, u64)>,
 ) -> rusqlite::Result<Vec<StackCount>> {
-    let ids: Vec<i64> = leaves.iter().map(|l| l.0).filter(|&id| id != 0).collect();
+    let nodes = nodes_to_root(conn, leaves.iter().map(|l| l.0))?;
+    let mut stacks = leaves
+        .into_iter()
+        .map(|(leaf, samples)| {
+            let stack = walk_to_root(&nodes, leaf)?;
+            Ok(StackCount { stack, samples })
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    timeglass_model::sort_stacks(&mut stacks);
+    Ok(stacks)
+}
+
+/// Every trie node from the `leaves` to the root, each once, by id.
+fn nodes_to_root(
+    conn: &Connection,
+    leaves: impl Iterator<Item = i64>,
+) -> rusqlite::Result<HashMap<i64, (i64, Frame)>> {
+    let ids: Vec<i64> = leaves.filter(|&id| id != 0).collect();
     let ids = serde_json::to_string(&ids).expect("integers serialize");
     let mut nodes: HashMap<i64, (i64, Frame)> = HashMap::new();
     let mut stmt = conn.prepare_cached(
@@ -638,16 +656,133 @@ pub(crate) fn stacks_of_leaves(
         };
         nodes.insert(row.get(0)?, (row.get(1)?, frame));
     }
+    Ok(nodes)
+}
 
-    let mut stacks = leaves
-        .into_iter()
-        .map(|(leaf, samples)| {
-            let stack = walk_to_root(&nodes, leaf)?;
-            Ok(StackCount { stack, samples })
-        })
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+/// The request's counted stacks and its timeline, with one walk of the
+/// trie for both (they hold the same stacks): reading it twice was half of
+/// an export's cost (callgrind).
+pub(crate) fn request_profile(
+    conn: &Connection,
+    request: i64,
+) -> rusqlite::Result<(Vec<StackCount>, Timeline)> {
+    let leaves: Vec<(i64, u64)> = conn
+        .prepare_cached(REQUEST_LEAVES)?
+        .query_map(params![request], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let samples = request_samples(conn, request)?;
+    let ids = leaves
+        .iter()
+        .map(|l| l.0)
+        .chain(samples.iter().map(|s| s.stack_id));
+    let nodes = nodes_to_root(conn, ids)?;
+    let mut by_leaf: HashMap<i64, Arc<[Frame]>> = HashMap::new();
+    let mut stacks = Vec::with_capacity(leaves.len());
+    for (leaf, count) in leaves {
+        let stack = walk_to_root(&nodes, leaf)?;
+        by_leaf.insert(leaf, stack.clone());
+        stacks.push(StackCount {
+            stack,
+            samples: count,
+        });
+    }
     timeglass_model::sort_stacks(&mut stacks);
-    Ok(stacks)
+    let timeline = timeline_with(&nodes, &mut by_leaf, samples)?;
+    Ok((stacks, timeline))
+}
+
+/// The request's stored samples; none for a request without a row.
+fn request_samples(conn: &Connection, request: i64) -> rusqlite::Result<Vec<Stored>> {
+    let row: Option<(u64, Vec<u8>)> = conn
+        .prepare_cached(
+            "SELECT r.start_ns, s.samples FROM request_samples s
+             JOIN requests r ON r.id = s.request_id WHERE s.request_id = ?1",
+        )?
+        .query_row(params![request], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match row {
+        Some((start_ns, blob)) => decoded(start_ns, &blob),
+        None => Ok(Vec::new()),
+    }
+}
+
+pub(crate) fn request_timeline(conn: &Connection, request: i64) -> rusqlite::Result<Timeline> {
+    timeline_of(conn, request_samples(conn, request)?)
+}
+
+pub(crate) fn outside_timelines(
+    conn: &Connection,
+    session: SessionId,
+) -> rusqlite::Result<Vec<(u32, Timeline)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.pid, o.start_ns, o.samples FROM outside_samples o
+         JOIN processes p ON p.id = o.process_id
+         WHERE o.session_id = ?1 ORDER BY p.pid, o.start_ns",
+    )?;
+    let mut rows = stmt.query(params![session.0])?;
+    let mut per_pid: Vec<(u32, Vec<Stored>)> = Vec::new();
+    while let Some(row) = rows.next()? {
+        let pid: u32 = row.get(0)?;
+        let samples = decoded(row.get(1)?, &row.get::<_, Vec<u8>>(2)?)?;
+        match per_pid.last_mut() {
+            Some((last, all)) if *last == pid => all.extend(samples),
+            _ => per_pid.push((pid, samples)),
+        }
+    }
+    per_pid
+        .into_iter()
+        .map(|(pid, mut samples)| {
+            // Rows of one process can interleave when a write was retried.
+            samples.sort_by_key(|s| s.ts_ns);
+            Ok((pid, timeline_of(conn, samples)?))
+        })
+        .collect()
+}
+
+fn decoded(base_ns: u64, blob: &[u8]) -> rusqlite::Result<Vec<Stored>> {
+    timeline::decode(base_ns, blob).map_err(|_| {
+        let msg = "a samples blob is damaged: the database is damaged";
+        rusqlite::Error::FromSqlConversionFailure(0, Type::Blob, msg.into())
+    })
+}
+
+/// Stored samples with their stacks read, each distinct stack once.
+fn timeline_of(conn: &Connection, samples: Vec<Stored>) -> rusqlite::Result<Timeline> {
+    let nodes = nodes_to_root(conn, samples.iter().map(|s| s.stack_id))?;
+    timeline_with(&nodes, &mut HashMap::new(), samples)
+}
+
+/// Stored samples with their stacks from `nodes`, or `known` (by leaf id)
+/// when read before.
+fn timeline_with(
+    nodes: &HashMap<i64, (i64, Frame)>,
+    known: &mut HashMap<i64, Arc<[Frame]>>,
+    samples: Vec<Stored>,
+) -> rusqlite::Result<Timeline> {
+    let mut index: HashMap<i64, u32> = HashMap::new();
+    let mut timeline = Timeline::default();
+    for s in samples {
+        let stack = match index.get(&s.stack_id) {
+            Some(&at) => at,
+            None => {
+                let frames = match known.get(&s.stack_id) {
+                    Some(stack) => stack.clone(),
+                    None => walk_to_root(nodes, s.stack_id)?,
+                };
+                timeline.stacks.push(frames);
+                let at = timeline.stacks.len() as u32 - 1;
+                index.insert(s.stack_id, at);
+                at
+            }
+        };
+        timeline.ticks.push(Tick {
+            ts_ns: s.ts_ns,
+            tid: s.tid,
+            state: s.state,
+            stack,
+        });
+    }
+    Ok(timeline)
 }
 
 fn walk_to_root(nodes: &HashMap<i64, (i64, Frame)>, leaf: i64) -> rusqlite::Result<Arc<[Frame]>> {

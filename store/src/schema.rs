@@ -13,7 +13,7 @@ pub const APPLICATION_ID: i32 = i32::from_be_bytes(*b"TmGl");
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13];
 
 /// Version 11: how a recording ended when it did not end cleanly.
 ///
@@ -36,6 +36,32 @@ ALTER TABLE sessions ADD COLUMN lost_requests INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE requests ADD COLUMN incomplete INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX sessions_unended ON sessions(id) WHERE ended_at IS NULL;
 CREATE INDEX requests_incomplete ON requests(session_id) WHERE incomplete;
+";
+
+/// Version 13: when each sample was taken.
+///
+/// `request_samples` keeps a request's samples in time order as one blob
+/// (`timeline.rs`: per sample its time since the previous one, its thread,
+/// its state and its stack, a few bytes each), times counted from the
+/// request's `start_ns`; the stacks are those of its `request_stacks`
+/// (waits are timed, not sampled, and are not in it). `outside_samples`
+/// keeps the samples taken outside any request the same way, one row per
+/// process per write, times from its `start_ns` (the row's first sample).
+/// The counts of `request_stacks` and `outside_stacks` stay what the
+/// dashboard reads; these are for the exports that draw a timeline.
+/// Requests and sessions recorded before have no rows here.
+const V13: &str = "
+CREATE TABLE request_samples (
+    request_id INTEGER PRIMARY KEY REFERENCES requests(id),
+    samples    BLOB NOT NULL
+);
+CREATE TABLE outside_samples (
+    session_id INTEGER NOT NULL REFERENCES sessions(id),
+    process_id INTEGER NOT NULL REFERENCES processes(id),
+    start_ns   INTEGER NOT NULL,
+    samples    BLOB NOT NULL
+);
+CREATE INDEX outside_samples_by_session ON outside_samples(session_id, start_ns);
 ";
 
 /// Version 12: each request's memory.
@@ -700,6 +726,88 @@ mod tests {
         assert_eq!((calls[0].status, calls[0].start_ms), (Some(200), 1.0));
     }
 
+    /// A file as version 12 wrote it: its requests keep their counts and
+    /// read as having no timeline; new ones store theirs.
+    #[test]
+    fn version_12_requests_open_without_sample_times_and_new_ones_keep_theirs() {
+        use timeglass_model::{ProfiledRequest, Request, StackCount, State, Tick, Timeline};
+
+        use crate::{Batch, ProcessId, SessionId, Store};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v12.db");
+        let mut conn = Connection::open(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        for script in &MIGRATIONS[..12] {
+            tx.execute_batch(script).unwrap();
+        }
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        tx.pragma_update(None, "user_version", 12).unwrap();
+        tx.execute_batch(
+            "INSERT INTO sessions (id, started_at, command, cwd, rate_hz, clock_mono_ns,
+                 clock_unix_ns) VALUES (1, '2024-05-01T12:00:00.000Z', '[]', '/', 1000, 0, 0);
+             INSERT INTO processes (id, session_id, pid, command_line, started_at)
+                 VALUES (1, 1, 42, '[]', '2024-05-01T12:00:00.000Z');
+             INSERT INTO frames (id, name, filename, short, line)
+                 VALUES (1, 'handler', '/srv/app.py', 'app.py', 3);
+             INSERT INTO stacks (id, parent_id, frame_id) VALUES (1, 0, 1);
+             INSERT INTO requests (id, session_id, process_id, marker_id, method, path,
+                 errored, cancelled, tid, start_ns, end_ns, started_at, duration_us,
+                 samples, switched_samples, torn_samples)
+             VALUES (1, 1, 1, 1, 'GET', '/old', 0, 0, 7, 1000000000, 1005000000,
+                 '2024-05-01T12:00:01.000Z', 5000, 3, 0, 0);
+             INSERT INTO request_stacks VALUES (1, 1, 3);
+             INSERT INTO outside_stacks VALUES (1, 1, 1, 4);",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        drop(conn);
+
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.request_stacks(1).unwrap()[0].samples, 3);
+        assert!(store.request_timeline(1).unwrap().is_empty());
+        assert!(store.outside_timelines(SessionId(1)).unwrap().is_empty());
+        assert_eq!(store.outside_stacks(SessionId(1)).unwrap()[0].samples, 4);
+
+        let stack: timeglass_model::Stack = store.request_stacks(1).unwrap()[0].stack.clone();
+        let mut new = ProfiledRequest::new(Request {
+            marker_id: 2,
+            tid: 7,
+            method: "GET".into(),
+            path: "/new".into(),
+            start_ns: 2_000_000_000,
+            end_ns: 2_010_000_000,
+            ..Request::default()
+        });
+        new.stacks = vec![StackCount {
+            stack: stack.clone(),
+            samples: 1,
+        }];
+        new.timeline = Timeline {
+            stacks: vec![stack],
+            ticks: vec![Tick {
+                ts_ns: 2_004_000_000,
+                tid: 7,
+                state: State::Python,
+                stack: 0,
+            }],
+        };
+        store
+            .write(&Batch {
+                session: SessionId(1),
+                requests: vec![(ProcessId(1), new)],
+                ..Batch::default()
+            })
+            .unwrap();
+        let timeline = store.request_timeline(2).unwrap();
+        assert_eq!(timeline.ticks[0].ts_ns, 2_004_000_000);
+        assert_eq!(
+            &*timeline.stacks[0][0].name, "handler",
+            "the old frame, reused"
+        );
+    }
+
     /// A file as version 6 wrote it, with one request, migrated by opening it
     /// the way the CLI and the server do.
     #[test]
@@ -777,6 +885,7 @@ mod tests {
                 session: SessionId(1),
                 requests: vec![(ProcessId(1), new)],
                 outside: vec![],
+                outside_timeline: vec![],
                 process_samples: vec![],
             })
             .unwrap();

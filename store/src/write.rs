@@ -4,9 +4,12 @@ use rustc_hash::FxHashMap;
 use std::sync::{Arc, OnceLock};
 
 use rusqlite::{params, Connection, OptionalExtension, ToSql, TransactionBehavior};
-use timeglass_model::{Caller, Frame, HttpCall, ProfiledRequest, RequestContext, SqlQuery, Stack};
+use timeglass_model::{
+    Caller, Frame, HttpCall, ProfiledRequest, RequestContext, SqlQuery, Stack, Timeline,
+};
 
 use crate::clock::{rfc3339_ms, ClockMap};
+use crate::timeline::{self, Stored};
 use crate::Batch;
 
 /// Ids of frames and trie nodes already in the database, so a repeated
@@ -162,9 +165,11 @@ pub(crate) fn write_batch(
             "INSERT INTO request_stacks (request_id, stack_id, samples) VALUES (?1, ?2, ?3)
              ON CONFLICT DO UPDATE SET samples = samples + excluded.samples",
         )?;
+        let mut ids = FxHashMap::default();
         for counted in &request.stacks {
             let stack = interner.stack_id(&tx, &counted.stack)?;
             insert.execute(params![id, stack, counted.samples])?;
+            ids.insert(address(&counted.stack), stack);
         }
         // Waits end in a synthetic frame, so they never share a row with samples.
         for counted in &request.waits {
@@ -172,6 +177,17 @@ pub(crate) fn write_batch(
             insert.execute(params![id, stack, counted.samples])?;
         }
         drop(insert);
+        if !request.timeline.is_empty() {
+            let blob = timeline_blob(
+                &tx,
+                interner,
+                &ids,
+                request.request.start_ns,
+                &request.timeline,
+            )?;
+            tx.prepare_cached("INSERT INTO request_samples (request_id, samples) VALUES (?1, ?2)")?
+                .execute(params![id, blob])?;
+        }
         let mut allocs = tx.prepare_cached(
             "INSERT INTO request_alloc_stacks (request_id, stack_id, bytes) VALUES (?1, ?2, ?3)
              ON CONFLICT DO UPDATE SET bytes = bytes + excluded.bytes",
@@ -194,6 +210,16 @@ pub(crate) fn write_batch(
         outside.execute(params![batch.session.0, process.0, stack, counted.samples])?;
     }
     drop(outside);
+    let mut outside = tx.prepare_cached(
+        "INSERT INTO outside_samples (session_id, process_id, start_ns, samples)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (process, samples) in batch.outside_timeline.iter().filter(|t| !t.1.is_empty()) {
+        let start = samples.ticks[0].ts_ns;
+        let blob = timeline_blob(&tx, interner, &FxHashMap::default(), start, samples)?;
+        outside.execute(params![batch.session.0, process.0, start, blob])?;
+    }
+    drop(outside);
     let mut sample = tx.prepare_cached(
         "INSERT OR REPLACE INTO process_samples
              (process_id, ts_ns, cpu_percent, rss_bytes, threads, fds)
@@ -211,6 +237,35 @@ pub(crate) fn write_batch(
     }
     drop(sample);
     tx.commit()
+}
+
+/// `samples` as stored, times from `base_ns`. Stacks already interned are
+/// found in `ids` by address.
+fn timeline_blob(
+    conn: &Connection,
+    interner: &mut Interner,
+    ids: &FxHashMap<usize, i64>,
+    base_ns: u64,
+    samples: &Timeline,
+) -> rusqlite::Result<Vec<u8>> {
+    let mut stack_ids = Vec::with_capacity(samples.stacks.len());
+    for stack in &samples.stacks {
+        stack_ids.push(match ids.get(&address(stack)) {
+            Some(&id) => id,
+            None => interner.stack_id(conn, stack)?,
+        });
+    }
+    let stored: Vec<Stored> = samples
+        .ticks
+        .iter()
+        .map(|t| Stored {
+            ts_ns: t.ts_ns,
+            tid: t.tid,
+            state: t.state,
+            stack_id: stack_ids.get(t.stack as usize).copied().unwrap_or(0),
+        })
+        .collect();
+    Ok(timeline::encode(base_ns, &stored))
 }
 
 fn insert_request(

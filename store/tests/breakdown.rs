@@ -46,6 +46,7 @@ fn breakdown_cpu_and_loop_block_round_trip() {
         session: t.session,
         requests: vec![(t.process, r.clone()), (t.process, measured(2, 1, 1, 0))],
         outside: vec![],
+        outside_timeline: vec![],
         process_samples: vec![],
     };
     t.store.write(&batch).unwrap();
@@ -85,6 +86,7 @@ fn breakdown_cpu_and_loop_block_round_trip() {
             (t.process, measured(3, 3, 1, 0)),
         ],
         outside: vec![],
+        outside_timeline: vec![],
         process_samples: vec![],
     };
     t.store.write(&later).unwrap();
@@ -114,6 +116,7 @@ fn every_list_resolves_the_delayed_requests() {
         session: t.session,
         requests: vec![(t.process, blocker), (t.process, measured(2, 1, 1, 60))],
         outside: vec![],
+        outside_timeline: vec![],
         process_samples: vec![],
     };
     t.store.write(&batch).unwrap();
@@ -146,6 +149,7 @@ fn requests_sort_by_cpu_time_and_page_through() {
             session: t.session,
             requests,
             outside: vec![],
+            outside_timeline: vec![],
             process_samples: vec![],
         })
         .unwrap();
@@ -188,6 +192,7 @@ fn a_route_sums_its_breakdowns_and_counts_its_loop_blocks() {
             session: t.session,
             requests,
             outside: vec![],
+            outside_timeline: vec![],
             process_samples: vec![],
         })
         .unwrap();
@@ -218,6 +223,7 @@ fn zeros_throughout_are_not_a_measured_cpu_time() {
             (t.process, request(2, 10, 1, vec![])),
         ],
         outside: vec![],
+        outside_timeline: vec![],
         process_samples: vec![],
     };
     t.store.write(&batch).unwrap();

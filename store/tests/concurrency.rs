@@ -26,6 +26,7 @@ fn reader_is_not_blocked_by_an_open_write_transaction() {
                 request(1, 0, 5, vec![counted(&[("main", 1)], 1)]),
             )],
             outside: vec![],
+            outside_timeline: vec![],
             process_samples: vec![],
         })
         .unwrap();
@@ -86,6 +87,7 @@ fn reader_thread_alongside_writer_thread() {
                     session: t.session,
                     requests,
                     outside: vec![],
+                    outside_timeline: vec![],
                     process_samples: vec![],
                 })
                 .unwrap();

@@ -173,6 +173,7 @@ fn existing_store_keeps_its_data() {
                 request(1, 0, 5, vec![counted(&[("main", 1)], 1)]),
             )],
             outside: vec![],
+            outside_timeline: vec![],
             process_samples: vec![],
         })
         .unwrap();

@@ -64,6 +64,7 @@ fn queries_and_calls_round_trip_with_offsets_and_request_totals() {
         session: t.session,
         requests: vec![(t.process, r)],
         outside: vec![],
+        outside_timeline: vec![],
         process_samples: vec![],
     };
     t.store.write(&batch).unwrap();
@@ -124,6 +125,7 @@ fn requests_without_queries_read_as_zero() {
         session: t.session,
         requests: vec![(t.process, request(1, 0, 5, vec![]))],
         outside: vec![],
+        outside_timeline: vec![],
         process_samples: vec![],
     };
     t.store.write(&batch).unwrap();
@@ -175,6 +177,7 @@ fn statements_of_every_count_round_trip_in_order() {
             session: t.session,
             requests,
             outside: vec![],
+            outside_timeline: vec![],
             process_samples: vec![],
         })
         .unwrap();
@@ -233,6 +236,7 @@ fn callers_are_stored_once_and_read_back_identical() {
             session: t.session,
             requests: vec![(t.process, first), (t.process, second)],
             outside: vec![],
+            outside_timeline: vec![],
             process_samples: vec![],
         })
         .unwrap();
@@ -265,6 +269,7 @@ fn callers_are_stored_once_and_read_back_identical() {
             session: t.session,
             requests: vec![(t.process, third)],
             outside: vec![],
+            outside_timeline: vec![],
             process_samples: vec![],
         })
         .unwrap();
@@ -289,6 +294,7 @@ fn a_failed_batch_leaves_no_caller_or_wait_stack_behind() {
             (timeglass_store::ProcessId(999), request(2, 0, 1, vec![])),
         ],
         outside: vec![],
+        outside_timeline: vec![],
         process_samples: vec![],
     };
     assert!(t.store.write(&bad).is_err());
@@ -300,6 +306,7 @@ fn a_failed_batch_leaves_no_caller_or_wait_stack_behind() {
             session: t.session,
             requests: vec![(t.process, with_queries(1))],
             outside: vec![],
+            outside_timeline: vec![],
             process_samples: vec![],
         })
         .unwrap();

@@ -31,6 +31,7 @@ fn round_trip() {
         session: t.session,
         requests: vec![(t.process, ok.clone()), (t.process, failing.clone())],
         outside: vec![(t.process, counted(&[("main", 1), ("idle", 2)], 40))],
+        outside_timeline: vec![],
         process_samples: vec![],
     };
     t.store.write(&batch).unwrap();
@@ -119,6 +120,7 @@ fn request_rows_serialize_for_json_output() {
         session: t.session,
         requests: vec![(t.process, request(1, 0, 3, vec![]))],
         outside: vec![],
+        outside_timeline: vec![],
         process_samples: vec![],
     };
     t.store.write(&batch).unwrap();
@@ -137,6 +139,7 @@ fn stacks_come_back_most_samples_first() {
         session: t.session,
         requests: vec![(t.process, request(1, 0, 10, handler_stacks()))],
         outside: vec![],
+        outside_timeline: vec![],
         process_samples: vec![],
     };
     t.store.write(&batch).unwrap();
@@ -161,6 +164,7 @@ fn interning_dedupes_frames_and_stack_nodes() {
             (t.process, request(2, 10, 10, vec![same()])),
         ],
         outside: vec![(t.process, same())],
+        outside_timeline: vec![],
         process_samples: vec![],
     };
     t.store.write(&batch).unwrap();
@@ -174,6 +178,7 @@ fn interning_dedupes_frames_and_stack_nodes() {
             session: t.session,
             requests: vec![(t.process, request(3, 20, 10, vec![branch]))],
             outside: vec![],
+            outside_timeline: vec![],
             process_samples: vec![],
         })
         .unwrap();
@@ -185,6 +190,7 @@ fn interning_dedupes_frames_and_stack_nodes() {
             session: t.session,
             requests: vec![(t.process, request(4, 30, 10, vec![same()]))],
             outside: vec![],
+            outside_timeline: vec![],
             process_samples: vec![],
         })
         .unwrap();
@@ -201,6 +207,7 @@ fn duplicate_stacks_in_one_request_are_summed() {
             session: t.session,
             requests: vec![(t.process, request(1, 0, 10, twice))],
             outside: vec![],
+            outside_timeline: vec![],
             process_samples: vec![],
         })
         .unwrap();
@@ -218,6 +225,7 @@ fn empty_stack_round_trips() {
             session: t.session,
             requests: vec![(t.process, request(1, 0, 10, vec![counted(&[], 2)]))],
             outside: vec![(t.process, counted(&[], 1))],
+            outside_timeline: vec![],
             process_samples: vec![],
         })
         .unwrap();
@@ -242,6 +250,7 @@ fn outside_stacks_accumulate_across_batches_and_processes() {
                 session: t.session,
                 requests: vec![],
                 outside: vec![(process, idle()), (process, counted(&[("gc", 1)], 1))],
+                outside_timeline: vec![],
                 process_samples: vec![],
             })
             .unwrap();
@@ -278,6 +287,7 @@ fn newest_first_with_limit_and_session_filter() {
             session: t.session,
             requests,
             outside: vec![],
+            outside_timeline: vec![],
             process_samples: vec![],
         })
         .unwrap();
@@ -288,6 +298,7 @@ fn newest_first_with_limit_and_session_filter() {
             session: later,
             requests: vec![(later_process, request(99, 5, 1, vec![]))],
             outside: vec![],
+            outside_timeline: vec![],
             process_samples: vec![],
         })
         .unwrap();
@@ -342,6 +353,7 @@ fn failed_batch_writes_nothing_and_next_batch_still_works() {
             (timeglass_store::ProcessId(999), request(2, 0, 1, vec![])),
         ],
         outside: vec![],
+        outside_timeline: vec![],
         process_samples: vec![],
     };
     assert!(matches!(
@@ -358,6 +370,7 @@ fn failed_batch_writes_nothing_and_next_batch_still_works() {
         session: t.session,
         requests: vec![(t.process, request(1, 0, 1, vec![fresh()]))],
         outside: vec![],
+        outside_timeline: vec![],
         process_samples: vec![],
     };
     t.store.write(&good).unwrap();
@@ -421,6 +434,7 @@ fn writes_ten_thousand_requests_of_twenty_stacks() {
             session: t.session,
             requests: chunk.iter().map(|r| (t.process, r.clone())).collect(),
             outside: vec![],
+            outside_timeline: vec![],
             process_samples: vec![],
         };
         t.store.write(&batch).unwrap();
@@ -448,6 +462,7 @@ fn processes_list_how_each_ended() {
         session: t.session,
         requests: vec![(t.process, request(1, 0, 3, vec![]))],
         outside: vec![],
+        outside_timeline: vec![],
         process_samples: vec![],
     };
     t.store.write(&batch).unwrap();
@@ -485,4 +500,99 @@ fn processes_list_how_each_ended() {
         t.store.set_process_exit(ProcessId(77), ProcessExit::Clean),
         Err(StoreError::UnknownId { .. })
     ));
+}
+
+fn tick(ts_ns: u64, tid: u32, state: timeglass_model::State, stack: u32) -> timeglass_model::Tick {
+    timeglass_model::Tick {
+        ts_ns,
+        tid,
+        state,
+        stack,
+    }
+}
+
+#[test]
+fn samples_keep_their_times_threads_states_and_stacks() {
+    use timeglass_model::{State, Timeline};
+
+    let mut t = TestStore::start();
+    let mut req = request(1, 1_000, 50, handler_stacks());
+    let start = req.request.start_ns;
+    let stacks: Vec<_> = req.stacks.iter().map(|s| s.stack.clone()).collect();
+    req.timeline = Timeline {
+        stacks: stacks.clone(),
+        ticks: vec![
+            tick(start, 7, State::Python, 0),
+            tick(start + 1_000_000, 7, State::Python, 0),
+            tick(start + 2_000_123, 0, State::Awaiting, 2),
+            tick(start + 2_000_123, 99, State::Blocked, 1),
+            tick(start + 49_999_999, 7, State::Native, 0),
+        ],
+    };
+    let idle = stack(&[("main", 1), ("idle", 2)]);
+    let outside = |at_ms: u64| Timeline {
+        stacks: vec![idle.clone()],
+        ticks: vec![tick(
+            CLOCK.mono_ns + at_ms * 1_000_000,
+            8,
+            State::Blocked,
+            0,
+        )],
+    };
+    let other = t.store.add_process(t.session, &new_process(5151)).unwrap();
+    t.store
+        .write(&Batch {
+            session: t.session,
+            requests: vec![
+                (t.process, req.clone()),
+                (t.process, request(2, 2_000, 5, vec![])),
+            ],
+            outside: vec![],
+            // Two writes of one process, the later one first (a retried write).
+            outside_timeline: vec![
+                (t.process, outside(30)),
+                (other, outside(5)),
+                (t.process, outside(20)),
+            ],
+            process_samples: vec![],
+        })
+        .unwrap();
+
+    let back = t.store.request_timeline(1).unwrap();
+    let as_read = |tl: &Timeline| -> Vec<(u64, u32, State, Vec<timeglass_model::Frame>)> {
+        tl.ticks
+            .iter()
+            .map(|k| {
+                (
+                    k.ts_ns,
+                    k.tid,
+                    k.state,
+                    tl.stacks[k.stack as usize].to_vec(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(as_read(&back), as_read(&req.timeline));
+    let (stacks, timeline) = t.store.request_profile(1).unwrap();
+    assert_eq!(stacks, t.store.request_stacks(1).unwrap());
+    assert_eq!(as_read(&timeline), as_read(&back));
+    assert!(
+        std::sync::Arc::ptr_eq(&timeline.stacks[0], &stacks[0].stack),
+        "read once, shared"
+    );
+    assert!(
+        t.store.request_timeline(2).unwrap().is_empty(),
+        "no samples, no row"
+    );
+    assert!(t.store.request_timeline(99).unwrap().is_empty());
+
+    let outside = t.store.outside_timelines(t.session).unwrap();
+    let pids: Vec<u32> = outside.iter().map(|o| o.0).collect();
+    assert_eq!(pids, [4242, 5151]);
+    let times: Vec<u64> = outside[0].1.ticks.iter().map(|k| k.ts_ns).collect();
+    assert_eq!(
+        times,
+        [CLOCK.mono_ns + 20_000_000, CLOCK.mono_ns + 30_000_000]
+    );
+    assert_eq!(&*outside[0].1.stacks[0], &*idle);
 }

@@ -145,7 +145,19 @@ pub(crate) fn store(fixture: &str, dir: &Path) -> PathBuf {
         }),
     );
     join.event(PID, end(2, T0 + walks as u64 * MS));
-    for s in samples {
+    // The first two walks again, 3 and 2 ms before the first request
+    // started: samples outside any request, for the session's exports.
+    let before: Vec<Sample> = samples
+        .iter()
+        .take(2)
+        .enumerate()
+        .map(|(i, s)| Sample {
+            request_id: 0,
+            ts_ns: T0 - (3 - i as u64) * MS,
+            ..s.clone()
+        })
+        .collect();
+    for s in before.into_iter().chain(samples) {
         join.sample(s);
     }
     let requests = join.finished(T0 + walks as u64 * MS + GRACE_NS);
@@ -170,11 +182,17 @@ pub(crate) fn store(fixture: &str, dir: &Path) -> PathBuf {
         .into_iter()
         .map(|(_, s)| (process, s))
         .collect();
+    let outside_timeline = join
+        .take_outside_timeline()
+        .into_iter()
+        .map(|(_, t)| (process, t))
+        .collect();
     store
         .write(&Batch {
             session,
             requests: requests.into_iter().map(|r| (process, r)).collect(),
             outside,
+            outside_timeline,
             process_samples: vec![],
         })
         .unwrap();
