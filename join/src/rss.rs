@@ -8,9 +8,11 @@
 //!
 //! A reading taken after another request of the process started tells of
 //! that request too: the end of a request is the first reading after it
-//! only when no request started in between, else the last reading before
-//! its end (a request shorter than the reading interval, followed at once by
-//! a big one, must not be charged the big one's memory).
+//! when no request started in between, else the lower of the readings just
+//! before and just after its end (a request shorter than the reading
+//! interval, followed at once by a big one, must not be charged the big
+//! one's memory, and one that frees a big buffer as it ends must not be
+//! shown holding it).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
@@ -71,7 +73,16 @@ impl Readings {
             .and_then(|s| s.range(end_ns.saturating_add(1)..).next().copied());
         let end = match last_before_end {
             Some(i) if first_after_end == readings.len() => i,
-            Some(i) if next_start.is_some_and(|n| n < readings[first_after_end].0) => i,
+            // Another request started before the next reading: of the two
+            // readings around the end, the lower. What the request freed
+            // as it ended shows in the one after; what the next request
+            // allocated does not show in the one before.
+            Some(i) if next_start.is_some_and(|n| n < readings[first_after_end].0) => {
+                match readings[i].1 <= readings[first_after_end].1 {
+                    true => i,
+                    false => first_after_end,
+                }
+            }
             _ => first_after_end.min(readings.len() - 1),
         };
         let (from, to) = (start.min(end), start.max(end));
@@ -171,7 +182,7 @@ mod tests {
     }
 
     #[test]
-    fn a_request_followed_at_once_by_another_ends_at_its_last_own_reading() {
+    fn a_request_followed_at_once_by_another_ends_at_the_lower_reading_around_its_end() {
         // A short request over 7-17 ms; the next one starts at 18 ms and
         // allocates 64 MiB before the 20 ms reading.
         let mut r = readings(&[(0, 10), (5, 12), (10, 13), (15, 14), (20, 78)]);
@@ -189,6 +200,15 @@ mod tests {
         let m = r.of(1, 16 * MS, 17 * MS);
         assert_eq!(m.rss_end_bytes, Some(14 * MIB));
         assert_eq!(m.rss_peak_bytes, Some(14 * MIB));
+        // A request that held 64 MiB until just before its end, followed at
+        // once by a small one: the reading after its end, taken inside the
+        // next one, is its end, and the peak is its own.
+        let mut r = readings(&[(0, 10), (5, 74), (10, 74), (15, 74), (20, 12)]);
+        r.started(1, 2 * MS);
+        r.started(1, 18 * MS);
+        let m = r.of(1, 2 * MS, 17 * MS);
+        assert_eq!(m.rss_end_bytes, Some(12 * MIB));
+        assert_eq!(m.rss_peak_bytes, Some(74 * MIB));
     }
 
     #[test]
