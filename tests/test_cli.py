@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import re
+import signal
 import sqlite3
+import subprocess
+import time
 
+import httpx
 import pytest
 
+from fixtures import harness
 from tests.conftest import Recording
 from tests.context import TestContext, assert_clean_error
 
@@ -84,6 +89,42 @@ def test_requests_refuses_a_file_that_is_not_a_store(ctx: TestContext) -> None:
     assert_clean_error(result)
     assert notes.read_bytes() == content, "the file was modified"
     assert [p.name for p in folder.iterdir()] == ["notes.txt"], "files appeared beside it"
+
+
+def test_ui_stops_on_ctrl_c_even_with_sigint_ignored_and_a_live_list_open(
+    recording: Recording,
+) -> None:
+    """A script's background job inherits SIGINT as ignored; Ctrl-C (or the harness's SIGINT)
+    must stop `timeglass ui` anyway, without waiting for the list's live stream to end."""
+    port = harness.free_port()
+    argv = [str(harness.timeglass_bin()), "ui", "--db", str(recording.ctx.db), "--port", str(port)]
+    ui = subprocess.Popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                stream = httpx.stream(
+                    "GET", f"http://127.0.0.1:{port}/api/v1/requests/stream?after=0", timeout=10
+                )
+                response = stream.__enter__()
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, "the dashboard did not start"
+                time.sleep(0.1)
+        assert response.status_code == 200
+        ui.send_signal(signal.SIGINT)
+        assert ui.wait(timeout=5) == 0
+        assert ui.stderr is not None
+        assert ui.stderr.read() == b""
+        stream.__exit__(None, None, None)
+    finally:
+        if ui.poll() is None:
+            ui.kill()
 
 
 @pytest.mark.e2e

@@ -2,6 +2,10 @@
 
 use std::io::Write;
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use timeglass_server::{Server, ServerOptions};
 
@@ -25,7 +29,14 @@ pub(crate) fn ui(args: UiArgs) -> Result<ExitCode> {
     if args.open {
         open_browser(&url);
     }
-    server.run().map_err(|e| Failure::error(&e))?;
+    // Ctrl-C, SIGTERM or SIGHUP stop it, also where SIGINT was inherited
+    // as ignored (a script's background job, `nohup`).
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| Failure::new(format!("cannot handle signal {signal}: {e}")))?;
+    }
+    server.run_until(stop).map_err(|e| Failure::error(&e))?;
     Ok(ExitCode::SUCCESS)
 }
 

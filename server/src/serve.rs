@@ -2,6 +2,9 @@
 //! CLI) stay synchronous and never see tokio.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -65,14 +68,32 @@ impl Server {
 
     /// Serves until the process ends.
     pub fn run(self) -> Result<(), ServerError> {
+        self.run_until(Arc::new(AtomicBool::new(false)))
+    }
+
+    /// Serves until `stop` is set (a signal handler's flag), then returns
+    /// without waiting for open pages: a request list's live stream never
+    /// ends by itself. Reads of the store still running get a second.
+    pub fn run_until(self, stop: Arc<AtomicBool>) -> Result<(), ServerError> {
         let Server {
             runtime,
             listener,
             app,
             ..
         } = self;
-        runtime
-            .block_on(async move { axum::serve(listener, app).await })
-            .map_err(ServerError::Serve)
+        let served = runtime.block_on(async move {
+            tokio::select! {
+                served = axum::serve(listener, app) => served,
+                () = stopped(&stop) => Ok(()),
+            }
+        });
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        served.map_err(ServerError::Serve)
+    }
+}
+
+async fn stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
