@@ -1,6 +1,7 @@
 //! Binding and running the server with its own runtime, so callers (the
 //! CLI) stay synchronous and never see tokio.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -68,13 +69,17 @@ impl Server {
 
     /// Serves until the process ends.
     pub fn run(self) -> Result<(), ServerError> {
-        self.run_until(Arc::new(AtomicBool::new(false)))
+        self.serve(std::future::pending())
     }
 
     /// Serves until `stop` is set (a signal handler's flag), then returns
     /// without waiting for open pages: a request list's live stream never
     /// ends by itself. Reads of the store still running get a second.
     pub fn run_until(self, stop: Arc<AtomicBool>) -> Result<(), ServerError> {
+        self.serve(async move { stopped(&stop).await })
+    }
+
+    fn serve(self, stop: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
         let Server {
             runtime,
             listener,
@@ -84,7 +89,7 @@ impl Server {
         let served = runtime.block_on(async move {
             tokio::select! {
                 served = axum::serve(listener, app) => served,
-                () = stopped(&stop) => Ok(()),
+                () = stop => Ok(()),
             }
         });
         runtime.shutdown_timeout(Duration::from_secs(1));
