@@ -82,10 +82,7 @@ pub(crate) fn take(path: &Path) -> Taken {
                     _file: Some(lock),
                 });
             }
-            Err((file, _)) => {
-                let holder = std::io::read_to_string(&file).unwrap_or_default();
-                return Taken::Busy(holder.trim().to_owned());
-            }
+            Err((file, _)) => return Taken::Busy(named(&file)),
         }
     }
     Taken::Unavailable
@@ -97,13 +94,17 @@ pub(crate) fn holder(path: &Path) -> Option<String> {
     let file = OpenOptions::new().read(true).write(true).open(path).ok()?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(_) => None,
-        Err((file, _)) => Some(
-            std::io::read_to_string(&file)
-                .unwrap_or_default()
-                .trim()
-                .to_owned(),
-        ),
+        Err((file, _)) => Some(named(&file)),
     }
+}
+
+/// The pid a held lock names (as its recorder, or the marker that started
+/// it, wrote it).
+fn named(file: &File) -> String {
+    std::io::read_to_string(file)
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
 }
 
 /// The lock at `path` that this process inherited from the marker that
