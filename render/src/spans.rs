@@ -146,10 +146,10 @@ fn nest(spans: Vec<Span>) -> Vec<Span> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn span(name: &str, start_ns: u64, end_ns: u64) -> Span {
+    pub(crate) fn span(name: &str, start_ns: u64, end_ns: u64) -> Span {
         Span {
             name: name.into(),
             category: "stage",

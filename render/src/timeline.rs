@@ -167,6 +167,8 @@ fn same(a: &Node<'_>, b: &Node<'_>) -> bool {
 mod tests {
     use timeglass_model::{State, Tick};
 
+    use crate::spans::tests::span;
+
     use super::*;
 
     fn frame(name: &str) -> Frame {
@@ -180,16 +182,6 @@ mod tests {
 
     fn stack(names: &[&str]) -> Arc<[Frame]> {
         names.iter().map(|n| frame(n)).collect()
-    }
-
-    fn span(name: &str, start_ns: u64, end_ns: u64) -> Span {
-        Span {
-            name: name.into(),
-            category: "stage",
-            start_ns,
-            end_ns,
-            args: Vec::new(),
-        }
     }
 
     fn tick(ts_ns: u64, stack: u32) -> Tick {
