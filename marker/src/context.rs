@@ -1,7 +1,8 @@
 //! A request's context for the dashboard: its headers and query string when
-//! it starts, its body as the app reads it, and the response headers when the
-//! response starts. Secrets are redacted here, inside the app, so they never
-//! reach the ring file or the store.
+//! it starts (in its begin record), its body as the app reads it, and the
+//! response headers when the response starts (both in its finish record).
+//! Secrets are redacted here, inside the app, so they never reach the ring
+//! file or the store.
 //!
 //! The body is copied out of the messages `receive` returns (up to
 //! [`MAX_BODY_BYTES`]); the app gets the very same message objects.
@@ -14,12 +15,10 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use timeglass_wire::{
-    env, Event, Region, RequestContext, MAX_BODY_BYTES, MAX_HEADER_BYTES, PHASE_HANDLER,
-    PHASE_REQUEST, PHASE_RESPONSE,
+    env, write, Event, Region, RequestContext, MAX_BODY_BYTES, MAX_HEADER_BYTES, PHASE_HANDLER,
 };
 
 use crate::redact::{self, REDACTED};
-use crate::spare;
 use crate::state;
 use crate::watched::{watch, OnReturn};
 
@@ -79,13 +78,9 @@ impl BodyCapture {
     }
 }
 
-/// What the marker reads of a request's scope when it enters the app, in
-/// one pass over the header list: no Python object is created per header,
-/// and secrets are redacted on the bytes.
+/// What the begin record's scan of the headers learnt, for the request's body.
 #[derive(Default)]
 pub(crate) struct RequestHead {
-    /// Lowercased names and values, secrets redacted, cut to what the event carries.
-    pub headers: Option<spare::Headers>,
     /// Its `content-type` header, which says how to redact the body.
     pub content_type: String,
     /// Whether the request may carry a body: an HTTP/1 request without
@@ -93,68 +88,45 @@ pub(crate) struct RequestHead {
     pub may_have_body: bool,
 }
 
-impl RequestHead {
-    pub(crate) fn scan(scope: &Bound<'_, PyDict>) -> RequestHead {
-        let py = scope.py();
-        let mut head = RequestHead::default();
-        let mut framed = false;
-        if let Ok(Some(list)) = scope.get_item(intern!(py, "headers")) {
-            let headers = head.headers.insert(spare::Headers::new(PHASE_REQUEST));
-            headers.reserve(list_len(&list));
-            let mut budget = MAX_HEADER_BYTES;
-            for_each_header(&list, |name, value| {
-                if name.eq_ignore_ascii_case(b"content-type") {
-                    head.content_type = lossy(cut(value, MAX_ONE_HEADER));
-                } else if name.eq_ignore_ascii_case(b"content-length") {
-                    framed = true;
-                    head.may_have_body |= value.trim_ascii() != b"0";
-                } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                    framed = true;
-                    head.may_have_body = true;
-                }
-                push_redacted(headers, name, value, &mut budget);
-            });
-        }
-        if !framed && !http1(scope) {
-            head.may_have_body = true;
-        }
-        head
+/// Writes the context of the request of `scope` as its begin record
+/// carries it: its headers, in one pass over the header list with no
+/// Python object created per header, names lowercased and secrets redacted
+/// on the bytes, then its query string, redacted too.
+pub(crate) fn write_request(buf: &mut Vec<u8>, scope: &Bound<'_, PyDict>) -> RequestHead {
+    let py = scope.py();
+    let mut head = RequestHead::default();
+    let mut framed = false;
+    let mut list = write::Headers::start(buf);
+    if let Ok(Some(headers)) = scope.get_item(intern!(py, "headers")) {
+        let mut budget = MAX_HEADER_BYTES;
+        for_each_header(&headers, |name, value| {
+            if name.eq_ignore_ascii_case(b"content-type") {
+                head.content_type = lossy(cut(value, MAX_ONE_HEADER));
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                framed = true;
+                head.may_have_body |= value.trim_ascii() != b"0";
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                framed = true;
+                head.may_have_body = true;
+            }
+            push_redacted(&mut list, buf, name, value, &mut budget);
+        });
     }
-
-    /// The context event published when request `rid` enters the app.
-    pub(crate) fn event(&mut self, rid: u64, scope: &Bound<'_, PyDict>) -> Event {
-        let py = scope.py();
-        let mut query = spare::string();
-        if let Some(q) = scope
-            .get_item(intern!(py, "query_string"))
-            .ok()
-            .flatten()
-            .and_then(|q| q.cast_into::<PyBytes>().ok())
-        {
-            query = redacted_query(cut(q.as_bytes(), MAX_HEADER_BYTES), query);
-        }
-        Event::RequestContext(RequestContext {
-            request_id: rid,
-            ts_ns: timeglass_wire::monotonic_ns(),
-            phase: PHASE_REQUEST,
-            headers: self
-                .headers
-                .take()
-                .map(spare::Headers::finish)
-                .unwrap_or_default(),
-            query,
-            body: Vec::new(),
-            body_bytes: 0,
-        })
+    list.end(buf);
+    if !framed && !http1(scope) {
+        head.may_have_body = true;
     }
-}
-
-/// The query string with secret parameters redacted, written into `out`'s buffer.
-fn redacted_query(query: &[u8], out: String) -> String {
-    let mut bytes = out.into_bytes();
-    bytes.clear();
-    redact::urlencoded_into(query, &mut bytes);
-    String::from_utf8(bytes).unwrap_or_else(|e| lossy(e.as_bytes()))
+    let query = scope
+        .get_item(intern!(py, "query_string"))
+        .ok()
+        .flatten()
+        .and_then(|q| q.cast_into::<PyBytes>().ok());
+    write::string_with(buf, |out| {
+        if let Some(q) = &query {
+            redact::urlencoded_into(cut(q.as_bytes(), MAX_HEADER_BYTES), out);
+        }
+    });
+    head
 }
 
 /// Whether the request came over HTTP/1.x (ASGI's default is 1.1).
@@ -168,12 +140,6 @@ fn http1(scope: &Bound<'_, PyDict>) -> bool {
         Ok(None) => true,
         Err(_) => false,
     }
-}
-
-/// How many headers a header list holds, when that is known cheaply (at most 64: only
-/// what a vector is sized for).
-fn list_len(list: &Bound<'_, PyAny>) -> usize {
-    list.cast::<PyList>().map_or(0, |l| l.len().min(64))
 }
 
 /// Calls `f(name, value)` for each `[name, value]` pair of byte strings of
@@ -208,9 +174,15 @@ fn for_each_header(list: &Bound<'_, PyAny>, mut f: impl FnMut(&[u8], &[u8])) {
 /// huge header cannot crowd out all the others.
 const MAX_ONE_HEADER: usize = MAX_HEADER_BYTES / 4;
 
-/// Appends one header as the event carries it, unless `budget` (the bytes
-/// the event has room for) is spent.
-fn push_redacted(headers: &mut spare::Headers, name: &[u8], value: &[u8], budget: &mut usize) {
+/// Appends one header as the record carries it, unless `budget` (the bytes
+/// the record has room for) is spent.
+fn push_redacted(
+    list: &mut write::Headers,
+    buf: &mut Vec<u8>,
+    name: &[u8],
+    value: &[u8],
+    budget: &mut usize,
+) {
     let name = cut(name, MAX_ONE_HEADER);
     let value = if redact::secret_header_bytes(name) {
         REDACTED.as_bytes()
@@ -223,10 +195,7 @@ fn push_redacted(headers: &mut spare::Headers, name: &[u8], value: &[u8], budget
         return;
     }
     *budget -= size;
-    let (n, v) = headers.next();
-    put_lossy(n, name);
-    n.make_ascii_lowercase();
-    put_lossy(v, value);
+    list.push(buf, name, value);
 }
 
 /// The first `max` bytes of `bytes`.
@@ -236,10 +205,15 @@ fn cut(bytes: &[u8], max: usize) -> &[u8] {
 
 /// FastAPI is calling the endpoint function of the request the calling
 /// thread runs; what came before was middleware, routing and dependencies.
-/// Does nothing outside a recorded request or with contexts off. Never
-/// raises.
+/// The request's step keeps the time for its finish record; a step that
+/// has nowhere to keep it (a child task's) publishes it as an event. Does
+/// nothing outside a recorded request or with contexts off. Never raises.
 pub(crate) fn mark_handler() {
     if !enabled() {
+        return;
+    }
+    let ts_ns = timeglass_wire::monotonic_ns();
+    if state::note_handler(ts_ns) {
         return;
     }
     let Some(region) = state::region().filter(|r| worth_capturing(r)) else {
@@ -253,44 +227,38 @@ pub(crate) fn mark_handler() {
         region,
         &Event::RequestContext(RequestContext {
             request_id: rid,
-            ts_ns: timeglass_wire::monotonic_ns(),
+            ts_ns,
             phase: PHASE_HANDLER,
             ..RequestContext::default()
         }),
     );
 }
 
-/// The context event published when request `rid`'s response starts: its
-/// headers, and the body the app has read by then.
-pub(crate) fn response_event(
-    rid: u64,
-    message: &Bound<'_, PyDict>,
-    request_content_type: &str,
-    capture: &BodyCapture,
-) -> Event {
-    let py = message.py();
-    let mut headers = spare::Headers::new(PHASE_RESPONSE);
-    if let Ok(Some(list)) = message.get_item(intern!(py, "headers")) {
-        headers.reserve(list_len(&list));
+/// Writes the response's context as request `rid`'s finish record carries
+/// it: the headers of its `http.response.start` (`headers`, the message's
+/// header list), and the body the app read.
+pub(crate) fn write_response(
+    buf: &mut Vec<u8>,
+    headers: Option<&Bound<'_, PyAny>>,
+    context: &ResponseContext,
+) {
+    let mut list = write::Headers::start(buf);
+    if let Some(headers) = headers {
         let mut budget = MAX_HEADER_BYTES;
-        for_each_header(&list, |name, value| {
-            push_redacted(&mut headers, name, value, &mut budget);
+        for_each_header(headers, |name, value| {
+            push_redacted(&mut list, buf, name, value, &mut budget);
         });
     }
+    list.end(buf);
+    let Some(capture) = &context.capture else {
+        return write::body(buf, b"", 0);
+    };
     let body = capture
         .first
         .lock()
-        .map(|b| redact::body(request_content_type, &b))
+        .map(|b| redact::body(&context.content_type, &b))
         .unwrap_or_default();
-    Event::RequestContext(RequestContext {
-        request_id: rid,
-        ts_ns: timeglass_wire::monotonic_ns(),
-        phase: PHASE_RESPONSE,
-        headers: headers.finish(),
-        query: String::new(),
-        body,
-        body_bytes: capture.total.load(Ordering::Relaxed),
-    })
+    write::body(buf, &body, capture.total.load(Ordering::Relaxed));
 }
 
 /// One `[name, value]` pair (a tuple or a list) of byte strings.
@@ -304,19 +272,9 @@ fn header_pair<'py>(
 
 /// The bytes as text, invalid UTF-8 replaced (the common, valid case checked first).
 fn lossy(bytes: &[u8]) -> String {
-    let mut text = String::new();
-    put_lossy(&mut text, bytes);
-    text
-}
-
-/// `out` becomes the bytes as text, invalid UTF-8 replaced.
-fn put_lossy(out: &mut String, bytes: &[u8]) {
-    out.clear();
-    if bytes.is_ascii() {
-        // SAFETY: ASCII is valid UTF-8.
-        out.push_str(unsafe { std::str::from_utf8_unchecked(bytes) });
-    } else {
-        out.push_str(&String::from_utf8_lossy(bytes));
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
     }
 }
 
@@ -345,14 +303,15 @@ impl ReceiveWrapper {
 
 /// What a request's `send` wrapper needs to publish the response context.
 pub struct ResponseContext {
-    pub capture: Arc<BodyCapture>,
+    /// `None` when the request has no body (no allocation for it then).
+    pub capture: Option<Arc<BodyCapture>>,
     pub content_type: String,
 }
 
 impl ResponseContext {
-    pub fn new(content_type: String) -> ResponseContext {
+    pub fn new(content_type: String, may_have_body: bool) -> ResponseContext {
         ResponseContext {
-            capture: Default::default(),
+            capture: may_have_body.then(Default::default),
             content_type,
         }
     }

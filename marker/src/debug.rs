@@ -13,8 +13,10 @@ use timeglass_wire::{Event, Reader, Region, StackRef};
 pub(crate) fn _read_events(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyList>> {
     let region = Region::open(&path).map_err(|e| PyOSError::new_err(e.to_string()))?;
     let mut events = Vec::new();
-    Reader::new().poll(&region, |kind, bytes| {
-        events.push(Event::decode(kind, bytes));
+    // Begin and finish records as the events they fold, as the join reads them.
+    Reader::new().poll(&region, |kind, bytes| match Event::decode(kind, bytes) {
+        Ok(event) => events.extend(event.into_parts().map(Ok)),
+        Err(e) => events.push(Err(e)),
     });
     let out = PyList::empty(py);
     for event in events {
@@ -87,6 +89,10 @@ pub(crate) fn _read_events(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, 
                 d.set_item("ts_ns", a.ts_ns)?;
                 d.set_item("bytes", a.bytes)?;
                 set_stack(&d, &a.stack)?;
+            }
+            // Split above: never here.
+            Ok(Event::RequestBegin(_) | Event::RequestFinish(_)) => {
+                d.set_item("kind", "folded")?;
             }
             Ok(Event::Unknown(kind)) => {
                 d.set_item("kind", "unknown")?;

@@ -1,5 +1,8 @@
-//! Garbage-collector pauses, per request: a native function in
-//! `gc.callbacks`. CPython calls it with `"start"` before each collection
+//! Exact garbage-collector pauses, per request, when asked for
+//! (`TIMEGLASS_GC_CALLBACKS=1`): a native function in `gc.callbacks`. By
+//! default none is installed: the recorder reads the collector's state
+//! from outside at each sample, at no cost to the app (`join/src/gc.rs`).
+//! CPython calls it with `"start"` before each collection
 //! and `"stop"` after it, on the thread that collects; a collection that
 //! ran while that thread's slot held a request is published as one ring
 //! event (start, end, thread), so the request pays for the pause it sat
@@ -17,7 +20,7 @@ use std::os::raw::c_char;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use timeglass_wire::{monotonic_ns, Event, Gc};
+use timeglass_wire::{env, monotonic_ns, Event, Gc};
 
 use crate::call::MethodDef;
 use crate::state;
@@ -120,14 +123,18 @@ static GC_CALLBACK: MethodDef = MethodDef(ffi::PyMethodDef {
         as *const c_char,
 });
 
-/// Adds `_native.gc_callback` and appends it to `gc.callbacks` (once per
-/// interpreter: the module is initialised once in each).
+/// Adds `_native.gc_callback`, and appends it to `gc.callbacks` (once per
+/// interpreter: the module is initialised once in each) when
+/// `TIMEGLASS_GC_CALLBACKS=1` asks for exact timings. Otherwise the
+/// recorder reads the collector's state from outside and no callback runs.
 pub(crate) fn install(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     let callback = GC_CALLBACK.function(m.as_any(), Some(m.name()?.as_any()))?;
     m.add("gc_callback", &callback)?;
-    py.import("gc")?
-        .getattr("callbacks")?
-        .call_method1("append", (callback,))?;
+    if std::env::var_os(env::GC_CALLBACKS).is_some_and(|v| v == "1") {
+        py.import("gc")?
+            .getattr("callbacks")?
+            .call_method1("append", (callback,))?;
+    }
     Ok(())
 }

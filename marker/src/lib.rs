@@ -21,7 +21,6 @@ mod lifespan;
 mod middleware;
 mod redact;
 mod scope;
-mod spare;
 mod stack;
 mod state;
 mod timed;
@@ -49,6 +48,10 @@ fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
         region.map_or(0, timeglass_wire::Region::records_written),
     )?;
     d.set_item("dropped", region.map_or(0, timeglass_wire::Region::dropped))?;
+    d.set_item(
+        "ring_position",
+        region.map_or(0, timeglass_wire::Region::ring_position),
+    )?;
     d.set_item(
         "inflight",
         region.map_or(0, timeglass_wire::Region::inflight),

@@ -6,14 +6,13 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
-use timeglass_wire::{Event, Region, RequestEnd, RequestStart, END_ERROR, END_NO_RESPONSE};
+use timeglass_wire::{write, Event, Region, RequestEnd, END_ERROR, END_NO_RESPONSE};
 
 use crate::call;
 use crate::context::{self, ReceiveWrapper, RequestHead, ResponseContext};
 use crate::info::{self, RequestInfo, Timing};
 use crate::lifespan;
 use crate::scope::{self, Recording, RequestScope, SendWrapper};
-use crate::spare;
 use crate::state;
 
 /// Scope key holding the request's [`RequestInfo`]; an inner marker seeing it passes through.
@@ -67,8 +66,9 @@ impl TimeGlassMiddleware {
         }
         install_patches(py);
         region.inc_inflight();
-        spare::publish(region, start_event(rid, &dict));
-        let (receive, context) = capture_context(region, rid, &dict, receive);
+        let capture = context::enabled() && context::worth_capturing(region);
+        let head = publish_begin(region, rid, &dict, capture);
+        let (receive, context) = wrap_receive(&dict, head, receive);
         let timing = self.server_timing.then(|| Timing::new(rid));
         let wrapper = Bound::new(py, SendWrapper::new(send.unbind(), rid, context, timing))?;
         let app_send =
@@ -92,25 +92,23 @@ impl TimeGlassMiddleware {
     }
 }
 
-/// Publishes the request's context and, when the request may carry a body,
-/// wraps `receive` to see it; unless `TIMEGLASS_CONTEXT=0`. On any failure
-/// `receive` is left as it was.
-fn capture_context<'py>(
-    region: &Region,
-    rid: u64,
+/// When contexts are captured (`head` is the scan of the request's
+/// headers), what the response needs for its own, and `receive` wrapped to
+/// see the body if the request may carry one. On any failure `receive` is
+/// left as it was.
+fn wrap_receive<'py>(
     scope: &Bound<'py, PyDict>,
+    head: Option<RequestHead>,
     receive: Bound<'py, PyAny>,
 ) -> (Bound<'py, PyAny>, Option<ResponseContext>) {
-    if !context::enabled() || !context::worth_capturing(region) {
+    let Some(head) = head else {
         return (receive, None);
-    }
-    let mut head = RequestHead::scan(scope);
-    spare::publish(region, head.event(rid, scope));
-    let response = ResponseContext::new(head.content_type);
-    if !head.may_have_body {
+    };
+    let response = ResponseContext::new(head.content_type, head.may_have_body);
+    let Some(capture) = &response.capture else {
         return (receive, Some(response));
-    }
-    let wrapper = ReceiveWrapper::new(receive.clone().unbind(), response.capture.clone());
+    };
+    let wrapper = ReceiveWrapper::new(receive.clone().unbind(), capture.clone());
     match Bound::new(scope.py(), wrapper) {
         Ok(wrapped) => (wrapped.into_any(), Some(response)),
         Err(_) => (receive, None),
@@ -131,25 +129,42 @@ fn recordable<'py>(scope: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
     Some(dict.clone())
 }
 
-fn start_event(rid: u64, scope: &Bound<'_, PyDict>) -> Event {
-    Event::RequestStart(RequestStart {
-        request_id: rid,
-        ts_ns: timeglass_wire::monotonic_ns(),
-        tid: state::gettid(),
-        method: scope_str(scope, intern!(scope.py(), "method")),
-        path: scope_str(scope, intern!(scope.py(), "path")),
-    })
+/// Publishes request `rid`'s begin record: its start, and with `capture`
+/// its context (whose scan is returned), written straight from the scope.
+fn publish_begin(
+    region: &Region,
+    rid: u64,
+    scope: &Bound<'_, PyDict>,
+    capture: bool,
+) -> Option<RequestHead> {
+    let py = scope.py();
+    let method = scope.get_item(intern!(py, "method")).ok().flatten();
+    let path = scope.get_item(intern!(py, "path")).ok().flatten();
+    let mut head = None;
+    state::publish_with(region, |buf| {
+        let kind = write::begin(
+            buf,
+            rid,
+            timeglass_wire::monotonic_ns(),
+            state::gettid(),
+            text(method.as_ref()),
+            text(path.as_ref()),
+            capture,
+        );
+        if capture {
+            head = Some(context::write_request(buf, scope));
+        }
+        kind
+    });
+    head
 }
 
-/// `scope[key]` as text (in a kept string), `""` when it is not a `str`.
-fn scope_str(scope: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> String {
-    let mut out = spare::string();
-    if let Some(v) = scope.get_item(key).ok().flatten() {
-        if let Some(text) = v.cast::<PyString>().ok().and_then(|v| v.to_str().ok()) {
-            out.push_str(text);
-        }
-    }
-    out
+/// A scope value's UTF-8 bytes if it is a `str`, else none.
+fn text<'a>(value: Option<&'a Bound<'_, PyAny>>) -> &'a [u8] {
+    value
+        .and_then(|v| v.cast::<PyString>().ok())
+        .and_then(|v| v.to_str().ok())
+        .map_or(b"", str::as_bytes)
 }
 
 /// The app raised before returning its coroutine.

@@ -5,6 +5,7 @@
 //! function, so it adds no Python frame and costs two slot writes per step.
 
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError};
 use pyo3::ffi;
@@ -12,12 +13,11 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
-use timeglass_wire::{Event, RequestEnd, ScopeEntry, END_CANCELLED, END_ERROR, END_NO_RESPONSE};
+use timeglass_wire::{write, RequestEnd, ScopeEntry, END_CANCELLED, END_ERROR, END_NO_RESPONSE};
 
 use crate::call::{self, MethodDef};
 use crate::context::{self, ResponseContext};
 use crate::info::{self, Timing};
-use crate::spare;
 use crate::state;
 use crate::watched::{has_send, watch, OnReturn};
 
@@ -87,7 +87,8 @@ impl RequestScope {
         if let Some(t) = timing {
             t.step_begins();
         }
-        let r = state::as_request(self.rid, f);
+        let handler = self.recording.as_ref().map(|r| &r.send.get().handler_ns);
+        let r = state::as_request_noting(self.rid, handler, f);
         if let Some(t) = timing {
             t.step_ends();
         }
@@ -150,8 +151,8 @@ impl RequestScope {
         if rec.send.get().timing.is_some() {
             info::forget(self.rid);
         }
-        let status = rec.send.get().status.load(Ordering::Relaxed);
-        let response_ns = rec.send.get().response_ns.load(Ordering::Relaxed);
+        let send = rec.send.get();
+        let status = send.status.load(Ordering::Relaxed);
         let mut flags = match outcome {
             Outcome::Returned => 0,
             Outcome::Raised(e) if is_cancellation(py, e) => END_CANCELLED,
@@ -161,15 +162,26 @@ impl RequestScope {
         if status == 0 {
             flags |= END_NO_RESPONSE;
         }
-        let event = Event::RequestEnd(RequestEnd {
+        let end = RequestEnd {
             request_id: self.rid,
             ts_ns: timeglass_wire::monotonic_ns(),
-            response_ns,
+            response_ns: send.response_ns.load(Ordering::Relaxed),
             status,
             flags,
-            route: route_template(rec.scope.bind(py)),
+            route: String::new(),
+        };
+        let response = send.context.as_ref().zip(send.response.get());
+        state::publish_with(region, |buf| {
+            let kind = write::finish(buf, &end);
+            write_route(buf, rec.scope.bind(py));
+            let handler_ns = send.handler_ns.load(Ordering::Relaxed);
+            write::finish_tail(buf, handler_ns, response.map(|(_, r)| r.ts_ns));
+            if let Some((context, r)) = response {
+                let headers = r.headers.as_ref().map(|h| h.bind(py));
+                context::write_response(buf, headers, context);
+            }
+            kind
         });
-        spare::publish(region, event);
         region.dec_inflight();
     }
 }
@@ -288,34 +300,38 @@ fn is_cancellation(py: Python<'_>, e: &PyErr) -> bool {
     }
 }
 
-/// The matched route template (in a kept string), `""` if none matched.
+/// The matched route template as a string field, empty if none matched.
 /// Inside a mounted app the mount's (concrete) path is prefixed, taken from
 /// `root_path`.
-fn route_template(scope: &Bound<'_, PyDict>) -> String {
-    let mut out = spare::string();
-    let _ = route_template_into(scope, &mut out);
-    out
-}
-
-fn route_template_into(scope: &Bound<'_, PyDict>, out: &mut String) -> Option<()> {
+fn write_route(buf: &mut Vec<u8>, scope: &Bound<'_, PyDict>) {
     let py = scope.py();
-    let route = scope.get_item(intern!(py, "route")).ok()??;
-    let path = route.getattr(intern!(py, "path")).ok()?;
-    let path = path.cast::<PyString>().ok()?.to_str().ok()?;
-    let app_root = scope_text(scope, intern!(py, "app_root_path"));
+    let route = scope.get_item(intern!(py, "route")).ok().flatten();
+    let path = route
+        .as_ref()
+        .and_then(|r| r.getattr(intern!(py, "path")).ok())
+        .and_then(|p| p.cast_into::<PyString>().ok());
+    let (Some(route), Some(path)) = (route, path) else {
+        return write::joined(buf, &[]);
+    };
+    let path = path.to_str().unwrap_or_default();
+    // An empty `root_path` (no mount) has no prefix: `app_root_path` is not looked up.
     let root = scope_text(scope, intern!(py, "root_path"));
+    let root = root
+        .as_ref()
+        .and_then(|r| r.to_str().ok())
+        .unwrap_or_default();
+    let app_root = (!root.is_empty())
+        .then(|| scope_text(scope, intern!(py, "app_root_path")))
+        .flatten();
     let prefix = app_root
         .as_ref()
-        .zip(root.as_ref())
-        .and_then(|(app_root, root)| root.to_str().ok()?.strip_prefix(app_root.to_str().ok()?))
+        .and_then(|app_root| root.strip_prefix(app_root.to_str().ok()?))
         .unwrap_or_default();
-    out.push_str(prefix);
     // A `Mount` as the final match (e.g. static files): its own path is already in `root_path`.
     if !prefix.is_empty() && route.hasattr(intern!(py, "routes")).unwrap_or(false) {
-        return Some(());
+        return write::joined(buf, &[prefix.as_bytes()]);
     }
-    out.push_str(path);
-    Some(())
+    write::joined(buf, &[prefix.as_bytes(), path.as_bytes()]);
 }
 
 /// `scope[key]` if it is a `str`.
@@ -340,6 +356,16 @@ pub struct SendWrapper {
     pub response_ns: AtomicU64,
     /// `Some` when the response gets `Server-Timing` (`server_timing=True`).
     pub timing: Option<Timing>,
+    /// When FastAPI called the endpoint function (monotonic ns); 0 until then.
+    pub handler_ns: AtomicU64,
+    /// The response's start, kept for the finish record when contexts are captured.
+    pub response: OnceLock<ResponseStart>,
+}
+
+/// When the response started, and the header list it started with.
+pub struct ResponseStart {
+    pub ts_ns: u64,
+    pub headers: Option<Py<PyAny>>,
 }
 
 impl SendWrapper {
@@ -356,17 +382,23 @@ impl SendWrapper {
             status: AtomicU16::new(0),
             response_ns: AtomicU64::new(0),
             timing,
+            handler_ns: AtomicU64::new(0),
+            response: OnceLock::new(),
         }
     }
 
-    fn publish_context(&self, message: &Bound<'_, PyAny>) {
-        let (Some(context), Some(region)) = (&self.context, state::region()) else {
+    /// Keeps the response's start for the finish record; its headers are
+    /// read then, outside the response's way to the client.
+    fn note_response_start(&self, message: &Bound<'_, PyAny>) {
+        if self.context.is_none() {
             return;
-        };
+        }
         if let Ok(message) = message.cast::<PyDict>() {
-            let event =
-                context::response_event(self.rid, message, &context.content_type, &context.capture);
-            spare::publish(region, event);
+            let headers = message.get_item(intern!(message.py(), "headers"));
+            let _ = self.response.set(ResponseStart {
+                ts_ns: timeglass_wire::monotonic_ns(),
+                headers: headers.ok().flatten().map(Bound::unbind),
+            });
         }
     }
 
@@ -406,7 +438,7 @@ impl SendWrapper {
                     if let Some(timing) = &this.timing {
                         message = info::with_headers(&message, timing, this.rid).unwrap_or(message);
                     }
-                    this.publish_context(&message);
+                    this.note_response_start(&message);
                 }
                 Some(Response::LastChunk) => last_chunk = true,
                 _ => {}

@@ -22,9 +22,24 @@ static INIT: Mutex<bool> = Mutex::new(false);
 /// The "cannot start" warning is printed at most once per process.
 static WARNED: AtomicBool = AtomicBool::new(false);
 
+/// What the calling thread knows of itself: one thread-local, so a step of a
+/// request looks it up once on the way in and once on the way out (a
+/// `cdylib`'s thread-locals cost a `__tls_get_addr` call each).
+#[derive(Clone, Copy)]
+struct ThreadState {
+    /// Generation of `slot`; 0 = not looked up yet.
+    generation: u64,
+    slot: Option<ThreadSlot<'static>>,
+    /// Where the request this thread is stepping notes when FastAPI calls
+    /// its endpoint (see [`as_request`]); null when no request is stepped,
+    /// or a child task is.
+    handler: *const AtomicU64,
+}
+
 thread_local! {
-    /// (generation, slot) of the calling thread; generation 0 = not looked up yet.
-    static SLOT: Cell<(u64, Option<ThreadSlot<'static>>)> = const { Cell::new((0, None)) };
+    static SLOT: Cell<ThreadState> = const {
+        Cell::new(ThreadState { generation: 0, slot: None, handler: std::ptr::null() })
+    };
     /// Its destructor gives the thread's slot back when the thread exits.
     static RELEASE_ON_EXIT: ReleaseOnExit = const { ReleaseOnExit };
 }
@@ -34,7 +49,12 @@ struct ReleaseOnExit;
 impl Drop for ReleaseOnExit {
     fn drop(&mut self) {
         let generation = GENERATION.load(Ordering::Acquire);
-        if let Ok((cached, Some(slot))) = SLOT.try_with(Cell::get) {
+        if let Ok(ThreadState {
+            generation: cached,
+            slot: Some(slot),
+            ..
+        }) = SLOT.try_with(Cell::get)
+        {
             // A slot of an older generation lives in a ring this process no
             // longer owns (the parent's, after a fork): leave it alone.
             if cached == generation {
@@ -106,33 +126,81 @@ pub(crate) fn warn_once(msg: &str) {
 /// The calling thread's slot in the current ring, claimed on first use.
 #[inline]
 pub(crate) fn current_slot() -> Option<ThreadSlot<'static>> {
+    SLOT.try_with(|cell| fresh(cell).slot).ok().flatten()
+}
+
+/// The thread's state with its slot claimed in the current ring.
+#[inline]
+fn fresh(cell: &Cell<ThreadState>) -> ThreadState {
     let generation = GENERATION.load(Ordering::Acquire);
-    SLOT.try_with(|cell| {
-        let (cached_gen, slot) = cell.get();
-        if cached_gen == generation {
-            return slot;
-        }
-        let slot = region().and_then(|r| r.claim_slot(gettid()));
-        cell.set((generation, slot));
-        // Registers the destructor; fails only while the thread is exiting.
-        let _ = RELEASE_ON_EXIT.try_with(|_| ());
-        slot
-    })
-    .ok()
-    .flatten()
+    let state = cell.get();
+    if state.generation == generation {
+        return state;
+    }
+    let state = ThreadState {
+        generation,
+        slot: region().and_then(|r| r.claim_slot(gettid())),
+        ..state
+    };
+    cell.set(state);
+    // Registers the destructor; fails only while the thread is exiting.
+    let _ = RELEASE_ON_EXIT.try_with(|_| ());
+    state
 }
 
 /// Runs `f` with the calling thread's slot set to request `rid`, then puts
 /// back what the slot held (the request this thread ran before, or 0).
 #[inline]
 pub(crate) fn as_request<R>(rid: u64, f: impl FnOnce() -> R) -> R {
-    let slot = current_slot();
-    let prev = slot.map(|s| s.set(rid));
+    as_request_noting(rid, None, f)
+}
+
+/// [`as_request`], with `handler` (or nothing, for `None`) where
+/// [`note_handler`] notes the endpoint call meanwhile.
+#[inline]
+pub(crate) fn as_request_noting<R>(
+    rid: u64,
+    handler: Option<&AtomicU64>,
+    f: impl FnOnce() -> R,
+) -> R {
+    let handler = handler.map_or(std::ptr::null(), std::ptr::from_ref);
+    let entered = SLOT.try_with(|cell| {
+        let state = fresh(cell);
+        cell.set(ThreadState { handler, ..state });
+        (state.slot.map(|s| (s, s.set(rid))), state.handler)
+    });
     let r = f();
-    if let (Some(s), Some(p)) = (slot, prev) {
-        s.set(p);
+    if let Ok((slot, outer_handler)) = entered {
+        if let Some((s, prev)) = slot {
+            s.set(prev);
+        }
+        let _ = SLOT.try_with(|cell| {
+            cell.set(ThreadState {
+                handler: outer_handler,
+                ..cell.get()
+            });
+        });
     }
     r
+}
+
+/// FastAPI calls the endpoint of the request this thread steps: its time
+/// goes where that request's step said (the first call only). `false` when
+/// the step named no place (a child task, or no request): the caller then
+/// publishes it as an event of its own.
+pub(crate) fn note_handler(ts_ns: u64) -> bool {
+    let handler = SLOT.try_with(|cell| cell.get().handler);
+    match handler {
+        Ok(ptr) if !ptr.is_null() => {
+            // SAFETY: set by `as_request_noting` from a reference that lives
+            // for the whole step, and reset when the step ends: a non-null
+            // pointer read during a step points at that step's cell.
+            let cell = unsafe { &*ptr };
+            let _ = cell.compare_exchange(0, ts_ns, Ordering::Relaxed, Ordering::Relaxed);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Forks seen by this process, so that a thread id cached before a fork is
@@ -165,7 +233,7 @@ fn raw_gettid() -> u32 {
 }
 
 /// Publishes one event; counts it as dropped if the ring refuses it.
-pub(crate) fn publish(region: &Region, event: &Event) {
+pub(crate) fn publish(region: &Region, event: &impl Encode) {
     thread_local! {
         /// Every statement publishes an event: one encoding buffer per thread.
         static BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(256));
@@ -180,6 +248,34 @@ pub(crate) fn publish(region: &Region, event: &Event) {
         .unwrap_or(false);
     if !sent {
         send(&mut Vec::with_capacity(256));
+    }
+}
+
+/// Publishes the record that `write` puts in the thread's encoding buffer
+/// (it returns the record's kind), counted as dropped if the ring refuses it.
+pub(crate) fn publish_with(region: &Region, write: impl FnOnce(&mut Vec<u8>) -> u16) {
+    publish(region, &Direct(std::cell::Cell::new(Some(write))));
+}
+
+/// Encodes itself: a record written by a closure instead of an [`Event`].
+pub(crate) trait Encode {
+    fn encode(&self, buf: &mut Vec<u8>) -> u16;
+}
+
+impl Encode for Event {
+    fn encode(&self, buf: &mut Vec<u8>) -> u16 {
+        Event::encode(self, buf)
+    }
+}
+
+struct Direct<F>(std::cell::Cell<Option<F>>);
+
+impl<F: FnOnce(&mut Vec<u8>) -> u16> Encode for Direct<F> {
+    fn encode(&self, buf: &mut Vec<u8>) -> u16 {
+        match self.0.take() {
+            Some(write) => write(buf),
+            None => 0,
+        }
     }
 }
 

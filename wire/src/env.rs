@@ -25,6 +25,11 @@ pub const CAPTURE: &str = "TIMEGLASS_CAPTURE";
 /// Set to `1` by `timeglass run --memory`: the marker samples the app's
 /// allocations (bytes allocated per request and where). Off otherwise.
 pub const MEMORY: &str = "TIMEGLASS_MEMORY";
+/// Set to `1` to time every garbage collection exactly from inside the app
+/// (a `gc.callbacks` entry, ~8,500 instructions per collection, most of
+/// them CPython's own). Off by default: the recorder reads the collector's
+/// state from outside at each sample instead, at no cost to the app.
+pub const GC_CALLBACKS: &str = "TIMEGLASS_GC_CALLBACKS";
 /// Set to `0` by `timeglass run --no-sql-params`: statements are captured
 /// without their parameters.
 pub const SQL_PARAMS: &str = "TIMEGLASS_SQL_PARAMS";

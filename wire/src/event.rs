@@ -5,6 +5,7 @@
 //! The SQL and HTTP-call events are in `capture.rs`.
 
 use crate::capture::{Alloc, Call, Query};
+use crate::records::{RequestBegin, RequestFinish, KIND_REQUEST_BEGIN, KIND_REQUEST_FINISH};
 
 /// Longest string stored in an event; longer ones are cut at a char boundary.
 pub(crate) const MAX_STRING_BYTES: usize = 8 * 1024;
@@ -108,6 +109,10 @@ pub enum Event {
     Gc(Gc),
     /// A sampled allocation.
     Alloc(Alloc),
+    /// A request's start and request context in one record (format 4).
+    RequestBegin(RequestBegin),
+    /// A request's end, handler mark and response context in one record (format 4).
+    RequestFinish(RequestFinish),
     /// A kind this reader does not know (written by a newer marker).
     Unknown(u16),
 }
@@ -116,6 +121,42 @@ pub enum Event {
 pub enum DecodeError {
     #[error("event of kind {kind} is truncated")]
     Truncated { kind: u16 },
+}
+
+impl RequestStart {
+    /// Its fields, as its own event and the begin record both carry them.
+    pub(crate) fn read(r: &mut Cursor<'_>) -> Result<RequestStart, DecodeError> {
+        Ok(RequestStart {
+            request_id: r.u64()?,
+            ts_ns: r.u64()?,
+            tid: r.u32()?,
+            method: r.string()?,
+            path: r.string()?,
+        })
+    }
+}
+
+impl RequestEnd {
+    /// Its fields, as its own event and the finish record both carry them.
+    pub(crate) fn read(r: &mut Cursor<'_>) -> Result<RequestEnd, DecodeError> {
+        Ok(RequestEnd {
+            request_id: r.u64()?,
+            ts_ns: r.u64()?,
+            response_ns: r.u64()?,
+            status: r.u16()?,
+            flags: r.u32()?,
+            route: r.string()?,
+        })
+    }
+
+    /// Its fields before the route, which either record writes next.
+    pub(crate) fn put_head(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.request_id.to_le_bytes());
+        out.extend_from_slice(&self.ts_ns.to_le_bytes());
+        out.extend_from_slice(&self.response_ns.to_le_bytes());
+        out.extend_from_slice(&self.status.to_le_bytes());
+        out.extend_from_slice(&self.flags.to_le_bytes());
+    }
 }
 
 impl Event {
@@ -132,11 +173,7 @@ impl Event {
                 KIND_REQUEST_START
             }
             Event::RequestEnd(e) => {
-                out.extend_from_slice(&e.request_id.to_le_bytes());
-                out.extend_from_slice(&e.ts_ns.to_le_bytes());
-                out.extend_from_slice(&e.response_ns.to_le_bytes());
-                out.extend_from_slice(&e.status.to_le_bytes());
-                out.extend_from_slice(&e.flags.to_le_bytes());
+                e.put_head(out);
                 put_str(out, &e.route);
                 KIND_REQUEST_END
             }
@@ -171,6 +208,8 @@ impl Event {
                 a.encode(out);
                 KIND_ALLOC
             }
+            Event::RequestBegin(b) => b.encode(out),
+            Event::RequestFinish(f) => f.encode(out),
             Event::Unknown(kind) => *kind,
         }
     }
@@ -178,33 +217,19 @@ impl Event {
     pub fn decode(kind: u16, bytes: &[u8]) -> Result<Event, DecodeError> {
         let mut r = Cursor { bytes, kind };
         Ok(match kind {
-            KIND_REQUEST_START => Event::RequestStart(RequestStart {
-                request_id: r.u64()?,
-                ts_ns: r.u64()?,
-                tid: r.u32()?,
-                method: r.string()?,
-                path: r.string()?,
-            }),
-            KIND_REQUEST_END => Event::RequestEnd(RequestEnd {
-                request_id: r.u64()?,
-                ts_ns: r.u64()?,
-                response_ns: r.u64()?,
-                status: r.u16()?,
-                flags: r.u32()?,
-                route: r.string()?,
-            }),
+            KIND_REQUEST_START => Event::RequestStart(RequestStart::read(&mut r)?),
+            KIND_REQUEST_END => Event::RequestEnd(RequestEnd::read(&mut r)?),
             KIND_REQUEST_CONTEXT => Event::RequestContext(RequestContext {
                 request_id: r.u64()?,
                 ts_ns: r.u64()?,
                 phase: r.u16()?,
                 headers: r.headers()?,
                 query: r.string()?,
-                body: {
-                    let len = r.u32()? as usize;
-                    r.take(len)?.to_vec()
-                },
+                body: r.body()?,
                 body_bytes: r.u64()?,
             }),
+            KIND_REQUEST_BEGIN => Event::RequestBegin(RequestBegin::decode(&mut r)?),
+            KIND_REQUEST_FINISH => Event::RequestFinish(RequestFinish::decode(&mut r)?),
             KIND_QUERY => Event::Query(Query::decode(&mut r)?),
             KIND_CALL => Event::Call(Call::decode(&mut r)?),
             KIND_ALLOC => Event::Alloc(Alloc::decode(&mut r)?),
@@ -293,7 +318,12 @@ impl Cursor<'_> {
         ))
     }
 
-    fn headers(&mut self) -> Result<Vec<(String, String)>, DecodeError> {
+    pub(crate) fn body(&mut self) -> Result<Vec<u8>, DecodeError> {
+        let len = self.u32()? as usize;
+        Ok(self.take(len)?.to_vec())
+    }
+
+    pub(crate) fn headers(&mut self) -> Result<Vec<(String, String)>, DecodeError> {
         let count = self.u32()? as usize;
         // Each header takes at least 8 bytes: a corrupt count cannot make us allocate much.
         let mut headers = Vec::with_capacity(count.min(self.bytes.len() / 8));

@@ -2,8 +2,10 @@
 
 /// First word of every ring file (the format version is the next word).
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TGLASS\x00\x01");
-/// Bumped whenever the layout below changes incompatibly.
-pub const FORMAT_VERSION: u64 = 3;
+/// Bumped whenever the layout below, or the events a marker publishes,
+/// change incompatibly (4: a request's start and end carry its context,
+/// kinds 8 and 9, so a reader of 3 would see no request at all).
+pub const FORMAT_VERSION: u64 = 4;
 
 /// Header words (each an `AtomicU64`).
 pub(crate) mod header {

@@ -11,8 +11,8 @@
 //!   request that thread is executing right now, plus a change counter. The
 //!   marker rewrites a slot whenever a request's coroutine is resumed or
 //!   suspended; the sampler reads it just before each stack walk;
-//! * an overwriting multi-producer **event ring** carrying request start/end
-//!   events, SQL statements and outgoing HTTP calls. Producers never wait: when
+//! * an overwriting multi-producer **event ring** carrying request begin/finish
+//!   events (with the request's context), SQL statements and outgoing HTTP calls. Producers never wait: when
 //!   nobody reads, old events are overwritten and the reader counts the gap;
 //! * a **scope table**: the coroutine of each in-flight request (and of its
 //!   child tasks), and whether it is running or suspended, so the sampler
@@ -29,6 +29,7 @@ mod filename;
 mod futex;
 mod layout;
 pub mod private;
+mod records;
 mod region;
 mod ring;
 mod scopes;
@@ -46,6 +47,7 @@ pub use event::{
 };
 pub use filename::{is_library_file, short_filename};
 pub use layout::{Geometry, FORMAT_VERSION, MAGIC};
+pub use records::{write, RequestBegin, RequestFinish, RequestHeaders, ResponseHeaders};
 pub use region::{ring_path, runtime_dir, user_runtime_dir, Region, RegionError, RING_SUFFIX};
 pub use ring::{ReadStats, Reader, MAX_RECORD_BYTES};
 pub use scopes::{ScopeEntry, ScopeSnapshot};

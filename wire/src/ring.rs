@@ -384,6 +384,38 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_left_with_the_previous_laps_stamp_is_given_up_after_the_stall_limit() {
+        let (_dir, region) = region();
+        // Positions 0..64 (lap 0), then 64..66 (lap 1) over slots 0 and 1.
+        for i in 0..66u8 {
+            assert!(region.publish(7, &[i; 40]));
+        }
+        let mut reader = Reader::new();
+        let mut got = Vec::new();
+        reader.poll(&region, |_, b| got.push(b[0]));
+        assert_eq!(got.len(), 64, "all but the two lapped slots");
+        // Position 66 (slot 2) claimed, then a writer of position 2 (lap 0),
+        // preempted a whole lap, finishes last: slot 2 keeps lap 0's stamp,
+        // so position 66 reads "not yet written" although nobody writes it.
+        assert!(region.publish(7, &[66; 40]));
+        assert!(region.publish(7, &[67; 40]));
+        let slot = region.ring_slot(2);
+        slot[0].store(2 * 2 + 2, Ordering::Release);
+        got.clear();
+        for _ in 1..STALL_LIMIT_POLLS {
+            reader.poll(&region, |_, b| got.push(b[0]));
+        }
+        assert!(
+            got.is_empty(),
+            "the reader waits for a slot still being written"
+        );
+        reader.poll(&region, |_, b| got.push(b[0]));
+        assert_eq!(got, vec![67], "then gives it up and reads on");
+        let stats = reader.stats();
+        assert_eq!(stats.records + stats.lost_slots, region.ring_position());
+    }
+
+    #[test]
     fn record_bytes_are_the_length_then_the_payload_slot_by_slot() {
         for len in [0, 1, 3, 4, 43, 44, 45, 100, 500] {
             let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();

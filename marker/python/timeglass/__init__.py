@@ -70,7 +70,8 @@ if _native is not None:
         return _native.current_request()
 
     def stats() -> dict[str, Any]:
-        """The marker's counters: enabled, pid, ring_path, records_written, dropped, inflight."""
+        """The marker's counters: enabled, pid, ring_path, records_written, dropped,
+        ring_position (ring slots claimed), inflight."""
         return _native.stats()
 
 else:  # pragma: no cover

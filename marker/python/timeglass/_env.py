@@ -21,6 +21,8 @@ CONTEXT: Final = "TIMEGLASS_CONTEXT"
 CAPTURE: Final = "TIMEGLASS_CAPTURE"
 #: ``1`` (``timeglass run --memory``): allocations are sampled per request.
 MEMORY: Final = "TIMEGLASS_MEMORY"
+#: ``1``: every garbage collection is timed exactly from inside the app (``gc.callbacks``).
+GC_CALLBACKS: Final = "TIMEGLASS_GC_CALLBACKS"
 #: ``0`` (``timeglass run --no-sql-params``): statements are captured without parameters.
 SQL_PARAMS: Final = "TIMEGLASS_SQL_PARAMS"
 #: ``0``: the middleware starts no recorder of its own (``timeglass run`` or ``attach`` record).
