@@ -193,6 +193,11 @@ impl Join {
                 let allocs = &mut self.pending.entry(key).or_default().allocs;
                 allocs.push((a.ts_ns, stack, a.bytes));
             }
+            Event::RequestBegin(_) | Event::RequestFinish(_) => {
+                for part in event.into_parts() {
+                    self.event(pid, part);
+                }
+            }
             Event::Unknown(_) => {}
         }
     }
@@ -404,7 +409,7 @@ impl Join {
         samples.retain(|s| !wall::inside_wait(s, &waits_at));
         time_only.retain(|s| !wall::inside_wait(s, &waits_at));
         // Samples of a thread while it collected garbage: the collection's
-        // time (timed, in the breakdown), shown under a `[gc]` leaf.
+        // time (in the breakdown), shown under a `[gc]` leaf.
         for s in samples.iter_mut().filter(|s| gc::inside(s, &p.gcs)) {
             s.stack = gc::with_leaf(&s.stack);
         }
@@ -421,7 +426,9 @@ impl Join {
             start.ts_ns,
             response_until,
         );
-        breakdown.gc_ns = gc::pause_within(&p.gcs, start.ts_ns, response_until);
+        let every = || samples.iter().chain(&time_only);
+        let (gc_collections, gc_pause_ns) = gc::of_request(&p.gcs, every(), start.ts_ns, end_ns);
+        breakdown.gc_ns = gc::of_request(&p.gcs, every(), start.ts_ns, response_until).1;
         // A chain whose root was first seen after the thread samples that
         // show what runs it learns from this request's own thread samples.
         if samples.iter().any(Charged::suspended) {
@@ -515,8 +522,8 @@ impl Join {
             timeline,
             memory: Memory {
                 alloc_bytes: self.sampling_allocs.contains(&pid).then_some(alloc_bytes),
-                gc_collections: p.gcs.len() as u64,
-                gc_pause_ns: gc::pause_within(&p.gcs, start.ts_ns, end_ns),
+                gc_collections,
+                gc_pause_ns,
                 ..self.rss.of(pid, start.ts_ns, end_ns)
             },
         }

@@ -2,6 +2,11 @@
 //! process's RSS: the reading nearest its start, the one nearest its end,
 //! and the highest in between.
 //!
+//! The start is the last reading before it, unless that one is old and a
+//! lower one follows within a reading interval of the start: after an idle
+//! spell, the last reading can still hold what the request before freed
+//! once it had answered.
+//!
 //! Readings arrive in time order per process (one reader per process), a
 //! little ahead of or behind the marker's events; they are kept until no
 //! pending request of the process can need them.
@@ -21,6 +26,10 @@ use timeglass_model::Memory;
 /// Readings are kept this long before the oldest pending request's start,
 /// so a request whose start event comes late still finds one before it.
 const KEEP_BEFORE_NS: u64 = 1_000_000_000;
+
+/// A reading this close to a request's start (a little over the
+/// recorder's 5 ms between readings while requests run) tells its start.
+const FRESH_NS: u64 = 6_000_000;
 
 /// At most this many readings (about 80 minutes at 200 Hz), and as many
 /// starts, per process: a request that never ends must not make the join
@@ -64,7 +73,23 @@ impl Readings {
         // Index of the first reading after `t`.
         let after = |t: u64| readings.partition_point(|&(ts, _)| ts <= t);
         let first_after_start = after(start_ns);
-        let start = first_after_start.saturating_sub(1);
+        let start = match first_after_start.checked_sub(1) {
+            // The reading before is old (the process was idle, read at
+            // 10 Hz, or went idle at the end of the request before, whose
+            // memory Python may free only after its response): memory may
+            // have moved since. The lower of it and a reading taken right
+            // after the start, before the request can have allocated much.
+            Some(i)
+                if start_ns - readings[i].0 > FRESH_NS
+                    && readings
+                        .get(first_after_start)
+                        .is_some_and(|&(ts, b)| ts - start_ns <= FRESH_NS && b < readings[i].1) =>
+            {
+                first_after_start
+            }
+            Some(i) => i,
+            None => 0,
+        };
         let first_after_end = after(end_ns);
         let last_before_end = first_after_end.checked_sub(1);
         let next_start = self
@@ -209,6 +234,26 @@ mod tests {
         let m = r.of(1, 2 * MS, 17 * MS);
         assert_eq!(m.rss_end_bytes, Some(12 * MIB));
         assert_eq!(m.rss_peak_bytes, Some(74 * MIB));
+    }
+
+    #[test]
+    fn after_an_idle_spell_a_lower_reading_right_after_the_start_is_the_start() {
+        // Read at 91 MiB as the request before ended (its 64 MiB buffer not
+        // yet freed), then nothing until this request starts at 60 ms; read
+        // at once at 61 ms (52 MiB), it then allocates 64 MiB.
+        let r = readings(&[(0, 91), (61, 52), (66, 116), (71, 117)]);
+        let m = r.of(1, 60 * MS, 70 * MS);
+        assert_eq!(m.rss_start_bytes, Some(52 * MIB));
+        assert_eq!(m.rss_peak_bytes, Some(117 * MIB));
+        // The same, read busy right before the start: that reading stands.
+        let r = readings(&[(0, 91), (57, 91), (61, 52), (66, 116), (71, 117)]);
+        assert_eq!(r.of(1, 60 * MS, 70 * MS).rss_start_bytes, Some(91 * MIB));
+        // An old reading that is lower stands: what came after is the request's.
+        let r = readings(&[(0, 40), (61, 52), (66, 116)]);
+        assert_eq!(r.of(1, 60 * MS, 70 * MS).rss_start_bytes, Some(40 * MIB));
+        // A lower reading too long after the start is not its start.
+        let r = readings(&[(0, 91), (68, 52), (73, 116)]);
+        assert_eq!(r.of(1, 60 * MS, 70 * MS).rss_start_bytes, Some(91 * MIB));
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub(crate) struct Charged {
     pub tid: u32,
     pub slot_seq: u64,
     pub cpu_ns: u64,
+    /// Taken while a garbage collection ran (the sampler read the
+    /// collector's flag), and collections charged to it.
+    pub in_gc: bool,
+    pub gc_collections: u32,
 }
 
 impl Charged {
@@ -35,6 +39,8 @@ impl Charged {
             tid: sample.tid,
             slot_seq: sample.slot_seq,
             cpu_ns: sample.cpu_ns,
+            in_gc: sample.in_gc,
+            gc_collections: sample.gc_collections,
         }
     }
 
@@ -403,6 +409,8 @@ mod tests {
             tid,
             slot_seq: seq,
             cpu_ns: 0,
+            in_gc: false,
+            gc_collections: 0,
         }
     }
 

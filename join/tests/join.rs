@@ -52,6 +52,8 @@ fn sample(rid: u64, ts: u64, q: Quality, s: &Stack) -> Sample {
         interval_ns: 1_000_000,
         slot_seq: 0,
         cpu_ns: 0,
+        in_gc: false,
+        gc_collections: 0,
         stack: Arc::clone(s),
     }
 }
@@ -314,6 +316,51 @@ fn context_events_join_their_request() {
         "the first handler call"
     );
     assert_eq!(done[1].context, None, "no context event, no context");
+}
+
+#[test]
+fn begin_and_finish_records_join_as_the_events_they_fold() {
+    use timeglass_wire::{RequestBegin, RequestFinish, RequestHeaders, ResponseHeaders};
+    let Event::RequestStart(first) = start(1, 1_000) else {
+        unreachable!()
+    };
+    let Event::RequestEnd(last) = end(1, 2_000, 201) else {
+        unreachable!()
+    };
+    let mut j = Join::new();
+    j.event(
+        1,
+        Event::RequestBegin(RequestBegin {
+            start: first,
+            context: Some(RequestHeaders {
+                headers: vec![("accept".into(), "*/*".into())],
+                query: "a=1".into(),
+            }),
+        }),
+    );
+    j.event(
+        1,
+        Event::RequestFinish(RequestFinish {
+            end: last,
+            handler_ns: Some(1_200),
+            response: Some(ResponseHeaders {
+                ts_ns: 1_500,
+                headers: vec![("content-type".into(), "text/plain".into())],
+                body: b"hi".to_vec(),
+                body_bytes: 2,
+            }),
+        }),
+    );
+    let done = j.flush(None);
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].request.status, Some(201));
+    assert_eq!(done[0].request.path, "/r/1");
+    let context = done[0].context.as_ref().expect("request 1 has a context");
+    assert_eq!(context.request_headers, [("accept".into(), "*/*".into())]);
+    assert_eq!(context.query, "a=1");
+    assert_eq!(context.body, "hi");
+    assert_eq!(context.response_start_ns, Some(1_500));
+    assert_eq!(context.handler_start_ns, Some(1_200));
 }
 
 fn wall_sample(rid: u64, ts: u64, tid: u32, seq: u64, state: State, s: &Stack) -> Sample {

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 /// sample, so they are reference-counted, never reallocated.
 pub type Text = Arc<str>;
 
-/// One Python frame.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// One Python frame. Frames compare by name, filename, short name, then
+/// line.
+#[derive(Clone, Debug, Eq, Serialize, Deserialize)]
 pub struct Frame {
     /// Function name (`handler`, `<module>`).
     pub name: Text,
@@ -61,6 +62,60 @@ pub const SQL_FRAME_PREFIX: &str = "[sql] ";
 /// Prefix of the synthetic leaf frames standing for time spent waiting on an
 /// outgoing HTTP call (`[http] GET api.example.com`).
 pub const HTTP_FRAME_PREFIX: &str = "[http] ";
+
+impl Frame {
+    /// Whether both frames hold the very same texts: frames read from one
+    /// store or walk share them, so equal frames are mostly told apart
+    /// without reading their text (sorting a request's stacks compared the
+    /// text of their shared prefix again and again).
+    fn shares_texts(&self, other: &Frame) -> bool {
+        self.line == other.line
+            && Arc::ptr_eq(&self.name, &other.name)
+            && Arc::ptr_eq(&self.filename, &other.filename)
+            && Arc::ptr_eq(&self.short, &other.short)
+    }
+}
+
+impl PartialEq for Frame {
+    fn eq(&self, other: &Frame) -> bool {
+        self.shares_texts(other)
+            || (self.line == other.line
+                && self.name == other.name
+                && self.filename == other.filename
+                && self.short == other.short)
+    }
+}
+
+impl Ord for Frame {
+    fn cmp(&self, other: &Frame) -> std::cmp::Ordering {
+        if self.shares_texts(other) {
+            return std::cmp::Ordering::Equal;
+        }
+        (&self.name, &self.filename, &self.short, self.line).cmp(&(
+            &other.name,
+            &other.filename,
+            &other.short,
+            other.line,
+        ))
+    }
+}
+
+/// As derived, field by field: equal frames hash the same however their
+/// texts are shared.
+impl std::hash::Hash for Frame {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        self.filename.hash(state);
+        self.short.hash(state);
+        self.line.hash(state);
+    }
+}
+
+impl PartialOrd for Frame {
+    fn partial_cmp(&self, other: &Frame) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Frame {
     /// The label used in folded stacks and flame graphs: `name (short:line)`,
@@ -238,6 +293,13 @@ pub struct Sample {
     /// kernel counts it (exact when the thread ran only this request in the
     /// interval, else estimated from the state); 0 off the CPU.
     pub cpu_ns: u64,
+    /// A garbage collection was running when the sample was taken (on
+    /// this thread, which held the GIL), as the interpreter's collector
+    /// state read from outside says.
+    pub in_gc: bool,
+    /// Collections that finished since the sampler's previous reading,
+    /// charged to this sample's thread (the GIL holder's).
+    pub gc_collections: u32,
     pub stack: Stack,
 }
 

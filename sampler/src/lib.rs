@@ -24,8 +24,9 @@ mod walk;
 pub use pyspy::{PySpyOptions, PySpySource, SourceError, SUPPORTED_PYTHONS};
 pub use replay::ReplaySource;
 pub use sampler::{Activity, RequestSlots, SampleSink, Sampler, SamplerOptions, SamplerStats};
-pub use source::{AwaitChain, StackSource, ThreadStack};
+pub use source::{AwaitChain, Collector, StackSource, ThreadStack};
 pub use timeglass_model::Sample;
 pub use torn::TornDetector;
+#[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub use walk::fuzz_walk;

@@ -8,7 +8,7 @@ use timeglass_model::Frame;
 use crate::procfs::ProcessStat;
 use crate::walk::layout::{DebugOffsetsError, Layout, DEBUG_OFFSETS_BYTES};
 use crate::walk::{Roots, Walker};
-use crate::{AwaitChain, StackSource, ThreadStack};
+use crate::{AwaitChain, Collector, StackSource, ThreadStack};
 
 /// Why a process could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -372,6 +372,11 @@ impl StackSource for PySpySource {
         let walker = self.cached.as_ref().or(self.chains.as_ref())?;
         let region = walker.gil_region();
         Some(region.start as u64..region.end as u64)
+    }
+
+    fn collector(&mut self) -> Option<Collector> {
+        let walker = self.cached.as_ref().or(self.chains.as_ref())?;
+        walker.collector().ok().flatten()
     }
 
     fn alive(&self) -> bool {

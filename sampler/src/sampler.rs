@@ -167,6 +167,12 @@ pub struct Sampler {
     gil_region: Option<Option<Range<u64>>>,
     /// Request threads whose last sample waited for the GIL.
     gil_waiters: HashSet<u32>,
+    /// The collector's count of finished collections at the last reading.
+    gc_seen: Option<u64>,
+    /// Collections not charged to a GIL holder's sample yet.
+    gc_pending: u32,
+    /// The collection running at the last reading was charged already.
+    gc_running_counted: bool,
 }
 
 /// A suspended coroutine's chain, as read once for its suspension.
@@ -201,6 +207,10 @@ const MAX_REQUEST_WALKS: usize = 2;
 /// request at its start), but not for a long idle spell before it.
 const MAX_INTERVAL_PERIODS: u64 = 10;
 
+/// More collections between two ticks than could run in ten periods (a
+/// young collection takes a few microseconds at the least) is a torn read.
+const MAX_COLLECTIONS_PER_TICK: u32 = 100_000;
+
 impl Sampler {
     pub fn new(options: SamplerOptions) -> Self {
         Sampler {
@@ -221,6 +231,9 @@ impl Sampler {
             syscalls: TaskFiles::new("syscall"),
             gil_region: None,
             gil_waiters: HashSet::new(),
+            gc_seen: None,
+            gc_pending: 0,
+            gc_running_counted: false,
         }
     }
 
@@ -334,6 +347,9 @@ impl Sampler {
         };
         // A failed walk leaves its time to the next tick's samples.
         self.last_tick_ns = ts_ns;
+        // Right after the walk, which read the GIL holder's stack: a
+        // collection runs on the thread holding the GIL.
+        let collecting = self.collector(source);
         if walk.is_multiple_of(FORGET_AFTER_WALKS) {
             self.known_tids
                 .retain(|_, seen| walk - *seen < FORGET_AFTER_WALKS);
@@ -359,9 +375,12 @@ impl Sampler {
             if !stack.active && !runs_request {
                 continue;
             }
-            if stack.owns_gil {
+            let (in_gc, gc_collections) = if stack.owns_gil {
                 self.last_holder = tid;
-            }
+                (collecting, std::mem::take(&mut self.gc_pending))
+            } else {
+                (false, 0)
+            };
             let (request_id, mut quality) = self.attribute(tid, slots);
             let torn = self.torn.is_torn(stack.pthread_id, &stack.frames);
             if torn {
@@ -422,6 +441,8 @@ impl Sampler {
                     interval_ns,
                     slot_seq: before.map_or(0, |b| b.seq),
                     cpu_ns,
+                    in_gc,
+                    gc_collections,
                     stack: if runs_request {
                         with_state_leaf(&stack, state)
                     } else {
@@ -472,6 +493,8 @@ impl Sampler {
                     interval_ns,
                     slot_seq: b.seq,
                     cpu_ns: 0,
+                    in_gc: false,
+                    gc_collections: 0,
                     stack: with_state_leaf(&stack, state),
                 },
             );
@@ -495,6 +518,45 @@ impl Sampler {
             .read(source.pid(), tid, &mut syscall)
             .and_then(|n| futex_word(&syscall[..n]))
             .is_some_and(|word| region.contains(&word))
+    }
+
+    /// Whether a collection is running now. The collections to charge
+    /// join those waiting for a GIL holder's sample: one seen running is
+    /// charged at once (to the thread running it, which may end its
+    /// request right after), one that began and ended between two ticks
+    /// when the count says it finished.
+    fn collector(&mut self, source: &mut dyn StackSource) -> bool {
+        // With no request in flight nothing is charged: no read (~2 µs),
+        // and the count starts again at the next request.
+        let idle = self.options.wall_clock
+            && self.scopes.is_empty()
+            && self.before.iter().all(|(_, s)| s.request_id == 0);
+        let now = if idle { None } else { source.collector() };
+        let Some(now) = now else {
+            self.gc_seen = None;
+            self.gc_pending = 0;
+            self.gc_running_counted = false;
+            return false;
+        };
+        if let Some(seen) = self.gc_seen {
+            // A count that went back, or leapt, is torn or garbage memory.
+            let finished = now.collections.saturating_sub(seen);
+            let mut finished = u32::try_from(finished)
+                .unwrap_or(0)
+                .min(MAX_COLLECTIONS_PER_TICK);
+            if self.gc_running_counted && finished > 0 {
+                // The one charged when it was seen running.
+                finished -= 1;
+                self.gc_running_counted = false;
+            }
+            if now.collecting && !self.gc_running_counted {
+                finished += 1;
+                self.gc_running_counted = true;
+            }
+            self.gc_pending = self.gc_pending.saturating_add(finished);
+        }
+        self.gc_seen = Some(now.collections);
+        now.collecting
     }
 
     fn slot_before(&self, tid: u32) -> Option<SlotSnapshot> {
@@ -682,6 +744,8 @@ impl Sampler {
                     interval_ns,
                     slot_seq: 0,
                     cpu_ns: 0,
+                    in_gc: false,
+                    gc_collections: 0,
                     stack,
                 },
             );

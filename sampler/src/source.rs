@@ -44,6 +44,16 @@ pub struct AwaitChain {
     pub awaited: u64,
 }
 
+/// What the garbage collector was doing, read from outside the process
+/// (the interpreter's `gc` state; no callback runs in the app).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Collector {
+    /// A collection is running (on the thread that holds the GIL).
+    pub collecting: bool,
+    /// Collections finished so far, all generations together.
+    pub collections: u64,
+}
+
 /// Where stacks come from: a live process or a recording.
 pub trait StackSource: Send {
     /// The process being read.
@@ -74,6 +84,11 @@ pub trait StackSource: Send {
     /// `Walker::gil_region`), to tell a thread waiting for the GIL from one
     /// blocked elsewhere; `None` when this source does not know.
     fn gil_region(&self) -> Option<std::ops::Range<u64>> {
+        None
+    }
+    /// The collector's state right now; `None` when this source cannot
+    /// read it (or the read failed: the next tick asks again).
+    fn collector(&mut self) -> Option<Collector> {
         None
     }
     /// Whether the process still exists; sampling stops once it does not.

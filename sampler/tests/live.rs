@@ -28,13 +28,32 @@ struct Python {
 }
 
 impl Python {
+    /// Runs `code` once the interpreter has started (its `site` imports
+    /// done, which take a second or more on a loaded machine): walks taken
+    /// after this returns see `code` running, not start-up. `code` must not
+    /// print, since nothing reads its output after the first line.
     fn run(&self, code: &str) -> Kill {
-        let child = Command::new(&self.path)
-            .args(["-c", code])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.path.display()));
-        Kill(child)
+        let (child, line) =
+            self.run_reporting(&["-c", &format!("print('started', flush=True)\n{code}")]);
+        assert_eq!(line.trim(), "started", "{}", self.path.display());
+        child
+    }
+
+    /// Runs `args` and waits for the first line it prints (what it reports
+    /// about itself before the test reads it from outside).
+    fn run_reporting(&self, args: &[&str]) -> (Kill, String) {
+        let mut child = Kill(
+            Command::new(&self.path)
+                .args(args)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.path.display())),
+        );
+        let mut line = String::new();
+        BufReader::new(child.0.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        (child, line)
     }
 }
 
@@ -574,17 +593,7 @@ fn reported(report: &serde_json::Value, key: &str) -> (u64, Vec<(String, u32)>, 
 fn await_chains_are_what_python_reports() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/live/chains.py");
     on_every_python(|python| {
-        let mut child = Kill(
-            Command::new(&python.path)
-                .arg(script)
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
-        let mut line = String::new();
-        BufReader::new(child.0.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (child, line) = python.run_reporting(&[script]);
         let report: serde_json::Value = serde_json::from_str(&line).expect(&line);
         for pyspy_walker in [false, true] {
             let mut source = attach(child.0.id(), options(true, pyspy_walker));
@@ -628,5 +637,42 @@ fn await_chains_are_what_python_reports() {
             // Not a coroutine: an error, not a panic or a guess.
             assert!(source.await_chain(8).is_err());
         }
+    });
+}
+
+/// Runs 37 full collections, says how many ran in all (`gc.get_stats()`),
+/// then collects a cycle whose finalizer spins in `Ωmega`: the collector
+/// stays in that collection for good.
+const COLLECTING: &str = r#"
+import gc
+gc.disable()
+for _ in range(37):
+    gc.collect()
+print(sum(s["collections"] for s in gc.get_stats()), flush=True)
+
+def Ωmega():
+    while True: pass
+
+class Cycle:
+    def __init__(self):
+        self.me = self
+    def __del__(self):
+        Ωmega()
+
+Cycle()
+gc.collect()
+"#;
+
+#[test]
+fn the_collector_is_read_from_outside() {
+    on_every_python(|python| {
+        let (child, line) = python.run_reporting(&["-c", COLLECTING]);
+        let before: u64 = line.trim().parse().expect(&line);
+        let mut source = attach_at(child.0.id(), options(true, false), "Ωmega");
+        let collector = source.collector().expect("the collector's state");
+        // Inside its 38th collection, which has not finished.
+        assert!(collector.collecting, "{collector:?}");
+        assert_eq!(collector.collections, before, "{collector:?}");
+        assert!(before >= 37, "{before}");
     });
 }

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use timeglass_model::{Frame, Quality, Sample, State, BLOCKED_FRAME, NATIVE_FRAME};
 use timeglass_sampler::{
-    AwaitChain, RequestSlots, Sampler, SamplerOptions, SourceError, StackSource, ThreadStack,
+    AwaitChain, Collector, RequestSlots, Sampler, SamplerOptions, SourceError, StackSource,
+    ThreadStack,
 };
 use timeglass_wire::{ScopeSnapshot, SlotSnapshot};
 
@@ -42,6 +43,8 @@ struct Still {
     chain_reads: usize,
     /// Futures that are done.
     done: Vec<u64>,
+    /// The collector's readings, one per tick.
+    collector: std::collections::VecDeque<Collector>,
 }
 
 impl StackSource for Still {
@@ -75,6 +78,10 @@ impl StackSource for Still {
 
     fn awaited_done(&mut self, address: u64) -> Result<Option<bool>, SourceError> {
         Ok(Some(self.done.contains(&address)))
+    }
+
+    fn collector(&mut self) -> Option<Collector> {
+        self.collector.pop_front()
     }
 
     fn alive(&self) -> bool {
@@ -357,5 +364,54 @@ fn with_many_request_threads_a_few_are_walked_per_tick_in_turn() {
     assert!(
         samples.iter().all(|s| s.tid != 0),
         "a request whose thread waits its turn is not sampled as suspended"
+    );
+}
+
+#[test]
+fn collections_are_charged_to_the_gil_holder_once_each() {
+    let readings = [
+        (false, 10), // where the count starts
+        (false, 13), // three young collections, each between two ticks
+        (true, 13),  // a long one, seen running: charged now
+        (true, 13),  // the same one
+        (true, 14),  // it ended and the next began
+        (false, 15), // that one ended: charged already
+        (false, 15),
+    ];
+    let mut source = Still {
+        threads: vec![thread(1, true, Some(true), "build_graph")],
+        collector: readings
+            .iter()
+            .map(|&(collecting, collections)| Collector {
+                collecting,
+                collections,
+            })
+            .collect(),
+        ..Still::default()
+    };
+    let mut slots = Slots::default();
+    slots.slots.insert(
+        1,
+        SlotSnapshot {
+            seq: 2,
+            request_id: 10,
+        },
+    );
+    let samples = ticks(readings.len(), &mut source, &mut slots);
+    let seen: Vec<(bool, u32)> = samples
+        .iter()
+        .map(|s| (s.in_gc, s.gc_collections))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (false, 0),
+            (false, 3),
+            (true, 1),
+            (true, 0),
+            (true, 1),
+            (false, 0),
+            (false, 0)
+        ]
     );
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use timeglass_model::Frame;
 
@@ -33,7 +33,7 @@ const MAX_CACHED_CODE: usize = 200_000;
 const TRUST_WALKS: u64 = 64;
 
 /// What a code object's head says; a cached entry is valid while it matches.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub(super) struct CodeHead {
     filename: usize,
     name: usize,
@@ -62,6 +62,10 @@ pub(super) struct CodeInfo {
     /// A shim py-spy does not show (3.13's `<shim>` entry frames).
     pub shim: bool,
     line_table: Vec<u8>,
+    /// Where the line table's ranges end, in the units of a frame's offset,
+    /// and the line it reaches there: an offset at or past the end (a torn
+    /// or garbage frame) has that line without walking the whole table.
+    table_end: (isize, i32),
     /// The last lines found, as `(instruction + 1) << 32 | line`, 0 when
     /// empty. A frame waiting in a call stays at one instruction for as long
     /// as the call lasts, so most walks find its line here rather than in
@@ -79,6 +83,11 @@ pub(super) struct CodeInfo {
 pub(super) struct CodeCache {
     code: FxHashMap<usize, Arc<CodeInfo>>,
     short: HashMap<String, String>,
+    /// Code objects that could not be read in this walk, by address and
+    /// head: a frame chain of garbage names the same bad code object again
+    /// and again, and each try would decode its texts again (found by the
+    /// `walker` fuzz target: 4,096 frames took 17 ms).
+    unreadable: FxHashSet<(usize, CodeHead)>,
     /// Walks begun, for [`TRUST_WALKS`].
     walks: u64,
     /// The target's root directory as seen from here (`/proc/PID/root`)
@@ -91,6 +100,7 @@ impl CodeCache {
         CodeCache {
             code: FxHashMap::default(),
             short: HashMap::new(),
+            unreadable: FxHashSet::default(),
             walks: TRUST_WALKS,
             root,
         }
@@ -111,7 +121,14 @@ impl CodeCache {
                 return Some(Arc::clone(info));
             }
         }
-        let info = Arc::new(self.learn(memory, layout, head)?);
+        if self.unreadable.contains(&(address, head)) {
+            return None;
+        }
+        let Some(info) = self.learn(memory, layout, head) else {
+            self.unreadable.insert((address, head));
+            return None;
+        };
+        let info = Arc::new(info);
         info.verified.store(self.walks, Ordering::Relaxed);
         if self.code.len() >= MAX_CACHED_CODE {
             self.code.clear();
@@ -124,6 +141,7 @@ impl CodeCache {
     /// ago are read again.
     pub(super) fn begin_walk(&mut self) {
         self.walks += 1;
+        self.unreadable.clear();
     }
 
     /// The code object at `address` when its head matched recently enough
@@ -160,6 +178,7 @@ impl CodeCache {
                 .ok()?,
         };
         let line_table = memory.bytes(layout, head.line_table).ok()?;
+        let table_end = scanner(layout.line_format)(&line_table, head.first_line, isize::MAX);
         let short = self.shorten(&filename);
         Some(CodeInfo {
             head,
@@ -171,6 +190,7 @@ impl CodeCache {
                 line: 0,
             },
             line_table,
+            table_end,
             lines: Default::default(),
             resumes: Default::default(),
             verified: AtomicU64::new(0),
@@ -246,19 +266,28 @@ impl CodeInfo {
     }
 
     fn line_uncached(&self, layout: &Layout, code: usize, instr: usize) -> u32 {
-        let line = match layout.line_format {
-            LineFormat::Pairs310 => line_at_310(
-                &self.line_table,
-                self.head.first_line,
-                2 * instr as i32 as isize,
-            ),
+        let offset = match layout.line_format {
+            LineFormat::Pairs310 => 2 * instr as i32 as isize,
             LineFormat::Locations311 => {
-                let offset =
-                    (instr as isize).wrapping_sub(code.wrapping_add(layout.code_code) as isize);
-                line_at_311(&self.line_table, self.head.first_line, offset)
+                (instr as isize).wrapping_sub(code.wrapping_add(layout.code_code) as isize)
             }
         };
+        let (end, last_line) = self.table_end;
+        let line = if offset >= end {
+            last_line
+        } else {
+            scanner(layout.line_format)(&self.line_table, self.head.first_line, offset).1
+        };
         line.max(0) as u32
+    }
+}
+
+/// The line-table walk of `format`: `(end, line)` of the instruction at an
+/// offset (see [`scan_310`] and [`scan_311`]).
+fn scanner(format: LineFormat) -> fn(&[u8], i32, isize) -> (isize, i32) {
+    match format {
+        LineFormat::Pairs310 => scan_310,
+        LineFormat::Locations311 => scan_311,
     }
 }
 
@@ -279,8 +308,9 @@ fn remember(ways: &[AtomicU64; 2], key: u32, value: u32) {
 /// CPython's `PyCode_Addr2Line`, a line delta of -128 means "no line" for
 /// that range, but its bytecode delta still moves the address on (py-spy
 /// skips the whole pair, which shifts every later range by it): such a
-/// range keeps the line reached so far.
-fn line_at_310(table: &[u8], first_line: i32, offset: isize) -> i32 {
+/// range keeps the line reached so far. Returns where the walk stopped
+/// (the end of the range holding `offset`, or of the table) and the line.
+fn scan_310(table: &[u8], first_line: i32, offset: isize) -> (isize, i32) {
     let mut line = first_line;
     let mut end: isize = 0;
     for pair in table.chunks_exact(2) {
@@ -293,12 +323,13 @@ fn line_at_310(table: &[u8], first_line: i32, offset: isize) -> i32 {
             break;
         }
     }
-    line
+    (end, line)
 }
 
 /// The line of the instruction `offset` bytes into the code, walking the
-/// 3.11+ location table from `first_line`.
-fn line_at_311(table: &[u8], first_line: i32, offset: isize) -> i32 {
+/// 3.11+ location table from `first_line`; with where the walk stopped, as
+/// [`scan_310`].
+fn scan_311(table: &[u8], first_line: i32, offset: isize) -> (isize, i32) {
     let mut line = first_line;
     let mut end: isize = 0;
     let mut at = 0;
@@ -335,7 +366,7 @@ fn line_at_311(table: &[u8], first_line: i32, offset: isize) -> i32 {
             break;
         }
     }
-    line
+    (end, line)
 }
 
 fn varint(table: &[u8], at: &mut usize) -> u32 {
@@ -386,7 +417,7 @@ mod tests {
             0,
             0, // line 14
         ];
-        let at = |offset| line_at_311(&table, 10, offset);
+        let at = |offset| scan_311(&table, 10, offset).1;
         assert_eq!(at(-2), 10, "the instruction before the first");
         assert_eq!(at(0), 10);
         assert_eq!(at(2), 10);
@@ -396,13 +427,18 @@ mod tests {
         assert_eq!(at(12), 9);
         assert_eq!(at(14), 14);
         assert_eq!(at(400), 14, "past the end keeps the last line");
+        assert_eq!(
+            scan_311(&table, 10, isize::MAX),
+            (16, 14),
+            "the table's end"
+        );
     }
 
     #[test]
     fn pair_table_gives_its_lines() {
         // (bytes, line delta): 6 bytes on +0, 4 on +2, no line for 2, 8 on -1.
         let table = [6, 0, 4, 2, 2, 0x80, 8, 0xff];
-        let at = |offset| line_at_310(&table, 20, offset);
+        let at = |offset| scan_310(&table, 20, offset).1;
         assert_eq!(at(0), 20);
         assert_eq!(at(5), 20);
         assert_eq!(at(6), 22);
@@ -412,6 +448,11 @@ mod tests {
         assert_eq!(at(11), 22);
         assert_eq!(at(12), 21, "and still moves the address on");
         assert_eq!(at(100), 21);
+        assert_eq!(
+            scan_310(&table, 20, isize::MAX),
+            (20, 21),
+            "the table's end"
+        );
     }
 
     /// The memo answers what the table answers, for frames of one code
@@ -430,6 +471,7 @@ mod tests {
             frame: Frame::synthetic("f"),
             shim: false,
             line_table: vec![6, 0, 4, 2, 2, 0x80, 8, 0xff],
+            table_end: scan_310(&[6, 0, 4, 2, 2, 0x80, 8, 0xff], 20, isize::MAX),
             lines: Default::default(),
             resumes: Default::default(),
             verified: AtomicU64::new(0),
@@ -437,7 +479,7 @@ mod tests {
         // 3.10's `f_lasti` counts code units of two bytes.
         let visits = [0, 3, 6, 0, 3, 5, 6, 2, 100, 0, 3];
         for lasti in visits {
-            let fresh = line_at_310(&info.line_table, 20, 2 * lasti as isize) as u32;
+            let fresh = scan_310(&info.line_table, 20, 2 * lasti as isize).1 as u32;
             assert_eq!(info.line(&V3_10, 0, lasti), fresh, "f_lasti {lasti}");
         }
     }
@@ -466,6 +508,7 @@ mod tests {
                 frame: Frame::synthetic("f"),
                 shim: false,
                 line_table: Vec::new(),
+                table_end: (0, 5),
                 lines: Default::default(),
                 resumes: Default::default(),
                 verified: AtomicU64::new(0),

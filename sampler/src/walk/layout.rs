@@ -46,6 +46,33 @@ pub(crate) enum GilKind {
     RuntimeState { last_holder: usize, locked: usize },
 }
 
+/// Where `interp->gc` (`struct _gc_runtime_state`,
+/// `Include/internal/pycore_gc.h`) keeps what the recorder reads of the
+/// collector from outside: `generation_stats`, three `{collections,
+/// collected, uncollectable}` triples of `Py_ssize_t`, and the `collecting`
+/// flag (an `int`) that is set while a collection runs. The struct is the
+/// same from 3.10 to 3.13; only where it sits in the interpreter moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct GcLayout {
+    /// `interp->gc`.
+    pub state: usize,
+    /// `generation_stats`, from `state`.
+    pub stats: usize,
+    /// `collecting`, from `state`.
+    pub collecting: usize,
+}
+
+impl GcLayout {
+    /// Bytes to read from `state + stats` to cover the stats and the flag.
+    pub(crate) fn span(&self) -> usize {
+        self.collecting + 4 - self.stats
+    }
+}
+
+/// `generation_stats` and `collecting` in `struct _gc_runtime_state`, 3.10-3.13.
+const GC_STATS: usize = 128;
+const GC_COLLECTING: usize = 200;
+
 /// The states of a generator's frame that matter here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FrameStates {
@@ -65,6 +92,9 @@ pub(crate) struct Layout {
     pub interp_threads_head: usize,
     /// `interp->ceval.gil`, a pointer to the GIL in use (3.12+).
     pub interp_ceval_gil: Option<usize>,
+    /// The garbage collector's state in the interpreter; `None` where it
+    /// is not known (3.14's table).
+    pub interp_gc: Option<GcLayout>,
     pub gil: GilKind,
     // PyThreadState
     pub thread_next: usize,
@@ -158,6 +188,11 @@ pub(crate) const V3_10: Layout = Layout {
     minor: 10,
     interp_threads_head: 8,
     interp_ceval_gil: None,
+    interp_gc: Some(GcLayout {
+        state: 616,
+        stats: GC_STATS,
+        collecting: GC_COLLECTING,
+    }),
     gil: GilKind::TstateCurrent,
     thread_next: 8,
     thread_interp: 16,
@@ -216,6 +251,11 @@ pub(crate) const V3_11: Layout = Layout {
     minor: 11,
     interp_threads_head: 16,
     interp_ceval_gil: None,
+    interp_gc: Some(GcLayout {
+        state: 648,
+        stats: GC_STATS,
+        collecting: GC_COLLECTING,
+    }),
     gil: GilKind::TstateCurrent,
     thread_next: 8,
     thread_interp: 16,
@@ -275,6 +315,11 @@ pub(crate) const V3_12: Layout = Layout {
     minor: 12,
     interp_threads_head: 72,
     interp_ceval_gil: Some(384),
+    interp_gc: Some(GcLayout {
+        state: 112,
+        stats: GC_STATS,
+        collecting: GC_COLLECTING,
+    }),
     gil: GilKind::RuntimeState {
         last_holder: 8,
         locked: 16,
@@ -337,6 +382,11 @@ pub(crate) const V3_13: Layout = Layout {
     minor: 13,
     interp_threads_head: 7344,
     interp_ceval_gil: Some(16),
+    interp_gc: Some(GcLayout {
+        state: 7400,
+        stats: GC_STATS,
+        collecting: GC_COLLECTING,
+    }),
     gil: GilKind::RuntimeState {
         last_holder: 8,
         locked: 16,
@@ -493,6 +543,10 @@ pub(crate) struct DebugWords {
     pub unicode_ascii_size: usize,
     pub gen_iframe: Option<usize>,
     pub gen_frame_state: Option<usize>,
+    /// `interpreter_state.gc` and `gc.collecting`, where the collector's
+    /// struct around them is known (3.13's).
+    pub interp_gc: Option<usize>,
+    pub gc_collecting: Option<usize>,
 }
 
 /// The 3.13 table.
@@ -531,6 +585,8 @@ pub(crate) const DEBUG_WORDS_3_13: DebugWords = DebugWords {
     unicode_ascii_size: 70,
     gen_iframe: None,
     gen_frame_state: None,
+    interp_gc: Some(10),
+    gc_collecting: Some(72),
 };
 
 /// The 3.14 table.
@@ -569,6 +625,9 @@ pub(crate) const DEBUG_WORDS_3_14: DebugWords = DebugWords {
     unicode_ascii_size: 80,
     gen_iframe: Some(85),
     gen_frame_state: Some(86),
+    // 3.14's collector is incremental: its `_gc_runtime_state` differs.
+    interp_gc: None,
+    gc_collecting: None,
 };
 
 /// What the debug offsets say, beyond the layout: where the interpreter is.
@@ -711,6 +770,17 @@ impl Layout {
             ascii_size,
             // `PyCompactUnicodeObject` adds `utf8_length` and `utf8` (3.12+).
             compact_size: ascii_size + 16,
+            // Trusted only where `collecting` is where the struct puts it.
+            interp_gc: match (words.interp_gc, words.gc_collecting) {
+                (Some(state), Some(collecting)) if at(collecting)? == GC_COLLECTING => {
+                    Some(GcLayout {
+                        state: at(state)?,
+                        stats: GC_STATS,
+                        collecting: GC_COLLECTING,
+                    })
+                }
+                _ => None,
+            },
             ..base.clone()
         };
         if !layout.plausible() {
@@ -898,7 +968,7 @@ mod tests {
         let table: [u64; 73] = [
             0, 0x030d00f0, 0, // cookie, version, free_threaded
             0, 0, 632, // runtime_state: size, finalizing, interpreters_head
-            0, 0, 0, 7344, 0, 0, 0, 0, 16, 7752, 0, 7768, 7760, // interpreter_state
+            0, 0, 0, 7344, 7400, 0, 0, 0, 16, 7752, 0, 7768, 7760, // interpreter_state
             304, 0, 8, 16, 72, 152, 160, 232, 0, // thread_state
             80, 8, 0, 56, 72, 70, // interpreter_frame
             0, 112, 120, 128, 136, 68, 0, 0, 0, 200, // code_object
@@ -907,7 +977,7 @@ mod tests {
             0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // tuple, list, dict, float, long
             33, 16, 32, // bytes_object
             0, 32, 16, 40, // unicode_object
-            0, 0, // gc
+            240, 200, // gc: size, collecting
         ];
         table[i]
     }

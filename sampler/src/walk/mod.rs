@@ -27,6 +27,7 @@ pub(crate) mod layout;
 mod memory;
 mod pthread;
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,7 @@ use rustc_hash::FxHashMap;
 use timeglass_model::Frame;
 
 use crate::procfs::{run_state, TaskFiles};
-use crate::ThreadStack;
+use crate::{Collector, ThreadStack};
 use code::{CodeCache, CodeHead, CodeInfo};
 use layout::{FrameKind, GilKind, Layout};
 pub(crate) use memory::ReadFailed;
@@ -105,6 +106,12 @@ pub(crate) struct Walker {
     /// Per thread (by tid), the frames outside its data-stack chunk at its
     /// last walk, innermost first: read ahead at the next.
     outside: FxHashMap<usize, Vec<usize>>,
+    /// The collector's state, read with the GIL holder in the same system
+    /// call by the last walk (so the two are of one instant), until asked.
+    collector_seen: Cell<Option<Collector>>,
+    /// A read of the collector failed where the holder's alone works: its
+    /// offsets are wrong for this build, and it is not read again.
+    collector_broken: Cell<bool>,
 }
 
 impl Walker {
@@ -128,6 +135,8 @@ impl Walker {
             chunk_reads: true,
             stat_files: TaskFiles::new("stat"),
             outside: FxHashMap::default(),
+            collector_seen: Cell::new(None),
+            collector_broken: Cell::new(false),
             pthread_tids: PthreadTids::default(),
         }
     }
@@ -155,6 +164,40 @@ impl Walker {
             GilKind::RuntimeState { .. } => self.roots.gil,
         };
         start..start.wrapping_add(GIL_STATE_BYTES)
+    }
+
+    /// The garbage collector's state, in one read of the interpreter:
+    /// whether a collection is running, and how many have run in all
+    /// generations. `Ok(None)` where the layout does not know where the
+    /// collector keeps them.
+    ///
+    /// What the last walk read with the GIL holder, if it has not been
+    /// asked for yet: then the holder walked is the thread that collects.
+    pub(crate) fn collector(&self) -> Result<Option<Collector>, ReadFailed> {
+        if let Some(seen) = self.collector_seen.take() {
+            return Ok(Some(seen));
+        }
+        let Some((at, gc)) = self.collector_at() else {
+            return Ok(None);
+        };
+        let mut bytes = [0u8; COLLECTOR_BYTES];
+        let bytes = &mut bytes[..gc.span()];
+        self.memory.read(&mut [(at, &mut bytes[..])])?;
+        Ok(Some(collector_of(bytes, gc)))
+    }
+
+    /// Where to read the collector's stats and flag, and their layout.
+    fn collector_at(&self) -> Option<(usize, layout::GcLayout)> {
+        let gc = self
+            .layout
+            .interp_gc
+            .filter(|_| !self.collector_broken.get())?;
+        let at = self
+            .roots
+            .interpreter
+            .wrapping_add(gc.state)
+            .wrapping_add(gc.stats);
+        Some((at, gc))
     }
 
     /// The stack of the thread holding the GIL; none when no thread holds it.
@@ -320,23 +363,48 @@ impl Walker {
     }
 
     /// The thread state holding the GIL, or 0.
+    /// The GIL holder's thread state (0 for none), read in one system call
+    /// with the collector's state, which is kept for [`Walker::collector`].
     fn holder(&self) -> Result<usize, ReadFailed> {
-        match self.layout.gil {
-            GilKind::TstateCurrent => self.memory.word(self.roots.gil),
+        let mut gil = [0u8; 32];
+        let wanted = match self.layout.gil {
+            GilKind::TstateCurrent => 8,
+            GilKind::RuntimeState {
+                last_holder,
+                locked,
+            } => (last_holder + 8).max(locked + 4),
+        };
+        let wanted = &mut gil[..wanted];
+        let mut gc_bytes = [0u8; COLLECTOR_BYTES];
+        self.collector_seen.set(None);
+        match self.collector_at() {
+            Some((at, gc)) => {
+                let gc_bytes = &mut gc_bytes[..gc.span()];
+                let both = self
+                    .memory
+                    .read(&mut [(self.roots.gil, &mut wanted[..]), (at, &mut gc_bytes[..])]);
+                if both.is_ok() {
+                    self.collector_seen.set(Some(collector_of(gc_bytes, gc)));
+                } else {
+                    self.memory.read(&mut [(self.roots.gil, &mut wanted[..])])?;
+                    self.collector_broken.set(true);
+                }
+            }
+            None => self.memory.read(&mut [(self.roots.gil, &mut wanted[..])])?,
+        }
+        Ok(match self.layout.gil {
+            GilKind::TstateCurrent => word(wanted, 0),
             GilKind::RuntimeState {
                 last_holder,
                 locked,
             } => {
-                let mut gil = [0u8; 32];
-                let wanted = &mut gil[..(last_holder + 8).max(locked + 4)];
-                self.memory.read(&mut [(self.roots.gil, &mut wanted[..])])?;
-                Ok(if int(wanted, locked) != 0 {
+                if int(wanted, locked) != 0 {
                     word(wanted, last_holder)
                 } else {
                     0
-                })
+                }
             }
-        }
+        })
     }
 
     /// One thread's stack from its thread state; `on_cpu` is what the OS
@@ -641,6 +709,19 @@ pub(crate) fn read_bytes(pid: u32, address: usize, len: usize) -> Option<Vec<u8>
     Some(bytes)
 }
 
+/// Enough for the collector's stats and flag (76 bytes from 3.10 to 3.13).
+const COLLECTOR_BYTES: usize = 80;
+
+/// The collector's state from the bytes at `generation_stats`: three
+/// `{collections, collected, uncollectable}` triples, then `collecting`.
+fn collector_of(bytes: &[u8], gc: layout::GcLayout) -> Collector {
+    let collections = (0..3).fold(0u64, |sum, g| sum.wrapping_add(word(bytes, g * 24) as u64));
+    Collector {
+        collecting: int(bytes, gc.collecting - gc.stats) != 0,
+        collections,
+    }
+}
+
 /// py-spy's rule for a thread that is waiting, not running.
 fn looks_idle(leaf: &Frame) -> bool {
     (&*leaf.name == "wait" && leaf.filename.ends_with("threading.py"))
@@ -657,6 +738,7 @@ fn looks_idle(leaf: &Frame) -> bool {
 /// picks the CPython layout; every following 8 bytes become one word: by
 /// its low two bits a pointer back into the memory (so reads succeed and
 /// parse whatever is there), a small number, zero, or the raw value.
+#[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub fn fuzz_walk(input: &[u8]) {
     use layout::{V3_10, V3_11, V3_12, V3_13};
@@ -665,17 +747,19 @@ pub fn fuzz_walk(input: &[u8]) {
     };
     let layout = [&V3_10, &V3_11, &V3_12, &V3_13][usize::from(pick) % 4].clone();
     let len = (rest.len() / 8).max(512);
-    let mut memory = vec![0u64; len];
+    // The walker owns the buffer: moving a Vec keeps its heap address.
+    let mut memory = vec![0u8; len * 8];
     let base = memory.as_ptr() as u64;
     let span = (len as u64 - 64) * 8;
-    for (word, raw) in memory.iter_mut().zip(rest.chunks_exact(8)) {
+    for (word, raw) in memory.chunks_exact_mut(8).zip(rest.chunks_exact(8)) {
         let raw = u64::from_le_bytes(raw.try_into().expect("eight bytes"));
-        *word = match raw & 3 {
+        let value = match raw & 3 {
             0 => base + ((raw >> 2) % span) / 8 * 8,
             1 => (raw >> 2) % 4096,
             2 => 0,
             _ => raw,
         };
+        word.copy_from_slice(&value.to_ne_bytes());
     }
     let roots = Roots {
         interpreter: base as usize + 64,
@@ -685,6 +769,7 @@ pub fn fuzz_walk(input: &[u8]) {
         async_generator_type: None,
     };
     let mut walker = Walker::new(std::process::id(), layout, roots, false, true);
+    walker.memory = Memory::local(memory);
     for chunk_reads in [true, false] {
         walker.set_chunk_reads(chunk_reads);
         let _ = walker.gil_holder();
@@ -694,7 +779,7 @@ pub fn fuzz_walk(input: &[u8]) {
     for at in [0, 8, 256, 4096] {
         let _ = walker.await_chain(base as usize + at % (len * 8));
     }
-    drop(memory);
+    let _ = walker.collector();
 }
 
 #[cfg(test)]
@@ -722,6 +807,18 @@ mod tests {
             };
         }
         words
+    }
+
+    #[test]
+    fn the_committed_walker_corpus_walks_cleanly() {
+        // What `make fuzz-smoke` starts from, through the same local memory.
+        let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/walker");
+        let mut inputs = 0;
+        for entry in std::fs::read_dir(corpus).expect("the committed corpus") {
+            fuzz_walk(&std::fs::read(entry.expect("an entry").path()).expect("an input"));
+            inputs += 1;
+        }
+        assert!(inputs > 100, "{inputs} inputs in {corpus}");
     }
 
     #[test]
