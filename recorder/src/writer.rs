@@ -393,13 +393,18 @@ impl Writer {
             };
             let join = &mut self.join;
             let from = self.history_from_ns;
-            proc.reader
-                .poll(region, |kind, bytes| match Event::decode(kind, bytes) {
-                    Ok(Event::RequestStart(s)) if s.ts_ns < from => {}
-                    Ok(Event::RequestEnd(e)) if e.ts_ns < from => {}
-                    Ok(event) => join.event(pid, event),
-                    Err(_) => {}
-                });
+            proc.reader.poll(region, |kind, bytes| {
+                let Ok(event) = Event::decode(kind, bytes) else {
+                    return;
+                };
+                for part in event.into_parts() {
+                    match part {
+                        Event::RequestStart(s) if s.ts_ns < from => {}
+                        Event::RequestEnd(e) if e.ts_ns < from => {}
+                        part => join.event(pid, part),
+                    }
+                }
+            });
         }
     }
 

@@ -53,21 +53,37 @@ pub enum Sort {
     LeastAllocated,
 }
 
+/// A request's response time to the nanosecond, as lists show it: the
+/// stored `duration_us` is floored, so two requests within the same
+/// microsecond tie on it.
+const EXACT_DURATION: &str = "(coalesce({t}.response_end_ns, {t}.end_ns) - {t}.start_ns)";
+
 impl Sort {
-    /// `(key columns, descending)`; `id` breaks ties, in the same direction.
-    fn key(self) -> (&'static str, bool) {
+    /// `(key expressions over table {t}, descending)`; `id` breaks the
+    /// ties left, in the same direction. The first expression is an indexed
+    /// column; a second one only orders rows that tie on it.
+    fn key(self) -> (&'static [&'static str], bool) {
         match self {
-            Sort::Newest => ("r.started_at", true),
-            Sort::Oldest => ("r.started_at", false),
-            Sort::Slowest => ("r.duration_us", true),
-            Sort::Fastest => ("r.duration_us", false),
-            Sort::MostCpu => ("r.cpu_us", true),
-            Sort::LeastCpu => ("r.cpu_us", false),
-            Sort::MostMemory => ("r.rss_peak_bytes", true),
-            Sort::LeastMemory => ("r.rss_peak_bytes", false),
-            Sort::MostAllocated => ("r.alloc_bytes", true),
-            Sort::LeastAllocated => ("r.alloc_bytes", false),
+            Sort::Newest => (&["{t}.started_at"], true),
+            Sort::Oldest => (&["{t}.started_at"], false),
+            Sort::Slowest => (&["{t}.duration_us", EXACT_DURATION], true),
+            Sort::Fastest => (&["{t}.duration_us", EXACT_DURATION], false),
+            Sort::MostCpu => (&["{t}.cpu_us"], true),
+            Sort::LeastCpu => (&["{t}.cpu_us"], false),
+            Sort::MostMemory => (&["{t}.rss_peak_bytes"], true),
+            Sort::LeastMemory => (&["{t}.rss_peak_bytes"], false),
+            Sort::MostAllocated => (&["{t}.alloc_bytes"], true),
+            Sort::LeastAllocated => (&["{t}.alloc_bytes"], false),
         }
+    }
+
+    /// The key expressions over table `table`, then its id.
+    fn key_over(self, table: &str) -> Vec<String> {
+        let (keys, _) = self.key();
+        keys.iter()
+            .map(|k| k.replace("{t}", table))
+            .chain([format!("{table}.id")])
+            .collect()
     }
 }
 
@@ -119,28 +135,161 @@ pub struct RouteSample {
     pub measured_duration_us: u64,
     /// Its requests that blocked the event loop.
     pub loop_blocks: u64,
+    /// `(process, RSS at the end)` of its requests that have a reading, in
+    /// the order they started: what a leak hint tests for a trend.
+    pub rss_ends: Vec<(i64, u64)>,
 }
+
+/// The sums of a [`RouteSample`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Sums {
+    errors: u64,
+    queries: u64,
+    db_us: u64,
+    n_plus_one: u64,
+    measured: u64,
+    breakdown: TimeBreakdown,
+    cpu_ns: u64,
+    measured_duration_us: u64,
+    loop_blocks: u64,
+}
+
+impl Sums {
+    fn add(&mut self, o: &Sums) {
+        let (b, ob) = (&mut self.breakdown, &o.breakdown);
+        self.errors += o.errors;
+        self.queries += o.queries;
+        self.db_us += o.db_us;
+        self.n_plus_one += o.n_plus_one;
+        self.measured += o.measured;
+        b.python_ns += ob.python_ns;
+        b.native_ns += ob.native_ns;
+        b.blocked_ns += ob.blocked_ns;
+        b.gil_wait_ns += ob.gil_wait_ns;
+        b.sql_ns += ob.sql_ns;
+        b.http_ns += ob.http_ns;
+        b.await_ns += ob.await_ns;
+        b.queued_ns += ob.queued_ns;
+        b.gc_ns += ob.gc_ns;
+        self.cpu_ns += o.cpu_ns;
+        self.measured_duration_us += o.measured_duration_us;
+        self.loop_blocks += o.loop_blocks;
+    }
+
+    /// Reads a row of [`SUMS_OF_REQUESTS`] or [`SUMS_OF_MINUTES`].
+    fn of_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Sums> {
+        let ns = |at: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, u64>(at)? * 1000) };
+        Ok(Sums {
+            errors: r.get(0)?,
+            queries: r.get(1)?,
+            db_us: r.get(2)?,
+            n_plus_one: r.get(3)?,
+            measured: r.get(4)?,
+            breakdown: TimeBreakdown {
+                python_ns: ns(5)?,
+                native_ns: ns(6)?,
+                blocked_ns: ns(7)?,
+                gil_wait_ns: ns(8)?,
+                sql_ns: ns(9)?,
+                http_ns: ns(10)?,
+                await_ns: ns(11)?,
+                queued_ns: ns(12)?,
+                gc_ns: ns(13)?,
+            },
+            cpu_ns: ns(14)?,
+            measured_duration_us: r.get(15)?,
+            loop_blocks: r.get(16)?,
+        })
+    }
+}
+
+impl Sums {
+    /// A sample of these sums and no reading.
+    fn into_sample(self) -> RouteSample {
+        RouteSample {
+            errors: self.errors,
+            queries: self.queries,
+            db_us: self.db_us,
+            n_plus_one: self.n_plus_one,
+            measured: self.measured,
+            breakdown: self.breakdown,
+            cpu_ns: self.cpu_ns,
+            measured_duration_us: self.measured_duration_us,
+            loop_blocks: self.loop_blocks,
+            ..RouteSample::default()
+        }
+    }
+}
+
+/// The readings of a [`RouteSample`], each list in its order.
+#[derive(Default)]
+struct Readings {
+    durations_us: Vec<u64>,
+    rss_peak_bytes: Vec<u64>,
+    alloc_bytes: Vec<u64>,
+    rss_ends: Vec<(i64, u64)>,
+}
+
+impl Readings {
+    fn into_sample(self, sums: Sums) -> RouteSample {
+        RouteSample {
+            durations_us: self.durations_us,
+            rss_peak_bytes: self.rss_peak_bytes,
+            alloc_bytes: self.alloc_bytes,
+            rss_ends: self.rss_ends,
+            ..sums.into_sample()
+        }
+    }
+}
+
+/// [`Sums`] over rows of `requests`; the 5xx test is `is_5xx` of
+/// timeglass-report, as in `endpoint_minutes`.
+const SUMS_OF_REQUESTS: &str = "coalesce(sum(status >= 500 OR (status IS NULL AND errored)), 0),
+     coalesce(sum(queries), 0), coalesce(sum(db_us), 0), count(n_plus_one_count),
+     count(python_us), coalesce(sum(python_us), 0), coalesce(sum(native_us), 0),
+     coalesce(sum(blocked_us), 0), coalesce(sum(gil_wait_us), 0),
+     coalesce(sum(sql_wait_us), 0), coalesce(sum(http_wait_us), 0),
+     coalesce(sum(await_us), 0), coalesce(sum(queued_us), 0), coalesce(sum(gc_us), 0),
+     coalesce(sum(cpu_us), 0),
+     coalesce(sum(CASE WHEN python_us IS NOT NULL THEN duration_us END), 0),
+     count(loop_blocked_us)";
+
+/// [`Sums`] over rows of `endpoint_minutes` (schema v14). Its `cpu_us` is
+/// that of the requests with a breakdown only, which is all of them: the
+/// others, recorded before schema 7, have 0.
+const SUMS_OF_MINUTES: &str =
+    "coalesce(sum(errors_5xx), 0), coalesce(sum(queries), 0), coalesce(sum(db_us), 0),
+     coalesce(sum(n_plus_one), 0), coalesce(sum(cpu_measured), 0),
+     coalesce(sum(python_us), 0), coalesce(sum(native_us), 0),
+     coalesce(sum(blocked_us), 0), coalesce(sum(gil_wait_us), 0),
+     coalesce(sum(sql_wait_us), 0), coalesce(sum(http_wait_us), 0),
+     coalesce(sum(await_us), 0), coalesce(sum(queued_us), 0), coalesce(sum(gc_us), 0),
+     coalesce(sum(cpu_us), 0), coalesce(sum(measured_us), 0), coalesce(sum(loop_blocks), 0)";
 
 impl Store {
     pub fn request_page(&self, page: &RequestPage) -> Result<Vec<RequestRow>, StoreError> {
         let (mut conditions, mut values) = filter_conditions(&page.filter);
-        let (key, descending) = page.sort.key();
+        let (_, descending) = page.sort.key();
         let (cmp, dir) = if descending {
             ("<", "DESC")
         } else {
             (">", "ASC")
         };
+        let ours = page.sort.key_over("r");
         if let Some(before) = page.before {
-            let column = key.trim_start_matches("r.");
             conditions.push(format!(
-                "({key}, r.id) {cmp} (SELECT b.{column}, b.id FROM requests b WHERE b.id = ?)"
+                "({}) {cmp} (SELECT {} FROM requests b WHERE b.id = ?)",
+                ours.join(", "),
+                page.sort.key_over("b").join(", ")
             ));
             values.push(Value::Integer(before));
         }
         values.push(Value::Integer(sql_limit(page.limit)));
+        let order: Vec<String> = ours.iter().map(|k| format!("{k} {dir}")).collect();
         let sql = format!(
-            "SELECT {REQUEST_COLUMNS} {} ORDER BY {key} {dir}, r.id {dir} LIMIT ?",
-            where_clause(&conditions)
+            "SELECT {REQUEST_COLUMNS} {} ORDER BY {} LIMIT ?",
+            where_clause(&conditions),
+            order.join(", ")
         );
         self.rows(&sql, values)
     }
@@ -182,9 +331,14 @@ impl Store {
         route: &str,
         min_requests: u64,
     ) -> Result<Option<u64>, StoreError> {
+        // Counted from the endpoint's minutes in each session, not by
+        // walking its index entries.
         let count: i64 = self
             .conn
-            .prepare_cached("SELECT count(*) FROM requests WHERE method = ?1 AND route = ?2")
+            .prepare_cached(
+                "SELECT coalesce(sum(m.requests), 0) FROM sessions s JOIN endpoint_minutes m
+                     ON m.session_id = s.id AND m.method = ?1 AND m.route = ?2",
+            )
             .and_then(|mut s| s.query_row(params![method, route], |r| r.get(0)))
             .map_err(|e| self.sql_err(e))?;
         if count == 0 || (count as u64) < min_requests {
@@ -237,7 +391,9 @@ impl Store {
         Ok(rows)
     }
 
-    /// The route's response times and error count, over every session.
+    /// The route's numbers over every session, read from every one of its
+    /// requests (what [`Store::window_sample`] reads from aggregates and
+    /// one index).
     pub fn route_sample(&self, method: &str, route: &str) -> Result<RouteSample, StoreError> {
         let durations_us = self
             .conn
@@ -250,96 +406,142 @@ impl Store {
                     .collect::<rusqlite::Result<Vec<u64>>>()
             })
             .map_err(|e| self.sql_err(e))?;
+        let conditions = "method = ? AND route = ?";
         let values = vec![
             Value::Text(method.to_string()),
             Value::Text(route.to_string()),
         ];
-        self.sample_sums("method = ? AND route = ?", values, durations_us)
+        let sums = self.request_sums(conditions, &values)?;
+        let rss_peak_bytes = self.memory_column(conditions, &values, "rss_peak_bytes", 0)?;
+        let alloc_bytes = self.memory_column(conditions, &values, "alloc_bytes", -1)?;
+        let rss_ends = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT process_id, rss_end_bytes FROM requests
+                 WHERE {conditions} AND rss_end_bytes > 0 ORDER BY start_ns, id"
+            ))
+            .and_then(|mut s| {
+                s.query_map(params_from_iter(values.iter()), |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<(i64, u64)>>>()
+            })
+            .map_err(|e| self.sql_err(e))?;
+        Ok(RouteSample {
+            durations_us,
+            rss_peak_bytes,
+            alloc_bytes,
+            rss_ends,
+            ..sums.into_sample()
+        })
     }
 
-    /// [`Store::route_sample`] of the requests of `endpoint` that a
-    /// report's window query selects: one session, a time range.
+    /// The numbers of the requests of `endpoint` that a report's window
+    /// query selects (one session, a time range), without reading a row of
+    /// `requests`: the sums of the window's whole minutes from
+    /// `endpoint_minutes` and of its partial first and last minutes from
+    /// their requests, and every request's response time, memory and start
+    /// from one walk of `requests_by_endpoint` (schema v14), response times
+    /// already in order.
     pub fn window_sample(
         &self,
         q: &WindowQuery,
         endpoint: &Endpoint,
     ) -> Result<RouteSample, StoreError> {
-        let durations_us = self.durations(q, endpoint)?;
-        let (mut conditions, mut values) = q.conditions();
-        conditions.push_str(" AND method = ? AND route IS ?");
-        values.push(Value::Text(endpoint.method.clone()));
-        values.push(endpoint.route.clone().map_or(Value::Null, Value::Text));
-        self.sample_sums(&conditions, values, durations_us)
+        let mut sums = Sums::default();
+        let (minutes, edges) = q.split();
+        if let Some((first, end)) = minutes {
+            sums.add(&self.minute_sums(q, endpoint, first, end)?);
+        }
+        for edge in &edges {
+            let (mut conditions, mut values) = edge.conditions();
+            conditions.push_str(" AND method = ? AND route IS ?");
+            values.push(Value::Text(endpoint.method.clone()));
+            values.push(endpoint.route.clone().map_or(Value::Null, Value::Text));
+            sums.add(&self.request_sums(&conditions, &values)?);
+        }
+        Ok(self.endpoint_readings(q, endpoint)?.into_sample(sums))
+    }
+
+    fn minute_sums(
+        &self,
+        q: &WindowQuery,
+        endpoint: &Endpoint,
+        first: u64,
+        end: Option<u64>,
+    ) -> Result<Sums, StoreError> {
+        let end = end.map_or(i64::MAX, |e| i64::try_from(e).unwrap_or(i64::MAX));
+        let first = i64::try_from(first).unwrap_or(i64::MAX);
+        let route = endpoint.route.as_deref().unwrap_or("");
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {SUMS_OF_MINUTES} FROM endpoint_minutes
+                 WHERE session_id = ?1 AND method = ?2 AND route = ?3
+                     AND minute >= ?4 AND minute < ?5"
+            ))
+            .and_then(|mut s| {
+                s.query_row(
+                    params![q.session.0, endpoint.method, route, first, end],
+                    Sums::of_row,
+                )
+            })
+            .map_err(|e| self.sql_err(e))
     }
 
     /// The sums of a [`RouteSample`] over the requests `conditions` select.
-    fn sample_sums(
+    fn request_sums(&self, conditions: &str, values: &[Value]) -> Result<Sums, StoreError> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {SUMS_OF_REQUESTS} FROM requests WHERE {conditions}"
+            ))
+            .and_then(|mut s| s.query_row(params_from_iter(values.iter()), Sums::of_row))
+            .map_err(|e| self.sql_err(e))
+    }
+
+    /// What the endpoint page reads of each request of `endpoint` in the
+    /// window, from `requests_by_endpoint` alone.
+    fn endpoint_readings(
         &self,
-        conditions: &str,
-        values: Vec<Value>,
-        durations_us: Vec<u64>,
-    ) -> Result<RouteSample, StoreError> {
-        let (errors, queries, db_us, n_plus_one) = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT coalesce(sum(status >= 500 OR (status IS NULL AND errored)), 0),
-                     coalesce(sum(queries), 0), coalesce(sum(db_us), 0),
-                     count(n_plus_one_count)
-                 FROM requests WHERE {conditions}"
-            ))
-            .and_then(|mut s| {
-                s.query_row(params_from_iter(values.iter()), |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
-            })
-            .map_err(|e| self.sql_err(e))?;
-        let (measured, breakdown, cpu_ns, measured_duration_us, loop_blocks) = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT count(python_us), coalesce(sum(python_us), 0), coalesce(sum(native_us), 0),
-                     coalesce(sum(blocked_us), 0), coalesce(sum(gil_wait_us), 0),
-                     coalesce(sum(sql_wait_us), 0), coalesce(sum(http_wait_us), 0),
-                     coalesce(sum(await_us), 0), coalesce(sum(queued_us), 0),
-                     coalesce(sum(cpu_us), 0),
-                     coalesce(sum(CASE WHEN python_us IS NOT NULL THEN duration_us END), 0),
-                     count(loop_blocked_us), coalesce(sum(gc_us), 0)
-                 FROM requests WHERE {conditions}"
-            ))
-            .and_then(|mut s| {
-                s.query_row(params_from_iter(values.iter()), |r| {
-                    let ns =
-                        |at: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, u64>(at)? * 1000) };
-                    let breakdown = TimeBreakdown {
-                        python_ns: ns(1)?,
-                        native_ns: ns(2)?,
-                        blocked_ns: ns(3)?,
-                        gil_wait_ns: ns(4)?,
-                        sql_ns: ns(5)?,
-                        http_ns: ns(6)?,
-                        await_ns: ns(7)?,
-                        queued_ns: ns(8)?,
-                        gc_ns: ns(12)?,
-                    };
-                    Ok((r.get(0)?, breakdown, ns(9)?, r.get(10)?, r.get(11)?))
-                })
-            })
-            .map_err(|e| self.sql_err(e))?;
-        let rss_peak_bytes = self.memory_column(conditions, &values, "rss_peak_bytes", 0)?;
-        let alloc_bytes = self.memory_column(conditions, &values, "alloc_bytes", -1)?;
-        Ok(RouteSample {
-            durations_us,
-            rss_peak_bytes,
-            alloc_bytes,
-            errors,
-            queries,
-            db_us,
-            n_plus_one,
-            measured,
-            breakdown,
-            cpu_ns,
-            measured_duration_us,
-            loop_blocks,
-        })
+        q: &WindowQuery,
+        endpoint: &Endpoint,
+    ) -> Result<Readings, StoreError> {
+        let (conditions, mut values) = q.conditions();
+        values.push(Value::Text(endpoint.method.clone()));
+        values.push(endpoint.route.clone().map_or(Value::Null, Value::Text));
+        let sql = format!(
+            "SELECT duration_us, rss_peak_bytes, alloc_bytes, rss_end_bytes, start_ns, id,
+                 process_id
+             FROM requests INDEXED BY requests_by_endpoint
+             WHERE {conditions} AND method = ? AND route IS ?
+             ORDER BY session_id, method, route, duration_us"
+        );
+        let read = || -> rusqlite::Result<Readings> {
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params_from_iter(values))?;
+            let mut out = Readings::default();
+            let mut ends = Vec::new();
+            while let Some(r) = rows.next()? {
+                let int = |at: usize| -> rusqlite::Result<i64> { r.get::<_, i64>(at) };
+                out.durations_us.push(int(0)?.max(0) as u64);
+                let (peak, alloc, end) = (int(1)?, int(2)?, int(3)?);
+                if peak > 0 {
+                    out.rss_peak_bytes.push(peak as u64);
+                }
+                if alloc > -1 {
+                    out.alloc_bytes.push(alloc as u64);
+                }
+                if end > 0 {
+                    ends.push((int(4)?, int(5)?, int(6)?, end as u64));
+                }
+            }
+            out.rss_peak_bytes.sort_unstable();
+            out.alloc_bytes.sort_unstable();
+            // Start order, as `ORDER BY start_ns, id` gives it.
+            ends.sort_unstable_by_key(|&(start, id, _, _)| (start, id));
+            out.rss_ends = ends.into_iter().map(|(_, _, p, rss)| (p, rss)).collect();
+            Ok(out)
+        };
+        read().map_err(|e| self.sql_err(e))
     }
 
     /// `column` (a memory column, `none` when not measured) of the
@@ -359,32 +561,6 @@ impl Store {
             .and_then(|mut s| {
                 s.query_map(params_from_iter(values.iter()), |r| r.get(0))?
                     .collect::<rusqlite::Result<Vec<u64>>>()
-            })
-            .map_err(|e| self.sql_err(e))
-    }
-
-    /// `(process, RSS at the end)` of the endpoint's requests in a report's
-    /// window that have a reading, in the order they started: what a leak
-    /// hint tests for a trend.
-    pub fn window_rss_ends(
-        &self,
-        q: &WindowQuery,
-        endpoint: &Endpoint,
-    ) -> Result<Vec<(i64, u64)>, StoreError> {
-        let (conditions, mut values) = q.conditions();
-        values.push(Value::Text(endpoint.method.clone()));
-        values.push(endpoint.route.clone().map_or(Value::Null, Value::Text));
-        self.conn
-            .prepare_cached(&format!(
-                "SELECT process_id, rss_end_bytes FROM requests
-                 WHERE {conditions} AND method = ? AND route IS ? AND rss_end_bytes > 0
-                 ORDER BY start_ns, id"
-            ))
-            .and_then(|mut s| {
-                s.query_map(params_from_iter(values.iter()), |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?
-                .collect::<rusqlite::Result<Vec<(i64, u64)>>>()
             })
             .map_err(|e| self.sql_err(e))
     }
@@ -441,28 +617,31 @@ impl Store {
             .map_err(|e| self.sql_err(e))
     }
 
-    /// The stacks of every request of the route, summed: one merged profile.
+    /// The stacks of every request of the route, summed: one merged
+    /// profile, from the sums per session of `endpoint_stacks` (schema v14).
     pub fn route_stacks(&self, method: &str, route: &str) -> Result<Vec<StackCount>, StoreError> {
         self.route_leaves(
-            "SELECT rs.stack_id, sum(rs.samples)
-             FROM requests r JOIN request_stacks rs ON rs.request_id = r.id
-             WHERE r.method = ?1 AND r.route = ?2 GROUP BY rs.stack_id",
+            "SELECT e.stack_id, sum(e.samples)
+             FROM sessions s JOIN endpoint_stacks e
+                 ON e.session_id = s.id AND e.method = ?1 AND e.route = ?2
+             GROUP BY e.stack_id",
             method,
             route,
         )
     }
 
     /// Where every request of the route allocated, summed: stacks weighed
-    /// in bytes (in `samples`).
+    /// in bytes (in `samples`), from `endpoint_alloc_stacks`.
     pub fn route_alloc_stacks(
         &self,
         method: &str,
         route: &str,
     ) -> Result<Vec<StackCount>, StoreError> {
         self.route_leaves(
-            "SELECT ra.stack_id, sum(ra.bytes)
-             FROM requests r JOIN request_alloc_stacks ra ON ra.request_id = r.id
-             WHERE r.method = ?1 AND r.route = ?2 GROUP BY ra.stack_id",
+            "SELECT e.stack_id, sum(e.bytes)
+             FROM sessions s JOIN endpoint_alloc_stacks e
+                 ON e.session_id = s.id AND e.method = ?1 AND e.route = ?2
+             GROUP BY e.stack_id",
             method,
             route,
         )

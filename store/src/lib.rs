@@ -23,6 +23,7 @@ mod schema;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod timeline;
+mod trie;
 mod window;
 mod write;
 

@@ -2,8 +2,9 @@
 //! the oldest until the store is under its caps, and giving the space back.
 //!
 //! The unit is the session: its requests, their stacks, statements, calls
-//! and context, its processes and their samples, its per-minute sums and
-//! probe runs go together, so what is left is always whole. A session being
+//! and context, its processes and their samples, its per-minute sums, its
+//! endpoints' summed stacks and probe runs go together, so what is left is
+//! always whole (and every sum is still the sum of what is left). A session being
 //! recorded is never deleted. Interned frames, stacks and callers are
 //! shared across sessions and stay.
 //!
@@ -175,6 +176,8 @@ fn delete_session(conn: &Connection, id: i64) -> rusqlite::Result<u64> {
         "outside_stacks",
         "outside_samples",
         "endpoint_minutes",
+        "endpoint_stacks",
+        "endpoint_alloc_stacks",
         "processes",
     ] {
         conn.execute(
@@ -201,7 +204,13 @@ fn reclaim(conn: &Connection) -> rusqlite::Result<()> {
         while rows.next()?.is_some() {}
     } else {
         // Switching needs a full VACUUM once; every later prune is incremental.
-        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")?;
+        // VACUUM copies the whole database through a temporary one, which
+        // goes to a file here, not memory (`temp_store = MEMORY` is for the
+        // writer's statement journals).
+        conn.execute_batch(
+            "PRAGMA temp_store = FILE; PRAGMA auto_vacuum = INCREMENTAL; VACUUM; \
+             PRAGMA temp_store = MEMORY;",
+        )?;
     }
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     Ok(())

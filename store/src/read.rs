@@ -9,6 +9,7 @@ use serde::Serialize;
 use timeglass_model::{Frame, Repeated, StackCount, Tick, TimeBreakdown, Timeline};
 
 use crate::timeline::{self, Stored};
+use crate::trie::Trie;
 use crate::{ProcessId, SessionId};
 
 /// One request as listed by `timeglass requests` and the server.
@@ -535,11 +536,15 @@ pub(crate) fn request_by_marker(
     .optional()
 }
 
+/// Every session, newest first. Its requests are counted from
+/// `endpoint_minutes` (a few rows a minute), not by walking a million index
+/// entries on every page that offers a session picker.
 pub(crate) fn sessions(conn: &Connection) -> rusqlite::Result<Vec<SessionRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT s.id, s.started_at, s.ended_at, s.command, s.cwd, s.rate_hz, s.exit_code,
              s.samples, s.torn_samples, s.lost_events,
-             (SELECT count(*) FROM requests r WHERE r.session_id = s.id),
+             (SELECT coalesce(sum(m.requests), 0) FROM endpoint_minutes m
+                  WHERE m.session_id = s.id),
              (SELECT count(*) FROM processes p WHERE p.session_id = s.id),
              (SELECT count(*) FROM processes p WHERE p.session_id = s.id AND p.exit = 'crashed'),
              s.interrupted, s.lost_requests,
@@ -608,55 +613,22 @@ fn stacks(conn: &Connection, leaves_sql: &str, id: i64) -> rusqlite::Result<Vec<
     stacks_of_leaves(conn, leaves)
 }
 
-/// Stacks for `(leaf node, samples)` pairs, most samples first.
-///
-/// One recursive query loads every trie node on the way to the root (each
-/// once, however many leaves share it); the frames are then assembled in
-/// memory.
+/// Stacks for `(leaf node, samples)` pairs, most samples first, with
+/// one read of the trie for all of them (`trie.rs`).
 pub(crate) fn stacks_of_leaves(
     conn: &Connection,
     leaves: Vec<(i64, u64)>,
 ) -> rusqlite::Result<Vec<StackCount>> {
-    let nodes = nodes_to_root(conn, leaves.iter().map(|l| l.0))?;
+    let trie = Trie::read(conn, leaves.iter().map(|l| l.0))?;
     let mut stacks = leaves
         .into_iter()
         .map(|(leaf, samples)| {
-            let stack = walk_to_root(&nodes, leaf)?;
+            let stack = trie.stack(leaf)?;
             Ok(StackCount { stack, samples })
         })
         .collect::<rusqlite::Result<Vec<_>>>()?;
     timeglass_model::sort_stacks(&mut stacks);
     Ok(stacks)
-}
-
-/// Every trie node from the `leaves` to the root, each once, by id.
-fn nodes_to_root(
-    conn: &Connection,
-    leaves: impl Iterator<Item = i64>,
-) -> rusqlite::Result<HashMap<i64, (i64, Frame)>> {
-    let ids: Vec<i64> = leaves.filter(|&id| id != 0).collect();
-    let ids = serde_json::to_string(&ids).expect("integers serialize");
-    let mut nodes: HashMap<i64, (i64, Frame)> = HashMap::new();
-    let mut stmt = conn.prepare_cached(
-        "WITH RECURSIVE up(id) AS (
-             SELECT value FROM json_each(?1)
-             UNION
-             SELECT s.parent_id FROM stacks s JOIN up ON s.id = up.id WHERE s.parent_id != 0
-         )
-         SELECT s.id, s.parent_id, f.name, f.filename, f.short, f.line
-         FROM up JOIN stacks s ON s.id = up.id JOIN frames f ON f.id = s.frame_id",
-    )?;
-    let mut rows = stmt.query(params![ids])?;
-    while let Some(row) = rows.next()? {
-        let frame = Frame {
-            name: row.get(2)?,
-            filename: row.get(3)?,
-            short: row.get(4)?,
-            line: row.get(5)?,
-        };
-        nodes.insert(row.get(0)?, (row.get(1)?, frame));
-    }
-    Ok(nodes)
 }
 
 /// The request's counted stacks and its timeline, with one walk of the
@@ -675,11 +647,11 @@ pub(crate) fn request_profile(
         .iter()
         .map(|l| l.0)
         .chain(samples.iter().map(|s| s.stack_id));
-    let nodes = nodes_to_root(conn, ids)?;
+    let trie = Trie::read(conn, ids)?;
     let mut by_leaf: HashMap<i64, Arc<[Frame]>> = HashMap::new();
     let mut stacks = Vec::with_capacity(leaves.len());
     for (leaf, count) in leaves {
-        let stack = walk_to_root(&nodes, leaf)?;
+        let stack = trie.stack(leaf)?;
         by_leaf.insert(leaf, stack.clone());
         stacks.push(StackCount {
             stack,
@@ -687,7 +659,7 @@ pub(crate) fn request_profile(
         });
     }
     timeglass_model::sort_stacks(&mut stacks);
-    let timeline = timeline_with(&nodes, &mut by_leaf, samples)?;
+    let timeline = timeline_with(&trie, &mut by_leaf, samples)?;
     Ok((stacks, timeline))
 }
 
@@ -748,14 +720,14 @@ fn decoded(base_ns: u64, blob: &[u8]) -> rusqlite::Result<Vec<Stored>> {
 
 /// Stored samples with their stacks read, each distinct stack once.
 fn timeline_of(conn: &Connection, samples: Vec<Stored>) -> rusqlite::Result<Timeline> {
-    let nodes = nodes_to_root(conn, samples.iter().map(|s| s.stack_id))?;
-    timeline_with(&nodes, &mut HashMap::new(), samples)
+    let trie = Trie::read(conn, samples.iter().map(|s| s.stack_id))?;
+    timeline_with(&trie, &mut HashMap::new(), samples)
 }
 
-/// Stored samples with their stacks from `nodes`, or `known` (by leaf id)
+/// Stored samples with their stacks from `trie`, or `known` (by leaf id)
 /// when read before.
 fn timeline_with(
-    nodes: &HashMap<i64, (i64, Frame)>,
+    trie: &Trie,
     known: &mut HashMap<i64, Arc<[Frame]>>,
     samples: Vec<Stored>,
 ) -> rusqlite::Result<Timeline> {
@@ -767,7 +739,7 @@ fn timeline_with(
             None => {
                 let frames = match known.get(&s.stack_id) {
                     Some(stack) => stack.clone(),
-                    None => walk_to_root(nodes, s.stack_id)?,
+                    None => trie.stack(s.stack_id)?,
                 };
                 timeline.stacks.push(frames);
                 let at = timeline.stacks.len() as u32 - 1;
@@ -783,21 +755,6 @@ fn timeline_with(
         });
     }
     Ok(timeline)
-}
-
-fn walk_to_root(nodes: &HashMap<i64, (i64, Frame)>, leaf: i64) -> rusqlite::Result<Arc<[Frame]>> {
-    let mut frames = Vec::new();
-    let mut node = leaf;
-    while node != 0 {
-        let (parent, frame) = nodes.get(&node).ok_or_else(|| {
-            let msg = format!("stack node {node} is missing: the database is damaged");
-            rusqlite::Error::FromSqlConversionFailure(0, Type::Integer, msg.into())
-        })?;
-        frames.push(frame.clone());
-        node = *parent;
-    }
-    frames.reverse();
-    Ok(frames.into())
 }
 
 pub(crate) fn processes(

@@ -13,7 +13,212 @@ pub const APPLICATION_ID: i32 = i32::from_be_bytes(*b"TmGl");
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13];
+const MIGRATIONS: &[&str] = &[
+    V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13, V14, V15,
+];
+
+/// The sums of `endpoint_minutes` per endpoint and minute over `requests`
+/// (a `SELECT` to be completed by a filter and `GROUP BY 1, 2, 3, 4`): what
+/// version 14 filled the table with, and what the writer adds per batch.
+macro_rules! minute_sums {
+    () => {
+        "SELECT session_id, method, coalesce(route, ''), start_ns / 60000000000, count(*),
+    sum(duration_us), min(duration_us), max(duration_us), max(end_ns),
+    count(CASE WHEN status >= 500 OR (status IS NULL AND errored) THEN 1 END),
+    count(CASE WHEN status BETWEEN 400 AND 499 THEN 1 END),
+    sum(db_us), sum(queries), count(n_plus_one_count), count(loop_blocked_us),
+    coalesce(sum(CASE WHEN python_us IS NOT NULL THEN cpu_us END), 0), count(python_us),
+    coalesce(sum(python_us), 0), coalesce(sum(native_us), 0), coalesce(sum(blocked_us), 0),
+    coalesce(sum(gil_wait_us), 0), coalesce(sum(sql_wait_us), 0),
+    coalesce(sum(http_wait_us), 0), coalesce(sum(await_us), 0), coalesce(sum(queued_us), 0),
+    sum(gc_us), coalesce(sum(CASE WHEN python_us IS NOT NULL THEN duration_us END), 0)
+FROM requests"
+    };
+}
+
+/// Version 15: lists sorted by response time keep the nanosecond order they
+/// show. `duration_us` is floored, so requests within one microsecond tied
+/// on it and came back by id; `requests_by_duration` gains the exact
+/// duration (the expression `dashboard` sorts by), so the slowest-first and
+/// fastest-first lists still walk one index, ties included.
+///
+/// `endpoint_minutes` is no longer kept by a trigger: the writer adds each
+/// batch's requests to it in one statement ([`ADD_BATCH_TO_MINUTES`]), as
+/// it does for `endpoint_stacks`. The trigger ran an upsert per request
+/// and made every insert into `requests` keep a statement journal.
+const V15: &str = "
+DROP INDEX requests_by_duration;
+CREATE INDEX requests_by_duration
+    ON requests(duration_us, (coalesce(response_end_ns, end_ns) - start_ns));
+DROP TRIGGER requests_sum_per_minute;
+";
+
+/// Adds the requests with ids `?1..=?2` (one batch, just inserted) to
+/// `endpoint_minutes`: the sums version 14 filled the table with, per
+/// endpoint and minute, added to a minute's row if it has one.
+pub(crate) const ADD_BATCH_TO_MINUTES: &str = concat!(
+    "
+INSERT INTO endpoint_minutes
+",
+    minute_sums!(),
+    " WHERE id BETWEEN ?1 AND ?2 GROUP BY 1, 2, 3, 4
+ON CONFLICT DO UPDATE SET
+    requests = requests + excluded.requests,
+    duration_us = duration_us + excluded.duration_us,
+    min_us = min(min_us, excluded.min_us),
+    max_us = max(max_us, excluded.max_us),
+    last_end_ns = max(last_end_ns, excluded.last_end_ns),
+    errors_5xx = errors_5xx + excluded.errors_5xx,
+    answered_4xx = answered_4xx + excluded.answered_4xx,
+    db_us = db_us + excluded.db_us,
+    queries = queries + excluded.queries,
+    n_plus_one = n_plus_one + excluded.n_plus_one,
+    loop_blocks = loop_blocks + excluded.loop_blocks,
+    cpu_us = cpu_us + excluded.cpu_us,
+    cpu_measured = cpu_measured + excluded.cpu_measured,
+    python_us = python_us + excluded.python_us,
+    native_us = native_us + excluded.native_us,
+    blocked_us = blocked_us + excluded.blocked_us,
+    gil_wait_us = gil_wait_us + excluded.gil_wait_us,
+    sql_wait_us = sql_wait_us + excluded.sql_wait_us,
+    http_wait_us = http_wait_us + excluded.http_wait_us,
+    await_us = await_us + excluded.await_us,
+    queued_us = queued_us + excluded.queued_us,
+    gc_us = gc_us + excluded.gc_us,
+    measured_us = measured_us + excluded.measured_us
+"
+);
+
+/// Version 14: an endpoint's page without reading its requests.
+///
+/// `endpoint_stacks` and `endpoint_alloc_stacks` sum `request_stacks` and
+/// `request_alloc_stacks` per session, method and route (`''` for none, as
+/// in `endpoint_minutes`): the endpoint's merged flame graph is a few
+/// hundred rows however many requests it had. The writer adds each batch's
+/// requests to them (one upsert per endpoint and stack of the batch), prune
+/// deletes a session's rows with the session, and the migration fills them
+/// from the stacks already stored.
+///
+/// `endpoint_minutes` gains the sums of the time breakdown (`python_us` to
+/// `gc_us`, NULL breakdowns counted as 0) and `measured_us`, the response
+/// time of the requests that have one: the endpoint page's "where the time
+/// went" over whole minutes. It is rebuilt from the stored requests, with
+/// its trigger.
+///
+/// `requests_by_endpoint` also carries what the endpoint page reads of each
+/// request besides its response time (start, process, RSS at the end and
+/// peak, bytes allocated), so its percentiles, memory spreads and leak hint
+/// come from one walk of the index, never a row of `requests`.
+const V14: &str = concat!(
+    "
+CREATE TABLE endpoint_stacks (
+    session_id INTEGER NOT NULL,
+    method     TEXT NOT NULL,
+    route      TEXT NOT NULL,
+    stack_id   INTEGER NOT NULL,
+    samples    INTEGER NOT NULL,
+    PRIMARY KEY (session_id, method, route, stack_id)
+) WITHOUT ROWID;
+INSERT INTO endpoint_stacks
+SELECT r.session_id, r.method, coalesce(r.route, ''), rs.stack_id, sum(rs.samples)
+FROM request_stacks rs JOIN requests r ON r.id = rs.request_id GROUP BY 1, 2, 3, 4;
+
+CREATE TABLE endpoint_alloc_stacks (
+    session_id INTEGER NOT NULL,
+    method     TEXT NOT NULL,
+    route      TEXT NOT NULL,
+    stack_id   INTEGER NOT NULL,
+    bytes      INTEGER NOT NULL,
+    PRIMARY KEY (session_id, method, route, stack_id)
+) WITHOUT ROWID;
+INSERT INTO endpoint_alloc_stacks
+SELECT r.session_id, r.method, coalesce(r.route, ''), ra.stack_id, sum(ra.bytes)
+FROM request_alloc_stacks ra JOIN requests r ON r.id = ra.request_id GROUP BY 1, 2, 3, 4;
+
+DROP TRIGGER requests_sum_per_minute;
+DROP TABLE endpoint_minutes;
+CREATE TABLE endpoint_minutes (
+    session_id   INTEGER NOT NULL,
+    method       TEXT NOT NULL,
+    route        TEXT NOT NULL,
+    minute       INTEGER NOT NULL,
+    requests     INTEGER NOT NULL,
+    duration_us  INTEGER NOT NULL,
+    min_us       INTEGER NOT NULL,
+    max_us       INTEGER NOT NULL,
+    last_end_ns  INTEGER NOT NULL,
+    errors_5xx   INTEGER NOT NULL,
+    answered_4xx INTEGER NOT NULL,
+    db_us        INTEGER NOT NULL,
+    queries      INTEGER NOT NULL,
+    n_plus_one   INTEGER NOT NULL,
+    loop_blocks  INTEGER NOT NULL,
+    cpu_us       INTEGER NOT NULL,
+    cpu_measured INTEGER NOT NULL,
+    python_us    INTEGER NOT NULL,
+    native_us    INTEGER NOT NULL,
+    blocked_us   INTEGER NOT NULL,
+    gil_wait_us  INTEGER NOT NULL,
+    sql_wait_us  INTEGER NOT NULL,
+    http_wait_us INTEGER NOT NULL,
+    await_us     INTEGER NOT NULL,
+    queued_us    INTEGER NOT NULL,
+    gc_us        INTEGER NOT NULL,
+    measured_us  INTEGER NOT NULL,
+    PRIMARY KEY (session_id, method, route, minute)
+) WITHOUT ROWID;
+
+INSERT INTO endpoint_minutes
+",
+    minute_sums!(),
+    " GROUP BY 1, 2, 3, 4;
+
+CREATE TRIGGER requests_sum_per_minute AFTER INSERT ON requests BEGIN
+    INSERT INTO endpoint_minutes VALUES (NEW.session_id, NEW.method, coalesce(NEW.route, ''),
+        NEW.start_ns / 60000000000, 1, NEW.duration_us, NEW.duration_us, NEW.duration_us,
+        NEW.end_ns,
+        CASE WHEN NEW.status >= 500 OR (NEW.status IS NULL AND NEW.errored) THEN 1 ELSE 0 END,
+        CASE WHEN NEW.status BETWEEN 400 AND 499 THEN 1 ELSE 0 END,
+        NEW.db_us, NEW.queries, NEW.n_plus_one_count IS NOT NULL,
+        NEW.loop_blocked_us IS NOT NULL,
+        CASE WHEN NEW.python_us IS NOT NULL THEN NEW.cpu_us ELSE 0 END,
+        NEW.python_us IS NOT NULL,
+        coalesce(NEW.python_us, 0), coalesce(NEW.native_us, 0), coalesce(NEW.blocked_us, 0),
+        coalesce(NEW.gil_wait_us, 0), coalesce(NEW.sql_wait_us, 0),
+        coalesce(NEW.http_wait_us, 0), coalesce(NEW.await_us, 0), coalesce(NEW.queued_us, 0),
+        NEW.gc_us,
+        CASE WHEN NEW.python_us IS NOT NULL THEN NEW.duration_us ELSE 0 END)
+    ON CONFLICT DO UPDATE SET
+        requests = requests + 1,
+        duration_us = duration_us + excluded.duration_us,
+        min_us = min(min_us, excluded.min_us),
+        max_us = max(max_us, excluded.max_us),
+        last_end_ns = max(last_end_ns, excluded.last_end_ns),
+        errors_5xx = errors_5xx + excluded.errors_5xx,
+        answered_4xx = answered_4xx + excluded.answered_4xx,
+        db_us = db_us + excluded.db_us,
+        queries = queries + excluded.queries,
+        n_plus_one = n_plus_one + excluded.n_plus_one,
+        loop_blocks = loop_blocks + excluded.loop_blocks,
+        cpu_us = cpu_us + excluded.cpu_us,
+        cpu_measured = cpu_measured + excluded.cpu_measured,
+        python_us = python_us + excluded.python_us,
+        native_us = native_us + excluded.native_us,
+        blocked_us = blocked_us + excluded.blocked_us,
+        gil_wait_us = gil_wait_us + excluded.gil_wait_us,
+        sql_wait_us = sql_wait_us + excluded.sql_wait_us,
+        http_wait_us = http_wait_us + excluded.http_wait_us,
+        await_us = await_us + excluded.await_us,
+        queued_us = queued_us + excluded.queued_us,
+        gc_us = gc_us + excluded.gc_us,
+        measured_us = measured_us + excluded.measured_us;
+END;
+
+DROP INDEX requests_by_endpoint;
+CREATE INDEX requests_by_endpoint ON requests(session_id, method, route, duration_us,
+    start_ns, process_id, rss_end_bytes, rss_peak_bytes, alloc_bytes);
+"
+);
 
 /// Version 11: how a recording ended when it did not end cleanly.
 ///
@@ -806,6 +1011,129 @@ mod tests {
             &*timeline.stacks[0][0].name, "handler",
             "the old frame, reused"
         );
+    }
+
+    /// A file as version 13 wrote it: opening it fills the endpoint
+    /// aggregates of version 14 from the stored requests, and later writes
+    /// add to them.
+    #[test]
+    fn version_13_requests_fill_the_endpoint_sums() {
+        use timeglass_model::{ProfiledRequest, Request, StackCount};
+
+        use crate::{Batch, Endpoint, ProcessId, SessionId, Store, WindowQuery};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v13.db");
+        let mut conn = Connection::open(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        for script in &MIGRATIONS[..13] {
+            tx.execute_batch(script).unwrap();
+        }
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        tx.pragma_update(None, "user_version", 13).unwrap();
+        tx.execute_batch(
+            "INSERT INTO sessions (id, started_at, command, cwd, rate_hz, clock_mono_ns,
+                 clock_unix_ns) VALUES (1, '2024-05-01T12:00:00.000Z', '[]', '/', 1000, 0, 0);
+             INSERT INTO processes (id, session_id, pid, command_line, started_at)
+                 VALUES (1, 1, 42, '[]', '2024-05-01T12:00:00.000Z');
+             INSERT INTO frames (id, name, filename, short, line)
+                 VALUES (1, 'handler', '/srv/app.py', 'app.py', 3),
+                        (2, 'load', '/srv/db.py', 'db.py', 9);
+             INSERT INTO stacks (id, parent_id, frame_id) VALUES (1, 0, 1), (2, 1, 2);
+             INSERT INTO requests (id, session_id, process_id, marker_id, method, path, route,
+                 status, errored, cancelled, tid, start_ns, end_ns, started_at, duration_us,
+                 samples, switched_samples, torn_samples, python_us, native_us, cpu_us,
+                 gc_us, rss_end_bytes, rss_peak_bytes, alloc_bytes)
+             VALUES
+                 (1, 1, 1, 1, 'GET', '/a/1', '/a/{id}', 200, 0, 0, 7, 1000000000, 1005000000,
+                  '2024-05-01T12:00:01.000Z', 5000, 3, 0, 0, 4000, 500, 4200, 10,
+                  83886080, 90000000, 4096),
+                 (2, 1, 1, 2, 'GET', '/a/2', '/a/{id}', 500, 0, 0, 7, 61000000000,
+                  61009000000, '2024-05-01T12:01:01.000Z', 9000, 5, 0, 0, NULL, NULL, 0, 0,
+                  0, 0, -1),
+                 (3, 1, 1, 3, 'POST', '/b', '/b', 200, 0, 0, 7, 62000000000, 62001000000,
+                  '2024-05-01T12:01:02.000Z', 1000, 1, 0, 0, 900, 0, 950, 0,
+                  84000000, 85000000, -1);
+             INSERT INTO request_stacks VALUES (1, 1, 1), (1, 2, 2), (2, 2, 5), (3, 1, 1);
+             INSERT INTO request_alloc_stacks VALUES (1, 2, 4096);",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        drop(conn);
+
+        let mut store = Store::open(&path).unwrap();
+        // (frames, weight) of each stack, by frames.
+        let weights = |stacks: Vec<StackCount>| -> Vec<(usize, u64)> {
+            let mut w: Vec<_> = stacks.iter().map(|s| (s.stack.len(), s.samples)).collect();
+            w.sort_unstable();
+            w
+        };
+        assert_eq!(
+            weights(store.route_stacks("GET", "/a/{id}").unwrap()),
+            [(1, 1), (2, 7)]
+        );
+        assert_eq!(
+            weights(store.route_alloc_stacks("GET", "/a/{id}").unwrap()),
+            [(2, 4096)]
+        );
+        let q = WindowQuery {
+            session: SessionId(1),
+            ..WindowQuery::default()
+        };
+        let get = Endpoint {
+            method: "GET".into(),
+            route: Some("/a/{id}".into()),
+        };
+        let s = store.window_sample(&q, &get).unwrap();
+        assert_eq!(s.durations_us, [5000, 9000]);
+        assert_eq!((s.errors, s.measured, s.measured_duration_us), (1, 1, 5000));
+        assert_eq!(
+            (
+                s.breakdown.python_ns,
+                s.breakdown.native_ns,
+                s.breakdown.gc_ns
+            ),
+            (4_000_000, 500_000, 10_000)
+        );
+        assert_eq!(s.cpu_ns, 4_200_000);
+        assert_eq!(
+            (s.rss_peak_bytes, s.alloc_bytes),
+            (vec![90000000], vec![4096])
+        );
+        assert_eq!(s.rss_ends, [(1, 83886080)]);
+        assert_eq!(store.sessions().unwrap()[0].requests, 3);
+
+        let stacks = store.request_stacks(1).unwrap();
+        let stack = stacks
+            .iter()
+            .find(|s| s.stack.len() == 2)
+            .unwrap()
+            .stack
+            .clone();
+        let mut new = ProfiledRequest::new(Request {
+            marker_id: 4,
+            tid: 7,
+            method: "GET".into(),
+            path: "/a/4".into(),
+            route: Some("/a/{id}".into()),
+            start_ns: 2_000_000_000,
+            end_ns: 2_002_000_000,
+            ..Request::default()
+        });
+        new.stacks = vec![StackCount { stack, samples: 4 }];
+        store
+            .write(&Batch {
+                session: SessionId(1),
+                requests: vec![(ProcessId(1), new)],
+                ..Batch::default()
+            })
+            .unwrap();
+        assert_eq!(
+            weights(store.route_stacks("GET", "/a/{id}").unwrap()),
+            [(1, 1), (2, 11)]
+        );
+        assert_eq!(store.window_sample(&q, &get).unwrap().durations_us.len(), 3);
     }
 
     /// A file as version 6 wrote it, with one request, migrated by opening it

@@ -6,9 +6,11 @@
 //! integers compare and bucket cheaply, and `requests_in_window` (schema v8)
 //! and `requests_by_endpoint` (v9) cover every column read here, so a
 //! scan reads an index alone. Each endpoint's sums come mostly from
-//! `endpoint_minutes` (v9, kept by a trigger), its response times already
+//! `endpoint_minutes` (v9, added to by the writer a batch at a time), its response times already
 //! in order ([`Store::durations`]): over a million requests the statistics
-//! read one integer a request, never a whole row.
+//! read one integer a request, never a whole row. A status or response time
+//! filter sums the window request by request instead (the minutes cannot
+//! tell those requests apart).
 
 use std::collections::BTreeMap;
 
@@ -30,6 +32,12 @@ pub struct WindowQuery {
     /// Exactly this method (`GET`).
     pub method: Option<String>,
     pub route: Option<RouteMatch>,
+    /// Statuses `class`xx, e.g. 5 for 500-599 (a request that raised
+    /// without answering has no status, so no class), as the request
+    /// list's filter.
+    pub status_class: Option<u8>,
+    /// A response time of at least this many microseconds.
+    pub min_duration_us: Option<u64>,
 }
 
 /// The span of one row of `endpoint_minutes` (schema v9).
@@ -49,7 +57,22 @@ impl WindowQuery {
             values.push(as_sql(ns));
         }
         self.endpoint_conditions(&mut conditions, &mut values, false);
+        if let Some(class) = self.status_class {
+            conditions.push("status BETWEEN ? AND ?");
+            values.push(Value::Integer(i64::from(class) * 100));
+            values.push(Value::Integer(i64::from(class) * 100 + 99));
+        }
+        if let Some(us) = self.min_duration_us {
+            conditions.push("duration_us >= ?");
+            values.push(as_sql(us));
+        }
         (conditions.join(" AND "), values)
+    }
+
+    /// Whether a filter looks at each request's own row (its status or
+    /// response time), which `endpoint_minutes` has only summed.
+    fn filters_rows(&self) -> bool {
+        self.status_class.is_some() || self.min_duration_us.is_some()
     }
 
     /// The method and route filters; `keyed`: of `endpoint_minutes`,
@@ -91,8 +114,12 @@ impl WindowQuery {
     }
 
     /// The whole minutes `[first, end)` of the window, and the parts of
-    /// it before and after them, which are summed request by request.
-    fn split(&self) -> (Option<(u64, Option<u64>)>, Vec<WindowQuery>) {
+    /// it before and after them, which are summed request by request; the
+    /// whole window request by request when a filter looks at rows.
+    pub(crate) fn split(&self) -> (Option<(u64, Option<u64>)>, Vec<WindowQuery>) {
+        if self.filters_rows() {
+            return (None, vec![self.clone()]);
+        }
         let first = self.since_ns.map_or(0, |s| s.div_ceil(MINUTE_NS));
         let end = self.until_ns.map(|u| u / MINUTE_NS);
         match (self.since_ns, self.until_ns, end) {
@@ -286,7 +313,8 @@ impl Store {
 
     /// The [`Totals`] of each endpoint the query selects, by method and
     /// route: the window's whole minutes from `endpoint_minutes`, the
-    /// requests of its partial first and last minutes one by one.
+    /// requests of its partial first and last minutes one by one (all of
+    /// them one by one under a status or response time filter).
     pub fn endpoint_totals(&self, q: &WindowQuery) -> Result<Vec<EndpointTotals>, StoreError> {
         let (minutes, edges) = q.split();
         let mut sums: BTreeMap<Endpoint, Totals> = BTreeMap::new();

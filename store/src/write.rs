@@ -9,6 +9,7 @@ use timeglass_model::{
 };
 
 use crate::clock::{rfc3339_ms, ClockMap};
+use crate::schema;
 use crate::timeline::{self, Stored};
 use crate::Batch;
 
@@ -156,8 +157,13 @@ pub(crate) fn write_batch(
     // IMMEDIATE: take the write lock up front so a busy database is waited
     // for by busy_timeout instead of failing mid-transaction.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut endpoints = EndpointStacks::default();
+    let mut stored = None;
     for (process, request) in &batch.requests {
         let id = insert_request(&tx, batch.session.0, process.0, clock, request)?;
+        let (first, _) = stored.get_or_insert((id, id));
+        stored = Some((*first, id));
+        let endpoint = endpoints.endpoint(request);
         if let Some(context) = &request.context {
             insert_context(&tx, id, context)?;
         }
@@ -170,11 +176,13 @@ pub(crate) fn write_batch(
             let stack = interner.stack_id(&tx, &counted.stack)?;
             insert.execute(params![id, stack, counted.samples])?;
             ids.insert(address(&counted.stack), stack);
+            endpoints.add_samples(endpoint, stack, counted.samples);
         }
         // Waits end in a synthetic frame, so they never share a row with samples.
         for counted in &request.waits {
             let stack = interner.shared_stack_id(&tx, &counted.stack)?;
             insert.execute(params![id, stack, counted.samples])?;
+            endpoints.add_samples(endpoint, stack, counted.samples);
         }
         drop(insert);
         if !request.timeline.is_empty() {
@@ -195,10 +203,18 @@ pub(crate) fn write_batch(
         for counted in &request.alloc_stacks {
             let stack = interner.stack_id(&tx, &counted.stack)?;
             allocs.execute(params![id, stack, counted.samples])?;
+            endpoints.add_bytes(endpoint, stack, counted.samples);
         }
         drop(allocs);
         insert_queries(&tx, interner, id, &request.queries)?;
         insert_calls(&tx, interner, id, &request.calls)?;
+    }
+    endpoints.write(&tx, batch.session.0)?;
+    // Rowids only grow, so a batch's requests are the ids between its first
+    // and its last.
+    if let Some((first, last)) = stored {
+        tx.prepare_cached(schema::ADD_BATCH_TO_MINUTES)?
+            .execute(params![first, last])?;
     }
     let mut outside = tx.prepare_cached(
         "INSERT INTO outside_stacks (session_id, process_id, stack_id, samples)
@@ -237,6 +253,62 @@ pub(crate) fn write_batch(
     }
     drop(sample);
     tx.commit()
+}
+
+/// A batch's stacks summed per endpoint, added to `endpoint_stacks` and
+/// `endpoint_alloc_stacks` (schema v14) once per endpoint and stack: a
+/// batch of a hundred requests of one endpoint repeats the same few
+/// stacks, and an upsert costs about what an insert into `request_stacks`
+/// does.
+#[derive(Default)]
+struct EndpointStacks<'a> {
+    /// `(method, route or '')`, by index.
+    endpoints: Vec<(&'a str, &'a str)>,
+    /// `(endpoint, stack)` → samples.
+    samples: FxHashMap<(usize, i64), u64>,
+    /// `(endpoint, stack)` → bytes.
+    bytes: FxHashMap<(usize, i64), u64>,
+}
+
+impl<'a> EndpointStacks<'a> {
+    /// The index of the request's endpoint.
+    fn endpoint(&mut self, profiled: &'a ProfiledRequest) -> usize {
+        let r = &profiled.request;
+        let key = (r.method.as_str(), r.route.as_deref().unwrap_or(""));
+        match self.endpoints.iter().position(|e| *e == key) {
+            Some(at) => at,
+            None => {
+                self.endpoints.push(key);
+                self.endpoints.len() - 1
+            }
+        }
+    }
+
+    fn add_samples(&mut self, endpoint: usize, stack: i64, samples: u64) {
+        *self.samples.entry((endpoint, stack)).or_default() += samples;
+    }
+
+    fn add_bytes(&mut self, endpoint: usize, stack: i64, bytes: u64) {
+        *self.bytes.entry((endpoint, stack)).or_default() += bytes;
+    }
+
+    fn write(&self, conn: &Connection, session: i64) -> rusqlite::Result<()> {
+        for (table, column, sums) in [
+            ("endpoint_stacks", "samples", &self.samples),
+            ("endpoint_alloc_stacks", "bytes", &self.bytes),
+        ] {
+            let mut upsert = conn.prepare_cached(&format!(
+                "INSERT INTO {table} (session_id, method, route, stack_id, {column})
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO UPDATE SET {column} = {column} + excluded.{column}"
+            ))?;
+            for (&(endpoint, stack), &sum) in sums {
+                let (method, route) = self.endpoints[endpoint];
+                upsert.execute(params![session, method, route, stack, sum])?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `samples` as stored, times from `base_ns`. Stacks already interned are

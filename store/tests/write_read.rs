@@ -5,7 +5,9 @@ mod common;
 use std::time::Instant;
 
 use common::*;
-use timeglass_store::{Batch, ProcessExit, ProcessId, RequestQuery, SessionEnd, StoreError};
+use timeglass_store::{
+    Batch, ProcessExit, ProcessId, RequestPage, RequestQuery, SessionEnd, Sort, StoreError,
+};
 
 fn handler_stacks() -> Vec<timeglass_model::StackCount> {
     vec![
@@ -595,4 +597,92 @@ fn samples_keep_their_times_threads_states_and_stacks() {
         [CLOCK.mono_ns + 20_000_000, CLOCK.mono_ns + 30_000_000]
     );
     assert_eq!(&*outside[0].1.stacks[0], &*idle);
+}
+
+#[test]
+fn duration_sorts_order_requests_within_one_microsecond_and_page_through_them() {
+    let mut t = TestStore::start();
+    // 624.210, 624.853 and 624.500 µs all store duration_us = 624; the list
+    // shows them to the nanosecond, so that is the order it must keep.
+    let extra_ns = [210, 853, 500, 0];
+    let requests = extra_ns
+        .iter()
+        .enumerate()
+        .map(|(i, &extra)| {
+            let mut r = request(i as u64, 10 * i as u64, 0, vec![]);
+            let end = r.request.start_ns + 624_000 + extra;
+            r.request.end_ns = end;
+            r.request.response_end_ns = Some(end);
+            (t.process, r)
+        })
+        .collect();
+    t.store
+        .write(&Batch {
+            session: t.session,
+            requests,
+            outside: vec![],
+            outside_timeline: vec![],
+            process_samples: vec![],
+        })
+        .unwrap();
+
+    for (sort, expected) in [(Sort::Slowest, [1, 2, 0, 3]), (Sort::Fastest, [3, 0, 2, 1])] {
+        let whole: Vec<u64> = t
+            .store
+            .request_page(&RequestPage {
+                limit: 10,
+                sort,
+                ..RequestPage::default()
+            })
+            .unwrap()
+            .iter()
+            .map(|r| r.marker_id)
+            .collect();
+        assert_eq!(whole, expected, "{sort:?}");
+
+        // One at a time, each page after the last one's id.
+        let mut paged = vec![];
+        let mut before = None;
+        loop {
+            let page = t
+                .store
+                .request_page(&RequestPage {
+                    limit: 1,
+                    before,
+                    sort,
+                    ..RequestPage::default()
+                })
+                .unwrap();
+            let Some(row) = page.first() else { break };
+            paged.push(row.marker_id);
+            before = Some(row.id);
+        }
+        assert_eq!(paged, expected, "{sort:?}, paged");
+    }
+
+    // One index walk gives that order, the page after a cursor included:
+    // no sort of the whole table.
+    let exact = "(coalesce(r.response_end_ns, r.end_ns) - r.start_ns)";
+    for sql in [
+        format!("SELECT r.id FROM requests r ORDER BY r.duration_us DESC, {exact} DESC, r.id DESC"),
+        format!(
+            "SELECT r.id FROM requests r JOIN processes p ON p.id = r.process_id
+             WHERE (r.duration_us, {exact}, r.id) > (SELECT b.duration_us,
+                 (coalesce(b.response_end_ns, b.end_ns) - b.start_ns), b.id
+                 FROM requests b WHERE b.id = 2)
+             ORDER BY r.duration_us, {exact}, r.id LIMIT 10"
+        ),
+    ] {
+        let plan: Vec<String> = t
+            .raw()
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("INDEX requests_by_duration"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "sorts:\n{plan}");
+    }
 }
