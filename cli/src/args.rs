@@ -278,7 +278,8 @@ pub(crate) struct RequestsArgs {
     #[arg(long, value_name = "CLASS", value_parser = status_class)]
     pub status: Option<u8>,
     /// Only requests that took at least this long (response time, ms).
-    #[arg(long, value_name = "MS")]
+    // A negative number is taken as the value, to be refused in one line.
+    #[arg(long, value_name = "MS", allow_negative_numbers = true, value_parser = milliseconds)]
     pub min_ms: Option<f64>,
     /// `start`: newest first; `duration`: slowest first.
     #[arg(long, value_enum, default_value = "start")]
@@ -294,6 +295,15 @@ pub(crate) enum RequestSort {
 }
 
 /// `2xx` → 2.
+fn milliseconds(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(ms) if ms.is_finite() && ms >= 0.0 => Ok(ms),
+        _ => Err(format!(
+            "`{text}` is not a duration in ms (a number, 0 or more)"
+        )),
+    }
+}
+
 fn status_class(text: &str) -> Result<u8, String> {
     match text.as_bytes() {
         [c @ b'1'..=b'5', b'x' | b'X', b'x' | b'X'] => Ok(c - b'0'),
@@ -344,6 +354,7 @@ Examples:
   timeglass report                             the latest session
   timeglass report --since 10m --route items   the last ten minutes of routes containing `items`
   timeglass report --session 3 --format json   for scripts and CI
+  timeglass report --min-ms 500                where the slow requests went (their endpoints, rates)
 
 Percentiles are nearest-rank: the p-th percentile of n response times is the
 value at rank ceil(p/100 * n) in ascending order, always a recorded time.
@@ -375,6 +386,16 @@ pub(crate) struct ReportArgs {
     /// Only endpoints whose route template contains TEXT.
     #[arg(long, value_name = "TEXT")]
     pub route: Option<String>,
+    /// Only requests answered with a status of this class: 2xx, 3xx, 4xx or
+    /// 5xx (a request that raised without answering has none). The figures
+    /// are then of those requests alone: `--status 5xx` reports a 5xx rate
+    /// of 100%.
+    #[arg(long, value_name = "CLASS")]
+    pub status: Option<String>,
+    /// Only requests that took at least this long (response time, ms).
+    // A negative number is taken as the value, to be refused in one line.
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
+    pub min_ms: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: ReportFormat,
     /// Write to this file instead of standard output (whole or not at all).

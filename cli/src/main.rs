@@ -31,7 +31,10 @@ use clap::Parser;
 use crate::args::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return argument_error(&e),
+    };
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Attach(a) => attach::attach(a),
@@ -64,4 +67,34 @@ fn main() -> ExitCode {
             failure.exit_code()
         }
     }
+}
+
+/// Bad arguments, said in one line (clap's own message, without its usage
+/// block and hint) with exit status 2; `--help` and `--version` print as
+/// clap prints them.
+fn argument_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    // The message is what comes before clap's first blank line (a missing
+    // argument's name is on a line of its own).
+    let text = e.render().to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let message = message.join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    let _ = writeln!(
+        std::io::stderr(),
+        "timeglass: error: {message} (see `timeglass --help`)"
+    );
+    ExitCode::from(2)
 }

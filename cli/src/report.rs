@@ -22,6 +22,8 @@ pub(crate) fn report(args: ReportArgs) -> Result<ExitCode> {
         until: args.window.until,
         method: None,
         route: args.route.map(RouteMatch::Contains),
+        status: args.status,
+        min_ms: args.min_ms,
     };
     let cwd = std::env::current_dir()?;
     let report =

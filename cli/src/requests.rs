@@ -78,7 +78,7 @@ fn filter(store: &Store, args: &RequestsArgs) -> std::result::Result<RequestFilt
         until_unix_ns: until,
         text: args.route.clone(),
         status_class: args.status,
-        min_duration_us: args.min_ms.map(|ms| (ms.max(0.0) * 1000.0).round() as u64),
+        min_duration_us: args.min_ms.map(|ms| (ms * 1000.0).round() as u64),
         ..RequestFilter::default()
     })
 }

@@ -284,11 +284,11 @@ fn endpoint(
 
 /// Slower when a latency test says so, or B runs more statements per
 /// request or flags more N+1s (more work per request, even where the
-/// timing cannot tell yet); faster when a test says so and nothing got
-/// worse.
+/// timing cannot tell yet); faster when a latency test says so, or B runs
+/// fewer statements, and nothing got worse. CPU time decides neither way.
 fn verdict(c: &EndpointComparison) -> Verdict {
     let worse = c.timing_slower() || c.queries_added > EXACT || c.n_plus_one_added;
-    let better = c.tests.iter().any(|t| t.change == Change::Faster) || c.queries_added < -EXACT;
+    let better = c.latency_tests().any(|t| t.change == Change::Faster) || c.queries_added < -EXACT;
     match (worse, better) {
         (true, _) => Verdict::Slower,
         (false, true) => Verdict::Faster,
@@ -373,4 +373,47 @@ fn explaining_functions(
 /// with its ms per request in A and in B, for a differential flame graph.
 pub fn path_diff(a: &EndpointSnapshot, b: &EndpointSnapshot) -> Vec<PathDelta> {
     profile::path_deltas(&a.profile, &b.profile)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(durations_ms: &[u64], cpu_ms: &[u64]) -> EndpointSnapshot {
+        EndpointSnapshot {
+            method: "GET".into(),
+            route: Some("/compute".into()),
+            stats: Default::default(),
+            durations_us: durations_ms.iter().map(|ms| ms * 1000).collect(),
+            cpu_us: cpu_ms.iter().map(|ms| ms * 1000).collect(),
+            profile: Vec::new(),
+            statements: Vec::new(),
+        }
+    }
+
+    /// Latency the same, CPU time halved or doubled: CPU time is tested and
+    /// shown, but the verdict stays "same" both ways.
+    #[test]
+    fn cpu_time_alone_decides_no_verdict() {
+        let durations: Vec<u64> = (0..40).map(|i| 5 + i % 3).collect();
+        let (low, high) = (vec![2; 40], vec![4; 40]);
+        let o = TestOptions::default();
+        for (a, b, cpu) in [(&high, &low, Change::Faster), (&low, &high, Change::Slower)] {
+            let c = endpoint(Some(&side(&durations, a)), Some(&side(&durations, b)), &o);
+            let mean = c
+                .tests
+                .iter()
+                .find(|t| t.statistic == Statistic::Mean)
+                .unwrap();
+            assert_eq!(mean.change, cpu);
+            assert_eq!(c.verdict, Verdict::Same, "{:?}", c.reasons);
+        }
+        let faster: Vec<u64> = durations.iter().map(|d| d + 5).collect();
+        let c = endpoint(
+            Some(&side(&faster, &high)),
+            Some(&side(&durations, &high)),
+            &o,
+        );
+        assert_eq!(c.verdict, Verdict::Faster, "{:?}", c.reasons);
+    }
 }

@@ -15,14 +15,13 @@
 //! `stackFrames` nor `samples`, so slices it is.)
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
-use serde::Serialize;
 use serde_json::{json, Value};
 use timeglass_model::{Frame, Timeline};
 
 use crate::folded::folded;
+use crate::json::{decimal, integer, to_json, List};
 use crate::recording::{Recording, RequestTrack};
 use crate::spans::spans;
 use crate::timeline::{self, Node, Run};
@@ -36,72 +35,165 @@ const LANE_TID_BASE: u64 = 1 << 22;
 /// its own, above any lane's.
 const OUTSIDE_TID_BASE: u64 = 1 << 31;
 
-/// One event of the trace; typed, since a recording's samples make
-/// hundreds of thousands of them.
-#[derive(Serialize)]
-struct TraceEvent {
-    name: Arc<str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+/// How many of a request's stacks its args carry.
+const STACKS_IN_ARGS: usize = 20;
+
+/// One event of the trace, written at once: a recording's samples make
+/// hundreds of thousands of them (`json.rs`). Fields in the order of the
+/// format's examples: name, cat, ph, ts, dur, pid, tid, args.
+struct Event<'a> {
+    /// Already JSON (quoted and escaped).
+    name: &'a str,
     cat: Option<&'static str>,
     ph: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ts: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dur: Option<f64>,
+    /// Start and end in nanoseconds, written in microseconds.
+    span_ns: Option<(u64, u64)>,
     pid: u32,
     tid: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    args: Option<Value>,
+    args: Option<&'a Value>,
 }
 
-impl TraceEvent {
-    fn meta(name: &str, pid: u32, tid: u64, args: Value) -> TraceEvent {
-        TraceEvent {
-            name: name.into(),
-            cat: None,
-            ph: "M",
-            ts: None,
-            dur: None,
-            pid,
-            tid,
-            args: Some(args),
+impl Event<'_> {
+    fn write(&self, out: &mut String) {
+        out.push_str("{\"name\":");
+        out.push_str(self.name);
+        if let Some(cat) = self.cat {
+            out.push_str(",\"cat\":\"");
+            out.push_str(cat);
+            out.push('"');
         }
+        out.push_str(",\"ph\":\"");
+        out.push_str(self.ph);
+        out.push('"');
+        if let Some((start, end)) = self.span_ns {
+            out.push_str(",\"ts\":");
+            decimal(out, start, 3);
+            out.push_str(",\"dur\":");
+            decimal(out, end - start, 3);
+        }
+        out.push_str(",\"pid\":");
+        integer(out, self.pid);
+        out.push_str(",\"tid\":");
+        integer(out, self.tid);
+        if let Some(args) = self.args {
+            out.push_str(",\"args\":");
+            out.push_str(&to_json(args));
+        }
+        out.push('}');
     }
 }
 
+/// A metadata event: a track's or a process's name or place.
+fn meta(events: &mut List<'_>, name: &str, pid: u32, tid: u64, args: &Value) {
+    Event {
+        name: &to_json(name),
+        cat: None,
+        ph: "M",
+        span_ns: None,
+        pid,
+        tid,
+        args: Some(args),
+    }
+    .write(events.next());
+}
+
 /// Slices for the frames among `runs`, at `at_ns` plus their times.
-fn slices(runs: &[Run<'_>], at_ns: u64, pid: u32, tid: u64) -> Vec<TraceEvent> {
-    // Each frame's label made once, by the frame's address (the runs
-    // borrow their frames, so none moves meanwhile).
-    let mut labels: FxHashMap<usize, Arc<str>> = FxHashMap::default();
-    let mut out = Vec::new();
+fn slices(events: &mut List<'_>, runs: &[Run<'_>], at_ns: u64, pid: u32, tid: u64) {
+    // Each frame's label made and escaped once, by the frame's address
+    // (the runs borrow their frames, so none moves meanwhile).
+    let mut labels: FxHashMap<usize, String> = FxHashMap::default();
     for run in runs {
         let Node::Frame(frame) = run.node else {
             continue;
         };
         let name = labels
             .entry(frame as *const Frame as usize)
-            .or_insert_with(|| frame.label().into())
-            .clone();
-        out.push(TraceEvent {
+            .or_insert_with(|| to_json(&frame.label()));
+        Event {
             name,
             cat: Some("sample"),
             ph: "X",
-            ts: Some(us(at_ns + run.start_ns)),
-            dur: Some(us(run.end_ns - run.start_ns)),
+            span_ns: Some((at_ns + run.start_ns, at_ns + run.end_ns)),
             pid,
             tid,
             args: None,
-        });
+        }
+        .write(events.next());
     }
-    out
 }
 
-/// How many of a request's stacks its args carry.
-const STACKS_IN_ARGS: usize = 20;
+/// Where each request goes: requests that overlap on one thread cannot
+/// nest, so a later one goes on the first lane free at its start.
+struct Lanes<'a> {
+    /// Each request with the thread id of its lane, in start order.
+    placed: Vec<(&'a RequestTrack, u64)>,
+    /// How many lanes each (pid, tid) took.
+    counts: BTreeMap<(u32, u32), usize>,
+}
 
-fn us(ns: u64) -> f64 {
-    ns as f64 / 1e3
+fn lanes(recording: &Recording) -> Lanes<'_> {
+    // (pid, tid) → the end of the last request on each lane.
+    let mut ends: BTreeMap<(u32, u32), Vec<u64>> = BTreeMap::new();
+    let mut tracks: Vec<&RequestTrack> = recording.requests.iter().collect();
+    tracks.sort_by_key(|t| (t.row.start_ns, t.row.id));
+    let placed = tracks
+        .into_iter()
+        .map(|track| {
+            let r = &track.row;
+            let ends = ends.entry((r.pid, r.tid)).or_default();
+            let lane = match ends.iter().position(|&end| end <= r.start_ns) {
+                Some(lane) => lane,
+                None => {
+                    ends.push(0);
+                    ends.len() - 1
+                }
+            };
+            ends[lane] = r.end_ns.max(r.start_ns);
+            (track, lane_tid(r.tid, lane))
+        })
+        .collect();
+    let counts = ends.into_iter().map(|(k, v)| (k, v.len())).collect();
+    Lanes { placed, counts }
+}
+
+fn lane_tid(tid: u32, lane: usize) -> u64 {
+    LANE_TID_BASE * lane as u64 + u64::from(tid)
+}
+
+/// A request's samples and spans, on its lane.
+fn request_events(events: &mut List<'_>, track: &RequestTrack, tid: u64, origin: u64, view: View) {
+    let r = &track.row;
+    let at = r.start_ns.saturating_sub(origin);
+    let spans = spans(track);
+    let samples = timeline::of_request(track, view);
+    let runs = timeline::runs(&spans, &samples);
+    slices(events, &runs, at, r.pid, tid);
+    for (i, span) in spans.into_iter().enumerate() {
+        let mut args: serde_json::Map<String, Value> = span
+            .args
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        if i == 0 {
+            let stacks = view.apply(&track.stacks);
+            let text = folded(&stacks[..stacks.len().min(STACKS_IN_ARGS)]);
+            args.insert(
+                "samples".into(),
+                stacks.iter().map(|s| s.samples).sum::<u64>().into(),
+            );
+            args.insert("stacks".into(), text.into());
+        }
+        Event {
+            name: &to_json(&span.name),
+            cat: Some(span.category),
+            ph: "X",
+            span_ns: Some((at + span.start_ns, at + span.end_ns)),
+            pid: r.pid,
+            tid,
+            args: Some(&Value::Object(args)),
+        }
+        .write(events.next());
+    }
 }
 
 /// The recording as a Chrome trace (JSON object format).
@@ -119,129 +211,73 @@ pub fn chrome(recording: &Recording, view: View) -> String {
         )
         .min()
         .unwrap_or(0);
-    let mut events: Vec<TraceEvent> = Vec::new();
-    // (pid, tid) → the end of the last request on each lane.
-    let mut lanes: BTreeMap<(u32, u32), Vec<u64>> = BTreeMap::new();
-    let mut tracks: Vec<&RequestTrack> = recording.requests.iter().collect();
-    tracks.sort_by_key(|t| (t.row.start_ns, t.row.id));
-    for track in tracks {
-        let r = &track.row;
-        let ends = lanes.entry((r.pid, r.tid)).or_default();
-        let lane = match ends.iter().position(|&end| end <= r.start_ns) {
-            Some(lane) => lane,
-            None => {
-                ends.push(0);
-                ends.len() - 1
-            }
-        };
-        ends[lane] = r.end_ns.max(r.start_ns);
-        let tid = match lane {
-            0 => u64::from(r.tid),
-            n => LANE_TID_BASE * n as u64 + u64::from(r.tid),
-        };
-        let at = r.start_ns.saturating_sub(origin);
-        let spans = spans(track);
-        let samples = timeline::of_request(track, view);
-        let runs = timeline::runs(&spans, &samples);
-        events.extend(slices(&runs, at, r.pid, tid));
-        for (i, span) in spans.into_iter().enumerate() {
-            let mut args: serde_json::Map<String, Value> = span
-                .args
+    let Lanes { placed, counts } = lanes(recording);
+    let outside_tracks: Vec<(u32, u32, Timeline)> = outside
+        .timelines
+        .iter()
+        .flat_map(|(pid, timeline)| {
+            per_thread(timeline)
                 .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect();
-            if i == 0 {
-                let stacks = view.apply(&track.stacks);
-                let text = folded(&stacks[..stacks.len().min(STACKS_IN_ARGS)]);
-                args.insert(
-                    "samples".into(),
-                    stacks.iter().map(|s| s.samples).sum::<u64>().into(),
-                );
-                args.insert("stacks".into(), text.into());
-            }
-            events.push(TraceEvent {
-                name: span.name.into(),
-                cat: Some(span.category),
-                ph: "X",
-                ts: Some(us(at + span.start_ns)),
-                dur: Some(us(span.end_ns - span.start_ns)),
-                pid: r.pid,
-                tid,
-                args: Some(Value::Object(args)),
-            });
-        }
-    }
-    let mut outside_tracks: Vec<(u32, u32)> = Vec::new();
-    for (pid, timeline) in &outside.timelines {
-        for (tid, samples) in per_thread(timeline) {
-            let held = timeline::held(&samples, view, origin, u64::MAX, outside.interval_ns);
-            let runs = timeline::runs(&[], &held);
-            let track = OUTSIDE_TID_BASE + u64::from(tid);
-            events.extend(slices(&runs, 0, *pid, track));
-            outside_tracks.push((*pid, tid));
-        }
-    }
-    let mut meta = Vec::new();
-    let pids: BTreeSet<u32> = lanes
+                .map(|(tid, samples)| (*pid, tid, samples))
+        })
+        .collect();
+    let mut out = String::from("{\"traceEvents\":");
+    let mut events = List::open(&mut out);
+    let pids: BTreeSet<u32> = counts
         .keys()
         .map(|k| k.0)
         .chain(outside_tracks.iter().map(|t| t.0))
         .collect();
     for pid in pids {
         let name = json!({ "name": format!("pid {pid}") });
-        meta.push(TraceEvent::meta("process_name", pid, 0, name));
+        meta(&mut events, "process_name", pid, 0, &name);
     }
-    for ((pid, tid), ends) in &lanes {
-        for lane in 0..ends.len() {
-            let (id, name) = match lane {
-                0 => (u64::from(*tid), format!("thread {tid}")),
-                n => (
-                    LANE_TID_BASE * n as u64 + u64::from(*tid),
-                    format!("thread {tid} (overlapping request {})", n + 1),
-                ),
+    for (&(pid, tid), &count) in &counts {
+        for lane in 0..count {
+            let name = match lane {
+                0 => format!("thread {tid}"),
+                n => format!("thread {tid} (overlapping request {})", n + 1),
             };
-            track_names(&mut meta, *pid, id, name);
+            track_names(&mut events, pid, lane_tid(tid, lane), name);
         }
     }
-    for (pid, tid) in outside_tracks {
+    for &(pid, tid, _) in &outside_tracks {
         let name = match tid {
             0 => "no thread (outside requests)".to_string(),
             tid => format!("thread {tid} (outside requests)"),
         };
-        track_names(&mut meta, pid, OUTSIDE_TID_BASE + u64::from(tid), name);
+        track_names(&mut events, pid, OUTSIDE_TID_BASE + u64::from(tid), name);
     }
-    meta.extend(events);
-    let doc = Trace {
-        trace_events: meta,
-        display_time_unit: "ms",
-        other_data: json!({
-            "title": recording.title(),
-            "exporter": concat!("timeglass ", env!("CARGO_PKG_VERSION")),
-        }),
-    };
-    serde_json::to_string(&doc).expect("a trace serializes")
-}
-
-#[derive(Serialize)]
-struct Trace {
-    #[serde(rename = "traceEvents")]
-    trace_events: Vec<TraceEvent>,
-    #[serde(rename = "displayTimeUnit")]
-    display_time_unit: &'static str,
-    #[serde(rename = "otherData")]
-    other_data: Value,
+    for (track, tid) in placed {
+        request_events(&mut events, track, tid, origin, view);
+    }
+    for (pid, tid, samples) in &outside_tracks {
+        let held = timeline::held(samples, view, origin, u64::MAX, outside.interval_ns);
+        let runs = timeline::runs(&[], &held);
+        slices(
+            &mut events,
+            &runs,
+            0,
+            *pid,
+            OUTSIDE_TID_BASE + u64::from(*tid),
+        );
+    }
+    events.close();
+    let other_data = json!({
+        "title": recording.title(),
+        "exporter": concat!("timeglass ", env!("CARGO_PKG_VERSION")),
+    });
+    out.push_str(",\"displayTimeUnit\":\"ms\",\"otherData\":");
+    out.push_str(&to_json(&other_data));
+    out.push('}');
+    out
 }
 
 /// A track's name and its place among its process's tracks.
-fn track_names(meta: &mut Vec<TraceEvent>, pid: u32, tid: u64, name: String) {
-    meta.push(TraceEvent::meta(
-        "thread_name",
-        pid,
-        tid,
-        json!({ "name": name }),
-    ));
+fn track_names(events: &mut List<'_>, pid: u32, tid: u64, name: String) {
+    meta(events, "thread_name", pid, tid, &json!({ "name": name }));
     let index = json!({ "sort_index": tid });
-    meta.push(TraceEvent::meta("thread_sort_index", pid, tid, index));
+    meta(events, "thread_sort_index", pid, tid, &index);
 }
 
 /// A process's samples split by thread, each over the same stacks.

@@ -14,6 +14,7 @@ mod chrome;
 mod error;
 mod folded;
 mod format;
+mod json;
 mod kind;
 pub mod pprof;
 mod recording;

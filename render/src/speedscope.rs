@@ -8,14 +8,11 @@
 //! waits included. Many requests (an endpoint, a session) are one sampled
 //! profile, weighted in milliseconds.
 
-use std::collections::HashMap;
-
 use rustc_hash::FxHashMap;
-use serde::Serialize;
 use serde_json::{json, Value};
-use timeglass_model::Frame;
+use timeglass_model::{Frame, Text};
 
-use crate::kind::file;
+use crate::json::{decimal, integer, to_json, List};
 use crate::recording::Recording;
 use crate::spans::spans;
 use crate::timeline::{self, Node};
@@ -24,28 +21,34 @@ use crate::view::View;
 /// The frames table, each distinct frame once.
 #[derive(Default)]
 struct Frames {
-    index: HashMap<(String, String, u32), usize>,
+    index: FxHashMap<(Text, Text, u32), usize>,
     list: Vec<Value>,
 }
 
 impl Frames {
-    fn of(&mut self, name: &str, file: &str, line: u32) -> usize {
-        let key = (name.to_string(), file.to_string(), line);
-        if let Some(&i) = self.index.get(&key) {
-            return i;
+    fn of(&mut self, name: &Text, file: &Text, line: u32) -> usize {
+        let next = self.list.len();
+        let at = *self
+            .index
+            .entry((name.clone(), file.clone(), line))
+            .or_insert(next);
+        if at == next {
+            let mut frame = json!({ "name": &**name });
+            if !file.is_empty() {
+                frame["file"] = (&**file).into();
+                frame["line"] = line.into();
+            }
+            self.list.push(frame);
         }
-        let mut frame = json!({ "name": name });
-        if !file.is_empty() {
-            frame["file"] = file.into();
-            frame["line"] = line.into();
-        }
-        self.list.push(frame);
-        self.index.insert(key, self.list.len() - 1);
-        self.list.len() - 1
+        at
     }
 
     fn frame(&mut self, f: &Frame) -> usize {
-        self.of(&f.name, file(f), f.line)
+        let file = match f.short.is_empty() {
+            true => &f.filename,
+            false => &f.short,
+        };
+        self.of(&f.name, file, f.line)
     }
 }
 
@@ -74,23 +77,13 @@ pub(crate) fn weighted(recording: &Recording, view: View) -> Vec<(std::sync::Arc
 }
 
 /// A profile as the file format has it, evented (`events`) or sampled
-/// (`samples` and `weights`), in milliseconds from 0; typed, since a
-/// request's timeline can hold hundreds of thousands of events.
-#[derive(Serialize)]
+/// (`samples` and `weights`), in milliseconds from 0.
 struct Profile {
-    #[serde(rename = "type")]
     kind: &'static str,
     name: String,
-    unit: &'static str,
-    #[serde(rename = "startValue")]
-    start_value: f64,
-    #[serde(rename = "endValue")]
-    end_value: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    end_ms: f64,
     events: Option<Vec<Event>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     samples: Option<Vec<Vec<usize>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     weights: Option<Vec<f64>>,
 }
 
@@ -99,22 +92,60 @@ impl Profile {
         Profile {
             kind,
             name,
-            unit: "milliseconds",
-            start_value: 0.0,
-            end_value: end_ms,
+            end_ms,
             events: None,
             samples: None,
             weights: None,
         }
     }
+
+    /// Written by hand: a request's timeline can hold hundreds of
+    /// thousands of events (`json.rs`). Keys in the format's order.
+    fn write(&self, out: &mut String) {
+        out.push_str("{\"type\":");
+        out.push_str(&to_json(self.kind));
+        out.push_str(",\"name\":");
+        out.push_str(&to_json(&self.name));
+        out.push_str(",\"unit\":\"milliseconds\",\"startValue\":0.0,\"endValue\":");
+        out.push_str(&to_json(&self.end_ms));
+        if let Some(events) = &self.events {
+            out.push_str(",\"events\":");
+            let mut list = List::open(out);
+            for event in events {
+                event.write(list.next());
+            }
+            list.close();
+        }
+        if let Some(samples) = &self.samples {
+            out.push_str(",\"samples\":");
+            out.push_str(&to_json(samples));
+        }
+        if let Some(weights) = &self.weights {
+            out.push_str(",\"weights\":");
+            out.push_str(&to_json(weights));
+        }
+        out.push('}');
+    }
 }
 
-#[derive(Serialize)]
+/// A frame opening (`O`) or closing (`C`) at a time in nanoseconds.
 struct Event {
-    #[serde(rename = "type")]
-    kind: &'static str,
+    opens: bool,
     frame: usize,
-    at: f64,
+    at_ns: u64,
+}
+
+impl Event {
+    fn write(&self, out: &mut String) {
+        out.push_str(match self.opens {
+            true => "{\"type\":\"O\",\"frame\":",
+            false => "{\"type\":\"C\",\"frame\":",
+        });
+        integer(out, self.frame);
+        out.push_str(",\"at\":");
+        decimal(out, self.at_ns, 6);
+        out.push('}');
+    }
 }
 
 fn sampled(name: String, frames: &mut Frames, recording: &Recording, view: View) -> Profile {
@@ -152,30 +183,30 @@ fn evented(frames: &mut Frames, recording: &Recording, view: View) -> Option<Pro
                 break;
             }
             events.push(Event {
-                kind: "C",
+                opens: false,
                 frame,
-                at: ms(close),
+                at_ns: close,
             });
             open.pop();
         }
         let frame = match run.node {
-            Node::Span(i) => frames.of(&spans[i].name, "", 0),
+            Node::Span(i) => frames.of(&spans[i].name.as_str().into(), &"".into(), 0),
             Node::Frame(f) => *by_address
                 .entry(f as *const Frame as usize)
                 .or_insert_with(|| frames.frame(f)),
         };
         events.push(Event {
-            kind: "O",
+            opens: true,
             frame,
-            at: ms(run.start_ns),
+            at_ns: run.start_ns,
         });
         open.push((frame, run.end_ns));
     }
     while let Some((frame, close)) = open.pop() {
         events.push(Event {
-            kind: "C",
+            opens: false,
             frame,
-            at: ms(close),
+            at_ns: close,
         });
     }
     let name = format!("{} (timeline, {})", recording.title(), view.weight.name());
@@ -183,23 +214,6 @@ fn evented(frames: &mut Frames, recording: &Recording, view: View) -> Option<Pro
         events: Some(events),
         ..Profile::new("evented", name, ms(end))
     })
-}
-
-#[derive(Serialize)]
-struct Document {
-    #[serde(rename = "$schema")]
-    schema: &'static str,
-    name: String,
-    exporter: &'static str,
-    #[serde(rename = "activeProfileIndex")]
-    active_profile_index: usize,
-    shared: Shared,
-    profiles: Vec<Profile>,
-}
-
-#[derive(Serialize)]
-struct Shared {
-    frames: Vec<Value>,
 }
 
 /// The recording as a speedscope file.
@@ -218,15 +232,23 @@ pub fn speedscope(recording: &Recording, view: View) -> String {
         false => format!("{} ({} time)", recording.title(), view.weight.name()),
     };
     profiles.push(sampled(name, &mut frames, recording, view));
-    let doc = Document {
-        schema: "https://www.speedscope.app/file-format-schema.json",
-        name: recording.title(),
-        exporter: concat!("timeglass ", env!("CARGO_PKG_VERSION")),
-        active_profile_index: 0,
-        shared: Shared {
-            frames: frames.list,
-        },
-        profiles,
-    };
-    serde_json::to_string(&doc).expect("a profile serializes")
+    // The document's keys in the order serde wrote them.
+    let mut out = String::from("{\"$schema\":");
+    out.push_str(&to_json(
+        "https://www.speedscope.app/file-format-schema.json",
+    ));
+    out.push_str(",\"name\":");
+    out.push_str(&to_json(&recording.title()));
+    out.push_str(",\"exporter\":");
+    out.push_str(&to_json(concat!("timeglass ", env!("CARGO_PKG_VERSION"))));
+    out.push_str(",\"activeProfileIndex\":0,\"shared\":{\"frames\":");
+    out.push_str(&to_json(&frames.list));
+    out.push_str("},\"profiles\":");
+    let mut list = List::open(&mut out);
+    for profile in &profiles {
+        profile.write(list.next());
+    }
+    list.close();
+    out.push('}');
+    out
 }

@@ -48,6 +48,12 @@ pub enum ReportError {
     BadTime(String),
     #[error("`--since` is not before `--until`")]
     EmptyRange,
+    #[error("`{0}` is not a status class; use 2xx, 3xx, 4xx or 5xx")]
+    BadStatus(String),
+    #[error(
+        "`{0}` is not a response time: give a number of milliseconds, 0 or more (`250`, `1.5`)"
+    )]
+    BadMinMs(String),
     #[error("no endpoint of session {session} matches route `{route}`; `timeglass report --session {session}` lists them")]
     NoRoute { session: i64, route: String },
     #[error("{}: {message}", path.display())]
@@ -72,6 +78,32 @@ pub struct ReportQuery {
     pub until: Option<String>,
     pub method: Option<String>,
     pub route: Option<RouteMatch>,
+    /// `2xx` ... `5xx` (or the digit alone): only requests answered with a
+    /// status of that class, as `timeglass requests --status` selects them.
+    pub status: Option<String>,
+    /// Only requests whose response time is at least this many
+    /// milliseconds (`250`, `1.5`).
+    pub min_ms: Option<String>,
+}
+
+/// `2xx` → 2 (`1xx` to `5xx`, either case, or the digit alone).
+fn status_class(text: &str) -> Result<u8, ReportError> {
+    let digit = text
+        .strip_suffix("xx")
+        .or_else(|| text.strip_suffix("XX"))
+        .unwrap_or(text);
+    match digit.parse::<u8>() {
+        Ok(class @ 1..=5) => Ok(class),
+        _ => Err(ReportError::BadStatus(text.to_string())),
+    }
+}
+
+/// `250` (ms) → 250,000 us.
+fn min_duration_us(text: &str) -> Result<u64, ReportError> {
+    match text.trim().parse::<f64>() {
+        Ok(ms) if ms.is_finite() && ms >= 0.0 => Ok((ms * 1000.0).round() as u64),
+        _ => Err(ReportError::BadMinMs(text.to_string())),
+    }
 }
 
 /// The span judged, as wall-clock times.
@@ -171,13 +203,19 @@ impl Selection {
             until_ns: until.map(to_mono),
             method: q.method.clone(),
             route: q.route.clone(),
+            status_class: q.status.as_deref().map(status_class).transpose()?,
+            min_duration_us: q.min_ms.as_deref().map(min_duration_us).transpose()?,
         };
         let endpoints = store.endpoint_totals(&query)?;
         if endpoints.is_empty() {
             if let Some(route) = &q.route {
+                // Whether the route exists at all: an endpoint with no 5xx
+                // or no slow request still matches it.
                 let anytime = WindowQuery {
                     since_ns: None,
                     until_ns: None,
+                    status_class: None,
+                    min_duration_us: None,
                     ..query.clone()
                 };
                 if store.endpoint_totals(&anytime)?.is_empty() {
@@ -454,6 +492,30 @@ fn coverage(probe: &timeglass_store::ProbeSummary, exercised: &[Endpoint]) -> Co
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_classes_and_response_times_parse_or_are_bad_input() {
+        assert_eq!(status_class("5xx").unwrap(), 5);
+        assert_eq!(status_class("2XX").unwrap(), 2);
+        assert_eq!(status_class("4").unwrap(), 4);
+        for bad in ["6xx", "0xx", "teapot", "", "50x", "500"] {
+            let e = status_class(bad).unwrap_err();
+            assert!(
+                e.is_bad_input() && e.to_string().contains("status class"),
+                "{bad}"
+            );
+        }
+        assert_eq!(min_duration_us("250").unwrap(), 250_000);
+        assert_eq!(min_duration_us("1.5").unwrap(), 1_500);
+        assert_eq!(min_duration_us("0").unwrap(), 0);
+        for bad in ["-1", "NaN", "inf", "fast", ""] {
+            let e = min_duration_us(bad).unwrap_err();
+            assert!(
+                e.is_bad_input() && e.to_string().contains("milliseconds"),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn path_converters_do_not_change_the_operation() {

@@ -24,9 +24,56 @@ pub fn nearest_rank<T: Copy>(sorted: &[T], p: Permille) -> Option<T> {
     sorted.get(usize::try_from(rank - 1).ok()?).copied()
 }
 
+/// [`nearest_rank`] of `values` at each of `ps` (ascending), without
+/// sorting them whole: one selection per figure, each in the part above
+/// the one before. `values` is reordered.
+pub fn nearest_ranks<const N: usize>(values: &mut [u64], ps: [Permille; N]) -> [Option<u64>; N] {
+    let n = values.len() as u64;
+    let mut out = [None; N];
+    let mut from = 0;
+    let mut last: Option<(usize, u64)> = None;
+    for (slot, p) in out.iter_mut().zip(ps) {
+        if n == 0 {
+            break;
+        }
+        let at = usize::try_from((n * p.0.min(1000)).div_ceil(1000).max(1) - 1).unwrap_or(0);
+        let value = match last {
+            Some((i, v)) if i == at => v,
+            _ => {
+                let (_, v, _) = values[from..].select_nth_unstable(at - from);
+                *v
+            }
+        };
+        *slot = Some(value);
+        last = Some((at, value));
+        from = at + 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nearest_ranks_are_those_of_the_sorted_values() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for n in [0usize, 1, 2, 3, 7, 19, 100, 1000, 1001, 4096] {
+            let mut values: Vec<u64> = (0..n)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed % 50
+                })
+                .collect();
+            let mut sorted = values.clone();
+            sorted.sort_unstable();
+            let ps = [Permille::P50, Permille::P95, Permille::P99, Permille(1000)];
+            let want = ps.map(|p| nearest_rank(&sorted, p));
+            assert_eq!(nearest_ranks(&mut values, ps), want, "{n} values");
+        }
+    }
 
     #[test]
     fn nearest_rank_picks_a_recorded_value() {

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use timeglass_store::{ProcessSamples, Timing};
 
-use crate::percentile::{nearest_rank, Permille};
+use crate::percentile::{nearest_ranks, Permille};
 use crate::process::app_samples;
 use crate::Selection;
 
@@ -68,13 +68,15 @@ impl Series {
             ..Series::default()
         };
         for (i, mut d) in durations.into_iter().enumerate() {
-            d.sort_unstable();
-            let ms = |p| nearest_rank(&d, p).map(|us| us as f64 / 1000.0);
+            // Three ranks of a bucket: selections, not a sort of the bucket.
+            let [p50, p95, p99] =
+                nearest_ranks(&mut d, [Permille::P50, Permille::P95, Permille::P99])
+                    .map(|us| us.map(|us| us as f64 / 1000.0));
             out.t.push(unix_s(span.start_ns + i as u64 * step_ns));
             out.rps.push(d.len() as f64 / step as f64);
-            out.p50_ms.push(ms(Permille::P50));
-            out.p95_ms.push(ms(Permille::P95));
-            out.p99_ms.push(ms(Permille::P99));
+            out.p50_ms.push(p50);
+            out.p95_ms.push(p95);
+            out.p99_ms.push(p99);
         }
         for s in app_samples(processes) {
             out.process_t.push(unix_s(s.ts_ns));

@@ -169,3 +169,64 @@ fn method_and_route_filters_apply_to_the_minutes_too() {
         r.method == "GET" && r.route.is_some() && r.start_ns >= 90_500 * MS
     });
 }
+
+#[test]
+fn status_and_response_time_filters_count_the_requests_they_keep() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let took_ms = |r: &Request| (r.end_ns - r.start_ns) / MS;
+    // The minutes hold every request: these filters read the rows.
+    let q = ReportQuery {
+        status: Some("5xx".into()),
+        ..ReportQuery::default()
+    };
+    // 503s only: the raised-without-status requests have no class.
+    check(&store, q, |r| r.status == Some(503));
+    let q = ReportQuery {
+        min_ms: Some("40".into()),
+        ..ReportQuery::default()
+    };
+    check(&store, q, |r| took_ms(r) >= 40);
+    let (since, until) = (75_300 * MS, 200_100 * MS);
+    let q = ReportQuery {
+        since: Some(rfc3339(since)),
+        until: Some(rfc3339(until)),
+        route: Some(RouteMatch::Contains("items".into())),
+        status: Some("2xx".into()),
+        min_ms: Some("12.5".into()),
+        ..ReportQuery::default()
+    };
+    check(&store, q, |r| {
+        r.start_ns >= since
+            && r.start_ns < until
+            && r.route.is_some()
+            && r.status == Some(200)
+            && (r.end_ns - r.start_ns) >= 12_500_000
+    });
+}
+
+#[test]
+fn a_filter_that_keeps_nothing_is_an_empty_report_not_an_unknown_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let q = ReportQuery {
+        route: Some(RouteMatch::Exact("/items".into())),
+        min_ms: Some("10000".into()),
+        ..ReportQuery::default()
+    };
+    let sel = Selection::read(&store, &q, timeglass_report::now_unix_ns()).unwrap();
+    let (overall, endpoints) = sel.stats(&store).unwrap();
+    assert_eq!(overall.requests, 0);
+    assert!(endpoints.is_empty());
+    for (status, min_ms) in [(Some("7xx"), None), (None, Some("-3"))] {
+        let q = ReportQuery {
+            status: status.map(str::to_string),
+            min_ms: min_ms.map(str::to_string),
+            ..ReportQuery::default()
+        };
+        let Err(e) = Selection::read(&store, &q, timeglass_report::now_unix_ns()) else {
+            panic!("{q:?} is bad input");
+        };
+        assert!(e.is_bad_input(), "{e}");
+    }
+}

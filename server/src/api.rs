@@ -184,7 +184,7 @@ async fn route_stacks(
             true => store.route_alloc_stacks(&method, &route)?,
             false => store.route_stacks(&method, &route)?,
         };
-        if stacks.is_empty() && store.route_sample(&method, &route)?.durations_us.is_empty() {
+        if stacks.is_empty() && !store.has_route(&method, &route)? {
             return Err(AppError::NoRoute(method, route));
         }
         Ok(stacks)

@@ -14,8 +14,10 @@ use timeglass_store::{RouteMatch, Store};
 use crate::error::{ApiError, AppError};
 use crate::{db, AppState};
 
-/// `?session=&since=&until=&method=&route=`: empty values filter nothing;
-/// `route` is a route template exactly as recorded (`/items/{item_id}`).
+/// `?session=&since=&until=&method=&route=&status=&min_ms=`: empty values
+/// filter nothing; `route` is a route template exactly as recorded
+/// (`/items/{item_id}`), `status` a class (`5xx`), `min_ms` a response time
+/// in milliseconds, as the request list takes them.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct StatsParams {
@@ -24,6 +26,8 @@ pub(crate) struct StatsParams {
     pub until: Option<String>,
     pub method: Option<String>,
     pub route: Option<String>,
+    pub status: Option<String>,
+    pub min_ms: Option<String>,
     /// Buckets of `/api/v1/series` (at most; default 120).
     pub buckets: Option<u64>,
 }
@@ -50,6 +54,8 @@ impl StatsParams {
             until: non_empty(&self.until),
             method: non_empty(&self.method),
             route: non_empty(&self.route).map(RouteMatch::Exact),
+            status: non_empty(&self.status),
+            min_ms: non_empty(&self.min_ms),
         })
     }
 }

@@ -192,6 +192,7 @@ mod tests {
             cpu_ns: 10_000_000,
             measured_duration_us: 8_000,
             loop_blocks: 1,
+            rss_ends: vec![],
         };
         let s = RouteStats::new(&sample).unwrap();
         assert_eq!((s.count, s.errors), (5, 1));

@@ -1145,6 +1145,30 @@ async fn stats_api_gives_overall_and_per_endpoint_figures() {
     assert_eq!(json["overall"]["requests"], 1);
     assert_eq!(json["overall"]["error_rate_5xx"], 1.0);
     assert_eq!(json["endpoints"][0]["route"], "/upload");
+
+    // The request list's status and response time filters: the figures
+    // are then those of the requests they keep.
+    let null = serde_json::Value::Null;
+    for (uri, requests, route) in [
+        ("/api/v1/stats?status=5xx", 1, Some("/upload".into())),
+        // The 404 matched no route.
+        ("/api/v1/report?status=4xx&min_ms=", 1, Some(null)),
+        // Every request took 4 ms but /signup, answered after 1 ms.
+        ("/api/v1/stats?min_ms=2&status=", 3, None),
+        (
+            "/api/v1/report?min_ms=1.5&status=2xx",
+            1,
+            Some("/items/{item_id}".into()),
+        ),
+    ] {
+        let (status, body) = fetch(world.app(), uri, "127.0.0.1").await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["overall"]["requests"], requests, "{uri}");
+        if let Some(route) = route {
+            assert_eq!(json["endpoints"][0]["route"], route, "{uri}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -1175,6 +1199,16 @@ async fn stats_api_refuses_bad_filters_in_one_line() {
             "/api/v1/stats?since=1m&until=2m",
             StatusCode::BAD_REQUEST,
             "not before",
+        ),
+        (
+            "/api/v1/stats?status=teapot",
+            StatusCode::BAD_REQUEST,
+            "not a status class",
+        ),
+        (
+            "/api/v1/report?min_ms=-4",
+            StatusCode::BAD_REQUEST,
+            "not a response time",
         ),
     ] {
         let (got, body) = fetch(world.app(), uri, "127.0.0.1").await;

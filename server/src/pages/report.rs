@@ -93,6 +93,8 @@ pub(crate) fn filter_query(params: &StatsParams, session: i64) -> String {
         ("until", &params.until),
         ("method", &params.method),
         ("route", &params.route),
+        ("status", &params.status),
+        ("min_ms", &params.min_ms),
     ];
     for (name, value) in fields {
         if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {

@@ -112,9 +112,9 @@ impl RouteDetail {
             Err(e) => return Err(e.into()),
         };
         let sample = store.window_sample(&sel.query, &endpoint)?;
-        let ends = store.window_rss_ends(&sel.query, &endpoint)?;
+        let ends = &sample.rss_ends;
         let leak = match ends.len() >= crate::leak::MIN_REQUESTS {
-            true => crate::leak::hint(&ends, &store.route_alloc_stacks(method, route)?),
+            true => crate::leak::hint(ends, &store.route_alloc_stacks(method, route)?),
             false => None,
         };
         Ok(RouteDetail {
