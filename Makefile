@@ -173,7 +173,8 @@ test: check-pythons lint-rust test-rust fuzz-smoke lint-python test-python test-
 # `make fuzz-smoke` runs each over its committed corpus (fuzz/corpus/NAME) for
 # FUZZ_SECONDS; `make fuzz FUZZ_TARGET=ring_reader FUZZ_SECONDS=3600` runs one for
 # long, adding what it finds to the corpus. New inputs of a smoke run go to a
-# scratch directory, so the committed corpus does not change under `make test`.
+# scratch directory, so the committed corpus does not change under `make test`;
+# the files a target works on (a store, a ring) go to another, on tmpfs.
 FUZZ_TARGETS := event_decode ring_reader store_corrupt walker
 FUZZ_SECONDS ?= 20
 FUZZ_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
@@ -192,11 +193,13 @@ fuzz-build: venv
 fuzz-smoke: fuzz-build
 	@for t in $(FUZZ_TARGETS); do \
 		scratch=$$(mktemp -d); \
+		work=$$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d); \
 		echo "=== fuzz $$t for $(FUZZ_SECONDS) s over fuzz/corpus/$$t"; \
-		$(FUZZ_BIN)/$$t $$scratch fuzz/corpus/$$t -max_total_time=$(FUZZ_SECONDS) \
+		TIMEGLASS_FUZZ_DIR=$$work $(FUZZ_BIN)/$$t $$scratch fuzz/corpus/$$t -max_total_time=$(FUZZ_SECONDS) \
 			-timeout=10 -artifact_prefix=$$scratch/ -print_final_stats=1 2>&1 \
 			| grep -E 'stat::number_of_executed_units|ERROR|panicked|SUMMARY' ; \
 		code=$${PIPESTATUS[0]}; \
+		rm -rf $$work; \
 		if [ $$code -ne 0 ]; then echo "error: fuzz target $$t failed; the input is in $$scratch" >&2; exit 1; fi; \
 		rm -rf $$scratch; \
 	done

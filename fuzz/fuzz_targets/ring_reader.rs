@@ -22,7 +22,6 @@ const FIRST_WRITABLE_WORD: usize = 5;
 const HEADER_WORDS: usize = 512;
 
 struct Fixture {
-    _dir: tempfile::TempDir,
     region: Region,
     raw: MmapRaw,
 }
@@ -34,19 +33,15 @@ unsafe impl Send for Fixture {}
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let region = Region::create(dir.path(), 4242, GEOMETRY).unwrap();
+        let dir = timeglass_fuzz::scratch_dir();
+        let region = Region::create(&dir, 4242, GEOMETRY).unwrap();
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(region.path())
             .unwrap();
         let raw = MmapRaw::map_raw(&file).unwrap();
-        Fixture {
-            _dir: dir,
-            region,
-            raw,
-        }
+        Fixture { region, raw }
     })
 }
 
