@@ -30,9 +30,11 @@ class Session:
     def rows_for(self, path: str) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["path"] == path]
 
-    def judged(self, path: str) -> list[attribution.Judged]:
+    def judged(self, path: str, *, waits: bool = False) -> list[attribution.Judged]:
         own = "burn_" + path.rsplit("/", 1)[1]
-        return [self.recorded.judge(r, own, BURNER_FUNCTIONS) for r in self.rows_for(path)]
+        return [
+            self.recorded.judge(r, own, BURNER_FUNCTIONS, waits=waits) for r in self.rows_for(path)
+        ]
 
 
 # Walks that race a 1 ms switch are charged to no request (switched or torn);
@@ -103,8 +105,12 @@ def test_a_known_split_is_measured_within_five_points(session: Session) -> None:
 
 
 def test_sync_and_async_requests_at_once_each_get_only_their_own(session: Session) -> None:
+    # The two threads share the GIL, and how depends on the machine's load: one
+    # of them may run for only a few percent of the 800 ms. Its samples waiting
+    # for the GIL inside its burner are judged too (they name their request as
+    # plainly), so both requests are judged on ~800 samples whatever the split.
     for path in ("/sync-burn/gamma", "/burn/delta"):
-        (judged,) = session.judged(path)
+        (judged,) = session.judged(path, waits=True)
         assert judged.samples >= MIN_SAMPLES, judged
         assert judged.other == 0, f"{path}: {judged.other} samples of the other request"
         assert judged.own_share >= 0.95, judged

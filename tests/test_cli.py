@@ -42,6 +42,30 @@ def test_run_without_a_command(ctx: TestContext) -> None:
     assert len(lines) == 1, "expected a one-line error\n" + result.describe()
 
 
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        (["nosuchcommand"], ["nosuchcommand"]),
+        (["requests", "--no-such-flag"], ["--no-such-flag"]),
+        (["requests", "--status", "9xx"], ["--status", "9xx"]),
+        (["requests", "--min-ms", "-5"], ["--min-ms", "-5"]),
+        (["requests", "--min-ms", "soon"], ["--min-ms", "soon"]),
+        (["requests", "--sort", "sideways"], ["--sort", "sideways"]),
+        (["export", "--format", "nope", "--request", "1"], ["nope"]),
+        (["show"], ["<ID>"]),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_2(
+    ctx: TestContext, args: list[str], mentions: list[str]
+) -> None:
+    result = ctx.cli(*args)
+    assert result.returncode == 2, result.describe()
+    assert_clean_error(result, *mentions)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.describe()
+    assert lines[0].startswith("timeglass: error: "), result.describe()
+
+
 @pytest.mark.parametrize("value", ["0", "-5", "abc", "99999999999999999999999"])
 def test_a_bad_loop_block_threshold_is_refused_before_anything_starts(
     ctx: TestContext, value: str
@@ -52,8 +76,9 @@ def test_a_bad_loop_block_threshold_is_refused_before_anything_starts(
     )
     assert result.returncode == 2, result.describe()
     assert_clean_error(result, "--loop-block-ms", value)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.describe()
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.describe()
+    assert lines[0].startswith("timeglass: error: "), result.describe()
     assert not marker.exists(), "the command ran"
     assert not ctx.db.exists(), "a store was created"
 

@@ -3,7 +3,8 @@ test suite `fixtures/compare_traffic.py` run under `timeglass run -- python -m
 pytest`, as a project's CI would, against `fixtures/compare_app.py`, whose
 costs are set by construction (`SLOW_FACTOR`, `EXTRA_QUERIES`).
 
-Four sessions of the same app and traffic give three "same" comparisons here;
+Four sessions of the same app and traffic (after a first one that nothing
+compares) give three "same" comparisons here;
 `bench/compare.py` repeats it 20 times. The README's second recipe, a served
 app sent the same traffic by a script, and `[tool.timeglass.check]` in the
 session directory's `pyproject.toml` are tested end to end too.
@@ -77,6 +78,11 @@ class Recorded:
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     db = tmp_path_factory.mktemp("compare") / "store.db"
+    # A first session that nothing compares: on CI the first of the four ran
+    # 15-25% slower on every endpoint than the next (whatever the previous
+    # test module left running, or the first start's cold files), which is
+    # the machine, not the app.
+    record(db)
     same = [record(db) for _ in range(4)]
     changed = record(db, SLOW_FACTOR="2", EXTRA_QUERIES="3")
     done = timeglass(db, "baseline", "save", "main", "--session", str(same[0]))
@@ -130,8 +136,14 @@ def test_a_slower_handler_and_added_queries_regress_exactly_their_endpoints(
     by = {e["route"]: e for e in result["endpoints"]}
     report = by["/report"]
     assert report["functions"][0]["function"].startswith("render_report ("), report["functions"]
+    # SLOW_FACTOR=2 adds 4 ms of spinning to `render_report`; the rest of
+    # the request is untouched, so the p50 grows by 4 ms (±30%, since the
+    # two p50s come from different sessions on a shared machine) and the
+    # ratio by 4 ms over whatever the rest costs here.
     p50 = next(t for t in report["tests"] if t["statistic"] == "p50")
-    assert 1.6 < p50["ratio"] < 2.4, p50
+    assert 2800 < p50["b"] - p50["a"] < 5200, p50
+    assert p50["ratio"] > 1.3, p50
+    assert p50["low"] > 1.1, p50
     items = by["/items"]
     assert items["queries_added"] == pytest.approx(3.0)
     assert [(s["a_per_request"], s["b_per_request"]) for s in items["statements"]] == [(0.0, 3.0)]

@@ -76,7 +76,14 @@ def test_a_request_holding_64_mib_peaks_64_mib_above_its_start(memory: Recording
         assert m["rss_start_bytes"], m
         assert m["rss_end_bytes"], m
         assert m["rss_peak_bytes"], m
-        rise = m["rss_peak_bytes"] - m["rss_start_bytes"]
+        # Above the lower of its start and end. After an idle spell the last
+        # reading before a request can still hold what the request before
+        # freed after answering (seen once on 3.13: start 91 MB, end 52 MB,
+        # peak 119 MB); the join then takes a lower reading from within 6 ms
+        # after the start (join/src/rss.rs), but a loaded machine can read
+        # later than that. The end has no such gap, and the buffer is freed
+        # before the end.
+        rise = m["rss_peak_bytes"] - min(m["rss_start_bytes"], m["rss_end_bytes"])
         assert rise >= 56 * MIB, m
         # Freed before the end: the buffer was one mmap, returned at once.
         assert m["rss_end_bytes"] - m["rss_start_bytes"] < 16 * MIB, m

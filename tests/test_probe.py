@@ -295,8 +295,9 @@ def test_a_bad_max_requests_is_refused(ctx: TestContext, value: str) -> None:
     result = probe(ctx, "http://127.0.0.1:9", f"--max-requests={value}")
     assert result.returncode == 2, result.describe()
     assert_clean_error(result, "--max-requests", value)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.describe()
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.describe()
+    assert lines[0].startswith("timeglass: error: "), result.describe()
 
 
 @pytest.mark.parametrize("value", ["0s", "soon", "-1"])

@@ -5,6 +5,8 @@ and exit 2."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -134,9 +136,42 @@ def test_a_route_filter_and_markdown(recorded: TestContext) -> None:
     assert "| `GET /items/{item_id}` | 10 |" in md.stdout, md.describe()
 
 
+def test_status_and_response_time_filters_judge_only_the_requests_they_keep(
+    recorded: TestContext,
+) -> None:
+    rows = recorded.requests()
+    _, fives = report(recorded, "--status", "5xx")
+    # Known by construction: the 5 answers of /fail, and nothing else.
+    assert [(e["route"], e["requests"]) for e in fives["endpoints"]] == [("/fail", 5)]
+    assert fives["overall"]["error_rate_5xx"] == 1.0
+    check_stats(fives["overall"], [r for r in rows if r["status"] == 500])
+    _, fours = report(recorded, "--status", "4XX", "--route", "items")
+    assert fours["overall"]["requests"] == 4, "the 4 of /items/99"
+    assert fours["overall"]["rate_4xx"] == 1.0
+    # /slow sleeps 40 ms and /burn burns 120: each of theirs is in.
+    _, slow = report(recorded, "--min-ms", "39.5")
+    kept = [r for r in rows if r["duration_ms"] >= 39.5]
+    check_stats(slow["overall"], kept)
+    counts = {e["route"]: e["requests"] for e in slow["endpoints"]}
+    assert counts["/slow"] == 10, counts
+    assert counts["/burn"] == 4, counts
+    assert slow["throughput"]["peak_concurrency"] == 1
+    # The table formats carry the same rows.
+    out = recorded.cli("report", "--db", str(recorded.db), "--min-ms", "39.5", "--format", "csv")
+    assert out.returncode in (0, 1), out.describe()
+    table = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert [r["route"] for r in table[:-1]] == [e["route"] for e in slow["endpoints"]]
+    assert table[-1]["route"] == "(overall)"
+    assert int(table[-1]["requests"]) == len(kept)
+
+
 @pytest.mark.parametrize(
     ("args", "mention"),
     [
+        (["--status", "teapot"], "not a status class"),
+        (["--status", "6xx"], "not a status class"),
+        (["--min-ms", "-5"], "not a response time"),
+        (["--min-ms", "fast"], "not a response time"),
         (["--session", "99"], "no session 99"),
         (["--since", "yesterday"], "is not a time"),
         (["--until", "2026-13-40T00:00:00Z"], "is not a time"),
