@@ -75,16 +75,54 @@ class Recorded:
     changed: int
 
 
+# Sessions a few seconds apart on a loaded 2-core VM can differ by more than
+# the verdicts' thresholds (10% and 1 ms) on endpoints whose work did not
+# change: seen on CI and in a fresh clone's full run, /health's p50 at 2.3 ms
+# in one session and 1.1 ms in the next, the same in every other session
+# when the module ran alone. That is the machine, not the app: a recording in
+# which an endpoint's work is the same across sessions but its p50 moved by
+# both thresholds is made again (at most ATTEMPTS times).
+ATTEMPTS = 3
+UNCHANGED_IN_ALL = ("/health", "/compute")
+UNCHANGED_IN_SAME = ("/items", "/report")
+
+
+def p50s(db: Path, session: int, route: str) -> float:
+    with sqlite3.connect(db) as conn:
+        durations = sorted(
+            d
+            for (d,) in conn.execute(
+                "SELECT duration_us FROM requests WHERE session_id = ? AND route = ?",
+                (session, route),
+            )
+        )
+    assert durations, (session, route)
+    return float(durations[len(durations) // 2])
+
+
+def machine_held_still(db: Path, same: list[int], changed: int) -> bool:
+    def still(sessions: list[int], route: str) -> bool:
+        p = [p50s(db, s, route) for s in sessions]
+        return max(p) - min(p) < 1000 or max(p) < 1.1 * min(p)
+
+    return all(still([*same, changed], r) for r in UNCHANGED_IN_ALL) and all(
+        still(same, r) for r in UNCHANGED_IN_SAME
+    )
+
+
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
-    db = tmp_path_factory.mktemp("compare") / "store.db"
-    # A first session that nothing compares: on CI the first of the four ran
-    # 15-25% slower on every endpoint than the next (whatever the previous
-    # test module left running, or the first start's cold files), which is
-    # the machine, not the app.
-    record(db)
-    same = [record(db) for _ in range(4)]
-    changed = record(db, SLOW_FACTOR="2", EXTRA_QUERIES="3")
+    for attempt in range(ATTEMPTS):
+        db = tmp_path_factory.mktemp(f"compare-{attempt}") / "store.db"
+        # A first session that nothing compares: on CI the first of the four
+        # ran 15-25% slower on every endpoint than the next (whatever the
+        # previous test module left running, or the first start's cold
+        # files), which is the machine, not the app.
+        record(db)
+        same = [record(db) for _ in range(4)]
+        changed = record(db, SLOW_FACTOR="2", EXTRA_QUERIES="3")
+        if machine_held_still(db, same, changed):
+            break
     done = timeglass(db, "baseline", "save", "main", "--session", str(same[0]))
     assert done.code == 0, done.err
     return Recorded(db, same, changed)
