@@ -823,6 +823,18 @@ mod tests {
         serde_json::to_string(&frames).unwrap()
     }
 
+    /// Brings an empty file to `version` as that version's TimeGlass left
+    /// it: its migrations applied and its `application_id` and
+    /// `user_version` set, ready for rows written the old way.
+    fn as_version(tx: &rusqlite::Transaction<'_>, version: u32) {
+        for script in &MIGRATIONS[..version as usize] {
+            tx.execute_batch(script).unwrap();
+        }
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        tx.pragma_update(None, "user_version", version).unwrap();
+    }
+
     /// A store as version 5 wrote it: two requests, statements with callers
     /// inline (one repeated, like a loop's), a call sharing one of them.
     fn version_5() -> Connection {
@@ -943,12 +955,7 @@ mod tests {
         let path = dir.path().join("v12.db");
         let mut conn = Connection::open(&path).unwrap();
         let tx = conn.transaction().unwrap();
-        for script in &MIGRATIONS[..12] {
-            tx.execute_batch(script).unwrap();
-        }
-        tx.pragma_update(None, "application_id", APPLICATION_ID)
-            .unwrap();
-        tx.pragma_update(None, "user_version", 12).unwrap();
+        as_version(&tx, 12);
         tx.execute_batch(
             "INSERT INTO sessions (id, started_at, command, cwd, rate_hz, clock_mono_ns,
                  clock_unix_ns) VALUES (1, '2024-05-01T12:00:00.000Z', '[]', '/', 1000, 0, 0);
@@ -1026,12 +1033,7 @@ mod tests {
         let path = dir.path().join("v13.db");
         let mut conn = Connection::open(&path).unwrap();
         let tx = conn.transaction().unwrap();
-        for script in &MIGRATIONS[..13] {
-            tx.execute_batch(script).unwrap();
-        }
-        tx.pragma_update(None, "application_id", APPLICATION_ID)
-            .unwrap();
-        tx.pragma_update(None, "user_version", 13).unwrap();
+        as_version(&tx, 13);
         tx.execute_batch(
             "INSERT INTO sessions (id, started_at, command, cwd, rate_hz, clock_mono_ns,
                  clock_unix_ns) VALUES (1, '2024-05-01T12:00:00.000Z', '[]', '/', 1000, 0, 0);
@@ -1148,12 +1150,7 @@ mod tests {
         let path = dir.path().join("v6.db");
         let mut conn = Connection::open(&path).unwrap();
         let tx = conn.transaction().unwrap();
-        for script in &MIGRATIONS[..6] {
-            tx.execute_batch(script).unwrap();
-        }
-        tx.pragma_update(None, "application_id", APPLICATION_ID)
-            .unwrap();
-        tx.pragma_update(None, "user_version", 6).unwrap();
+        as_version(&tx, 6);
         tx.execute_batch(
             "INSERT INTO sessions (id, started_at, command, cwd, rate_hz, clock_mono_ns,
                  clock_unix_ns) VALUES (1, '2024-05-01T12:00:00.000Z', '[]', '/', 1000, 0, 0);
