@@ -42,6 +42,12 @@ class Session:
 # samples a burn says too little to judge, and the recording is made again.
 MIN_SAMPLES = 25
 ATTEMPTS = 3
+# The split runs 600 ms at 1 kHz: 594-609 samples judged in eleven local runs,
+# quiet or beside 2-4 CPU hogs (shares 0.689-0.724). CI once judged 460 and read
+# 0.630: a machine that loses a quarter of the samples, in bursts, loses them
+# unevenly between the two functions. Below this many the split is recorded
+# again, as a burn with too few samples is.
+MIN_SPLIT_SAMPLES = 500
 
 
 def record(tmp: Path) -> Session:
@@ -79,7 +85,9 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
     for attempt in range(ATTEMPTS):
         recorded = record(tmp_path_factory.mktemp(f"accuracy-{attempt}"))
         burns = [r for r in recorded.rows if "burn/" in r["path"]]
-        if all(r["samples"] >= MIN_SAMPLES for r in burns):
+        if all(r["samples"] >= MIN_SAMPLES for r in burns) and (
+            sum(split_counts(recorded)) >= MIN_SPLIT_SAMPLES
+        ):
             break
     return recorded
 
@@ -92,11 +100,17 @@ def test_concurrent_async_requests_keep_their_own_samples(session: Session) -> N
         assert judged.own_share >= 0.95, judged
 
 
-def test_a_known_split_is_measured_within_five_points(session: Session) -> None:
+def split_counts(session: Session) -> tuple[int, int]:
+    """On-CPU samples of the split's two functions."""
     (row,) = session.rows_for("/split")
     seventy, thirty, _ = attribution.judge(
         session.recorded.folded(row["id"]), "seventy_percent", {"thirty_percent"}
     )
+    return seventy, thirty
+
+
+def test_a_known_split_is_measured_within_five_points(session: Session) -> None:
+    seventy, thirty = split_counts(session)
     assert seventy + thirty >= 300, (seventy, thirty)
     share = seventy / (seventy + thirty)
     # Uncharged walks cluster at the suspend after each slice (after g), so

@@ -2,7 +2,8 @@
 
 `fixtures/phases_app.py` spends 150 ms of Python in `phase_a`, then 150 ms in `phase_b`, on the
 event loop's thread, while a thread of its own runs `outside_worker` outside any request. The
-request's speedscope timeline must hold `phase_a` in its first half and `phase_b` in its second;
+request's speedscope timeline must hold `phase_a` from the handler's start for as long as the app
+timed it, then `phase_b`;
 the session's Chrome trace must hold them inside the request's span on its thread's track, in
 that order, and `outside_worker` on a track of samples outside requests.
 """
@@ -73,10 +74,9 @@ def test_a_requests_samples_fall_at_their_offsets_on_its_timeline(
     # Samples every millisecond, each held until the next: the phases are covered.
     for phase, ms in ((a, answer["a_ms"]), (b, answer["b_ms"])):
         assert sum(c - o for o, c in phase) > 0.5 * ms, phase
-    half = timeline["endValue"] / 2
-    assert max(c for _, c in a) <= half + TOLERANCE_MS, (a, half)
-    assert min(o for o, _ in b) >= half - TOLERANCE_MS, (b, half)
-    # And where the app's own clock says: A from the handler's start, B after it.
+    # Where the app's own clock says: A from the handler's start, B after it.
+    # (Not at the timeline's halves: what runs before the handler, routing and
+    # the marker, took 18 ms of a 320 ms request on a loaded CI machine.)
     (handler,) = [o for name, o, _ in spans if name.startswith("handler")]
     boundary = handler + answer["a_ms"]
     assert handler - TOLERANCE_MS <= min(o for o, _ in a)

@@ -293,7 +293,6 @@ def test_waiting_for_the_gil_is_told_from_blocking(session: Session) -> None:
         total = r.weight()
         duration = r.row["duration_ms"]
         waiting = r.weight(lambda s: s.endswith(";[waiting for the GIL]")) / total
-        blocked = r.weight(lambda s: s.endswith(";[blocked]")) / total
         low = r.response["hog_cpu_ms"] / duration
         high = (duration - r.response["cpu_ms"]) / duration
         # Two Python threads on one GIL take turns every switch interval, so
@@ -309,7 +308,12 @@ def test_waiting_for_the_gil_is_told_from_blocking(session: Session) -> None:
             f"{waiting:.3f} + {native:.3f} native below {low:.3f}: {r.describe()}"
         )
         assert waiting <= high + GIL_TOLERANCE, f"{waiting:.3f} above {high:.3f}: {r.describe()}"
-        assert blocked <= 0.05, f"{blocked:.3f} read as blocked: {r.describe()}"
+        # Inside `burn_gil` the thread only runs or waits for the GIL. Outside
+        # it, blocking is real: `Thread.start` waits for the hog to run and
+        # `join` for it to see `stop` (each needs the GIL and, on a loaded
+        # machine, a CPU): 14.9 ms of a 109.6 ms request in a fresh clone.
+        blocked = r.weight(lambda s: "burn_gil" in s and s.endswith(";[blocked]")) / total
+        assert blocked <= 0.05, f"{blocked:.3f} of burn_gil read as blocked: {r.describe()}"
         gil_ms = r.shown["breakdown"]["gil_wait_ms"]
         assert low / 2 * duration <= gil_ms <= (high + GIL_TOLERANCE) * duration, r.describe()
         # Mostly under the Python that waited (starting the hog thread waits
