@@ -543,8 +543,10 @@ Latency (p50, p95) and CPU time per request are compared by a seeded bootstrap
 confidence interval of the B/A ratio: a change counts when the whole 95%
 interval is beyond 10% and the figures differ by 1 ms or more, and only with
 10 requests a side beyond the percentile (20 for the p50, 200 for the p95);
-otherwise the verdict is `same`. Queries per request and N+1s are compared exactly. Exit code:
-0, or 2 for bad input (also when the two were sampled in different modes).";
+otherwise the verdict is `same`. Queries per request and N+1s are compared exactly. When the
+machine was busier in one session (CPU pressure plus steal, 10 points or more apart), a latency
+change no larger than that load explains is `unsure`. Exit code: 0, or 2 for bad input (also
+when the two were sampled in different modes).";
 
 const CHECK_HELP: &str = "\
 Examples:
@@ -553,8 +555,9 @@ Examples:
 
 Thresholds come from the flags, else from `[tool.timeglass.check]` of the
 session's `pyproject.toml` (`max-slower = \"10%\"`, `max-queries-added = 0`,
-`fail-on = [\"n-plus-one\"]`). Exit code: 0 when no endpoint regressed beyond
-them, 1 when one did, 2 for bad input.";
+`fail-on = [\"n-plus-one\", \"unsure\"]`). An endpoint whose latency moved by no more than a
+busier machine explains passes with a warning unless `--fail-on unsure`. Exit code: 0 when no
+endpoint regressed beyond them, 1 when one did, 2 for bad input.";
 
 #[derive(Subcommand)]
 pub(crate) enum BaselineCommand {
@@ -654,6 +657,8 @@ pub(crate) enum CheckFormat {
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum FailOn {
     NPlusOne,
+    /// An endpoint whose latency moved by no more than a busier machine explains.
+    Unsure,
 }
 
 #[derive(Args)]
@@ -671,7 +676,8 @@ pub(crate) struct CheckArgs {
     /// Fail when an endpoint runs more than N more statements per request.
     #[arg(long, value_name = "N")]
     pub max_queries_added: Option<f64>,
-    /// Also fail when an endpoint flags more likely N+1s.
+    /// Also fail when an endpoint flags more likely N+1s (`n-plus-one`), or
+    /// when its latency moved but a busier machine explains it (`unsure`).
     #[arg(long, value_enum, value_name = "WHAT")]
     pub fail_on: Vec<FailOn>,
     #[arg(long, value_enum, default_value = "table")]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use timeglass_compare::check::parse_ratio;
-use timeglass_compare::{Comparison, Gate, Outcome};
+use timeglass_compare::{Comparison, Gate, Outcome, Verdict};
 use timeglass_store::Store;
 
 use crate::args::{CheckArgs, CheckFormat, FailOn};
@@ -41,6 +41,9 @@ pub(crate) fn check(args: CheckArgs) -> Result<ExitCode> {
     if args.fail_on.contains(&FailOn::NPlusOne) {
         gate.fail_on_n_plus_one = true;
     }
+    if args.fail_on.contains(&FailOn::Unsure) {
+        gate.fail_on_unsure = true;
+    }
     let c = timeglass_compare::compare(&a, &b, &gate.test_options()).map_err(failure)?;
     warn(&c);
     let outcomes = gate.judge(&c);
@@ -71,24 +74,39 @@ pub(crate) fn check(args: CheckArgs) -> Result<ExitCode> {
 }
 
 fn thresholds(g: &Gate) -> String {
+    let fail = |yes: bool| if yes { "fail" } else { "allowed" };
     format!(
-        "max slower {:.0}%, max queries added {}, N+1s {}{}",
+        "max slower {:.0}%, max queries added {}, N+1s {}, unsure {}{}",
         g.max_slower * 100.0,
         g.max_queries_added,
-        if g.fail_on_n_plus_one {
-            "fail"
-        } else {
-            "allowed"
-        },
+        fail(g.fail_on_n_plus_one),
+        fail(g.fail_on_unsure),
         g.source
             .as_ref()
             .map_or(String::new(), |p| format!(" (from {})", p.display()))
     )
 }
 
+/// Endpoints that passed only because the machine's load explains their latency.
+fn unsure_passes(c: &Comparison, outcomes: &[Outcome]) -> usize {
+    outcomes
+        .iter()
+        .zip(&c.endpoints)
+        .filter(|(o, e)| !o.failed && e.verdict == Verdict::Unsure)
+        .count()
+}
+
 fn summary(c: &Comparison, outcomes: &[Outcome]) -> String {
     let failed = outcomes.iter().filter(|o| o.failed).count();
+    let unsure = unsure_passes(c, outcomes);
     match failed {
+        0 if unsure > 0 => format!(
+            "PASS: no endpoint of session {} regressed against baseline session {} \
+             ({unsure} unsure: the machine was busier in one of them; record again on a quieter one to judge {})",
+            c.b_session,
+            c.a_session,
+            if unsure == 1 { "it" } else { "them" }
+        ),
         0 => format!(
             "PASS: no endpoint of session {} regressed against baseline session {}",
             c.b_session, c.a_session
@@ -109,10 +127,20 @@ fn text(c: &Comparison, g: &Gate, outcomes: &[Outcome]) -> String {
         thresholds(g)
     );
     for (o, e) in outcomes.iter().zip(&c.endpoints) {
-        let status = if o.failed { "FAIL" } else { "ok  " };
+        let unsure = !o.failed && e.verdict == Verdict::Unsure;
+        let status = match (o.failed, unsure) {
+            (true, _) => "FAIL",
+            (false, true) => "warn",
+            (false, false) => "ok  ",
+        };
         out.push_str(&format!("{status} {} ({})\n", o.endpoint, o.note));
         for f in &o.failures {
             out.push_str(&format!("     {f}\n"));
+        }
+        if unsure {
+            for r in e.reasons.iter().filter(|r| r.contains(" latency ")) {
+                out.push_str(&format!("     {r}\n"));
+            }
         }
         if o.failed {
             for l in explanations(e).iter().filter(|l| !e.reasons.contains(l)) {
@@ -129,8 +157,12 @@ fn markdown(c: &Comparison, g: &Gate, outcomes: &[Outcome]) -> String {
         summary(c, outcomes),
         md(&thresholds(g))
     );
-    for o in outcomes {
-        let result = if o.failed { "❌ fail" } else { "✅ pass" };
+    for (o, e) in outcomes.iter().zip(&c.endpoints) {
+        let result = match (o.failed, e.verdict == Verdict::Unsure) {
+            (true, _) => "❌ fail",
+            (false, true) => "⚠️ pass",
+            (false, false) => "✅ pass",
+        };
         out.push_str(&format!(
             "| {} | {result} ({}) | {} |\n",
             md(&o.endpoint),

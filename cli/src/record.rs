@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use timeglass_recorder::machine::Counters;
 use timeglass_recorder::{
     Follow, Notice, PySpyOptions, Recorder, RecorderOptions, SamplerOptions, Summary,
 };
@@ -28,6 +29,8 @@ pub(crate) struct Recording {
     recorder: Recorder,
     session: SessionId,
     db: PathBuf,
+    /// The machine's load counters when recording began.
+    machine: Counters,
 }
 
 /// The sampler's options from the command line.
@@ -80,6 +83,7 @@ impl Recording {
             recorder,
             session,
             db: args.db.db.clone(),
+            machine: Counters::read(),
         })
     }
 
@@ -94,6 +98,7 @@ impl Recording {
 
     /// Stops recording, stores everything and ends the session.
     pub(crate) fn finish(self, exit_code: Option<i32>) -> Result<Summary> {
+        let load = self.machine.until(&Counters::read());
         let (summary, mut store) = self.recorder.stop().map_err(|e| Failure::error(&e))?;
         store.end_session(
             self.session,
@@ -102,6 +107,7 @@ impl Recording {
                 samples: summary.request_samples + summary.outside_samples,
                 torn_samples: summary.torn_samples,
                 lost_events: summary.lost_events,
+                load,
             },
         )?;
         if summary.unstored_requests > 0 {

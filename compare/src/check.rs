@@ -2,7 +2,9 @@
 //! when its latency or CPU time is slower beyond `max_slower` (by the
 //! test of `stats.rs`), when it runs more than `max_queries_added` more
 //! statements per request, or, with `fail_on_n_plus_one`, when it flags
-//! more N+1s. New and gone endpoints never fail.
+//! more N+1s. New and gone endpoints never fail. An endpoint whose
+//! latency changed by no more than a busier machine explains is unsure: it
+//! fails only with `fail_on_unsure`.
 //!
 //! Thresholds come from `[tool.timeglass.check]` of `pyproject.toml` or
 //! `[check]` of `timeglass.toml`, found as `timeglass report` finds its
@@ -23,6 +25,7 @@ pub mod defaults {
     /// One more statement per request fails.
     pub const MAX_QUERIES_ADDED: f64 = 0.0;
     pub const FAIL_ON_N_PLUS_ONE: bool = false;
+    pub const FAIL_ON_UNSURE: bool = false;
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -31,6 +34,7 @@ pub struct Gate {
     pub max_slower: f64,
     pub max_queries_added: f64,
     pub fail_on_n_plus_one: bool,
+    pub fail_on_unsure: bool,
     /// The file thresholds were read from; `None`: defaults and flags.
     pub source: Option<PathBuf>,
 }
@@ -41,6 +45,7 @@ impl Default for Gate {
             max_slower: defaults::MAX_SLOWER,
             max_queries_added: defaults::MAX_QUERIES_ADDED,
             fail_on_n_plus_one: defaults::FAIL_ON_N_PLUS_ONE,
+            fail_on_unsure: defaults::FAIL_ON_UNSURE,
             source: None,
         }
     }
@@ -53,7 +58,7 @@ struct CheckSection {
     /// `"10%"` or `0.1`.
     max_slower: Option<Ratio>,
     max_queries_added: Option<f64>,
-    /// `["n-plus-one"]`.
+    /// `["n-plus-one", "unsure"]`.
     #[serde(default)]
     fail_on: Vec<String>,
 }
@@ -92,9 +97,10 @@ impl Gate {
         for f in section.fail_on {
             match f.as_str() {
                 "n-plus-one" => gate.fail_on_n_plus_one = true,
+                "unsure" => gate.fail_on_unsure = true,
                 other => {
                     return Err(bad(format!(
-                        "fail-on: unknown `{other}` (known: n-plus-one)"
+                        "fail-on: unknown `{other}` (known: n-plus-one, unsure)"
                     )))
                 }
             }
@@ -143,11 +149,20 @@ impl Gate {
         if self.fail_on_n_plus_one && e.n_plus_one_added {
             failures.push("more requests flagged as likely N+1s".into());
         }
+        let note = if e.verdict == Verdict::Unsure {
+            let moved = e.reasons.iter().filter(|r| r.contains(" latency "));
+            if self.fail_on_unsure {
+                failures.extend(moved.cloned());
+            }
+            "unsure: latency moved no more than the busier machine explains".to_string()
+        } else {
+            e.verdict.as_str().to_string()
+        };
         Outcome {
             endpoint: e.name(),
             failed: !failures.is_empty(),
             failures,
-            note: e.verdict.as_str().to_string(),
+            note,
         }
     }
 }
@@ -226,5 +241,12 @@ mod tests {
         );
         let empty = tempfile::tempdir().unwrap();
         assert_eq!(Gate::find(&[empty.path()]).unwrap(), Gate::default());
+        std::fs::write(
+            dir.path().join("pyproject.toml"),
+            "[tool.timeglass.check]\nfail-on = [\"unsure\"]\n",
+        )
+        .unwrap();
+        let g = Gate::find(&[dir.path()]).unwrap();
+        assert!(g.fail_on_unsure && !g.fail_on_n_plus_one);
     }
 }

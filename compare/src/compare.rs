@@ -13,6 +13,9 @@ use crate::CompareError;
 const EXACT: f64 = 1e-9;
 /// At most this many functions explain one endpoint's change.
 const MAX_FUNCTIONS: usize = 5;
+/// Sessions whose machines were busy for shares of their time this far
+/// apart are not judged on latency alone.
+pub const LOAD_GAP: f64 = 0.10;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -20,6 +23,10 @@ pub enum Verdict {
     Faster,
     Slower,
     Same,
+    /// Latency changed, but by no more than the difference in the
+    /// machine's load between the sessions explains, and nothing exact
+    /// (statements, N+1s) got worse.
+    Unsure,
     /// Only in B.
     New,
     /// Only in A.
@@ -32,6 +39,7 @@ impl Verdict {
             Verdict::Faster => "faster",
             Verdict::Slower => "slower",
             Verdict::Same => "same",
+            Verdict::Unsure => "unsure",
             Verdict::New => "new",
             Verdict::Gone => "gone",
         }
@@ -111,9 +119,11 @@ impl EndpointComparison {
         )
     }
 
-    /// Whether a latency test found B slower.
+    /// Whether a latency test found B slower, by more than the machine's
+    /// load explains.
     pub fn timing_slower(&self) -> bool {
-        self.latency_tests().any(|t| t.change == Change::Slower)
+        self.latency_tests()
+            .any(|t| t.change == Change::Slower && !t.explained_by_load)
     }
 
     /// The tests that decide the verdict: latency. CPU time per request is
@@ -134,6 +144,8 @@ pub struct Comparison {
     pub b_settings: Settings,
     /// Settings that differ; the figures may not compare.
     pub warnings: Vec<String>,
+    /// The machine was far busier in one session than in the other.
+    pub load: Option<LoadShift>,
     /// How the verdicts were reached (for the JSON output and the docs).
     pub method: Method,
     pub endpoints: Vec<EndpointComparison>,
@@ -148,6 +160,65 @@ pub struct Method {
     pub min_abs_ms: f64,
     pub min_samples: usize,
     pub seed: u64,
+}
+
+/// How much busier the machine was in B than in A, from the share of each
+/// session's time in which the CPUs could not run what was ready (CPU
+/// pressure plus steal). `factor` is the most B's times could grow, with
+/// the same code, for work that needs a CPU throughout: a request that
+/// gets a CPU only `1 - busy` of the time takes `1 / (1 - busy)` as long.
+/// Below 1 when A was the busier.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct LoadShift {
+    pub a_busy: f64,
+    pub b_busy: f64,
+    pub factor: f64,
+}
+
+impl LoadShift {
+    /// `None` when either load is unknown or they are within [`LOAD_GAP`].
+    pub fn between(a: &Settings, b: &Settings) -> Option<LoadShift> {
+        let (a_busy, b_busy) = (busy(a)?, busy(b)?);
+        if (b_busy - a_busy).abs() <= LOAD_GAP {
+            return None;
+        }
+        Some(LoadShift {
+            a_busy,
+            b_busy,
+            factor: (1.0 - a_busy) / (1.0 - b_busy),
+        })
+    }
+
+    /// Whether `t`'s change is one the load alone could make: in the
+    /// direction of the busier side, with the near end of its interval
+    /// (the least change the data allow) within `factor`.
+    fn explains(&self, t: &Tested) -> bool {
+        match t.change {
+            Change::Slower => {
+                self.factor > 1.0 && t.low.or(t.ratio).is_some_and(|l| l <= self.factor)
+            }
+            Change::Faster => {
+                self.factor < 1.0 && t.high.or(t.ratio).is_some_and(|h| h >= self.factor)
+            }
+            Change::Same => false,
+        }
+    }
+}
+
+/// Share of a session's time the machine was busy, when known; capped so
+/// that a saturated machine still gives a finite factor.
+fn busy(s: &Settings) -> Option<f64> {
+    if s.cpu_wait.is_none() && s.steal.is_none() {
+        return None;
+    }
+    Some((s.cpu_wait.unwrap_or(0.0) + s.steal.unwrap_or(0.0)).min(0.95))
+}
+
+/// `a task ready to run waited for a CPU 35% of the time, steal 2%`.
+fn load_text(s: &Settings) -> String {
+    let pct =
+        |v: Option<f64>| v.map_or_else(|| "unknown".to_string(), |v| format!("{:.0}%", v * 100.0));
+    format!("CPU wait {}, steal {}", pct(s.cpu_wait), pct(s.steal))
 }
 
 /// Compares B against A. Refuses snapshots sampled in different modes and
@@ -173,21 +244,46 @@ pub fn compare(a: &Snapshot, b: &Snapshot, o: &TestOptions) -> Result<Comparison
             b: b.session,
         });
     }
+    let load = LoadShift::between(&a.settings, &b.settings);
     let mut endpoints: Vec<EndpointComparison> = a
         .endpoints
         .iter()
-        .map(|ea| endpoint(Some(ea), b.endpoint(&ea.method, ea.route.as_deref()), o))
+        .map(|ea| {
+            endpoint(
+                Some(ea),
+                b.endpoint(&ea.method, ea.route.as_deref()),
+                load,
+                o,
+            )
+        })
         .collect();
     endpoints.extend(
         b.endpoints
             .iter()
             .filter(|eb| a.endpoint(&eb.method, eb.route.as_deref()).is_none())
-            .map(|eb| endpoint(None, Some(eb), o)),
+            .map(|eb| endpoint(None, Some(eb), load, o)),
     );
+    let mut warnings = warnings(&a.settings, &b.settings);
+    if let Some(l) = load {
+        let (busier, calmer) = if l.factor > 1.0 {
+            (("B", &b.settings), ("A", &a.settings))
+        } else {
+            (("A", &a.settings), ("B", &b.settings))
+        };
+        warnings.push(format!(
+            "the machine was busier in {}: {} ({}: {}); latency changes within ×{:.2} are put down to it",
+            busier.0,
+            load_text(busier.1),
+            calmer.0,
+            load_text(calmer.1),
+            l.factor.max(1.0 / l.factor),
+        ));
+    }
     Ok(Comparison {
         a_session: a.session,
         b_session: b.session,
-        warnings: warnings(&a.settings, &b.settings),
+        warnings,
+        load,
         a_settings: a.settings.clone(),
         b_settings: b.settings.clone(),
         method: Method {
@@ -242,6 +338,7 @@ fn warnings(a: &Settings, b: &Settings) -> Vec<String> {
 fn endpoint(
     a: Option<&EndpointSnapshot>,
     b: Option<&EndpointSnapshot>,
+    load: Option<LoadShift>,
     o: &TestOptions,
 ) -> EndpointComparison {
     let any = a.or(b).expect("one side at least");
@@ -270,6 +367,15 @@ fn endpoint(
         stats::test(&a.durations_us, &b.durations_us, Statistic::P95, o),
         stats::test(&a.cpu_us, &b.cpu_us, Statistic::Mean, o),
     ];
+    if let Some(load) = load {
+        for t in out
+            .tests
+            .iter_mut()
+            .filter(|t| t.statistic != Statistic::Mean)
+        {
+            t.explained_by_load = load.explains(t);
+        }
+    }
     let (sa, sb) = (Side::of(a), Side::of(b));
     out.queries_added = sb.queries_per_request - sa.queries_per_request;
     out.n_plus_one_added = sb.n_plus_one_rate() > sa.n_plus_one_rate() + EXACT;
@@ -286,13 +392,20 @@ fn endpoint(
 /// request or flags more N+1s (more work per request, even where the
 /// timing cannot tell yet); faster when a latency test says so, or B runs
 /// fewer statements, and nothing got worse. CPU time decides neither way.
+/// A latency change that the machine's load explains makes the verdict
+/// unsure, unless something else made it slower.
 fn verdict(c: &EndpointComparison) -> Verdict {
     let worse = c.timing_slower() || c.queries_added > EXACT || c.n_plus_one_added;
-    let better = c.latency_tests().any(|t| t.change == Change::Faster) || c.queries_added < -EXACT;
-    match (worse, better) {
-        (true, _) => Verdict::Slower,
-        (false, true) => Verdict::Faster,
-        (false, false) => Verdict::Same,
+    let better = c
+        .latency_tests()
+        .any(|t| t.change == Change::Faster && !t.explained_by_load)
+        || c.queries_added < -EXACT;
+    let unsure = c.latency_tests().any(|t| t.explained_by_load);
+    match (worse, unsure, better) {
+        (true, _, _) => Verdict::Slower,
+        (false, true, _) => Verdict::Unsure,
+        (false, false, true) => Verdict::Faster,
+        (false, false, false) => Verdict::Same,
     }
 }
 
@@ -305,13 +418,18 @@ fn reasons(c: &EndpointComparison) -> Vec<String> {
         };
         let pct = |r: f64| format!("{:+.0}%", (r - 1.0) * 100.0);
         out.push(format!(
-            "{what} {:.1} → {:.1} ms ({}, {:.0}% interval {} to {})",
+            "{what} {:.1} → {:.1} ms ({}, {:.0}% interval {} to {}){}",
             t.a.unwrap_or(0.0) / 1000.0,
             t.b.unwrap_or(0.0) / 1000.0,
             pct(t.ratio.unwrap_or(1.0)),
             crate::stats::defaults::CONFIDENCE * 100.0,
             pct(t.low.unwrap_or(1.0)),
             pct(t.high.unwrap_or(1.0)),
+            if t.explained_by_load {
+                ", within what the busier machine explains"
+            } else {
+                ""
+            },
         ));
     }
     if c.queries_added.abs() > EXACT {
@@ -399,7 +517,12 @@ mod tests {
         let (low, high) = (vec![2; 40], vec![4; 40]);
         let o = TestOptions::default();
         for (a, b, cpu) in [(&high, &low, Change::Faster), (&low, &high, Change::Slower)] {
-            let c = endpoint(Some(&side(&durations, a)), Some(&side(&durations, b)), &o);
+            let c = endpoint(
+                Some(&side(&durations, a)),
+                Some(&side(&durations, b)),
+                None,
+                &o,
+            );
             let mean = c
                 .tests
                 .iter()
@@ -412,8 +535,75 @@ mod tests {
         let c = endpoint(
             Some(&side(&faster, &high)),
             Some(&side(&durations, &high)),
+            None,
             &o,
         );
         assert_eq!(c.verdict, Verdict::Faster, "{:?}", c.reasons);
+    }
+
+    fn loaded(cpu_wait: Option<f64>, steal: Option<f64>) -> Settings {
+        Settings {
+            timeglass_version: "0".into(),
+            rate_hz: 1000,
+            sample_mode: Some("wall".into()),
+            python_version: None,
+            git_commit: None,
+            cpu_model: None,
+            cpu_wait,
+            steal,
+        }
+    }
+
+    #[test]
+    fn loads_within_the_gap_or_unknown_shift_nothing() {
+        let quiet = loaded(Some(0.04), Some(0.02));
+        assert_eq!(
+            LoadShift::between(&quiet, &loaded(Some(0.10), Some(0.04))),
+            None
+        );
+        assert_eq!(LoadShift::between(&quiet, &loaded(None, None)), None);
+        let busy = LoadShift::between(&quiet, &loaded(Some(0.50), Some(0.04))).unwrap();
+        assert!((busy.factor - 0.94 / 0.46).abs() < 1e-9, "{busy:?}");
+        let calmer = LoadShift::between(&loaded(Some(0.50), Some(0.04)), &quiet).unwrap();
+        assert!((calmer.factor - 0.46 / 0.94).abs() < 1e-9, "{calmer:?}");
+        // A saturated machine still gives a finite factor.
+        let full = LoadShift::between(&quiet, &loaded(Some(1.0), Some(0.3))).unwrap();
+        assert!((full.factor - 0.94 / 0.05).abs() < 1e-9, "{full:?}");
+    }
+
+    /// p50 doubled: unsure when the busier B explains twice the time,
+    /// slower when it explains less, and slower whatever the load when
+    /// B also runs more statements.
+    #[test]
+    fn a_busier_machine_makes_latency_alone_unsure() {
+        let o = TestOptions::default();
+        let fast: Vec<u64> = (0..40).map(|i| 5 + i % 3).collect();
+        let slow: Vec<u64> = fast.iter().map(|d| d * 2).collect();
+        let (a, b) = (side(&fast, &[1; 40]), side(&slow, &[1; 40]));
+        let quiet = loaded(Some(0.02), Some(0.0));
+        let shift = |busy: f64| LoadShift::between(&quiet, &loaded(Some(busy), Some(0.0)));
+        let c = endpoint(Some(&a), Some(&b), shift(0.6), &o);
+        assert_eq!(c.verdict, Verdict::Unsure, "{:?}", c.reasons);
+        assert!(!c.timing_slower());
+        assert!(
+            c.reasons
+                .iter()
+                .any(|r| r.ends_with("within what the busier machine explains")),
+            "{:?}",
+            c.reasons
+        );
+        let c = endpoint(Some(&a), Some(&b), shift(0.2), &o);
+        assert_eq!(c.verdict, Verdict::Slower, "{:?}", c.reasons);
+        let mut more = b.clone();
+        more.stats.queries_avg = 3.0;
+        let c = endpoint(Some(&a), Some(&more), shift(0.6), &o);
+        assert_eq!(c.verdict, Verdict::Slower, "{:?}", c.reasons);
+        // Faster on the busier machine is no load's doing.
+        let c = endpoint(Some(&b), Some(&a), shift(0.6), &o);
+        assert_eq!(c.verdict, Verdict::Faster, "{:?}", c.reasons);
+        // And faster when A was the busier one is unsure.
+        let calmer = LoadShift::between(&loaded(Some(0.6), Some(0.0)), &quiet);
+        let c = endpoint(Some(&b), Some(&a), calmer, &o);
+        assert_eq!(c.verdict, Verdict::Unsure, "{:?}", c.reasons);
     }
 }

@@ -37,6 +37,13 @@ pub struct Settings {
     /// is in a repository.
     pub git_commit: Option<String>,
     pub cpu_model: Option<String>,
+    /// Share of the session's wall time in which a task ready to run
+    /// waited for a CPU; `None` where unknown (and in older snapshots).
+    #[serde(default)]
+    pub cpu_wait: Option<f64>,
+    /// Share of the CPUs' time the hypervisor gave to other guests.
+    #[serde(default)]
+    pub steal: Option<f64>,
 }
 
 /// How often one statement ran per request, and its time.
@@ -191,5 +198,7 @@ fn settings(store: &Store, info: &SessionInfo) -> Result<Settings, CompareError>
         python_version,
         git_commit: machine::git_commit(Path::new(&info.cwd)),
         cpu_model: machine::cpu_model(),
+        cpu_wait: info.load.cpu_wait,
+        steal: info.load.steal,
     })
 }

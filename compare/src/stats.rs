@@ -119,6 +119,9 @@ pub struct Tested {
     pub low: Option<f64>,
     pub high: Option<f64>,
     pub change: Change,
+    /// A change no larger than the one a busier machine alone could cause
+    /// (see `compare::LoadShift`): it decides no verdict.
+    pub explained_by_load: bool,
 }
 
 /// Tests whether `b` differs from `a` in `statistic`.
@@ -142,6 +145,7 @@ pub fn test(a: &[u64], b: &[u64], statistic: Statistic, o: &TestOptions) -> Test
         low: None,
         high: None,
         change: Change::Same,
+        explained_by_load: false,
     };
     let needed = statistic.needed(o.min_samples);
     if a.len() < needed || b.len() < needed {

@@ -117,6 +117,7 @@ fn fixture() -> &'static Fixture {
                     samples: 60,
                     torn_samples: 0,
                     lost_events: 0,
+                    load: Default::default(),
                 },
             )
             .unwrap();

@@ -7,6 +7,7 @@
 //! thread.
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+pub mod machine;
 pub mod resources;
 mod whole;
 mod worker;

@@ -95,6 +95,7 @@ fn world(cwd: &Path) -> World {
                 samples: 0,
                 torn_samples: 0,
                 lost_events: 0,
+                load: Default::default(),
             },
         )
         .unwrap();

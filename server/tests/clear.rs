@@ -36,6 +36,7 @@ impl World {
                     samples: 0,
                     torn_samples: 0,
                     lost_events: 0,
+                    load: Default::default(),
                 };
                 store.end_session(id, &end).unwrap();
             }

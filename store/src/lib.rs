@@ -111,12 +111,23 @@ impl ProcessExit {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SessionEnd {
     pub exit_code: Option<i32>,
     pub samples: u64,
     pub torn_samples: u64,
     pub lost_events: u64,
+    pub load: MachineLoad,
+}
+
+/// How busy the machine was over a session, as shares of its wall time;
+/// `None` where the kernel keeps no such counter.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MachineLoad {
+    /// Some task ready to run waited for a CPU (`/proc/pressure/cpu`).
+    pub cpu_wait: Option<f64>,
+    /// The hypervisor gave the CPUs to other guests (`steal`, `/proc/stat`).
+    pub steal: Option<f64>,
 }
 
 /// What the writer thread flushes at once; written in one transaction.
@@ -332,7 +343,8 @@ impl Store {
             .conn
             .prepare_cached(
                 "UPDATE sessions SET ended_at = ?2, exit_code = ?3, samples = ?4,
-                     torn_samples = ?5, lost_events = ?6
+                     torn_samples = ?5, lost_events = ?6, cpu_wait_share = ?7,
+                     steal_share = ?8
                  WHERE id = ?1",
             )
             .and_then(|mut stmt| {
@@ -342,7 +354,9 @@ impl Store {
                     end.exit_code,
                     end.samples,
                     end.torn_samples,
-                    end.lost_events
+                    end.lost_events,
+                    end.load.cpu_wait,
+                    end.load.steal,
                 ])
             })
             .map_err(|e| self.sql_err(e))?;

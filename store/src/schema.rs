@@ -14,7 +14,7 @@ pub const APPLICATION_ID: i32 = i32::from_be_bytes(*b"TmGl");
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 const MIGRATIONS: &[&str] = &[
-    V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13, V14, V15,
+    V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13, V14, V15, V16,
 ];
 
 /// The sums of `endpoint_minutes` per endpoint and minute over `requests`
@@ -35,6 +35,16 @@ macro_rules! minute_sums {
 FROM requests"
     };
 }
+
+/// Version 16: how busy the machine was over each session, as shares of
+/// its wall time: a task ready to run waited for a CPU (`cpu_wait_share`,
+/// CPU pressure) and the hypervisor ran other guests (`steal_share`). NULL
+/// where the kernel keeps no such counter, for sessions that did not end
+/// and for sessions of older versions. `compare` reads them.
+const V16: &str = "
+ALTER TABLE sessions ADD COLUMN cpu_wait_share REAL;
+ALTER TABLE sessions ADD COLUMN steal_share REAL;
+";
 
 /// Version 15: lists sorted by response time keep the nanosecond order they
 /// show. `duration_us` is floored, so requests within one microsecond tied
@@ -1018,6 +1028,60 @@ mod tests {
             &*timeline.stacks[0][0].name, "handler",
             "the old frame, reused"
         );
+    }
+
+    /// Sessions of version 15 open with an unknown machine load; a session
+    /// ended after the upgrade keeps its load.
+    #[test]
+    fn version_15_sessions_open_with_an_unknown_load() {
+        use crate::{MachineLoad, NewSession, SessionEnd, SessionId, Store};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v15.db");
+        let mut conn = Connection::open(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        as_version(&tx, 15);
+        tx.execute_batch(
+            "INSERT INTO sessions (id, started_at, ended_at, command, cwd, rate_hz,
+                 clock_mono_ns, clock_unix_ns)
+             VALUES (1, '2024-05-01T12:00:00.000Z', '2024-05-01T12:01:00.000Z', '[]', '/',
+                 1000, 0, 0);",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        drop(conn);
+
+        let mut store = Store::open(&path).unwrap();
+        let old = store.session_info(SessionId(1)).unwrap().unwrap();
+        assert_eq!(old.load, MachineLoad::default());
+        let new = store
+            .begin_session(&NewSession {
+                command: vec!["app".into()],
+                cwd: "/".into(),
+                rate_hz: 1000,
+                clock: crate::ClockMap {
+                    mono_ns: 0,
+                    unix_ns: 0,
+                },
+            })
+            .unwrap();
+        let load = MachineLoad {
+            cpu_wait: Some(0.04),
+            steal: Some(0.02),
+        };
+        store
+            .end_session(
+                new,
+                &SessionEnd {
+                    exit_code: Some(0),
+                    samples: 0,
+                    torn_samples: 0,
+                    lost_events: 0,
+                    load,
+                },
+            )
+            .unwrap();
+        assert_eq!(store.session_info(new).unwrap().unwrap().load, load);
     }
 
     /// A file as version 13 wrote it: opening it fills the endpoint

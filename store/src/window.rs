@@ -230,7 +230,7 @@ pub struct Timing {
 }
 
 /// What a report needs to know about its session.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SessionInfo {
     pub id: SessionId,
     /// RFC 3339.
@@ -243,6 +243,9 @@ pub struct SessionInfo {
     pub rate_hz: u32,
     /// `wall` or `gil-only`; `None` for sessions before schema 10.
     pub sample_mode: Option<String>,
+    /// How busy the machine was (schema 16; unknown before, and until the
+    /// session ends).
+    pub load: crate::MachineLoad,
 }
 
 /// One resource sample of one process (schema v8's `process_samples`).
@@ -286,7 +289,7 @@ impl Store {
     ) -> Result<Option<SessionInfo>, StoreError> {
         let sql = format!(
             "SELECT id, started_at, ended_at, cwd, clock_mono_ns, clock_unix_ns, rate_hz,
-                 sample_mode
+                 sample_mode, cpu_wait_share, steal_share
              FROM sessions WHERE {condition}"
         );
         self.conn
@@ -304,6 +307,10 @@ impl Store {
                         },
                         rate_hz: r.get(6)?,
                         sample_mode: r.get(7)?,
+                        load: crate::MachineLoad {
+                            cpu_wait: r.get(8)?,
+                            steal: r.get(9)?,
+                        },
                     })
                 })
                 .optional()

@@ -116,6 +116,7 @@ fn end(store: &mut Store, session: SessionId) {
         samples: 0,
         torn_samples: 0,
         lost_events: 0,
+        load: Default::default(),
     };
     store.end_session(session, &end).unwrap();
 }

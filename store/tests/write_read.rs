@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use common::*;
 use timeglass_store::{
-    Batch, ProcessExit, ProcessId, RequestPage, RequestQuery, SessionEnd, Sort, StoreError,
+    Batch, MachineLoad, ProcessExit, ProcessId, RequestPage, RequestQuery, SessionEnd, Sort,
+    StoreError,
 };
 
 fn handler_stacks() -> Vec<timeglass_model::StackCount> {
@@ -45,9 +46,21 @@ fn round_trip() {
                 samples: 57,
                 torn_samples: 4,
                 lost_events: 1,
+                load: MachineLoad {
+                    cpu_wait: Some(0.25),
+                    steal: None,
+                },
             },
         )
         .unwrap();
+    let info = t.store.session_info(t.session).unwrap().unwrap();
+    assert_eq!(
+        info.load,
+        MachineLoad {
+            cpu_wait: Some(0.25),
+            steal: None
+        }
+    );
 
     let rows = t
         .store
@@ -400,6 +413,7 @@ fn unknown_ids_are_typed_errors() {
         samples: 0,
         torn_samples: 0,
         lost_events: 0,
+        load: Default::default(),
     };
     assert!(unknown(t.store.end_session(missing, &end)));
     t.store.end_process(t.process).unwrap();

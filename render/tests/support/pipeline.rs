@@ -204,6 +204,7 @@ pub(crate) fn store(fixture: &str, dir: &Path) -> PathBuf {
                 samples: walks as u64,
                 torn_samples: 0,
                 lost_events: 0,
+                load: Default::default(),
             },
         )
         .unwrap();
