@@ -40,12 +40,28 @@ class Served:
         at.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
 
 
+ATTEMPTS = 3
+
+
+def report_verdict(db: Path, a: int, b: int) -> str:
+    done = timeglass(db, "compare", "--session", str(a), "--session", str(b), "--format", "json")
+    assert done.code == 0, done.err
+    (report,) = [e for e in json.loads(done.out)["endpoints"] if e["route"] == "/report"]
+    return str(report["verdict"])
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    tmp = tmp_path_factory.mktemp("compare-page")
-    db = tmp / "store.db"
-    a = record(db)
-    b = record(db, SLOW_FACTOR="2")
+    # The page shows what `compare` says; on a loaded machine the 2x handler
+    # was once judged `same` (one hog beside the suite), so a recording whose
+    # comparison does not find it is made again, as `test_compare` does.
+    for attempt in range(ATTEMPTS):
+        tmp = tmp_path_factory.mktemp(f"compare-page-{attempt}")
+        db = tmp / "store.db"
+        a = record(db)
+        b = record(db, SLOW_FACTOR="2")
+        if report_verdict(db, a, b) == "slower":
+            break
     assert timeglass(db, "baseline", "save", "main", "--session", str(a)).code == 0
     shots = Path(os.environ.get("TIMEGLASS_SCREENSHOTS") or tmp / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)

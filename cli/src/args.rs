@@ -544,8 +544,8 @@ confidence interval of the B/A ratio: a change counts when the whole 95%
 interval is beyond 10% and the figures differ by 1 ms or more, and only with
 10 requests a side beyond the percentile (20 for the p50, 200 for the p95);
 otherwise the verdict is `same`. Queries per request and N+1s are compared exactly. When the
-machine was busier in one session (CPU pressure plus steal, 10 points or more apart), a latency
-change no larger than that load explains is `unsure`. Exit code: 0, or 2 for bad input (also
+machine slowed the app more in one session (its threads' wait for a CPU and steal, over 10%
+apart), a latency change no larger than that explains is `unsure`. Exit code: 0, or 2 for bad input (also
 when the two were sampled in different modes).";
 
 const CHECK_HELP: &str = "\

@@ -98,21 +98,20 @@ fn unsure_passes(c: &Comparison, outcomes: &[Outcome]) -> usize {
 
 fn summary(c: &Comparison, outcomes: &[Outcome]) -> String {
     let failed = outcomes.iter().filter(|o| o.failed).count();
-    let unsure = unsure_passes(c, outcomes);
-    match failed {
-        0 if unsure > 0 => format!(
-            "PASS: no endpoint of session {} regressed against baseline session {} \
-             ({unsure} unsure: the machine was busier in one of them; record again on a quieter one to judge {})",
-            c.b_session,
-            c.a_session,
-            if unsure == 1 { "it" } else { "them" }
+    let unsure = match unsure_passes(c, outcomes) {
+        0 => String::new(),
+        n => format!(
+            " ({n} unsure: the machine was busier in one of them; record again on a quieter one to judge {})",
+            if n == 1 { "it" } else { "them" }
         ),
+    };
+    match failed {
         0 => format!(
-            "PASS: no endpoint of session {} regressed against baseline session {}",
+            "PASS: no endpoint of session {} regressed against baseline session {}{unsure}",
             c.b_session, c.a_session
         ),
         n => format!(
-            "FAIL: {n} of {} endpoints of session {} regressed against baseline session {}",
+            "FAIL: {n} of {} endpoints of session {} regressed against baseline session {}{unsure}",
             outcomes.len(),
             c.b_session,
             c.a_session

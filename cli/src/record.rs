@@ -98,8 +98,9 @@ impl Recording {
 
     /// Stops recording, stores everything and ends the session.
     pub(crate) fn finish(self, exit_code: Option<i32>) -> Result<Summary> {
-        let load = self.machine.until(&Counters::read());
+        let mut load = self.machine.until(&Counters::read());
         let (summary, mut store) = self.recorder.stop().map_err(|e| Failure::error(&e))?;
+        load.app_wait = timeglass_recorder::machine::app_wait(&summary);
         store.end_session(
             self.session,
             &SessionEnd {

@@ -13,8 +13,8 @@ use crate::CompareError;
 const EXACT: f64 = 1e-9;
 /// At most this many functions explain one endpoint's change.
 const MAX_FUNCTIONS: usize = 5;
-/// Sessions whose machines were busy for shares of their time this far
-/// apart are not judged on latency alone.
+/// Sessions whose loads could account for more than this share of a
+/// change (in either direction) are not judged on latency alone.
 pub const LOAD_GAP: f64 = 0.10;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -162,30 +162,33 @@ pub struct Method {
     pub seed: u64,
 }
 
-/// How much busier the machine was in B than in A, from the share of each
-/// session's time in which the CPUs could not run what was ready (CPU
-/// pressure plus steal). `factor` is the most B's times could grow, with
-/// the same code, for work that needs a CPU throughout: a request that
-/// gets a CPU only `1 - busy` of the time takes `1 / (1 - busy)` as long.
-/// Below 1 when A was the busier.
+/// How much a busier machine alone could slow B against A. Each side's
+/// slowdown is `(1 + wait) / (1 - steal)`: the app's request threads
+/// waited `wait` seconds for a CPU per second they ran (their
+/// `schedstat`), and the hypervisor took `steal` of the CPUs' time, which
+/// the guest's counts do not see. `factor` is B's over A's: below 1 when A
+/// was the busier. A machine busy with other work but with CPUs to spare
+/// for the app slows nothing, and shifts nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct LoadShift {
-    pub a_busy: f64,
-    pub b_busy: f64,
+    pub a_slowdown: f64,
+    pub b_slowdown: f64,
     pub factor: f64,
 }
 
 impl LoadShift {
-    /// `None` when either load is unknown or they are within [`LOAD_GAP`].
+    /// `None` when either side's wait is unknown, or the factor is within
+    /// [`LOAD_GAP`] of 1.
     pub fn between(a: &Settings, b: &Settings) -> Option<LoadShift> {
-        let (a_busy, b_busy) = (busy(a)?, busy(b)?);
-        if (b_busy - a_busy).abs() <= LOAD_GAP {
+        let (a_slowdown, b_slowdown) = (slowdown(a)?, slowdown(b)?);
+        let factor = b_slowdown / a_slowdown;
+        if factor.max(1.0 / factor) <= 1.0 + LOAD_GAP {
             return None;
         }
         Some(LoadShift {
-            a_busy,
-            b_busy,
-            factor: (1.0 - a_busy) / (1.0 - b_busy),
+            a_slowdown,
+            b_slowdown,
+            factor,
         })
     }
 
@@ -205,20 +208,26 @@ impl LoadShift {
     }
 }
 
-/// Share of a session's time the machine was busy, when known; capped so
-/// that a saturated machine still gives a finite factor.
-fn busy(s: &Settings) -> Option<f64> {
-    if s.cpu_wait.is_none() && s.steal.is_none() {
-        return None;
-    }
-    Some((s.cpu_wait.unwrap_or(0.0) + s.steal.unwrap_or(0.0)).min(0.95))
+/// How much longer than on an idle machine a session's CPU work took, when
+/// its app's wait is known; steal is capped so that the factor stays finite.
+fn slowdown(s: &Settings) -> Option<f64> {
+    let wait = s.app_wait?;
+    Some((1.0 + wait) / (1.0 - s.steal.unwrap_or(0.0).min(0.9)))
 }
 
-/// `a task ready to run waited for a CPU 35% of the time, steal 2%`.
+/// `the app waited 0.45 s for a CPU per second it ran, steal 2%, CPU pressure 97%`.
 fn load_text(s: &Settings) -> String {
     let pct =
         |v: Option<f64>| v.map_or_else(|| "unknown".to_string(), |v| format!("{:.0}%", v * 100.0));
-    format!("CPU wait {}, steal {}", pct(s.cpu_wait), pct(s.steal))
+    let wait = s.app_wait.map_or_else(
+        || "unknown".to_string(),
+        |w| format!("{w:.2} s per second it ran"),
+    );
+    format!(
+        "the app waited for a CPU {wait}, steal {}, CPU pressure {}",
+        pct(s.steal),
+        pct(s.cpu_wait)
+    )
 }
 
 /// Compares B against A. Refuses snapshots sampled in different modes and
@@ -541,7 +550,7 @@ mod tests {
         assert_eq!(c.verdict, Verdict::Faster, "{:?}", c.reasons);
     }
 
-    fn loaded(cpu_wait: Option<f64>, steal: Option<f64>) -> Settings {
+    fn loaded(app_wait: Option<f64>, steal: Option<f64>) -> Settings {
         Settings {
             timeglass_version: "0".into(),
             rate_hz: 1000,
@@ -549,26 +558,27 @@ mod tests {
             python_version: None,
             git_commit: None,
             cpu_model: None,
-            cpu_wait,
+            cpu_wait: Some(0.5),
             steal,
+            app_wait,
         }
     }
 
     #[test]
     fn loads_within_the_gap_or_unknown_shift_nothing() {
-        let quiet = loaded(Some(0.04), Some(0.02));
+        let quiet = loaded(Some(0.05), Some(0.0));
         assert_eq!(
-            LoadShift::between(&quiet, &loaded(Some(0.10), Some(0.04))),
+            LoadShift::between(&quiet, &loaded(Some(0.12), Some(0.0))),
             None
         );
-        assert_eq!(LoadShift::between(&quiet, &loaded(None, None)), None);
-        let busy = LoadShift::between(&quiet, &loaded(Some(0.50), Some(0.04))).unwrap();
-        assert!((busy.factor - 0.94 / 0.46).abs() < 1e-9, "{busy:?}");
-        let calmer = LoadShift::between(&loaded(Some(0.50), Some(0.04)), &quiet).unwrap();
-        assert!((calmer.factor - 0.46 / 0.94).abs() < 1e-9, "{calmer:?}");
-        // A saturated machine still gives a finite factor.
-        let full = LoadShift::between(&quiet, &loaded(Some(1.0), Some(0.3))).unwrap();
-        assert!((full.factor - 0.94 / 0.05).abs() < 1e-9, "{full:?}");
+        assert_eq!(LoadShift::between(&quiet, &loaded(None, Some(0.5))), None);
+        let busy = LoadShift::between(&quiet, &loaded(Some(1.0), Some(0.0))).unwrap();
+        assert!((busy.factor - 2.0 / 1.05).abs() < 1e-9, "{busy:?}");
+        let calmer = LoadShift::between(&loaded(Some(1.0), Some(0.0)), &quiet).unwrap();
+        assert!((calmer.factor - 1.05 / 2.0).abs() < 1e-9, "{calmer:?}");
+        // Steal, which the app's counts do not see, slows it too.
+        let stolen = LoadShift::between(&quiet, &loaded(Some(0.05), Some(0.5))).unwrap();
+        assert!((stolen.factor - 2.0).abs() < 1e-9, "{stolen:?}");
     }
 
     /// p50 doubled: unsure when the busier B explains twice the time,
@@ -580,9 +590,9 @@ mod tests {
         let fast: Vec<u64> = (0..40).map(|i| 5 + i % 3).collect();
         let slow: Vec<u64> = fast.iter().map(|d| d * 2).collect();
         let (a, b) = (side(&fast, &[1; 40]), side(&slow, &[1; 40]));
-        let quiet = loaded(Some(0.02), Some(0.0));
-        let shift = |busy: f64| LoadShift::between(&quiet, &loaded(Some(busy), Some(0.0)));
-        let c = endpoint(Some(&a), Some(&b), shift(0.6), &o);
+        let quiet = loaded(Some(0.0), Some(0.0));
+        let shift = |wait: f64| LoadShift::between(&quiet, &loaded(Some(wait), Some(0.0)));
+        let c = endpoint(Some(&a), Some(&b), shift(1.5), &o);
         assert_eq!(c.verdict, Verdict::Unsure, "{:?}", c.reasons);
         assert!(!c.timing_slower());
         assert!(
@@ -592,17 +602,17 @@ mod tests {
             "{:?}",
             c.reasons
         );
-        let c = endpoint(Some(&a), Some(&b), shift(0.2), &o);
+        let c = endpoint(Some(&a), Some(&b), shift(0.3), &o);
         assert_eq!(c.verdict, Verdict::Slower, "{:?}", c.reasons);
         let mut more = b.clone();
         more.stats.queries_avg = 3.0;
-        let c = endpoint(Some(&a), Some(&more), shift(0.6), &o);
+        let c = endpoint(Some(&a), Some(&more), shift(1.5), &o);
         assert_eq!(c.verdict, Verdict::Slower, "{:?}", c.reasons);
         // Faster on the busier machine is no load's doing.
-        let c = endpoint(Some(&b), Some(&a), shift(0.6), &o);
+        let c = endpoint(Some(&b), Some(&a), shift(1.5), &o);
         assert_eq!(c.verdict, Verdict::Faster, "{:?}", c.reasons);
         // And faster when A was the busier one is unsure.
-        let calmer = LoadShift::between(&loaded(Some(0.6), Some(0.0)), &quiet);
+        let calmer = LoadShift::between(&loaded(Some(1.5), Some(0.0)), &quiet);
         let c = endpoint(Some(&b), Some(&a), calmer, &o);
         assert_eq!(c.verdict, Verdict::Unsure, "{:?}", c.reasons);
     }

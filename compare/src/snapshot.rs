@@ -44,6 +44,9 @@ pub struct Settings {
     /// Share of the CPUs' time the hypervisor gave to other guests.
     #[serde(default)]
     pub steal: Option<f64>,
+    /// Seconds the app's request threads waited for a CPU per second they ran.
+    #[serde(default)]
+    pub app_wait: Option<f64>,
 }
 
 /// How often one statement ran per request, and its time.
@@ -200,5 +203,6 @@ fn settings(store: &Store, info: &SessionInfo) -> Result<Settings, CompareError>
         cpu_model: machine::cpu_model(),
         cpu_wait: info.load.cpu_wait,
         steal: info.load.steal,
+        app_wait: info.load.app_wait,
     })
 }

@@ -106,6 +106,9 @@ pub struct Summary {
     pub lost_events: u64,
     /// Requests dropped because the store could not be written for long.
     pub unstored_requests: u64,
+    /// Request threads' CPU time, and their time waiting for a CPU meanwhile.
+    pub threads_cpu_ns: u64,
+    pub threads_wait_ns: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,9 @@
 //! `/proc/pressure/cpu`: microseconds in which a task ready to run waited
 //! for a CPU) and steal time (`/proc/stat`: time the hypervisor gave the
 //! CPUs to other guests). A response time measured on a busier machine is
-//! longer with no change to the code; `timeglass compare` says so.
+//! longer with no change to the code; `timeglass compare` says so. How much
+//! the app itself waited for a CPU comes from the sampler's readings of its
+//! request threads ([`app_wait`]).
 
 use std::time::Instant;
 
@@ -44,8 +46,19 @@ impl Counters {
             }
             _ => None,
         };
-        MachineLoad { cpu_wait, steal }
+        MachineLoad {
+            cpu_wait,
+            steal,
+            app_wait: None,
+        }
     }
+}
+
+/// The request threads' wait for a CPU per unit of CPU time they got, from
+/// a recording's summary; `None` when they never ran while read.
+pub fn app_wait(summary: &crate::Summary) -> Option<f64> {
+    (summary.threads_cpu_ns > 0)
+        .then(|| summary.threads_wait_ns as f64 / summary.threads_cpu_ns as f64)
 }
 
 /// `total=` of the `some` line of `/proc/pressure/cpu`.

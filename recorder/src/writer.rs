@@ -371,6 +371,8 @@ impl Writer {
             }
             Report::Done { pid, stats, error } => {
                 self.summary.failed_walks += stats.failed_walks;
+                self.summary.threads_cpu_ns += stats.threads_cpu_ns;
+                self.summary.threads_wait_ns += stats.threads_wait_ns;
                 if let Some(proc) = self.procs.get_mut(&pid) {
                     proc.sampler_done = true;
                 }

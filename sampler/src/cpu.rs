@@ -1,6 +1,7 @@
 //! Whether a thread has run since it was last looked at: its CPU time as
 //! the kernel counts it (the first field of `/proc/PID/task/TID/schedstat`,
-//! nanoseconds on a CPU) and its run state (`/proc/PID/task/TID/stat`).
+//! nanoseconds on a CPU; the second is its time runnable but waiting for a
+//! CPU) and its run state (`/proc/PID/task/TID/stat`).
 //! Each file is opened once and re-read with one `pread` per reading.
 //!
 //! The kernel brings a thread's count up to date when the thread leaves
@@ -30,6 +31,8 @@ impl Default for ThreadCpu {
 pub(crate) struct Reading {
     /// Nanoseconds on a CPU so far.
     pub cpu_ns: u64,
+    /// Nanoseconds runnable, waiting on a run queue for a CPU, so far.
+    pub wait_ns: u64,
     /// Running or runnable (`R`) right now.
     pub running: bool,
 }
@@ -40,13 +43,18 @@ impl ThreadCpu {
     pub(crate) fn read(&mut self, pid: u32, tid: u32) -> Option<Reading> {
         let mut buf = [0u8; 512];
         let n = self.schedstat.read(pid, tid, &mut buf[..64])?;
-        let cpu_ns = std::str::from_utf8(&buf[..n])
-            .ok()
-            .and_then(|t| t.split_ascii_whitespace().next()?.parse().ok());
+        let counts = std::str::from_utf8(&buf[..n]).ok().and_then(|t| {
+            let mut fields = t.split_ascii_whitespace().map(str::parse::<u64>);
+            Some((fields.next()?.ok()?, fields.next()?.ok()?))
+        });
         let n = self.stat.read(pid, tid, &mut buf)?;
         let running = run_state(&buf[..n]).map(|state| state == b'R');
-        match (cpu_ns, running) {
-            (Some(cpu_ns), Some(running)) => Some(Reading { cpu_ns, running }),
+        match (counts, running) {
+            (Some((cpu_ns, wait_ns)), Some(running)) => Some(Reading {
+                cpu_ns,
+                wait_ns,
+                running,
+            }),
             _ => {
                 self.schedstat.forget(tid);
                 self.stat.forget(tid);

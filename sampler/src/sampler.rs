@@ -134,6 +134,11 @@ pub struct SamplerStats {
     /// Walks of request threads saved because the thread had not run since
     /// the last tick (its stack could not have changed).
     pub walks_saved: u64,
+    /// Request threads' CPU time between readings, and their time runnable
+    /// but waiting for a CPU meanwhile (`schedstat`): how much a busy
+    /// machine slowed the app.
+    pub threads_cpu_ns: u64,
+    pub threads_wait_ns: u64,
 }
 
 pub struct Sampler {
@@ -167,6 +172,8 @@ pub struct Sampler {
     gil_region: Option<Option<Range<u64>>>,
     /// Request threads whose last sample waited for the GIL.
     gil_waiters: HashSet<u32>,
+    /// Each request thread's last reading, for [`SamplerStats::threads_wait_ns`].
+    last_reading: HashMap<u32, Reading>,
     /// The collector's count of finished collections at the last reading.
     gc_seen: Option<u64>,
     /// Collections not charged to a GIL holder's sample yet.
@@ -231,6 +238,7 @@ impl Sampler {
             syscalls: TaskFiles::new("syscall"),
             gil_region: None,
             gil_waiters: HashSet::new(),
+            last_reading: HashMap::new(),
             gc_seen: None,
             gc_pending: 0,
             gc_running_counted: false,
@@ -294,6 +302,12 @@ impl Sampler {
                 }
                 let now = self.cpu.read(pid, tid);
                 cpu_now.insert(tid, now);
+                if let Some(now) = now {
+                    if let Some(then) = self.last_reading.insert(tid, now) {
+                        self.stats.threads_cpu_ns += now.cpu_ns.saturating_sub(then.cpu_ns);
+                        self.stats.threads_wait_ns += now.wait_ns.saturating_sub(then.wait_ns);
+                    }
+                }
                 let still = self.threads.get(&tid).and_then(|m| {
                     let (then, now) = (m.cpu?, now?);
                     let same = m.slot == snap;
@@ -359,6 +373,7 @@ impl Sampler {
             self.cpu.retain(|tid| known.contains_key(&tid));
             self.syscalls.retain(|tid| known.contains_key(&tid));
             self.gil_waiters.retain(|tid| known.contains_key(tid));
+            self.last_reading.retain(|tid, _| known.contains_key(tid));
         }
         // Requests seen on a thread this tick (or on a thread left for a
         // later tick): they are not suspended.

@@ -128,6 +128,10 @@ pub struct MachineLoad {
     pub cpu_wait: Option<f64>,
     /// The hypervisor gave the CPUs to other guests (`steal`, `/proc/stat`).
     pub steal: Option<f64>,
+    /// The app's request threads waited for a CPU this long per unit of
+    /// CPU time they got (their `schedstat`): 0.5 is half a second of
+    /// waiting per second of running.
+    pub app_wait: Option<f64>,
 }
 
 /// What the writer thread flushes at once; written in one transaction.
@@ -344,7 +348,7 @@ impl Store {
             .prepare_cached(
                 "UPDATE sessions SET ended_at = ?2, exit_code = ?3, samples = ?4,
                      torn_samples = ?5, lost_events = ?6, cpu_wait_share = ?7,
-                     steal_share = ?8
+                     steal_share = ?8, app_wait_per_cpu = ?9
                  WHERE id = ?1",
             )
             .and_then(|mut stmt| {
@@ -357,6 +361,7 @@ impl Store {
                     end.lost_events,
                     end.load.cpu_wait,
                     end.load.steal,
+                    end.load.app_wait,
                 ])
             })
             .map_err(|e| self.sql_err(e))?;

@@ -36,14 +36,17 @@ FROM requests"
     };
 }
 
-/// Version 16: how busy the machine was over each session, as shares of
-/// its wall time: a task ready to run waited for a CPU (`cpu_wait_share`,
-/// CPU pressure) and the hypervisor ran other guests (`steal_share`). NULL
-/// where the kernel keeps no such counter, for sessions that did not end
-/// and for sessions of older versions. `compare` reads them.
+/// Version 16: how busy the machine was over each session: as shares of
+/// its wall time, a task ready to run waited for a CPU (`cpu_wait_share`,
+/// CPU pressure) and the hypervisor ran other guests (`steal_share`); and
+/// how long the app's request threads waited for a CPU per unit of CPU
+/// time they got (`app_wait_per_cpu`). NULL where the kernel keeps no such
+/// counter, for sessions that did not end and for sessions of older
+/// versions. `compare` reads them.
 const V16: &str = "
 ALTER TABLE sessions ADD COLUMN cpu_wait_share REAL;
 ALTER TABLE sessions ADD COLUMN steal_share REAL;
+ALTER TABLE sessions ADD COLUMN app_wait_per_cpu REAL;
 ";
 
 /// Version 15: lists sorted by response time keep the nanosecond order they
@@ -1068,6 +1071,7 @@ mod tests {
         let load = MachineLoad {
             cpu_wait: Some(0.04),
             steal: Some(0.02),
+            app_wait: Some(0.3),
         };
         store
             .end_session(

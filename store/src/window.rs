@@ -289,7 +289,7 @@ impl Store {
     ) -> Result<Option<SessionInfo>, StoreError> {
         let sql = format!(
             "SELECT id, started_at, ended_at, cwd, clock_mono_ns, clock_unix_ns, rate_hz,
-                 sample_mode, cpu_wait_share, steal_share
+                 sample_mode, cpu_wait_share, steal_share, app_wait_per_cpu
              FROM sessions WHERE {condition}"
         );
         self.conn
@@ -310,6 +310,7 @@ impl Store {
                         load: crate::MachineLoad {
                             cpu_wait: r.get(8)?,
                             steal: r.get(9)?,
+                            app_wait: r.get(10)?,
                         },
                     })
                 })

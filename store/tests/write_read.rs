@@ -49,6 +49,7 @@ fn round_trip() {
                 load: MachineLoad {
                     cpu_wait: Some(0.25),
                     steal: None,
+                    app_wait: Some(1.5),
                 },
             },
         )
@@ -58,7 +59,8 @@ fn round_trip() {
         info.load,
         MachineLoad {
             cpu_wait: Some(0.25),
-            steal: None
+            steal: None,
+            app_wait: Some(1.5),
         }
     );
 
