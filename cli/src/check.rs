@@ -137,7 +137,7 @@ fn text(c: &Comparison, g: &Gate, outcomes: &[Outcome]) -> String {
             out.push_str(&format!("     {f}\n"));
         }
         if unsure {
-            for r in e.reasons.iter().filter(|r| r.contains(" latency ")) {
+            for r in e.latency_reasons() {
                 out.push_str(&format!("     {r}\n"));
             }
         }

@@ -133,12 +133,7 @@ impl Gate {
             };
         }
         if e.timing_slower() {
-            failures.extend(
-                e.reasons
-                    .iter()
-                    .filter(|r| r.contains(" latency "))
-                    .cloned(),
-            );
+            failures.extend(e.latency_reasons().cloned());
         }
         if e.queries_added > self.max_queries_added + 1e-9 {
             failures.push(format!(
@@ -150,9 +145,8 @@ impl Gate {
             failures.push("more requests flagged as likely N+1s".into());
         }
         let note = if e.verdict == Verdict::Unsure {
-            let moved = e.reasons.iter().filter(|r| r.contains(" latency "));
             if self.fail_on_unsure {
-                failures.extend(moved.cloned());
+                failures.extend(e.latency_reasons().cloned());
             }
             "unsure: latency moved no more than the busier machine explains".to_string()
         } else {

@@ -126,6 +126,11 @@ impl EndpointComparison {
             .any(|t| t.change == Change::Slower && !t.explained_by_load)
     }
 
+    /// The reasons that are latency tests' findings.
+    pub fn latency_reasons(&self) -> impl Iterator<Item = &String> {
+        self.reasons.iter().filter(|r| r.contains(" latency "))
+    }
+
     /// The tests that decide the verdict: latency. CPU time per request is
     /// tested and shown, but it decides nothing: it comes from samples, and
     /// for code that waits on a clock it follows preemption (measured here:
